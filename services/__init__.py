@@ -1,0 +1,1 @@
+"""The domain of Kezek. Never imports aiogram; time comes from an injected Clock."""

@@ -1,0 +1,99 @@
+"""The unit of work every service function runs in: one session, one instant, one actor.
+
+Audit entries and outbox notices are buffered here and written by ``flush()`` just before the
+commit, in the same transaction as the change (the transactional outbox). Duplicate dedupe keys
+are ignored by the database, so an idempotent sweep that runs twice writes a notice once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.calendar import WorkingCalendar
+from storage.models import AuditEntry, CalendarDay, District, OutboxMessage, RuleProfile
+
+DEFAULT_PROFILE_CODE = "default"
+
+
+@dataclass
+class Ctx:
+    session: AsyncSession
+    now: dt.datetime
+    calendar: WorkingCalendar
+    actor: str = "system"
+    _profiles: dict[int | None, RuleProfile] = field(default_factory=dict)
+    _audit: list[dict[str, Any]] = field(default_factory=list)
+    _outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def dialect(self) -> str:
+        return self.session.bind.dialect.name if self.session.bind is not None else "sqlite"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @classmethod
+    async def open(cls, session: AsyncSession, now: dt.datetime, actor: str = "system") -> Ctx:
+        rows = (await session.execute(select(CalendarDay))).scalars().all()
+        calendar = WorkingCalendar({r.day: (r.working, r.name) for r in rows})
+        return cls(session=session, now=now, calendar=calendar, actor=actor)
+
+    async def profile(self, district_id: int) -> RuleProfile:
+        if district_id not in self._profiles:
+            district = await self.session.get(District, district_id)
+            pid = district.profile_id if district else None
+            if pid is None:
+                prof = (await self.session.execute(
+                    select(RuleProfile).where(RuleProfile.code == DEFAULT_PROFILE_CODE)
+                )).scalar_one_or_none()
+                if prof is None:  # a database without the seeded default row
+                    prof = RuleProfile(code=DEFAULT_PROFILE_CODE, name="Default")
+                    self.session.add(prof)
+                    await self.session.flush()
+            else:
+                prof = await self.session.get(RuleProfile, pid)
+            self._profiles[district_id] = prof  # type: ignore[assignment]
+        return self._profiles[district_id]
+
+    def audit(self, action: str, entity: str, entity_id: int | None = None, **data: Any) -> None:
+        self._audit.append({
+            "at": self.now, "actor": self.actor, "action": action, "entity": entity,
+            "entity_id": entity_id, "data": data,
+        })
+
+    def notify(self, kind: str, application_id: int | None, dedupe_key: str, **payload: Any) -> None:
+        self._outbox.append({
+            "dedupe_key": dedupe_key, "kind": kind, "application_id": application_id,
+            "payload": payload, "created_at": self.now, "status": "pending", "attempts": 0,
+            "next_attempt_at": self.now,
+        })
+
+    async def insert_ignore(self, model: type, rows: list[dict[str, Any]], key: str) -> None:
+        if not rows:
+            return
+        table = model.__table__  # type: ignore[attr-defined]
+        if self.dialect == "postgresql":
+            stmt = pg_insert(table).on_conflict_do_nothing(index_elements=[key])
+        elif self.dialect == "sqlite":
+            stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+        else:  # pragma: no cover - other dialects are not supported
+            stmt = insert(table)
+        for i in range(0, len(rows), 2000):
+            await self.session.execute(stmt, rows[i:i + 2000])
+
+    async def flush(self) -> None:
+        await self.session.flush()
+        if self._audit:
+            for i in range(0, len(self._audit), 2000):
+                await self.session.execute(insert(AuditEntry), self._audit[i:i + 2000])
+            self._audit.clear()
+        if self._outbox:
+            await self.insert_ignore(OutboxMessage, self._outbox, "dedupe_key")
+            self._outbox.clear()

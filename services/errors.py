@@ -1,0 +1,156 @@
+"""Typed domain errors. Each has a stable ``code`` (the front ends' message key) and ``params``.
+
+Nothing is half-written when one is raised: services raise before or inside the unit of work,
+and the unit of work rolls back whole."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class KezekError(Exception):
+    code = "error"
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+        super().__init__(f"{self.code} {params}" if params else self.code)
+
+
+class ValidationError(KezekError):
+    """Bad input: ``field`` says which, and ``index``/``line`` may say where in a bulk load."""
+
+    code = "invalid"
+
+
+class InvalidIIN(ValidationError):
+    code = "invalid_iin"
+
+
+class IINBirthDateMismatch(ValidationError):
+    code = "iin_birth_date_mismatch"
+
+
+class InvalidPhone(ValidationError):
+    code = "invalid_phone"
+
+
+class InvalidEmail(ValidationError):
+    code = "invalid_email"
+
+
+class InvalidField(ValidationError):
+    code = "invalid_field"
+
+
+class MissingField(ValidationError):
+    code = "missing_field"
+
+
+class UnknownDistrict(ValidationError):
+    code = "unknown_district"
+
+
+class UnknownKindergarten(ValidationError):
+    code = "unknown_kindergarten"
+
+
+class UnknownProfile(ValidationError):
+    code = "unknown_profile"
+
+
+class DuplicateInBatch(ValidationError):
+    code = "duplicate_in_batch"
+
+
+class ChildAlreadyQueued(ValidationError):
+    code = "child_already_queued"
+
+
+class BulkRejected(KezekError):
+    """A bulk load was refused whole; ``errors`` lists (line or index, KezekError)."""
+
+    code = "bulk_rejected"
+
+    def __init__(self, errors: list[tuple[int, KezekError]]) -> None:
+        self.errors = errors
+        super().__init__(count=len(errors))
+
+
+class NotFound(KezekError):
+    code = "not_found"
+
+
+class ApplicationNotFound(NotFound):
+    code = "application_not_found"
+
+
+class SeatNotFound(NotFound):
+    code = "seat_not_found"
+
+
+class ReferralNotFound(NotFound):
+    code = "referral_not_found"
+
+
+class RuleViolation(KezekError):
+    """The action is well-formed but the rules forbid it now."""
+
+    code = "rule_violation"
+
+
+class OutsideClaimWindow(RuleViolation):
+    code = "outside_claim_window"
+
+
+class SeatNotAvailable(RuleViolation):
+    code = "seat_not_available"
+
+
+class OfferExpired(RuleViolation):
+    code = "offer_expired"
+
+
+class NotWaiting(RuleViolation):
+    code = "not_waiting"
+
+
+class StopListed(RuleViolation):
+    code = "stop_listed"
+
+
+class NotEligibleForSeat(RuleViolation):
+    code = "not_eligible_for_seat"
+
+
+class TooYoungForPrivate(RuleViolation):
+    code = "too_young_for_private"
+
+
+class ConfirmationRequired(RuleViolation):
+    code = "confirmation_required"
+
+
+class ReferralNotActive(RuleViolation):
+    code = "referral_not_active"
+
+
+class ShowUpDeadlinePassed(RuleViolation):
+    code = "showup_deadline_passed"
+
+
+class DocumentsNotPending(RuleViolation):
+    code = "documents_not_pending"
+
+
+class ApplicationClosed(RuleViolation):
+    code = "application_closed"
+
+
+def all_error_classes() -> list[type[KezekError]]:
+    out: list[type[KezekError]] = []
+    stack: list[type[KezekError]] = [KezekError]
+    while stack:
+        cls = stack.pop()
+        out.append(cls)
+        stack.extend(cls.__subclasses__())
+    return out

@@ -1,0 +1,118 @@
+"""The service facade the front ends (bot, API, CLI) call. Each call is one unit of work:
+one transaction with the change, its audit entries and the notices it causes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import func, select
+
+from services import directory, offers, queue, referrals
+from services.clock import Clock
+from services.context import Ctx
+from services.parsing import Row
+from storage.db import Database
+from storage.models import Application, OutboxMessage, Referral, Seat
+from storage.models import Offer as OfferModel
+
+
+class Kezek:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    @asynccontextmanager
+    async def unit(self, actor: str = "system") -> AsyncIterator[Ctx]:
+        async with self.db.write() as session:
+            ctx = await Ctx.open(session, self.clock.now(), actor)
+            yield ctx
+            await ctx.flush()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Ctx]:
+        async with self.db.read() as session:
+            yield await Ctx.open(session, self.clock.now())
+
+    # --- registry ---------------------------------------------------------------------------
+    async def upsert_profiles(self, rows: Sequence[Row], actor: str = "registry") -> int:
+        async with self.unit(actor) as ctx:
+            return await directory.upsert_profiles(ctx, rows)
+
+    async def upsert_districts(self, rows: Sequence[Row], actor: str = "registry") -> int:
+        async with self.unit(actor) as ctx:
+            return await directory.upsert_districts(ctx, rows)
+
+    async def upsert_kindergartens(self, rows: Sequence[Row], actor: str = "registry") -> int:
+        async with self.unit(actor) as ctx:
+            return await directory.upsert_kindergartens(ctx, rows)
+
+    async def import_applications(self, rows: Sequence[Row], actor: str = "registry") -> queue.ImportReport:
+        async with self.unit(actor) as ctx:
+            return await queue.import_applications(ctx, rows)
+
+    async def set_calendar_day(self, day: dt.date, working: bool, name: str = "",
+                               actor: str = "operator") -> None:
+        async with self.unit(actor) as ctx:
+            await directory.set_calendar_day(ctx, day, working, name)
+
+    async def publish_seats(self, row: Row, actor: str = "registry") -> offers.PublishResult:
+        async with self.unit(actor) as ctx:
+            return await offers.publish_seats(ctx, row)
+
+    async def admit(self, referral_id: int, actor: str = "kindergarten") -> Referral:
+        async with self.unit(actor) as ctx:
+            return await referrals.admit(ctx, referral_id)
+
+    async def decide_documents(self, referral_id: int, accepted: bool, actor: str = "operator") -> Referral:
+        async with self.unit(actor) as ctx:
+            return await referrals.decide_documents(ctx, referral_id, accepted)
+
+    # --- parents ----------------------------------------------------------------------------
+    async def queue_view(self, app_number: str, viewer: str | None = None) -> queue.QueueView:
+        if viewer is None:
+            async with self.reading() as ctx:
+                return await queue.view(ctx, app_number)
+        async with self.unit(viewer) as ctx:
+            return await queue.view(ctx, app_number, viewer)
+
+    async def available_seats(self, app_number: str, state_order_only: bool = False) -> list[offers.AvailableSeat]:
+        async with self.reading() as ctx:
+            return await offers.available_seats(ctx, app_number, state_order_only=state_order_only)
+
+    async def preview_claim(self, app_number: str, seat_id: int) -> offers.ClaimPlan:
+        async with self.reading() as ctx:
+            return await offers.plan_claim(ctx, app_number, seat_id)
+
+    async def claim(self, app_number: str, seat_id: int, confirmed_by: str | None) -> list[Referral]:
+        async with self.unit(confirmed_by or "anonymous") as ctx:
+            return await offers.claim(ctx, app_number, seat_id, confirmed_by)
+
+    # --- sweeps -----------------------------------------------------------------------------
+    async def run_sweeps(self) -> dict[str, int]:
+        """Everything that fell due by now, idempotently: close passed offers, annul referrals
+        past a deadline, end stop-lists, and offer free seats to whoever is first now."""
+        async with self.unit("sweeper") as ctx:
+            done = {"offers_expired": await offers.expire_offers(ctx)}
+            done.update(await referrals.sweep_deadlines(ctx))
+            done["stoplists_ended"] = await referrals.end_stoplists(ctx)
+            done["offers_made"] = len(await offers.fill_free_seats(ctx))
+            return done
+
+    async def stats(self) -> dict[str, Any]:
+        async with self.reading() as ctx:
+            s = ctx.session
+
+            async def by(col: Any) -> dict[str, int]:
+                return {k: int(v) for k, v in (await s.execute(select(col, func.count()).group_by(col))).all()}
+
+            return {
+                "applications": await by(Application.status),
+                "seats": await by(Seat.status),
+                "offers": await by(OfferModel.status),
+                "referrals": await by(Referral.status),
+                "annulments": {k or "": v for k, v in (await by(Referral.annul_reason)).items() if k},
+                "outbox": await by(OutboxMessage.status),
+            }

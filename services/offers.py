@@ -1,0 +1,483 @@
+"""Seats, offers ("your turn has come"), the claim window, the hand-over to everyone, and claims.
+
+* Publishing free seats offers each to the first waiting application of that queue (district,
+  birth year) that is not stop-listed, has no open offer, and wants that kindergarten or any; the
+  profile may interleave general applications after each first-priority one and keeps twins
+  together. Seats of private kindergartens under the state order are open at once to every
+  waiting child of the district aged 3+ (queue number does not matter).
+* An offer lives until the end of the first claim window that ends after it was made (a profile
+  may give more windows). Then the seat is open to every waiting application of the queue.
+* A claim needs an explicit confirmation, happens inside a window only, and issues the referral
+  atomically with taking the seat (conditional updates: the loser of a race changes nothing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exists, insert, literal, or_, select, text, tuple_, update
+from sqlalchemy.engine import Row
+
+from services import parsing as p
+from services.context import Ctx
+from services.errors import (
+    ConfirmationRequired,
+    InvalidField,
+    NotEligibleForSeat,
+    NotWaiting,
+    OfferExpired,
+    OutsideClaimWindow,
+    SeatNotAvailable,
+    SeatNotFound,
+    StopListed,
+    TooYoungForPrivate,
+    UnknownKindergarten,
+)
+from services.queue import REFERRAL, get_application, queue_event
+from storage.models import (
+    Application,
+    ApplicationPreference,
+    AppStatus,
+    DocsState,
+    Group,
+    Kindergarten,
+    KindergartenKind,
+    Offer,
+    OfferStatus,
+    Privilege,
+    QueueState,
+    Referral,
+    RuleProfile,
+    Seat,
+    SeatStatus,
+    UTCDateTime,
+)
+
+A = Application
+
+VIA_OFFER = "offer"  # the seat was offered to this application in queue order
+VIA_OPEN = "open"  # a passed seat, open to the whole birth year
+VIA_STATE_ORDER = "state_order"  # a private kindergarten under the state order
+
+
+@dataclass
+class PublishResult:
+    seat_ids: list[int]
+    offers: list[tuple[int, int, str]]  # (offer id, seat id, application number)
+    private: bool
+
+
+# --- publishing and offering ---------------------------------------------------------------------
+
+async def publish_seats(ctx: Ctx, row: p.Row) -> PublishResult:
+    kg_code = p.code(row, "kindergarten")
+    birth_year = p.integer(row, "birth_year", lo=ctx.now.year - 8, hi=ctx.now.year)
+    language = p.choice(row, "language", ("ru", "kk"))
+    count = p.integer(row, "count", lo=1, hi=500)
+    kg = (await ctx.session.execute(
+        select(Kindergarten).where(Kindergarten.code == kg_code))).scalar_one_or_none()
+    if kg is None:
+        raise UnknownKindergarten(field="kindergarten", value=kg_code)
+    if language not in kg.languages.split(","):
+        raise InvalidField(field="language", reason="not_taught", options=kg.languages)
+    group = (await ctx.session.execute(select(Group).where(
+        Group.kindergarten_id == kg.id, Group.birth_year == birth_year, Group.language == language,
+    ))).scalar_one_or_none()
+    if group is None:
+        group = Group(kindergarten_id=kg.id, birth_year=birth_year, language=language,
+                      name=f"{birth_year}-{language}")
+        ctx.session.add(group)
+        await ctx.session.flush()
+    private = kg.kind == KindergartenKind.PRIVATE
+    result = await ctx.session.execute(insert(Seat).returning(Seat.id), [{
+        "kindergarten_id": kg.id, "group_id": group.id, "district_id": kg.district_id,
+        "birth_year": birth_year, "language": language, "private": private,
+        "status": SeatStatus.OPEN if private else SeatStatus.FREE, "published_at": ctx.now,
+        "opened_at": ctx.now if private else None,
+    } for _ in range(count)])
+    seat_ids = [r[0] for r in result.all()]
+    ctx.audit("seats.publish", "kindergarten", kg.id, birth_year=birth_year, language=language,
+              count=count, seat_ids=seat_ids)
+    offers: list[tuple[int, int, str]] = []
+    if not private:
+        offers = await _fill_queue(ctx, kg.id, kg.district_id, birth_year, seat_ids)
+    return PublishResult(seat_ids, offers, private)
+
+
+async def fill_free_seats(ctx: Ctx, seat_ids: list[int] | None = None) -> list[tuple[int, int, str]]:
+    """Offer free seats (all of them, or the given ones) to whoever is first now."""
+    q = select(Seat.id, Seat.kindergarten_id, Seat.district_id, Seat.birth_year).where(
+        Seat.status == SeatStatus.FREE, Seat.private.is_(False)).order_by(Seat.id)
+    if seat_ids is not None:
+        if not seat_ids:
+            return []
+        q = q.where(Seat.id.in_(seat_ids))
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for sid, kg_id, district_id, year in (await ctx.session.execute(q)).all():
+        groups.setdefault((kg_id, district_id, year), []).append(sid)
+    made: list[tuple[int, int, str]] = []
+    for (kg_id, district_id, year), ids in groups.items():
+        made += await _fill_queue(ctx, kg_id, district_id, year, ids)
+    return made
+
+
+def _eligible(ctx: Ctx, kg_id: int, district_id: int, birth_year: int) -> list[Any]:
+    P = ApplicationPreference
+    return [
+        A.district_id == district_id, A.birth_year == birth_year, A.status == AppStatus.QUEUED,
+        or_(A.stoplist_until.is_(None), A.stoplist_until <= ctx.now),
+        ~exists().where(Offer.application_id == A.id, Offer.status == OfferStatus.OPEN),
+        or_(A.any_kindergarten.is_(True),
+            exists().where(P.application_id == A.id, P.kindergarten_id == kg_id)),
+    ]
+
+
+class _Candidates:
+    """Eligible applications in queue order, fetched lazily by keyset pages."""
+
+    def __init__(self, ctx: Ctx, filters: list[Any], page: int) -> None:
+        self.ctx, self.filters, self.page = ctx, filters, page
+        self.buf: deque[Row[Any]] = deque()
+        self.after: tuple[int, dt.datetime, str] | None = None
+        self.done = False
+
+    async def peek(self, used: set[int]) -> Row[Any] | None:
+        while True:
+            while self.buf and self.buf[0].id in used:
+                self.buf.popleft()
+            if self.buf:
+                return self.buf[0]
+            if self.done:
+                return None
+            q = select(A.id, A.priv_rank, A.submitted_at, A.number, A.twin_group).where(*self.filters)
+            if self.after is not None:
+                r, s, n = self.after
+                q = q.where(tuple_(A.priv_rank, A.submitted_at, A.number) > tuple_(
+                    literal(r), literal(s, UTCDateTime()), literal(n)))
+            q = q.order_by(A.priv_rank, A.submitted_at, A.number).limit(self.page)
+            rows = (await self.ctx.session.execute(q)).all()
+            if len(rows) < self.page:
+                self.done = True
+            if rows:
+                last = rows[-1]
+                self.after = (last.priv_rank, last.submitted_at, last.number)
+            self.buf.extend(rows)
+
+
+async def _lock_queue(ctx: Ctx, district_id: int, birth_year: int) -> None:
+    """Serialise offer-making per queue across processes (SQLite's write lock already does)."""
+    if ctx.is_postgres:
+        await ctx.session.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                                  {"k": district_id * 10_000 + birth_year})
+
+
+async def _fill_queue(ctx: Ctx, kg_id: int, district_id: int, birth_year: int,
+                      seat_ids: list[int]) -> list[tuple[int, int, str]]:
+    await _lock_queue(ctx, district_id, birth_year)
+    profile = await ctx.profile(district_id)
+    expires = ctx.calendar.window_end_after(ctx.now, profile.window_close_minute, profile.offer_windows)
+    filters = _eligible(ctx, kg_id, district_id, birth_year)
+    main = _Candidates(ctx, filters, page=max(2 * len(seat_ids), 16))
+    general: _Candidates | None = None
+    interleave = profile.interleave_general_per_first
+    state = None
+    if interleave:
+        state = await ctx.session.get(QueueState, (district_id, birth_year))
+        if state is None:
+            state = QueueState(district_id=district_id, birth_year=birth_year, general_owed=0)
+            ctx.session.add(state)
+    remaining = deque(seat_ids)
+    used: set[int] = set()
+    picks: list[tuple[Row[Any], int, str | None]] = []  # (candidate, seat id, batch)
+    while remaining:
+        cand = await main.peek(used)
+        if cand is None:
+            break
+        if state is not None and state.general_owed > 0 and cand.priv_rank == Privilege.RANK[Privilege.FIRST]:
+            general = general or _Candidates(ctx, [*filters, A.priv_rank == Privilege.RANK[Privilege.NONE]], 16)
+            first_general = await general.peek(used)
+            if first_general is not None:
+                cand = first_general
+        members = [cand]
+        if cand.twin_group and profile.twins_together:
+            members = await _twins(ctx, cand.twin_group, filters, district_id, birth_year)
+            if members is None or len(members) > len(remaining):
+                used.update(m.id for m in (members or [cand]))
+                used.add(cand.id)
+                continue
+        for m in members:
+            used.add(m.id)
+            picks.append((m, remaining.popleft(), cand.twin_group if len(members) > 1 else None))
+        if state is not None:
+            if cand.priv_rank == Privilege.RANK[Privilege.FIRST]:
+                state.general_owed = interleave
+            elif cand.priv_rank == Privilege.RANK[Privilege.NONE] and state.general_owed > 0:
+                state.general_owed -= 1
+    if not picks:
+        return []
+    result = await ctx.session.execute(insert(Offer).returning(Offer.id, Offer.seat_id), [{
+        "seat_id": seat_id, "application_id": cand.id, "batch": batch, "made_at": ctx.now,
+        "expires_at": expires, "status": OfferStatus.OPEN,
+    } for cand, seat_id, batch in picks])
+    offer_by_seat = {seat_id: offer_id for offer_id, seat_id in result.all()}
+    await ctx.session.execute(
+        update(Seat).where(Seat.id.in_(list(offer_by_seat)), Seat.status == SeatStatus.FREE)
+        .values(status=SeatStatus.OFFERED).execution_options(synchronize_session=False))
+    made = []
+    for cand, seat_id, batch in picks:
+        offer_id = offer_by_seat[seat_id]
+        made.append((offer_id, seat_id, cand.number))
+        ctx.audit("offer.make", "offer", offer_id, application_id=cand.id, seat_id=seat_id)
+        ctx.notify("turn_came", cand.id, f"offer:{offer_id}", offer_id=offer_id, seat_id=seat_id,
+                   kindergarten_id=kg_id, expires_at=expires.isoformat(), batch=batch)
+    return made
+
+
+async def _twins(ctx: Ctx, group: str, filters: list[Any], district_id: int,
+                 birth_year: int) -> list[Row[Any]] | None:
+    """The twins of a batch in queue order, or None when one of them may not be offered now."""
+    cols = (A.id, A.priv_rank, A.submitted_at, A.number, A.twin_group)
+    waiting = (await ctx.session.execute(select(*cols).where(
+        A.twin_group == group, A.district_id == district_id, A.birth_year == birth_year,
+        A.status == AppStatus.QUEUED).order_by(A.priv_rank, A.submitted_at, A.number))).all()
+    eligible = (await ctx.session.execute(select(*cols).where(A.twin_group == group, *filters))).all()
+    if len(eligible) != len(waiting):
+        return None
+    return list(waiting)
+
+
+# --- the end of a claim window -------------------------------------------------------------------
+
+async def expire_offers(ctx: Ctx) -> int:
+    """Close offers whose window ended; their seats become open to the whole birth year."""
+    due = (await ctx.session.execute(select(Offer).where(
+        Offer.status == OfferStatus.OPEN, Offer.expires_at <= ctx.now).order_by(Offer.id))).scalars().all()
+    opened: dict[tuple[int, int], dt.datetime] = {}
+    count = 0
+    for offer in due:
+        res = await ctx.session.execute(
+            update(Offer).where(Offer.id == offer.id, Offer.status == OfferStatus.OPEN)
+            .values(status=OfferStatus.EXPIRED, closed_at=offer.expires_at)
+            .execution_options(synchronize_session=False))
+        if res.rowcount != 1:
+            continue
+        count += 1
+        seat = await ctx.session.get(Seat, offer.seat_id)
+        assert seat is not None
+        await ctx.session.execute(
+            update(Seat).where(Seat.id == seat.id, Seat.status == SeatStatus.OFFERED)
+            .values(status=SeatStatus.OPEN, opened_at=offer.expires_at)
+            .execution_options(synchronize_session=False))
+        ctx.audit("offer.expire", "offer", offer.id, application_id=offer.application_id, seat_id=seat.id)
+        ctx.notify("offer_expired", offer.application_id, f"offer-expired:{offer.id}",
+                   offer_id=offer.id, seat_id=seat.id)
+        key = (seat.district_id, seat.birth_year)
+        opened[key] = max(opened.get(key, offer.expires_at), offer.expires_at)
+    for (district_id, birth_year), at in opened.items():
+        await _announce_open_seats(ctx, district_id, birth_year, at)
+    return count
+
+
+async def _announce_open_seats(ctx: Ctx, district_id: int, birth_year: int, at: dt.datetime) -> None:
+    seats = (await ctx.session.execute(select(Seat.id).where(
+        Seat.status == SeatStatus.OPEN, Seat.private.is_(False), Seat.district_id == district_id,
+        Seat.birth_year == birth_year))).scalars().all()
+    if not seats:
+        return
+    apps = (await ctx.session.execute(select(A.id).where(
+        A.district_id == district_id, A.birth_year == birth_year, A.status == AppStatus.QUEUED,
+        or_(A.stoplist_until.is_(None), A.stoplist_until <= ctx.now)))).scalars().all()
+    for app_id in apps:
+        ctx.notify("seats_open", app_id, f"seats-open:{district_id}:{birth_year}:{at.isoformat()}:{app_id}",
+                   district_id=district_id, birth_year=birth_year, seats=len(seats))
+
+
+# --- claims ----------------------------------------------------------------------------------------
+
+@dataclass
+class ClaimPlan:
+    application: Application
+    seat: Seat
+    kindergarten: Kindergarten
+    profile: RuleProfile
+    via: str
+    offers: list[Offer]  # the offers this claim closes (twins: all of the batch)
+    showup_due_at: dt.datetime
+    docs_due_at: dt.datetime | None
+
+
+def age_on(birth_date: dt.date, day: dt.date) -> int:
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
+def showup_deadline(ctx: Ctx, profile: RuleProfile) -> dt.datetime:
+    return ctx.calendar.deadline_after(ctx.calendar.local_date(ctx.now), profile.showup_working_days)
+
+
+def docs_deadline(ctx: Ctx, profile: RuleProfile) -> dt.datetime:
+    """5 working days, never later than the end of the 10th calendar day after the referral."""
+    day = ctx.calendar.local_date(ctx.now)
+    by_working = ctx.calendar.deadline_after(day, profile.docs_working_days)
+    by_calendar = ctx.calendar.end_of_day(day + dt.timedelta(days=profile.docs_calendar_days))
+    return min(by_working, by_calendar)
+
+
+async def plan_claim(ctx: Ctx, app_number: str, seat_id: int, *, lock: bool = False) -> ClaimPlan:
+    """Check every rule of a claim without changing anything (also the claim's preview)."""
+    app = await get_application(ctx.session, app_number, for_update=lock)
+    q = select(Seat).where(Seat.id == seat_id)
+    seat = (await ctx.session.execute(q.with_for_update() if lock else q)).scalar_one_or_none()
+    if seat is None:
+        raise SeatNotFound()
+    kg = await ctx.session.get(Kindergarten, seat.kindergarten_id)
+    assert kg is not None
+    profile = await ctx.profile(seat.district_id)
+    if app.status != AppStatus.QUEUED:
+        raise NotWaiting(status=app.status)
+    if app.district_id != seat.district_id:
+        raise NotEligibleForSeat()
+    if app.stoplist_until is not None and app.stoplist_until > ctx.now:
+        raise StopListed(until=app.stoplist_until.isoformat())
+    offers: list[Offer] = []
+    if seat.status == SeatStatus.OFFERED:
+        offer = (await ctx.session.execute(select(Offer).where(
+            Offer.seat_id == seat.id, Offer.status == OfferStatus.OPEN))).scalar_one_or_none()
+        if offer is None or offer.application_id != app.id:
+            raise SeatNotAvailable()
+        if offer.expires_at <= ctx.now:
+            raise OfferExpired(expired_at=offer.expires_at.isoformat())
+        offers = [offer]
+        if offer.batch:
+            offers = list((await ctx.session.execute(select(Offer).where(
+                Offer.batch == offer.batch, Offer.status == OfferStatus.OPEN,
+                Offer.expires_at == offer.expires_at).order_by(Offer.id))).scalars())
+        via = VIA_OFFER
+    elif seat.status == SeatStatus.OPEN and seat.private:
+        if age_on(app.birth_date, ctx.calendar.local_date(ctx.now)) < profile.private_min_age_years:
+            raise TooYoungForPrivate(min_age=profile.private_min_age_years)
+        via = VIA_STATE_ORDER
+    elif seat.status == SeatStatus.OPEN:
+        if app.birth_year != seat.birth_year:
+            raise NotEligibleForSeat()
+        via = VIA_OPEN
+    else:
+        raise SeatNotAvailable()
+    if not ctx.calendar.in_window(ctx.now, profile.window_open_minute, profile.window_close_minute):
+        opens = ctx.calendar.next_window_open(ctx.now, profile.window_open_minute, profile.window_close_minute)
+        raise OutsideClaimWindow(opens_at=opens.isoformat())
+    docs_due = None
+    if via == VIA_OFFER and app.privilege != Privilege.NONE and app.docs_state != DocsState.ACCEPTED:
+        docs_due = docs_deadline(ctx, profile)
+    return ClaimPlan(app, seat, kg, profile, via, offers, showup_deadline(ctx, profile), docs_due)
+
+
+async def claim(ctx: Ctx, app_number: str, seat_id: int, confirmed_by: str | None) -> list[Referral]:
+    """Take the seat and issue the referral (twins of a batch: one referral each, together)."""
+    if not confirmed_by:
+        raise ConfirmationRequired()
+    plan = await plan_claim(ctx, app_number, seat_id, lock=True)
+    pairs: list[tuple[Application, Seat, Offer | None]] = []
+    if plan.offers:
+        for offer in plan.offers:
+            app = plan.application if offer.application_id == plan.application.id else \
+                await ctx.session.get(Application, offer.application_id)
+            seat = plan.seat if offer.seat_id == plan.seat.id else await ctx.session.get(Seat, offer.seat_id)
+            assert app is not None and seat is not None
+            pairs.append((app, seat, offer))
+    else:
+        pairs.append((plan.application, plan.seat, None))
+    referrals = []
+    released: list[int] = []
+    for app, seat, offer in pairs:
+        expected = SeatStatus.OFFERED if offer is not None else SeatStatus.OPEN
+        res = await ctx.session.execute(
+            update(Seat).where(Seat.id == seat.id, Seat.status == expected)
+            .values(status=SeatStatus.TAKEN).execution_options(synchronize_session=False))
+        if res.rowcount != 1:
+            raise SeatNotAvailable()
+        res = await ctx.session.execute(
+            update(Application).where(Application.id == app.id, Application.status == AppStatus.QUEUED)
+            .values(status=AppStatus.REFERRED, updated_at=ctx.now)
+            .execution_options(synchronize_session=False))
+        if res.rowcount != 1:
+            raise NotWaiting(status="changed")
+        if offer is not None:
+            res = await ctx.session.execute(
+                update(Offer).where(Offer.id == offer.id, Offer.status == OfferStatus.OPEN)
+                .values(status=OfferStatus.CLAIMED, closed_at=ctx.now)
+                .execution_options(synchronize_session=False))
+            if res.rowcount != 1:
+                raise SeatNotAvailable()
+        # Claiming another seat closes this application's own open offer; that seat goes on.
+        other = (await ctx.session.execute(select(Offer).where(
+            Offer.application_id == app.id, Offer.status == OfferStatus.OPEN))).scalars().all()
+        for o in other:
+            o.status, o.closed_at = OfferStatus.CANCELLED, ctx.now
+            await ctx.session.execute(update(Seat).where(Seat.id == o.seat_id, Seat.status == SeatStatus.OFFERED)
+                                      .values(status=SeatStatus.FREE).execution_options(synchronize_session=False))
+            released.append(o.seat_id)
+        docs_due = plan.docs_due_at if app.privilege != Privilege.NONE and plan.via == VIA_OFFER \
+            and app.docs_state != DocsState.ACCEPTED else None
+        referral = Referral(
+            application_id=app.id, child_iin=app.child_iin, seat_id=seat.id,
+            kindergarten_id=seat.kindergarten_id, group_id=seat.group_id, via=plan.via,
+            privilege=app.privilege if plan.via == VIA_OFFER else Privilege.NONE, issued_at=ctx.now,
+            confirmed_by=confirmed_by, showup_due_at=plan.showup_due_at,
+            docs_state=DocsState.PENDING if docs_due else DocsState.NOT_REQUIRED, docs_due_at=docs_due,
+            status="issued",
+        )
+        ctx.session.add(referral)
+        await ctx.session.flush()
+        await ctx.session.refresh(app)
+        if docs_due:
+            app.docs_state = DocsState.PENDING
+        queue_event(ctx, app, -1, REFERRAL)
+        ctx.audit("referral.issue", "referral", referral.id, application_id=app.id, seat_id=seat.id,
+                  via=plan.via, confirmed_by=confirmed_by)
+        ctx.notify("referral_issued", app.id, f"referral:{referral.id}", referral_id=referral.id,
+                   kindergarten_id=seat.kindergarten_id, group_id=seat.group_id,
+                   showup_due_at=plan.showup_due_at.isoformat(),
+                   docs_due_at=docs_due.isoformat() if docs_due else None)
+        referrals.append(referral)
+    if released:
+        await fill_free_seats(ctx, released)
+    return referrals
+
+
+@dataclass
+class AvailableSeat:
+    seat: Seat
+    kindergarten: Kindergarten
+    via: str
+    expires_at: dt.datetime | None
+
+
+async def available_seats(ctx: Ctx, app_number: str, *, state_order_only: bool = False) -> list[AvailableSeat]:
+    """Seats this application may claim now or in the next window (offered, open, state-order)."""
+    app = await get_application(ctx.session, app_number)
+    if app.status != AppStatus.QUEUED:
+        return []
+    profile = await ctx.profile(app.district_id)
+    out: list[AvailableSeat] = []
+    rows = (await ctx.session.execute(
+        select(Seat, Kindergarten).join(Kindergarten, Kindergarten.id == Seat.kindergarten_id).where(
+            Seat.district_id == app.district_id, Seat.status == SeatStatus.OPEN, Seat.private.is_(True),
+        ).order_by(Kindergarten.code, Seat.id))).all()
+    if age_on(app.birth_date, ctx.calendar.local_date(ctx.now)) >= profile.private_min_age_years:
+        out += [AvailableSeat(s, k, VIA_STATE_ORDER, None) for s, k in rows]
+    if state_order_only:
+        return out
+    offered = (await ctx.session.execute(
+        select(Seat, Kindergarten, Offer.expires_at).join(Offer, Offer.seat_id == Seat.id)
+        .join(Kindergarten, Kindergarten.id == Seat.kindergarten_id)
+        .where(Offer.application_id == app.id, Offer.status == OfferStatus.OPEN))).all()
+    out += [AvailableSeat(s, k, VIA_OFFER, e) for s, k, e in offered]
+    opened = (await ctx.session.execute(
+        select(Seat, Kindergarten).join(Kindergarten, Kindergarten.id == Seat.kindergarten_id).where(
+            Seat.district_id == app.district_id, Seat.birth_year == app.birth_year,
+            Seat.status == SeatStatus.OPEN, Seat.private.is_(False)).order_by(Seat.id))).all()
+    out += [AvailableSeat(s, k, VIA_OPEN, None) for s, k in opened]
+    return out

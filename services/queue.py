@@ -1,0 +1,400 @@
+"""The queue: applications, their order, queue numbers, and why a number moved.
+
+Order within a queue (district, birth year): privilege rank (out-of-turn, first-priority,
+general), then the submission moment, then the application number. The queue number is
+1 + the count of *waiting* members (status ``queued``, stop-listed included) ahead.
+
+Every change of a queue's waiting set is one ``QueueEvent`` (+1 joined, -1 left, with a cause),
+so the move of any number since any moment, and its causes, are read back from the events
+whose key is ahead of the application's."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, delete, func, insert, literal, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import parsing as p
+from services.context import Ctx
+from services.errors import (
+    ApplicationClosed,
+    ApplicationNotFound,
+    BulkRejected,
+    ChildAlreadyQueued,
+    DuplicateInBatch,
+    InvalidField,
+    KezekError,
+    UnknownDistrict,
+    UnknownKindergarten,
+    ValidationError,
+)
+from services.validation import normalise_email, normalise_phone, validate_iin
+from storage.models import (
+    Application,
+    ApplicationPreference,
+    AppStatus,
+    District,
+    DocsState,
+    Kindergarten,
+    Offer,
+    OfferStatus,
+    Privilege,
+    QueueEvent,
+    QueueLook,
+    Referral,
+    ReferralStatus,
+    UTCDateTime,
+)
+
+A = Application
+OPEN_STATUSES = (AppStatus.QUEUED, AppStatus.REFERRED)
+
+# Causes of a queue move (QueueEvent.cause); the front ends localize them.
+ARRIVAL = "arrival"  # a new application with a higher place arrived
+REFERRAL = "referral"  # a referral was issued ahead
+RETURNED = "returned"  # an annulled referral sent a child back to its old place
+PRIVILEGE_DROPPED = "privilege_dropped"  # a child moved to the general queue
+CHANGED = "changed"  # the registry changed an application's data
+WITHDRAWN = "withdrawn"  # the registry withdrew an application
+
+
+def key_of(app: Application) -> tuple[int, dt.datetime, str]:
+    return (app.priv_rank, app.submitted_at, app.number)
+
+
+def key_before(rank: int, submitted_at: dt.datetime, number: str, cols: Any = None) -> Any:
+    """SQL: the row's queue key is ahead of (rank, submitted_at, number)."""
+    cols = cols or (A.priv_rank, A.submitted_at, A.number)
+    return tuple_(*cols) < tuple_(literal(rank), literal(submitted_at, UTCDateTime()), literal(number))
+
+
+def queue_event(ctx: Ctx, app: Application, delta: int, cause: str) -> None:
+    ctx.session.add(QueueEvent(
+        district_id=app.district_id, birth_year=app.birth_year, at=ctx.now,
+        priv_rank=app.priv_rank, submitted_at=app.submitted_at, number=app.number,
+        delta=delta, cause=cause, application_id=app.id,
+    ))
+
+
+# --- registry input ------------------------------------------------------------------------------
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def _with_field(exc: KezekError, field_name: str) -> KezekError:
+    exc.params.setdefault("field", field_name)
+    return exc
+
+
+def parse_application(row: p.Row, now: dt.datetime) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise InvalidField(field="*", reason="object")
+    birth_date = p.date(row, "birth_date")
+    if birth_date > now.date() or birth_date.year < now.year - 8:
+        raise InvalidField(field="birth_date", reason="range")
+    try:
+        iin = validate_iin(p.text(row, "child_iin", max_len=20), birth_date)
+    except ValidationError as exc:
+        raise _with_field(exc, "child_iin") from None
+    submitted_at = p.moment(row, "submitted_at")
+    if submitted_at > now + dt.timedelta(minutes=5):
+        raise InvalidField(field="submitted_at", reason="future")
+    try:
+        phone = normalise_phone(p.text(row, "phone", max_len=30))
+    except ValidationError as exc:
+        raise _with_field(exc, "phone") from None
+    try:
+        email = normalise_email(p.text(row, "email", max_len=254))
+    except ValidationError as exc:
+        raise _with_field(exc, "email") from None
+    privilege = p.choice(row, "privilege", Privilege.ALL, default=Privilege.NONE)
+    return {
+        "number": p.code(row, "number"),
+        "child_iin": iin,
+        "child_name": p.text(row, "child_name", max_len=200),
+        "birth_date": birth_date,
+        "birth_year": birth_date.year,
+        "district": p.code(row, "district"),
+        "language": p.choice(row, "language", ("ru", "kk"), default="ru"),
+        "preferred": p.code_list(row, "preferred_kindergartens"),
+        "privilege": privilege,
+        "priv_rank": Privilege.RANK[privilege],
+        "submitted_at": submitted_at,
+        "phone": phone,
+        "email": email,
+        "twin_group": p.code(row, "twin_group", required=False) or None,
+    }
+
+
+_QUEUE_FIELDS = ("district_id", "birth_year", "priv_rank", "submitted_at", "number")
+_DATA_FIELDS = ("child_iin", "child_name", "birth_date", "birth_year", "district_id", "language",
+                "privilege", "priv_rank", "submitted_at", "phone", "email", "twin_group",
+                "any_kindergarten")
+
+
+async def import_applications(ctx: Ctx, rows: Sequence[p.Row]) -> ImportReport:
+    """Upsert applications by number, all or nothing: any bad row rejects the whole request."""
+    items: list[dict[str, Any]] = []
+    errors: list[tuple[int, KezekError]] = []
+    for index, row in enumerate(rows):
+        try:
+            items.append(parse_application(row, ctx.now))
+        except KezekError as exc:
+            errors.append((index, exc))
+            items.append({})
+    seen_numbers: dict[str, int] = {}
+    seen_children: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if not item:
+            continue
+        if item["number"] in seen_numbers:
+            errors.append((index, DuplicateInBatch(field="number", value=item["number"])))
+        elif item["child_iin"] in seen_children:
+            errors.append((index, DuplicateInBatch(field="child_iin")))
+        seen_numbers[item["number"]] = index
+        seen_children[item["child_iin"]] = index
+
+    session = ctx.session
+    districts = {d.code: d.id for d in (await session.execute(select(District))).scalars()}
+    wanted_kgs = {c for it in items if it for c in it["preferred"]}
+    kgs: dict[str, tuple[int, int]] = {}
+    for chunk in _chunks(sorted(wanted_kgs), 500):
+        for kg in (await session.execute(select(Kindergarten).where(Kindergarten.code.in_(chunk)))).scalars():
+            kgs[kg.code] = (kg.id, kg.district_id)
+    for index, item in enumerate(items):
+        if not item:
+            continue
+        district_id = districts.get(item["district"])
+        if district_id is None:
+            errors.append((index, UnknownDistrict(field="district", value=item["district"])))
+            continue
+        item["district_id"] = district_id
+        for c in item["preferred"]:
+            if c not in kgs or kgs[c][1] != district_id:
+                errors.append((index, UnknownKindergarten(field="preferred_kindergartens", value=c)))
+                break
+        item["any_kindergarten"] = not item["preferred"]
+
+    # Existing applications, and other open applications of the same child.
+    existing: dict[str, Application] = {}
+    other_open: dict[str, str] = {}
+    good = [it for it in items if it]
+    for chunk in _chunks([it["number"] for it in good], 500):
+        for app in (await session.execute(select(A).where(A.number.in_(chunk)))).scalars():
+            existing[app.number] = app
+    for chunk in _chunks([it["child_iin"] for it in good], 500):
+        q = select(A.child_iin, A.number).where(A.child_iin.in_(chunk), A.status.in_(OPEN_STATUSES))
+        for iin, number in (await session.execute(q)).all():
+            other_open[iin] = number
+    for index, item in enumerate(items):
+        if not item:
+            continue
+        holder = other_open.get(item["child_iin"])
+        if holder is not None and holder != item["number"]:
+            errors.append((index, ChildAlreadyQueued(field="child_iin")))
+        app = existing.get(item["number"])
+        if app is not None and app.status != AppStatus.QUEUED and any(
+            getattr(app, f) != item[f] for f in _QUEUE_FIELDS if f in item
+        ):
+            errors.append((index, ApplicationClosed(field="number", status=app.status)))
+    if errors:
+        errors.sort(key=lambda e: e[0])
+        raise BulkRejected(errors)
+
+    report = ImportReport()
+    new_rows = []
+    for item in good:
+        app = existing.get(item["number"])
+        if app is None:
+            new_rows.append(item)
+            continue
+        changed = {f: item[f] for f in _DATA_FIELDS if getattr(app, f) != item[f]}
+        old_prefs = await preferred_codes(session, app.id)
+        if not changed and old_prefs == item["preferred"]:
+            report.unchanged += 1
+            continue
+        report.updated += 1
+        queue_moves = any(f in changed for f in _QUEUE_FIELDS)
+        if queue_moves and app.status == AppStatus.QUEUED:
+            queue_event(ctx, app, -1, CHANGED)
+        for f, v in changed.items():
+            setattr(app, f, v)
+        app.updated_at = ctx.now
+        if queue_moves and app.status == AppStatus.QUEUED:
+            queue_event(ctx, app, +1, CHANGED)
+        if old_prefs != item["preferred"]:
+            await _set_preferences(ctx, app.id, [kgs[c][0] for c in item["preferred"]], replace=True)
+        ctx.audit("application.update", "application", app.id, fields=sorted(changed))
+    if new_rows:
+        await _insert_new(ctx, new_rows, kgs)
+        report.created = len(new_rows)
+    return report
+
+
+async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tuple[int, int]]) -> None:
+    session = ctx.session
+    cols = ("number", "child_iin", "child_name", "birth_date", "birth_year", "district_id", "language",
+            "privilege", "priv_rank", "submitted_at", "phone", "email", "twin_group", "any_kindergarten")
+    for chunk in _chunks(items, 2000):
+        values = [{c: it[c] for c in cols} | {
+            "docs_state": DocsState.NOT_REQUIRED, "status": AppStatus.QUEUED, "missed_referrals": 0,
+            "created_at": ctx.now, "updated_at": ctx.now,
+        } for it in chunk]
+        result = await session.execute(insert(A).returning(A.id, A.number), values)
+        ids = {number: id_ for id_, number in result.all()}
+        prefs, events, audits = [], [], []
+        for it in chunk:
+            app_id = ids[it["number"]]
+            prefs.extend({"application_id": app_id, "kindergarten_id": kgs[c][0], "rank": r}
+                         for r, c in enumerate(it["preferred"]))
+            events.append({
+                "district_id": it["district_id"], "birth_year": it["birth_year"], "at": ctx.now,
+                "priv_rank": it["priv_rank"], "submitted_at": it["submitted_at"], "number": it["number"],
+                "delta": 1, "cause": ARRIVAL, "application_id": app_id,
+            })
+            ctx.audit("application.create", "application", app_id)
+        if prefs:
+            await session.execute(insert(ApplicationPreference), prefs)
+        await session.execute(insert(QueueEvent), events)
+
+
+async def _set_preferences(ctx: Ctx, app_id: int, kg_ids: list[int], replace: bool) -> None:
+    if replace:
+        await ctx.session.execute(delete(ApplicationPreference).where(
+            ApplicationPreference.application_id == app_id))
+    if kg_ids:
+        await ctx.session.execute(insert(ApplicationPreference), [
+            {"application_id": app_id, "kindergarten_id": k, "rank": r} for r, k in enumerate(kg_ids)])
+
+
+async def preferred_codes(session: AsyncSession, app_id: int) -> list[str]:
+    q = (select(Kindergarten.code).join(ApplicationPreference,
+                                         ApplicationPreference.kindergarten_id == Kindergarten.id)
+         .where(ApplicationPreference.application_id == app_id).order_by(ApplicationPreference.rank))
+    return list((await session.execute(q)).scalars())
+
+
+def _chunks(seq: Sequence[Any] | Iterable[Any], size: int) -> Iterable[list[Any]]:
+    seq = list(seq)
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+# --- reading the queue ---------------------------------------------------------------------------
+
+async def get_application(session: AsyncSession, number: str, *, for_update: bool = False) -> Application:
+    q: Select[Any] = select(A).where(A.number == str(number).strip())
+    if for_update:
+        q = q.with_for_update()
+    app = (await session.execute(q)).scalar_one_or_none()
+    if app is None:
+        raise ApplicationNotFound()
+    return app
+
+
+async def queue_number(session: AsyncSession, app: Application) -> int | None:
+    if app.status != AppStatus.QUEUED:
+        return None
+    q = select(func.count()).select_from(A).where(
+        A.district_id == app.district_id, A.birth_year == app.birth_year,
+        A.status == AppStatus.QUEUED, key_before(*key_of(app)),
+    )
+    return 1 + (await session.execute(q)).scalar_one()
+
+
+async def move_causes(session: AsyncSession, app: Application, since: dt.datetime) -> dict[str, int]:
+    """The signed sum of moves per cause, from events ahead of ``app`` after ``since``."""
+    E = QueueEvent
+    q = (select(E.cause, func.sum(E.delta)).where(
+        E.district_id == app.district_id, E.birth_year == app.birth_year, E.at > since,
+        E.application_id != app.id,
+        key_before(*key_of(app), cols=(E.priv_rank, E.submitted_at, E.number)),
+    ).group_by(E.cause))
+    return {cause: int(total) for cause, total in (await session.execute(q)).all() if total}
+
+
+async def number_history(session: AsyncSession, app: Application, since: dt.datetime,
+                         now: dt.datetime) -> list[tuple[dt.datetime, int]]:
+    """(moment, number after it) from ``since`` to ``now``, rebuilt from the queue events."""
+    current = await queue_number(session, app)
+    if current is None:
+        return []
+    E = QueueEvent
+    q = (select(E.at, E.delta).where(
+        E.district_id == app.district_id, E.birth_year == app.birth_year, E.at > since,
+        E.application_id != app.id,
+        key_before(*key_of(app), cols=(E.priv_rank, E.submitted_at, E.number)),
+    ).order_by(E.at.desc(), E.id.desc()))
+    points = [(now, current)]
+    number = current
+    for at, delta in (await session.execute(q)).all():
+        points.append((at, number))
+        number -= delta
+    points.append((since, number))
+    points.reverse()
+    return points
+
+
+@dataclass
+class QueueView:
+    application: Application
+    district: District
+    number: int | None
+    previous: int | None
+    previous_at: dt.datetime | None
+    causes: dict[str, int]
+    state: str
+    preferred: list[str]
+    open_offers: list[Offer] = field(default_factory=list)
+    referral: Referral | None = None
+
+    @property
+    def delta(self) -> int | None:
+        if self.number is None or self.previous is None:
+            return None
+        return self.number - self.previous
+
+
+async def view(ctx: Ctx, number: str, viewer: str | None = None) -> QueueView:
+    """The status of one application; with a ``viewer``, also record this look."""
+    session = ctx.session
+    app = await get_application(session, number)
+    district = await session.get(District, app.district_id)
+    assert district is not None
+    current = await queue_number(session, app)
+    look = await session.get(QueueLook, (app.id, viewer)) if viewer else None
+    causes: dict[str, int] = {}
+    if look is not None and current is not None:
+        causes = await move_causes(session, app, look.at)
+    offers = list((await session.execute(select(Offer).where(
+        Offer.application_id == app.id, Offer.status == OfferStatus.OPEN))).scalars())
+    referral = (await session.execute(select(Referral).where(
+        Referral.application_id == app.id, Referral.status.in_(ReferralStatus.LIVE)))).scalar_one_or_none()
+    if app.status == AppStatus.QUEUED:
+        if app.stoplist_until is not None and app.stoplist_until > ctx.now:
+            state = "stop_listed"
+        elif offers:
+            state = "offer_open"
+        else:
+            state = "waiting"
+    else:
+        state = app.status
+    previous, previous_at = (look.number, look.at) if look is not None else (None, None)
+    if viewer and current is not None:
+        if look is None:
+            session.add(QueueLook(application_id=app.id, viewer=viewer, number=current, at=ctx.now))
+        else:
+            look.number, look.at = current, ctx.now
+    return QueueView(
+        application=app, district=district, number=current, previous=previous,
+        previous_at=previous_at, causes=causes, state=state,
+        preferred=await preferred_codes(session, app.id), open_offers=offers, referral=referral,
+    )

@@ -1,0 +1,186 @@
+"""Referrals after they are issued: admission, privilege documents, and the deadline sweeps.
+
+* Show-up: the kindergarten must confirm admission within N working days (default 5). Missed:
+  the referral is annulled at the end of the last day (dated the next calendar day), the seat
+  returns to the pool, the child goes back to its old place on the stop-list for M working days
+  counted from that date; the K-th annulment (default 2nd) removes the application for good.
+* Privilege documents: confirmed within 5 working days and never later than 10 calendar days,
+  else (or when rejected) the referral is annulled and the child moves to the general queue,
+  keeping its submission moment, without a stop-list.
+
+Every sweep is idempotent: each transition is a conditional update, and its consequences are
+dated by the deadline, not by when the sweep happened to run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+
+from services.context import Ctx
+from services.errors import DocumentsNotPending, ReferralNotActive, ReferralNotFound, ShowUpDeadlinePassed
+from services.offers import fill_free_seats
+from services.queue import PRIVILEGE_DROPPED, RETURNED, queue_event
+from storage.models import (
+    Application,
+    AppStatus,
+    DocsState,
+    Privilege,
+    Referral,
+    ReferralStatus,
+    Seat,
+    SeatStatus,
+)
+
+NO_SHOW = "no_show"
+DOCS_MISSED = "docs_missed"
+DOCS_REJECTED = "docs_rejected"
+
+
+async def _referral(ctx: Ctx, referral_id: int) -> Referral:
+    q = select(Referral).where(Referral.id == referral_id)
+    if ctx.is_postgres:
+        q = q.with_for_update()
+    ref = (await ctx.session.execute(q)).scalar_one_or_none()
+    if ref is None:
+        raise ReferralNotFound()
+    return ref
+
+
+async def admit(ctx: Ctx, referral_id: int) -> Referral:
+    """The kindergarten confirms the child came: the application is closed."""
+    ref = await _referral(ctx, referral_id)
+    if ref.status != ReferralStatus.ISSUED:
+        raise ReferralNotActive(status=ref.status)
+    if ctx.now >= ref.showup_due_at:
+        raise ShowUpDeadlinePassed(due_at=ref.showup_due_at.isoformat())
+    res = await ctx.session.execute(
+        update(Referral).where(Referral.id == ref.id, Referral.status == ReferralStatus.ISSUED)
+        .values(status=ReferralStatus.ADMITTED, closed_at=ctx.now).execution_options(synchronize_session=False))
+    if res.rowcount != 1:
+        raise ReferralNotActive(status="changed")
+    await ctx.session.execute(
+        update(Application).where(Application.id == ref.application_id)
+        .values(status=AppStatus.ADMITTED, updated_at=ctx.now).execution_options(synchronize_session=False))
+    await ctx.session.refresh(ref)
+    ctx.audit("referral.admit", "referral", ref.id, application_id=ref.application_id)
+    ctx.notify("admitted", ref.application_id, f"admitted:{ref.id}", referral_id=ref.id,
+               kindergarten_id=ref.kindergarten_id)
+    return ref
+
+
+async def decide_documents(ctx: Ctx, referral_id: int, accepted: bool) -> Referral:
+    """The operator confirms or rejects the privilege documents of a referral."""
+    ref = await _referral(ctx, referral_id)
+    if ref.status not in ReferralStatus.LIVE or ref.docs_state != DocsState.PENDING:
+        raise DocumentsNotPending(state=ref.docs_state)
+    assert ref.docs_due_at is not None
+    if ctx.now >= ref.docs_due_at:
+        raise DocumentsNotPending(state="deadline_passed", due_at=ref.docs_due_at.isoformat())
+    if accepted:
+        ref.docs_state = DocsState.ACCEPTED
+        await ctx.session.execute(update(Application).where(Application.id == ref.application_id)
+                                  .values(docs_state=DocsState.ACCEPTED, updated_at=ctx.now)
+                                  .execution_options(synchronize_session=False))
+        ctx.audit("documents.accept", "referral", ref.id, application_id=ref.application_id)
+        ctx.notify("documents_accepted", ref.application_id, f"docs-accepted:{ref.id}", referral_id=ref.id)
+    else:
+        ctx.audit("documents.reject", "referral", ref.id, application_id=ref.application_id)
+        await annul(ctx, ref, DOCS_REJECTED, ctx.now)
+        await fill_free_seats(ctx, [ref.seat_id])
+    return ref
+
+
+async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime) -> bool:
+    """Annul a live referral with the consequences the rules attach to ``reason``.
+
+    Returns False (and changes nothing) when the referral was no longer live."""
+    allowed = (ReferralStatus.ISSUED,) if reason == NO_SHOW else ReferralStatus.LIVE
+    docs_state = {DOCS_MISSED: DocsState.MISSED, DOCS_REJECTED: DocsState.REJECTED}.get(reason)
+    values: dict[str, object] = {"status": ReferralStatus.ANNULLED, "closed_at": effective_at,
+                                 "annul_reason": reason}
+    drop_privilege = docs_state is not None
+    if reason == NO_SHOW and ref.docs_state == DocsState.PENDING and ref.docs_due_at is not None \
+            and ref.docs_due_at <= effective_at:
+        # Both deadlines passed together: the documents were not brought either.
+        drop_privilege, docs_state = True, DocsState.MISSED
+    if docs_state is not None:
+        values["docs_state"] = docs_state
+    res = await ctx.session.execute(
+        update(Referral).where(Referral.id == ref.id, Referral.status.in_(allowed)).values(**values)
+        .execution_options(synchronize_session=False))
+    if res.rowcount != 1:
+        return False
+    await ctx.session.execute(update(Seat).where(Seat.id == ref.seat_id, Seat.status == SeatStatus.TAKEN)
+                              .values(status=SeatStatus.FREE).execution_options(synchronize_session=False))
+    app = await ctx.session.get(Application, ref.application_id)
+    assert app is not None
+    await ctx.session.refresh(app)
+    profile = await ctx.profile(app.district_id)
+    app.updated_at = ctx.now
+    if drop_privilege:
+        app.privilege, app.priv_rank = Privilege.NONE, Privilege.RANK[Privilege.NONE]
+        app.docs_state = docs_state  # type: ignore[assignment]
+    payload = {"referral_id": ref.id, "reason": reason, "effective_at": effective_at.isoformat()}
+    if reason == NO_SHOW:
+        app.missed_referrals += 1
+        if app.missed_referrals >= profile.removal_on_annulment:
+            app.status = AppStatus.REMOVED
+            ctx.audit("application.remove", "application", app.id, missed=app.missed_referrals)
+            ctx.notify("removed", app.id, f"removed:{app.id}", **payload, missed=app.missed_referrals)
+        else:
+            app.status = AppStatus.QUEUED
+            day = ctx.calendar.effective_date(effective_at)
+            app.stoplist_until = (ctx.calendar.deadline_after(day, profile.stoplist_working_days)
+                                  if profile.stoplist_working_days else None)
+            queue_event(ctx, app, +1, RETURNED)
+            ctx.notify("referral_annulled", app.id, f"annulled:{ref.id}", **payload,
+                       stoplist_until=app.stoplist_until.isoformat() if app.stoplist_until else None)
+    else:
+        app.status = AppStatus.QUEUED
+        queue_event(ctx, app, +1, PRIVILEGE_DROPPED)
+        ctx.notify("privilege_dropped", app.id, f"annulled:{ref.id}", **payload)
+    ctx.audit("referral.annul", "referral", ref.id, application_id=app.id, reason=reason,
+              effective_at=effective_at.isoformat())
+    return True
+
+
+# --- sweeps ------------------------------------------------------------------------------------------
+
+async def sweep_deadlines(ctx: Ctx) -> dict[str, int]:
+    """Annul every referral whose show-up or documents deadline passed, in deadline order."""
+    showup = (await ctx.session.execute(select(Referral).where(
+        Referral.status == ReferralStatus.ISSUED, Referral.showup_due_at <= ctx.now))).scalars().all()
+    docs = (await ctx.session.execute(select(Referral).where(
+        Referral.status.in_(ReferralStatus.LIVE), Referral.docs_state == DocsState.PENDING,
+        Referral.docs_due_at <= ctx.now))).scalars().all()
+    due = [(r.showup_due_at, 0, r, NO_SHOW) for r in showup] + \
+          [(r.docs_due_at, 1, r, DOCS_MISSED) for r in docs if r.docs_due_at is not None]
+    due.sort(key=lambda d: (d[0], d[1], d[2].id))
+    counts = {NO_SHOW: 0, DOCS_MISSED: 0}
+    freed: list[int] = []
+    for effective_at, _, ref, reason in due:
+        if await annul(ctx, ref, reason, effective_at):
+            counts[reason] += 1
+            freed.append(ref.seat_id)
+    if freed:
+        await fill_free_seats(ctx, freed)
+    return counts
+
+
+async def end_stoplists(ctx: Ctx) -> int:
+    """Clear stop-lists that ended (eligibility already reads the end; this tells the parent)."""
+    apps = (await ctx.session.execute(select(Application).where(
+        Application.stoplist_until.is_not(None), Application.stoplist_until <= ctx.now))).scalars().all()
+    for app in apps:
+        until = app.stoplist_until
+        assert until is not None
+        res = await ctx.session.execute(
+            update(Application).where(Application.id == app.id, Application.stoplist_until == until)
+            .values(stoplist_until=None).execution_options(synchronize_session=False))
+        if res.rowcount == 1:
+            ctx.audit("stoplist.end", "application", app.id, until=until.isoformat())
+            if app.status == AppStatus.QUEUED:
+                ctx.notify("stoplist_ended", app.id, f"stoplist-end:{app.id}:{until.isoformat()}",
+                           until=until.isoformat())
+    return len(apps)

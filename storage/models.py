@@ -1,0 +1,401 @@
+"""SQLAlchemy 2 typed models of Kezek.
+
+All timestamps are stored as naive UTC (``UTCDateTime`` converts) so SQLite and PostgreSQL
+behave the same; the domain computes in Asia/Almaty through ``services.calendar``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BigInteger primary keys that still autoincrement on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored naive UTC."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# --- status vocabularies (strings in the database, constants in code) -------------------------
+
+class AppStatus:
+    QUEUED = "queued"  # waiting in the queue (stop-listed ones included)
+    REFERRED = "referred"  # holds an issued referral, out of the queue
+    ADMITTED = "admitted"  # closed: the kindergarten admitted the child
+    REMOVED = "removed"  # removed from the queue for good
+    WITHDRAWN = "withdrawn"  # withdrawn by the registry
+
+
+class Privilege:
+    OUT_OF_TURN = "out_of_turn"  # внеочередное
+    FIRST = "first"  # первоочередное
+    NONE = "none"  # общая очередь
+
+    RANK = {OUT_OF_TURN: 0, FIRST: 1, NONE: 2}
+    ALL = (OUT_OF_TURN, FIRST, NONE)
+
+
+class DocsState:
+    NOT_REQUIRED = "not_required"
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    MISSED = "missed"
+
+
+class SeatStatus:
+    FREE = "free"  # published, waiting for an eligible application
+    OFFERED = "offered"  # offered to one application in queue order
+    OPEN = "open"  # open to everyone eligible (after a passed offer, or state-order private)
+    TAKEN = "taken"  # a live referral holds it
+    WITHDRAWN = "withdrawn"
+
+
+class OfferStatus:
+    OPEN = "open"
+    CLAIMED = "claimed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class ReferralStatus:
+    ISSUED = "issued"
+    ADMITTED = "admitted"
+    ANNULLED = "annulled"
+
+    LIVE = (ISSUED, ADMITTED)
+
+
+class KindergartenKind:
+    STATE = "state"
+    PRIVATE = "private_state_order"
+    ALL = (STATE, PRIVATE)
+
+
+# --- reference data ------------------------------------------------------------------------------
+
+class RuleProfile(Base):
+    """Every number of the rules, per region. Defaults are DESIGN.md section 1."""
+
+    __tablename__ = "rule_profiles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    window_open_minute: Mapped[int] = mapped_column(Integer, default=9 * 60)
+    window_close_minute: Mapped[int] = mapped_column(Integer, default=20 * 60)
+    offer_windows: Mapped[int] = mapped_column(Integer, default=1)
+    showup_working_days: Mapped[int] = mapped_column(Integer, default=5)
+    stoplist_working_days: Mapped[int] = mapped_column(Integer, default=10)
+    removal_on_annulment: Mapped[int] = mapped_column(Integer, default=2)
+    docs_working_days: Mapped[int] = mapped_column(Integer, default=5)
+    docs_calendar_days: Mapped[int] = mapped_column(Integer, default=10)
+    private_min_age_years: Mapped[int] = mapped_column(Integer, default=3)
+    interleave_general_per_first: Mapped[int] = mapped_column(Integer, default=0)
+    twins_together: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class District(Base):
+    __tablename__ = "districts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name_ru: Mapped[str] = mapped_column(String(200))
+    name_kk: Mapped[str] = mapped_column(String(200))
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("rule_profiles.id"), default=None)
+
+    profile: Mapped[RuleProfile | None] = relationship(lazy="raise")
+
+
+class Kindergarten(Base):
+    __tablename__ = "kindergartens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"), index=True)
+    name_ru: Mapped[str] = mapped_column(String(300))
+    name_kk: Mapped[str] = mapped_column(String(300))
+    address: Mapped[str] = mapped_column(String(300), default="")
+    kind: Mapped[str] = mapped_column(String(30), default=KindergartenKind.STATE)
+    languages: Mapped[str] = mapped_column(String(20), default="ru,kk")
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("kindergarten_id", "birth_year", "language"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kindergarten_id: Mapped[int] = mapped_column(ForeignKey("kindergartens.id"))
+    birth_year: Mapped[int] = mapped_column(Integer)
+    language: Mapped[str] = mapped_column(String(2))
+    name: Mapped[str] = mapped_column(String(100), default="")
+
+
+# --- the queue -----------------------------------------------------------------------------------
+
+class Application(Base):
+    __tablename__ = "applications"
+    __table_args__ = (
+        # The queue order: privilege rank, submission moment, application number.
+        Index(
+            "ix_applications_queue",
+            "district_id", "birth_year", "status", "priv_rank", "submitted_at", "number",
+        ),
+        Index("ix_applications_stoplist", "stoplist_until"),
+        Index("ix_applications_twin_group", "twin_group"),
+        Index("ix_applications_child_iin", "child_iin"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    child_iin: Mapped[str] = mapped_column(String(12))
+    child_name: Mapped[str] = mapped_column(String(200))
+    birth_date: Mapped[dt.date] = mapped_column(Date)
+    birth_year: Mapped[int] = mapped_column(Integer)
+    district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"))
+    language: Mapped[str] = mapped_column(String(2), default="ru")
+    privilege: Mapped[str] = mapped_column(String(20), default=Privilege.NONE)
+    priv_rank: Mapped[int] = mapped_column(Integer, default=2)
+    docs_state: Mapped[str] = mapped_column(String(20), default=DocsState.NOT_REQUIRED)
+    submitted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    phone: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(20), default=AppStatus.QUEUED)
+    missed_referrals: Mapped[int] = mapped_column(Integer, default=0)
+    stoplist_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    any_kindergarten: Mapped[bool] = mapped_column(Boolean, default=True)
+    twin_group: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    @property
+    def queue_key(self) -> tuple[int, dt.datetime, str]:
+        return (self.priv_rank, self.submitted_at, self.number)
+
+
+class ApplicationPreference(Base):
+    """Preferred kindergartens of an application, in the parent's order."""
+
+    __tablename__ = "application_preferences"
+    __table_args__ = (Index("ix_application_preferences_kg", "kindergarten_id", "application_id"),)
+
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True
+    )
+    kindergarten_id: Mapped[int] = mapped_column(ForeignKey("kindergartens.id"), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer)
+
+
+class QueueEvent(Base):
+    """A change of a queue's waiting set: who joined or left, where, when and why.
+
+    A parent's queue number moves by the sum of ``delta`` of the events whose key is ahead of
+    theirs; the causes of a move are read from here (see services.queue.queue_view)."""
+
+    __tablename__ = "queue_events"
+    __table_args__ = (Index("ix_queue_events_queue_at", "district_id", "birth_year", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    district_id: Mapped[int] = mapped_column(Integer)
+    birth_year: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    priv_rank: Mapped[int] = mapped_column(Integer)
+    submitted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    number: Mapped[str] = mapped_column(String(40))
+    delta: Mapped[int] = mapped_column(Integer)  # +1 joined ahead, -1 left
+    cause: Mapped[str] = mapped_column(String(30))
+    application_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class QueueLook(Base):
+    """The number a viewer (a chat, the CLI...) last saw for an application."""
+
+    __tablename__ = "queue_looks"
+
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True
+    )
+    viewer: Mapped[str] = mapped_column(String(60), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class QueueState(Base):
+    """Per-queue state of the privilege interleave (general offers owed after a first-priority one)."""
+
+    __tablename__ = "queue_states"
+
+    district_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    birth_year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    general_owed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- seats, offers, referrals --------------------------------------------------------------------
+
+class Seat(Base):
+    __tablename__ = "seats"
+    __table_args__ = (
+        Index("ix_seats_status_queue", "status", "district_id", "birth_year"),
+        Index("ix_seats_kindergarten", "kindergarten_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kindergarten_id: Mapped[int] = mapped_column(ForeignKey("kindergartens.id"))
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"))
+    district_id: Mapped[int] = mapped_column(Integer)
+    birth_year: Mapped[int] = mapped_column(Integer)
+    language: Mapped[str] = mapped_column(String(2))
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default=SeatStatus.FREE)
+    published_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class Offer(Base):
+    __tablename__ = "offers"
+    __table_args__ = (
+        # one open offer per seat and per application: the database refuses a second one
+        Index(
+            "uq_offers_open_seat", "seat_id", unique=True,
+            sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'"),
+        ),
+        Index(
+            "uq_offers_open_application", "application_id", unique=True,
+            sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'"),
+        ),
+        Index("ix_offers_status_expires", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    seat_id: Mapped[int] = mapped_column(ForeignKey("seats.id"))
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"))
+    batch: Mapped[str | None] = mapped_column(String(40), default=None)
+    made_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default=OfferStatus.OPEN)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+_LIVE = "status IN ('issued', 'admitted')"
+
+
+class Referral(Base):
+    __tablename__ = "referrals"
+    __table_args__ = (
+        # A seat is never issued twice; a child never holds two referrals.
+        Index("uq_referrals_live_seat", "seat_id", unique=True,
+              sqlite_where=text(_LIVE), postgresql_where=text(_LIVE)),
+        Index("uq_referrals_live_application", "application_id", unique=True,
+              sqlite_where=text(_LIVE), postgresql_where=text(_LIVE)),
+        Index("uq_referrals_issued_child", "child_iin", unique=True,
+              sqlite_where=text("status = 'issued'"), postgresql_where=text("status = 'issued'")),
+        Index("ix_referrals_showup", "status", "showup_due_at"),
+        Index("ix_referrals_docs", "docs_state", "docs_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"))
+    child_iin: Mapped[str] = mapped_column(String(12))
+    seat_id: Mapped[int] = mapped_column(ForeignKey("seats.id"))
+    kindergarten_id: Mapped[int] = mapped_column(ForeignKey("kindergartens.id"))
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"))
+    via: Mapped[str] = mapped_column(String(20))  # offer | open | state_order
+    privilege: Mapped[str] = mapped_column(String(20), default=Privilege.NONE)
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    confirmed_by: Mapped[str] = mapped_column(String(100))
+    showup_due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    docs_state: Mapped[str] = mapped_column(String(20), default=DocsState.NOT_REQUIRED)
+    docs_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    status: Mapped[str] = mapped_column(String(20), default=ReferralStatus.ISSUED)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    annul_reason: Mapped[str | None] = mapped_column(String(30), default=None)
+
+
+# --- calendar, outbox, audit ---------------------------------------------------------------------
+
+class CalendarDay(Base):
+    """Operator overrides of the Kazakhstan calendar: a decree's day off or working weekend."""
+
+    __tablename__ = "calendar_days"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    working: Mapped[bool] = mapped_column(Boolean)
+    name: Mapped[str] = mapped_column(String(200), default="")
+
+
+class OutboxMessage(Base):
+    """A notice to a parent, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    application_id: Mapped[int | None] = mapped_column(BigInteger, default=None, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    entity: Mapped[str] = mapped_column(String(30))
+    entity_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
