@@ -1,0 +1,31 @@
+"""Settings from the environment or a ``.env`` file (prefix ``KEZEK_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEZEK_", env_file=".env", extra="ignore")
+
+    # The embedded default: an SQLite file in ./data. PostgreSQL: postgresql://user@host/db
+    database_url: str = "sqlite:///data/kezek.sqlite3"
+    # Language of operator output (CLI): ru or kk.
+    lang: str = "ru"
+    # Where e-mails go when no SMTP server is configured (.eml files).
+    mail_dir: Path = Path("data/mail")
+    sandbox: bool = False
+
+    def sqlite_path(self) -> Path | None:
+        for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):
+            if self.database_url.startswith(prefix):
+                return Path(self.database_url[len(prefix):])
+        return None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
