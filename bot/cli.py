@@ -1,0 +1,402 @@
+"""The ``kezek`` command: the operator's and the registry's way into the same services.
+
+Every message goes through the ru/kk catalogs (``--lang`` or KEZEK_LANG); domain errors are
+rendered by ``bot.i18n.error_text`` and a bad input changes nothing (exit code 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from bot import i18n
+from bot.config import get_settings
+from services.clock import Clock, FrozenClock, SystemClock
+from services.errors import KezekError
+from services.kezek import Kezek
+from storage.db import Database
+
+T = TypeVar("T")
+
+
+class State:
+    def __init__(self, url: str, lang: str, now: dt.datetime | None) -> None:
+        self.url, self.lang = url, lang
+        self.clock: Clock = FrozenClock(now) if now else SystemClock()
+
+    def t(self, msgid: str, **params: Any) -> str:
+        return i18n.gettext(self.lang, msgid, **params)
+
+    def run(self, work: Callable[[Kezek], Awaitable[T]], first_row: int = 1) -> T:
+        """Run one service call; a domain error is printed localized and exits with 1.
+
+        ``first_row`` is the number a bulk report shows for row 0 (2 for a CSV with a header)."""
+
+        async def go() -> T:
+            db = Database(self.url)
+            try:
+                return await work(Kezek(db, self.clock))
+            finally:
+                await db.dispose()
+
+        try:
+            return asyncio.run(go())
+        except KezekError as exc:
+            for line in i18n.error_lines(self.lang, exc, first_row=first_row):
+                click.echo(line, err=True)
+            sys.exit(1)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("ISO 8601, e.g. 2026-09-07T10:00:00+05:00") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter("needs a UTC offset, e.g. +05:00")
+    return moment
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "url", envvar="KEZEK_DATABASE_URL", default=None,
+              help="Database URL (default: KEZEK_DATABASE_URL or sqlite:///data/kezek.sqlite3).")
+@click.option("--lang", type=click.Choice(["ru", "kk"]), default=None, help="Language of the output.")
+@click.option("--now", callback=_parse_now, default=None,
+              help="Pretend the current moment is this (ISO 8601 with offset): for sandboxes and drills.")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, lang: str | None, now: dt.datetime | None) -> None:
+    """Kezek: the electronic kindergarten queue service."""
+    settings = get_settings()
+    url = url or settings.database_url
+    path = url.split("///", 1)[1] if url.startswith("sqlite") and "///" in url else None
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ctx.obj = State(url, lang or settings.lang, now)
+
+
+# --- database ------------------------------------------------------------------------------------
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_state
+def db_upgrade(state: State) -> None:
+    """Apply all Alembic migrations."""
+    from storage.migrate import upgrade
+
+    upgrade(state.url)
+    click.echo(state.t("The database schema is up to date."))
+
+
+# --- registry input ------------------------------------------------------------------------------
+
+def read_rows(path: Path, state: State) -> list[dict[str, Any]]:
+    """CSV (header row; UTF-8, with or without BOM) or a JSON array of objects."""
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(state.t("Cannot read the file: {error}", error=type(exc).__name__)) from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(state.t("The file is not valid JSON (line {line}).", line=exc.lineno)) from None
+        if not isinstance(data, list):
+            raise click.ClickException(state.t("The JSON file must hold an array of objects."))
+        return data
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(raw))
+        rows = []
+        for row in reader:
+            if None in row:  # more cells than header columns
+                row.pop(None)
+                row["__extra__"] = "1"
+            rows.append({k.strip(): v for k, v in row.items() if k is not None})
+        return rows
+    raise click.ClickException(state.t("Unknown file type: use .csv or .json."))
+
+
+@cli.command("import")
+@click.argument("kind", type=click.Choice(["profiles", "districts", "kindergartens", "applications"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_state
+def import_(state: State, kind: str, file: Path) -> None:
+    """Upsert reference data or applications from a CSV or JSON FILE (all or nothing)."""
+    rows = read_rows(file, state)
+    call = {"profiles": Kezek.upsert_profiles, "districts": Kezek.upsert_districts,
+            "kindergartens": Kezek.upsert_kindergartens, "applications": Kezek.import_applications}[kind]
+    # CSV: line 1 is the header, so row 0 is line 2; JSON: the 1-based position in the array.
+    result = state.run(lambda kz: call(kz, rows), first_row=2 if file.suffix.lower() == ".csv" else 1)
+    if kind == "applications":
+        click.echo(state.t("Applications: {created} new, {updated} updated, {unchanged} unchanged.",
+                           created=result.created, updated=result.updated, unchanged=result.unchanged))
+    else:
+        click.echo(state.t("Saved: {count}.", count=result))
+
+
+# --- seats, claims, referrals --------------------------------------------------------------------
+
+@cli.group()
+def seats() -> None:
+    """Free seats."""
+
+
+@seats.command("publish")
+@click.option("--kindergarten", required=True, help="Kindergarten code.")
+@click.option("--birth-year", required=True, type=int)
+@click.option("--language", required=True, type=click.Choice(["ru", "kk"]), help="Group language.")
+@click.option("--count", required=True, type=int)
+@pass_state
+def seats_publish(state: State, kindergarten: str, birth_year: int, language: str, count: int) -> None:
+    """Publish free seats; each is offered at once to the first in the queue."""
+    result = state.run(lambda kz: kz.publish_seats(
+        {"kindergarten": kindergarten, "birth_year": birth_year, "language": language, "count": count},
+        actor="cli"))
+    click.echo(state.t("Published seats: {ids}.", ids=", ".join(map(str, result.seat_ids))))
+    if result.private:
+        click.echo(state.t("A private kindergarten under the state order: the seats are open to every "
+                           "waiting child aged 3 or older in the district."))
+    for offer_id, seat_id, number in result.offers:
+        click.echo(state.t("Seat {seat} offered to application {number} (offer {offer}).",
+                           seat=seat_id, number=number, offer=offer_id))
+    if not result.private and len(result.offers) < len(result.seat_ids):
+        click.echo(state.t("Seats without an eligible application now: {count}.",
+                           count=len(result.seat_ids) - len(result.offers)))
+
+
+@seats.command("list")
+@click.argument("application")
+@pass_state
+def seats_list(state: State, application: str) -> None:
+    """Seats the APPLICATION may claim: offered to it, open to its birth year, state-order."""
+    found = state.run(lambda kz: kz.available_seats(application))
+    if not found:
+        click.echo(state.t("No seats are open to this application now."))
+    for item in found:
+        name = item.kindergarten.name_kk if state.lang == "kk" else item.kindergarten.name_ru
+        line = state.t("Seat {seat}: {kindergarten}, group {year}/{language}.", seat=item.seat.id,
+                       kindergarten=name, year=item.seat.birth_year, language=item.seat.language)
+        if item.expires_at:
+            line += " " + state.t("Offered to you until {until}.",
+                                  until=i18n.format_datetime(state.lang, item.expires_at))
+        click.echo(line)
+
+
+@cli.command("claim")
+@click.argument("application")
+@click.argument("seat", type=int)
+@click.option("--confirm", "confirmed_by", default=None, metavar="WHO",
+              help="Confirm the claim on behalf of the verified parent WHO (logged). Without it: a preview.")
+@pass_state
+def claim_cmd(state: State, application: str, seat: int, confirmed_by: str | None) -> None:
+    """Preview, or with --confirm take, SEAT for APPLICATION: issues the referral."""
+    if not confirmed_by:
+        plan = state.run(lambda kz: kz.preview_claim(application, seat))
+        name = plan.kindergarten.name_kk if state.lang == "kk" else plan.kindergarten.name_ru
+        click.echo(state.t("Seat {seat}: {kindergarten}, {address}.", seat=seat, kindergarten=name,
+                           address=plan.kindergarten.address or "—"))
+        click.echo(state.t("The child must be admitted by {due}.",
+                           due=i18n.format_deadline(state.lang, plan.showup_due_at)))
+        if plan.docs_due_at:
+            click.echo(state.t("Documents confirming the privilege are due by {due}.",
+                               due=i18n.format_deadline(state.lang, plan.docs_due_at)))
+        click.echo(state.t("Nothing has changed yet: repeat with --confirm WHO to take the seat."))
+        return
+    refs = state.run(lambda kz: kz.claim(application, seat, confirmed_by=f"cli:{confirmed_by}"))
+    for ref in refs:
+        click.echo(state.t("Referral {id} issued; the child must be admitted by {due}.", id=ref.id,
+                           due=i18n.format_deadline(state.lang, ref.showup_due_at)))
+
+
+@cli.group()
+def referrals() -> None:
+    """Referrals."""
+
+
+@referrals.command("admit")
+@click.argument("referral", type=int)
+@pass_state
+def referrals_admit(state: State, referral: int) -> None:
+    """The kindergarten confirms the child was admitted."""
+    ref = state.run(lambda kz: kz.admit(referral, actor="cli"))
+    click.echo(state.t("Referral {id}: the child is admitted; the application is closed.", id=ref.id))
+
+
+@cli.group()
+def documents() -> None:
+    """Privilege documents of a referral."""
+
+
+@documents.command("accept")
+@click.argument("referral", type=int)
+@pass_state
+def documents_accept(state: State, referral: int) -> None:
+    """Confirm the privilege documents."""
+    state.run(lambda kz: kz.decide_documents(referral, True, actor="cli"))
+    click.echo(state.t("Referral {id}: the privilege documents are accepted.", id=referral))
+
+
+@documents.command("reject")
+@click.argument("referral", type=int)
+@pass_state
+def documents_reject(state: State, referral: int) -> None:
+    """Reject the documents: the referral is annulled, the child moves to the general queue."""
+    state.run(lambda kz: kz.decide_documents(referral, False, actor="cli"))
+    click.echo(state.t("Referral {id}: the documents are rejected; the referral is annulled and the "
+                       "child moved to the general queue.", id=referral))
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+@cli.group()
+def queue() -> None:
+    """The queue."""
+
+
+@queue.command("show")
+@click.argument("application")
+@click.option("--viewer", default=None, help="Remember this look under a viewer name, to show the change next time.")
+@pass_state
+def queue_show(state: State, application: str, viewer: str | None) -> None:
+    """An application's queue number, its change since the last look and why, and its state."""
+    view = state.run(lambda kz: kz.queue_view(application, viewer=f"cli:{viewer}" if viewer else None))
+    app, lang = view.application, state.lang
+    district = view.district.name_kk if lang == "kk" else view.district.name_ru
+    click.echo(state.t("Application {number}: {state}.", number=app.number, state=i18n.status_text(lang, view.state)))
+    click.echo(state.t("Queue: {district}, children born in {year}.", district=district, year=app.birth_year))
+    click.echo(state.t("Privilege: {privilege}.", privilege=i18n.privilege_text(lang, app.privilege)))
+    if view.number is not None:
+        click.echo(state.t("Queue number: {number}.", number=view.number))
+    if view.delta is not None:
+        click.echo(state.t("Change since the last look: {delta:+d}.", delta=view.delta))
+        for cause, count in sorted(view.causes.items()):
+            click.echo("  " + i18n.cause_text(lang, cause, count))
+    if view.state == "stop_listed" and app.stoplist_until:
+        click.echo(state.t("On the stop-list until {until}.",
+                           until=i18n.format_deadline(lang, app.stoplist_until)))
+    for offer in view.open_offers:
+        click.echo(state.t("Seat {seat} is offered until {until}.", seat=offer.seat_id,
+                           until=i18n.format_datetime(lang, offer.expires_at)))
+    if view.referral is not None:
+        click.echo(state.t("Referral {id}, the child must be admitted by {due}.", id=view.referral.id,
+                           due=i18n.format_deadline(lang, view.referral.showup_due_at)))
+    if view.preferred:
+        click.echo(state.t("Preferred kindergartens: {codes}.", codes=", ".join(view.preferred)))
+
+
+@cli.command("sweep")
+@pass_state
+def sweep(state: State) -> None:
+    """Run every deadline that fell due: close passed offers, annul referrals, end stop-lists."""
+    done = state.run(lambda kz: kz.run_sweeps())
+    click.echo(state.t("Offers closed: {offers}; annulled for no-show: {no_show}; for documents: {docs}; "
+                       "stop-lists ended: {stop}; new offers: {made}.", offers=done["offers_expired"],
+                       no_show=done["no_show"], docs=done["docs_missed"], stop=done["stoplists_ended"],
+                       made=done["offers_made"]))
+
+
+@cli.command("stats")
+@pass_state
+def stats(state: State) -> None:
+    """Queue sizes, seats, offers, referrals, annulments and the outbox backlog (JSON)."""
+    click.echo(json.dumps(state.run(lambda kz: kz.stats()), ensure_ascii=False, indent=2, sort_keys=True))
+
+
+# --- calendar ------------------------------------------------------------------------------------
+
+@cli.group()
+def calendar() -> None:
+    """Working days: holidays of Kazakhstan and operator decrees."""
+
+
+@calendar.command("set")
+@click.argument("day", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--day-off/--working", "day_off", required=True, help="A decreed day off, or a working weekend day.")
+@click.option("--name", default="", help="What the decree calls the day.")
+@pass_state
+def calendar_set(state: State, day: dt.datetime, day_off: bool, name: str) -> None:
+    """Record a decree for DAY (it wins over the built-in calendar)."""
+    state.run(lambda kz: kz.set_calendar_day(day.date(), working=not day_off, name=name, actor="cli"))
+    click.echo(state.t("{day}: saved.", day=i18n.format_date(state.lang, day.date())))
+
+
+@calendar.command("show")
+@click.option("--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), required=True)
+@click.option("--days", type=click.IntRange(1, 366), default=14)
+@pass_state
+def calendar_show(state: State, start: dt.datetime, days: int) -> None:
+    """List days from --from, marking days off with their names."""
+
+    async def work(kz: Kezek) -> list[str]:
+        async with kz.reading() as ctx:
+            out = []
+            for i in range(days):
+                d = start.date() + dt.timedelta(days=i)
+                if ctx.calendar.is_working_day(d):
+                    label = state.t("working day")
+                else:
+                    label = ctx.calendar.holiday_name(d, state.lang) or state.t("day off")
+                out.append(f"{i18n.format_date(state.lang, d)}: {label}")
+            return out
+
+    for line in state.run(work):
+        click.echo(line)
+
+
+# --- benchmark and demo --------------------------------------------------------------------------
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks (figures, not tests)."""
+
+
+@bench.command("queue")
+@click.option("--applications", type=int, default=1_000_000, show_default=True)
+@click.option("--seats", "seat_count", type=int, default=10_000, show_default=True)
+@click.option("--reads", type=int, default=2_000, show_default=True)
+@click.option("--db-path", default="/tmp/kezek-bench.sqlite3", show_default=True)
+def bench_queue(applications: int, seat_count: int, reads: int, db_path: str) -> None:
+    """Load N waiting applications, time queue-number reads and publishing seats (SQLite)."""
+    from bot.bench import run_queue_bench
+
+    asyncio.run(run_queue_bench(db_path, applications=applications, seats=seat_count, reads=reads,
+                                out=click.echo))
+
+
+@cli.command("demo")
+@click.option("--applications", type=int, default=3000, show_default=True)
+@pass_state
+def demo(state: State, applications: int) -> None:
+    """Create the schema and seed a sandbox city (districts, kindergartens, applications)."""
+    from bot.demo import seed
+    from storage.migrate import upgrade
+
+    upgrade(state.url)
+    summary = state.run(lambda kz: seed(kz, applications=applications))
+    click.echo(state.t("Sandbox city ready: {districts} districts, {kindergartens} kindergartens, "
+                       "{applications} applications.", **summary))
+    click.echo(state.t("Try: kezek queue show {number} --viewer me", number=summary["example"]))
+
+
+def main() -> None:
+    cli(prog_name="kezek")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The ``kezek`` CLI end to end on a real SQLite file: the issue's "done when" walk."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from services.validation import make_iin
+
+MONDAY = "2026-09-07T10:00:00+05:00"
+SATURDAY = "2026-09-12T10:00:00+05:00"
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    runner = CliRunner()
+
+    def invoke(*args: str, now: str = MONDAY, lang: str = "ru"):
+        return runner.invoke(cli, ["--db", url, "--lang", lang, "--now", now, *args])
+
+    assert invoke("db", "upgrade").exit_code == 0
+    return invoke
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def seed(run, tmp_path: Path) -> None:
+    districts = write(tmp_path, "d.csv", "code,name_ru,name_kk\nBOS,Бостандыкский район,Бостандық ауданы\n")
+    assert run("import", "districts", districts).exit_code == 0
+    kgs = write(tmp_path, "k.json", json.dumps([
+        {"code": "KG1", "district": "BOS", "name_ru": "Ясли-сад №1", "name_kk": "№1 бөбекжай-бақша",
+         "address": "ул. Абая, 1"}]))
+    assert run("import", "kindergartens", kgs).exit_code == 0
+
+
+def app_csv(rows: list[tuple[str, str]]) -> str:
+    lines = ["number,child_iin,child_name,birth_date,district,submitted_at,phone,email"]
+    for number, iin in rows:
+        lines.append(f"{number},{iin},Ребёнок {number},2023-03-15,BOS,2024-01-0{len(lines)}T09:00:00+05:00,"
+                     f"8 701 000 00 0{len(lines)},p{len(lines)}@example.kz")
+    return "\n".join(lines) + "\n"
+
+
+def test_done_when_walk(run, tmp_path: Path) -> None:
+    seed(run, tmp_path)
+    from datetime import date
+
+    iins = [make_iin(date(2023, 3, 15), i) for i in range(3)]
+    bad = write(tmp_path, "bad.csv", app_csv([("A1", iins[0]), ("A2", "123456789012"), ("A3", iins[2])]))
+    result = run("import", "applications", bad)
+    assert result.exit_code == 1
+    assert "Строка 3" in result.output and "ИИН" in result.output
+    assert '"queued"' not in run("stats").output  # nothing of the bad file was saved
+
+    good = write(tmp_path, "good.csv", app_csv([("A1", iins[0]), ("A2", iins[1]), ("A3", iins[2])]))
+    result = run("import", "applications", good)
+    assert result.exit_code == 0, result.output
+    assert "3" in result.output
+
+    result = run("queue", "show", "A2", "--viewer", "op")
+    assert result.exit_code == 0 and "Номер в очереди: 2." in result.output
+
+    result = run("seats", "publish", "--kindergarten", "KG1", "--birth-year", "2023", "--language", "ru",
+                 "--count", "1")
+    assert result.exit_code == 0 and "A1" in result.output
+
+    preview = run("claim", "A1", "1")
+    assert preview.exit_code == 0 and "--confirm" in preview.output
+    refused = run("claim", "A1", "1", "--confirm", "parent", now=SATURDAY)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    claimed = run("claim", "A1", "1", "--confirm", "parent")
+    assert claimed.exit_code == 0, claimed.output
+
+    result = run("queue", "show", "A2", "--viewer", "op", lang="kk")
+    assert result.exit_code == 0 and "1" in result.output
+    assert run("referrals", "admit", "1").exit_code == 0
+    stats = json.loads(run("stats").output)
+    assert stats["applications"] == {"admitted": 1, "queued": 2}
+    assert stats["referrals"] == {"admitted": 1}
+
+
+def test_bad_input_is_answered_clearly(run, tmp_path: Path) -> None:
+    seed(run, tmp_path)
+    for args in (["queue", "show", "NOPE"], ["referrals", "admit", "99"], ["claim", "NOPE", "1"],
+                 ["seats", "publish", "--kindergarten", "NOPE", "--birth-year", "2023", "--language", "ru",
+                  "--count", "1"]):
+        result = run(*args)
+        assert result.exit_code == 1, args
+        assert "Traceback" not in result.output and result.output.strip()
+    notjson = write(tmp_path, "x.json", "{not json")
+    assert run("import", "applications", notjson).exit_code != 0
+    weird = write(tmp_path, "x.txt", "hello")
+    assert run("import", "applications", weird).exit_code != 0
