@@ -111,8 +111,14 @@ async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime)
         .execution_options(synchronize_session=False))
     if res.rowcount != 1:
         return False
+    # The seat returns to the pool: a state seat is offered in queue order again, a private
+    # state-order seat is open again to every child of the district aged 3+.
+    seat = await ctx.session.get(Seat, ref.seat_id)
+    assert seat is not None
+    back = SeatStatus.OPEN if seat.private else SeatStatus.FREE
     await ctx.session.execute(update(Seat).where(Seat.id == ref.seat_id, Seat.status == SeatStatus.TAKEN)
-                              .values(status=SeatStatus.FREE).execution_options(synchronize_session=False))
+                              .values(status=back, opened_at=effective_at if seat.private else seat.opened_at)
+                              .execution_options(synchronize_session=False))
     app = await ctx.session.get(Application, ref.application_id)
     assert app is not None
     await ctx.session.refresh(app)

@@ -241,3 +241,15 @@ async def test_stop_listed_application_is_skipped_and_cannot_claim(world: World,
 
 def test_almaty_helper() -> None:
     assert almaty(2026, 1, 1).tzinfo is ALMATY
+
+
+async def test_annulled_state_order_seat_is_open_again(world: World, kz, clock) -> None:
+    a, b = await world.apps(world.row(birth_date=dt.date(2022, 5, 5)), world.row(birth_date=dt.date(2022, 6, 6)))
+    pub = await world.publish(1, kg="PRIV", birth_year=2022)
+    await kz.claim(a, pub.seat_ids[0], confirmed_by="tg:a")
+    clock.set(almaty(2026, 9, 15, 10, 0))  # a never showed up
+    await kz.run_sweeps()
+    async with kz.reading() as ctx:
+        assert (await ctx.session.get(Seat, pub.seat_ids[0])).status == "open"
+    (ref,) = await kz.claim(b, pub.seat_ids[0], confirmed_by="tg:b")
+    assert ref.via == "state_order"
