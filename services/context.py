@@ -25,7 +25,7 @@ DEFAULT_PROFILE_CODE = "default"
 class Ctx:
     session: AsyncSession
     now: dt.datetime
-    calendar: WorkingCalendar
+    _calendar: WorkingCalendar | None
     actor: str = "system"
     _profiles: dict[int | None, RuleProfile] = field(default_factory=dict)
     _audit: list[dict[str, Any]] = field(default_factory=list)
@@ -39,11 +39,20 @@ class Ctx:
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
+    @property
+    def calendar(self) -> WorkingCalendar:
+        if self._calendar is None:
+            raise RuntimeError("this unit of work was opened without the calendar (with_calendar=False)")
+        return self._calendar
+
     @classmethod
-    async def open(cls, session: AsyncSession, now: dt.datetime, actor: str = "system") -> Ctx:
-        rows = (await session.execute(select(CalendarDay))).scalars().all()
-        calendar = WorkingCalendar({r.day: (r.working, r.name) for r in rows})
-        return cls(session=session, now=now, calendar=calendar, actor=actor)
+    async def open(cls, session: AsyncSession, now: dt.datetime, actor: str = "system", *,
+                   with_calendar: bool = True) -> Ctx:
+        calendar = None
+        if with_calendar:
+            rows = (await session.execute(select(CalendarDay))).scalars().all()
+            calendar = WorkingCalendar({r.day: (r.working, r.name) for r in rows})
+        return cls(session=session, now=now, _calendar=calendar, actor=actor)
 
     async def profile(self, district_id: int) -> RuleProfile:
         if district_id not in self._profiles:

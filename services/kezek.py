@@ -25,16 +25,16 @@ class Kezek:
         self.clock = clock
 
     @asynccontextmanager
-    async def unit(self, actor: str = "system") -> AsyncIterator[Ctx]:
+    async def unit(self, actor: str = "system", *, with_calendar: bool = True) -> AsyncIterator[Ctx]:
         async with self.db.write() as session:
-            ctx = await Ctx.open(session, self.clock.now(), actor)
+            ctx = await Ctx.open(session, self.clock.now(), actor, with_calendar=with_calendar)
             yield ctx
             await ctx.flush()
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Ctx]:
+    async def reading(self, *, with_calendar: bool = True) -> AsyncIterator[Ctx]:
         async with self.db.read() as session:
-            yield await Ctx.open(session, self.clock.now())
+            yield await Ctx.open(session, self.clock.now(), with_calendar=with_calendar)
 
     # --- registry ---------------------------------------------------------------------------
     async def upsert_profiles(self, rows: Sequence[Row], actor: str = "registry") -> int:
@@ -72,10 +72,11 @@ class Kezek:
 
     # --- parents ----------------------------------------------------------------------------
     async def queue_view(self, app_number: str, viewer: str | None = None) -> queue.QueueView:
+        # The queue view needs no working-day calendar: skip loading it (one query less).
         if viewer is None:
-            async with self.reading() as ctx:
+            async with self.reading(with_calendar=False) as ctx:
                 return await queue.view(ctx, app_number)
-        async with self.unit(viewer) as ctx:
+        async with self.unit(viewer, with_calendar=False) as ctx:
             return await queue.view(ctx, app_number, viewer)
 
     async def available_seats(self, app_number: str, state_order_only: bool = False) -> list[offers.AvailableSeat]:

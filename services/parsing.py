@@ -94,6 +94,11 @@ def date(row: Row, field: str) -> dt.date:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
     raw = str(value).strip()
+    if len(raw) == 10 and raw[4] == "-" and raw[7] == "-":  # ISO: the common case, far faster than strptime
+        try:
+            return dt.date.fromisoformat(raw)
+        except ValueError:
+            pass
     for fmt in ("%Y-%m-%d", "%d.%m.%Y"):
         try:
             return dt.datetime.strptime(raw, fmt).date()

@@ -15,8 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, literal, select, tuple_
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services import parsing as p
 from services.context import Ctx
@@ -275,11 +276,14 @@ async def _set_preferences(ctx: Ctx, app_id: int, kg_ids: list[int], replace: bo
             {"application_id": app_id, "kindergarten_id": k, "rank": r} for r, k in enumerate(kg_ids)])
 
 
+_PREFERRED = (select(Kindergarten.code)
+              .join(ApplicationPreference, ApplicationPreference.kindergarten_id == Kindergarten.id)
+              .where(ApplicationPreference.application_id == bindparam("app_id"))
+              .order_by(ApplicationPreference.rank))
+
+
 async def preferred_codes(session: AsyncSession, app_id: int) -> list[str]:
-    q = (select(Kindergarten.code).join(ApplicationPreference,
-                                         ApplicationPreference.kindergarten_id == Kindergarten.id)
-         .where(ApplicationPreference.application_id == app_id).order_by(ApplicationPreference.rank))
-    return list((await session.execute(q)).scalars())
+    return list((await session.execute(_PREFERRED, {"app_id": app_id})).scalars())
 
 
 def _chunks(seq: Sequence[Any] | Iterable[Any], size: int) -> Iterable[list[Any]]:
@@ -312,13 +316,19 @@ async def queue_number(session: AsyncSession, app: Application) -> int | None:
 
 async def move_causes(session: AsyncSession, app: Application, since: dt.datetime) -> dict[str, int]:
     """The signed sum of moves per cause, from events ahead of ``app`` after ``since``."""
-    E = QueueEvent
-    q = (select(E.cause, func.sum(E.delta)).where(
-        E.district_id == app.district_id, E.birth_year == app.birth_year, E.at > since,
-        E.application_id != app.id,
-        key_before(*key_of(app), cols=(E.priv_rank, E.submitted_at, E.number)),
-    ).group_by(E.cause))
-    return {cause: int(total) for cause, total in (await session.execute(q)).all() if total}
+    params = {"district_id": app.district_id, "birth_year": app.birth_year, "since": since,
+              "app_id": app.id, "rank": app.priv_rank, "submitted_at": app.submitted_at, "number": app.number}
+    return {cause: int(total) for cause, total in (await session.execute(_MOVE_CAUSES, params)).all() if total}
+
+
+_MOVE_CAUSES = (
+    select(QueueEvent.cause, func.sum(QueueEvent.delta)).where(
+        QueueEvent.district_id == bindparam("district_id"), QueueEvent.birth_year == bindparam("birth_year"),
+        QueueEvent.at > bindparam("since", type_=UTCDateTime()),
+        QueueEvent.application_id != bindparam("app_id"),
+        tuple_(QueueEvent.priv_rank, QueueEvent.submitted_at, QueueEvent.number) < tuple_(
+            bindparam("rank"), bindparam("submitted_at", type_=UTCDateTime()), bindparam("number")),
+    ).group_by(QueueEvent.cause))
 
 
 async def number_history(session: AsyncSession, app: Application, since: dt.datetime,
@@ -363,21 +373,51 @@ class QueueView:
         return self.number - self.previous
 
 
+def _view_statement(with_look: bool) -> Select[Any]:
+    """One round trip for the queue view: the application, its district, its queue number
+    (a correlated count on ix_applications_queue), its open offer (at most one, by
+    uq_offers_open_application) and, for a viewer, their last look. Built once: constructing a
+    statement costs more Python than executing a cached one."""
+    ahead = aliased(Application)
+    count_ahead = select(func.count()).select_from(ahead).where(
+        ahead.district_id == A.district_id, ahead.birth_year == A.birth_year,
+        ahead.status == AppStatus.QUEUED,
+        tuple_(ahead.priv_rank, ahead.submitted_at, ahead.number) < tuple_(A.priv_rank, A.submitted_at, A.number),
+    ).scalar_subquery()
+    q = (select(A, District, count_ahead, Offer)
+         .join(District, District.id == A.district_id)
+         .outerjoin(Offer, and_(Offer.application_id == A.id, Offer.status == OfferStatus.OPEN))
+         .where(A.number == bindparam("number")))
+    if with_look:
+        q = q.add_columns(QueueLook).outerjoin(QueueLook, and_(
+            QueueLook.application_id == A.id, QueueLook.viewer == bindparam("viewer")))
+    return q
+
+
+_VIEW = _view_statement(with_look=False)
+_VIEW_AS_VIEWER = _view_statement(with_look=True)
+
+
 async def view(ctx: Ctx, number: str, viewer: str | None = None) -> QueueView:
     """The status of one application; with a ``viewer``, also record this look."""
     session = ctx.session
-    app = await get_application(session, number)
-    district = await session.get(District, app.district_id)
-    assert district is not None
-    current = await queue_number(session, app)
-    look = await session.get(QueueLook, (app.id, viewer)) if viewer else None
+    stmt = _VIEW_AS_VIEWER if viewer else _VIEW
+    params = {"number": str(number).strip(), **({"viewer": viewer} if viewer else {})}
+    row = (await session.execute(stmt, params)).one_or_none()
+    if row is None:
+        raise ApplicationNotFound()
+    app, district = row[0], row[1]
+    current = 1 + row[2] if app.status == AppStatus.QUEUED else None
+    offers: list[Offer] = [row[3]] if row[3] is not None else []
+    look: QueueLook | None = row[4] if viewer else None
     causes: dict[str, int] = {}
     if look is not None and current is not None:
         causes = await move_causes(session, app, look.at)
-    offers = list((await session.execute(select(Offer).where(
-        Offer.application_id == app.id, Offer.status == OfferStatus.OPEN))).scalars())
-    referral = (await session.execute(select(Referral).where(
-        Referral.application_id == app.id, Referral.status.in_(ReferralStatus.LIVE)))).scalar_one_or_none()
+    # A waiting application holds no live referral.
+    referral: Referral | None = None
+    if app.status != AppStatus.QUEUED:
+        referral = (await session.execute(select(Referral).where(
+            Referral.application_id == app.id, Referral.status.in_(ReferralStatus.LIVE)))).scalar_one_or_none()
     if app.status == AppStatus.QUEUED:
         if app.stoplist_until is not None and app.stoplist_until > ctx.now:
             state = "stop_listed"

@@ -19,6 +19,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_CACHE_KIB = 64 * 1024  # page cache per connection (SQLite's default is 2 MiB)
+SQLITE_MMAP_BYTES = 1 << 30  # read the file through the OS page cache without copies
 
 
 def normalise_url(url: str) -> str:
@@ -42,6 +44,8 @@ def _make_sqlite_engine(url: str, immediate: bool, **kw: Any) -> AsyncEngine:
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
