@@ -541,6 +541,13 @@ def _showup_passed(lang: str, params: dict[str, Any]) -> str:
     return gettext(lang, "The deadline to admit the child on this referral has passed.")
 
 
+def _docs_pending(lang: str, params: dict[str, Any]) -> str:
+    if params.get("due_at"):
+        return gettext(lang, "The child can be admitted once the privilege documents are confirmed "
+                             "(they are due by {due_at}).", due_at=_param_deadline(lang, params["due_at"]))
+    return gettext(lang, "The child can be admitted once the privilege documents are confirmed.")
+
+
 def _by_status(table: dict[str, str], other: str, key: str = "status") -> _Renderer:
     def render(lang: str, params: dict[str, Any]) -> str:
         return gettext(lang, table.get(str(params.get(key)), other))
@@ -575,6 +582,7 @@ ERROR_RENDERERS: dict[str, _Renderer] = {
     "referral_not_active": _by_status(_REFERRAL_NOT_ACTIVE, _REFERRAL_NOT_ACTIVE_OTHER),
     "showup_deadline_passed": _showup_passed,
     "documents_not_pending": _docs,
+    "documents_pending": _docs_pending,
     "application_closed": _by_status(_CLOSED, _CLOSED_OTHER),
 }
 

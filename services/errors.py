@@ -138,6 +138,12 @@ class ShowUpDeadlinePassed(RuleViolation):
     code = "showup_deadline_passed"
 
 
+class DocumentsPending(RuleViolation):
+    """Admission waits until the privilege documents of the referral are confirmed."""
+
+    code = "documents_pending"
+
+
 class DocumentsNotPending(RuleViolation):
     code = "documents_not_pending"
 

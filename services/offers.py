@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import exists, insert, literal, or_, select, text, tuple_, update
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 
 from services import parsing as p
 from services.context import Ctx
@@ -419,8 +420,9 @@ async def claim(ctx: Ctx, app_number: str, seat_id: int, confirmed_by: str | Non
             await ctx.session.execute(update(Seat).where(Seat.id == o.seat_id, Seat.status == SeatStatus.OFFERED)
                                       .values(status=SeatStatus.FREE).execution_options(synchronize_session=False))
             released.append(o.seat_id)
-        docs_due = plan.docs_due_at if app.privilege != Privilege.NONE and plan.via == VIA_OFFER \
-            and app.docs_state != DocsState.ACCEPTED else None
+        # Per child: a batch of twins may mix a privileged and a general application.
+        docs_due = docs_deadline(ctx, plan.profile) if plan.via == VIA_OFFER \
+            and app.privilege != Privilege.NONE and app.docs_state != DocsState.ACCEPTED else None
         referral = Referral(
             application_id=app.id, child_iin=app.child_iin, seat_id=seat.id,
             kindergarten_id=seat.kindergarten_id, group_id=seat.group_id, via=plan.via,
@@ -430,7 +432,12 @@ async def claim(ctx: Ctx, app_number: str, seat_id: int, confirmed_by: str | Non
             status="issued",
         )
         ctx.session.add(referral)
-        await ctx.session.flush()
+        try:
+            await ctx.session.flush()
+        except IntegrityError:
+            # The database's last guard (a seat issued twice, a child with two referrals) held:
+            # answer as a lost race; the unit of work rolls back whole.
+            raise SeatNotAvailable() from None
         await ctx.session.refresh(app)
         if docs_due:
             app.docs_state = DocsState.PENDING

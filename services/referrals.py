@@ -18,7 +18,13 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from services.context import Ctx
-from services.errors import DocumentsNotPending, ReferralNotActive, ReferralNotFound, ShowUpDeadlinePassed
+from services.errors import (
+    DocumentsNotPending,
+    DocumentsPending,
+    ReferralNotActive,
+    ReferralNotFound,
+    ShowUpDeadlinePassed,
+)
 from services.offers import fill_free_seats
 from services.queue import PRIVILEGE_DROPPED, RETURNED, queue_event
 from storage.models import (
@@ -54,6 +60,12 @@ async def admit(ctx: Ctx, referral_id: int) -> Referral:
         raise ReferralNotActive(status=ref.status)
     if ctx.now >= ref.showup_due_at:
         raise ShowUpDeadlinePassed(due_at=ref.showup_due_at.isoformat())
+    if ref.docs_state == DocsState.PENDING:
+        # A privileged referral is admitted once the privilege is confirmed. The documents are
+        # due no later than the show-up deadline, so this never shortens the parent's time; and
+        # a closed application is never reopened by a later documents decision.
+        assert ref.docs_due_at is not None
+        raise DocumentsPending(due_at=ref.docs_due_at.isoformat())
     res = await ctx.session.execute(
         update(Referral).where(Referral.id == ref.id, Referral.status == ReferralStatus.ISSUED)
         .values(status=ReferralStatus.ADMITTED, closed_at=ctx.now).execution_options(synchronize_session=False))
@@ -72,7 +84,7 @@ async def admit(ctx: Ctx, referral_id: int) -> Referral:
 async def decide_documents(ctx: Ctx, referral_id: int, accepted: bool) -> Referral:
     """The operator confirms or rejects the privilege documents of a referral."""
     ref = await _referral(ctx, referral_id)
-    if ref.status not in ReferralStatus.LIVE or ref.docs_state != DocsState.PENDING:
+    if ref.status != ReferralStatus.ISSUED or ref.docs_state != DocsState.PENDING:
         raise DocumentsNotPending(state=ref.docs_state)
     assert ref.docs_due_at is not None
     if ctx.now >= ref.docs_due_at:
@@ -95,7 +107,6 @@ async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime)
     """Annul a live referral with the consequences the rules attach to ``reason``.
 
     Returns False (and changes nothing) when the referral was no longer live."""
-    allowed = (ReferralStatus.ISSUED,) if reason == NO_SHOW else ReferralStatus.LIVE
     docs_state = {DOCS_MISSED: DocsState.MISSED, DOCS_REJECTED: DocsState.REJECTED}.get(reason)
     values: dict[str, object] = {"status": ReferralStatus.ANNULLED, "closed_at": effective_at,
                                  "annul_reason": reason}
@@ -107,7 +118,7 @@ async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime)
     if docs_state is not None:
         values["docs_state"] = docs_state
     res = await ctx.session.execute(
-        update(Referral).where(Referral.id == ref.id, Referral.status.in_(allowed)).values(**values)
+        update(Referral).where(Referral.id == ref.id, Referral.status == ReferralStatus.ISSUED).values(**values)
         .execution_options(synchronize_session=False))
     if res.rowcount != 1:
         return False
@@ -158,7 +169,7 @@ async def sweep_deadlines(ctx: Ctx) -> dict[str, int]:
     showup = (await ctx.session.execute(select(Referral).where(
         Referral.status == ReferralStatus.ISSUED, Referral.showup_due_at <= ctx.now))).scalars().all()
     docs = (await ctx.session.execute(select(Referral).where(
-        Referral.status.in_(ReferralStatus.LIVE), Referral.docs_state == DocsState.PENDING,
+        Referral.status == ReferralStatus.ISSUED, Referral.docs_state == DocsState.PENDING,
         Referral.docs_due_at <= ctx.now))).scalars().all()
     due = [(r.showup_due_at, 0, r, NO_SHOW) for r in showup] + \
           [(r.docs_due_at, 1, r, DOCS_MISSED) for r in docs if r.docs_due_at is not None]

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from services.errors import (
     DocumentsNotPending,
+    DocumentsPending,
     ReferralNotActive,
     ShowUpDeadlinePassed,
     StopListed,
@@ -224,3 +225,28 @@ async def test_every_notice_is_written_once(world: World, kz, clock) -> None:
         annulled = (await ctx.session.execute(select(func.count()).select_from(OutboxMessage).where(
             OutboxMessage.kind == "referral_annulled"))).scalar_one()
     assert dupes == [] and annulled == 1
+
+
+async def test_admission_waits_for_pending_privilege_documents(world: World, kz, clock) -> None:
+    (a,) = await world.apps(world.row(privilege="out_of_turn"))
+    ref = await take_seat(world, a)
+    clock.advance(hours=1)
+    with pytest.raises(DocumentsPending):
+        await kz.admit(ref.id)
+    assert (await kz.queue_view(a)).state == "referred"
+    await kz.decide_documents(ref.id, accepted=True)
+    assert (await kz.admit(ref.id)).status == "admitted"
+
+
+async def test_twins_of_mixed_privilege_each_get_their_own_documents_rule(world: World, kz) -> None:
+    t = almaty(2024, 1, 1, 9, 0)
+    await world.apps(world.row("P1", privilege="first", submitted=t, twin_group="TW"),
+                     world.row("G1", submitted=t, twin_group="TW"))
+    pub = await world.publish(2)
+    seat_of_general = next(s for _, s, n in pub.offers if n == "G1")
+    refs = {r.application_id: r for r in await kz.claim("G1", seat_of_general, confirmed_by="tg:parent")}
+    privileged = refs[(await kz.queue_view("P1")).application.id]
+    general = refs[(await kz.queue_view("G1")).application.id]
+    assert (privileged.docs_state, privileged.privilege) == ("pending", "first")
+    assert privileged.docs_due_at == almaty(2026, 9, 15, 0, 0)
+    assert (general.docs_state, general.docs_due_at) == ("not_required", None)
