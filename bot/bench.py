@@ -156,6 +156,7 @@ async def run_queue_bench(
     seed: int = 1,
     out: Callable[[str], Any] = print,
     batch_size: int = 10_000,
+    seats_per_publication: int = SEATS_PER_PUBLICATION,
 ) -> dict[str, Any]:
     """Run the queue benchmark on a fresh SQLite database at ``db_path``; return the figures."""
     if applications < 1 or seats < 0 or reads < 0 or batch_size < 1:
@@ -275,12 +276,12 @@ async def run_queue_bench(
         left = seats
         while left > 0:
             kc, year = rng.choice(targets)
-            count = min(SEATS_PER_PUBLICATION, left)
+            count = min(seats_per_publication, left)
             publications.append({"kindergarten": kc, "birth_year": year,
                                  "language": rng.choice(("ru", "kk")), "count": count})
             left -= count
         out(f"Publishing {seats:,} seats in {len(publications):,} publications "
-            f"(Kezek.publish_seats, {SEATS_PER_PUBLICATION} seats each)…")
+            f"(Kezek.publish_seats, {seats_per_publication} seats each)…")
         per_pub: list[float] = []
         offers_made = 0
         t0 = time.perf_counter()
@@ -341,13 +342,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reads", type=int, default=2_000)
     parser.add_argument("--batch-size", type=int, default=10_000, help="rows per import request")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seats-per-publication", type=int, default=SEATS_PER_PUBLICATION)
     args = parser.parse_args(argv)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show up when piped to a file
     return asyncio.run(run_queue_bench(
         args.db, applications=args.applications, districts=args.districts,
         birth_years=args.birth_years, seats=args.seats, reads=args.reads, seed=args.seed,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, seats_per_publication=args.seats_per_publication,
     ))
 
 

@@ -370,13 +370,15 @@ def bench() -> None:
 @click.option("--applications", type=int, default=1_000_000, show_default=True)
 @click.option("--seats", "seat_count", type=int, default=10_000, show_default=True)
 @click.option("--reads", type=int, default=2_000, show_default=True)
+@click.option("--seats-per-publication", type=int, default=10, show_default=True,
+              help="Seats per publish call (a kindergarten group is 20-25).")
 @click.option("--db-path", default="/tmp/kezek-bench.sqlite3", show_default=True)
-def bench_queue(applications: int, seat_count: int, reads: int, db_path: str) -> None:
+def bench_queue(applications: int, seat_count: int, reads: int, seats_per_publication: int, db_path: str) -> None:
     """Load N waiting applications, time queue-number reads and publishing seats (SQLite)."""
     from bot.bench import run_queue_bench
 
     asyncio.run(run_queue_bench(db_path, applications=applications, seats=seat_count, reads=reads,
-                                out=click.echo))
+                                seats_per_publication=seats_per_publication, out=click.echo))
 
 
 @cli.command("demo")

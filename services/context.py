@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,18 +56,16 @@ class Ctx:
 
     async def profile(self, district_id: int) -> RuleProfile:
         if district_id not in self._profiles:
-            district = await self.session.get(District, district_id)
-            pid = district.profile_id if district else None
-            if pid is None:
-                prof = (await self.session.execute(
-                    select(RuleProfile).where(RuleProfile.code == DEFAULT_PROFILE_CODE)
-                )).scalar_one_or_none()
-                if prof is None:  # a database without the seeded default row
-                    prof = RuleProfile(code=DEFAULT_PROFILE_CODE, name="Default")
-                    self.session.add(prof)
-                    await self.session.flush()
-            else:
-                prof = await self.session.get(RuleProfile, pid)
+            # The district's own profile if it has one, else the default, in one query.
+            own = select(District.profile_id).where(District.id == district_id).scalar_subquery()
+            prof = (await self.session.execute(
+                select(RuleProfile).where(or_(RuleProfile.id == own, RuleProfile.code == DEFAULT_PROFILE_CODE))
+                .order_by(RuleProfile.code == DEFAULT_PROFILE_CODE).limit(1)
+            )).scalar_one_or_none()
+            if prof is None:  # a database without the seeded default row
+                prof = RuleProfile(code=DEFAULT_PROFILE_CODE, name="Default")
+                self.session.add(prof)
+                await self.session.flush()
             self._profiles[district_id] = prof  # type: ignore[assignment]
         return self._profiles[district_id]
 

@@ -72,12 +72,14 @@ class Kezek:
 
     # --- parents ----------------------------------------------------------------------------
     async def queue_view(self, app_number: str, viewer: str | None = None) -> queue.QueueView:
-        # The queue view needs no working-day calendar: skip loading it (one query less).
-        if viewer is None:
-            async with self.reading(with_calendar=False) as ctx:
-                return await queue.view(ctx, app_number)
-        async with self.unit(viewer, with_calendar=False) as ctx:
-            return await queue.view(ctx, app_number, viewer)
+        # The view needs no working-day calendar (one query less) and reads without the write
+        # lock; only a number the viewer has not seen yet is written down.
+        async with self.reading(with_calendar=False) as ctx:
+            view = await queue.view(ctx, app_number, viewer)
+        if viewer is not None and view.number is not None and view.number != view.previous:
+            async with self.unit(viewer, with_calendar=False) as ctx:
+                await queue.record_look(ctx, view.application.id, viewer, view.number)
+        return view
 
     async def available_seats(self, app_number: str, state_order_only: bool = False) -> list[offers.AvailableSeat]:
         async with self.reading() as ctx:

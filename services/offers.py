@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, insert, literal, or_, select, text, tuple_, update
+from sqlalchemy import and_, exists, insert, literal, or_, select, text, tuple_, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -78,15 +78,15 @@ async def publish_seats(ctx: Ctx, row: p.Row) -> PublishResult:
     birth_year = p.integer(row, "birth_year", lo=ctx.now.year - 8, hi=ctx.now.year)
     language = p.choice(row, "language", ("ru", "kk"))
     count = p.integer(row, "count", lo=1, hi=500)
-    kg = (await ctx.session.execute(
-        select(Kindergarten).where(Kindergarten.code == kg_code))).scalar_one_or_none()
-    if kg is None:
+    found = (await ctx.session.execute(
+        select(Kindergarten, Group).outerjoin(Group, and_(
+            Group.kindergarten_id == Kindergarten.id, Group.birth_year == birth_year,
+            Group.language == language)).where(Kindergarten.code == kg_code))).one_or_none()
+    if found is None:
         raise UnknownKindergarten(field="kindergarten", value=kg_code)
+    kg, group = found
     if language not in kg.languages.split(","):
         raise InvalidField(field="language", reason="not_taught", options=kg.languages)
-    group = (await ctx.session.execute(select(Group).where(
-        Group.kindergarten_id == kg.id, Group.birth_year == birth_year, Group.language == language,
-    ))).scalar_one_or_none()
     if group is None:
         group = Group(kindergarten_id=kg.id, birth_year=birth_year, language=language,
                       name=f"{birth_year}-{language}")

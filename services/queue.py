@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, delete, func, insert, literal, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -399,7 +401,9 @@ _VIEW_AS_VIEWER = _view_statement(with_look=True)
 
 
 async def view(ctx: Ctx, number: str, viewer: str | None = None) -> QueueView:
-    """The status of one application; with a ``viewer``, also record this look."""
+    """The status of one application and, for a ``viewer``, its move since their last look.
+
+    Read-only: the caller records the look (``record_look``) when the number differs from it."""
     session = ctx.session
     stmt = _VIEW_AS_VIEWER if viewer else _VIEW
     params = {"number": str(number).strip(), **({"viewer": viewer} if viewer else {})}
@@ -410,8 +414,9 @@ async def view(ctx: Ctx, number: str, viewer: str | None = None) -> QueueView:
     current = 1 + row[2] if app.status == AppStatus.QUEUED else None
     offers: list[Offer] = [row[3]] if row[3] is not None else []
     look: QueueLook | None = row[4] if viewer else None
+    previous, previous_at = (look.number, look.at) if look is not None else (None, None)
     causes: dict[str, int] = {}
-    if look is not None and current is not None:
+    if look is not None and current is not None and current != look.number:
         causes = await move_causes(session, app, look.at)
     # A waiting application holds no live referral.
     referral: Referral | None = None
@@ -427,14 +432,22 @@ async def view(ctx: Ctx, number: str, viewer: str | None = None) -> QueueView:
             state = "waiting"
     else:
         state = app.status
-    previous, previous_at = (look.number, look.at) if look is not None else (None, None)
-    if viewer and current is not None:
-        if look is None:
-            session.add(QueueLook(application_id=app.id, viewer=viewer, number=current, at=ctx.now))
-        else:
-            look.number, look.at = current, ctx.now
     return QueueView(
         application=app, district=district, number=current, previous=previous,
         previous_at=previous_at, causes=causes, state=state,
-        preferred=await preferred_codes(session, app.id), open_offers=offers, referral=referral,
+        preferred=[] if app.any_kindergarten else await preferred_codes(session, app.id),
+        open_offers=offers, referral=referral,
     )
+
+
+async def record_look(ctx: Ctx, app_id: int, viewer: str, number: int) -> None:
+    """Remember the number a viewer saw (insert or update: two parallel looks are fine).
+
+    A look is stored only when the number changed, so ``at`` is the moment this number was
+    first seen and the causes read since then add up to the next move."""
+    values = {"application_id": app_id, "viewer": viewer, "number": number, "at": ctx.now}
+    insert_ = pg_insert if ctx.is_postgres else sqlite_insert
+    stmt = insert_(QueueLook).values(**values)
+    stmt = stmt.on_conflict_do_update(index_elements=["application_id", "viewer"],
+                                      set_={"number": number, "at": ctx.now})
+    await ctx.session.execute(stmt)

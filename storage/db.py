@@ -33,7 +33,10 @@ def normalise_url(url: str) -> str:
 
 
 def _make_sqlite_engine(url: str, immediate: bool, **kw: Any) -> AsyncEngine:
-    engine = create_async_engine(url, **kw)
+    # Sessions always end their transaction (commit, or rollback on error) before the
+    # connection goes back to the pool, so the pool's extra ROLLBACK is a wasted round trip
+    # through aiosqlite's thread on every unit of work.
+    engine = create_async_engine(url, pool_reset_on_return=None, **kw)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
