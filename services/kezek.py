@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from services import directory, offers, queue, referrals
 from services.clock import Clock
@@ -73,13 +74,25 @@ class Kezek:
     # --- parents ----------------------------------------------------------------------------
     async def queue_view(self, app_number: str, viewer: str | None = None) -> queue.QueueView:
         # The view needs no working-day calendar (one query less) and reads without the write
-        # lock; only a number the viewer has not seen yet is written down.
-        async with self.reading(with_calendar=False) as ctx:
+        # lock; only a number the viewer has not seen yet is written down, in the same
+        # transaction (SQLite upgrades the read to a write when no one wrote in between).
+        async def look(ctx: Ctx) -> queue.QueueView:
             view = await queue.view(ctx, app_number, viewer)
-        if viewer is not None and view.number is not None and view.number != view.previous:
-            async with self.unit(viewer, with_calendar=False) as ctx:
+            if viewer is not None and view.number is not None and view.number != view.previous:
                 await queue.record_look(ctx, view.application.id, viewer, view.number)
-        return view
+            return view
+
+        try:
+            async with self.db.read() as session:
+                ctx = await Ctx.open(session, self.clock.now(), viewer or "system", with_calendar=False)
+                return await look(ctx)
+        except OperationalError:
+            if viewer is None or not self.db.is_sqlite:
+                raise
+        # Someone wrote after our read began, so SQLite refused the upgrade: look again under
+        # the write lock.
+        async with self.unit(viewer, with_calendar=False) as ctx:
+            return await look(ctx)
 
     async def available_seats(self, app_number: str, state_order_only: bool = False) -> list[offers.AvailableSeat]:
         async with self.reading() as ctx:

@@ -136,3 +136,28 @@ async def test_every_change_is_audited(world: World, kz) -> None:
     assert {"application.create", "seats.publish", "offer.make", "referral.issue"} <= set(actions)
     assert claim_actor == "tg:77"
     assert sorted(kinds) == ["referral_issued", "turn_came"]
+
+
+async def test_look_is_recorded_even_when_someone_writes_during_the_view(world: World, kz, db, monkeypatch) -> None:
+    """SQLite refuses to upgrade a read that another writer overtook; the look is then written
+    in a transaction of its own (on PostgreSQL the write simply goes through)."""
+    from services import queue as queue_module
+
+    (a,) = await world.apps(world.row())
+    real = queue_module.record_look
+    calls = []
+
+    async def racing_record_look(ctx, app_id, viewer, number):
+        if not calls:  # the first attempt: someone else commits a write meanwhile
+            await world.kz.set_calendar_day(dt.date(2026, 12, 31), working=False, name="decree")
+        calls.append(number)
+        await real(ctx, app_id, viewer, number)
+
+    monkeypatch.setattr(queue_module, "record_look", racing_record_look)
+    first = await kz.queue_view(a, viewer="tg:5")
+    assert first.number == 1
+    assert len(calls) == (2 if db.is_sqlite else 1)  # SQLite looked again under the write lock
+    monkeypatch.setattr(queue_module, "record_look", real)
+    await world.apps(world.row(privilege="first"))
+    again = await kz.queue_view(a, viewer="tg:5")
+    assert (again.previous, again.number) == (1, 2)
