@@ -150,6 +150,20 @@ def import_(state: State, kind: str, file: Path) -> None:
         click.echo(state.t("Saved: {count}.", count=result))
 
 
+@cli.group()
+def applications() -> None:
+    """Applications."""
+
+
+@applications.command("withdraw")
+@click.argument("application")
+@pass_state
+def applications_withdraw(state: State, application: str) -> None:
+    """The registry withdraws a waiting APPLICATION: it leaves the queue; an offered seat moves on."""
+    state.run(lambda kz: kz.withdraw_application(application, actor="cli"))
+    click.echo(state.t("Application {number} is withdrawn from the queue.", number=application))
+
+
 # --- seats, claims, referrals --------------------------------------------------------------------
 
 @cli.group()

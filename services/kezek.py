@@ -54,6 +54,10 @@ class Kezek:
         async with self.unit(actor) as ctx:
             return await queue.import_applications(ctx, rows)
 
+    async def withdraw_application(self, number: str, actor: str = "registry") -> Application:
+        async with self.unit(actor) as ctx:
+            return await queue.withdraw(ctx, number)
+
     async def set_calendar_day(self, day: dt.date, working: bool, name: str = "",
                                actor: str = "operator") -> None:
         async with self.unit(actor) as ctx:

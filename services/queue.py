@@ -50,6 +50,8 @@ from storage.models import (
     QueueLook,
     Referral,
     ReferralStatus,
+    Seat,
+    SeatStatus,
     UTCDateTime,
 )
 
@@ -451,3 +453,28 @@ async def record_look(ctx: Ctx, app_id: int, viewer: str, number: int) -> None:
     stmt = stmt.on_conflict_do_update(index_elements=["application_id", "viewer"],
                                       set_={"number": number, "at": ctx.now})
     await ctx.session.execute(stmt)
+
+
+async def withdraw(ctx: Ctx, number: str) -> Application:
+    """The registry withdraws a waiting application (the parent cancelled it): it leaves the
+    queue, and a seat it was offered goes on to the next in line."""
+    from services.offers import fill_free_seats  # offers imports this module
+
+    app = await get_application(ctx.session, number, for_update=True)
+    if app.status != AppStatus.QUEUED:
+        raise ApplicationClosed(field="number", status=app.status)
+    app.status, app.updated_at = AppStatus.WITHDRAWN, ctx.now
+    queue_event(ctx, app, -1, WITHDRAWN)
+    offers = (await ctx.session.execute(select(Offer).where(
+        Offer.application_id == app.id, Offer.status == OfferStatus.OPEN))).scalars().all()
+    for offer in offers:
+        offer.status, offer.closed_at = OfferStatus.CANCELLED, ctx.now
+        seat = await ctx.session.get(Seat, offer.seat_id)
+        assert seat is not None
+        seat.status = SeatStatus.FREE
+    ctx.audit("application.withdraw", "application", app.id)
+    ctx.notify("withdrawn", app.id, f"withdrawn:{app.id}")
+    await ctx.session.flush()
+    if offers:
+        await fill_free_seats(ctx, [o.seat_id for o in offers])
+    return app

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from services.errors import BulkRejected, ChildAlreadyQueued, InvalidIIN, UnknownDistrict
+from services.errors import ApplicationClosed, BulkRejected, ChildAlreadyQueued, InvalidIIN, UnknownDistrict
 from storage.models import Application, AuditEntry, OutboxMessage, QueueEvent
 from tests.conftest import World, almaty
 
@@ -161,3 +161,18 @@ async def test_look_is_recorded_even_when_someone_writes_during_the_view(world: 
     await world.apps(world.row(privilege="first"))
     again = await kz.queue_view(a, viewer="tg:5")
     assert (again.previous, again.number) == (1, 2)
+
+
+async def test_registry_withdrawal_moves_the_queue_and_passes_the_offer_on(world: World, kz, clock) -> None:
+    a, b, c = await world.apps(world.row(), world.row(), world.row())
+    await kz.queue_view(c, viewer="tg:c")
+    pub = await world.publish(1)
+    clock.advance(minutes=5)
+    await kz.withdraw_application(a)
+    view_a = await kz.queue_view(a)
+    assert (view_a.state, view_a.number, view_a.open_offers) == ("withdrawn", None, [])
+    assert [o.seat_id for o in (await kz.queue_view(b)).open_offers] == pub.seat_ids
+    seen = await kz.queue_view(c, viewer="tg:c")
+    assert (seen.number, seen.delta, seen.causes) == (2, -1, {"withdrawn": -1})
+    with pytest.raises(ApplicationClosed):
+        await kz.withdraw_application(a)
