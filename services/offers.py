@@ -37,7 +37,7 @@ from services.errors import (
     TooYoungForPrivate,
     UnknownKindergarten,
 )
-from services.queue import REFERRAL, get_application, queue_event
+from services.queue import REFERRAL, get_application, queue_event, release_offers
 from storage.models import (
     Application,
     ApplicationPreference,
@@ -413,13 +413,7 @@ async def claim(ctx: Ctx, app_number: str, seat_id: int, confirmed_by: str | Non
             if res.rowcount != 1:
                 raise SeatNotAvailable()
         # Claiming another seat closes this application's own open offer; that seat goes on.
-        other = (await ctx.session.execute(select(Offer).where(
-            Offer.application_id == app.id, Offer.status == OfferStatus.OPEN))).scalars().all()
-        for o in other:
-            o.status, o.closed_at = OfferStatus.CANCELLED, ctx.now
-            await ctx.session.execute(update(Seat).where(Seat.id == o.seat_id, Seat.status == SeatStatus.OFFERED)
-                                      .values(status=SeatStatus.FREE).execution_options(synchronize_session=False))
-            released.append(o.seat_id)
+        released += await release_offers(ctx, app.id)
         # Per child: a batch of twins may mix a privileged and a general application.
         docs_due = docs_deadline(ctx, plan.profile) if plan.via == VIA_OFFER \
             and app.privilege != Privilege.NONE and app.docs_state != DocsState.ACCEPTED else None

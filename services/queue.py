@@ -215,6 +215,7 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row]) -> ImportReport:
         raise BulkRejected(errors)
 
     report = ImportReport()
+    released: list[int] = []
     new_rows = []
     for item in good:
         app = existing.get(item["number"])
@@ -235,12 +236,18 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row]) -> ImportReport:
         app.updated_at = ctx.now
         if queue_moves and app.status == AppStatus.QUEUED:
             queue_event(ctx, app, +1, CHANGED)
+            # An offer was made for the old place in the old queue: it goes on to the next.
+            released += await release_offers(ctx, app.id)
         if old_prefs != item["preferred"]:
             await _set_preferences(ctx, app.id, [kgs[c][0] for c in item["preferred"]], replace=True)
         ctx.audit("application.update", "application", app.id, fields=sorted(changed))
     if new_rows:
         await _insert_new(ctx, new_rows, kgs)
         report.created = len(new_rows)
+    if released:
+        from services.offers import fill_free_seats  # offers imports this module
+
+        await fill_free_seats(ctx, released)
     return report
 
 
@@ -465,16 +472,23 @@ async def withdraw(ctx: Ctx, number: str) -> Application:
         raise ApplicationClosed(field="number", status=app.status)
     app.status, app.updated_at = AppStatus.WITHDRAWN, ctx.now
     queue_event(ctx, app, -1, WITHDRAWN)
+    released = await release_offers(ctx, app.id)
+    ctx.audit("application.withdraw", "application", app.id)
+    ctx.notify("withdrawn", app.id, f"withdrawn:{app.id}")
+    if released:
+        await fill_free_seats(ctx, released)
+    return app
+
+
+async def release_offers(ctx: Ctx, app_id: int) -> list[int]:
+    """Cancel an application's open offers; their seats are free for the next in line."""
     offers = (await ctx.session.execute(select(Offer).where(
-        Offer.application_id == app.id, Offer.status == OfferStatus.OPEN))).scalars().all()
+        Offer.application_id == app_id, Offer.status == OfferStatus.OPEN))).scalars().all()
     for offer in offers:
         offer.status, offer.closed_at = OfferStatus.CANCELLED, ctx.now
         seat = await ctx.session.get(Seat, offer.seat_id)
         assert seat is not None
         seat.status = SeatStatus.FREE
-    ctx.audit("application.withdraw", "application", app.id)
-    ctx.notify("withdrawn", app.id, f"withdrawn:{app.id}")
+        ctx.audit("offer.cancel", "offer", offer.id, application_id=app_id)
     await ctx.session.flush()
-    if offers:
-        await fill_free_seats(ctx, [o.seat_id for o in offers])
-    return app
+    return [o.seat_id for o in offers]

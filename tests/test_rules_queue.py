@@ -176,3 +176,15 @@ async def test_registry_withdrawal_moves_the_queue_and_passes_the_offer_on(world
     assert (seen.number, seen.delta, seen.causes) == (2, -1, {"withdrawn": -1})
     with pytest.raises(ApplicationClosed):
         await kz.withdraw_application(a)
+
+
+async def test_registry_moving_an_offered_application_passes_the_offer_on(world: World, kz) -> None:
+    a, b = await world.apps(world.row(), world.row())
+    pub = await world.publish(1)
+    moved = (await kz.queue_view(a)).application
+    row = world.row(a) | {"child_iin": moved.child_iin, "district": "ALM-MED",
+                         "submitted_at": moved.submitted_at.isoformat()}
+    report = await kz.import_applications([row])
+    assert report.updated == 1
+    assert (await kz.queue_view(a)).open_offers == []
+    assert [o.seat_id for o in (await kz.queue_view(b)).open_offers] == pub.seat_ids
