@@ -262,7 +262,7 @@ async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tupl
         } for it in chunk]
         result = await session.execute(insert(A).returning(A.id, A.number), values)
         ids = {number: id_ for id_, number in result.all()}
-        prefs, events, audits = [], [], []
+        prefs, events = [], []
         for it in chunk:
             app_id = ids[it["number"]]
             prefs.extend({"application_id": app_id, "kindergarten_id": kgs[c][0], "rank": r}
