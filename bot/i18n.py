@@ -331,9 +331,13 @@ def status_text(lang: str | None, status: str, until: dt.datetime | None = None)
 
 
 def cause_text(lang: str | None, cause: str, count: int) -> str:
-    """Why a queue number moved, e.g. '2 referrals were issued ahead of you' (plural-aware)."""
+    """Why a queue number moved, e.g. '2 referrals were issued ahead of you' (plural-aware).
+
+    ``count`` is the signed move a cause made (referrals ahead move a number by -1 each); the
+    sentence already says the direction, so it shows how many."""
     singular, plural = CAUSES.get(cause, OTHER_CAUSE)
-    return ngettext(lang, singular, plural, count, count=format_number(lang, count))
+    n = abs(count)
+    return ngettext(lang, singular, plural, n, count=format_number(lang, n))
 
 
 # --- errors --------------------------------------------------------------------------------------

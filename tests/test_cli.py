@@ -98,3 +98,19 @@ def test_bad_input_is_answered_clearly(run, tmp_path: Path) -> None:
     assert run("import", "applications", notjson).exit_code != 0
     weird = write(tmp_path, "x.txt", "hello")
     assert run("import", "applications", weird).exit_code != 0
+
+
+def test_causes_read_as_counts_not_signed_moves(run, tmp_path: Path) -> None:
+    seed(run, tmp_path)
+    from datetime import date
+
+    iins = [make_iin(date(2023, 3, 15), i) for i in range(3)]
+    good = write(tmp_path, "good.csv", app_csv([("A1", iins[0]), ("A2", iins[1]), ("A3", iins[2])]))
+    assert run("import", "applications", good).exit_code == 0
+    assert "3." in run("queue", "show", "A3", "--viewer", "op").output
+    run("seats", "publish", "--kindergarten", "KG1", "--birth-year", "2023", "--language", "ru", "--count", "2")
+    for app, seat in (("A1", "1"), ("A2", "2")):
+        assert run("claim", app, seat, "--confirm", "parent", now="2026-09-07T11:00:00+05:00").exit_code == 0
+    shown = run("queue", "show", "A3", "--viewer", "op", now="2026-09-07T12:00:00+05:00").output
+    assert "-2" in shown  # the change itself is signed
+    assert "2 направления" in shown and "-2 направ" not in shown
