@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from services import directory, offers, queue, referrals
+from services import chats, directory, offers, queue, referrals
 from services.clock import Clock
 from services.context import Ctx
 from services.parsing import Row
@@ -109,6 +109,14 @@ class Kezek:
     async def claim(self, app_number: str, seat_id: int, confirmed_by: str | None) -> list[Referral]:
         async with self.unit(confirmed_by or "anonymous") as ctx:
             return await offers.claim(ctx, app_number, seat_id, confirmed_by)
+
+    async def chat_language(self, chat_id: int) -> str | None:
+        async with self.reading(with_calendar=False) as ctx:
+            return await chats.get_language(ctx.session, chat_id)
+
+    async def set_chat_language(self, chat_id: int, lang: str) -> None:
+        async with self.unit("telegram", with_calendar=False) as ctx:
+            await chats.set_language(ctx, chat_id, lang)
 
     # --- sweeps -----------------------------------------------------------------------------
     async def run_sweeps(self) -> dict[str, int]:

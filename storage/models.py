@@ -399,3 +399,16 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(30))
     entity_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# --- the Telegram front --------------------------------------------------------------------------
+
+class Chat(Base):
+    """A Telegram chat that talks to the bot, and the language it chose ('ru' | 'kk')."""
+
+    __tablename__ = "chats"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    language: Mapped[str | None] = mapped_column(String(2), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

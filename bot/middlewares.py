@@ -1,0 +1,105 @@
+"""Outer middlewares of the Telegram front.
+
+* ``ErrorBoundaryMiddleware`` — catches whatever a handler raises, logs it without personal data
+  (exception type, update id, event kind and the stack frames' locations; never the message text or the
+  exception's own message, which may carry an IIN or a phone number) and answers the user politely
+  in their language.
+* ``ContextMiddleware`` — puts the service facade (``kz``) and the chat's language (``lang``) into
+  the handler data. The language is the one the chat chose (``chats`` table), else Telegram's
+  ``language_code`` of the user, else Russian.
+
+Both are registered on ``dp.update`` as outer middlewares (after aiogram's own), the error
+boundary first so that it also covers a failing language lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.types import Chat, TelegramObject, Update, User
+
+from bot import i18n
+from services.errors import KezekError
+from services.kezek import Kezek
+
+log = logging.getLogger("kezek.bot")
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+def chat_id_of(data: dict[str, Any]) -> int | None:
+    chat: Chat | None = data.get("event_chat")
+    if chat is not None:
+        return chat.id
+    user: User | None = data.get("event_from_user")
+    return user.id if user is not None else None
+
+
+def telegram_language(data: dict[str, Any]) -> str:
+    user: User | None = data.get("event_from_user")
+    return i18n.normalize_language(user.language_code if user is not None else None)
+
+
+class ContextMiddleware(BaseMiddleware):
+    def __init__(self, kezek: Kezek) -> None:
+        self.kezek = kezek
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        data["kz"] = self.kezek
+        data["lang"] = telegram_language(data)
+        chat_id = chat_id_of(data)
+        if chat_id is not None:
+            chosen = await self.kezek.chat_language(chat_id)
+            if chosen in i18n.LANGUAGES:
+                data["lang"] = chosen
+        return await handler(event, data)
+
+
+def _frames(exc: BaseException) -> str:
+    """Where it failed: file, line and function of each frame, without source text or values."""
+    return "\n".join(f"  {f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__))
+
+
+def error_message(lang: str, exc: BaseException) -> str:
+    if isinstance(exc, KezekError):
+        return i18n.error_text(lang, exc)
+    return i18n.gettext(lang, "Something went wrong. Please try again later.")
+
+
+class ErrorBoundaryMiddleware(BaseMiddleware):
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        try:
+            return await handler(event, data)
+        except Exception as exc:  # noqa: BLE001 - this is the boundary
+            update = event if isinstance(event, Update) else None
+            log.error(
+                "handler failed: %s in update %s (%s)\n%s",
+                type(exc).__name__,
+                update.update_id if update is not None else "?",
+                update.event_type if update is not None else type(event).__name__,
+                _frames(exc),
+            )
+            lang = data.get("lang") or telegram_language(data)
+            await self._answer(data.get("bot"), update, data, error_message(lang, exc))
+            return None
+
+    @staticmethod
+    async def _answer(bot: Bot | None, update: Update | None, data: dict[str, Any], text: str) -> None:
+        if bot is None:
+            return
+        try:
+            if update is not None and update.callback_query is not None:
+                try:
+                    await bot.answer_callback_query(update.callback_query.id, text=text, show_alert=True)
+                    return
+                except Exception as exc:  # noqa: BLE001 - e.g. already answered; send a message instead
+                    log.warning("could not answer the callback: %s", type(exc).__name__)
+            chat_id = chat_id_of(data)
+            if chat_id is not None:
+                await bot.send_message(chat_id, text)
+        except Exception as exc:  # noqa: BLE001 - never let the apology itself crash polling
+            log.error("could not tell the user about a failure: %s", type(exc).__name__)

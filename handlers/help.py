@@ -1,0 +1,49 @@
+"""/help, and the commands of the main menu that are not built yet ("coming soon")."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.types import Message
+
+from bot.i18n import gettext
+from handlers.menu import MenuButton, main_menu
+
+
+def help_text(lang: str) -> str:
+    lines = [
+        gettext(lang, "Kezek helps you follow the kindergarten queue. Commands:"),
+        "/start — " + gettext(lang, "choose the language and open the menu"),
+        "/link — " + gettext(lang, "link an application to this chat"),
+        "/status — " + gettext(lang, "your child's place in the queue"),
+        "/seats — " + gettext(lang, "seats in state-order private kindergartens"),
+        "/settings — " + gettext(lang, "language, e-mail and notices"),
+        "/help — " + gettext(lang, "this help"),
+    ]
+    return "\n".join(lines)
+
+
+async def show_help(message: Message, lang: str) -> None:
+    await message.answer(help_text(lang), reply_markup=main_menu(lang))
+
+
+async def settings_soon(message: Message, lang: str) -> None:
+    await message.answer(
+        gettext(lang, "Settings are coming soon. To change the language, send /start."),
+        reply_markup=main_menu(lang))
+
+
+async def coming_soon(message: Message, lang: str) -> None:
+    await message.answer(gettext(lang, "This section is coming soon."), reply_markup=main_menu(lang))
+
+
+def build_router() -> Router:
+    """A fresh router (a router can belong to one Dispatcher only)."""
+    router = Router(name="help")
+    router.message.register(show_help, Command("help"))
+    router.message.register(show_help, MenuButton("help"))
+    router.message.register(settings_soon, Command("settings"))
+    router.message.register(settings_soon, MenuButton("settings"))
+    router.message.register(coming_soon, Command("link", "status", "seats", "unlink"))
+    router.message.register(coming_soon, MenuButton("link", "status", "seats"))
+    return router

@@ -1,0 +1,48 @@
+"""The main menu: a reply keyboard that mirrors the commands, and a filter for its buttons.
+
+Button labels are localized; a press is recognised in either language (a chat may switch
+language while an old keyboard is still shown)."""
+
+from __future__ import annotations
+
+from aiogram.types import KeyboardButton, Message, ReplyKeyboardMarkup
+
+from bot.i18n import LANGUAGES, N_, gettext
+
+# command -> button label (English msgid)
+MENU: dict[str, str] = {
+    "link": N_("Link an application"),
+    "status": N_("My queue status"),
+    "seats": N_("Available seats"),
+    "settings": N_("Settings"),
+    "help": N_("Help"),
+}
+
+_ROWS = (("link", "status"), ("seats", "settings"), ("help",))
+
+
+def main_menu(lang: str) -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=gettext(lang, MENU[key])) for key in row] for row in _ROWS],
+        resize_keyboard=True,
+        is_persistent=True,
+    )
+
+
+def labels(key: str) -> set[str]:
+    """The label of a menu button in every language."""
+    return {gettext(lang, MENU[key]) for lang in LANGUAGES}
+
+
+class MenuButton:
+    """A message filter: the text is the label of one of the given menu buttons."""
+
+    def __init__(self, *keys: str) -> None:
+        self.keys = keys
+
+    def __call__(self, message: Message) -> bool | dict[str, str]:
+        text = (message.text or "").strip()
+        for key in self.keys:
+            if text in labels(key):
+                return {"menu_key": key}
+        return False

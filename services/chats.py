@@ -1,0 +1,36 @@
+"""Telegram chats as the domain sees them: only an id and the language the chat chose.
+
+No aiogram here: the bot layer passes plain chat ids."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.context import Ctx
+from storage.models import Chat
+
+LANGUAGES = ("ru", "kk")
+
+
+async def get_language(session: AsyncSession, chat_id: int) -> str | None:
+    """The language a chat chose ('ru' | 'kk'), or None when it has not chosen one yet."""
+    return (await session.execute(select(Chat.language).where(Chat.id == chat_id))).scalar_one_or_none()
+
+
+async def set_language(ctx: Ctx, chat_id: int, lang: str) -> Chat:
+    """Remember the chat's language (creating the chat's row on first use) and audit the change."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"unsupported language: {lang!r}")
+    chat = await ctx.session.get(Chat, chat_id)
+    previous = chat.language if chat is not None else None
+    if chat is None:
+        chat = Chat(id=chat_id, language=lang, created_at=ctx.now, updated_at=ctx.now)
+        ctx.session.add(chat)
+    elif chat.language != lang:
+        chat.language = lang
+        chat.updated_at = ctx.now
+    if previous != lang:
+        ctx.audit("set_language", "chat", chat_id, language=lang, previous=previous)
+    await ctx.session.flush()
+    return chat
