@@ -410,6 +410,45 @@ def demo(state: State, applications: int) -> None:
     click.echo(state.t("Try: kezek queue show {number} --viewer me", number=summary["example"]))
 
 
+# --- the Telegram bot ----------------------------------------------------------------------------
+
+@cli.command("run")
+@pass_state
+def run_bot(state: State) -> None:
+    """Run the Telegram bot (long polling) until SIGINT/SIGTERM.
+
+    Needs KEZEK_BOT_TOKEN; KEZEK_BOT_API_URL points at another Bot API server. Migrates the
+    database first."""
+    import logging
+
+    from bot.runner import MissingTokenError, run_polling
+    from storage.migrate import upgrade
+
+    settings = get_settings()
+    if not settings.bot_token.strip():
+        click.echo(state.t("No bot token is configured: set KEZEK_BOT_TOKEN (from @BotFather)."), err=True)
+        sys.exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    upgrade(state.url)
+    click.echo(state.t("The bot is starting; stop it with Ctrl+C."))
+
+    async def go() -> None:
+        db = Database(state.url)
+        try:
+            await run_polling(settings, Kezek(db, state.clock))
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(go())
+    except MissingTokenError:
+        click.echo(state.t("No bot token is configured: set KEZEK_BOT_TOKEN (from @BotFather)."), err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+    click.echo(state.t("The bot has stopped."))
+
+
 def main() -> None:
     cli(prog_name="kezek")
 

@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     # Where e-mails go when no SMTP server is configured (.eml files).
     mail_dir: Path = Path("data/mail")
     sandbox: bool = False
+    # The Telegram bot token from @BotFather (KEZEK_BOT_TOKEN); `kezek run` refuses to start without it.
+    bot_token: str = ""
+    # The Bot API server: Telegram's, a local Bot API server, or a test stand-in.
+    bot_api_url: str = "https://api.telegram.org"
 
     def sqlite_path(self) -> Path | None:
         for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):
