@@ -350,6 +350,8 @@ ERROR_MESSAGES: dict[str, str] = {
     "invalid": N_("The data is invalid. Please check it and try again."),
     "invalid_phone": N_("Enter a Kazakhstan mobile number, for example +7 701 234 56 78."),
     "invalid_email": N_("The e-mail address is invalid."),
+    "link_failed": N_("The details do not match. Please check them and try again; to start over, "
+                      "send /link."),
     "child_already_queued": N_("This child is already in the queue with another application."),
     "not_found": N_("Nothing was found."),
     "application_not_found": N_("The application was not found. Please check the number."),
@@ -545,6 +547,11 @@ def _showup_passed(lang: str, params: dict[str, Any]) -> str:
     return gettext(lang, "The deadline to admit the child on this referral has passed.")
 
 
+def _link_locked(lang: str, params: dict[str, Any]) -> str:
+    return gettext(lang, "Too many unsuccessful attempts. Linking from this chat is paused until {until}.",
+                   until=_param_moment(lang, params.get("until")))
+
+
 def _docs_pending(lang: str, params: dict[str, Any]) -> str:
     if params.get("due_at"):
         return gettext(lang, "The child can be admitted once the privilege documents are confirmed "
@@ -587,6 +594,7 @@ ERROR_RENDERERS: dict[str, _Renderer] = {
     "showup_deadline_passed": _showup_passed,
     "documents_not_pending": _docs,
     "documents_pending": _docs_pending,
+    "link_locked": _link_locked,
     "application_closed": _by_status(_CLOSED, _CLOSED_OTHER),
 }
 

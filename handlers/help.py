@@ -44,6 +44,6 @@ def build_router() -> Router:
     router.message.register(show_help, MenuButton("help"))
     router.message.register(settings_soon, Command("settings"))
     router.message.register(settings_soon, MenuButton("settings"))
-    router.message.register(coming_soon, Command("link", "status", "seats", "unlink"))
-    router.message.register(coming_soon, MenuButton("link", "status", "seats"))
+    router.message.register(coming_soon, Command("status", "seats", "unlink"))
+    router.message.register(coming_soon, MenuButton("status", "seats"))
     return router

@@ -152,6 +152,23 @@ class ApplicationClosed(RuleViolation):
     code = "application_closed"
 
 
+class LinkFailed(ValidationError):
+    """The application number, the IIN or the proof did not match. One error for every cause, so
+    that nobody can probe which application numbers exist."""
+
+    code = "link_failed"
+
+
+class LinkLocked(RuleViolation):
+    """Too many failed link attempts: linking is refused for this chat ``until`` (a UTC datetime)."""
+
+    code = "link_locked"
+
+    @property
+    def until(self):  # type: ignore[no-untyped-def]
+        return self.params.get("until")
+
+
 def all_error_classes() -> list[type[KezekError]]:
     out: list[type[KezekError]] = []
     stack: list[type[KezekError]] = [KezekError]

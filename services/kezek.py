@@ -4,20 +4,23 @@ one transaction with the change, its audit entries and the notices it causes."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from services import chats, directory, offers, queue, referrals
+from services import chats, directory, linking, offers, queue, referrals
 from services.clock import Clock
 from services.context import Ctx
+from services.errors import LinkFailed, LinkLocked
 from services.parsing import Row
 from storage.db import Database
 from storage.models import Application, OutboxMessage, Referral, Seat
 from storage.models import Offer as OfferModel
+
+T = TypeVar("T")
 
 
 class Kezek:
@@ -144,3 +147,38 @@ class Kezek:
                 "annulments": {k or "": v for k, v in (await by(Referral.annul_reason)).items() if k},
                 "outbox": await by(OutboxMessage.status),
             }
+
+    # --- linking a chat to an application ------------------------------------------------------
+    async def _linking(self, step: Callable[[Ctx], Awaitable[T]]) -> T:
+        """One unit of work whose failure is kept: a failed link attempt (and the tries of an
+        e-mail code) must be committed before the error reaches the caller, or the lock would
+        never come."""
+        failure: LinkFailed | LinkLocked | None = None
+        async with self.unit("telegram", with_calendar=False) as ctx:
+            try:
+                return await step(ctx)
+            except (LinkFailed, LinkLocked) as exc:
+                failure = exc
+        raise failure
+
+    async def check_link_application(self, chat_id: int, number: str, iin: str) -> linking.LinkTarget:
+        return await self._linking(lambda ctx: linking.check_application(ctx, chat_id, number, iin))
+
+    async def link_by_contact(self, chat_id: int, number: str, iin: str, contact_phone: str,
+                              contact_user_id: int | None, sender_user_id: int | None) -> linking.LinkTarget:
+        return await self._linking(lambda ctx: linking.link_by_contact(
+            ctx, chat_id, number, iin, contact_phone, contact_user_id, sender_user_id))
+
+    async def send_link_code(self, chat_id: int, number: str, iin: str) -> linking.LinkTarget:
+        return await self._linking(lambda ctx: linking.send_email_code(ctx, chat_id, number, iin))
+
+    async def link_by_code(self, chat_id: int, code: str) -> linking.LinkTarget:
+        return await self._linking(lambda ctx: linking.link_by_code(ctx, chat_id, code))
+
+    async def link_locked_until(self, chat_id: int) -> dt.datetime | None:
+        async with self.reading(with_calendar=False) as ctx:
+            return await linking.locked_until(ctx, chat_id)
+
+    async def linked_applications(self, chat_id: int) -> list[linking.LinkTarget]:
+        async with self.reading(with_calendar=False) as ctx:
+            return await linking.linked_applications(ctx.session, chat_id)

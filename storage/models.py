@@ -50,12 +50,12 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
 
 
 class Base(DeclarativeBase):
@@ -412,3 +412,40 @@ class Chat(Base):
     language: Mapped[str | None] = mapped_column(String(2), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class ChatLink(Base):
+    """An application linked to a Telegram chat (a parent may link several children; an
+    application may be linked from the chats of both parents)."""
+
+    __tablename__ = "chat_links"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), primary_key=True,
+                                                autoincrement=False)
+    linked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    method: Mapped[str] = mapped_column(String(10))  # 'contact' | 'email'
+
+
+class LinkAttempt(Base):
+    """One try to prove a link, kept to lock a chat after repeated failures."""
+
+    __tablename__ = "link_attempts"
+    __table_args__ = (Index("ix_link_attempts_chat_at", "chat_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ok: Mapped[bool] = mapped_column(Boolean)
+
+
+class LinkCode(Base):
+    """The pending e-mail code of a chat: only its hash is kept."""
+
+    __tablename__ = "link_codes"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -206,7 +206,7 @@ async def test_help_is_localized(tg: Harness, lang: str) -> None:
 
 @pytest.mark.parametrize("lang", ["ru", "kk"])
 async def test_menu_buttons_answer_coming_soon(tg: Harness, lang: str) -> None:
-    for key in ("Link an application", "My queue status", "Available seats"):
+    for key in ("My queue status", "Available seats"):
         [reply] = sent(await tg.send(lang, text=i18n.gettext(lang, key)))
         assert reply.text == i18n.gettext(lang, "This section is coming soon.")
     [reply] = sent(await tg.send(lang, text=i18n.gettext(lang, "Help")))

@@ -1,0 +1,200 @@
+"""Linking a Telegram chat to an application (DESIGN.md §3 "Link").
+
+Application number → child IIN → proof that the chat belongs to the applicant: the sender's own
+Telegram contact whose phone equals the application's phone, or a one-time code sent to the
+application's e-mail.
+
+* Every failure raises the same ``LinkFailed``: the answer never reveals whether a number exists.
+* Every failure and every completed link is recorded (``link_attempts``); after ``MAX_FAILURES``
+  failures within ``LOCK_WINDOW`` (since the last completed link) the chat is locked
+  (``LinkLocked(until=...)``) and even correct data is refused until the window passes. Time is always ``ctx.now``.
+* A failure must be kept although it raises: the facade commits the unit of work and re-raises
+  (see ``Kezek._linking``). The failure paths therefore write nothing but the attempt (and the
+  tries counter of an e-mail code).
+* The e-mail code is stored only as a hash and is never logged or audited; it travels once, in the
+  payload of the ``link_code`` outbox notice.
+
+No aiogram here: the bot layer passes plain ids and strings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import NoReturn
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import queue
+from services.context import Ctx
+from services.errors import KezekError, LinkFailed, LinkLocked
+from services.validation import mask_email, mask_iin, normalise_phone, validate_iin
+from storage.models import Application, ChatLink, LinkAttempt, LinkCode
+
+MAX_FAILURES = 5
+LOCK_WINDOW = dt.timedelta(hours=1)
+CODE_TTL = dt.timedelta(minutes=15)
+CODE_MAX_TRIES = 5
+CODE_DIGITS = 6
+
+METHOD_CONTACT = "contact"
+METHOD_EMAIL = "email"
+
+
+@dataclass(frozen=True)
+class LinkTarget:
+    """What a front end may show about an application it proved access to (masked)."""
+
+    application_id: int
+    number: str
+    child_iin_masked: str
+    email_masked: str
+
+    @classmethod
+    def of(cls, app: Application) -> LinkTarget:
+        return cls(app.id, app.number, mask_iin(app.child_iin), mask_email(app.email))
+
+
+# --- attempts and the lock -------------------------------------------------------------------------
+
+async def locked_until(ctx: Ctx, chat_id: int) -> dt.datetime | None:
+    """When the chat's lock ends, or None when it is not locked now.
+
+    Failures since the chat's last completed link within the last ``LOCK_WINDOW`` count; with
+    ``MAX_FAILURES`` of them the lock lasts until the oldest of the last five leaves the window."""
+    since = ctx.now - LOCK_WINDOW
+    last_ok = (await ctx.session.execute(
+        select(LinkAttempt.id).where(LinkAttempt.chat_id == chat_id, LinkAttempt.ok.is_(True),
+                                     LinkAttempt.at > since)
+        .order_by(LinkAttempt.id.desc()).limit(1))).scalar_one_or_none()
+    q = select(LinkAttempt.at).where(LinkAttempt.chat_id == chat_id, LinkAttempt.ok.is_(False),
+                                     LinkAttempt.at > since)
+    if last_ok is not None:  # ids, not instants: a success and failures may share one instant
+        q = q.where(LinkAttempt.id > last_ok)
+    failures = list((await ctx.session.execute(q.order_by(LinkAttempt.at.desc(), LinkAttempt.id.desc())
+                                               .limit(MAX_FAILURES)))
+                    .scalars())
+    if len(failures) < MAX_FAILURES:
+        return None
+    until = failures[-1] + LOCK_WINDOW
+    return until if until > ctx.now else None
+
+
+async def _ensure_not_locked(ctx: Ctx, chat_id: int) -> None:
+    until = await locked_until(ctx, chat_id)
+    if until is not None:
+        raise LinkLocked(until=until)
+
+
+async def _record(ctx: Ctx, chat_id: int, ok: bool) -> None:
+    ctx.session.add(LinkAttempt(chat_id=chat_id, at=ctx.now, ok=ok))
+    await ctx.session.flush()
+
+
+async def _fail(ctx: Ctx, chat_id: int) -> NoReturn:
+    """Record the failure and raise: ``LinkLocked`` when it was the one too many, else ``LinkFailed``.
+    Nothing about the input is audited (it may be someone else's IIN)."""
+    await _record(ctx, chat_id, ok=False)
+    ctx.audit("link_failed", "chat", chat_id)
+    until = await locked_until(ctx, chat_id)
+    if until is not None:
+        raise LinkLocked(until=until)
+    raise LinkFailed()
+
+
+async def _verify(ctx: Ctx, chat_id: int, number: str, iin: str) -> Application:
+    await _ensure_not_locked(ctx, chat_id)
+    app: Application | None = None
+    try:
+        valid_iin = validate_iin(iin)
+        app = await queue.get_application(ctx.session, str(number or "")[:40])
+    except KezekError:
+        app = None
+    if app is None or not hmac.compare_digest(app.child_iin, valid_iin):
+        await _fail(ctx, chat_id)  # outside the except: no chained cause tells the failures apart
+    return app
+
+
+async def _link(ctx: Ctx, chat_id: int, app: Application, method: str) -> LinkTarget:
+    await _record(ctx, chat_id, ok=True)
+    existing = await ctx.session.get(ChatLink, (chat_id, app.id))
+    if existing is None:
+        ctx.session.add(ChatLink(chat_id=chat_id, application_id=app.id, linked_at=ctx.now, method=method))
+        ctx.audit("link", "application", app.id, chat_id=chat_id, method=method)
+        await ctx.session.flush()
+    return LinkTarget.of(app)
+
+
+# --- the steps ---------------------------------------------------------------------------------------
+
+async def check_application(ctx: Ctx, chat_id: int, number: str, iin: str) -> LinkTarget:
+    """The number and the child's IIN belong together (else ``LinkFailed``; ``LinkLocked`` when the
+    chat is locked). Links nothing yet."""
+    # A matching pair is not recorded as a success: only a completed link resets the failures
+    # (else a known pair would reset the lock before every guess of an e-mail code).
+    return LinkTarget.of(await _verify(ctx, chat_id, number, iin))
+
+
+async def link_by_contact(ctx: Ctx, chat_id: int, number: str, iin: str, contact_phone: str,
+                          contact_user_id: int | None, sender_user_id: int | None) -> LinkTarget:
+    """Link when the shared contact is the sender's own and its phone is the application's."""
+    app = await _verify(ctx, chat_id, number, iin)
+    if contact_user_id is None or sender_user_id is None or contact_user_id != sender_user_id:
+        await _fail(ctx, chat_id)
+    try:
+        same = normalise_phone(contact_phone) == normalise_phone(app.phone)
+    except KezekError:
+        same = False
+    if not same:
+        await _fail(ctx, chat_id)
+    return await _link(ctx, chat_id, app, METHOD_CONTACT)
+
+
+def _code_hash(chat_id: int, code: str) -> str:
+    return hashlib.sha256(f"{chat_id}:{code}".encode()).hexdigest()
+
+
+async def send_email_code(ctx: Ctx, chat_id: int, number: str, iin: str) -> LinkTarget:
+    """A fresh 6-digit code for this chat (replacing an earlier one), valid ``CODE_TTL``; the
+    ``link_code`` outbox notice carries it to the application's e-mail."""
+    app = await _verify(ctx, chat_id, number, iin)
+    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    await ctx.session.execute(delete(LinkCode).where(LinkCode.chat_id == chat_id))
+    ctx.session.add(LinkCode(chat_id=chat_id, application_id=app.id, code_hash=_code_hash(chat_id, code),
+                             expires_at=ctx.now + CODE_TTL, attempts=0))
+    ctx.notify("link_code", app.id, f"link_code:{chat_id}:{secrets.token_hex(8)}", code=code)
+    ctx.audit("link_code_sent", "application", app.id, chat_id=chat_id)  # never the code
+    await ctx.session.flush()
+    return LinkTarget.of(app)
+
+
+async def link_by_code(ctx: Ctx, chat_id: int, code: str) -> LinkTarget:
+    """Link with the code from the e-mail: right, unexpired, within ``CODE_MAX_TRIES`` tries."""
+    await _ensure_not_locked(ctx, chat_id)
+    pending = await ctx.session.get(LinkCode, chat_id)
+    if pending is None:
+        await _fail(ctx, chat_id)
+    if pending.expires_at <= ctx.now or pending.attempts >= CODE_MAX_TRIES:
+        await ctx.session.delete(pending)
+        await _fail(ctx, chat_id)
+    typed = "".join(str(code or "").split())
+    if not hmac.compare_digest(pending.code_hash, _code_hash(chat_id, typed)):
+        pending.attempts += 1
+        if pending.attempts >= CODE_MAX_TRIES:
+            await ctx.session.delete(pending)
+        await _fail(ctx, chat_id)
+    app = await ctx.session.get(Application, pending.application_id)
+    await ctx.session.delete(pending)
+    if app is None:  # pragma: no cover - the foreign key keeps it
+        await _fail(ctx, chat_id)
+    return await _link(ctx, chat_id, app, METHOD_EMAIL)
+
+
+async def linked_applications(session: AsyncSession, chat_id: int) -> list[LinkTarget]:
+    rows = (await session.execute(
+        select(Application).join(ChatLink, ChatLink.application_id == Application.id)
+        .where(ChatLink.chat_id == chat_id).order_by(ChatLink.linked_at, Application.number))).scalars()
+    return [LinkTarget.of(a) for a in rows]
