@@ -43,13 +43,11 @@ class LinkCallback(CallbackData, prefix="link"):
 
 
 def failed_text(lang: str) -> str:
-    return gettext(lang, "The details do not match. Please check them and try again; to start over, "
-                         "send /link.")
+    return i18n.error_text(lang, LinkFailed())
 
 
 def locked_text(lang: str, until: dt.datetime) -> str:
-    return gettext(lang, "Too many unsuccessful attempts. Linking from this chat is paused until {until}.",
-                   until=i18n.format_datetime(lang, until))
+    return i18n.error_text(lang, LinkLocked(until=until))
 
 
 def linked_text(lang: str, target: LinkTarget) -> str:
