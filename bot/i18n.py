@@ -599,9 +599,23 @@ ERROR_RENDERERS: dict[str, _Renderer] = {
 }
 
 
+def _class_messages() -> dict[str, str]:
+    from services.errors import all_error_classes
+
+    return {cls.code: cls.message for cls in all_error_classes() if cls.message}
+
+
 def has_error_message(code: str) -> bool:
     """True when ``code`` has its own message (error_text does not fall back to the catch-all)."""
-    return code in ERROR_RENDERERS or code in ERROR_MESSAGES
+    return code in ERROR_RENDERERS or code in ERROR_MESSAGES or code in _class_messages()
+
+
+def _param_text(lang: str, value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return format_datetime(lang, value)
+    if isinstance(value, dt.date):
+        return format_date(lang, value)
+    return value
 
 
 def error_text(lang: str | None, exc: KezekError) -> str:
@@ -615,6 +629,9 @@ def error_text(lang: str | None, exc: KezekError) -> str:
     msgid = ERROR_MESSAGES.get(code)
     if msgid is not None:
         return gettext(lang, msgid)
+    msgid = getattr(exc, "message", None)
+    if msgid:
+        return gettext(lang, msgid, **{k: _param_text(lang, v) for k, v in params.items()})
     return gettext(lang, CATCH_ALL, code=code)
 
 

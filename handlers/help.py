@@ -18,6 +18,7 @@ def help_text(lang: str) -> str:
         "/status — " + gettext(lang, "your child's place in the queue"),
         "/seats — " + gettext(lang, "seats in state-order private kindergartens"),
         "/settings — " + gettext(lang, "language, e-mail and notices"),
+        "/unlink — " + gettext(lang, "unlink an application from this chat"),
         "/help — " + gettext(lang, "this help"),
     ]
     return "\n".join(lines)
@@ -27,23 +28,9 @@ async def show_help(message: Message, lang: str) -> None:
     await message.answer(help_text(lang), reply_markup=main_menu(lang))
 
 
-async def settings_soon(message: Message, lang: str) -> None:
-    await message.answer(
-        gettext(lang, "Settings are coming soon. To change the language, send /start."),
-        reply_markup=main_menu(lang))
-
-
-async def coming_soon(message: Message, lang: str) -> None:
-    await message.answer(gettext(lang, "This section is coming soon."), reply_markup=main_menu(lang))
-
-
 def build_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     router = Router(name="help")
     router.message.register(show_help, Command("help"))
     router.message.register(show_help, MenuButton("help"))
-    router.message.register(settings_soon, Command("settings"))
-    router.message.register(settings_soon, MenuButton("settings"))
-    router.message.register(coming_soon, Command("status", "seats", "unlink"))
-    router.message.register(coming_soon, MenuButton("status", "seats"))
     return router

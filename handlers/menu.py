@@ -15,10 +15,11 @@ MENU: dict[str, str] = {
     "status": N_("My queue status"),
     "seats": N_("Available seats"),
     "settings": N_("Settings"),
+    "unlink": N_("Unlink"),
     "help": N_("Help"),
 }
 
-_ROWS = (("link", "status"), ("seats", "settings"), ("help",))
+_ROWS = (("link", "status"), ("seats", "settings"), ("unlink", "help"))
 
 
 def main_menu(lang: str) -> ReplyKeyboardMarkup:

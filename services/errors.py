@@ -5,11 +5,22 @@ and the unit of work rolls back whole."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+
+
+def N_(message: str) -> str:
+    """Marks an English message id for extraction (pybabel -k N_); translated by the front end."""
+    return message
 
 
 class KezekError(Exception):
     code = "error"
+    # The message of an error defined next to the service that raises it: an English msgid
+    # (marked with N_) whose {placeholders} are the error's params; datetimes and dates among
+    # them are formatted in the reader's language. Errors with richer wording are rendered by
+    # bot/i18n.py (ERROR_RENDERERS / ERROR_MESSAGES).
+    message: str | None = None
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -167,6 +178,14 @@ class LinkLocked(RuleViolation):
     @property
     def until(self):  # type: ignore[no-untyped-def]
         return self.params.get("until")
+
+
+class NotLinked(RuleViolation):
+    """The chat asked about an application it has not linked (a forged or stale button, or a
+    link removed meanwhile)."""
+
+    code = "not_linked"
+    message = N_("This application is not linked to this chat. Link it with /link.")
 
 
 def all_error_classes() -> list[type[KezekError]]:

@@ -12,8 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from services import chats, directory, linking, offers, queue, referrals
+from services.claiming import ClaimFacade
 from services.clock import Clock
 from services.context import Ctx
+from services.facade import FacadeBase
+from services.settings import SettingsFacade
+from services.status import StatusFacade
 from services.errors import LinkFailed, LinkLocked
 from services.parsing import Row
 from storage.db import Database
@@ -23,22 +27,12 @@ from storage.models import Offer as OfferModel
 T = TypeVar("T")
 
 
-class Kezek:
+class Kezek(StatusFacade, ClaimFacade, SettingsFacade, FacadeBase):
+    """The whole facade. Parts for one front-end flow live beside their services
+    (services/status.py, services/claiming.py, services/settings.py) as mixins of FacadeBase."""
+
     def __init__(self, db: Database, clock: Clock) -> None:
-        self.db = db
-        self.clock = clock
-
-    @asynccontextmanager
-    async def unit(self, actor: str = "system", *, with_calendar: bool = True) -> AsyncIterator[Ctx]:
-        async with self.db.write() as session:
-            ctx = await Ctx.open(session, self.clock.now(), actor, with_calendar=with_calendar)
-            yield ctx
-            await ctx.flush()
-
-    @asynccontextmanager
-    async def reading(self, *, with_calendar: bool = True) -> AsyncIterator[Ctx]:
-        async with self.db.read() as session:
-            yield await Ctx.open(session, self.clock.now(), with_calendar=with_calendar)
+        super().__init__(db, clock)
 
     # --- registry ---------------------------------------------------------------------------
     async def upsert_profiles(self, rows: Sequence[Row], actor: str = "registry") -> int:

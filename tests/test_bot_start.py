@@ -198,23 +198,10 @@ async def test_forged_callback_keeps_a_chosen_language(tg: Harness, kz: Kezek) -
 async def test_help_is_localized(tg: Harness, lang: str) -> None:
     [reply] = sent(await tg.send(lang, text="/help"))
     assert reply.text.startswith(i18n.gettext(lang, "Kezek helps you follow the kindergarten queue. Commands:"))
-    for command in ("/start", "/link", "/status", "/seats", "/settings", "/help"):
+    for command in ("/start", "/link", "/status", "/seats", "/settings", "/unlink", "/help"):
         assert command in reply.text
     assert i18n.gettext(lang, "this help") in reply.text
     assert i18n.gettext("ru", "this help") != i18n.gettext("kk", "this help")
-
-
-@pytest.mark.parametrize("lang", ["ru", "kk"])
-async def test_menu_buttons_answer_coming_soon(tg: Harness, lang: str) -> None:
-    for key in ("My queue status", "Available seats"):
-        [reply] = sent(await tg.send(lang, text=i18n.gettext(lang, key)))
-        assert reply.text == i18n.gettext(lang, "This section is coming soon.")
-    [reply] = sent(await tg.send(lang, text=i18n.gettext(lang, "Help")))
-    assert "/status" in reply.text
-    [reply] = sent(await tg.send(lang, text="/status"))
-    assert reply.text == i18n.gettext(lang, "This section is coming soon.")
-    [reply] = sent(await tg.send(lang, text=i18n.gettext(lang, "Settings")))
-    assert "/start" in reply.text
 
 
 # --- anything else --------------------------------------------------------------------------------

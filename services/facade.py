@@ -1,0 +1,49 @@
+"""The base of the service facade: units of work (one transaction each) and read-only looks.
+
+``services.kezek.Kezek`` combines this base with one mixin per front-end flow, each kept beside
+its services, so that a flow's facade methods live next to the code they call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import select
+
+from services.clock import Clock
+from services.context import Ctx
+from services.errors import NotLinked
+from storage.db import Database
+from storage.models import Application, ChatLink
+
+
+class FacadeBase:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    @asynccontextmanager
+    async def unit(self, actor: str = "system", *, with_calendar: bool = True) -> AsyncIterator[Ctx]:
+        """One transaction: the change, its audit entries and its outbox notices, or nothing."""
+        async with self.db.write() as session:
+            ctx = await Ctx.open(session, self.clock.now(), actor, with_calendar=with_calendar)
+            yield ctx
+            await ctx.flush()
+
+    @asynccontextmanager
+    async def reading(self, *, with_calendar: bool = True) -> AsyncIterator[Ctx]:
+        async with self.db.read() as session:
+            yield await Ctx.open(session, self.clock.now(), with_calendar=with_calendar)
+
+
+async def linked_application(ctx: Ctx, chat_id: int, application_id: int) -> Application:
+    """The application ``application_id`` if this chat has linked it, else ``NotLinked``.
+
+    Every button that names an application goes through here: callback data come from the
+    client and may be forged, replayed from another chat or stale (unlinked since)."""
+    app = (await ctx.session.execute(
+        select(Application).join(ChatLink, ChatLink.application_id == Application.id).where(
+            ChatLink.chat_id == chat_id, Application.id == application_id))).scalar_one_or_none()
+    if app is None:
+        raise NotLinked()
+    return app
