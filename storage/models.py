@@ -23,7 +23,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -388,6 +390,30 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
+class Delivery(Base):
+    """One notice (an outbox row) to one recipient on one channel: what a sender sends exactly
+    once. Written when the outbox row is routed to the chats linked to its application and to
+    the e-mail addresses; (outbox_id, channel, target) is unique, so routing twice adds nothing."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("outbox_id", "channel", "target"),
+        Index("ix_deliveries_due", "channel", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"))
+    channel: Mapped[str] = mapped_column(String(10))  # telegram | email
+    target: Mapped[str] = mapped_column(String(320))  # a chat id or an e-mail address
+    lang: Mapped[str] = mapped_column(String(2))
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),)
@@ -412,6 +438,18 @@ class Chat(Base):
     language: Mapped[str | None] = mapped_column(String(2), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Which optional notices the chat gets (the rest — your turn, referral, annulment, stop-list,
+    # removal — always come): queue number moved (opt-in), deadline reminders, seats open to all.
+    notify_moves: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    notify_reminders: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    notify_open_seats: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The chat's own address for e-mail copies of its notices (confirmed with a code), and an
+    # address waiting for its code: only the code's hash is kept.
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    email_pending: Mapped[str | None] = mapped_column(String(320), default=None)
+    email_code_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    email_code_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    email_code_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ChatLink(Base):
