@@ -1,9 +1,168 @@
-"""Facade part for one flow of the front end (filled in by its flow's work)."""
+"""Facade part for claiming a seat from a chat: the choices open to a linked application, the
+preview of one seat, and the claim itself. Every call checks again that the chat has linked the
+application (``linked_application``): a button's data come from the client and may be forged,
+replayed from another chat or stale."""
 
 from __future__ import annotations
 
-from services.facade import FacadeBase
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from services import offers
+from services.context import Ctx
+from services.facade import FacadeBase, linked_application
+from services.validation import mask_iin
+from storage.models import Application, AppStatus, ChatLink, Group, Kindergarten
+
+
+@dataclass(frozen=True)
+class KindergartenInfo:
+    code: str
+    name_ru: str
+    name_kk: str
+    address: str
+
+    def name(self, lang: str) -> str:
+        return self.name_kk if lang == "kk" and self.name_kk else self.name_ru
+
+
+@dataclass(frozen=True)
+class SeatChoice:
+    """Seats of one group reachable the same way, shown as one button (the first seat's id)."""
+
+    seat_id: int
+    kindergarten: KindergartenInfo
+    group_name: str
+    language: str
+    via: str  # offers.VIA_OFFER | VIA_OPEN | VIA_STATE_ORDER
+    expires_at: dt.datetime | None
+    count: int
+
+
+@dataclass(frozen=True)
+class ClaimChoices:
+    application_id: int
+    number: str
+    child_iin_masked: str
+    waiting: bool
+    choices: list[SeatChoice]
+    window_open: bool
+    next_window_at: dt.datetime | None  # when claims are accepted next, if not now
+
+
+@dataclass(frozen=True)
+class ClaimPreview:
+    application_id: int
+    number: str
+    child_iin_masked: str
+    seat_id: int
+    kindergarten: KindergartenInfo
+    group_name: str
+    language: str
+    via: str
+    showup_due_at: dt.datetime
+    docs_due_at: dt.datetime | None
+    offer_expires_at: dt.datetime | None
+    twins: list[str]  # other application numbers claimed together (a batch of twins)
+
+
+@dataclass(frozen=True)
+class IssuedReferral:
+    referral_id: int
+    number: str
+    kindergarten: KindergartenInfo
+    group_name: str
+    showup_due_at: dt.datetime
+    docs_due_at: dt.datetime | None
+
+
+def _kg(kg: Kindergarten) -> KindergartenInfo:
+    return KindergartenInfo(kg.code, kg.name_ru, kg.name_kk, kg.address or "")
+
+
+async def _group_names(ctx: Ctx, group_ids: set[int]) -> dict[int, Group]:
+    if not group_ids:
+        return {}
+    rows = (await ctx.session.execute(select(Group).where(Group.id.in_(group_ids)))).scalars()
+    return {g.id: g for g in rows}
+
+
+async def _choices(ctx: Ctx, app: Application, *, state_order_only: bool) -> ClaimChoices:
+    seats = await offers.available_seats(ctx, app.number, state_order_only=state_order_only)
+    groups = await _group_names(ctx, {s.seat.group_id for s in seats})
+    merged: dict[tuple[int, str], SeatChoice] = {}
+    for s in seats:
+        key = (s.seat.group_id, s.via)
+        if s.via == offers.VIA_OFFER:  # an offer is personal: each its own button
+            key = (-s.seat.id, s.via)
+        if key in merged:
+            prev = merged[key]
+            merged[key] = SeatChoice(prev.seat_id, prev.kindergarten, prev.group_name, prev.language,
+                                     prev.via, prev.expires_at, prev.count + 1)
+            continue
+        group = groups.get(s.seat.group_id)
+        merged[key] = SeatChoice(s.seat.id, _kg(s.kindergarten), group.name if group else "",
+                                 s.seat.language, s.via, s.expires_at, 1)
+    profile = await ctx.profile(app.district_id)
+    window_open = ctx.calendar.in_window(ctx.now, profile.window_open_minute, profile.window_close_minute)
+    next_at = None if window_open else ctx.calendar.next_window_open(
+        ctx.now, profile.window_open_minute, profile.window_close_minute)
+    order = {offers.VIA_OFFER: 0, offers.VIA_OPEN: 1, offers.VIA_STATE_ORDER: 2}
+    choices = sorted(merged.values(), key=lambda c: (order.get(c.via, 9), c.kindergarten.code, c.seat_id))
+    return ClaimChoices(app.id, app.number, mask_iin(app.child_iin), app.status == AppStatus.QUEUED,
+                        choices, window_open, next_at)
 
 
 class ClaimFacade(FacadeBase):
-    pass
+    async def claim_choices(self, chat_id: int, application_id: int) -> ClaimChoices:
+        """What this linked application may claim now: its offer, seats open to its birth year,
+        and state-order seats of private kindergartens (age 3+)."""
+        async with self.reading() as ctx:
+            app = await linked_application(ctx, chat_id, application_id)
+            return await _choices(ctx, app, state_order_only=False)
+
+    async def state_order_choices(self, chat_id: int) -> list[ClaimChoices]:
+        """For each waiting application linked to the chat: the state-order seats open to it."""
+        async with self.reading() as ctx:
+            apps = (await ctx.session.execute(
+                select(Application).join(ChatLink, ChatLink.application_id == Application.id)
+                .where(ChatLink.chat_id == chat_id).order_by(ChatLink.linked_at, Application.id))).scalars().all()
+            return [await _choices(ctx, app, state_order_only=True) for app in apps]
+
+    async def claim_preview(self, chat_id: int, application_id: int, seat_id: int) -> ClaimPreview:
+        """Every rule of the claim checked, nothing changed: the kindergarten, the group and the
+        deadlines the referral would have. Raises the rule's error (outside the window, taken...)."""
+        async with self.reading() as ctx:
+            app = await linked_application(ctx, chat_id, application_id)
+            plan = await offers.plan_claim(ctx, app.number, seat_id)
+            group = (await _group_names(ctx, {plan.seat.group_id})).get(plan.seat.group_id)
+            twins: list[str] = []
+            for offer in plan.offers:
+                if offer.application_id != app.id:
+                    other = await ctx.session.get(Application, offer.application_id)
+                    if other is not None:
+                        twins.append(other.number)
+            own_offer = next((o for o in plan.offers if o.application_id == app.id), None)
+            return ClaimPreview(
+                app.id, app.number, mask_iin(app.child_iin), plan.seat.id, _kg(plan.kindergarten),
+                group.name if group else "", plan.seat.language, plan.via, plan.showup_due_at,
+                plan.docs_due_at, own_offer.expires_at if own_offer else None, twins)
+
+    async def claim_seat(self, chat_id: int, user_id: int, application_id: int,
+                         seat_id: int) -> list[IssuedReferral]:
+        """Take the seat and issue the referral, confirmed by this Telegram user. A second press,
+        a lost race or a passed window raises and changes nothing."""
+        async with self.unit(f"telegram:{user_id}") as ctx:
+            app = await linked_application(ctx, chat_id, application_id)
+            referrals = await offers.claim(ctx, app.number, seat_id, f"telegram:{user_id}")
+            out = []
+            for ref in referrals:
+                kg = await ctx.session.get(Kindergarten, ref.kindergarten_id)
+                group = await ctx.session.get(Group, ref.group_id)
+                owner = app if ref.application_id == app.id else await ctx.session.get(Application, ref.application_id)
+                assert kg is not None and owner is not None
+                out.append(IssuedReferral(ref.id, owner.number, _kg(kg), group.name if group else "",
+                                          ref.showup_due_at, ref.docs_due_at))
+            return out
