@@ -1,10 +1,194 @@
-"""/status (filled in by its flow's work)."""
+"""/status and the "My queue status" button: one card per linked application (number and its
+move since the last look with the causes, privilege, preferred kindergartens, state, forecast),
+with a "History" button (the moves as text and a PNG chart) and, when a seat is offered, a
+"Choose a seat" button. Every History press is authorised again on the server."""
 
 from __future__ import annotations
 
-from aiogram import Router
+import asyncio
+import datetime as dt
+
+from aiogram import Bot, Router
+from aiogram.filters import Command
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot import i18n
+from bot.chart import render_history_png
+from bot.i18n import cause_text, format_date, format_deadline, format_number, gettext, ngettext
+from handlers.claim import SeatsCallback
+from handlers.menu import MenuButton, main_menu
+from services import status as st
+from services.errors import NotLinked
+from services.kezek import Kezek
+
+
+class HistoryCallback(CallbackData, prefix="hist"):
+    """Show the history of an application's queue number."""
+
+    app: int
+
+
+# --- rendering ---------------------------------------------------------------------------------------
+
+def _name(lang: str, ru: str, kk: str) -> str:
+    return (kk if i18n.normalize_language(lang) == "kk" else ru) or ru or kk
+
+
+def no_link_text(lang: str) -> str:
+    return gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
+
+
+def move_text(lang: str, card: st.StatusCard) -> str | None:
+    """The move of the number since this chat's last look, or None on the first look."""
+    delta = card.delta
+    if delta is None or card.previous_at is None:
+        return None
+    since = format_date(lang, card.previous_at)
+    previous = format_number(lang, card.previous_number or 0)
+    if delta < 0:
+        return ngettext(lang, "Up by {count} place since {date} (it was {previous}).",
+                        "Up by {count} places since {date} (it was {previous}).",
+                        -delta, count=format_number(lang, -delta), date=since, previous=previous)
+    if delta > 0:
+        return ngettext(lang, "Down by {count} place since {date} (it was {previous}).",
+                        "Down by {count} places since {date} (it was {previous}).",
+                        delta, count=format_number(lang, delta), date=since, previous=previous)
+    return gettext(lang, "No change since {date}.", date=since)
+
+
+def cause_lines(lang: str, causes: dict[str, int]) -> list[str]:
+    return [f"• {cause_text(lang, cause, n)}" for cause, n in sorted(causes.items()) if n]
+
+
+def month_text(lang: str, day: dt.date) -> str:
+    """Month and year only: a forecast has no day-precision."""
+    return format_date(lang, day, "LLLL y")
+
+
+def forecast_text(lang: str, forecast: st.Forecast, stop_listed: bool = False) -> str:
+    if forecast.kind == st.FORECAST_FIRST and stop_listed:
+        return gettext(lang, "You are first in the queue: once the stop-list ends, the next suitable seat "
+                             "will be offered to you.")
+    if forecast.kind == st.FORECAST_FIRST:
+        return gettext(lang, "You are first in the queue: the next suitable seat will be offered to you.")
+    if forecast.kind == st.FORECAST_ESTIMATE and forecast.expected is not None:
+        return ngettext(
+            lang,
+            "Forecast: in the last {days} days your number moved up by {count} place; at this pace "
+            "your turn may come around {month}. This is an estimate, not a promise.",
+            "Forecast: in the last {days} days your number moved up by {count} places; at this pace "
+            "your turn may come around {month}. This is an estimate, not a promise.",
+            forecast.advanced, count=format_number(lang, forecast.advanced),
+            days=format_number(lang, forecast.days), month=month_text(lang, forecast.expected))
+    if forecast.kind == st.FORECAST_TOO_EARLY:
+        return gettext(lang, "Forecast: not possible yet, the application joined the queue too recently.")
+    return ngettext(lang, "Forecast: not possible yet, the queue ahead of you has not moved forward in "
+                          "the last {count} day.",
+                    "Forecast: not possible yet, the queue ahead of you has not moved forward in "
+                    "the last {count} days.", forecast.days, count=format_number(lang, forecast.days))
+
+
+def card_text(lang: str, card: st.StatusCard) -> str:
+    lines = [
+        gettext(lang, "Application {number}, child's IIN {iin}", number=card.number, iin=card.child_iin_masked),
+        gettext(lang, "Queue: {district}, children born in {year}",
+                district=_name(lang, card.district_name_ru, card.district_name_kk), year=card.birth_year),
+    ]
+    if card.queue_number is not None:
+        lines.append(gettext(lang, "Queue number: {number}", number=format_number(lang, card.queue_number)))
+        move = move_text(lang, card)
+        if move is not None:
+            lines.append(move)
+            lines += cause_lines(lang, card.causes)
+    lines.append(gettext(lang, "Privilege: {privilege}", privilege=i18n.privilege_text(lang, card.privilege)))
+    if card.any_kindergarten or not card.preferred:
+        kindergartens = gettext(lang, "any kindergarten")
+    else:
+        kindergartens = ", ".join(f"{_name(lang, k.name_ru, k.name_kk)} ({k.code})" for k in card.preferred)
+    lines.append(gettext(lang, "Preferred kindergartens: {kindergartens}", kindergartens=kindergartens))
+    lines.append(gettext(lang, "State: {state}", state=i18n.status_text(lang, card.state, card.until)))
+    if card.referral_kindergarten is not None and card.state in ("referred", "admitted"):
+        kg = card.referral_kindergarten
+        lines.append(gettext(lang, "Kindergarten: {kindergarten}",
+                             kindergarten=f"{_name(lang, kg.name_ru, kg.name_kk)} ({kg.code})"))
+    if card.docs_due_at is not None:
+        lines.append(gettext(lang, "Privilege documents are due by {due}.",
+                             due=format_deadline(lang, card.docs_due_at)))
+    if card.forecast is not None:
+        lines.append(forecast_text(lang, card.forecast, stop_listed=card.state == "stop_listed"))
+    return "\n".join(lines)
+
+
+def card_keyboard(lang: str, card: st.StatusCard) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    if card.offer_open:
+        builder.button(text=gettext(lang, "Choose a seat"), callback_data=SeatsCallback(app=card.application_id))
+    builder.button(text=gettext(lang, "History"), callback_data=HistoryCallback(app=card.application_id))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def history_text(lang: str, view: st.HistoryView) -> str:
+    if not view.waiting or view.queue_number is None:
+        return gettext(lang, "Application {number} is not waiting in the queue, so its queue number has "
+                             "no history to show.", number=view.number)
+    lines = [gettext(lang, "Application {number}: queue number {queue_number} now.",
+                     number=view.number, queue_number=format_number(lang, view.queue_number))]
+    if not view.moves:
+        lines.append(gettext(lang, "The queue ahead of you has not moved since {date}.",
+                             date=format_date(lang, view.since) if view.since else ""))
+        return "\n".join(lines)
+    lines.append(gettext(lang, "Latest moves:"))
+    for move in view.moves:
+        if move.delta < 0:
+            change = ngettext(lang, "up by {count} place", "up by {count} places", -move.delta,
+                              count=format_number(lang, -move.delta))
+        elif move.delta > 0:
+            change = ngettext(lang, "down by {count} place", "down by {count} places", move.delta,
+                              count=format_number(lang, move.delta))
+        else:
+            change = gettext(lang, "no change")
+        lines.append(f"{format_date(lang, move.day)}: {change}")
+        lines += ["  " + line for line in cause_lines(lang, move.causes)]
+    return "\n".join(lines)
+
+
+# --- handlers ----------------------------------------------------------------------------------------
+
+async def show_status(message: Message, kz: Kezek, lang: str) -> None:
+    cards = await kz.status_cards(message.chat.id)
+    if not cards:
+        await message.answer(no_link_text(lang), reply_markup=main_menu(lang))
+        return
+    for card in cards:
+        await message.answer(card_text(lang, card), reply_markup=card_keyboard(lang, card))
+
+
+async def show_history(callback: CallbackQuery, callback_data: HistoryCallback, kz: Kezek, lang: str,
+                       bot: Bot) -> None:
+    chat_id = callback.message.chat.id if callback.message is not None else callback.from_user.id
+    try:
+        view = await kz.status_history(chat_id, callback_data.app)
+    except NotLinked as exc:
+        await callback.answer(i18n.error_text(lang, exc), show_alert=True)
+        return
+    await callback.answer()
+    await bot.send_message(chat_id, history_text(lang, view))
+    if not view.waiting or not view.points:
+        return
+    title = gettext(lang, "Application {number}", number=view.number)
+    png = await asyncio.to_thread(render_history_png, view.points, lang, title)
+    caption = gettext(lang, "Queue number of application {number} since {date}", number=view.number,
+                      date=format_date(lang, view.since) if view.since else "")
+    await bot.send_photo(chat_id, BufferedInputFile(png, "history.png"), caption=caption)
 
 
 def build_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
-    return Router(name="status")
+    router = Router(name="status")
+    router.message.register(show_status, Command("status"))
+    router.message.register(show_status, MenuButton("status"))
+    router.callback_query.register(show_history, HistoryCallback.filter())
+    return router

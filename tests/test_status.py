@@ -1,0 +1,378 @@
+"""/status: the cards, the move of the number and its causes, the states, the History button
+(the moves as text and a PNG chart) and the forecast — through the real Dispatcher with the
+recording session of test_bot_start, in both languages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import pytest
+from aiogram import Bot
+from aiogram.methods import SendMessage, SendPhoto, TelegramMethod
+from aiogram.types import Chat, InlineKeyboardMarkup, Message, PhotoSize
+from sqlalchemy import select
+
+from bot import i18n
+from bot.app import build_dispatcher
+from bot.chart import PNG_SIGNATURE, render_history_png
+from handlers.claim import SeatsCallback
+from handlers.status import HistoryCallback, month_text
+from services import status as st
+from services.clock import FrozenClock
+from services.errors import NotLinked
+from services.kezek import Kezek
+from storage.models import Offer, Referral
+from tests.conftest import World, almaty
+from tests.test_bot_start import BOT_USER, CHAT_ID, Harness, RecordingSession, answers, sent
+
+OTHER_CHAT = 2002
+LANGS = pytest.mark.parametrize("lang", ["ru", "kk"])
+
+
+class PhotoSession(RecordingSession):
+    """The recording session, answering SendPhoto with a Message too."""
+
+    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
+        if isinstance(method, SendPhoto):
+            self.requests.append(method)
+            return Message(message_id=next(self._ids), date=dt.datetime.now(dt.UTC),
+                           chat=Chat(id=int(method.chat_id), type="private"), from_user=BOT_USER,
+                           photo=[PhotoSize(file_id="f", file_unique_id="fu", width=640, height=340)],
+                           caption=method.caption)
+        return await super().make_request(bot, method, timeout)
+
+
+@pytest.fixture
+async def tg(kz: Kezek) -> AsyncGenerator[Harness, None]:
+    harness = Harness(build_dispatcher(kz))
+    harness.session = PhotoSession()
+    harness.bot = Bot("42:TEST", session=harness.session)
+    yield harness
+    await harness.bot.session.close()
+
+
+def photos(calls: list[TelegramMethod[Any]]) -> list[SendPhoto]:
+    return [c for c in calls if isinstance(c, SendPhoto)]
+
+
+def buttons(message: SendMessage) -> list[tuple[str, str]]:
+    markup = message.reply_markup
+    assert isinstance(markup, InlineKeyboardMarkup)
+    return [(b.text, b.callback_data or "") for row in markup.inline_keyboard for b in row]
+
+
+async def link(kz: Kezek, row: dict[str, Any], chat_id: int = CHAT_ID) -> int:
+    target = await kz.link_by_contact(chat_id, row["number"], row["child_iin"], row["phone"], chat_id, chat_id)
+    return target.application_id
+
+
+async def status(tg: Harness, lang: str) -> list[SendMessage]:
+    return sent(await tg.send(lang, text="/status"))
+
+
+async def claim_first_offer(world: World, number: str) -> Referral:
+    pub = await world.publish(1)
+    seat = next(s for _, s, n in pub.offers if n == number)
+    (ref,) = await world.kz.claim(number, seat, confirmed_by="tg:parent")
+    return ref
+
+
+# --- the card, the move and its causes ----------------------------------------------------------------
+
+@LANGS
+async def test_card_shows_the_number_then_the_move_with_its_causes_then_no_move(
+        tg: Harness, kz: Kezek, world: World, clock: FrozenClock, lang: str) -> None:
+    rows = [world.row() for _ in range(6)]
+    a1, a2, *_ = await world.apps(*rows)
+    mine = rows[-1]
+    app_id = await link(kz, mine)
+    await kz.set_chat_language(CHAT_ID, lang)
+
+    [card] = await status(tg, lang)
+    first_look = clock.now()
+    assert i18n.gettext(lang, "Queue number: {number}", number="6") in card.text
+    assert i18n.gettext(lang, "Application {number}, child's IIN {iin}", number=mine["number"],
+                        iin=mine["child_iin"][:2] + "•" * 8 + mine["child_iin"][-2:]) in card.text
+    assert mine["child_iin"] not in card.text
+    assert ("Бостандық ауданы" if lang == "kk" else "Бостандыкский район") in card.text
+    assert i18n.gettext(lang, "Preferred kindergartens: {kindergartens}",
+                        kindergartens=i18n.gettext(lang, "any kindergarten")) in card.text
+    assert i18n.status_text(lang, "waiting") in card.text
+    assert i18n.privilege_text(lang, "none") in card.text
+    assert buttons(card) == [(i18n.gettext(lang, "History"), HistoryCallback(app=app_id).pack())]
+    assert not [line for line in card.text.splitlines() if line.startswith("• ")]  # no causes on a first look
+
+    # Ahead of us: a1 takes a referral, a2 is withdrawn.
+    clock.advance(dt.timedelta(days=1))
+    await kz.withdraw_application(a2)
+    await claim_first_offer(world, a1)
+    clock.advance(dt.timedelta(hours=1))
+
+    [card] = await status(tg, lang)
+    assert i18n.gettext(lang, "Queue number: {number}", number="4") in card.text
+    assert i18n.ngettext(lang, "Up by {count} place since {date} (it was {previous}).",
+                         "Up by {count} places since {date} (it was {previous}).", 2, count="2",
+                         date=i18n.format_date(lang, first_look), previous="6") in card.text
+    assert "• " + i18n.cause_text(lang, "referral", -1) in card.text
+    assert "• " + i18n.cause_text(lang, "withdrawn", -1) in card.text
+    second_look = clock.now()
+
+    clock.advance(dt.timedelta(hours=1))
+    [card] = await status(tg, lang)
+    assert i18n.gettext(lang, "Queue number: {number}", number="4") in card.text
+    assert i18n.gettext(lang, "No change since {date}.", date=i18n.format_date(lang, second_look)) in card.text
+    assert i18n.cause_text(lang, "referral", -1) not in card.text
+    assert i18n.cause_text(lang, "withdrawn", -1) not in card.text
+
+
+@LANGS
+async def test_menu_button_and_several_children(tg: Harness, kz: Kezek, world: World, clock: FrozenClock,
+                                                lang: str) -> None:
+    first, second = world.row(preferred=["KG2", "KG1"]), world.row(district="ALM-MED", privilege="first")
+    await world.apps(first, second)
+    await link(kz, second)  # linked first: its card comes first
+    clock.advance(dt.timedelta(minutes=5))
+    await link(kz, first)
+    await kz.set_chat_language(CHAT_ID, lang)
+    cards = sent(await tg.send(lang, text=i18n.gettext(lang, "My queue status")))
+    assert [c.text.splitlines()[0] for c in cards] == [
+        i18n.gettext(lang, "Application {number}, child's IIN {iin}", number=r["number"],
+                     iin=r["child_iin"][:2] + "•" * 8 + r["child_iin"][-2:]) for r in (second, first)]
+    kg1, kg2 = ("№1 бөбекжай-бақша", "№2 бөбекжай-бақша") if lang == "kk" else ("Ясли-сад №1", "Ясли-сад №2")
+    assert i18n.gettext(lang, "Preferred kindergartens: {kindergartens}",
+                        kindergartens=f"{kg2} (KG2), {kg1} (KG1)") in cards[1].text
+    assert i18n.privilege_text(lang, "first") in cards[0].text
+    assert ("Медеу ауданы" if lang == "kk" else "Медеуский район") in cards[0].text
+
+
+@LANGS
+async def test_no_linked_application_gets_a_hint_to_link(tg: Harness, kz: Kezek, world: World, lang: str) -> None:
+    row = world.row()
+    await world.apps(row)
+    await link(kz, row, OTHER_CHAT)  # linked elsewhere, not here
+    await kz.set_chat_language(CHAT_ID, lang)
+    for text in ("/status", i18n.gettext(lang, "My queue status")):
+        [reply] = sent(await tg.send(lang, text=text))
+        assert reply.text == i18n.gettext(lang, "No application is linked to this chat yet. To link one, "
+                                                "send /link.")
+        assert "/link" in reply.text
+
+
+# --- states -------------------------------------------------------------------------------------------
+
+@LANGS
+async def test_states_offer_referral_stop_list(tg: Harness, kz: Kezek, world: World, clock: FrozenClock,
+                                               lang: str) -> None:
+    row = world.row()
+    (number,) = await world.apps(row)
+    app_id = await link(kz, row)
+    await kz.set_chat_language(CHAT_ID, lang)
+
+    pub = await world.publish(1)
+    async with kz.reading() as ctx:
+        offer = (await ctx.session.execute(select(Offer).where(Offer.application_id == app_id))).scalar_one()
+    [card] = await status(tg, lang)
+    assert i18n.status_text(lang, "offer_open", offer.expires_at) in card.text
+    assert i18n.format_deadline(lang, offer.expires_at) in card.text
+    assert buttons(card) == [(i18n.gettext(lang, "Choose a seat"), SeatsCallback(app=app_id).pack()),
+                             (i18n.gettext(lang, "History"), HistoryCallback(app=app_id).pack())]
+
+    (ref,) = await kz.claim(number, pub.seat_ids[0], confirmed_by="tg:parent")
+    [card] = await status(tg, lang)
+    assert i18n.status_text(lang, "referred", ref.showup_due_at) in card.text
+    assert i18n.gettext(lang, "Kindergarten: {kindergarten}",
+                        kindergarten=("№1 бөбекжай-бақша" if lang == "kk" else "Ясли-сад №1") + " (KG1)") in card.text
+    assert i18n.gettext(lang, "Queue number: {number}", number="1") not in card.text
+    assert [t for t, _ in buttons(card)] == [i18n.gettext(lang, "History")]
+
+    # No show-up by the deadline: annulled, back in the queue on the stop-list.
+    clock.set(almaty(2026, 9, 15, 10, 0))
+    await kz.run_sweeps()
+    [card] = await status(tg, lang)
+    until = almaty(2026, 9, 30, 0, 0)
+    assert i18n.status_text(lang, "stop_listed", until) in card.text
+    assert i18n.format_deadline(lang, until) in card.text  # 29 September, 23:59
+    assert i18n.gettext(lang, "You are first in the queue: once the stop-list ends, the next suitable seat "
+                              "will be offered to you.") in card.text
+    assert i18n.gettext(lang, "Queue number: {number}", number="1") in card.text
+
+
+@LANGS
+async def test_privilege_documents_due_on_the_card(tg: Harness, kz: Kezek, world: World, lang: str) -> None:
+    row = world.row(privilege="first")
+    (number,) = await world.apps(row)
+    await link(kz, row)
+    await kz.set_chat_language(CHAT_ID, lang)
+    ref = await claim_first_offer(world, number)
+    assert ref.docs_due_at is not None
+    [card] = await status(tg, lang)
+    assert i18n.gettext(lang, "Privilege documents are due by {due}.",
+                        due=i18n.format_deadline(lang, ref.docs_due_at)) in card.text
+
+
+# --- History --------------------------------------------------------------------------------------------
+
+@LANGS
+async def test_history_sends_the_moves_and_a_png_chart(tg: Harness, kz: Kezek, world: World,
+                                                       clock: FrozenClock, lang: str) -> None:
+    rows = [world.row() for _ in range(6)]
+    a1, a2, *_ = await world.apps(*rows)
+    app_id = await link(kz, rows[-1])
+    await kz.set_chat_language(CHAT_ID, lang)
+    clock.set(almaty(2026, 9, 9, 10, 0))
+    await kz.withdraw_application(a2)
+    await claim_first_offer(world, a1)
+
+    calls = await tg.press(HistoryCallback(app=app_id).pack(), language_code=lang)
+    [ack] = answers(calls)
+    assert not ack.show_alert
+    [text] = sent(calls)
+    assert text.text.startswith(i18n.gettext(lang, "Application {number}: queue number {queue_number} now.",
+                                             number=rows[-1]["number"], queue_number="4"))
+    day = i18n.format_date(lang, dt.date(2026, 9, 9))
+    assert f"{day}: " + i18n.ngettext(lang, "up by {count} place", "up by {count} places", 2, count="2") in text.text
+    assert i18n.cause_text(lang, "referral", -1) in text.text
+    assert i18n.cause_text(lang, "withdrawn", -1) in text.text
+    # The registry's load of the queue (before the application was in Kezek) is no move.
+    assert i18n.cause_text(lang, "arrival", 5) not in text.text
+    assert len([line for line in text.text.splitlines() if line.startswith("  • ")]) == 2
+    [photo] = photos(calls)
+    assert photo.chat_id == CHAT_ID
+    assert photo.photo.filename == "history.png"
+    assert photo.photo.data.startswith(PNG_SIGNATURE)
+    assert rows[-1]["number"] in (photo.caption or "")
+    assert photo.caption == i18n.gettext(lang, "Queue number of application {number} since {date}",
+                                         number=rows[-1]["number"],
+                                         date=i18n.format_date(lang, dt.date(2026, 9, 7)))
+
+
+@LANGS
+async def test_history_of_an_application_out_of_the_queue(tg: Harness, kz: Kezek, world: World,
+                                                          lang: str) -> None:
+    row = world.row()
+    (number,) = await world.apps(row)
+    app_id = await link(kz, row)
+    await kz.set_chat_language(CHAT_ID, lang)
+    await claim_first_offer(world, number)
+    calls = await tg.press(HistoryCallback(app=app_id).pack(), language_code=lang)
+    [text] = sent(calls)
+    assert text.text == i18n.gettext(lang, "Application {number} is not waiting in the queue, so its queue "
+                                           "number has no history to show.", number=number)
+    assert photos(calls) == []
+
+
+@LANGS
+async def test_forged_history_button_is_refused(tg: Harness, kz: Kezek, world: World, lang: str) -> None:
+    mine, theirs = world.row(), world.row()
+    await world.apps(mine, theirs)
+    await link(kz, mine)
+    their_id = await link(kz, theirs, OTHER_CHAT)
+    await kz.set_chat_language(CHAT_ID, lang)
+    for data in (HistoryCallback(app=their_id).pack(), HistoryCallback(app=987654).pack()):
+        calls = await tg.press(data, language_code=lang)
+        [ack] = answers(calls)
+        assert ack.show_alert
+        assert ack.text == i18n.error_text(lang, NotLinked())
+        assert sent(calls) == [] and photos(calls) == []
+    with pytest.raises(NotLinked):
+        await kz.status_history(CHAT_ID, their_id)
+
+
+# --- the forecast ---------------------------------------------------------------------------------------
+
+TODAY = dt.date(2026, 9, 7)
+
+
+def test_expected_turn_at_the_pace() -> None:
+    # 30 places in 90 days: a place every 3 days; from 11 to 1 is 10 places, about 30 days.
+    assert st.expected_turn(11, 30, TODAY, 90) == TODAY + dt.timedelta(days=30)
+    assert st.expected_turn(2, 90, TODAY, 90) == TODAY + dt.timedelta(days=1)
+    assert st.expected_turn(4, 1, TODAY, 90) == TODAY + dt.timedelta(days=270)
+    assert st.expected_turn(1, 30, TODAY, 90) is None
+    assert st.expected_turn(11, 0, TODAY, 90) is None
+    assert st.expected_turn(11, -5, TODAY, 90) is None
+
+
+def test_make_forecast() -> None:
+    est = st.make_forecast(11, -30, TODAY, 90)
+    assert (est.kind, est.advanced, est.days, est.expected) == (st.FORECAST_ESTIMATE, 30, 90, dt.date(2026, 10, 7))
+    assert st.make_forecast(1, -30, TODAY).kind == st.FORECAST_FIRST
+    assert st.make_forecast(11, 0, TODAY).kind == st.FORECAST_UNKNOWN  # the queue did not move
+    assert st.make_forecast(11, 4, TODAY).kind == st.FORECAST_UNKNOWN  # it moved back only
+    assert st.make_forecast(11, -30, TODAY, days=3).kind == st.FORECAST_TOO_EARLY
+    # On the stop-list no offer comes before its end.
+    late = st.make_forecast(2, -90, TODAY, 90, not_before=dt.date(2026, 9, 30))
+    assert late.expected == dt.date(2026, 9, 30)
+
+
+@LANGS
+async def test_card_forecast_at_the_recent_pace(tg: Harness, kz: Kezek, world: World, clock: FrozenClock,
+                                                lang: str) -> None:
+    rows = [world.row() for _ in range(6)]
+    a1, a2, *_ = await world.apps(*rows)
+    await link(kz, rows[-1])
+    await kz.set_chat_language(CHAT_ID, lang)
+    [card] = await status(tg, lang)
+    # Everyone arrived with the registry's load: that is not a move, and it is too early to tell.
+    assert i18n.gettext(lang, "Forecast: not possible yet, the application joined the queue too recently.") \
+        in card.text
+
+    clock.set(almaty(2026, 9, 28, 10, 0))  # 21 days in the queue, and nothing moved
+    [card] = await status(tg, lang)
+    assert i18n.ngettext(lang, "Forecast: not possible yet, the queue ahead of you has not moved forward in "
+                               "the last {count} day.",
+                         "Forecast: not possible yet, the queue ahead of you has not moved forward in "
+                         "the last {count} days.", 21, count="21") in card.text
+
+    clock.set(almaty(2026, 10, 5, 10, 0))
+    await kz.withdraw_application(a2)
+    await claim_first_offer(world, a1)
+    clock.set(almaty(2026, 10, 7, 10, 0))  # 30 days: 2 places up, 3 to go -> 45 days -> 21 Nov
+    [card] = await status(tg, lang)
+    expected = i18n.ngettext(
+        lang,
+        "Forecast: in the last {days} days your number moved up by {count} place; at this pace "
+        "your turn may come around {month}. This is an estimate, not a promise.",
+        "Forecast: in the last {days} days your number moved up by {count} places; at this pace "
+        "your turn may come around {month}. This is an estimate, not a promise.",
+        2, count="2", days="30", month=month_text(lang, dt.date(2026, 11, 21)))
+    assert expected in card.text
+    assert month_text(lang, dt.date(2026, 11, 1)) in card.text
+
+
+async def test_first_in_the_queue(tg: Harness, kz: Kezek, world: World) -> None:
+    row = world.row()
+    await world.apps(row)
+    await link(kz, row)
+    [card] = await status(tg, "ru")
+    assert i18n.gettext("ru", "You are first in the queue: the next suitable seat will be offered to you.") \
+        in card.text
+
+
+# --- the chart ------------------------------------------------------------------------------------------
+
+@LANGS
+def test_chart_is_a_png_with_localized_months(lang: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.chart
+
+    seen: list[str] = []
+    real = bot.chart.format_date
+
+    def spy(lang_: str, d: Any, format: str = "long") -> str:
+        text = real(lang_, d, format)
+        seen.append(text)
+        return text
+
+    monkeypatch.setattr(bot.chart, "format_date", spy)
+    start = almaty(2026, 1, 1, 10, 0)
+    points = [(start + dt.timedelta(days=9 * i), 60 - i) for i in range(30)]
+    png = render_history_png(points, lang, "A00001")
+    assert png.startswith(PNG_SIGNATURE)
+    assert seen and all(not t.isascii() for t in seen)  # Cyrillic month names
+    may = real(lang, dt.date(2026, 5, 1), "LLL y")
+    assert may in seen and "May" not in may
+    # A few hours of history and a single point still make a chart.
+    assert render_history_png(points[:1], lang, "A00001").startswith(PNG_SIGNATURE)
+    assert render_history_png([(start, 3), (start + dt.timedelta(hours=2), 2)], lang, "A").startswith(PNG_SIGNATURE)
