@@ -4,6 +4,7 @@ an unknown command, a stale or forged button) gets a clear hint and changes noth
 from __future__ import annotations
 
 from aiogram import Router
+from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
 from bot.i18n import gettext
@@ -18,6 +19,10 @@ async def not_understood(message: Message, lang: str) -> None:
         reply_markup=main_menu(lang))
 
 
+async def nothing_to_cancel(message: Message, lang: str) -> None:
+    await message.answer(gettext(lang, "There is nothing to cancel."), reply_markup=main_menu(lang))
+
+
 async def stale_button(callback: CallbackQuery, lang: str) -> None:
     await callback.answer(stale_button_text(lang), show_alert=True)
 
@@ -25,6 +30,7 @@ async def stale_button(callback: CallbackQuery, lang: str) -> None:
 def build_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     router = Router(name="fallback")
+    router.message.register(nothing_to_cancel, Command("cancel"))
     router.message.register(not_understood)
     router.callback_query.register(stale_button)
     return router

@@ -27,8 +27,8 @@ from bot import i18n
 from bot.i18n import gettext
 from handlers.menu import MenuButton, main_menu
 from services.errors import LinkFailed, LinkLocked
+from services.linking import CodeRateLimited, LinkTarget
 from services.kezek import Kezek
-from services.linking import LinkTarget
 
 
 class LinkFlow(StatesGroup):
@@ -160,6 +160,10 @@ async def wants_email(callback: CallbackQuery, state: FSMContext, kz: Kezek, lan
         await state.clear()
         await bot.send_message(chat_id, failed_text(lang), reply_markup=main_menu(lang))
         return
+    except CodeRateLimited as exc:
+        # The dialogue stays: the parent may share the contact instead, or ask again later.
+        await bot.send_message(chat_id, i18n.error_text(lang, exc))
+        return
     await state.set_state(LinkFlow.code)
     await bot.send_message(chat_id, code_prompt(lang, target.email_masked), reply_markup=ReplyKeyboardRemove())
 
@@ -203,7 +207,7 @@ def build_router() -> Router:
     plain_text = F.text & ~F.text.startswith("/")
     router.message.register(start_link, Command("link"))
     router.message.register(start_link, MenuButton("link"))
-    router.message.register(cancel, Command("cancel"))
+    router.message.register(cancel, Command("cancel"), StateFilter(LinkFlow))
     router.message.register(got_number, LinkFlow.number, plain_text)
     router.message.register(got_iin, LinkFlow.iin, plain_text)
     router.message.register(got_contact, LinkFlow.proof, F.contact)

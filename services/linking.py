@@ -13,6 +13,10 @@ application's e-mail.
   tries counter of an e-mail code).
 * The e-mail code is stored only as a hash and is never logged or audited; it travels once, in the
   payload of the ``link_code`` outbox notice.
+* E-mailed codes are rate-limited per chat: at most ``CODE_MAIL_LIMIT`` within ``CODE_MAIL_WINDOW``,
+  link codes and the settings' e-mail confirmation codes together (``CodeRateLimited(until=...)``;
+  nothing is written then). They are counted in the outbox by their dedupe-key prefix
+  ``<kind>:<chat id>:``.
 
 No aiogram here: the bot layer passes plain ids and strings."""
 
@@ -25,14 +29,14 @@ import secrets
 from dataclasses import dataclass
 from typing import NoReturn
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import queue
 from services.context import Ctx
-from services.errors import KezekError, LinkFailed, LinkLocked
+from services.errors import N_, KezekError, LinkFailed, LinkLocked, RuleViolation
 from services.validation import mask_email, mask_iin, normalise_phone, validate_iin
-from storage.models import Application, ChatLink, LinkAttempt, LinkCode
+from storage.models import Application, ChatLink, LinkAttempt, LinkCode, OutboxMessage
 
 MAX_FAILURES = 5
 LOCK_WINDOW = dt.timedelta(hours=1)
@@ -42,6 +46,23 @@ CODE_DIGITS = 6
 
 METHOD_CONTACT = "contact"
 METHOD_EMAIL = "email"
+
+# E-mailed codes per chat (link codes and e-mail confirmation codes together).
+CODE_MAIL_LIMIT = 3
+CODE_MAIL_WINDOW = dt.timedelta(hours=1)
+CODE_NOTICE_KINDS = ("link_code", "email_code")
+
+
+class CodeRateLimited(RuleViolation):
+    """Too many codes were e-mailed for this chat lately: the next one may be asked for ``until``
+    (a UTC datetime)."""
+
+    code = "code_rate_limited"
+    message = N_("Too many codes have been sent from this chat. You can ask for a new code after {until}.")
+
+    @property
+    def until(self):  # type: ignore[no-untyped-def]
+        return self.params.get("until")
 
 
 @dataclass(frozen=True)
@@ -153,19 +174,52 @@ async def link_by_contact(ctx: Ctx, chat_id: int, number: str, iin: str, contact
     return await _link(ctx, chat_id, app, METHOD_CONTACT)
 
 
+# --- the rate limit of e-mailed codes ------------------------------------------------------------------
+
+def code_notice_key(kind: str, chat_id: int) -> str:
+    """The dedupe key of a code notice: ``<kind>:<chat id>:<random>`` (each code is a new notice;
+    the prefix is what the rate limit counts)."""
+    return f"{kind}:{chat_id}:{secrets.token_hex(8)}"
+
+
+async def code_mail_allowed_at(ctx: Ctx, chat_id: int) -> dt.datetime | None:
+    """When the chat may have the next code e-mailed, or None when it may now."""
+    since = ctx.now - CODE_MAIL_WINDOW
+    prefixes = [OutboxMessage.dedupe_key.startswith(f"{kind}:{chat_id}:", autoescape=True)
+                for kind in CODE_NOTICE_KINDS]
+    recent = list((await ctx.session.execute(
+        select(OutboxMessage.created_at)
+        .where(OutboxMessage.kind.in_(CODE_NOTICE_KINDS), or_(*prefixes), OutboxMessage.created_at > since)
+        .order_by(OutboxMessage.created_at.desc()).limit(CODE_MAIL_LIMIT))).scalars())
+    if len(recent) < CODE_MAIL_LIMIT:
+        return None
+    until = recent[-1] + CODE_MAIL_WINDOW
+    return until if until > ctx.now else None
+
+
+async def ensure_code_mail_allowed(ctx: Ctx, chat_id: int) -> None:
+    """``CodeRateLimited(until=...)`` when the chat had ``CODE_MAIL_LIMIT`` codes e-mailed within
+    the last ``CODE_MAIL_WINDOW``."""
+    until = await code_mail_allowed_at(ctx, chat_id)
+    if until is not None:
+        raise CodeRateLimited(until=until)
+
+
 def _code_hash(chat_id: int, code: str) -> str:
     return hashlib.sha256(f"{chat_id}:{code}".encode()).hexdigest()
 
 
 async def send_email_code(ctx: Ctx, chat_id: int, number: str, iin: str) -> LinkTarget:
     """A fresh 6-digit code for this chat (replacing an earlier one), valid ``CODE_TTL``; the
-    ``link_code`` outbox notice carries it to the application's e-mail."""
+    ``link_code`` outbox notice carries it to the application's e-mail. Over the rate limit:
+    ``CodeRateLimited`` and nothing is written (the verification wrote nothing on success)."""
     app = await _verify(ctx, chat_id, number, iin)
+    await ensure_code_mail_allowed(ctx, chat_id)
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
     await ctx.session.execute(delete(LinkCode).where(LinkCode.chat_id == chat_id))
     ctx.session.add(LinkCode(chat_id=chat_id, application_id=app.id, code_hash=_code_hash(chat_id, code),
                              expires_at=ctx.now + CODE_TTL, attempts=0))
-    ctx.notify("link_code", app.id, f"link_code:{chat_id}:{secrets.token_hex(8)}", code=code)
+    ctx.notify("link_code", app.id, code_notice_key("link_code", chat_id), code=code)
     ctx.audit("link_code_sent", "application", app.id, chat_id=chat_id)  # never the code
     await ctx.session.flush()
     return LinkTarget.of(app)
