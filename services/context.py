@@ -82,14 +82,17 @@ class Ctx:
             "next_attempt_at": self.now,
         })
 
-    async def insert_ignore(self, model: type, rows: list[dict[str, Any]], key: str) -> None:
+    async def insert_ignore(self, model: type, rows: list[dict[str, Any]], key: str | list[str]) -> None:
+        """Insert the rows whose unique ``key`` (a column or the columns of a unique constraint)
+        is not taken yet; the others are left as they are."""
         if not rows:
             return
         table = model.__table__  # type: ignore[attr-defined]
+        keys = [key] if isinstance(key, str) else key
         if self.dialect == "postgresql":
-            stmt = pg_insert(table).on_conflict_do_nothing(index_elements=[key])
+            stmt = pg_insert(table).on_conflict_do_nothing(index_elements=keys)
         elif self.dialect == "sqlite":
-            stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+            stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
         else:  # pragma: no cover - other dialects are not supported
             stmt = insert(table)
         for i in range(0, len(rows), 2000):

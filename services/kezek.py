@@ -11,11 +11,12 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from services import chats, directory, linking, offers, queue, referrals
+from services import chats, directory, linking, offers, queue, referrals, reminders
 from services.claiming import ClaimFacade
 from services.clock import Clock
 from services.context import Ctx
 from services.facade import FacadeBase
+from services.notifications import NotificationFacade
 from services.settings import SettingsFacade
 from services.status import StatusFacade
 from services.errors import LinkFailed, LinkLocked
@@ -27,7 +28,7 @@ from storage.models import Offer as OfferModel
 T = TypeVar("T")
 
 
-class Kezek(StatusFacade, ClaimFacade, SettingsFacade, FacadeBase):
+class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, FacadeBase):
     """The whole facade. Parts for one front-end flow live beside their services
     (services/status.py, services/claiming.py, services/settings.py) as mixins of FacadeBase."""
 
@@ -124,7 +125,13 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, FacadeBase):
             done.update(await referrals.sweep_deadlines(ctx))
             done["stoplists_ended"] = await referrals.end_stoplists(ctx)
             done["offers_made"] = len(await offers.fill_free_seats(ctx))
+            done["reminders"] = await reminders.remind(ctx)
             return done
+
+    async def announce_moves(self) -> int:
+        """The opt-in "your queue number moved" notices (an hourly job)."""
+        async with self.unit("sweeper", with_calendar=False) as ctx:
+            return await reminders.announce_moves(ctx)
 
     async def stats(self) -> dict[str, Any]:
         async with self.reading() as ctx:

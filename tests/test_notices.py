@@ -1,0 +1,268 @@
+"""Notices from the outbox to people: routing to the linked chats and e-mail addresses, sending
+with retries, the Telegram port (aiogram's errors), the e-mail ports (a real SMTP server on
+loopback, a folder of .eml files), and the words of every notice the services write."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email
+import re
+from email import policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiogram import Bot
+from aiogram.exceptions import TelegramForbiddenError, TelegramRetryAfter
+from aiogram.methods import SendMessage, TelegramMethod
+from aiogram.types import InlineKeyboardMarkup
+from sqlalchemy import select, update
+
+from bot import i18n
+from bot.notices import RENDERERS, render, render_email
+from bot.sender import drain_once, telegram_port
+from handlers.claim import SeatsCallback
+from services.clock import FrozenClock
+from services.email import FolderSender, SmtpSender
+from services.kezek import Kezek
+from services.notifications import EMAIL, TELEGRAM, MAX_ATTEMPTS, Notice, RetryLater, Undeliverable
+from storage.models import Chat, Delivery, OutboxMessage
+from tests.conftest import World
+from tests.test_bot_start import CHAT_ID, RecordingSession
+
+OTHER_CHAT = 2002
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def link(kz: Kezek, row: dict[str, Any], chat_id: int) -> int:
+    target = await kz.link_by_contact(chat_id, row["number"], row["child_iin"], row["phone"], chat_id, chat_id)
+    return target.application_id
+
+
+async def deliveries(kz: Kezek, kind: str | None = None) -> list[tuple[str, str, str, str]]:
+    async with kz.reading() as ctx:
+        q = select(OutboxMessage.kind, Delivery.channel, Delivery.target, Delivery.status).join(
+            OutboxMessage, OutboxMessage.id == Delivery.outbox_id).order_by(Delivery.id)
+        if kind:
+            q = q.where(OutboxMessage.kind == kind)
+        return [tuple(r) for r in (await ctx.session.execute(q)).all()]  # type: ignore[misc]
+
+
+class Port:
+    """A channel that records what it was asked to send and fails as told."""
+
+    def __init__(self, *errors: BaseException | None) -> None:
+        self.errors = list(errors)
+        self.sent: list[Notice] = []
+
+    async def __call__(self, notice: Notice) -> None:
+        error = self.errors.pop(0) if self.errors else None
+        if error is not None:
+            raise error
+        self.sent.append(notice)
+
+
+@pytest.fixture
+async def linked(kz: Kezek, world: World) -> dict[str, Any]:
+    row = world.row()
+    await world.apps(row)
+    app_id = await link(kz, row, CHAT_ID)
+    await link(kz, row, OTHER_CHAT)
+    await kz.set_chat_language(CHAT_ID, "kk")
+    await kz.set_chat_language(OTHER_CHAT, "ru")
+    await kz.route_notices()  # nothing yet: linking writes no notice to the chats
+    return {"row": row, "app_id": app_id}
+
+
+async def test_turn_came_reaches_every_linked_chat_and_the_application_email(
+        kz: Kezek, world: World, linked: dict[str, Any]) -> None:
+    await world.publish(1, "KG1")
+    assert await kz.route_notices() == 1
+    assert await kz.route_notices() == 0  # routed once
+    got = await deliveries(kz, "turn_came")
+    assert sorted((c, t) for _, c, t, _ in got) == sorted(
+        [(TELEGRAM, str(CHAT_ID)), (TELEGRAM, str(OTHER_CHAT)), (EMAIL, linked["row"]["email"])])
+    port = Port()
+    counts = await kz.deliver_due(TELEGRAM, port)
+    assert counts == {"sent": 2, "pending": 0, "failed": 0}
+    by_chat = {n.target: n for n in port.sent}
+    assert by_chat[str(CHAT_ID)].lang == "kk" and by_chat[str(OTHER_CHAT)].lang == "ru"
+    assert by_chat[str(CHAT_ID)].number == linked["row"]["number"]
+    assert by_chat[str(CHAT_ID)].kindergarten is not None
+    # Nothing is sent twice.
+    assert await kz.deliver_due(TELEGRAM, port) == {"sent": 0, "pending": 0, "failed": 0}
+    assert {s for *_, s in await deliveries(kz, "turn_came") if _[1] == TELEGRAM} == {"sent"}
+
+
+async def test_optional_notices_follow_the_chat_settings(kz: Kezek, world: World, clock: FrozenClock,
+                                                         linked: dict[str, Any]) -> None:
+    async with kz.unit() as ctx:
+        await ctx.session.execute(update(Chat).where(Chat.id == OTHER_CHAT).values(notify_open_seats=False))
+    ahead = world.row(submitted=dt.datetime(2023, 1, 1, tzinfo=dt.UTC))
+    await world.apps(ahead)
+    await world.publish(1, "KG1")  # offered to `ahead`, who lets it pass
+    clock.advance(hours=11)  # past 20:00: the seat opens to everyone
+    await kz.run_sweeps()
+    await kz.route_notices()
+    targets = {(c, t) for _, c, t, _ in await deliveries(kz, "seats_open")}
+    assert (TELEGRAM, str(CHAT_ID)) in targets and (TELEGRAM, str(OTHER_CHAT)) not in targets
+    assert (EMAIL, linked["row"]["email"]) in targets  # the official copy always goes
+
+
+async def test_link_code_goes_by_email_only(kz: Kezek, world: World, linked: dict[str, Any]) -> None:
+    third = 3003
+    await kz.send_link_code(third, linked["row"]["number"], linked["row"]["child_iin"])
+    await kz.route_notices()
+    assert [(c, t) for _, c, t, _ in await deliveries(kz, "link_code")] == [(EMAIL, linked["row"]["email"])]
+    port = Port()
+    await kz.deliver_due(EMAIL, port)
+    [notice] = port.sent
+    assert re.fullmatch(r"\d{6}", notice.payload["code"])
+    async with kz.reading() as ctx:
+        kept = (await ctx.session.execute(select(OutboxMessage.payload).where(
+            OutboxMessage.kind == "link_code"))).scalar_one()
+    assert notice.payload["code"] not in str(kept)  # not kept once sent
+
+
+async def test_retries_backoff_and_giving_up(kz: Kezek, world: World, clock: FrozenClock,
+                                             linked: dict[str, Any]) -> None:
+    await world.publish(1, "KG1")
+    await kz.route_notices()
+    port = Port(RetryLater(30), Undeliverable("blocked"))
+    assert await kz.deliver_due(TELEGRAM, port) == {"sent": 0, "pending": 1, "failed": 1}
+    assert await kz.deliver_due(TELEGRAM, port) == {"sent": 0, "pending": 0, "failed": 0}  # not due yet
+    clock.advance(seconds=31)
+    assert await kz.deliver_due(TELEGRAM, port) == {"sent": 1, "pending": 0, "failed": 0}
+    # A channel that keeps failing is given up after MAX_ATTEMPTS tries, with backoff between.
+    await kz.deliver_due(EMAIL, Port(*[OSError("down")] * MAX_ATTEMPTS), 10)
+    for _ in range(MAX_ATTEMPTS):
+        clock.advance(hours=2)
+        await kz.deliver_due(EMAIL, Port(*[OSError("down")] * MAX_ATTEMPTS))
+    assert {s for _, c, _, s in await deliveries(kz, "turn_came") if c == EMAIL} == {"failed"}
+
+
+async def test_a_sender_that_died_mid_send_leaves_the_delivery_due(kz: Kezek, world: World, clock: FrozenClock,
+                                                                   linked: dict[str, Any]) -> None:
+    await world.publish(1, "KG1")
+    await kz.route_notices()
+
+    async def crash(notice: Notice) -> None:
+        raise asyncio.CancelledError  # the process stops between the lease and the result
+
+    with pytest.raises(asyncio.CancelledError):
+        await kz.deliver_due(TELEGRAM, crash, 1)
+    port = Port()
+    await kz.deliver_due(TELEGRAM, port)
+    assert len(port.sent) == 1  # the other one; the leased one waits for its lease to pass
+    clock.advance(minutes=3)
+    await kz.deliver_due(TELEGRAM, port)
+    assert len(port.sent) == 2
+
+
+class FailingSession(RecordingSession):
+    def __init__(self, error: type[Exception]) -> None:
+        super().__init__()
+        self.error = error
+
+    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
+        if isinstance(method, SendMessage):
+            if self.error is TelegramRetryAfter:
+                raise TelegramRetryAfter(method=method, message="Too Many Requests", retry_after=17)
+            raise self.error(method=method, message="Forbidden: bot was blocked by the user")
+        return await super().make_request(bot, method, timeout)
+
+
+def a_notice(kind: str = "turn_came", **payload: Any) -> Notice:
+    return Notice(delivery_id=1, channel=TELEGRAM, target=str(CHAT_ID), lang="ru", kind=kind,
+                  payload=payload or {"expires_at": "2026-09-07T15:00:00"}, application_id=5,
+                  number="A00001", child_iin_masked="230315*****1")
+
+
+async def test_telegram_port_maps_telegram_errors() -> None:
+    ok = RecordingSession()
+    await telegram_port(Bot("42:TEST", session=ok))(a_notice())
+    [msg] = [m for m in ok.requests if isinstance(m, SendMessage)]
+    assert msg.chat_id == CHAT_ID and "A00001" in msg.text
+    assert isinstance(msg.reply_markup, InlineKeyboardMarkup)
+    assert msg.reply_markup.inline_keyboard[0][0].callback_data == SeatsCallback(app=5).pack()
+    with pytest.raises(RetryLater) as info:
+        await telegram_port(Bot("42:TEST", session=FailingSession(TelegramRetryAfter)))(a_notice())
+    assert info.value.seconds == 17
+    with pytest.raises(Undeliverable):
+        await telegram_port(Bot("42:TEST", session=FailingSession(TelegramForbiddenError)))(a_notice())
+
+
+def test_every_notice_the_services_write_has_its_words() -> None:
+    kinds = set()
+    for path in (ROOT / "services").glob("*.py"):
+        kinds |= set(re.findall(r'notify\(\s*"([a-z_]+)"', path.read_text()))
+    assert kinds, "no notices found: the pattern is stale"
+    assert kinds <= set(RENDERERS), kinds - set(RENDERERS)
+
+
+@pytest.mark.parametrize("kind", sorted(RENDERERS))
+def test_notice_words_in_both_languages(kind: str) -> None:
+    notice = a_notice(kind, expires_at="2026-09-07T15:00:00", showup_due_at="2026-09-14T19:00:00",
+                      due_at="2026-09-14T19:00:00", seats=3, reason="no_show", stoplist_until="2026-09-21T19:00:00",
+                      code="123456", number=4, previous=9)
+    ru, kk = render("ru", notice).text, render("kk", notice).text
+    assert ru and kk and "{" not in ru and "{" not in kk
+    subject, body = render_email(notice)
+    assert ru in body and kk in body and subject.startswith("Kezek")
+
+
+# --- e-mail ----------------------------------------------------------------------------------------
+
+async def test_folder_sender_writes_a_readable_eml(tmp_path: Path, clock: FrozenClock) -> None:
+    mailer = FolderSender(clock, tmp_path / "mail")
+    subject, body = render_email(a_notice())
+    await mailer.send("parent@example.kz", subject, body, message_key="kezek-1")
+    [path] = list((tmp_path / "mail").glob("*.eml"))
+    msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert msg["To"] == "parent@example.kz" and msg["Subject"] == subject
+    assert "A00001" in msg.get_content()
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if any(rcpt.endswith("@refused.kz") for rcpt in envelope.rcpt_tos):
+            return "550 no such user"
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp(unused_tcp_port: int) -> Any:
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=unused_tcp_port)
+    controller.start()
+    yield inbox, unused_tcp_port
+    controller.stop()
+
+
+async def test_smtp_sender_on_a_real_server(kz: Kezek, world: World, clock: FrozenClock,
+                                            linked: dict[str, Any], smtp: Any) -> None:
+    inbox, port = smtp
+    await world.publish(1, "KG1")
+    mailer = SmtpSender(clock, "127.0.0.1", port, "Kezek <noreply@kezek.kz>", starttls=False)
+    await drain_once(kz, None, mailer)
+    [msg] = inbox.messages
+    assert msg["To"] == linked["row"]["email"]
+    body = msg.get_content()
+    assert linked["row"]["number"] in body
+    assert i18n.gettext("kk", "Your turn has come") in msg["Subject"]
+    assert "Ясли-сад №1" in body and "№1 бөбекжай-бақша" in body  # both languages
+    with pytest.raises(Undeliverable):
+        await mailer.send("nobody@refused.kz", "s", "b", message_key="x")
+
+
+async def test_smtp_down_means_retry_later(clock: FrozenClock, unused_tcp_port: int) -> None:
+    mailer = SmtpSender(clock, "127.0.0.1", unused_tcp_port, "noreply@kezek.kz", starttls=False, timeout=5)
+    with pytest.raises(RetryLater):
+        await mailer.send("parent@example.kz", "s", "b", message_key="x")
