@@ -2,21 +2,63 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiogram import Dispatcher, F
 from aiogram.enums import ChatType
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
+from aiogram.fsm.storage.memory import MemoryStorage
 
 from bot.middlewares import ContextMiddleware, ErrorBoundaryMiddleware
+from bot.throttling import ThrottleMiddleware
 from handlers import claim, fallback, link, seats, settings, start, status, unlink
 from handlers import help as help_handlers
 from services.kezek import Kezek
 
+if TYPE_CHECKING:
+    from bot.config import Settings
 
-def build_dispatcher(kezek: Kezek) -> Dispatcher:
-    """A Dispatcher whose handlers get ``kz`` (the service facade) and ``lang`` ('ru' | 'kk')."""
-    dp = Dispatcher()
+# A dialogue left half-way is forgotten after a day (its data holds an application number and an
+# IIN; DESIGN.md: kept only until the dialogue ends). Applies to Redis; MemoryStorage has no TTL.
+FSM_TTL_SECONDS = 24 * 60 * 60
+
+
+def make_storage(settings: Settings, *, prefix: str = "kezek") -> tuple[BaseStorage, BaseEventIsolation | None]:
+    """FSM storage and event isolation for the settings.
+
+    No ``redis_url``: MemoryStorage, no isolation (one process). With Redis: RedisStorage with keys
+    ``<prefix>:<bot id>:<chat>:<user>:state|data`` and RedisEventIsolation on the same client, so
+    that two instances never handle updates of one chat at the same time (DESIGN.md section 5)."""
+    if not settings.redis_url:
+        return MemoryStorage(), None
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    storage = RedisStorage.from_url(settings.redis_url,
+                                    key_builder=DefaultKeyBuilder(prefix=prefix, with_bot_id=True),
+                                    state_ttl=FSM_TTL_SECONDS, data_ttl=FSM_TTL_SECONDS)
+    return storage, storage.create_isolation()
+
+
+def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,
+                     events_isolation: BaseEventIsolation | None = None,
+                     throttle: ThrottleMiddleware | None = None) -> Dispatcher:
+    """A Dispatcher whose handlers get ``kz`` (the service facade) and ``lang`` ('ru' | 'kk').
+
+    ``storage``: FSM storage (MemoryStorage when None); ``events_isolation``: aiogram's event
+    isolation (none when None); ``throttle``: the per-chat limit (none when None; ``bot.runner``
+    builds one from the settings). The Dispatcher closes the storage and the throttle on shutdown."""
+    dp = Dispatcher(storage=storage or MemoryStorage(), events_isolation=events_isolation)
+    context = ContextMiddleware(kezek)
     # Outer middlewares run in registration order: the error boundary wraps the context lookup.
     dp.update.outer_middleware(ErrorBoundaryMiddleware())
-    dp.update.outer_middleware(ContextMiddleware(kezek))
+    if throttle is not None:
+        # Before the context: a flood is dropped without a database read (the language of the one
+        # answer is looked up the same way, lazily).
+        if throttle.language is None:
+            throttle.language = context.language_of
+        dp.update.outer_middleware(throttle)
+        dp.shutdown.register(throttle.close)
+    dp.update.outer_middleware(context)
     # Kezek talks to parents one to one; messages in groups are left alone.
     dp.message.filter(F.chat.type == ChatType.PRIVATE)
     # Routers with a dialogue (FSM) catch-all come before the plain command routers.

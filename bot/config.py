@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Telegram's rule for setWebhook's secret_token (sent back in X-Telegram-Bot-Api-Secret-Token).
+WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class Settings(BaseSettings):
@@ -23,11 +29,77 @@ class Settings(BaseSettings):
     # The Bot API server: Telegram's, a local Bot API server, or a test stand-in.
     bot_api_url: str = "https://api.telegram.org"
 
+    # --- scale-out (DESIGN.md sections 2 and 5) -------------------------------------------------
+    # Redis (redis://host:6379/0): FSM storage, event isolation and the shared throttle.
+    # Empty: in-memory FSM and throttle (one process only).
+    redis_url: str = ""
+    # Webhook mode: the public base URL Telegram posts to (https://bot.example.kz); the webhook is
+    # webhook_url + webhook_path. Empty: long polling.
+    webhook_url: str = ""
+    webhook_path: str = "/telegram/webhook"
+    # Required with webhook_url: 1-256 characters of A-Z, a-z, 0-9, _ and -.
+    webhook_secret: str = ""
+    # Where the webhook server listens (behind the TLS-terminating proxy / load balancer).
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8080
+
+    # --- throttling: at most throttle_rate updates per chat per throttle_per_seconds window -------
+    # (0 turns throttling off). The window is a plain fixed window, so a chat may send a burst of up
+    # to throttle_rate updates at once.
+    throttle_rate: int = 20
+    throttle_per_seconds: float = 60.0
+
+    # --- notices ------------------------------------------------------------------------------
+    # SMTP for the e-mail copies; empty smtp_host: e-mails are written to mail_dir as .eml files.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "Kezek <noreply@kezek.local>"
+    # STARTTLS on a plain port (587); smtp_tls: TLS from the start (465).
+    smtp_starttls: bool = True
+    smtp_tls: bool = False
+    # How long the outbox sender waits when nothing was due, and how often the sweeps run.
+    outbox_idle_seconds: float = 1.0
+    sweep_seconds: float = 30.0
+
+    # Telegram user ids of the operators (KEZEK_ADMIN_IDS=1,2,3).
+    admin_ids: Annotated[list[int], NoDecode] = []
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
     def sqlite_path(self) -> Path | None:
         for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):
             if self.database_url.startswith(prefix):
                 return Path(self.database_url[len(prefix):])
         return None
+
+    @property
+    def webhook_mode(self) -> bool:
+        return bool(self.webhook_url.strip())
+
+    def webhook_problem(self) -> str | None:
+        """Why webhook mode cannot start (a short English reason for logs), or None when it can
+        (or when webhook mode is off)."""
+        if not self.webhook_mode:
+            return None
+        if not self.webhook_url.strip().lower().startswith("https://"):
+            return "KEZEK_WEBHOOK_URL must start with https://"
+        if not self.webhook_path.startswith("/"):
+            return "KEZEK_WEBHOOK_PATH must start with /"
+        if not WEBHOOK_SECRET_RE.fullmatch(self.webhook_secret):
+            return "KEZEK_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+        return None
+
+    def webhook_full_url(self) -> str:
+        return self.webhook_url.strip().rstrip("/") + self.webhook_path
 
 
 @lru_cache

@@ -9,7 +9,8 @@
   ``language_code`` of the user, else Russian.
 
 Both are registered on ``dp.update`` as outer middlewares (after aiogram's own), the error
-boundary first so that it also covers a failing language lookup.
+boundary first so that it also covers a failing language lookup. The per-chat throttle
+(``bot.throttling``) sits between them, so that a flood is dropped before any database work.
 """
 
 from __future__ import annotations
@@ -48,14 +49,19 @@ class ContextMiddleware(BaseMiddleware):
     def __init__(self, kezek: Kezek) -> None:
         self.kezek = kezek
 
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        data["kz"] = self.kezek
-        data["lang"] = telegram_language(data)
+    async def language_of(self, data: dict[str, Any]) -> str:
+        """The chat's chosen language, else the client's ``language_code``, else Russian."""
         chat_id = chat_id_of(data)
         if chat_id is not None:
             chosen = await self.kezek.chat_language(chat_id)
             if chosen in i18n.LANGUAGES:
-                data["lang"] = chosen
+                return chosen
+        return telegram_language(data)
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        data["kz"] = self.kezek
+        data["lang"] = telegram_language(data)  # in case the lookup fails: the error boundary uses it
+        data["lang"] = await self.language_of(data)
         return await handler(event, data)
 
 

@@ -1,25 +1,58 @@
-"""Long polling: the Telegram front as a running process (``kezek run``).
+"""The Telegram front as a running process (``kezek run``): long polling or a webhook server.
 
-One poller per token: Telegram answers a second one with 409 Conflict (see DESIGN.md section 5);
-several instances need webhooks instead."""
+* Long polling (no ``webhook_url``): one poller per token — Telegram answers a second one with 409
+  Conflict (DESIGN.md section 5); a webhook left over from webhook mode is removed first (pending
+  updates are kept), since getUpdates does not work while one is set.
+* Webhook (``webhook_url`` + ``webhook_secret``): an aiohttp server (``bot.webhook``); several
+  instances may serve one token behind a load balancer, with Redis (``redis_url``) for the FSM,
+  event isolation and the throttle.
+
+Both stop cleanly on SIGINT/SIGTERM. ``background`` jobs (the outbox sender, the scheduler...) run as
+tasks next to the bot and are cancelled on shutdown."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
 
-from aiogram import Bot
+from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiohttp import web
 
-from bot.app import build_dispatcher
+from bot import i18n
+from bot.app import build_dispatcher, make_storage
 from bot.config import Settings
+from bot.throttling import make_throttle
 from services.kezek import Kezek
 
 log = logging.getLogger("kezek.bot")
 
+BackgroundJob = Callable[[Bot], Awaitable[None]]
+
+# The command menu (the same as /help): command, English msgid of its description (N_: extracted).
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", i18n.N_("choose the language and open the menu")),
+    ("link", i18n.N_("link an application to this chat")),
+    ("status", i18n.N_("your child's place in the queue")),
+    ("seats", i18n.N_("seats in state-order private kindergartens")),
+    ("settings", i18n.N_("language, e-mail and notices")),
+    ("unlink", i18n.N_("unlink an application from this chat")),
+    ("help", i18n.N_("this help")),
+)
+
 
 class MissingTokenError(RuntimeError):
     """No bot token is configured (KEZEK_BOT_TOKEN); the CLI shows a localized refusal."""
+
+
+class WebhookConfigError(RuntimeError):
+    """Webhook mode is asked for but cannot start (no or a malformed secret, a bad URL); the
+    message is a short English reason naming the setting."""
 
 
 def make_bot(settings: Settings) -> Bot:
@@ -31,14 +64,153 @@ def make_bot(settings: Settings) -> Bot:
     return Bot(token, session=AiohttpSession(api=server))
 
 
-async def run_polling(settings: Settings, kezek: Kezek, *, handle_signals: bool = True) -> None:
-    """Poll for updates until cancelled or stopped by SIGINT/SIGTERM; always closes the bot session.
+def bot_commands(lang: str) -> list[BotCommand]:
+    return [BotCommand(command=name, description=i18n.gettext(lang, msgid)[:256]) for name, msgid in COMMANDS]
 
-    Raises ``MissingTokenError`` (before any network I/O) when no token is configured."""
+
+async def set_commands(bot: Bot) -> None:
+    """The command menu: Russian for everybody, Kazakh for clients set to Kazakh."""
+    try:
+        await bot.set_my_commands(bot_commands("ru"), scope=BotCommandScopeDefault())
+        await bot.set_my_commands(bot_commands("kk"), scope=BotCommandScopeDefault(), language_code="kk")
+    except Exception as exc:  # noqa: BLE001 - a missing menu must not keep the bot down
+        log.warning("could not set the command menu: %s", type(exc).__name__)
+
+
+class BackgroundTasks:
+    """Jobs started with the bot and cancelled when it stops. A job that fails is logged (its
+    exception type and frames' locations only) and not restarted."""
+
+    def __init__(self, jobs: Sequence[BackgroundJob]) -> None:
+        self.jobs = list(jobs)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self, bot: Bot) -> None:
+        for job in self.jobs:
+            name = getattr(job, "__qualname__", None) or type(job).__name__
+            task = asyncio.ensure_future(job(bot))
+            task.set_name(f"kezek:{name}")
+            task.add_done_callback(self._finished)
+            self.tasks.append(task)
+
+    @staticmethod
+    def _finished(task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("background job %s failed: %s", task.get_name(), type(exc).__name__)
+        else:
+            log.info("background job %s finished", task.get_name())
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.tasks.clear()
+
+
+def _stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set ``stop``; returns the undo."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, lambda s=sig: (log.info("received %s", s.name), stop.set()))
+            installed.append(sig)
+
+    def undo() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    return undo
+
+
+async def run(settings: Settings, kezek: Kezek, *, background: Sequence[BackgroundJob] = (),
+              handle_signals: bool = True, stop: asyncio.Event | None = None) -> None:
+    """Serve the bot until SIGINT/SIGTERM (or ``stop`` is set, or the task is cancelled); always
+    closes the bot session, the FSM storage and the throttle's store.
+
+    Raises ``MissingTokenError`` or ``WebhookConfigError`` before any network I/O."""
+    problem = settings.webhook_problem()
+    if problem:
+        raise WebhookConfigError(problem)
     bot = make_bot(settings)
     try:
-        dp = build_dispatcher(kezek)
-        log.info("polling %s", settings.bot_api_url)
-        await dp.start_polling(bot, handle_signals=handle_signals, close_bot_session=True)
+        storage, isolation = make_storage(settings)
+        throttle = make_throttle(settings, redis=getattr(storage, "redis", None))
+        dp = build_dispatcher(kezek, storage=storage, events_isolation=isolation, throttle=throttle)
+        jobs = BackgroundTasks(background)
+
+        async def on_startup(bot: Bot) -> None:
+            await set_commands(bot)
+            jobs.start(bot)
+
+        dp.startup.register(on_startup)
+        dp.shutdown.register(jobs.stop)
+        if settings.webhook_mode:
+            await _serve_webhook(dp, bot, settings, handle_signals=handle_signals, stop=stop)
+        else:
+            await _poll(dp, bot, settings, handle_signals=handle_signals, stop=stop)
     finally:
         await bot.session.close()
+    log.info("the bot has stopped")
+
+
+async def _poll(dp: Dispatcher, bot: Bot, settings: Settings, *, handle_signals: bool,
+                stop: asyncio.Event | None) -> None:
+    stop = stop or asyncio.Event()
+    # Our own signal handlers (not aiogram's): they also cover the start-up before polling begins.
+    undo = _stop_on_signals(stop) if handle_signals else (lambda: None)
+    polling: asyncio.Future[None] | None = None
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        log.info("long polling %s", settings.bot_api_url)
+        await bot.delete_webhook(drop_pending_updates=False)
+        polling = asyncio.ensure_future(dp.start_polling(bot, handle_signals=False, close_bot_session=True))
+        await asyncio.wait({polling, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        while not polling.done():
+            try:
+                await dp.stop_polling()
+            except RuntimeError:  # still starting up: polling is not running yet
+                await asyncio.wait({polling}, timeout=0.05)
+        await polling
+    finally:
+        stopper.cancel()
+        undo()
+        if polling is not None and not polling.done():  # cancelled from outside
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+
+
+async def _serve_webhook(dp: Dispatcher, bot: Bot, settings: Settings, *, handle_signals: bool,
+                         stop: asyncio.Event | None) -> None:
+    from bot.webhook import build_webhook_app, register_webhook
+
+    stop = stop or asyncio.Event()
+    undo = _stop_on_signals(stop) if handle_signals else (lambda: None)
+    runner = web.AppRunner(build_webhook_app(dp, bot, settings), handle_signals=False, shutdown_timeout=30)
+    try:
+        await runner.setup()  # the Dispatcher's start-up: commands, background jobs
+        site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+        await site.start()
+        log.info("webhook server on %s:%s%s", settings.webhook_host, settings.webhook_port,
+                 settings.webhook_path)
+        await register_webhook(dp, bot, settings)
+        await stop.wait()
+        log.info("stopping the webhook server")
+    finally:
+        undo()
+        # Stops listening, runs the Dispatcher's shutdown (jobs cancelled, storage closed) and lets
+        # requests in flight finish. The webhook itself stays: other instances keep serving it.
+        await runner.cleanup()
+
+
+async def run_polling(settings: Settings, kezek: Kezek, *, handle_signals: bool = True,
+                      background: Sequence[BackgroundJob] = ()) -> None:
+    """Long polling whatever ``webhook_url`` says (kept for existing callers)."""
+    await run(settings.model_copy(update={"webhook_url": ""}), kezek, background=background,
+              handle_signals=handle_signals)

@@ -1,0 +1,387 @@
+"""A small Bot API stand-in (aiohttp on 127.0.0.1, a free port) for tests that run the bot as a
+real process or with a real ``AiohttpSession``.
+
+It answers getMe, long-polls getUpdates (``offset``/``timeout``; 409 while a webhook is set, like
+Telegram), and answers sendMessage, editMessageText, editMessageReplyMarkup, answerCallbackQuery,
+sendPhoto and sendDocument (multipart uploads: the file name and bytes are recorded),
+setWebhook / deleteWebhook / getWebhookInfo, setMyCommands and deleteMessage. Any other method is
+answered ``true`` and recorded too. Every call is kept in ``calls`` with its parameters (JSON fields
+such as ``reply_markup`` decoded).
+
+The test plays the parent with ``send_text``, ``send_contact`` and ``press`` (updates for
+getUpdates, or, with ``deliver=False``, just built for a webhook POST), and waits for the bot with
+``wait_for(method, predicate, timeout=...)``: the next matching call since the last thing the
+parent did.
+
+    async with BotApiStandIn() as api:
+        env["KEZEK_BOT_API_URL"] = api.base_url
+        ...
+        api.send_text(CHAT, "/start")
+        picker = await api.wait_for("sendMessage", lambda c: c.buttons())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "123:ABC"
+BOT_USER: dict[str, Any] = {"id": 123, "is_bot": True, "first_name": "Kezek", "username": "kezek_bot"}
+WAIT = 20.0  # default seconds to wait for the bot to react
+MAX_LONG_POLL = 2.0  # getUpdates is held at most this long
+
+
+@dataclass
+class Upload:
+    filename: str
+    content: bytes
+    content_type: str = ""
+
+
+@dataclass
+class Call:
+    """One Bot API call: ``params`` (uploads as ``Upload`` in place of their ``attach://`` name)
+    and the ``result`` the stand-in answered."""
+
+    method: str
+    params: dict[str, Any]
+    result: Any = None
+    index: int = 0
+
+    @property
+    def text(self) -> str | None:
+        return self.params.get("text")
+
+    @property
+    def chat_id(self) -> int | None:
+        value = self.params.get("chat_id")
+        return int(value) if value is not None else None
+
+    def buttons(self) -> list[dict[str, Any]]:
+        """The inline buttons of ``reply_markup`` (reply-keyboard buttons too), row by row."""
+        markup = self.params.get("reply_markup") or {}
+        rows = markup.get("inline_keyboard") or markup.get("keyboard") or []
+        return [b for row in rows for b in row]
+
+    def button(self, text: str) -> dict[str, Any]:
+        return next(b for b in self.buttons() if b.get("text") == text)
+
+
+class BotApiError(AssertionError):
+    """The stand-in was stopped or the watched bot died while a test waited."""
+
+
+def _decode(value: str) -> Any:
+    if value[:1] in "[{":
+        with contextlib.suppress(ValueError):
+            return json.loads(value)
+    return value
+
+
+@dataclass
+class BotApiStandIn:
+    token: str = TOKEN
+    bot_user: dict[str, Any] = field(default_factory=lambda: dict(BOT_USER))
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        self.updates: list[dict[str, Any]] = []
+        self.calls: list[Call] = []
+        self.webhook: dict[str, Any] = {}  # url, secret_token, allowed_updates while set
+        self.base_url = ""
+        self.closing = False
+        self._cursor = 0
+        self._changed = asyncio.Condition()
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+
+    # --- life cycle --------------------------------------------------------------------------------
+    async def start(self) -> BotApiStandIn:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self.handle)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://{self.host}:{port}"
+        return self
+
+    async def close(self) -> None:
+        self.closing = True
+        await self._notify()
+        if self._runner is not None:
+            await asyncio.wait_for(self._runner.cleanup(), 15)
+            self._runner = None
+
+    async def __aenter__(self) -> BotApiStandIn:
+        return await self.start()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # --- the parent's side ------------------------------------------------------------------------
+    def user(self, chat_id: int, language_code: str | None = "ru", first_name: str = "Айгерим") -> dict[str, Any]:
+        user: dict[str, Any] = {"id": chat_id, "is_bot": False, "first_name": first_name}
+        if language_code is not None:
+            user["language_code"] = language_code
+        return user
+
+    def _chat(self, chat_id: int) -> dict[str, Any]:
+        return {"id": chat_id, "type": "private", "first_name": "Айгерим"}
+
+    def queue(self, deliver: bool = True, **update: Any) -> dict[str, Any]:
+        """An update with the next ``update_id``; queued for getUpdates unless ``deliver`` is
+        False (then only built, e.g. to POST it to a webhook). Later waits look at calls from here on."""
+        full = {"update_id": next(self._update_ids), **update}
+        self._cursor = len(self.calls)
+        if deliver:
+            self.updates.append(full)
+            asyncio.get_running_loop().create_task(self._notify())
+        return full
+
+    def message(self, chat_id: int, language_code: str | None = "ru", **content: Any) -> dict[str, Any]:
+        return {"message_id": next(self._message_ids), "date": int(time.time()), "chat": self._chat(chat_id),
+                "from": self.user(chat_id, language_code), **content}
+
+    def send_text(self, chat_id: int, text: str, *, language_code: str | None = "ru",
+                  deliver: bool = True) -> dict[str, Any]:
+        content: dict[str, Any] = {"text": text}
+        if text.startswith("/"):
+            length = len(text.split()[0])
+            content["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        return self.queue(deliver, message=self.message(chat_id, language_code, **content))
+
+    def send_contact(self, chat_id: int, phone_number: str, user_id: int | None, *,
+                     first_name: str = "Айгерим", language_code: str | None = "ru",
+                     deliver: bool = True) -> dict[str, Any]:
+        contact: dict[str, Any] = {"phone_number": phone_number, "first_name": first_name}
+        if user_id is not None:
+            contact["user_id"] = user_id
+        return self.queue(deliver, message=self.message(chat_id, language_code, contact=contact))
+
+    def press(self, chat_id: int, data: str, message: Call | dict[str, Any] | None = None, *,
+              language_code: str | None = "ru", deliver: bool = True) -> dict[str, Any]:
+        """A press on an inline button with ``data``, under ``message``: a recorded call of the
+        bot (its result is the message), a message dict, or a placeholder message."""
+        if isinstance(message, Call):
+            message = message.result if isinstance(message.result, dict) else None
+        if message is None:
+            message = {"message_id": next(self._message_ids), "date": int(time.time()),
+                       "chat": self._chat(chat_id), "from": self.bot_user, "text": "…"}
+        callback = {"id": f"cb{next(self._update_ids)}", "from": self.user(chat_id, language_code),
+                    "chat_instance": f"ci{chat_id}", "data": data, "message": message}
+        return self.queue(deliver, callback_query=callback)
+
+    # --- waiting for the bot ----------------------------------------------------------------------
+    def sent(self, method: str = "sendMessage") -> list[Call]:
+        return [c for c in self.calls if c.method.lower() == method.lower()]
+
+    def mark(self) -> int:
+        """The position after the calls so far (for ``wait_for(..., since=...)``)."""
+        return len(self.calls)
+
+    def find(self, method: str, predicate: Callable[[Call], Any] | None = None,
+             since: int | None = None) -> Call | None:
+        start = self._cursor if since is None else since
+        for call in self.calls[start:]:
+            if call.method.lower() == method.lower() and (predicate is None or predicate(call)):
+                return call
+        return None
+
+    async def wait_for(self, method: str, predicate: Callable[[Call], Any] | None = None, *,
+                       timeout: float = WAIT, since: int | None = None,
+                       alive: Callable[[], str | None] | None = None) -> Call:
+        """The first call of ``method`` matching ``predicate`` since the last update the parent
+        sent (or since ``since``); ``TimeoutError`` after ``timeout`` seconds. ``alive`` returns a
+        reason to stop waiting early (e.g. the bot process died), raised as ``BotApiError``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = self.find(method, predicate, since)
+            if found is not None:
+                return found
+            reason = alive() if alive is not None else None
+            if reason:
+                raise BotApiError(f"no {method}: {reason}")
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"no {method} within {timeout} s")
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), min(left, 0.2))
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- the bot's side ---------------------------------------------------------------------------
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        if not request.can_read_body:
+            return dict(request.query)
+        if request.content_type == "application/json":
+            return dict(await request.json())
+        params: dict[str, Any] = {}
+        uploads: dict[str, Upload] = {}
+        for key, value in (await request.post()).items():
+            if isinstance(value, web.FileField):
+                uploads[key] = Upload(value.filename, value.file.read(), value.content_type)
+            else:
+                params[key] = _decode(str(value))
+        for key, value in list(params.items()):
+            if isinstance(value, str) and value.startswith("attach://") and value[9:] in uploads:
+                params[key] = uploads.pop(value[9:])
+        params.update(uploads)  # a file given directly under its field name
+        return params
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"},
+                                     status=401)
+        method = request.match_info["method"]
+        params = await self._params(request)
+        call = Call(method, params, index=len(self.calls))
+        self.calls.append(call)
+        try:
+            call.result = await self._answer(method.lower(), params)
+        finally:
+            await self._notify()
+        if isinstance(call.result, web.Response):
+            return call.result
+        return web.json_response({"ok": True, "result": call.result})
+
+    def _sent_message(self, params: dict[str, Any], **content: Any) -> dict[str, Any]:
+        message = {"message_id": next(self._message_ids), "date": int(time.time()),
+                   "chat": {"id": int(params["chat_id"]), "type": "private"}, "from": self.bot_user,
+                   **content}
+        if params.get("reply_markup") and "inline_keyboard" in params["reply_markup"]:
+            message["reply_markup"] = params["reply_markup"]
+        return message
+
+    async def _answer(self, method: str, params: dict[str, Any]) -> Any:
+        if method == "getme":
+            return self.bot_user
+        if method == "getupdates":
+            if self.webhook:
+                return web.json_response({"ok": False, "error_code": 409, "description":
+                                          "Conflict: can't use getUpdates method while webhook is active; "
+                                          "use deleteWebhook to delete the webhook first"}, status=409)
+            return await self._get_updates(params)
+        if method == "sendmessage":
+            return self._sent_message(params, text=params.get("text", ""))
+        if method in ("editmessagetext", "editmessagereplymarkup"):
+            if "inline_message_id" in params:
+                return True
+            content = {"text": params["text"]} if "text" in params else {"text": "…"}
+            message = self._sent_message(params, **content)
+            message["message_id"] = int(params.get("message_id") or message["message_id"])
+            message["edit_date"] = int(time.time())
+            return message
+        if method == "sendphoto":
+            photo = params.get("photo")
+            size = len(photo.content) if isinstance(photo, Upload) else 0
+            return self._sent_message(params, photo=[{"file_id": f"photo{len(self.calls)}",
+                                                      "file_unique_id": f"p{len(self.calls)}",
+                                                      "width": 800, "height": 600, "file_size": size}],
+                                      **({"caption": params["caption"]} if "caption" in params else {}))
+        if method == "senddocument":
+            document = params.get("document")
+            doc: dict[str, Any] = {"file_id": f"doc{len(self.calls)}", "file_unique_id": f"d{len(self.calls)}"}
+            if isinstance(document, Upload):
+                doc.update(file_name=document.filename, file_size=len(document.content))
+            return self._sent_message(params, document=doc,
+                                      **({"caption": params["caption"]} if "caption" in params else {}))
+        if method == "setwebhook":
+            self.webhook = {"url": params.get("url", ""), "secret_token": params.get("secret_token"),
+                            "allowed_updates": params.get("allowed_updates")}
+            if params.get("drop_pending_updates") in (True, "true", "True"):
+                self.updates.clear()
+            return True
+        if method == "deletewebhook":
+            self.webhook = {}
+            if params.get("drop_pending_updates") in (True, "true", "True"):
+                self.updates.clear()
+            return True
+        if method == "getwebhookinfo":
+            info: dict[str, Any] = {"url": self.webhook.get("url", ""), "has_custom_certificate": False,
+                                    "pending_update_count": len(self.updates)}
+            if self.webhook.get("allowed_updates"):
+                info["allowed_updates"] = self.webhook["allowed_updates"]
+            return info
+        # answerCallbackQuery, setMyCommands, deleteMessage, sendChatAction, ...
+        return True
+
+    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(params.get("offset") or 0)
+        if offset:
+            # Telegram forgets updates below a confirmed offset.
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        timeout = min(float(params.get("timeout") or 0), MAX_LONG_POLL)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            ready = [u for u in self.updates if u["update_id"] >= offset]
+            left = deadline - loop.time()
+            if ready or left <= 0 or self.closing:
+                return ready
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), left)
+
+
+class BotProcess:
+    """``kezek run`` as a separate process (output to ``log_path``), for end-to-end tests."""
+
+    def __init__(self, log_path: Path, db_url: str, env: dict[str, str], args: list[str] | None = None) -> None:
+        self.log_path, self.db_url = log_path, db_url
+        self.args = list(args or [])  # global options before `run`, e.g. ["--now", "..."]
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("KEZEK_")}
+        self.env.update(KEZEK_LANG="ru", PYTHONUNBUFFERED="1", **env)
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> BotProcess:
+        with self.log_path.open("wb") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "from bot.cli import main; main()", "--db", self.db_url, *self.args, "run",
+                cwd=ROOT, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
+        return self
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc is not None else None
+
+    def log(self, tail: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
+
+    def alive(self) -> str | None:
+        """None while running; else why not (for ``BotApiStandIn.wait_for(alive=...)``)."""
+        if self.returncode is None:
+            return None
+        return f"the bot exited with {self.returncode}; its log:\n{self.log()}"
+
+    async def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15) -> int:
+        """Send ``sig`` and wait for the exit (killed after ``timeout`` s); the exit code."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                self.proc.kill()
+                await asyncio.wait_for(self.proc.wait(), timeout)
+        assert self.proc.returncode is not None
+        return self.proc.returncode

@@ -1,0 +1,116 @@
+"""Dialogues in Redis (bot.app.make_storage): a /link dialogue begun on one instance goes on on
+another (a second bot process behind the load balancer, or the same one after a restart).
+Each test uses its own key prefix and removes its keys; skipped when Redis is not reachable."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+from aiogram.types import Contact, ReplyKeyboardMarkup
+
+from bot import i18n
+from bot.app import FSM_TTL_SECONDS, build_dispatcher, make_storage
+from bot.config import Settings
+from services.kezek import Kezek
+from tests.conftest import World
+from tests.test_bot_start import CHAT_ID, Harness, sent
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[tuple[Any, str]]:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:  # noqa: BLE001
+        await client.aclose()
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}")
+    prefix = f"kezek-test-{uuid.uuid4().hex[:12]}"
+    try:
+        yield client, prefix
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+def instance(kz: Kezek, prefix: str) -> Harness:
+    storage, isolation = make_storage(Settings(_env_file=None, redis_url=REDIS_URL), prefix=prefix)  # type: ignore[call-arg]
+    return Harness(build_dispatcher(kz, storage=storage, events_isolation=isolation))
+
+
+async def shut(harness: Harness) -> None:
+    await harness.dp.fsm.close()  # what the Dispatcher's shutdown does
+    await harness.bot.session.close()
+
+
+async def test_make_storage_follows_the_settings() -> None:
+    storage, isolation = make_storage(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert isinstance(storage, MemoryStorage) and isolation is None
+    storage, isolation = make_storage(Settings(_env_file=None, redis_url=REDIS_URL))  # type: ignore[call-arg]
+    assert isinstance(storage, RedisStorage) and isinstance(isolation, RedisEventIsolation)
+    assert isolation.redis is storage.redis  # one connection pool
+    assert storage.state_ttl == storage.data_ttl == FSM_TTL_SECONDS
+    await storage.close()
+
+
+async def test_link_dialogue_survives_a_switch_of_instance(kz: Kezek, world: World,
+                                                           redis: tuple[Any, str]) -> None:
+    client, prefix = redis
+    row = world.row()
+    await world.apps(row)
+    first = instance(kz, prefix)
+    await first.press("lang:kk")
+    [ask_number] = sent(await first.send("ru", text="/link"))
+    assert ask_number.text == i18n.gettext(
+        "kk", "Enter the application number as it is written in the application. To stop, send /cancel.")
+    [ask_iin] = sent(await first.send("ru", text=row["number"]))
+    assert ask_iin.text == i18n.gettext("kk", "Enter the child's IIN (12 digits).")
+    # The state and the data are in Redis under our prefix, with a time to live.
+    keys = sorted(k.decode() for k in [k async for k in client.scan_iter(match=f"{prefix}:*")])
+    assert keys == [f"{prefix}:42:{CHAT_ID}:{CHAT_ID}:data", f"{prefix}:42:{CHAT_ID}:{CHAT_ID}:state"]
+    assert 0 < await client.ttl(keys[0]) <= FSM_TTL_SECONDS
+    await shut(first)  # the first instance goes away
+
+    second = instance(kz, prefix)
+    try:
+        # The second instance knows the number typed on the first one.
+        proof, email = sent(await second.send("ru", text=row["child_iin"]))
+        assert isinstance(proof.reply_markup, ReplyKeyboardMarkup)
+        assert "p•••@example.kz" in email.text
+        contact = Contact(phone_number=row["phone"], first_name="Айгерим", user_id=CHAT_ID)
+        [done] = sent(await second.send("ru", contact=contact))
+        assert done.text == i18n.gettext(
+            "kk", "Done! Application {number} (child's IIN {iin}) is now linked to this chat.",
+            number=row["number"], iin=row["child_iin"][:2] + "•" * 8 + row["child_iin"][-2:])
+        assert [t.number for t in await kz.linked_applications(CHAT_ID)] == [row["number"]]
+        # The dialogue is over: nothing of it is left in Redis.
+        assert [k async for k in client.scan_iter(match=f"{prefix}:*:state")] == []
+        assert [k async for k in client.scan_iter(match=f"{prefix}:*:data")] == []
+    finally:
+        await shut(second)
+
+
+async def test_a_dialogue_on_memory_storage_does_not_survive(kz: Kezek, world: World) -> None:
+    """The contrast: without Redis a new instance starts from scratch (so the test above shows
+    something Redis gives)."""
+    row = world.row()
+    await world.apps(row)
+    first = Harness(build_dispatcher(kz))
+    await first.send("ru", text="/link")
+    await first.send("ru", text=row["number"])
+    second = Harness(build_dispatcher(kz))
+    [reply] = sent(await second.send("ru", text=row["child_iin"]))
+    assert reply.text == i18n.gettext(
+        "ru", "I did not understand this message. Please use the menu buttons below or send /help.")
+    for h in (first, second):
+        await h.bot.session.close()
