@@ -415,27 +415,44 @@ def demo(state: State, applications: int) -> None:
 @cli.command("run")
 @pass_state
 def run_bot(state: State) -> None:
-    """Run the Telegram bot (long polling) until SIGINT/SIGTERM.
+    """Run the Telegram bot until SIGINT/SIGTERM: long polling, or a webhook server when
+    KEZEK_WEBHOOK_URL is set (with KEZEK_WEBHOOK_SECRET).
 
-    Needs KEZEK_BOT_TOKEN; KEZEK_BOT_API_URL points at another Bot API server. Migrates the
-    database first."""
+    Needs KEZEK_BOT_TOKEN; KEZEK_BOT_API_URL points at another Bot API server; KEZEK_REDIS_URL
+    shares the dialogues and the throttle between instances. Migrates the database first."""
     import logging
 
-    from bot.runner import MissingTokenError, run_polling
+    from bot.runner import MissingTokenError, WebhookConfigError, run
     from storage.migrate import upgrade
 
     settings = get_settings()
     if not settings.bot_token.strip():
         click.echo(state.t("No bot token is configured: set KEZEK_BOT_TOKEN (from @BotFather)."), err=True)
         sys.exit(2)
+    problem = settings.webhook_problem()
+    if problem:
+        click.echo(state.t("The webhook settings are not valid: {problem}.", problem=problem), err=True)
+        sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     upgrade(state.url)
     click.echo(state.t("The bot is starting; stop it with Ctrl+C."))
 
     async def go() -> None:
+        from bot.scheduler import run_scheduler
+        from bot.sender import make_mailer, outbox_loop
+
         db = Database(state.url)
+        kz = Kezek(db, state.clock)
+        mailer = make_mailer(settings, state.clock)
+
+        async def sender(bot: Any) -> None:
+            await outbox_loop(kz, bot, mailer, idle=settings.outbox_idle_seconds)
+
+        async def sweeper(_bot: Any) -> None:
+            await run_scheduler(kz, every_seconds=settings.sweep_seconds)
+
         try:
-            await run_polling(settings, Kezek(db, state.clock))
+            await run(settings, kz, background=[sender, sweeper])
         finally:
             await db.dispose()
 
@@ -443,6 +460,9 @@ def run_bot(state: State) -> None:
         asyncio.run(go())
     except MissingTokenError:
         click.echo(state.t("No bot token is configured: set KEZEK_BOT_TOKEN (from @BotFather)."), err=True)
+        sys.exit(2)
+    except WebhookConfigError as exc:
+        click.echo(state.t("The webhook settings are not valid: {problem}.", problem=str(exc)), err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         pass

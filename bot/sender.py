@@ -21,11 +21,22 @@ from aiogram.exceptions import (
 )
 
 from bot.notices import render, render_email
-from services.email import EmailSender
+from bot.config import Settings
+from services.clock import Clock
+from services.email import EmailSender, FolderSender, SmtpSender
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM, Notice, RetryLater, Undeliverable
 
 log = logging.getLogger("kezek.sender")
+
+
+def make_mailer(settings: Settings, clock: Clock) -> EmailSender:
+    """SMTP when a server is configured, else .eml files in the mail folder (the embedded default)."""
+    if settings.smtp_host:
+        return SmtpSender(clock, settings.smtp_host, settings.smtp_port, settings.smtp_from,
+                          username=settings.smtp_user, password=settings.smtp_password,
+                          starttls=settings.smtp_starttls and not settings.smtp_tls, use_tls=settings.smtp_tls)
+    return FolderSender(clock, settings.mail_dir, settings.smtp_from)
 
 
 def telegram_port(bot: Bot) -> Callable[[Notice], Awaitable[None]]:
