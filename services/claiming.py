@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from services import offers
 from services.context import Ctx
-from services.facade import FacadeBase, linked_application
+from services.errors import SeatNotFound
+from services.facade import FacadeBase, is_row_id, linked_application
 from services.validation import mask_iin
 from storage.models import Application, AppStatus, ChatLink, Group, Kindergarten
 
@@ -50,6 +51,7 @@ class ClaimChoices:
     choices: list[SeatChoice]
     window_open: bool
     next_window_at: dt.datetime | None  # when claims are accepted next, if not now
+    window_hours: tuple[str, str] = ("09:00", "20:00")  # the profile's claim window, local time
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,12 @@ async def _choices(ctx: Ctx, app: Application, *, state_order_only: bool) -> Cla
         ctx.now, profile.window_open_minute, profile.window_close_minute)
     order = {offers.VIA_OFFER: 0, offers.VIA_OPEN: 1, offers.VIA_STATE_ORDER: 2}
     choices = sorted(merged.values(), key=lambda c: (order.get(c.via, 9), c.kindergarten.code, c.seat_id))
+    def hhmm(minute: int) -> str:
+        return f"{minute // 60:02d}:{minute % 60:02d}"
+
     return ClaimChoices(app.id, app.number, mask_iin(app.child_iin), app.status == AppStatus.QUEUED,
-                        choices, window_open, next_at)
+                        choices, window_open, next_at,
+                        (hhmm(profile.window_open_minute), hhmm(profile.window_close_minute)))
 
 
 class ClaimFacade(FacadeBase):
@@ -136,6 +142,8 @@ class ClaimFacade(FacadeBase):
         deadlines the referral would have. Raises the rule's error (outside the window, taken...)."""
         async with self.reading() as ctx:
             app = await linked_application(ctx, chat_id, application_id)
+            if not is_row_id(seat_id):
+                raise SeatNotFound()
             plan = await offers.plan_claim(ctx, app.number, seat_id)
             group = (await _group_names(ctx, {plan.seat.group_id})).get(plan.seat.group_id)
             twins: list[str] = []
@@ -156,6 +164,8 @@ class ClaimFacade(FacadeBase):
         a lost race or a passed window raises and changes nothing."""
         async with self.unit(f"telegram:{user_id}") as ctx:
             app = await linked_application(ctx, chat_id, application_id)
+            if not is_row_id(seat_id):
+                raise SeatNotFound()
             referrals = await offers.claim(ctx, app.number, seat_id, f"telegram:{user_id}")
             out = []
             for ref in referrals:

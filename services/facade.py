@@ -36,11 +36,18 @@ class FacadeBase:
             yield await Ctx.open(session, self.clock.now(), with_calendar=with_calendar)
 
 
+def is_row_id(value: object) -> bool:
+    """A value that can be a row id at all (button data may carry any integer)."""
+    return isinstance(value, int) and 0 < value < 2**63
+
+
 async def linked_application(ctx: Ctx, chat_id: int, application_id: int) -> Application:
     """The application ``application_id`` if this chat has linked it, else ``NotLinked``.
 
     Every button that names an application goes through here: callback data come from the
     client and may be forged, replayed from another chat or stale (unlinked since)."""
+    if not is_row_id(application_id):
+        raise NotLinked()
     app = (await ctx.session.execute(
         select(Application).join(ChatLink, ChatLink.application_id == Application.id).where(
             ChatLink.chat_id == chat_id, Application.id == application_id))).scalar_one_or_none()
