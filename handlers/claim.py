@@ -57,9 +57,9 @@ def choice_label(lang: str, choice: SeatChoice) -> str:
     return _short(label)
 
 
-def window_note(lang: str, next_at: dt.datetime) -> str:
-    return gettext(lang, "Seats are claimed on working days from 09:00 to 20:00. The next window "
-                         "opens {at}.", at=i18n.format_datetime(lang, next_at))
+def window_note(lang: str, next_at: dt.datetime, hours: tuple[str, str]) -> str:
+    return gettext(lang, "Seats are claimed on working days from {opens} to {closes}. The next window "
+                         "opens {at}.", opens=hours[0], closes=hours[1], at=i18n.format_datetime(lang, next_at))
 
 
 def choices_text(lang: str, options: ClaimChoices, *, state_order_only: bool = False) -> str:
@@ -80,7 +80,7 @@ def choices_text(lang: str, options: ClaimChoices, *, state_order_only: bool = F
             line += " " + gettext(lang, "(until {until})", until=i18n.format_deadline(lang, choice.expires_at))
         lines.append(line)
     if not options.window_open and options.next_window_at is not None:
-        lines.append(window_note(lang, options.next_window_at))
+        lines.append(window_note(lang, options.next_window_at, options.window_hours))
     lines.append(gettext(lang, "Press a seat to see its details before you confirm."))
     return "\n".join(lines)
 

@@ -136,8 +136,9 @@ async def test_claim_outside_the_window_changes_nothing(tg: Harness, kz: Kezek, 
     assert alert.show_alert and "09:00" in alert.text
     assert await referrals(kz) == 0
     [listing] = sent(await tg.press(SeatsCallback(app=offered["app_id"]).pack()))
-    assert i18n.gettext("ru", "Seats are claimed on working days from 09:00 to 20:00. The next window "
-                              "opens {at}.", at=i18n.format_datetime("ru", almaty(2026, 9, 7, 9, 0))) in listing.text
+    assert i18n.gettext("ru", "Seats are claimed on working days from {opens} to {closes}. The next window "
+                              "opens {at}.", opens="09:00", closes="20:00",
+                        at=i18n.format_datetime("ru", almaty(2026, 9, 7, 9, 0))) in listing.text
 
 
 async def test_expired_offer_cannot_be_claimed(tg: Harness, kz: Kezek, clock: FrozenClock,
