@@ -397,17 +397,30 @@ def bench_queue(applications: int, seat_count: int, reads: int, seats_per_public
 
 @cli.command("demo")
 @click.option("--applications", type=int, default=3000, show_default=True)
+@click.option("--phone", default=None, help="Your phone: put on the first application, to link it in the bot "
+                                            "with the contact button.")
 @pass_state
-def demo(state: State, applications: int) -> None:
+def demo(state: State, applications: int, phone: str | None) -> None:
     """Create the schema and seed a sandbox city (districts, kindergartens, applications)."""
     from bot.demo import seed
+    from services.errors import KezekError
+    from services.validation import normalise_phone
     from storage.migrate import upgrade
 
+    if phone:
+        try:
+            phone = normalise_phone(phone)
+        except KezekError as exc:
+            raise click.BadParameter(i18n.error_text(state.lang, exc), param_hint="--phone") from None
     upgrade(state.url)
-    summary = state.run(lambda kz: seed(kz, applications=applications))
+    summary = state.run(lambda kz: seed(kz, applications=applications, phone=phone))
     click.echo(state.t("Sandbox city ready: {districts} districts, {kindergartens} kindergartens, "
                        "{applications} applications.", **summary))
     click.echo(state.t("Try: kezek queue show {number} --viewer me", number=summary["example"]))
+    click.echo(state.t("In the bot: /link, application {number}, child's IIN {iin}; then share your "
+                       "contact (with --phone) or ask for an e-mail code: it arrives as a file in {folder}.",
+                       number=summary["example"], iin=summary["example_iin"],
+                       folder=str(get_settings().mail_dir)))
 
 
 # --- the Telegram bot ----------------------------------------------------------------------------

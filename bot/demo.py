@@ -36,7 +36,7 @@ def _surname(last: str, girl: bool) -> str:
     return last
 
 
-async def seed(kz: Kezek, applications: int = 3000, seed: int = 7) -> dict[str, Any]:
+async def seed(kz: Kezek, applications: int = 3000, seed: int = 7, phone: str | None = None) -> dict[str, Any]:
     rnd = random.Random(seed)
     now = kz.clock.now()
     await kz.upsert_districts([{"code": c, "name_ru": ru, "name_kk": kk} for c, ru, kk in DISTRICTS])
@@ -79,7 +79,9 @@ async def seed(kz: Kezek, applications: int = 3000, seed: int = 7) -> dict[str, 
             rows.append(base | {"number": f"DEMO-{n:06d}", "child_iin": make_iin(birth, n, not girl),
                                 "child_name": f"{_surname(rnd.choice(LAST), not girl)} {rnd.choice(FIRST)}",
                                 "twin_group": f"TW-{n - 1}"})
+    if phone:  # the tester's own phone on the first application: /link with the contact button
+        rows[0]["phone"] = phone
     for i in range(0, len(rows), 5000):
         await kz.import_applications(rows[i:i + 5000])
     return {"districts": len(DISTRICTS), "kindergartens": len(kgs), "applications": len(rows),
-            "example": rows[0]["number"]}
+            "example": rows[0]["number"], "example_iin": rows[0]["child_iin"]}
