@@ -86,6 +86,13 @@ def email_button(lang: str) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
+async def _remember_language(kz: Kezek, chat_id: int, lang: str) -> None:
+    """A chat that never picked a language keeps the one the bot speaks with it now, so that its
+    notices (sent later, without an update to read it from) come in that language too."""
+    if await kz.chat_language(chat_id) is None:
+        await kz.set_chat_language(chat_id, lang)
+
+
 async def _refuse(message: Message, state: FSMContext, lang: str, exc: LinkFailed | LinkLocked,
                   *, keep_state: bool = False) -> None:
     if isinstance(exc, LinkLocked):
@@ -143,6 +150,7 @@ async def got_contact(message: Message, state: FSMContext, kz: Kezek, lang: str)
         await _refuse(message, state, lang, exc)
         return
     await state.clear()
+    await _remember_language(kz, message.chat.id, lang)
     await message.answer(linked_text(lang, target), reply_markup=main_menu(lang))
 
 
@@ -176,6 +184,7 @@ async def got_code(message: Message, state: FSMContext, kz: Kezek, lang: str) ->
         await _refuse(message, state, lang, exc, keep_state=True)
         return
     await state.clear()
+    await _remember_language(kz, message.chat.id, lang)
     await message.answer(linked_text(lang, target), reply_markup=main_menu(lang))
 
 

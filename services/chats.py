@@ -18,6 +18,18 @@ async def get_language(session: AsyncSession, chat_id: int) -> str | None:
     return (await session.execute(select(Chat.language).where(Chat.id == chat_id))).scalar_one_or_none()
 
 
+async def ensure_chat(ctx: Ctx, chat_id: int) -> Chat:
+    """The chat's row, created on first use (language not chosen yet, default notice settings):
+    a chat that links an application must exist to be routed its notices."""
+    chat = await ctx.session.get(Chat, chat_id)
+    if chat is None:
+        chat = Chat(id=chat_id, language=None, created_at=ctx.now, updated_at=ctx.now,
+                    notify_moves=False, notify_reminders=True, notify_open_seats=True, email_code_attempts=0)
+        ctx.session.add(chat)
+        await ctx.session.flush()
+    return chat
+
+
 async def set_language(ctx: Ctx, chat_id: int, lang: str) -> Chat:
     """Remember the chat's language (creating the chat's row on first use) and audit the change."""
     if lang not in LANGUAGES:

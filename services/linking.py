@@ -33,6 +33,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import queue
+from services.chats import ensure_chat
 from services.context import Ctx
 from services.errors import N_, KezekError, LinkFailed, LinkLocked, RuleViolation
 from services.validation import mask_email, mask_iin, normalise_phone, validate_iin
@@ -141,6 +142,7 @@ async def _verify(ctx: Ctx, chat_id: int, number: str, iin: str) -> Application:
 
 async def _link(ctx: Ctx, chat_id: int, app: Application, method: str) -> LinkTarget:
     await _record(ctx, chat_id, ok=True)
+    await ensure_chat(ctx, chat_id)
     existing = await ctx.session.get(ChatLink, (chat_id, app.id))
     if existing is None:
         ctx.session.add(ChatLink(chat_id=chat_id, application_id=app.id, linked_at=ctx.now, method=method))

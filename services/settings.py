@@ -27,6 +27,7 @@ from typing import TypeVar
 from sqlalchemy import delete
 
 from services import linking
+from services.chats import ensure_chat
 from services.context import Ctx
 from services.errors import N_, InvalidEmail, RuleViolation, ValidationError
 from services.facade import FacadeBase, linked_application
@@ -122,13 +123,7 @@ def notice_wanted(chat: Chat, kind: str) -> bool:
 
 async def _chat(ctx: Ctx, chat_id: int) -> Chat:
     """The chat's row, created (language not chosen yet, default settings) on first use."""
-    chat = await ctx.session.get(Chat, chat_id)
-    if chat is None:
-        chat = Chat(id=chat_id, language=None, created_at=ctx.now, updated_at=ctx.now, **_DEFAULTS,
-                    email_code_attempts=0)
-        ctx.session.add(chat)
-        await ctx.session.flush()
-    return chat
+    return await ensure_chat(ctx, chat_id)
 
 
 def _clear_pending(chat: Chat) -> None:

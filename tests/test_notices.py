@@ -95,6 +95,15 @@ async def test_turn_came_reaches_every_linked_chat_and_the_application_email(
     assert {s for *_, s in await deliveries(kz, "turn_came") if _[1] == TELEGRAM} == {"sent"}
 
 
+async def test_a_chat_that_never_chose_a_language_still_gets_its_alerts(kz: Kezek, world: World) -> None:
+    row = world.row()
+    await world.apps(row)
+    await link(kz, row, CHAT_ID)  # no /start language choice before
+    await world.publish(1, "KG1")
+    await kz.route_notices()
+    assert (TELEGRAM, str(CHAT_ID)) in {(c, t) for _, c, t, _ in await deliveries(kz, "turn_came")}
+
+
 async def test_optional_notices_follow_the_chat_settings(kz: Kezek, world: World, clock: FrozenClock,
                                                          linked: dict[str, Any]) -> None:
     async with kz.unit() as ctx:
