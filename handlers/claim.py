@@ -14,6 +14,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import i18n
 from bot.i18n import gettext
+from handlers.menu import chat_of, edit_or_send
 from services import offers
 from services.claiming import ClaimChoices, ClaimPreview, IssuedReferral, SeatChoice
 from services.errors import KezekError
@@ -147,15 +148,11 @@ def issued_text(lang: str, refs: list[IssuedReferral]) -> str:
     return "\n".join(lines)
 
 
-def chat_of(callback: CallbackQuery) -> int:
-    return callback.message.chat.id if callback.message is not None else callback.from_user.id
-
-
 async def _show(bot: Bot, callback: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None,
                 *, edit: bool) -> None:
     """Edit the message the button belongs to, or send a new one (an alert's buttons stay)."""
-    if edit and isinstance(callback.message, Message):
-        await callback.message.edit_text(text, reply_markup=markup)
+    if edit:
+        await edit_or_send(callback, bot, text, markup)
     else:
         await bot.send_message(chat_of(callback), text, reply_markup=markup)
 

@@ -25,7 +25,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import i18n
 from bot.i18n import gettext
-from handlers.menu import MenuButton, main_menu
+from handlers.menu import MenuButton, chat_of, main_menu
 from services.errors import LinkFailed, LinkLocked
 from services.linking import CodeRateLimited, LinkTarget
 from services.kezek import Kezek
@@ -156,7 +156,7 @@ async def got_contact(message: Message, state: FSMContext, kz: Kezek, lang: str)
 
 async def wants_email(callback: CallbackQuery, state: FSMContext, kz: Kezek, lang: str, bot: Bot) -> None:
     data = await state.get_data()
-    chat_id = callback.message.chat.id if callback.message is not None else callback.from_user.id
+    chat_id = chat_of(callback)
     await callback.answer()
     try:
         target = await kz.send_link_code(chat_id, data.get("number", ""), data.get("iin", ""))

@@ -5,7 +5,15 @@ language while an old keyboard is still shown)."""
 
 from __future__ import annotations
 
-from aiogram.types import KeyboardButton, Message, ReplyKeyboardMarkup
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+)
 
 from bot.i18n import LANGUAGES, N_, gettext
 
@@ -47,3 +55,28 @@ class MenuButton:
             if text in labels(key):
                 return {"menu_key": key}
         return False
+
+
+def no_links_text(lang: str) -> str:
+    """The answer of every screen about linked applications when the chat has none."""
+    return gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
+
+
+def chat_of(callback: CallbackQuery) -> int:
+    """The chat a button was pressed in (the sender's private chat when the message is gone)."""
+    return callback.message.chat.id if callback.message is not None else callback.from_user.id
+
+
+async def edit_or_send(callback: CallbackQuery, bot: Bot, text: str,
+                       markup: InlineKeyboardMarkup | None = None) -> None:
+    """Show ``text`` in place of the message the button belongs to, or as a new message when that
+    one cannot be edited. A double press that would change nothing is left alone."""
+    message = callback.message
+    if isinstance(message, Message):
+        try:
+            await message.edit_text(text, reply_markup=markup)
+            return
+        except TelegramBadRequest as exc:
+            if "not modified" in str(exc).lower():
+                return
+    await bot.send_message(chat_of(callback), text, reply_markup=markup)

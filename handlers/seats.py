@@ -7,17 +7,15 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from bot.i18n import gettext
 from handlers.claim import choices_keyboard, choices_text
-from handlers.menu import MenuButton, main_menu
+from handlers.menu import MenuButton, main_menu, no_links_text
 from services.kezek import Kezek
 
 
 async def show_state_order_seats(message: Message, kz: Kezek, lang: str) -> None:
     per_application = await kz.state_order_choices(message.chat.id)
     if not per_application:
-        await message.answer(gettext(lang, "No application is linked to this chat yet. Link one with /link."),
-                             reply_markup=main_menu(lang))
+        await message.answer(no_links_text(lang), reply_markup=main_menu(lang))
         return
     for options in per_application:
         await message.answer(choices_text(lang, options, state_order_only=True),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -18,12 +17,13 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import i18n
 from bot.i18n import N_, gettext
-from handlers.menu import MENU, MenuButton, main_menu
+from handlers.link import code_prompt
+from handlers.menu import MENU, MenuButton, chat_of, edit_or_send, main_menu
 from handlers.start import LANGUAGE_LABELS, language_picker, picker_prompt, stale_button_text
 from services.errors import InvalidEmail, KezekError
 from services.kezek import Kezek
 from services.linking import CodeRateLimited
-from services.settings import NOTICE_KEYS, ChatSettings, EmailCodeWrong, UnknownNoticeSetting
+from services.settings import ChatSettings, EmailCodeWrong, UnknownNoticeSetting
 from services.validation import mask_email
 
 # notice key -> its name (English msgid)
@@ -51,10 +51,6 @@ class NoticeCallback(CallbackData, prefix="ntc"):
 
 class SettingsCallback(CallbackData, prefix="stg"):
     action: str  # 'lang' | 'email' | 'rmemail' | 'cancel'
-
-
-def _chat_id(callback: CallbackQuery) -> int:
-    return callback.message.chat.id if callback.message is not None else callback.from_user.id
 
 
 # --- the screen ----------------------------------------------------------------------------------------
@@ -108,26 +104,12 @@ def address_prompt(lang: str) -> str:
                          "To stop, send /cancel.")
 
 
-def code_prompt(lang: str, email: str) -> str:
-    return gettext(lang, "We have sent a 6-digit code to {email}. It is valid for 15 minutes. "
-                         "Type it here.", email=email)
-
-
 def code_hint(lang: str) -> str:
     return gettext(lang, "Type the code from the e-mail. To stop, send /cancel.")
 
 
 async def _show_in_place(callback: CallbackQuery, bot: Bot, lang: str, settings: ChatSettings) -> None:
-    text, markup = settings_text(lang, settings), settings_keyboard(lang, settings)
-    message = callback.message
-    if isinstance(message, Message):
-        try:
-            await message.edit_text(text, reply_markup=markup)
-            return
-        except TelegramBadRequest as exc:
-            if "not modified" in str(exc).lower():  # a double press: the screen is already right
-                return
-    await bot.send_message(_chat_id(callback), text, reply_markup=markup)
+    await edit_or_send(callback, bot, settings_text(lang, settings), settings_keyboard(lang, settings))
 
 
 # --- handlers ------------------------------------------------------------------------------------------
@@ -140,11 +122,8 @@ async def show_settings(message: Message, state: FSMContext, kz: Kezek, lang: st
 
 async def toggle_notice(callback: CallbackQuery, callback_data: NoticeCallback, kz: Kezek, lang: str,
                         bot: Bot) -> None:
-    if callback_data.key not in NOTICE_KEYS:
-        await callback.answer(stale_button_text(lang), show_alert=True)
-        return
     try:
-        settings = await kz.set_notice(_chat_id(callback), callback_data.key, callback_data.on)
+        settings = await kz.set_notice(chat_of(callback), callback_data.key, callback_data.on)
     except UnknownNoticeSetting:
         await callback.answer(stale_button_text(lang), show_alert=True)
         return
@@ -154,7 +133,7 @@ async def toggle_notice(callback: CallbackQuery, callback_data: NoticeCallback, 
 
 async def settings_action(callback: CallbackQuery, callback_data: SettingsCallback, state: FSMContext,
                           kz: Kezek, lang: str, bot: Bot) -> None:
-    chat_id = _chat_id(callback)
+    chat_id = chat_of(callback)
     action = callback_data.action
     if action == "lang":
         await callback.answer()

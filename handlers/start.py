@@ -9,7 +9,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import LANGUAGES, gettext
-from handlers.menu import main_menu
+from handlers.menu import chat_of, main_menu
 from services.kezek import Kezek
 
 # Each language is offered under its own name, the same whatever the chat's language is.
@@ -48,7 +48,7 @@ async def choose_language(callback: CallbackQuery, callback_data: LangCallback, 
     if code not in LANGUAGES:
         await callback.answer(stale_button_text(lang), show_alert=True)
         return
-    chat_id = callback.message.chat.id if callback.message is not None else callback.from_user.id
+    chat_id = chat_of(callback)
     await kz.set_chat_language(chat_id, code)
     await callback.answer(gettext(code, "Language: {language}", language=LANGUAGE_LABELS[code]))
     await bot.send_message(

@@ -18,7 +18,7 @@ from bot import i18n
 from bot.chart import render_history_png
 from bot.i18n import cause_text, format_date, format_deadline, format_number, gettext, ngettext
 from handlers.claim import SeatsCallback
-from handlers.menu import MenuButton, main_menu
+from handlers.menu import MenuButton, chat_of, main_menu, no_links_text
 from services import status as st
 from services.errors import NotLinked
 from services.kezek import Kezek
@@ -34,10 +34,6 @@ class HistoryCallback(CallbackData, prefix="hist"):
 
 def _name(lang: str, ru: str, kk: str) -> str:
     return (kk if i18n.normalize_language(lang) == "kk" else ru) or ru or kk
-
-
-def no_link_text(lang: str) -> str:
-    return gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
 
 
 def move_text(lang: str, card: st.StatusCard) -> str | None:
@@ -160,7 +156,7 @@ def history_text(lang: str, view: st.HistoryView) -> str:
 async def show_status(message: Message, kz: Kezek, lang: str) -> None:
     cards = await kz.status_cards(message.chat.id)
     if not cards:
-        await message.answer(no_link_text(lang), reply_markup=main_menu(lang))
+        await message.answer(no_links_text(lang), reply_markup=main_menu(lang))
         return
     for card in cards:
         await message.answer(card_text(lang, card), reply_markup=card_keyboard(lang, card))
@@ -168,7 +164,7 @@ async def show_status(message: Message, kz: Kezek, lang: str) -> None:
 
 async def show_history(callback: CallbackQuery, callback_data: HistoryCallback, kz: Kezek, lang: str,
                        bot: Bot) -> None:
-    chat_id = callback.message.chat.id if callback.message is not None else callback.from_user.id
+    chat_id = chat_of(callback)
     try:
         view = await kz.status_history(chat_id, callback_data.app)
     except NotLinked as exc:

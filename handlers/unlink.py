@@ -7,7 +7,6 @@ press gets an alert and changes nothing."""
 from __future__ import annotations
 
 from aiogram import Bot, Router
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -15,7 +14,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import i18n
 from bot.i18n import gettext
-from handlers.menu import MenuButton
+from handlers.menu import MenuButton, chat_of, edit_or_send, no_links_text
 from handlers.start import stale_button_text
 from services.errors import NotLinked
 from services.kezek import Kezek
@@ -25,10 +24,6 @@ from services.linking import LinkTarget
 class UnlinkCallback(CallbackData, prefix="unl"):
     action: str  # 'ask' | 'yes' | 'no'
     app_id: int
-
-
-def _chat_id(callback: CallbackQuery) -> int:
-    return callback.message.chat.id if callback.message is not None else callback.from_user.id
 
 
 def application_label(target: LinkTarget) -> str:
@@ -54,10 +49,6 @@ def kept_text(lang: str, target: LinkTarget) -> str:
                    number=target.number)
 
 
-def none_linked_text(lang: str) -> str:
-    return gettext(lang, "No application is linked to this chat. To link one, send /link.")
-
-
 def choose_keyboard(targets: list[LinkTarget]) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for target in targets:
@@ -77,30 +68,17 @@ def confirm_keyboard(lang: str, target: LinkTarget) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-async def _replace(callback: CallbackQuery, bot: Bot, text: str,
-                   markup: InlineKeyboardMarkup | None = None) -> None:
-    message = callback.message
-    if isinstance(message, Message):
-        try:
-            await message.edit_text(text, reply_markup=markup)
-            return
-        except TelegramBadRequest as exc:
-            if "not modified" in str(exc).lower():
-                return
-    await bot.send_message(_chat_id(callback), text, reply_markup=markup)
-
-
 async def start_unlink(message: Message, kz: Kezek, lang: str) -> None:
     targets = await kz.linked_applications(message.chat.id)
     if not targets:
-        await message.answer(none_linked_text(lang))
+        await message.answer(no_links_text(lang))
         return
     await message.answer(choose_text(lang), reply_markup=choose_keyboard(targets))
 
 
 async def unlink_press(callback: CallbackQuery, callback_data: UnlinkCallback, kz: Kezek, lang: str,
                        bot: Bot) -> None:
-    chat_id = _chat_id(callback)
+    chat_id = chat_of(callback)
     action = callback_data.action
     if action not in ("ask", "yes", "no"):
         await callback.answer(stale_button_text(lang), show_alert=True)
@@ -115,11 +93,11 @@ async def unlink_press(callback: CallbackQuery, callback_data: UnlinkCallback, k
         return
     await callback.answer()
     if action == "ask":
-        await _replace(callback, bot, confirm_text(lang, target), confirm_keyboard(lang, target))
+        await edit_or_send(callback, bot, confirm_text(lang, target), confirm_keyboard(lang, target))
     elif action == "yes":
-        await _replace(callback, bot, done_text(lang, target))
+        await edit_or_send(callback, bot, done_text(lang, target))
     else:
-        await _replace(callback, bot, kept_text(lang, target))
+        await edit_or_send(callback, bot, kept_text(lang, target))
 
 
 def build_router() -> Router:

@@ -5,7 +5,6 @@ and the unit of work rolls back whole."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 

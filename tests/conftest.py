@@ -168,5 +168,16 @@ class World:
 
 
 @pytest.fixture
+async def tg(kz: Kezek) -> AsyncIterator[Any]:
+    """The real Dispatcher with a recording Bot session (tests/test_bot_start.py's Harness)."""
+    from bot.app import build_dispatcher
+    from tests.test_bot_start import Harness
+
+    harness = Harness(build_dispatcher(kz))
+    yield harness
+    await harness.bot.session.close()
+
+
+@pytest.fixture
 async def world(kz: Kezek, clock: FrozenClock) -> World:
     return await World(kz, clock).setup()

@@ -32,7 +32,7 @@ from storage.models import (
     Seat,
 )
 from tests.conftest import World
-from tests.test_bot_start import CHAT_ID, SORRY, Harness, tg  # noqa: F401 - fixture
+from tests.test_bot_start import CHAT_ID, SORRY, Harness
 
 ODD: dict[str, dict[str, Any]] = {
     "sticker": {"sticker": Sticker(file_id="s", file_unique_id="su", type="regular", width=512, height=512,

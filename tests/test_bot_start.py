@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.base import BaseSession
-from aiogram.methods import AnswerCallbackQuery, GetMe, SendMessage, TelegramMethod
+from aiogram.methods import AnswerCallbackQuery, EditMessageText, GetMe, SendMessage, TelegramMethod
 from aiogram.types import (
     CallbackQuery,
     Chat,
@@ -31,7 +31,6 @@ from aiogram.types import (
 from sqlalchemy import select
 
 from bot import i18n
-from bot.app import build_dispatcher
 from services import chats
 from services.kezek import Kezek
 from storage.models import AuditEntry
@@ -111,16 +110,25 @@ def answers(calls: list[TelegramMethod[Any]]) -> list[AnswerCallbackQuery]:
     return [c for c in calls if isinstance(c, AnswerCallbackQuery)]
 
 
+def edits(calls: list[TelegramMethod[Any]]) -> list[EditMessageText]:
+    return [c for c in calls if isinstance(c, EditMessageText)]
+
+
+def inline_buttons(markup: Any) -> list[tuple[str, str]]:
+    """(label, callback data) of each button of an inline keyboard."""
+    assert isinstance(markup, InlineKeyboardMarkup)
+    return [(b.text, b.callback_data or "") for row in markup.inline_keyboard for b in row]
+
+
+async def link(kz: Kezek, row: dict[str, Any], chat_id: int = CHAT_ID) -> int:
+    """Link the application of ``row`` to ``chat_id`` with the parent's own contact."""
+    target = await kz.link_by_contact(chat_id, row["number"], row["child_iin"], row["phone"], chat_id, chat_id)
+    return target.application_id
+
+
 def button_texts(markup: Any) -> list[str]:
     rows = markup.inline_keyboard if isinstance(markup, InlineKeyboardMarkup) else markup.keyboard
     return [b.text for row in rows for b in row]
-
-
-@pytest.fixture
-async def tg(kz: Kezek) -> AsyncGenerator[Harness, None]:
-    harness = Harness(build_dispatcher(kz))
-    yield harness
-    await harness.bot.session.close()
 
 
 async def stored_language(kz: Kezek, chat_id: int = CHAT_ID) -> str | None:

@@ -8,8 +8,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from aiogram.methods import EditMessageText, TelegramMethod
-from aiogram.types import CallbackQuery, Chat, InlineKeyboardMarkup, Message, Update
+from aiogram.methods import TelegramMethod
+from aiogram.types import CallbackQuery, Chat, Message, Update
 from sqlalchemy import func, select
 
 from bot import i18n
@@ -19,23 +19,9 @@ from services.errors import NotLinked, OfferExpired, SeatNotAvailable
 from services.kezek import Kezek
 from storage.models import Referral
 from tests.conftest import World, almaty
-from tests.test_bot_start import BOT_USER, CHAT_ID, Harness, answers, sent, tg  # noqa: F401 - fixture
+from tests.test_bot_start import BOT_USER, CHAT_ID, Harness, answers, edits, inline_buttons, link, sent
 
 OTHER_CHAT = 2002
-
-
-async def link(kz: Kezek, row: dict[str, Any], chat_id: int = CHAT_ID) -> int:
-    target = await kz.link_by_contact(chat_id, row["number"], row["child_iin"], row["phone"], chat_id, chat_id)
-    return target.application_id
-
-
-def buttons(markup: Any) -> list[tuple[str, str]]:
-    assert isinstance(markup, InlineKeyboardMarkup)
-    return [(b.text, b.callback_data or "") for row in markup.inline_keyboard for b in row]
-
-
-def edits(calls: list[TelegramMethod[Any]]) -> list[EditMessageText]:
-    return [c for c in calls if isinstance(c, EditMessageText)]
 
 
 async def referrals(kz: Kezek) -> int:
@@ -70,7 +56,7 @@ async def test_claim_an_offered_seat(tg: Harness, kz: Kezek, offered: dict[str, 
     assert offered["row"]["number"] in listing.text
     assert "Ясли-сад №1" in listing.text or "№1 бөбекжай-бақша" in listing.text
     assert i18n.gettext(lang, "offered to you in queue order") in listing.text
-    [(label, data)] = buttons(listing.reply_markup)
+    [(label, data)] = inline_buttons(listing.reply_markup)
     step = ClaimCallback.unpack(data)
     assert (step.app, step.step) == (app_id, "p")
 
@@ -80,7 +66,7 @@ async def test_claim_an_offered_seat(tg: Harness, kz: Kezek, offered: dict[str, 
     # 5 working days later.
     assert i18n.format_deadline(lang, almaty(2026, 9, 7, 20, 0)) in preview.text
     assert await referrals(kz) == 0  # a preview changes nothing
-    confirm = [d for _, d in buttons(preview.reply_markup) if d.startswith("claim:")]
+    confirm = [d for _, d in inline_buttons(preview.reply_markup) if d.startswith("claim:")]
     assert len(confirm) == 1 and ClaimCallback.unpack(confirm[0]).step == "c"
 
     calls = await tg.press(confirm[0])
@@ -156,7 +142,7 @@ async def test_seats_lists_state_order_seats(tg: Harness, kz: Kezek, world: Worl
                                              lang: str) -> None:
     await kz.set_chat_language(CHAT_ID, lang)
     [hint] = sent(await tg.send(lang, text="/seats"))
-    assert hint.text == i18n.gettext(lang, "No application is linked to this chat yet. Link one with /link.")
+    assert hint.text == i18n.gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
     old = world.row(birth_date=dt.date(2022, 5, 1))
     young = world.row(birth_date=dt.date(2024, 5, 1))
     await world.apps(old, young)
@@ -168,14 +154,14 @@ async def test_seats_lists_state_order_seats(tg: Harness, kz: Kezek, world: Worl
     old_reply = next(r for r in replies if old["number"] in r.text)
     young_reply = next(r for r in replies if young["number"] in r.text)
     assert i18n.gettext(lang, "state order in a private kindergarten") in old_reply.text
-    [(label, data)] = buttons(old_reply.reply_markup)
+    [(label, data)] = inline_buttons(old_reply.reply_markup)
     assert i18n.ngettext(lang, "{count} seat", "{count} seats", 2, count="2") in label
     assert young_reply.reply_markup is None
     assert i18n.gettext(lang, "No state-order seats in private kindergartens are open to your child "
                               "right now.") in young_reply.text
     # Claim one of them through the preview.
     [preview] = edits(await tg.press(data))
-    confirm = [d for _, d in buttons(preview.reply_markup) if d.startswith("claim:")]
+    confirm = [d for _, d in inline_buttons(preview.reply_markup) if d.startswith("claim:")]
     await tg.press(confirm[0])
     assert (await kz.queue_view(old["number"])).state == "referred"
     assert old_id

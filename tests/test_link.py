@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from aiogram.types import (
 from sqlalchemy import select
 
 from bot import i18n
-from bot.app import build_dispatcher
 from services.clock import FrozenClock
 from services.errors import LinkFailed, LinkLocked
 from services.kezek import Kezek
@@ -197,13 +195,6 @@ async def test_code_tries_are_limited(kz: Kezek, world: World) -> None:
 
 
 # --- the dialogue ------------------------------------------------------------------------------------
-
-@pytest.fixture
-async def tg(kz: Kezek) -> AsyncGenerator[Harness, None]:
-    harness = Harness(build_dispatcher(kz))
-    yield harness
-    await harness.bot.session.close()
-
 
 def texts(calls: list[Any]) -> list[str]:
     return [c.text for c in sent(calls)]

@@ -29,15 +29,10 @@ from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM, MAX_ATTEMPTS, Notice, RetryLater, Undeliverable
 from storage.models import Chat, Delivery, OutboxMessage
 from tests.conftest import World
-from tests.test_bot_start import CHAT_ID, RecordingSession
+from tests.test_bot_start import CHAT_ID, RecordingSession, link
 
 OTHER_CHAT = 2002
 ROOT = Path(__file__).resolve().parent.parent
-
-
-async def link(kz: Kezek, row: dict[str, Any], chat_id: int) -> int:
-    target = await kz.link_by_contact(chat_id, row["number"], row["child_iin"], row["phone"], chat_id, chat_id)
-    return target.application_id
 
 
 async def deliveries(kz: Kezek, kind: str | None = None) -> list[tuple[str, str, str, str]]:

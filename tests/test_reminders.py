@@ -14,7 +14,8 @@ from services.kezek import Kezek
 from services.notifications import TELEGRAM
 from storage.models import Chat, OutboxMessage
 from tests.conftest import World, almaty
-from tests.test_notices import Port, link
+from tests.test_bot_start import link
+from tests.test_notices import Port
 
 CHAT, OTHER = 1001, 2002
 

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncGenerator
-from typing import Any
 
 import pytest
-from aiogram.methods import AnswerCallbackQuery, EditMessageText
-from aiogram.types import InlineKeyboardMarkup, PhotoSize, Sticker
+from aiogram.types import PhotoSize, Sticker
 from sqlalchemy import func, select
 
 from bot import i18n
-from bot.app import build_dispatcher
 from services.clock import FrozenClock
 from services.errors import InvalidEmail, ValidationError
 from services.kezek import Kezek
@@ -30,7 +26,7 @@ from services.settings import (
 )
 from storage.models import AuditEntry, Chat, OutboxMessage
 from tests.conftest import World
-from tests.test_bot_start import CHAT_ID, HINT, STALE, Harness, sent
+from tests.test_bot_start import CHAT_ID, HINT, STALE, Harness, answers, edits, inline_buttons, sent
 
 OTHER_CHAT = 2002
 LANGS = ["ru", "kk"]
@@ -45,26 +41,6 @@ CODE_PROMPT = "We have sent a 6-digit code to {email}. It is valid for 15 minute
 DONE = "Done! Copies of the notices will also go to {email}."
 CANCELLED = "Changing the e-mail cancelled."
 RATE_LIMITED = "Too many codes have been sent from this chat. You can ask for a new code after {until}."
-
-
-@pytest.fixture
-async def tg(kz: Kezek) -> AsyncGenerator[Harness, None]:
-    harness = Harness(build_dispatcher(kz))
-    yield harness
-    await harness.bot.session.close()
-
-
-def edits(calls: list[Any]) -> list[EditMessageText]:
-    return [c for c in calls if isinstance(c, EditMessageText)]
-
-
-def acks(calls: list[Any]) -> list[AnswerCallbackQuery]:
-    return [c for c in calls if isinstance(c, AnswerCallbackQuery)]
-
-
-def buttons(markup: Any) -> list[tuple[str, str | None]]:
-    assert isinstance(markup, InlineKeyboardMarkup)
-    return [(b.text, b.callback_data) for row in markup.inline_keyboard for b in row]
 
 
 async def email_codes(kz: Kezek) -> list[OutboxMessage]:
@@ -286,7 +262,7 @@ async def test_settings_screen_and_toggles(tg: Harness, kz: Kezek, lang: str) ->
     assert g("Notices about your turn, referrals, annulments, the stop-list and removal from the queue "
              "always come.") in reply.text
     assert g("E-mail for copies of the notices: not set") in reply.text
-    assert buttons(reply.reply_markup) == [
+    assert inline_buttons(reply.reply_markup) == [
         (g("Change language"), "stg:lang"),
         (g("Turn on: {notice}", notice=g("Queue number changes")), "ntc:moves:1"),
         (g("Turn off: {notice}", notice=g("Reminders before deadlines")), "ntc:reminders:0"),
@@ -299,10 +275,10 @@ async def test_settings_screen_and_toggles(tg: Harness, kz: Kezek, lang: str) ->
     # Turning the moves on edits the screen in place and is kept.
     calls = await tg.press("ntc:moves:1")
     [edit] = edits(calls)
-    assert sent(calls) == [] and acks(calls)
+    assert sent(calls) == [] and answers(calls)
     assert edit.text == screen(lang, moves=True)
     assert f"{g('Queue number changes')}: {g('on')}" in edit.text
-    assert (g("Turn off: {notice}", notice=g("Queue number changes")), "ntc:moves:0") in buttons(edit.reply_markup)
+    assert (g("Turn off: {notice}", notice=g("Queue number changes")), "ntc:moves:0") in inline_buttons(edit.reply_markup)
     assert (await kz.chat_settings(CHAT_ID)).notify_moves is True
     # A double press changes nothing more.
     await tg.press("ntc:moves:1")
@@ -313,7 +289,7 @@ async def test_settings_screen_and_toggles(tg: Harness, kz: Kezek, lang: str) ->
     assert (settings.notify_moves, settings.notify_reminders, settings.notify_open_seats) == (True, False, True)
     # The language button offers the picker.
     [picker] = sent(await tg.press("stg:lang"))
-    assert [d for _, d in buttons(picker.reply_markup)] == ["lang:ru", "lang:kk"]
+    assert [d for _, d in inline_buttons(picker.reply_markup)] == ["lang:ru", "lang:kk"]
 
 
 @pytest.mark.parametrize("data", ["ntc:your_turn:0", "ntc:moves:maybe", "ntc:moves", "stg:nope", "stg:cancel"])
@@ -321,7 +297,7 @@ async def test_forged_settings_buttons_change_nothing(tg: Harness, kz: Kezek, da
     await kz.set_chat_language(CHAT_ID, "kk")
     before = await kz.chat_settings(CHAT_ID)
     calls = await tg.press(data)
-    [ack] = acks(calls)
+    [ack] = answers(calls)
     assert ack.show_alert and ack.text == i18n.gettext("kk", STALE)
     assert sent(calls) == [] and edits(calls) == []
     assert await kz.chat_settings(CHAT_ID) == before
@@ -335,7 +311,7 @@ async def test_email_dialogue_end_to_end(tg: Harness, kz: Kezek, lang: str) -> N
     g = lambda msgid, **kw: i18n.gettext(lang, msgid, **kw)  # noqa: E731
     [prompt] = sent(await tg.press("stg:email"))
     assert prompt.text == g(ADDRESS_PROMPT)
-    assert buttons(prompt.reply_markup) == [(g("Cancel"), "stg:cancel")]
+    assert inline_buttons(prompt.reply_markup) == [(g("Cancel"), "stg:cancel")]
     # Odd messages get a clear answer and the dialogue stays.
     for content in ({"sticker": STICKER}, {"photo": PHOTO}, {"text": "x" * 1000}, {"text": "/status"}):
         [hint] = sent(await tg.send(lang, **content))
@@ -367,10 +343,10 @@ async def test_email_dialogue_end_to_end(tg: Harness, kz: Kezek, lang: str) -> N
     [shown] = sent(await tg.send(lang, text="/settings"))
     assert g("E-mail for copies of the notices: {email}", email="m•••@example.kz") in shown.text
     assert "mama@example.kz" not in shown.text
-    assert buttons(shown.reply_markup)[-2:] == [(g("Change the e-mail"), "stg:email"),
+    assert inline_buttons(shown.reply_markup)[-2:] == [(g("Change the e-mail"), "stg:email"),
                                                 (g("Remove the e-mail"), "stg:rmemail")]
     calls = await tg.press("stg:rmemail")
-    [ack] = acks(calls)
+    [ack] = answers(calls)
     assert ack.text == g("The e-mail has been removed: copies of the notices will no longer be sent to it.")
     [edit] = edits(calls)
     assert edit.text == screen(lang)
@@ -410,7 +386,7 @@ async def test_cancel_ends_the_dialogue(tg: Harness, kz: Kezek, lang: str) -> No
     # Another menu button mid-dialogue leaves it and does what it says.
     await tg.press("stg:email")
     [unlink_hint] = sent(await tg.send(lang, text=i18n.gettext(lang, "Unlink")))
-    assert unlink_hint.text == i18n.gettext(lang, "No application is linked to this chat. To link one, send /link.")
+    assert unlink_hint.text == i18n.gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
     [after] = sent(await tg.send(lang, text="mama@example.kz"))
     assert after.text == i18n.gettext(lang, HINT)
     assert len(await email_codes(kz)) == 1
@@ -463,7 +439,7 @@ async def test_the_link_dialogue_tells_about_the_limit(tg: Harness, kz: Kezek, w
     calls = await tg.press("link:email")
     until = clock.now() + dt.timedelta(hours=1)
     refusal = i18n.gettext(lang, RATE_LIMITED, until=i18n.format_datetime(lang, until))
-    assert refusal in [m.text for m in sent(calls)] + [a.text for a in acks(calls)]
+    assert refusal in [m.text for m in sent(calls)] + [a.text for a in answers(calls)]
     async with kz.reading() as ctx:
         kinds = (await ctx.session.execute(select(OutboxMessage.kind))).scalars().all()
     assert "link_code" not in kinds

@@ -25,7 +25,7 @@ from services.errors import NotLinked
 from services.kezek import Kezek
 from storage.models import Offer, Referral
 from tests.conftest import World, almaty
-from tests.test_bot_start import BOT_USER, CHAT_ID, Harness, RecordingSession, answers, sent
+from tests.test_bot_start import BOT_USER, CHAT_ID, Harness, RecordingSession, answers, link, sent
 
 OTHER_CHAT = 2002
 LANGS = pytest.mark.parametrize("lang", ["ru", "kk"])
@@ -61,11 +61,6 @@ def buttons(message: SendMessage) -> list[tuple[str, str]]:
     markup = message.reply_markup
     assert isinstance(markup, InlineKeyboardMarkup)
     return [(b.text, b.callback_data or "") for row in markup.inline_keyboard for b in row]
-
-
-async def link(kz: Kezek, row: dict[str, Any], chat_id: int = CHAT_ID) -> int:
-    target = await kz.link_by_contact(chat_id, row["number"], row["child_iin"], row["phone"], chat_id, chat_id)
-    return target.application_id
 
 
 async def status(tg: Harness, lang: str) -> list[SendMessage]:

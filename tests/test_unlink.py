@@ -3,59 +3,27 @@ Dispatcher (the recording Bot session of test_bot_start)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
-from aiogram.methods import AnswerCallbackQuery, EditMessageText
-from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy import select
 
 from bot import i18n
-from bot.app import build_dispatcher
 from services.errors import NotLinked
 from services.kezek import Kezek
 from storage.models import Application, AuditEntry, ChatLink, QueueLook
 from tests.conftest import World
-from tests.test_bot_start import CHAT_ID, STALE, Harness, sent
+from services.validation import mask_iin
+from tests.test_bot_start import CHAT_ID, STALE, Harness, answers, edits, inline_buttons, link, sent
 
 OTHER_CHAT = 2002
 LANGS = ["ru", "kk"]
 NOT_LINKED = "This application is not linked to this chat. Link it with /link."
-NONE_LINKED = "No application is linked to this chat. To link one, send /link."
+NONE_LINKED = "No application is linked to this chat yet. To link one, send /link."
 CONFIRM = ("Unlink application {number} (child's IIN {iin}) from this chat? You will stop getting its "
            "notices here.")
 DONE = "Application {number} (child's IIN {iin}) is unlinked from this chat. To link it again, send /link."
 KEPT = "Nothing changed: application {number} stays linked to this chat."
-
-
-@pytest.fixture
-async def tg(kz: Kezek) -> AsyncGenerator[Harness, None]:
-    harness = Harness(build_dispatcher(kz))
-    yield harness
-    await harness.bot.session.close()
-
-
-def masked(iin: str) -> str:
-    return iin[:2] + "•" * 8 + iin[-2:]
-
-
-def edits(calls: list[Any]) -> list[EditMessageText]:
-    return [c for c in calls if isinstance(c, EditMessageText)]
-
-
-def acks(calls: list[Any]) -> list[AnswerCallbackQuery]:
-    return [c for c in calls if isinstance(c, AnswerCallbackQuery)]
-
-
-def buttons(markup: Any) -> list[tuple[str, str | None]]:
-    assert isinstance(markup, InlineKeyboardMarkup)
-    return [(b.text, b.callback_data) for row in markup.inline_keyboard for b in row]
-
-
-async def link(kz: Kezek, row: dict[str, Any], chat_id: int = CHAT_ID) -> int:
-    target = await kz.link_by_contact(chat_id, row["number"], row["child_iin"], row["phone"], chat_id, chat_id)
-    return target.application_id
 
 
 async def linked_pairs(kz: Kezek) -> set[tuple[int, int]]:
@@ -84,7 +52,7 @@ async def test_unlink_removes_only_this_chats_link(kz: Kezek, world: World) -> N
         await kz.queue_view(first["number"], viewer=viewer)
     await kz.queue_view(second["number"], viewer=f"chat:{CHAT_ID}")
     target = await kz.unlink(CHAT_ID, first_id)
-    assert (target.number, target.child_iin_masked) == (first["number"], masked(first["child_iin"]))
+    assert (target.number, target.child_iin_masked) == (first["number"], mask_iin(first["child_iin"]))
     assert await linked_pairs(kz) == {(CHAT_ID, second_id), (OTHER_CHAT, first_id)}
     assert await looks(kz) == {(first_id, f"chat:{OTHER_CHAT}"), (second_id, f"chat:{CHAT_ID}")}
     async with kz.reading() as ctx:
@@ -121,9 +89,9 @@ async def test_unlink_dialogue(tg: Harness, kz: Kezek, world: World, lang: str) 
     g = lambda msgid, **kw: i18n.gettext(lang, msgid, **kw)  # noqa: E731
     [menu] = sent(await tg.send(lang, text=g("Unlink")))
     assert menu.text == g("Which application should be unlinked from this chat?")
-    assert buttons(menu.reply_markup) == [
-        (f"{first['number']} · {masked(first['child_iin'])}", f"unl:ask:{first_id}"),
-        (f"{second['number']} · {masked(second['child_iin'])}", f"unl:ask:{second_id}"),
+    assert inline_buttons(menu.reply_markup) == [
+        (f"{first['number']} · {mask_iin(first['child_iin'])}", f"unl:ask:{first_id}"),
+        (f"{second['number']} · {mask_iin(second['child_iin'])}", f"unl:ask:{second_id}"),
     ]
     assert first["child_iin"] not in str(menu.reply_markup)
     [same] = sent(await tg.send(lang, text="/unlink"))
@@ -131,8 +99,8 @@ async def test_unlink_dialogue(tg: Harness, kz: Kezek, world: World, lang: str) 
     # Pick → confirmation with Yes / No.
     calls = await tg.press(f"unl:ask:{first_id}")
     [ask] = edits(calls)
-    assert ask.text == g(CONFIRM, number=first["number"], iin=masked(first["child_iin"]))
-    assert buttons(ask.reply_markup) == [(g("Yes, unlink"), f"unl:yes:{first_id}"),
+    assert ask.text == g(CONFIRM, number=first["number"], iin=mask_iin(first["child_iin"]))
+    assert inline_buttons(ask.reply_markup) == [(g("Yes, unlink"), f"unl:yes:{first_id}"),
                                          (g("No"), f"unl:no:{first_id}")]
     # No → nothing changes.
     [kept] = edits(await tg.press(f"unl:no:{first_id}"))
@@ -141,18 +109,18 @@ async def test_unlink_dialogue(tg: Harness, kz: Kezek, world: World, lang: str) 
     # Yes → unlinked from this chat only.
     calls = await tg.press(f"unl:yes:{first_id}")
     [done] = edits(calls)
-    assert done.text == g(DONE, number=first["number"], iin=masked(first["child_iin"]))
-    assert acks(calls) and not acks(calls)[0].show_alert
+    assert done.text == g(DONE, number=first["number"], iin=mask_iin(first["child_iin"]))
+    assert answers(calls) and not answers(calls)[0].show_alert
     assert await linked_pairs(kz) == {(CHAT_ID, second_id), (OTHER_CHAT, first_id)}
     # A double press, or the old confirmation's buttons: an alert and nothing changes.
     for data in (f"unl:yes:{first_id}", f"unl:ask:{first_id}", f"unl:no:{first_id}"):
         calls = await tg.press(data)
-        [ack] = acks(calls)
+        [ack] = answers(calls)
         assert ack.show_alert and ack.text == g(NOT_LINKED)
         assert edits(calls) == [] and sent(calls) == []
     assert await linked_pairs(kz) == {(CHAT_ID, second_id), (OTHER_CHAT, first_id)}
     [menu] = sent(await tg.send(lang, text="/unlink"))
-    assert [d for _, d in buttons(menu.reply_markup)] == [f"unl:ask:{second_id}"]
+    assert [d for _, d in inline_buttons(menu.reply_markup)] == [f"unl:ask:{second_id}"]
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -166,13 +134,13 @@ async def test_forged_unlink_buttons_change_nothing(tg: Harness, kz: Kezek, worl
     # Another chat's application, and one that does not exist.
     for data in (f"unl:yes:{theirs_id}", f"unl:ask:{theirs_id}", "unl:yes:999999"):
         calls = await tg.press(data)
-        [ack] = acks(calls)
+        [ack] = answers(calls)
         assert ack.show_alert and ack.text == i18n.gettext(lang, NOT_LINKED)
         assert edits(calls) == [] and sent(calls) == []
     # Malformed data: the stale-button answer.
     for data in ("unl:yes:abc", f"unl:drop:{mine_id}", "unl:yes", f"unl:yes:{mine_id}:1"):
         calls = await tg.press(data)
-        [ack] = acks(calls)
+        [ack] = answers(calls)
         assert ack.show_alert and ack.text == i18n.gettext(lang, STALE)
         assert edits(calls) == []
     assert await linked_pairs(kz) == before
