@@ -96,7 +96,7 @@ def _referral_issued(lang: str, n: Notice) -> Rendered:
     lines.append(gettext(lang, "Take it to the kindergarten by {due}, or it is annulled.",
                          due=_deadline(lang, n.payload.get("showup_due_at"))))
     if n.payload.get("docs_due_at"):
-        lines.append(gettext(lang, "Documents confirming the privilege are due by {due}.",
+        lines.append(gettext(lang, "Privilege documents are due by {due}.",
                              due=_deadline(lang, n.payload.get("docs_due_at"))))
     return Rendered("\n".join(lines))
 

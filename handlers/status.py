@@ -102,13 +102,13 @@ def card_text(lang: str, card: st.StatusCard) -> str:
     if card.any_kindergarten or not card.preferred:
         kindergartens = gettext(lang, "any kindergarten")
     else:
-        kindergartens = ", ".join(f"{_name(lang, k.name_ru, k.name_kk)} ({k.code})" for k in card.preferred)
+        kindergartens = ", ".join(f"{k.name(lang)} ({k.code})" for k in card.preferred)
     lines.append(gettext(lang, "Preferred kindergartens: {kindergartens}", kindergartens=kindergartens))
     lines.append(gettext(lang, "State: {state}", state=i18n.status_text(lang, card.state, card.until)))
     if card.referral_kindergarten is not None and card.state in ("referred", "admitted"):
         kg = card.referral_kindergarten
         lines.append(gettext(lang, "Kindergarten: {kindergarten}",
-                             kindergarten=f"{_name(lang, kg.name_ru, kg.name_kk)} ({kg.code})"))
+                             kindergarten=f"{kg.name(lang)} ({kg.code})"))
     if card.docs_due_at is not None:
         lines.append(gettext(lang, "Privilege documents are due by {due}.",
                              due=format_deadline(lang, card.docs_due_at)))

@@ -18,13 +18,22 @@ async def get_language(session: AsyncSession, chat_id: int) -> str | None:
     return (await session.execute(select(Chat.language).where(Chat.id == chat_id))).scalar_one_or_none()
 
 
+# A chat's settings before it changes any (the columns' defaults in storage.models say the same).
+CHAT_DEFAULTS = {"notify_moves": False, "notify_reminders": True, "notify_open_seats": True}
+
+
+def chat_viewer(chat_id: int) -> str:
+    """The viewer whose last look at a queue number a chat's status screen remembers."""
+    return f"chat:{chat_id}"
+
+
 async def ensure_chat(ctx: Ctx, chat_id: int) -> Chat:
     """The chat's row, created on first use (language not chosen yet, default notice settings):
     a chat that links an application must exist to be routed its notices."""
     chat = await ctx.session.get(Chat, chat_id)
     if chat is None:
-        chat = Chat(id=chat_id, language=None, created_at=ctx.now, updated_at=ctx.now,
-                    notify_moves=False, notify_reminders=True, notify_open_seats=True, email_code_attempts=0)
+        chat = Chat(id=chat_id, language=None, created_at=ctx.now, updated_at=ctx.now, email_code_attempts=0,
+                    **CHAT_DEFAULTS)
         ctx.session.add(chat)
         await ctx.session.flush()
     return chat

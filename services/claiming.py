@@ -12,21 +12,11 @@ from sqlalchemy import select
 
 from services import offers
 from services.context import Ctx
+from services.directory import KindergartenInfo
 from services.errors import SeatNotFound
 from services.facade import FacadeBase, is_row_id, linked_application
 from services.validation import mask_iin
 from storage.models import Application, AppStatus, ChatLink, Group, Kindergarten
-
-
-@dataclass(frozen=True)
-class KindergartenInfo:
-    code: str
-    name_ru: str
-    name_kk: str
-    address: str
-
-    def name(self, lang: str) -> str:
-        return self.name_kk if lang == "kk" and self.name_kk else self.name_ru
 
 
 @dataclass(frozen=True)
@@ -80,10 +70,6 @@ class IssuedReferral:
     docs_due_at: dt.datetime | None
 
 
-def _kg(kg: Kindergarten) -> KindergartenInfo:
-    return KindergartenInfo(kg.code, kg.name_ru, kg.name_kk, kg.address or "")
-
-
 async def _group_names(ctx: Ctx, group_ids: set[int]) -> dict[int, Group]:
     if not group_ids:
         return {}
@@ -105,7 +91,7 @@ async def _choices(ctx: Ctx, app: Application, *, state_order_only: bool) -> Cla
                                      prev.via, prev.expires_at, prev.count + 1)
             continue
         group = groups.get(s.seat.group_id)
-        merged[key] = SeatChoice(s.seat.id, _kg(s.kindergarten), group.name if group else "",
+        merged[key] = SeatChoice(s.seat.id, KindergartenInfo.of(s.kindergarten), group.name if group else "",
                                  s.seat.language, s.via, s.expires_at, 1)
     profile = await ctx.profile(app.district_id)
     window_open = ctx.calendar.in_window(ctx.now, profile.window_open_minute, profile.window_close_minute)
@@ -154,7 +140,7 @@ class ClaimFacade(FacadeBase):
                         twins.append(other.number)
             own_offer = next((o for o in plan.offers if o.application_id == app.id), None)
             return ClaimPreview(
-                app.id, app.number, mask_iin(app.child_iin), plan.seat.id, _kg(plan.kindergarten),
+                app.id, app.number, mask_iin(app.child_iin), plan.seat.id, KindergartenInfo.of(plan.kindergarten),
                 group.name if group else "", plan.seat.language, plan.via, plan.showup_due_at,
                 plan.docs_due_at, own_offer.expires_at if own_offer else None, twins)
 
@@ -173,6 +159,6 @@ class ClaimFacade(FacadeBase):
                 group = await ctx.session.get(Group, ref.group_id)
                 owner = app if ref.application_id == app.id else await ctx.session.get(Application, ref.application_id)
                 assert kg is not None and owner is not None
-                out.append(IssuedReferral(ref.id, owner.number, _kg(kg), group.name if group else "",
+                out.append(IssuedReferral(ref.id, owner.number, KindergartenInfo.of(kg), group.name if group else "",
                                           ref.showup_due_at, ref.docs_due_at))
             return out

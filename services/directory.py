@@ -5,6 +5,8 @@ each bad row's index and error)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +28,23 @@ PROFILE_FIELDS: dict[str, tuple[int, int]] = {
     "private_min_age_years": (0, 7),
     "interleave_general_per_first": (0, 10),
 }
+
+
+@dataclass(frozen=True)
+class KindergartenInfo:
+    """What the front ends show of a kindergarten: its code and name in either language."""
+
+    code: str
+    name_ru: str
+    name_kk: str
+    address: str = ""
+
+    @classmethod
+    def of(cls, kg: Kindergarten) -> KindergartenInfo:
+        return cls(kg.code, kg.name_ru, kg.name_kk, kg.address or "")
+
+    def name(self, lang: str) -> str:
+        return (self.name_kk if lang == "kk" else self.name_ru) or self.name_ru or self.name_kk
 
 
 def _minute(row: p.Row, field: str, default: int) -> int:

@@ -5,8 +5,9 @@ its services, so that a flow's facade methods live next to the code they call.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from sqlalchemy import select
 
@@ -15,6 +16,9 @@ from services.context import Ctx
 from services.errors import NotLinked
 from storage.db import Database
 from storage.models import Application, ChatLink
+
+
+T = TypeVar("T")
 
 
 class FacadeBase:
@@ -29,6 +33,20 @@ class FacadeBase:
             ctx = await Ctx.open(session, self.clock.now(), actor, with_calendar=with_calendar)
             yield ctx
             await ctx.flush()
+
+    async def unit_keeping(self, step: Callable[[Ctx], Awaitable[T]], keep: tuple[type[Exception], ...],
+                           actor: str = "telegram") -> T:
+        """One unit of work whose failures of the ``keep`` kinds are committed before they reach the
+        caller: what they wrote (a counted failed attempt, the tries of a code) must stay, or a
+        lock-out would never come. Any other error rolls back as usual."""
+        failure: Exception | None = None
+        async with self.unit(actor, with_calendar=False) as ctx:
+            try:
+                return await step(ctx)
+            except keep as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
 
     @asynccontextmanager
     async def reading(self, *, with_calendar: bool = True) -> AsyncIterator[Ctx]:

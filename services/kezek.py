@@ -77,23 +77,17 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Facad
         # The view needs no working-day calendar (one query less) and reads without the write
         # lock; only a number the viewer has not seen yet is written down, in the same
         # transaction (SQLite upgrades the read to a write when no one wrote in between).
-        async def look(ctx: Ctx) -> queue.QueueView:
-            view = await queue.view(ctx, app_number, viewer)
-            if viewer is not None and view.number is not None and view.number != view.previous:
-                await queue.record_look(ctx, view.application.id, viewer, view.number)
-            return view
-
         try:
             async with self.db.read() as session:
                 ctx = await Ctx.open(session, self.clock.now(), viewer or "system", with_calendar=False)
-                return await look(ctx)
+                return await queue.look(ctx, app_number, viewer)
         except OperationalError:
             if viewer is None or not self.db.is_sqlite:
                 raise
         # Someone wrote after our read began, so SQLite refused the upgrade: look again under
         # the write lock.
         async with self.unit(viewer, with_calendar=False) as ctx:
-            return await look(ctx)
+            return await queue.look(ctx, app_number, viewer)
 
     async def available_seats(self, app_number: str, state_order_only: bool = False) -> list[offers.AvailableSeat]:
         async with self.reading() as ctx:
@@ -150,16 +144,8 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Facad
 
     # --- linking a chat to an application ------------------------------------------------------
     async def _linking(self, step: Callable[[Ctx], Awaitable[T]]) -> T:
-        """One unit of work whose failure is kept: a failed link attempt (and the tries of an
-        e-mail code) must be committed before the error reaches the caller, or the lock would
-        never come."""
-        failure: LinkFailed | LinkLocked | None = None
-        async with self.unit("telegram", with_calendar=False) as ctx:
-            try:
-                return await step(ctx)
-            except (LinkFailed, LinkLocked) as exc:
-                failure = exc
-        raise failure
+        """Linking steps keep their failures (a failed attempt counts towards the lock-out)."""
+        return await self.unit_keeping(step, (LinkFailed, LinkLocked))
 
     async def check_link_application(self, chat_id: int, number: str, iin: str) -> linking.LinkTarget:
         return await self._linking(lambda ctx: linking.check_application(ctx, chat_id, number, iin))

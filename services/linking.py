@@ -178,6 +178,11 @@ async def link_by_contact(ctx: Ctx, chat_id: int, number: str, iin: str, contact
 
 # --- the rate limit of e-mailed codes ------------------------------------------------------------------
 
+def new_code() -> str:
+    """A fresh one-time code of ``CODE_DIGITS`` digits (link codes and e-mail confirmation codes)."""
+    return f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
 def code_notice_key(kind: str, chat_id: int) -> str:
     """The dedupe key of a code notice: ``<kind>:<chat id>:<random>`` (each code is a new notice;
     the prefix is what the rate limit counts)."""
@@ -217,7 +222,7 @@ async def send_email_code(ctx: Ctx, chat_id: int, number: str, iin: str) -> Link
     ``CodeRateLimited`` and nothing is written (the verification wrote nothing on success)."""
     app = await _verify(ctx, chat_id, number, iin)
     await ensure_code_mail_allowed(ctx, chat_id)
-    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    code = new_code()
     await ctx.session.execute(delete(LinkCode).where(LinkCode.chat_id == chat_id))
     ctx.session.add(LinkCode(chat_id=chat_id, application_id=app.id, code_hash=_code_hash(chat_id, code),
                              expires_at=ctx.now + CODE_TTL, attempts=0))

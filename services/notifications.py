@@ -26,8 +26,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from services.claiming import KindergartenInfo
 from services.context import Ctx
+from services.directory import KindergartenInfo
 from services.facade import FacadeBase
 from services.settings import notice_wanted
 from services.validation import mask_iin
@@ -171,7 +171,7 @@ async def claim_due(ctx: Ctx, channel: str, limit: int = 50) -> list[Notice]:
             kind=outbox.kind, payload=payload, application_id=outbox.application_id,
             number=app.number if app else None,
             child_iin_masked=mask_iin(app.child_iin) if app else None,
-            kindergarten=KindergartenInfo(kg.code, kg.name_ru, kg.name_kk, kg.address or "") if kg else None,
+            kindergarten=KindergartenInfo.of(kg) if kg else None,
             group_name=group.name if group else None, attempts=delivery.attempts))
     return out
 

@@ -342,26 +342,39 @@ _MOVE_CAUSES = (
     ).group_by(QueueEvent.cause))
 
 
+async def events_ahead(session: AsyncSession, app: Application,
+                       since: dt.datetime) -> list[tuple[dt.datetime, int, str]]:
+    """(moment, signed move, cause) of the queue events ahead of ``app`` after ``since``, oldest first."""
+    E = QueueEvent
+    q = (select(E.at, E.delta, E.cause).where(
+        E.district_id == app.district_id, E.birth_year == app.birth_year, E.at > since,
+        E.application_id != app.id,
+        key_before(*key_of(app), cols=(E.priv_rank, E.submitted_at, E.number)),
+    ).order_by(E.at, E.id))
+    return [(at, delta, cause) for at, delta, cause in (await session.execute(q)).all()]
+
+
+def numbers_over_time(current: int, events: Sequence[tuple[dt.datetime, int, str]], since: dt.datetime,
+                      now: dt.datetime) -> list[tuple[dt.datetime, int]]:
+    """(moment, number after it) from ``since`` to ``now``: the current number, walked back
+    through the ``events_ahead`` since then."""
+    points = [(now, current)]
+    number = current
+    for at, delta, _cause in reversed(events):
+        points.append((at, number))
+        number -= delta
+    points.append((since, number))
+    points.reverse()
+    return points
+
+
 async def number_history(session: AsyncSession, app: Application, since: dt.datetime,
                          now: dt.datetime) -> list[tuple[dt.datetime, int]]:
     """(moment, number after it) from ``since`` to ``now``, rebuilt from the queue events."""
     current = await queue_number(session, app)
     if current is None:
         return []
-    E = QueueEvent
-    q = (select(E.at, E.delta).where(
-        E.district_id == app.district_id, E.birth_year == app.birth_year, E.at > since,
-        E.application_id != app.id,
-        key_before(*key_of(app), cols=(E.priv_rank, E.submitted_at, E.number)),
-    ).order_by(E.at.desc(), E.id.desc()))
-    points = [(now, current)]
-    number = current
-    for at, delta in (await session.execute(q)).all():
-        points.append((at, number))
-        number -= delta
-    points.append((since, number))
-    points.reverse()
-    return points
+    return numbers_over_time(current, await events_ahead(session, app, since), since, now)
 
 
 @dataclass
@@ -447,6 +460,15 @@ async def view(ctx: Ctx, number: str, viewer: str | None = None) -> QueueView:
         preferred=[] if app.any_kindergarten else await preferred_codes(session, app.id),
         open_offers=offers, referral=referral,
     )
+
+
+async def look(ctx: Ctx, number: str, viewer: str | None) -> QueueView:
+    """``view`` for ``viewer``, remembering the number they saw when it is not the one they saw
+    last (a write only then: most looks stay reads)."""
+    seen = await view(ctx, number, viewer)
+    if viewer is not None and seen.number is not None and seen.number != seen.previous:
+        await record_look(ctx, seen.application.id, viewer, seen.number)
+    return seen
 
 
 async def record_look(ctx: Ctx, app_id: int, viewer: str, number: int) -> None:

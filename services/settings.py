@@ -19,26 +19,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from sqlalchemy import delete
 
 from services import linking
-from services.chats import ensure_chat
+from services.chats import CHAT_DEFAULTS, chat_viewer, ensure_chat
 from services.context import Ctx
 from services.errors import N_, InvalidEmail, RuleViolation, ValidationError
 from services.facade import FacadeBase, linked_application
 from services.validation import normalise_email
 from storage.models import Chat, ChatLink, QueueLook
 
-T = TypeVar("T")
 
 EMAIL_CODE_TTL = dt.timedelta(minutes=15)
 EMAIL_CODE_MAX_TRIES = 5
-EMAIL_CODE_DIGITS = 6
 
 # setting key (callback data, API) -> Chat column
 NOTICE_KEYS: dict[str, str] = {
@@ -46,7 +41,6 @@ NOTICE_KEYS: dict[str, str] = {
     "reminders": "notify_reminders",
     "open_seats": "notify_open_seats",
 }
-_DEFAULTS = {"notify_moves": False, "notify_reminders": True, "notify_open_seats": True}
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -101,8 +95,7 @@ class ChatSettings:
     @classmethod
     def of(cls, chat: Chat | None) -> ChatSettings:
         if chat is None:
-            return cls(None, _DEFAULTS["notify_moves"], _DEFAULTS["notify_reminders"],
-                       _DEFAULTS["notify_open_seats"])
+            return cls(None, **CHAT_DEFAULTS)
         return cls(chat.language, bool(chat.notify_moves), bool(chat.notify_reminders),
                    bool(chat.notify_open_seats), chat.email, chat.email_pending)
 
@@ -121,11 +114,6 @@ def notice_wanted(chat: Chat, kind: str) -> bool:
 
 # --- services ----------------------------------------------------------------------------------------
 
-async def _chat(ctx: Ctx, chat_id: int) -> Chat:
-    """The chat's row, created (language not chosen yet, default settings) on first use."""
-    return await ensure_chat(ctx, chat_id)
-
-
 def _clear_pending(chat: Chat) -> None:
     chat.email_pending = None
     chat.email_code_hash = None
@@ -141,7 +129,7 @@ async def set_notice(ctx: Ctx, chat_id: int, key: str, on: bool) -> ChatSettings
     column = NOTICE_KEYS.get(key)
     if column is None:
         raise UnknownNoticeSetting()
-    chat = await _chat(ctx, chat_id)
+    chat = await ensure_chat(ctx, chat_id)
     if bool(getattr(chat, column)) != bool(on):
         setattr(chat, column, bool(on))
         chat.updated_at = ctx.now
@@ -161,8 +149,8 @@ async def request_email(ctx: Ctx, chat_id: int, raw_email: str) -> str:
     if len(email) > 320:  # the column (email_validator already keeps addresses to 254)
         raise InvalidEmail()
     await linking.ensure_code_mail_allowed(ctx, chat_id)
-    chat = await _chat(ctx, chat_id)
-    code = f"{secrets.randbelow(10 ** EMAIL_CODE_DIGITS):0{EMAIL_CODE_DIGITS}d}"
+    chat = await ensure_chat(ctx, chat_id)
+    code = linking.new_code()
     chat.email_pending = email
     chat.email_code_hash = _code_hash(chat_id, email, code)
     chat.email_code_expires_at = ctx.now + EMAIL_CODE_TTL
@@ -236,7 +224,7 @@ async def unlink(ctx: Ctx, chat_id: int, application_id: int) -> linking.LinkTar
     await ctx.session.execute(delete(ChatLink).where(ChatLink.chat_id == chat_id,
                                                      ChatLink.application_id == app.id))
     await ctx.session.execute(delete(QueueLook).where(QueueLook.application_id == app.id,
-                                                      QueueLook.viewer == f"chat:{chat_id}"))
+                                                      QueueLook.viewer == chat_viewer(chat_id)))
     ctx.audit("unlink", "application", app.id, chat_id=chat_id)
     await ctx.session.flush()
     return target
@@ -245,18 +233,6 @@ async def unlink(ctx: Ctx, chat_id: int, application_id: int) -> linking.LinkTar
 # --- the facade part ---------------------------------------------------------------------------------
 
 class SettingsFacade(FacadeBase):
-    async def _settings_unit(self, step: Callable[[Ctx], Awaitable[T]]) -> T:
-        """One unit of work whose kept failures (a counted wrong code, a cleared expired code) are
-        committed before the error reaches the caller."""
-        failure: Exception | None = None
-        async with self.unit("telegram", with_calendar=False) as ctx:
-            try:
-                return await step(ctx)
-            except _KEPT_FAILURES as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
-
     async def chat_settings(self, chat_id: int) -> ChatSettings:
         async with self.reading(with_calendar=False) as ctx:
             return ChatSettings.of(await ctx.session.get(Chat, chat_id))
@@ -270,7 +246,7 @@ class SettingsFacade(FacadeBase):
             return await request_email(ctx, chat_id, raw_email)
 
     async def confirm_email(self, chat_id: int, code: str) -> str:
-        return await self._settings_unit(lambda ctx: confirm_email(ctx, chat_id, code))
+        return await self.unit_keeping(lambda ctx: confirm_email(ctx, chat_id, code), _KEPT_FAILURES)
 
     async def remove_email(self, chat_id: int) -> bool:
         async with self.unit("telegram", with_calendar=False) as ctx:

@@ -15,7 +15,9 @@ from sqlalchemy import select
 
 from services import queue
 from services.calendar import ALMATY
+from services.chats import chat_viewer
 from services.context import Ctx
+from services.directory import KindergartenInfo
 from services.facade import FacadeBase, linked_application
 from services.validation import mask_iin
 from storage.models import (
@@ -25,7 +27,6 @@ from storage.models import (
     ChatLink,
     DocsState,
     Kindergarten,
-    QueueEvent,
     Referral,
 )
 
@@ -41,10 +42,6 @@ FORECAST_FIRST = "first"  # number 1: the next suitable seat is offered to this 
 FORECAST_ESTIMATE = "estimate"  # an expected date at the recent pace
 FORECAST_UNKNOWN = "unknown"  # the queue ahead did not move: no forecast yet
 FORECAST_TOO_EARLY = "too_early"  # the application joined the queue too recently to tell
-
-
-def viewer_of(chat_id: int) -> str:
-    return f"chat:{chat_id}"
 
 
 @dataclass(frozen=True)
@@ -85,13 +82,6 @@ def make_forecast(number: int, net_move: int, today: dt.date, days: float = FORE
     return Forecast(FORECAST_ESTIMATE, advanced=advanced, days=whole_days, expected=expected)
 
 
-@dataclass(frozen=True)
-class PreferredKindergarten:
-    code: str
-    name_ru: str
-    name_kk: str
-
-
 @dataclass
 class StatusCard:
     application_id: int
@@ -104,14 +94,14 @@ class StatusCard:
     state: str  # waiting | stop_listed | offer_open | referred | admitted | removed | withdrawn
     privilege: str
     any_kindergarten: bool
-    preferred: list[PreferredKindergarten]
+    preferred: list[KindergartenInfo]
     queue_number: int | None  # None unless waiting in the queue
     previous_number: int | None  # the number this chat saw last (None: never looked)
     previous_at: dt.datetime | None  # since when this chat has seen previous_number
     causes: dict[str, int] = field(default_factory=dict)  # cause -> signed move since then
     until: dt.datetime | None = None  # stop-list end / offer expiry / referral show-up deadline
     docs_due_at: dt.datetime | None = None  # privilege documents due (referral, pending)
-    referral_kindergarten: PreferredKindergarten | None = None
+    referral_kindergarten: KindergartenInfo | None = None
     forecast: Forecast | None = None
 
     @property
@@ -148,10 +138,10 @@ _PREFERRED = (select(Kindergarten.code, Kindergarten.name_ru, Kindergarten.name_
               .join(ApplicationPreference, ApplicationPreference.kindergarten_id == Kindergarten.id))
 
 
-async def _preferred(ctx: Ctx, app_id: int) -> list[PreferredKindergarten]:
+async def _preferred(ctx: Ctx, app_id: int) -> list[KindergartenInfo]:
     rows = await ctx.session.execute(_PREFERRED.where(ApplicationPreference.application_id == app_id)
                                      .order_by(ApplicationPreference.rank))
-    return [PreferredKindergarten(*r) for r in rows.all()]
+    return [KindergartenInfo(*r) for r in rows.all()]
 
 
 def _local_day(moment: dt.datetime) -> dt.date:
@@ -171,13 +161,11 @@ async def forecast_for(ctx: Ctx, app: Application, number: int) -> Forecast:
 
 async def status_card(ctx: Ctx, app_number: str, viewer: str) -> StatusCard:
     """The card of one application for ``viewer``; records the look when the number changed."""
-    view = await queue.view(ctx, app_number, viewer)
+    view = await queue.look(ctx, app_number, viewer)
     app = view.application
-    if view.number is not None and view.number != view.previous:
-        await queue.record_look(ctx, app.id, viewer, view.number)
     until: dt.datetime | None = None
     docs_due_at: dt.datetime | None = None
-    referral_kg: PreferredKindergarten | None = None
+    referral_kg: KindergartenInfo | None = None
     if view.state == "stop_listed":
         until = app.stoplist_until
     elif view.state == "offer_open" and view.open_offers:
@@ -190,7 +178,7 @@ async def status_card(ctx: Ctx, app_number: str, viewer: str) -> StatusCard:
                 docs_due_at = referral.docs_due_at
         kg = await ctx.session.get(Kindergarten, referral.kindergarten_id)
         if kg is not None:
-            referral_kg = PreferredKindergarten(kg.code, kg.name_ru, kg.name_kk)
+            referral_kg = KindergartenInfo.of(kg)
     forecast = None
     if view.number is not None and view.state in ("waiting", "stop_listed"):
         forecast = await forecast_for(ctx, app, view.number)
@@ -215,15 +203,10 @@ async def history(ctx: Ctx, app: Application) -> HistoryView:
     # application: the registry's first load puts a whole queue in at once, and a number
     # rebuilt from before then would be made up.
     since = max(app.submitted_at, app.created_at, ctx.now - dt.timedelta(days=HISTORY_DAYS))
-    points = await queue.number_history(ctx.session, app, since, ctx.now)
-    E = QueueEvent
-    rows = (await ctx.session.execute(select(E.at, E.delta, E.cause).where(
-        E.district_id == app.district_id, E.birth_year == app.birth_year, E.at > since,
-        E.application_id != app.id,
-        queue.key_before(*queue.key_of(app), cols=(E.priv_rank, E.submitted_at, E.number)),
-    ).order_by(E.at, E.id))).all()
+    events = await queue.events_ahead(ctx.session, app, since)
+    points = queue.numbers_over_time(number, events, since, ctx.now)
     by_day: dict[dt.date, dict[str, int]] = {}
-    for at, delta, cause in rows:
+    for at, delta, cause in events:
         causes = by_day.setdefault(_local_day(at), {})
         causes[cause] = causes.get(cause, 0) + delta
     moves = []
@@ -242,7 +225,7 @@ class StatusFacade(FacadeBase):
         """A card for each application linked to the chat, in the order they were linked.
 
         One transaction; the number each card shows is remembered as this chat's last look."""
-        viewer = viewer_of(chat_id)
+        viewer = chat_viewer(chat_id)
         async with self.unit(viewer, with_calendar=False) as ctx:
             numbers = (await ctx.session.execute(
                 select(Application.number).join(ChatLink, ChatLink.application_id == Application.id)
