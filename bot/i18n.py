@@ -185,7 +185,7 @@ def format_number(lang: str | None, number: int | float) -> str:
     return babel_numbers.format_decimal(number, locale=_locale(lang))
 
 
-def _parse_moment(value: Any) -> dt.datetime | None:
+def parse_moment(value: Any) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         return value
     try:
@@ -195,12 +195,12 @@ def _parse_moment(value: Any) -> dt.datetime | None:
 
 
 def _param_deadline(lang: str, value: Any) -> str:
-    moment = _parse_moment(value)
+    moment = parse_moment(value)
     return format_deadline(lang, moment) if moment is not None else str(value)
 
 
 def _param_moment(lang: str, value: Any) -> str:
-    moment = _parse_moment(value)
+    moment = parse_moment(value)
     return format_datetime(lang, moment) if moment is not None else str(value)
 
 

@@ -3,7 +3,6 @@ parent has something to do) and an e-mail copy in Kazakh and Russian."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,17 +24,8 @@ class Rendered:
     markup: InlineKeyboardMarkup | None = None
 
 
-def _moment(value: Any) -> dt.datetime | None:
-    if isinstance(value, dt.datetime):
-        return value
-    try:
-        return dt.datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
-
-
 def _deadline(lang: str, value: Any) -> str:
-    moment = _moment(value)
+    moment = i18n.parse_moment(value) if value else None
     return i18n.format_deadline(lang, moment) if moment is not None else "—"
 
 

@@ -63,7 +63,11 @@ def email_port(mailer: EmailSender) -> Callable[[Notice], Awaitable[None]]:
 
 
 async def drain_once(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, batch: int = 50) -> int:
-    """Route pending notices and send one batch per channel; how many deliveries were tried."""
+    """Route pending notices and send one batch per channel; how many deliveries were tried.
+    Idle (nothing pending or due): one read, no write transaction."""
+    channels = tuple(c for c, port in ((TELEGRAM, bot), (EMAIL, mailer)) if port is not None)
+    if not await kz.notices_due(channels):
+        return 0
     await kz.route_notices()
     tried = 0
     if bot is not None:

@@ -80,15 +80,31 @@ class Notice:
 
 # --- routing -------------------------------------------------------------------------------------------
 
-async def _lock_due(ctx: Ctx, q: Any) -> Any:
-    return q.with_for_update(skip_locked=True) if ctx.is_postgres else q
+def _pending_outbox(ctx: Ctx) -> Any:
+    return select(OutboxMessage).where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= ctx.now)
+
+
+def _due_deliveries(ctx: Ctx, channel: str) -> Any:
+    return select(Delivery).where(Delivery.channel == channel, Delivery.status == "pending",
+                                  Delivery.next_attempt_at <= ctx.now)
+
+
+async def anything_due(ctx: Ctx, channels: tuple[str, ...] = CHANNELS) -> bool:
+    """Whether there is work for the router or a sender: one cheap read on the pending indexes, so
+    that an idle sender polls without taking the write lock."""
+    checks = [_pending_outbox(ctx)] + [_due_deliveries(ctx, c) for c in channels]
+    for q in checks:
+        if (await ctx.session.execute(q.limit(1))).first() is not None:
+            return True
+    return False
 
 
 async def route_outbox(ctx: Ctx, limit: int = 500) -> int:
     """Turn up to ``limit`` pending outbox rows into deliveries; returns how many were routed."""
-    q = (select(OutboxMessage).where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= ctx.now)
-         .order_by(OutboxMessage.id).limit(limit))
-    rows = (await ctx.session.execute(await _lock_due(ctx, q))).scalars().all()
+    q = _pending_outbox(ctx).order_by(OutboxMessage.id).limit(limit)
+    if ctx.is_postgres:
+        q = q.with_for_update(skip_locked=True)
+    rows = (await ctx.session.execute(q)).scalars().all()
     if not rows:
         return 0
     app_ids = {r.application_id for r in rows if r.application_id is not None}
@@ -140,8 +156,8 @@ async def route_outbox(ctx: Ctx, limit: int = 500) -> int:
 
 async def claim_due(ctx: Ctx, channel: str, limit: int = 50) -> list[Notice]:
     """Lease up to ``limit`` due deliveries of ``channel`` and gather what their texts need."""
-    q = (select(Delivery, OutboxMessage).join(OutboxMessage, OutboxMessage.id == Delivery.outbox_id)
-         .where(Delivery.channel == channel, Delivery.status == "pending", Delivery.next_attempt_at <= ctx.now)
+    q = (_due_deliveries(ctx, channel).add_columns(OutboxMessage)
+         .join(OutboxMessage, OutboxMessage.id == Delivery.outbox_id)
          .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit))
     if ctx.is_postgres:
         q = q.with_for_update(of=Delivery, skip_locked=True)
@@ -214,6 +230,10 @@ Send = Callable[[Notice], Awaitable[None]]
 
 
 class NotificationFacade(FacadeBase):
+    async def notices_due(self, channels: tuple[str, ...] = CHANNELS) -> bool:
+        async with self.reading(with_calendar=False) as ctx:
+            return await anything_due(ctx, channels)
+
     async def route_notices(self, limit: int = 500) -> int:
         async with self.unit("router", with_calendar=False) as ctx:
             return await route_outbox(ctx, limit)
