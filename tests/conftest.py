@@ -167,6 +167,23 @@ class World:
         return (await self.kz.queue_view(app_number)).number
 
 
+# Redis on this machine (DESIGN.md: the scale-out FSM, event isolation and throttle store).
+REDIS_URL = os.environ.get("KEZEK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def redis_client() -> Any:
+    """A client of the test Redis, or a skip with the reason when it is not reachable."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:  # noqa: BLE001
+        await client.aclose()
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}")
+    return client
+
+
 @pytest.fixture
 async def tg(kz: Kezek) -> AsyncIterator[Any]:
     """The real Dispatcher with a recording Bot session (tests/test_bot_start.py's Harness)."""

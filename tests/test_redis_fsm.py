@@ -17,22 +17,14 @@ from bot import i18n
 from bot.app import FSM_TTL_SECONDS, build_dispatcher, make_storage
 from bot.config import Settings
 from services.kezek import Kezek
-from tests.conftest import World
+from tests.conftest import REDIS_URL, World, redis_client
 from tests.test_bot_start import CHAT_ID, Harness, sent
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
 async def redis() -> AsyncIterator[tuple[Any, str]]:
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
-    try:
-        await client.ping()
-    except Exception as exc:  # noqa: BLE001
-        await client.aclose()
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}")
+    client = await redis_client()
     prefix = f"kezek-test-{uuid.uuid4().hex[:12]}"
     try:
         yield client, prefix

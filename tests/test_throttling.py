@@ -27,9 +27,9 @@ from bot.throttling import (
 )
 from services import chats
 from services.kezek import Kezek
+from tests.conftest import REDIS_URL, redis_client
 from tests.test_bot_start import BOT_USER, Harness
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 CHAT, OTHER = 1001, 1002
 RATE, WINDOW = 3, 60.0
 HELP = "Kezek helps you follow the kindergarten queue. Commands:"
@@ -41,18 +41,6 @@ class FakeTime:
 
     def __call__(self) -> float:
         return self.now
-
-
-async def redis_client() -> Any:
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
-    try:
-        await client.ping()
-    except Exception as exc:  # noqa: BLE001
-        await client.aclose()
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}")
-    return client
 
 
 @pytest.fixture(params=["memory", "redis"])
