@@ -452,7 +452,8 @@ def run_bot(state: State) -> None:
 
     async def go() -> None:
         from bot.scheduler import run_scheduler
-        from bot.sender import make_mailer, outbox_loop
+        from bot.mail import make_mailer
+        from bot.sender import outbox_loop
 
         db = Database(state.url)
         kz = Kezek(db, state.clock)

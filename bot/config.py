@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     # How long the outbox sender waits when nothing was due, and how often the sweeps run.
     outbox_idle_seconds: float = 1.0
     sweep_seconds: float = 30.0
+    # Telegram's limits (https://core.telegram.org/bots/faq#broadcasting-to-users): at most
+    # telegram_rate messages a second overall and telegram_chat_rate a second to one chat
+    # (0 lifts a limit, for benchmarks against a stand-in); send_concurrency sends in flight at once.
+    telegram_rate: float = 30.0
+    telegram_chat_rate: float = 1.0
+    send_concurrency: int = 8
+    # A sender leases the deliveries it is about to send for this long; if it dies, another sender
+    # (or the same one restarted) takes them up after the lease.
+    outbox_lease_seconds: float = 120.0
+    # Asia/Almaty hours: the nightly queue-number snapshot, and the opt-in "your number moved" digest.
+    snapshot_hour: int = 0
+    digest_hour: int = 10
 
     # Telegram user ids of the operators (KEZEK_ADMIN_IDS=1,2,3).
     admin_ids: Annotated[list[int], NoDecode] = []

@@ -20,23 +20,13 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 
-from bot.notices import render, render_email
-from bot.config import Settings
-from services.clock import Clock
-from services.email import EmailSender, FolderSender, SmtpSender
+from bot.mail import email_port
+from bot.notices import render
+from services.email import EmailSender
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM, Notice, RetryLater, Undeliverable
 
 log = logging.getLogger("kezek.sender")
-
-
-def make_mailer(settings: Settings, clock: Clock) -> EmailSender:
-    """SMTP when a server is configured, else .eml files in the mail folder (the embedded default)."""
-    if settings.smtp_host:
-        return SmtpSender(clock, settings.smtp_host, settings.smtp_port, settings.smtp_from,
-                          username=settings.smtp_user, password=settings.smtp_password,
-                          starttls=settings.smtp_starttls and not settings.smtp_tls, use_tls=settings.smtp_tls)
-    return FolderSender(clock, settings.mail_dir, settings.smtp_from)
 
 
 def telegram_port(bot: Bot) -> Callable[[Notice], Awaitable[None]]:
@@ -52,13 +42,6 @@ def telegram_port(bot: Bot) -> Callable[[Notice], Awaitable[None]]:
             raise Undeliverable("telegram refused the message") from exc
         except (TelegramNetworkError, TelegramServerError) as exc:
             raise RetryLater(10, type(exc).__name__) from exc
-    return send
-
-
-def email_port(mailer: EmailSender) -> Callable[[Notice], Awaitable[None]]:
-    async def send(notice: Notice) -> None:
-        subject, body = render_email(notice)
-        await mailer.send(notice.target, subject, body, message_key=f"kezek-{notice.delivery_id}")
     return send
 
 

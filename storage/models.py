@@ -268,6 +268,18 @@ class QueueLook(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
+class QueueSnapshot(Base):
+    """An application's queue number as it stood on a night (the nightly snapshot)."""
+
+    __tablename__ = "queue_snapshots"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+
+
 class QueueState(Base):
     """Per-queue state of the privilege interleave (general offers owed after a first-priority one)."""
 
@@ -450,6 +462,9 @@ class Chat(Base):
     email_code_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     email_code_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     email_code_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When Telegram last answered 403 for this chat (the user blocked the bot): no Telegram notices
+    # are routed to it (e-mail copies go on) until the chat writes to the bot again.
+    blocked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class ChatLink(Base):

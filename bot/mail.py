@@ -1,0 +1,28 @@
+"""The e-mail side of the senders: which mailer runs (SMTP or the .eml folder) and the port that
+turns a delivery into an e-mail copy."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bot.config import Settings
+from bot.notices import render_email
+from services.clock import Clock
+from services.email import EmailSender, FolderSender, SmtpSender
+from services.notifications import Notice
+
+
+def make_mailer(settings: Settings, clock: Clock) -> EmailSender:
+    """SMTP when a server is configured, else .eml files in the mail folder (the embedded default)."""
+    if settings.smtp_host:
+        return SmtpSender(clock, settings.smtp_host, settings.smtp_port, settings.smtp_from,
+                          username=settings.smtp_user, password=settings.smtp_password,
+                          starttls=settings.smtp_starttls and not settings.smtp_tls, use_tls=settings.smtp_tls)
+    return FolderSender(clock, settings.mail_dir, settings.smtp_from)
+
+
+def email_port(mailer: EmailSender) -> Callable[[Notice], Awaitable[None]]:
+    async def send(notice: Notice) -> None:
+        subject, body = render_email(notice)
+        await mailer.send(notice.target, subject, body, message_key=f"kezek-{notice.delivery_id}")
+    return send
