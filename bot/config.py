@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Telegram's rule for setWebhook's secret_token (sent back in X-Telegram-Bot-Api-Secret-Token).
@@ -65,15 +65,15 @@ class Settings(BaseSettings):
     # Telegram's limits (https://core.telegram.org/bots/faq#broadcasting-to-users): at most
     # telegram_rate messages a second overall and telegram_chat_rate a second to one chat
     # (0 lifts a limit, for benchmarks against a stand-in); send_concurrency sends in flight at once.
-    telegram_rate: float = 30.0
-    telegram_chat_rate: float = 1.0
-    send_concurrency: int = 8
+    telegram_rate: Annotated[float, Field(ge=0)] = 30.0
+    telegram_chat_rate: Annotated[float, Field(ge=0)] = 1.0
+    send_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
     # A sender leases the deliveries it is about to send for this long; if it dies, another sender
     # (or the same one restarted) takes them up after the lease.
     outbox_lease_seconds: float = 120.0
     # Asia/Almaty hours: the nightly queue-number snapshot, and the opt-in "your number moved" digest.
-    snapshot_hour: int = 0
-    digest_hour: int = 10
+    snapshot_hour: Annotated[int, Field(ge=0, le=23)] = 0
+    digest_hour: Annotated[int, Field(ge=0, le=23)] = 10
 
     # Telegram user ids of the operators (KEZEK_ADMIN_IDS=1,2,3).
     admin_ids: Annotated[list[int], NoDecode] = []

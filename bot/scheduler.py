@@ -1,48 +1,181 @@
-"""Scheduled work while the bot runs: the idempotent sweeps (offers closing at the window's end,
-deadlines, stop-lists, reminders, free seats) on an APScheduler interval. The database is the
-source of truth; a late, repeated or parallel run changes nothing it should not (DESIGN.md §2)."""
+"""Scheduled work while the bot runs, in Asia/Almaty (DESIGN.md §2, issue 4).
+
+* ``sweeps``: the idempotent sweeps (offers closing at the window's end, deadlines, stop-lists,
+  reminders, free seats) every ``every_seconds``: the safety net that catches anything late.
+* ``window-close-HHMM``: a sweep a few seconds after each claim window's end (the distinct end
+  minutes of the rule profiles; 20:00 by default), so that offers close and the passed seats open
+  to everyone on time; ``window-open-HHMM``: a sweep a few seconds after each window's start, so
+  that seats freed overnight are offered and the day's reminders go out as the window opens.
+  The profiles are read again every ``refresh_seconds`` and these jobs follow them.
+* ``deadlines``: a sweep a few seconds after local midnight, when show-up, documents and stop-list
+  deadlines end (the end of their day).
+* ``snapshot``: the nightly queue-number snapshot a few minutes past ``snapshot_hour``.
+* ``digest``: the opt-in "your number moved" notices once a day at ``digest_hour``.
+
+The database is the source of truth: every job calls an idempotent service, so a late, repeated or
+parallel run (a restart, two instances) changes nothing twice. A failing job logs its error kind
+(never personal data) and the next run tries again. ``catch_up`` (run at start) closes what fell
+due while the bot was down and takes today's snapshot if it is missing."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from collections.abc import Iterable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select
 
+from services.calendar import ALMATY
 from services.kezek import Kezek
+from storage.models import RuleProfile
 
 log = logging.getLogger("kezek.scheduler")
 
+# The default claim window (DESIGN.md §1: 09:00-20:00), as minutes after local midnight.
+DEFAULT_WINDOW = (9 * 60, 20 * 60)
+# Seconds after a window's edge its sweep runs (the edge itself is exclusive: at 20:00:00 the
+# offer is closed already, so a sweep then closes it; a few seconds leave room for clock skew).
+EDGE_SECOND = 5
+# Minutes past the snapshot hour the snapshot is taken (after the midnight sweeps).
+SNAPSHOT_MINUTE = 5
+# A cron run missed by up to this many seconds (a busy loop, a suspended machine) still runs.
+MISFIRE_GRACE = 3600
+_JOB = {"max_instances": 1, "coalesce": True, "misfire_grace_time": MISFIRE_GRACE, "replace_existing": True}
 
-async def sweep_job(kz: Kezek) -> None:
+
+# --- the jobs: each logs and returns on failure; the next run tries again -----------------------
+
+_sweeping: weakref.WeakKeyDictionary[Kezek, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def sweep_job(kz: Kezek) -> dict[str, int] | None:
+    # The interval and an edge job may fall on the same second: one sweep at a time in a process
+    # (instances may still overlap; the sweeps are idempotent for that).
+    lock = _sweeping.setdefault(kz, asyncio.Lock())
     try:
-        done = await kz.run_sweeps()
+        async with lock:
+            done = await kz.run_sweeps()
     except Exception as exc:  # noqa: BLE001 - the next run tries again
         log.error("sweep failed: %s", type(exc).__name__)
-        return
+        return None
     if any(done.values()):
         log.info("sweep: %s", done)
+    return done
 
 
-async def moves_job(kz: Kezek) -> None:
+async def snapshot_job(kz: Kezek) -> int | None:
     try:
-        await kz.announce_moves()
+        rows = await kz.snapshot_queue()
+    except Exception as exc:  # noqa: BLE001 - the next run (or the next start) tries again
+        log.error("queue snapshot failed: %s", type(exc).__name__)
+        return None
+    if rows:
+        log.info("queue snapshot: %d numbers", rows)
+    return rows
+
+
+async def moves_job(kz: Kezek) -> int | None:
+    try:
+        sent = await kz.announce_moves()
     except Exception as exc:  # noqa: BLE001 - the next run tries again
         log.error("move notices failed: %s", type(exc).__name__)
+        return None
+    if sent:
+        log.info("move notices: %d", sent)
+    return sent
 
 
-def make_scheduler(kz: Kezek, *, every_seconds: float = 30) -> AsyncIOScheduler:
-    scheduler = AsyncIOScheduler(timezone="UTC")
+async def catch_up(kz: Kezek) -> None:
+    """What a bot that was down missed: every sweep that fell due (windows that closed, deadlines
+    that passed, reminders), then today's snapshot if it was not taken. Safe to run any time."""
+    await sweep_job(kz)
+    await snapshot_job(kz)
+
+
+# --- the rule profiles' windows ------------------------------------------------------------------
+
+async def profile_windows(kz: Kezek) -> set[tuple[int, int]]:
+    """The distinct claim windows (open, close minute of the local day) of the rule profiles."""
+    async with kz.reading(with_calendar=False) as ctx:
+        rows = (await ctx.session.execute(
+            select(RuleProfile.window_open_minute, RuleProfile.window_close_minute).distinct())).all()
+    return {(int(o), int(c)) for o, c in rows} or {DEFAULT_WINDOW}
+
+
+def edge_trigger(minute_of_day: int, second: int = EDGE_SECOND) -> CronTrigger:
+    """Every day at ``minute_of_day`` (after local midnight) + ``second`` seconds, Almaty time.
+    Days off included: a sweep then finds nothing to do, and the calendar stays in the services."""
+    hour, minute = divmod(minute_of_day % (24 * 60), 60)
+    return CronTrigger(hour=hour, minute=minute, second=second, timezone=ALMATY)
+
+
+def _edge_jobs(windows: Iterable[tuple[int, int]]) -> dict[str, int]:
+    jobs: dict[str, int] = {}
+    for open_minute, close_minute in windows:
+        for edge, minute in (("open", open_minute), ("close", close_minute)):
+            hh, mm = divmod(minute % (24 * 60), 60)
+            jobs[f"window-{edge}-{hh:02d}{mm:02d}"] = minute
+    return jobs
+
+
+def set_window_jobs(scheduler: AsyncIOScheduler, kz: Kezek, windows: Iterable[tuple[int, int]]) -> None:
+    """Make the window-edge jobs those of ``windows``: add the new edges, drop the gone ones."""
+    wanted = _edge_jobs(windows)
+    for job in scheduler.get_jobs():
+        if job.id.startswith("window-") and job.id not in wanted:
+            job.remove()
+    for job_id, minute in wanted.items():
+        if scheduler.get_job(job_id) is None:
+            scheduler.add_job(sweep_job, edge_trigger(minute), args=[kz], id=job_id, **_JOB)
+
+
+async def refresh_job(scheduler: AsyncIOScheduler, kz: Kezek) -> None:
+    """Follow the profiles an operator changed while the bot runs."""
+    try:
+        windows = await profile_windows(kz)
+    except Exception as exc:  # noqa: BLE001 - the next run tries again
+        log.error("reading the claim windows failed: %s", type(exc).__name__)
+        return
+    set_window_jobs(scheduler, kz, windows)
+
+
+# --- the scheduler ------------------------------------------------------------------------------
+
+def make_scheduler(kz: Kezek, *, every_seconds: float = 30, snapshot_hour: int = 0, digest_hour: int = 10,
+                   windows: Iterable[tuple[int, int]] = (DEFAULT_WINDOW,),
+                   refresh_seconds: float = 600) -> AsyncIOScheduler:
+    """All the jobs (not started). ``windows`` are the rule profiles' claim windows
+    (``profile_windows``); hours are Asia/Almaty."""
+    scheduler = AsyncIOScheduler(timezone=ALMATY)
     scheduler.add_job(sweep_job, "interval", args=[kz], seconds=every_seconds, id="sweeps",
-                      max_instances=1, coalesce=True)
-    scheduler.add_job(moves_job, "interval", args=[kz], hours=1, id="moves", max_instances=1, coalesce=True)
+                      max_instances=1, coalesce=True, replace_existing=True)
+    set_window_jobs(scheduler, kz, windows)
+    # Show-up, documents and stop-list deadlines end at local midnight (the end of their day).
+    scheduler.add_job(sweep_job, edge_trigger(0), args=[kz], id="deadlines", **_JOB)
+    scheduler.add_job(snapshot_job, CronTrigger(hour=snapshot_hour, minute=SNAPSHOT_MINUTE, timezone=ALMATY),
+                      args=[kz], id="snapshot", **_JOB)
+    scheduler.add_job(moves_job, CronTrigger(hour=digest_hour, minute=0, timezone=ALMATY),
+                      args=[kz], id="digest", **_JOB)
+    scheduler.add_job(refresh_job, "interval", args=[scheduler, kz], seconds=refresh_seconds,
+                      id="windows", max_instances=1, coalesce=True, replace_existing=True)
     return scheduler
 
 
-async def run_scheduler(kz: Kezek, *, every_seconds: float = 30) -> None:
-    """Sweep once now (a restart catches up at once), then on the interval until cancelled."""
-    await sweep_job(kz)
-    scheduler = make_scheduler(kz, every_seconds=every_seconds)
+async def run_scheduler(kz: Kezek, *, every_seconds: float = 30, snapshot_hour: int = 0,
+                        digest_hour: int = 10) -> None:
+    """Catch up now (a restart closes at once what fell due while down), then run the jobs until
+    cancelled."""
+    await catch_up(kz)
+    try:
+        windows = await profile_windows(kz)
+    except Exception as exc:  # noqa: BLE001 - the default window until the refresh reads them
+        log.error("reading the claim windows failed: %s", type(exc).__name__)
+        windows = {DEFAULT_WINDOW}
+    scheduler = make_scheduler(kz, every_seconds=every_seconds, snapshot_hour=snapshot_hour,
+                               digest_hour=digest_hour, windows=windows)
     scheduler.start()
     try:
         await asyncio.Event().wait()

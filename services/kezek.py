@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from services import chats, directory, linking, offers, queue, referrals, reminders
+from services import chats, directory, linking, offers, queue, referrals, reminders, snapshots
 from services.claiming import ClaimFacade
 from services.clock import Clock
 from services.context import Ctx
@@ -122,9 +122,15 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Facad
             return done
 
     async def announce_moves(self) -> int:
-        """The opt-in "your queue number moved" notices (an hourly job)."""
+        """The opt-in "your queue number moved" notices (the daily digest job)."""
         async with self.unit("sweeper", with_calendar=False) as ctx:
             return await reminders.announce_moves(ctx)
+
+    async def snapshot_queue(self) -> int:
+        """Today's (Asia/Almaty) queue-number snapshot, unless it was taken already (the
+        nightly job and the catch-up at start). Returns the rows written."""
+        async with self.unit("sweeper", with_calendar=False) as ctx:
+            return await snapshots.take_snapshot(ctx)
 
     async def stats(self) -> dict[str, Any]:
         async with self.reading() as ctx:

@@ -67,13 +67,17 @@ CHANGED = "changed"  # the registry changed an application's data
 WITHDRAWN = "withdrawn"  # the registry withdrew an application
 
 
+# The queue order: privilege rank, then submission time, then the application number.
+QUEUE_KEY = (A.priv_rank, A.submitted_at, A.number)
+
+
 def key_of(app: Application) -> tuple[int, dt.datetime, str]:
     return (app.priv_rank, app.submitted_at, app.number)
 
 
 def key_before(rank: int, submitted_at: dt.datetime, number: str, cols: Any = None) -> Any:
     """SQL: the row's queue key is ahead of (rank, submitted_at, number)."""
-    cols = cols or (A.priv_rank, A.submitted_at, A.number)
+    cols = cols or QUEUE_KEY
     return tuple_(*cols) < tuple_(literal(rank), literal(submitted_at, UTCDateTime()), literal(number))
 
 

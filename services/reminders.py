@@ -1,7 +1,11 @@
 """Reminders before each deadline, and the opt-in "your queue number moved" notice.
 
 Both are written by sweeps and are idempotent through their dedupe keys: a reminder per offer or
-referral and deadline, a move notice per chat, application and number a day."""
+referral and deadline, a move notice per chat, application and number a day.
+
+* Offer: 2 hours before the claim window in which it lives closes.
+* Show-up and privilege documents: one working day before the deadline: from the opening of the
+  claim window (the profile's start hour) of the working day before the deadline's day."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
+from services.calendar import WorkingCalendar
 from services.context import Ctx
 from services.queue import queue_number, record_look
 from storage.models import (
@@ -19,40 +24,81 @@ from storage.models import (
     DocsState,
     Offer,
     OfferStatus,
+    OutboxMessage,
     QueueLook,
     Referral,
     ReferralStatus,
 )
 
-# How long before a deadline its reminder goes out.
+# How long before the end of the claim window an open offer's reminder goes out.
 OFFER_AHEAD = dt.timedelta(hours=2)
-REFERRAL_AHEAD = dt.timedelta(days=1)
+
+
+def previous_working_day(calendar: WorkingCalendar, day: dt.date) -> dt.date:
+    """The last working day before ``day`` (``day`` itself never counts)."""
+    d = day - dt.timedelta(days=1)
+    while not calendar.is_working_day(d):
+        d -= dt.timedelta(days=1)
+    return d
+
+
+def referral_reminder_from(calendar: WorkingCalendar, due_at: dt.datetime, open_minute: int) -> dt.datetime:
+    """When the reminder of a referral deadline goes out: at the opening of the claim window
+    (the profile's start hour, 09:00 by default) of the working day before the deadline's day.
+
+    A deadline is the exclusive end of its day (local midnight after it), so its day is the one
+    just before that instant. A calendar-day deadline may end on a day off (the 10th calendar
+    day of the privilege documents): the reminder still goes on the last working day before it."""
+    last_day = calendar.local_date(due_at - dt.timedelta(microseconds=1))
+    return calendar.at_local(previous_working_day(calendar, last_day), open_minute)
 
 
 async def remind(ctx: Ctx) -> int:
-    """Reminders for the offers, show-up deadlines and privilege documents falling due soon."""
-    count = 0
+    """Reminders for the open offers closing soon (2 hours before the window ends) and for the
+    show-up and privilege-documents deadlines of referrals (from the start of the working day
+    before the deadline's day). One reminder per offer or referral and deadline (dedupe keys)."""
+    due: list[tuple[str, str, int, dict[str, object]]] = []  # kind, dedupe key, application, payload
     offers = (await ctx.session.execute(select(Offer.id, Offer.application_id, Offer.made_at, Offer.expires_at).where(
         Offer.status == OfferStatus.OPEN, Offer.expires_at > ctx.now,
         Offer.expires_at <= ctx.now + OFFER_AHEAD))).all()
     for offer_id, app_id, made_at, expires_at in offers:
         if made_at >= expires_at - OFFER_AHEAD:
             continue  # offered this late, the "your turn" alert itself is fresh
-        ctx.notify("reminder_offer", app_id, f"reminder-offer:{offer_id}", offer_id=offer_id,
-                   expires_at=expires_at.isoformat())
-        count += 1
-    soon = ctx.now + REFERRAL_AHEAD
-    refs = (await ctx.session.execute(select(Referral).where(
-        Referral.status == ReferralStatus.ISSUED, Referral.issued_at < ctx.now - dt.timedelta(hours=1),
-        (Referral.showup_due_at <= soon) | (Referral.docs_due_at <= soon)))).scalars().all()
-    for ref in refs:
-        if ctx.now < ref.showup_due_at <= soon:
-            ctx.notify("reminder_showup", ref.application_id, f"reminder-showup:{ref.id}",
-                       referral_id=ref.id, due_at=ref.showup_due_at.isoformat())
-            count += 1
-        if ref.docs_state == DocsState.PENDING and ref.docs_due_at is not None and ctx.now < ref.docs_due_at <= soon:
-            ctx.notify("reminder_docs", ref.application_id, f"reminder-docs:{ref.id}",
-                       referral_id=ref.id, due_at=ref.docs_due_at.isoformat())
+        due.append(("reminder_offer", f"reminder-offer:{offer_id}", app_id,
+                    {"offer_id": offer_id, "expires_at": expires_at.isoformat()}))
+
+    # A reminder is due today only if the deadline's day is at most the next working day (no
+    # working day lies between today and it), i.e. the deadline is at most the end of that day.
+    horizon = ctx.calendar.deadline_after(ctx.calendar.local_date(ctx.now), 1)
+    rows = (await ctx.session.execute(
+        select(Referral, Application.district_id).join(Application, Application.id == Referral.application_id)
+        .where(Referral.status == ReferralStatus.ISSUED,
+               (Referral.showup_due_at <= horizon)
+               | ((Referral.docs_state == DocsState.PENDING) & (Referral.docs_due_at <= horizon)))
+        .order_by(Referral.id))).all()
+    for ref, district_id in rows:
+        open_minute = (await ctx.profile(district_id)).window_open_minute
+        deadlines = [("reminder_showup", f"reminder-showup:{ref.id}", ref.showup_due_at)]
+        if ref.docs_state == DocsState.PENDING and ref.docs_due_at is not None:
+            deadlines.append(("reminder_docs", f"reminder-docs:{ref.id}", ref.docs_due_at))
+        for kind, key, due_at in deadlines:
+            if not ctx.now < due_at:
+                continue  # passed: the deadline sweep annuls it
+            start = referral_reminder_from(ctx.calendar, due_at, open_minute)
+            if ctx.now < start or ref.issued_at >= start:
+                continue  # not yet; or issued when the reminder was due: its own notice is fresh
+            due.append((kind, key, ref.application_id, {"referral_id": ref.id, "due_at": due_at.isoformat()}))
+    if not due:
+        return 0
+    # A reminder stays due for hours (a referral's for a day or more): skip those written
+    # already, so that a sweep every few seconds does not hand the outbox the same rows again.
+    # (The dedupe key still guards two sweeps running at once.)
+    written = set((await ctx.session.execute(select(OutboxMessage.dedupe_key).where(
+        OutboxMessage.dedupe_key.in_([key for _, key, _, _ in due])))).scalars())
+    count = 0
+    for kind, key, app_id, payload in due:
+        if key not in written:
+            ctx.notify(kind, app_id, key, **payload)
             count += 1
     return count
 

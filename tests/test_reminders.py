@@ -42,25 +42,87 @@ async def test_offer_reminder_two_hours_before_the_window_closes(kz: Kezek, worl
     assert dt.datetime.fromisoformat(reminder["expires_at"]) == almaty(2026, 9, 7, 20, 0)
 
 
-async def test_showup_and_documents_reminders_the_day_before(kz: Kezek, world: World, clock: FrozenClock) -> None:
-    row = world.row(privilege="first")
-    await world.apps(row)
+async def claim_first(kz: Kezek, world: World, row: dict[str, Any]) -> Any:
     await world.publish(1, "KG1")
-    view = await kz.queue_view(row["number"])
     seat = (await kz.available_seats(row["number"]))[0].seat.id
     [ref] = await kz.claim(row["number"], seat, "parent")
-    assert view.application.id == ref.application_id
-    assert ref.docs_due_at is not None
+    return ref
+
+
+async def test_showup_and_documents_reminders_one_working_day_before(kz: Kezek, world: World,
+                                                                     clock: FrozenClock) -> None:
+    row = world.row(privilege="first")
+    await world.apps(row)
+    ref = await claim_first(kz, world, row)  # Monday 7 Sep: both due by the end of Monday 14 Sep
+    assert ref.showup_due_at == ref.docs_due_at == almaty(2026, 9, 15)
     await kz.run_sweeps()
     assert await notices(kz, "reminder_showup") == [] and await notices(kz, "reminder_docs") == []
-    # The day before each deadline: one reminder each (documents are due first or together).
-    clock.set(ref.docs_due_at - dt.timedelta(hours=20))
+    # the working day before Monday is Friday: from the window's start (09:00), not earlier
+    clock.set(almaty(2026, 9, 11, 8, 59))
     await kz.run_sweeps()
+    assert await notices(kz, "reminder_showup") == [] and await notices(kz, "reminder_docs") == []
+    clock.set(almaty(2026, 9, 11, 9, 0))
+    assert (await kz.run_sweeps())["reminders"] == 2
+    for moment in (almaty(2026, 9, 11, 9, 1), almaty(2026, 9, 12, 12, 0), almaty(2026, 9, 14, 23, 0)):
+        clock.set(moment)  # the weekend and the last day: told once
+        assert (await kz.run_sweeps())["reminders"] == 0
+    [showup] = await notices(kz, "reminder_showup")
+    [docs] = await notices(kz, "reminder_docs")
+    assert showup["due_at"] == docs["due_at"] == almaty(2026, 9, 15).astimezone(dt.timezone.utc).isoformat()
+    assert showup["referral_id"] == docs["referral_id"] == ref.id
+
+
+async def test_calendar_day_documents_deadline_on_a_weekend_is_reminded_on_the_last_working_day(
+        kz: Kezek, world: World, clock: FrozenClock) -> None:
+    clock.set(almaty(2026, 3, 19, 11, 0))  # Thursday before Nauryz (21-25 March off)
+    row = world.row(privilege="out_of_turn")
+    await world.apps(row)
+    ref = await claim_first(kz, world, row)
+    # documents: the 10th calendar day, Sunday 29 March; show-up: the 5th working day, Tuesday 31
+    assert (ref.docs_due_at, ref.showup_due_at) == (almaty(2026, 3, 30), almaty(2026, 4, 1))
+    for moment in (almaty(2026, 3, 20, 12, 0), almaty(2026, 3, 25, 12, 0), almaty(2026, 3, 27, 8, 59)):
+        clock.set(moment)  # through the holidays: nothing yet
+        await kz.run_sweeps()
+    assert await notices(kz, "reminder_docs") == [] and await notices(kz, "reminder_showup") == []
+    clock.set(almaty(2026, 3, 27, 9, 0))  # Friday, the last working day before Sunday's deadline
     await kz.run_sweeps()
-    assert len(await notices(kz, "reminder_docs")) == 1
-    clock.set(ref.showup_due_at - dt.timedelta(hours=20))
+    assert len(await notices(kz, "reminder_docs")) == 1 and await notices(kz, "reminder_showup") == []
+    clock.set(almaty(2026, 3, 27, 15, 0))
+    await kz.decide_documents(ref.id, accepted=True)  # the reminder worked
+    clock.set(almaty(2026, 3, 29, 12, 0))  # the weekend
+    await kz.run_sweeps()
+    assert await notices(kz, "reminder_showup") == []
+    clock.set(almaty(2026, 3, 30, 9, 0))  # Monday: the working day before Tuesday's show-up deadline
     await kz.run_sweeps()
     assert len(await notices(kz, "reminder_showup")) == 1
+    assert len(await notices(kz, "reminder_docs")) == 1
+
+
+async def test_referral_reminders_start_at_the_profiles_window_opening(kz: Kezek, clock: FrozenClock) -> None:
+    world = await World(kz, clock).setup(profile={"window_open": "06:50"})
+    row = world.row()
+    await world.apps(row)
+    await claim_first(kz, world, row)  # general: no documents; due by the end of Monday 14 Sep
+    clock.set(almaty(2026, 9, 11, 6, 49))
+    await kz.run_sweeps()
+    assert await notices(kz, "reminder_showup") == []
+    clock.set(almaty(2026, 9, 11, 6, 50))
+    await kz.run_sweeps()
+    assert len(await notices(kz, "reminder_showup")) == 1
+    assert await notices(kz, "reminder_docs") == []
+
+
+async def test_referral_issued_on_the_reminder_day_gets_no_reminder_that_day(kz: Kezek, clock: FrozenClock) -> None:
+    world = await World(kz, clock).setup(profile={"showup_working_days": 1})
+    row = world.row()
+    await world.apps(row)
+    clock.set(almaty(2026, 9, 11, 10, 0))  # Friday: due by the end of Monday 14 Sep
+    ref = await claim_first(kz, world, row)
+    assert ref.showup_due_at == almaty(2026, 9, 15)
+    for moment in (almaty(2026, 9, 11, 19, 0), almaty(2026, 9, 14, 12, 0)):
+        clock.set(moment)  # the referral notice itself carries the deadline
+        await kz.run_sweeps()
+    assert await notices(kz, "reminder_showup") == []
 
 
 async def test_move_notices_only_for_chats_that_asked(kz: Kezek, world: World, clock: FrozenClock) -> None:
