@@ -332,6 +332,88 @@ def stats(state: State) -> None:
     click.echo(json.dumps(state.run(lambda kz: kz.stats()), ensure_ascii=False, indent=2, sort_keys=True))
 
 
+# --- the outbox ----------------------------------------------------------------------------------
+
+@cli.group()
+def outbox() -> None:
+    """The notices on their way: an operator's view and the senders."""
+
+
+@outbox.command("stats")
+@click.option("--failed", "failed_limit", type=click.IntRange(0, 1000), default=20, show_default=True,
+              help="How many of the latest failed deliveries to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_state
+def outbox_stats(state: State, failed_limit: int, as_json: bool) -> None:
+    """Notices by status, deliveries per channel (due now, waiting to retry, how late), chats that
+    blocked the bot, and the latest failures with their reasons (recipients masked)."""
+    report = state.run(lambda kz: kz.outbox_report(failed_limit))
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2, sort_keys=True))
+        return
+    outbox_counts = report["outbox"]
+    click.echo(state.t("Notices: {pending} waiting to be routed, {routed} routed, {done} done.",
+                       pending=outbox_counts.get("pending", 0), routed=outbox_counts.get("routed", 0),
+                       done=outbox_counts.get("done", 0)))
+    for channel, counts in sorted(report["deliveries"].items()):
+        click.echo(state.t("{channel}: {sent} sent, {pending} pending ({due} due now, {retry} waiting to retry, "
+                           "the oldest due for {late} s), {failed} failed.",
+                           channel=channel, sent=counts.get("sent", 0), pending=counts.get("pending", 0),
+                           due=counts["due_now"], retry=counts["waiting_to_retry"],
+                           late=counts["oldest_due_seconds"], failed=counts.get("failed", 0)))
+    click.echo(state.t("Chats that blocked the bot: {count}.", count=report["blocked_chats"]))
+    if report["failed_reasons"]:
+        click.echo(state.t("Failed, by reason:"))
+        for reason, count in sorted(report["failed_reasons"].items(), key=lambda kv: -kv[1]):
+            click.echo(f"  {count:>6}  {reason}")
+    if report["failed_latest"]:
+        click.echo(state.t("Latest failures:"))
+        for row in report["failed_latest"]:
+            click.echo(f"  #{row['delivery']} {row['kind']} {row['channel']} {row['to']} "
+                       f"×{row['tries']}: {row['reason']}")
+
+
+@outbox.command("send")
+@pass_state
+def outbox_send(state: State) -> None:
+    """Run only the senders (Telegram and e-mail) until stopped: more sender processes may run
+    beside the bots against one PostgreSQL database; none sends what another took."""
+    import logging
+    import signal as signals
+
+    from bot.mail import make_mailer
+    from bot.runner import make_bot
+    from bot.sender import SendPolicy, outbox_loop
+
+    settings = get_settings()
+    if not settings.bot_token.strip():
+        click.echo(state.t("No bot token is configured: set KEZEK_BOT_TOKEN (from @BotFather)."), err=True)
+        sys.exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def go() -> None:
+        db = Database(state.url)
+        kz = Kezek(db, state.clock)
+        bot = make_bot(settings)
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(outbox_loop(kz, bot, make_mailer(settings, state.clock),
+                                                 idle=settings.outbox_idle_seconds,
+                                                 policy=SendPolicy.from_settings(settings)))
+        for sig in (signals.SIGINT, signals.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await bot.session.close()
+            await db.dispose()
+
+    click.echo(state.t("The senders are running; stop them with Ctrl+C."))
+    asyncio.run(go())
+    click.echo(state.t("The senders have stopped."))
+
+
 # --- calendar ------------------------------------------------------------------------------------
 
 @cli.group()
@@ -395,6 +477,25 @@ def bench_queue(applications: int, seat_count: int, reads: int, seats_per_public
                                 seats_per_publication=seats_per_publication, out=click.echo))
 
 
+@bench.command("outbox")
+@click.option("--alerts", type=int, default=10_000, show_default=True,
+              help="Alerts paced to Telegram's limits (30/s: 10,000 take about 6 minutes; 0 skips).")
+@click.option("--raw-alerts", type=int, default=10_000, show_default=True, help="Alerts with the limits lifted.")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="Sends in flight, paced.")
+@click.option("--raw-concurrency", type=int, default=32, show_default=True, help="Sends in flight, unlimited.")
+@click.option("--db-path", default="/tmp/kezek-bench-outbox.sqlite3", show_default=True)
+@click.option("--postgres", "pg_url", default=None, metavar="URL",
+              help="Use this PostgreSQL database instead (its tables are emptied).")
+def bench_outbox(alerts: int, raw_alerts: int, concurrency: int, raw_concurrency: int, db_path: str,
+                 pg_url: str | None) -> None:
+    """Fan out "your turn" alerts to a Bot API stand-in that enforces 30 messages/s (the sustained
+    rate and the 429s), then with the limits lifted (Kezek's own throughput)."""
+    from bot.bench_outbox import run_outbox_bench
+
+    asyncio.run(run_outbox_bench(db_path, alerts=alerts, raw_alerts=raw_alerts, concurrency=concurrency,
+                                 raw_concurrency=raw_concurrency, db_url=pg_url, out=click.echo))
+
+
 @cli.command("demo")
 @click.option("--applications", type=int, default=3000, show_default=True)
 @click.option("--phone", default=None, help="Your phone: put on the first application, to link it in the bot "
@@ -453,17 +554,19 @@ def run_bot(state: State) -> None:
     async def go() -> None:
         from bot.scheduler import run_scheduler
         from bot.mail import make_mailer
-        from bot.sender import outbox_loop
+        from bot.sender import SendPolicy, outbox_loop
 
         db = Database(state.url)
         kz = Kezek(db, state.clock)
         mailer = make_mailer(settings, state.clock)
 
         async def sender(bot: Any) -> None:
-            await outbox_loop(kz, bot, mailer, idle=settings.outbox_idle_seconds)
+            await outbox_loop(kz, bot, mailer, idle=settings.outbox_idle_seconds,
+                              policy=SendPolicy.from_settings(settings))
 
         async def sweeper(_bot: Any) -> None:
-            await run_scheduler(kz, every_seconds=settings.sweep_seconds)
+            await run_scheduler(kz, every_seconds=settings.sweep_seconds,
+                                snapshot_hour=settings.snapshot_hour, digest_hour=settings.digest_hour)
 
         try:
             await run(settings, kz, background=[sender, sweeper])

@@ -22,7 +22,8 @@ def make_mailer(settings: Settings, clock: Clock) -> EmailSender:
 
 
 def email_port(mailer: EmailSender) -> Callable[[Notice], Awaitable[None]]:
+    """Renders the copy of ``notice`` (text + HTML, Kazakh and Russian) and sends it; the message key
+    (hence the Message-ID) is the delivery's, the same on every try."""
     async def send(notice: Notice) -> None:
-        subject, body = render_email(notice)
-        await mailer.send(notice.target, subject, body, message_key=f"kezek-{notice.delivery_id}")
+        await mailer.send(notice.target, render_email(notice), message_key=f"kezek-{notice.delivery_id}")
     return send

@@ -50,10 +50,11 @@ class ContextMiddleware(BaseMiddleware):
         self.kezek = kezek
 
     async def language_of(self, data: dict[str, Any]) -> str:
-        """The chat's chosen language, else the client's ``language_code``, else Russian."""
+        """The chat's chosen language, else the client's ``language_code``, else Russian. (A chat
+        that writes has not blocked the bot: ``chat_seen`` resumes its notices if it had.)"""
         chat_id = chat_id_of(data)
         if chat_id is not None:
-            chosen = await self.kezek.chat_language(chat_id)
+            chosen = await self.kezek.chat_seen(chat_id)
             if chosen in i18n.LANGUAGES:
                 return chosen
         return telegram_language(data)

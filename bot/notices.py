@@ -1,19 +1,23 @@
 """The words of each notice: a Telegram message in the chat's language (with a button where the
-parent has something to do) and an e-mail copy in Kazakh and Russian."""
+parent has something to do) and an e-mail copy in Kazakh and Russian (text and HTML from the
+Jinja2 templates in bot/templates/email)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import jinja2
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import i18n
 from bot.i18n import N_, gettext
 from handlers.claim import SeatsCallback
-from services.notifications import Notice
+from services.email import EmailContent
+from services.notifications import EMAIL_ONLY as EMAIL_ONLY_KINDS, Notice
 
 LANGS_IN_EMAIL = ("kk", "ru")
 
@@ -163,6 +167,17 @@ SUBJECTS: dict[str, str] = {
     "seats_open": N_("Seats are open to everyone"),
     "referral_issued": N_("Referral issued"),
     "referral_annulled": N_("Referral annulled"),
+    "offer_expired": N_("The offer has expired"),
+    "admitted": N_("The child has been admitted"),
+    "documents_accepted": N_("Privilege documents accepted"),
+    "removed": N_("Removed from the queue"),
+    "privilege_dropped": N_("Moved to the general queue"),
+    "stoplist_ended": N_("The stop-list has ended"),
+    "withdrawn": N_("Withdrawn from the queue"),
+    "reminder_offer": N_("Reminder: the offer ends soon"),
+    "reminder_showup": N_("Reminder: take the referral to the kindergarten"),
+    "reminder_docs": N_("Reminder: privilege documents are due"),
+    "queue_moved": N_("Your queue number has changed"),
     "link_code": N_("Your code"),
     "email_code": N_("Your code"),
 }
@@ -177,11 +192,83 @@ def render(lang: str, notice: Notice) -> Rendered:
     return renderer(lang, notice)
 
 
-def render_email(notice: Notice) -> tuple[str, str]:
-    """Subject and plain-text body: Kazakh first, then Russian (an e-mail has no chosen language)."""
+# --- the e-mail copy ----------------------------------------------------------------------------------
+# The words come from the catalogs (gettext, here); the templates in bot/templates/email only lay
+# them out: one section per language (Kazakh first), the notice's text, a table of details, a footer.
+
+_TEMPLATES = Path(__file__).resolve().parent / "templates" / "email"
+_jinja = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(_TEMPLATES),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=True),
+    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+# Kinds whose Telegram message has a button: the e-mail says where to press it.
+_ACT_IN_BOT = {
+    "turn_came": N_("To claim the seat, open the Kezek bot in Telegram and send /status."),
+    "seats_open": N_("To claim a seat, open the Kezek bot in Telegram and send /status."),
+    "reminder_offer": N_("To claim the seat, open the Kezek bot in Telegram and send /status."),
+}
+
+# Deadlines shown in the details: (label, payload key, only for these kinds or any kind).
+_DATE_DETAILS: tuple[tuple[str, str, frozenset[str] | None], ...] = (
+    (N_("Offer open until"), "expires_at", None),
+    (N_("Referral valid until"), "showup_due_at", None),
+    (N_("Referral valid until"), "due_at", frozenset({"reminder_showup"})),
+    (N_("Privilege documents due by"), "docs_due_at", None),
+    (N_("Privilege documents due by"), "due_at", frozenset({"reminder_docs"})),
+    (N_("On the stop-list until"), "stoplist_until", None),
+)
+
+
+@dataclass(frozen=True)
+class EmailSection:
+    """One language's part of an e-mail copy, as the templates get it."""
+
+    lang: str
+    title: str
+    paragraphs: list[str]
+    details: list[tuple[str, str]]
+    footer: str
+
+
+def _email_details(lang: str, n: Notice) -> list[tuple[str, str]]:
+    if n.kind in EMAIL_ONLY_KINDS:
+        return []  # a code's e-mail is the code and nothing else
+    rows: list[tuple[str, str]] = []
+    if n.number:
+        rows.append((gettext(lang, "Application"), n.number))
+    if n.child_iin_masked:
+        rows.append((gettext(lang, "Child's IIN"), n.child_iin_masked))
+    if n.kindergarten is not None:
+        rows.append((gettext(lang, "Kindergarten"), n.kindergarten.name(lang)))
+        if n.kindergarten.address:
+            rows.append((gettext(lang, "Address"), n.kindergarten.address))
+    if n.group_name:
+        rows.append((gettext(lang, "Group"), n.group_name))
+    if n.payload.get("language") in i18n.LANGUAGES:
+        rows.append((gettext(lang, "Language of the group"), i18n.language_name(lang, str(n.payload["language"]))))
+    for label, key, kinds in _DATE_DETAILS:
+        if n.payload.get(key) and (kinds is None or n.kind in kinds):
+            rows.append((gettext(lang, label), _deadline(lang, n.payload[key])))
+    return rows
+
+
+def _email_section(lang: str, n: Notice, subject_id: str) -> EmailSection:
+    paragraphs = [line for line in render(lang, n).text.split("\n") if line.strip()]
+    if n.kind in _ACT_IN_BOT and n.application_id is not None:
+        paragraphs.append(gettext(lang, _ACT_IN_BOT[n.kind]))
+    return EmailSection(
+        lang=lang, title=gettext(lang, subject_id), paragraphs=paragraphs, details=_email_details(lang, n),
+        footer=gettext(lang, "This is an automatic message of Kezek, the kindergarten queue bot. "
+                             "Do not reply to it."))
+
+
+def render_email(notice: Notice) -> EmailContent:
+    """The e-mail copy of ``notice``: a subject and a plain-text and an HTML body, each in Kazakh
+    and then Russian (an e-mail address has no chosen language)."""
     subject_id = SUBJECTS.get(notice.kind, N_("Notice about the kindergarten queue"))
     subject = "Kezek: " + " / ".join(gettext(lang, subject_id) for lang in LANGS_IN_EMAIL)
-    parts = [render(lang, notice).text for lang in LANGS_IN_EMAIL]
-    footer = "\n".join(gettext(lang, "This is an automatic message of Kezek, the kindergarten queue bot. "
-                                     "Do not reply to it.") for lang in LANGS_IN_EMAIL)
-    return subject, "\n\n".join(parts) + "\n\n--\n" + footer + "\n"
+    sections = [_email_section(lang, notice, subject_id) for lang in LANGS_IN_EMAIL]
+    context = {"subject": subject, "sections": sections}
+    return EmailContent(subject=subject, text=_jinja.get_template("notice.txt").render(context),
+                        html=_jinja.get_template("notice.html").render(context))

@@ -1,5 +1,12 @@
-"""A small Bot API stand-in (aiohttp on 127.0.0.1, a free port) for tests that run the bot as a
-real process or with a real ``AiohttpSession``.
+"""A small Bot API stand-in (aiohttp on 127.0.0.1, a free port) for tests and benchmarks that run
+the bot as a real process or with a real ``AiohttpSession``.
+
+Like Telegram it can refuse: ``rate`` / ``chat_rate`` enforce messages per second overall and per
+chat over a sliding second (429 with ``retry_after`` beyond), ``blocked`` chats get 403, and
+``faults`` scripts the next answers to a chat's sendMessage (``"429"``, ``"500"``, ``"timeout"``,
+``"403"``, ``"400"``). ``accepted`` lists the (chat, text) of every message it took;
+``refusals`` counts what it refused and why. ``python -m bot.standin`` runs one on its own (for
+``kezek bench outbox``), with ``GET /_stats`` for the counts.
 
 It answers getMe, long-polls getUpdates (``offset``/``timeout``; 409 while a webhook is set, like
 Telegram), and answers sendMessage, editMessageText, editMessageReplyMarkup, answerCallbackQuery,
@@ -22,22 +29,20 @@ parent did.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import itertools
 import json
-import os
+import math
 import signal
-import sys
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-
-ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123:ABC"
 BOT_USER: dict[str, Any] = {"id": 123, "is_bot": True, "first_name": "Kezek", "username": "kezek_bot"}
 WAIT = 20.0  # default seconds to wait for the bot to react
@@ -96,6 +101,11 @@ class BotApiStandIn:
     token: str = TOKEN
     bot_user: dict[str, Any] = field(default_factory=lambda: dict(BOT_USER))
     host: str = "127.0.0.1"
+    port: int = 0
+    rate: float = 0.0  # sendMessage per second overall (0: no limit)
+    chat_rate: float = 0.0  # sendMessage per second to one chat (0: no limit)
+    timeout_delay: float = 5.0  # how long a scripted "timeout" holds the request
+    keep_calls: bool = True  # False for benchmarks: only counts and ``accepted`` are kept
 
     def __post_init__(self) -> None:
         self.updates: list[dict[str, Any]] = []
@@ -108,14 +118,23 @@ class BotApiStandIn:
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
+        self.accepted: list[tuple[int, str]] = []
+        self.refusals: Counter[str] = Counter()
+        self.blocked: set[int] = set()
+        self.faults: dict[int, list[str]] = {}
+        self._recent: deque[float] = deque()
+        self._recent_chat: dict[int, deque[float]] = {}
+        self.first_at: float | None = None
+        self.last_at: float | None = None
 
     # --- life cycle --------------------------------------------------------------------------------
     async def start(self) -> BotApiStandIn:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self.handle)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
+        app.router.add_get("/_stats", self.stats_handler)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         await site.start()
         port = self._runner.addresses[0][1]
         self.base_url = f"http://{self.host}:{port}"
@@ -255,14 +274,79 @@ class BotApiStandIn:
         method = request.match_info["method"]
         params = await self._params(request)
         call = Call(method, params, index=len(self.calls))
-        self.calls.append(call)
+        if self.keep_calls:
+            self.calls.append(call)
         try:
-            call.result = await self._answer(method.lower(), params)
+            refused = await self._refusal(method.lower(), params)
+            call.result = refused if refused is not None else await self._answer(method.lower(), params)
         finally:
-            await self._notify()
+            if self.keep_calls:
+                await self._notify()
         if isinstance(call.result, web.Response):
             return call.result
         return web.json_response({"ok": True, "result": call.result})
+
+    # --- refusing, like Telegram ------------------------------------------------------------------
+    @staticmethod
+    def _error(code: int, description: str, **parameters: Any) -> web.Response:
+        body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return web.json_response(body, status=code)
+
+    def _too_many(self, window: deque[float], limit: float, now: float) -> int | None:
+        """Seconds to wait when one more message now would exceed ``limit`` in a sliding second."""
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if limit and len(window) >= max(1, math.floor(limit)):
+            return max(1, math.ceil(window[0] + 1.0 - now))
+        return None
+
+    async def _refusal(self, method: str, params: dict[str, Any]) -> web.Response | None:
+        if method != "sendmessage" or "chat_id" not in params:
+            return None
+        chat_id = int(params["chat_id"])
+        script = self.faults.get(chat_id)
+        fault = script.pop(0) if script else None
+        if fault == "timeout":
+            self.refusals["timeout"] += 1
+            await asyncio.sleep(self.timeout_delay)  # the client gives up first
+            return self._error(504, "Gateway Timeout")
+        if fault in ("500", "502"):
+            self.refusals[fault] += 1
+            return self._error(int(fault), "Internal Server Error" if fault == "500" else "Bad Gateway")
+        if fault == "400":
+            self.refusals["400"] += 1
+            return self._error(400, "Bad Request: chat not found")
+        if fault == "403" or chat_id in self.blocked:
+            self.refusals["403"] += 1
+            return self._error(403, "Forbidden: bot was blocked by the user")
+        now = time.monotonic()
+        chat_window = self._recent_chat.setdefault(chat_id, deque())
+        wait = 1 if fault == "429" else (self._too_many(self._recent, self.rate, now)
+                                         or self._too_many(chat_window, self.chat_rate, now))
+        if wait is not None:
+            self.refusals["429"] += 1
+            return self._error(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
+        self._recent.append(now)
+        chat_window.append(now)
+        if len(self._recent_chat) > 50_000:
+            self._recent_chat = {c: w for c, w in self._recent_chat.items() if w and w[-1] > now - 1.0}
+        self.accepted.append((chat_id, str(params.get("text", ""))))
+        self.first_at = self.first_at or now
+        self.last_at = now
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        per_message = Counter(self.accepted)
+        span = (self.last_at - self.first_at) if self.first_at is not None and self.last_at is not None else 0.0
+        return {"accepted": len(self.accepted), "distinct": len(per_message),
+                "twice": sum(1 for n in per_message.values() if n > 1),
+                "refused": dict(self.refusals), "span_seconds": round(span, 3),
+                "rate": round((len(self.accepted) - 1) / span, 2) if span > 0 else None}
+
+    async def stats_handler(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
 
     def _sent_message(self, params: dict[str, Any], **content: Any) -> dict[str, Any]:
         message = {"message_id": next(self._message_ids), "date": int(time.time()),
@@ -343,45 +427,27 @@ class BotApiStandIn:
                     await asyncio.wait_for(self._changed.wait(), left)
 
 
-class BotProcess:
-    """``kezek run`` as a separate process (output to ``log_path``), for end-to-end tests."""
+async def _serve(args: argparse.Namespace) -> None:
+    api = BotApiStandIn(token=args.token, port=args.port, rate=args.rate, chat_rate=args.chat_rate,
+                        keep_calls=False)
+    await api.start()
+    print(api.base_url, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await api.close()
 
-    def __init__(self, log_path: Path, db_url: str, env: dict[str, str], args: list[str] | None = None) -> None:
-        self.log_path, self.db_url = log_path, db_url
-        self.args = list(args or [])  # global options before `run`, e.g. ["--now", "..."]
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("KEZEK_")}
-        self.env.update(KEZEK_LANG="ru", PYTHONUNBUFFERED="1", **env)
-        self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> BotProcess:
-        with self.log_path.open("wb") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "from bot.cli import main; main()", "--db", self.db_url, *self.args, "run",
-                cwd=ROOT, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
-        return self
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A Bot API stand-in on loopback (prints its base URL).")
+    parser.add_argument("--token", default=TOKEN)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=0.0, help="messages per second overall (0: no limit)")
+    parser.add_argument("--chat-rate", type=float, default=0.0, help="messages per second per chat (0: no limit)")
+    asyncio.run(_serve(parser.parse_args()))
 
-    @property
-    def returncode(self) -> int | None:
-        return self.proc.returncode if self.proc is not None else None
 
-    def log(self, tail: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
-
-    def alive(self) -> str | None:
-        """None while running; else why not (for ``BotApiStandIn.wait_for(alive=...)``)."""
-        if self.returncode is None:
-            return None
-        return f"the bot exited with {self.returncode}; its log:\n{self.log()}"
-
-    async def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15) -> int:
-        """Send ``sig`` and wait for the exit (killed after ``timeout`` s); the exit code."""
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.send_signal(sig)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
-            except TimeoutError:
-                self.proc.kill()
-                await asyncio.wait_for(self.proc.wait(), timeout)
-        assert self.proc.returncode is not None
-        return self.proc.returncode
+if __name__ == "__main__":
+    main()

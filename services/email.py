@@ -1,38 +1,76 @@
 """E-mail: an SMTP sender (aiosmtplib) and, for the embedded default, a folder of ``.eml`` files.
 
-Both take a finished subject and body; the words come from the bot layer (bot/notices.py).
-A refused address is ``Undeliverable`` (no retry); a server that is down or answers 4xx is
-``RetryLater`` (the delivery stays due)."""
+Both take a finished :class:`EmailContent` (subject, plain text, HTML); the words come from the
+bot layer (bot/notices.py). Each e-mail is ``multipart/alternative`` (text, then HTML) with a
+``Message-ID`` derived from the delivery's key and a ``Date`` from the clock.
+
+How an SMTP failure is recorded (services/notifications.py turns these into the delivery's state):
+
+* the server is unreachable, times out or answers 421 (closing), or it refuses our login, our
+  sender address or a needed extension (``MailerMisconfigured``, logged as an error): the server's
+  trouble, not the delivery's. ``RetryLater(flood=True)``: the try does not count against the
+  delivery's limit, so no copy is lost however long an outage or a wrong password lasts; the wait
+  grows with the outage (as long as it has lasted so far, between 30 seconds and 15 minutes);
+* a 4xx about this message or this recipient (mailbox busy, greylisting): ``RetryLater`` with the
+  outbox's backoff and its limit of tries;
+* a permanent 5xx about this message or this recipient: ``Undeliverable`` with the server's code
+  and words (``deliveries.last_error``), never retried.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import logging
 import re
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-import datetime as dt
 from pathlib import Path
 from typing import Protocol
 
 from services.clock import Clock
 from services.notifications import RetryLater, Undeliverable
 
+log = logging.getLogger("kezek.email")
+
+OUTAGE_WAIT = (30.0, 900.0)  # the wait after a server-side failure: at least, at most (seconds)
+
+
+@dataclass(frozen=True)
+class EmailContent:
+    subject: str
+    text: str
+    html: str
+
+
+class MailerMisconfigured(RetryLater):
+    """The SMTP settings are wrong (login, sender address, TLS): retried until fixed, logged as an error."""
+
 
 class EmailSender(Protocol):
-    async def send(self, to: str, subject: str, body: str, *, message_key: str) -> None: ...
+    async def send(self, to: str, content: EmailContent, *, message_key: str) -> None: ...
 
 
-def build_message(sender: str, to: str, subject: str, body: str, *, message_key: str,
+def build_message(sender: str, to: str, content: EmailContent, *, message_key: str,
                   at: dt.datetime) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
-    msg["Subject"] = subject
+    msg["Subject"] = content.subject
     msg["Date"] = format_datetime(at)
     domain = sender.rsplit("@", 1)[-1].strip(">") or "kezek.local"
     msg["Message-ID"] = make_msgid(idstring=re.sub(r"[^A-Za-z0-9.-]", "-", message_key), domain=domain)
-    msg.set_content(body)
+    msg["Content-Language"] = "kk, ru"
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to a notice
+    msg.set_content(content.text)
+    msg.add_alternative(content.html, subtype="html")
     return msg
+
+
+def _smtp_reason(code: int, message: str) -> str:
+    words = " ".join(str(message).split())
+    return f"smtp {code}: {words}"[:200] if words else f"smtp {code}"
 
 
 class SmtpSender:
@@ -43,24 +81,67 @@ class SmtpSender:
         self.host, self.port, self.sender = host, port, sender
         self.username, self.password = username, password
         self.starttls, self.use_tls, self.timeout = starttls, use_tls, timeout
+        self._trouble_since: dt.datetime | None = None  # when the server's current trouble began
+        self._logged_at: dt.datetime | None = None
 
-    async def send(self, to: str, subject: str, body: str, *, message_key: str) -> None:
+    def _server_trouble(self, reason: str, *, misconfigured: bool = False) -> RetryLater:
+        """A failure that is the server's or the settings', not this delivery's: wait as long as the
+        trouble has lasted (within OUTAGE_WAIT) and do not count the try."""
+        now = self.clock.now()
+        since = self._trouble_since = self._trouble_since or now
+        wait = min(max((now - since).total_seconds(), OUTAGE_WAIT[0]), OUTAGE_WAIT[1])
+        if self._logged_at is None or (now - self._logged_at).total_seconds() >= OUTAGE_WAIT[1]:
+            self._logged_at = now  # once when it starts, then every 15 minutes while it lasts
+            hint = "; check the KEZEK_SMTP_* settings" if misconfigured else ""
+            log.error("SMTP server %s:%s: %s%s (e-mails wait and are retried)", self.host, self.port,
+                      reason, hint)
+        error = MailerMisconfigured if misconfigured else RetryLater
+        return error(wait, reason[:200], flood=True)
+
+    def _fine(self) -> None:
+        if self._trouble_since is not None:
+            log.info("SMTP server %s:%s accepts e-mails again", self.host, self.port)
+        self._trouble_since = self._logged_at = None
+
+    async def send(self, to: str, content: EmailContent, *, message_key: str) -> None:
         import aiosmtplib
 
-        msg = build_message(self.sender, to, subject, body, message_key=message_key, at=self.clock.now())
+        msg = build_message(self.sender, to, content, message_key=message_key, at=self.clock.now())
         try:
             await aiosmtplib.send(
                 msg, hostname=self.host, port=self.port, username=self.username or None,
                 password=self.password or None, start_tls=self.starttls, use_tls=self.use_tls,
                 timeout=self.timeout)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise self._server_trouble(f"login refused ({_smtp_reason(exc.code, exc.message)})",
+                                       misconfigured=True) from exc
+        except aiosmtplib.SMTPSenderRefused as exc:
+            if 400 <= exc.code < 500:
+                raise self._server_trouble(_smtp_reason(exc.code, exc.message)) from exc
+            # 530 "authentication required", 553 "sender not allowed": the settings, not the parent.
+            raise self._server_trouble(f"sender refused ({_smtp_reason(exc.code, exc.message)})",
+                                       misconfigured=True) from exc
+        except aiosmtplib.SMTPNotSupported as exc:
+            raise self._server_trouble(f"not supported by the server ({exc.message})", misconfigured=True) from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise Undeliverable("recipient refused") from exc
+            self._fine()
+            refusals = exc.recipients or []
+            permanent = [r for r in refusals if 500 <= r.code < 600]
+            if permanent or not refusals:
+                first = permanent[0] if permanent else None
+                raise Undeliverable("recipient refused: " + (
+                    _smtp_reason(first.code, first.message) if first else "no reason given")) from exc
+            raise RetryLater(None, _smtp_reason(refusals[0].code, refusals[0].message)) from exc
         except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 421 or isinstance(exc, (aiosmtplib.SMTPConnectResponseError, aiosmtplib.SMTPHeloError)):
+                raise self._server_trouble(_smtp_reason(exc.code, exc.message)) from exc
+            self._fine()
             if 500 <= exc.code < 600:
-                raise Undeliverable(f"smtp {exc.code}") from exc
-            raise RetryLater(60, f"smtp {exc.code}") from exc
+                raise Undeliverable(_smtp_reason(exc.code, exc.message)) from exc
+            raise RetryLater(None, _smtp_reason(exc.code, exc.message)) from exc
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-            raise RetryLater(60, type(exc).__name__) from exc
+            raise self._server_trouble(f"smtp server unreachable: {type(exc).__name__}") from exc
+        self._fine()
 
 
 class FolderSender:
@@ -70,8 +151,8 @@ class FolderSender:
         self.clock = clock
         self.folder, self.sender = Path(folder), sender
 
-    async def send(self, to: str, subject: str, body: str, *, message_key: str) -> None:
-        msg = build_message(self.sender, to, subject, body, message_key=message_key, at=self.clock.now())
+    async def send(self, to: str, content: EmailContent, *, message_key: str) -> None:
+        msg = build_message(self.sender, to, content, message_key=message_key, at=self.clock.now())
         name = re.sub(r"[^A-Za-z0-9._-]", "_", message_key) + ".eml"
         data = bytes(msg)
 

@@ -18,19 +18,21 @@ No aiogram here: the bot layer provides the Telegram port and renders the texts.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from services.context import Ctx
 from services.directory import KindergartenInfo
 from services.facade import FacadeBase
+from services.pacing import Pacer
 from services.settings import notice_wanted
-from services.validation import mask_iin
+from services.validation import mask_email, mask_iin
 from storage.models import Application, Chat, ChatLink, Delivery, Group, Kindergarten, OutboxMessage
 
 log = logging.getLogger("kezek.notices")
@@ -47,16 +49,27 @@ BACKOFF_CAP = dt.timedelta(hours=1)
 
 
 class RetryLater(Exception):
-    """The channel asks to try again after ``seconds`` (Telegram's retry_after, an SMTP 4xx)."""
+    """Try this delivery again later: after ``seconds`` when the channel said so (Telegram's
+    ``retry_after``), else after the usual backoff (a 5xx, a timeout).
+    ``flood``: the channel as a whole cannot take anything now, through no fault of this delivery
+    (Telegram's 429; an SMTP server that is down or refuses our login): the try does not count
+    against the delivery's limit, and a paced sender pauses every send for ``seconds``."""
 
-    def __init__(self, seconds: float, reason: str = "retry") -> None:
+    def __init__(self, seconds: float | None = None, reason: str = "retry", *, flood: bool = False) -> None:
         super().__init__(reason)
         self.seconds = seconds
         self.reason = reason
+        self.flood = flood
 
 
 class Undeliverable(Exception):
-    """This recipient cannot get it, now or later (bot blocked, chat not found, address refused)."""
+    """This recipient cannot get it, now or later (bot blocked, chat not found, address refused).
+    ``blocked``: the user blocked the bot; the chat gets no more Telegram notices until it writes
+    to the bot again (its e-mail copies go on)."""
+
+    def __init__(self, reason: str, *, blocked: bool = False) -> None:
+        super().__init__(reason)
+        self.blocked = blocked
 
 
 @dataclass(frozen=True)
@@ -139,7 +152,8 @@ async def route_outbox(ctx: Ctx, limit: int = 500) -> int:
             for chat in chats:
                 if not notice_wanted(chat, row.kind):
                     continue
-                add(row, TELEGRAM, str(chat.id), chat.language or "ru")
+                if chat.blocked_at is None:  # a chat that blocked the bot keeps only its e-mail copy
+                    add(row, TELEGRAM, str(chat.id), chat.language or "ru")
                 if chat.email:
                     emails.append(chat.email)
             if app is not None and app.email and only is None:
@@ -154,41 +168,48 @@ async def route_outbox(ctx: Ctx, limit: int = 500) -> int:
 
 # --- sending -------------------------------------------------------------------------------------------
 
-async def claim_due(ctx: Ctx, channel: str, limit: int = 50) -> list[Notice]:
-    """Lease up to ``limit`` due deliveries of ``channel`` and gather what their texts need."""
-    q = (_due_deliveries(ctx, channel).add_columns(OutboxMessage)
+async def claim_due(ctx: Ctx, channel: str, limit: int = 50, lease: dt.timedelta = LEASE) -> list[Notice]:
+    """Lease up to ``limit`` due deliveries of ``channel`` for ``lease`` and gather what their
+    texts need."""
+    # Plain columns, not ORM objects, and one UPDATE for the lease: a fan-out leases thousands.
+    q = (select(Delivery.id, Delivery.target, Delivery.lang, Delivery.attempts, OutboxMessage.kind,
+                OutboxMessage.payload, OutboxMessage.application_id)
          .join(OutboxMessage, OutboxMessage.id == Delivery.outbox_id)
+         .where(Delivery.channel == channel, Delivery.status == "pending", Delivery.next_attempt_at <= ctx.now)
          .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit))
     if ctx.is_postgres:
         q = q.with_for_update(of=Delivery, skip_locked=True)
     rows = (await ctx.session.execute(q)).all()
     if not rows:
         return []
-    for delivery, _ in rows:
-        delivery.attempts += 1
-        delivery.next_attempt_at = ctx.now + LEASE
-    app_ids = {o.application_id for _, o in rows if o.application_id is not None}
+    await ctx.session.execute(update(Delivery).where(Delivery.id.in_([r.id for r in rows]))
+                              .values(attempts=Delivery.attempts + 1, next_attempt_at=ctx.now + lease)
+                              .execution_options(synchronize_session=False))
+    app_ids = {o.application_id for o in rows if o.application_id is not None}
     apps = {a.id: a for a in (await ctx.session.execute(
-        select(Application).where(Application.id.in_(app_ids)))).scalars()} if app_ids else {}
-    kg_ids = {int(o.payload["kindergarten_id"]) for _, o in rows if (o.payload or {}).get("kindergarten_id")}
+        select(Application.id, Application.number, Application.child_iin)
+        .where(Application.id.in_(app_ids)))).all()} if app_ids else {}
+    kg_ids = {int(o.payload["kindergarten_id"]) for o in rows if (o.payload or {}).get("kindergarten_id")}
     kgs = {k.id: k for k in (await ctx.session.execute(
         select(Kindergarten).where(Kindergarten.id.in_(kg_ids)))).scalars()} if kg_ids else {}
-    group_ids = {int(o.payload["group_id"]) for _, o in rows if (o.payload or {}).get("group_id")}
+    group_ids = {int(o.payload["group_id"]) for o in rows if (o.payload or {}).get("group_id")}
     groups = {g.id: g for g in (await ctx.session.execute(
         select(Group).where(Group.id.in_(group_ids)))).scalars()} if group_ids else {}
     out = []
-    for delivery, outbox in rows:
-        payload = dict(outbox.payload or {})
-        app = apps.get(outbox.application_id) if outbox.application_id is not None else None
+    for row in rows:
+        payload = dict(row.payload or {})
+        app = apps.get(row.application_id) if row.application_id is not None else None
         kg = kgs.get(int(payload["kindergarten_id"])) if payload.get("kindergarten_id") else None
         group = groups.get(int(payload["group_id"])) if payload.get("group_id") else None
+        if group is not None:
+            payload.setdefault("language", group.language)  # the group's language, for the copy's details
         out.append(Notice(
-            delivery_id=delivery.id, channel=channel, target=delivery.target, lang=delivery.lang,
-            kind=outbox.kind, payload=payload, application_id=outbox.application_id,
+            delivery_id=row.id, channel=channel, target=row.target, lang=row.lang,
+            kind=row.kind, payload=payload, application_id=row.application_id,
             number=app.number if app else None,
             child_iin_masked=mask_iin(app.child_iin) if app else None,
             kindergarten=KindergartenInfo.of(kg) if kg else None,
-            group_name=group.name if group else None, attempts=delivery.attempts))
+            group_name=group.name if group else None, attempts=row.attempts + 1))
     return out
 
 
@@ -196,23 +217,52 @@ def backoff(attempts: int) -> dt.timedelta:
     return min(dt.timedelta(seconds=5 * 2 ** max(attempts - 1, 0)), BACKOFF_CAP)
 
 
-async def record_result(ctx: Ctx, notice: Notice, error: BaseException | None) -> str:
-    """Write down how a send went; returns the delivery's new status."""
-    values: dict[str, Any]
+def _outcome(ctx: Ctx, notice: Notice, error: BaseException | None) -> dict[str, Any]:
+    """The columns a send's result sets on its delivery."""
     if error is None:
-        values = {"status": "sent", "sent_at": ctx.now, "last_error": None}
-    elif isinstance(error, Undeliverable):
-        values = {"status": "failed", "last_error": str(error)[:200] or type(error).__name__}
-    elif notice.attempts >= MAX_ATTEMPTS:
-        values = {"status": "failed", "last_error": f"gave up after {notice.attempts} tries: {type(error).__name__}"}
-    elif isinstance(error, RetryLater):
-        values = {"next_attempt_at": ctx.now + dt.timedelta(seconds=max(error.seconds, 1)),
-                  "last_error": error.reason[:200]}
-    else:
-        values = {"next_attempt_at": ctx.now + backoff(notice.attempts), "last_error": type(error).__name__}
-    await ctx.session.execute(update(Delivery).where(Delivery.id == notice.delivery_id).values(**values)
-                              .execution_options(synchronize_session=False))
-    return str(values.get("status", "pending"))
+        return {"status": "sent", "sent_at": ctx.now, "last_error": None}
+    if isinstance(error, Undeliverable):
+        return {"status": "failed", "last_error": str(error)[:200] or type(error).__name__}
+    if isinstance(error, RetryLater) and error.flood:
+        # Telegram asked to slow down: not this delivery's fault, the try does not count.
+        return {"next_attempt_at": ctx.now + dt.timedelta(seconds=max(error.seconds or 1, 1)),
+                "attempts": max(notice.attempts - 1, 0), "last_error": error.reason[:200]}
+    if notice.attempts >= MAX_ATTEMPTS:
+        reason = error.reason if isinstance(error, RetryLater) else type(error).__name__
+        return {"status": "failed", "last_error": f"gave up after {notice.attempts} tries: {reason}"[:200]}
+    if isinstance(error, RetryLater):
+        delay = dt.timedelta(seconds=max(error.seconds, 1)) if error.seconds is not None else backoff(notice.attempts)
+        return {"next_attempt_at": ctx.now + delay, "last_error": error.reason[:200]}
+    return {"next_attempt_at": ctx.now + backoff(notice.attempts), "last_error": type(error).__name__}
+
+
+async def record_results(ctx: Ctx, results: list[tuple[Notice, BaseException | None]]) -> dict[str, int]:
+    """Write down how a group of sends went (one transaction: a group commit); returns how many
+    deliveries ended sent, failed, or still pending. A blocked bot marks the chat blocked."""
+    counts = {"sent": 0, "pending": 0, "failed": 0}
+    sent = [n.delivery_id for n, e in results if e is None]
+    if sent:
+        await ctx.session.execute(update(Delivery).where(Delivery.id.in_(sent))
+                                  .values(status="sent", sent_at=ctx.now, last_error=None)
+                                  .execution_options(synchronize_session=False))
+        counts["sent"] = len(sent)
+    for notice, error in results:
+        if error is None:
+            continue
+        values = _outcome(ctx, notice, error)
+        await ctx.session.execute(update(Delivery).where(Delivery.id == notice.delivery_id).values(**values)
+                                  .execution_options(synchronize_session=False))
+        counts[str(values.get("status", "pending"))] += 1
+        if isinstance(error, Undeliverable) and error.blocked and notice.channel == TELEGRAM:
+            await ctx.session.execute(update(Chat).where(Chat.id == int(notice.target), Chat.blocked_at.is_(None))
+                                      .values(blocked_at=ctx.now).execution_options(synchronize_session=False))
+    return counts
+
+
+async def record_result(ctx: Ctx, notice: Notice, error: BaseException | None) -> str:
+    """Write down how one send went; returns the delivery's new status."""
+    counts = await record_results(ctx, [(notice, error)])
+    return next(status for status, n in counts.items() if n)
 
 
 async def scrub_codes(ctx: Ctx) -> None:
@@ -238,21 +288,127 @@ class NotificationFacade(FacadeBase):
         async with self.unit("router", with_calendar=False) as ctx:
             return await route_outbox(ctx, limit)
 
-    async def deliver_due(self, channel: str, send: Send, limit: int = 50) -> dict[str, int]:
-        """Send what is due on ``channel`` through ``send``; one short transaction to lease, none
-        while sending, one to record each result (a crash after a send re-sends at most that one)."""
+    async def deliver_due(self, channel: str, send: Send, limit: int = 50, *, concurrency: int = 1,
+                          pacer: Pacer | None = None, lease: dt.timedelta = LEASE) -> dict[str, int]:
+        """Send what is due on ``channel`` through ``send``: one short transaction leases up to
+        ``limit`` deliveries; up to ``concurrency`` sends run at once, paced by ``pacer``, outside
+        any transaction; each result is written as soon as the previous write is done, together
+        with whatever finished meanwhile (a group commit); a send keeps its slot until its result
+        is written, so a crash can re-send at most ``concurrency`` deliveries (the Bot API has no
+        idempotency key: a message Telegram took just before the crash cannot be told apart)."""
         async with self.unit("sender", with_calendar=False) as ctx:
-            notices = await claim_due(ctx, channel, limit)
+            notices = await claim_due(ctx, channel, limit, lease)
         counts = {"sent": 0, "pending": 0, "failed": 0}
-        for notice in notices:
-            error: BaseException | None = None
-            try:
-                await send(notice)
-            except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried or given up
-                error = exc
-                log.warning("delivery %s on %s: %s", notice.delivery_id, channel, type(exc).__name__)
-            async with self.unit("sender", with_calendar=False) as ctx:
-                counts[await record_result(ctx, notice, error)] += 1
-                if channel == EMAIL and notice.kind in EMAIL_ONLY:
-                    await scrub_codes(ctx)
+        if not notices:
+            return counts
+        slots = asyncio.Semaphore(max(concurrency, 1))
+        loop = asyncio.get_running_loop()
+        outcomes: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def one(notice: Notice) -> None:
+            # The slot is held until the result is written: what a crash can leave sent but not
+            # written down is at most ``concurrency`` deliveries.
+            async with slots:
+                error: BaseException | None = None
+                try:
+                    if pacer is None:
+                        await send(notice)
+                    else:
+                        async with pacer.slot(notice.target):
+                            await send(notice)
+                except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried or given up
+                    error = exc
+                    if pacer is not None and isinstance(exc, RetryLater) and exc.flood:
+                        pacer.hold(exc.seconds or 1)
+                    log.warning("delivery %s on %s: %s", notice.delivery_id, channel, type(exc).__name__)
+                written = loop.create_future()
+                outcomes.put_nowait((notice, error, written))
+                await written
+
+        def died(task: asyncio.Task[None]) -> None:
+            if task.cancelled() or task.exception() is not None:
+                outcomes.put_nowait(task)  # a send that died (the process stopping): end the round
+
+        tasks = [asyncio.create_task(one(n)) for n in notices]
+        for task in tasks:
+            task.add_done_callback(died)
+        try:
+            left = len(tasks)
+            while left:
+                group = [await outcomes.get()]
+                while not outcomes.empty():
+                    group.append(outcomes.get_nowait())
+                for item in group:
+                    if isinstance(item, asyncio.Task):
+                        item.result()  # re-raises how it died
+                async with self.unit("sender", with_calendar=False) as ctx:
+                    for status, n in (await record_results(ctx, [(n, e) for n, e, _ in group])).items():
+                        counts[status] += n
+                    if channel == EMAIL and any(n.kind in EMAIL_ONLY for n, _, _ in group):
+                        await scrub_codes(ctx)
+                for _, _, written in group:
+                    written.set_result(None)
+                left -= len(group)
+        finally:
+            for task in tasks:
+                task.remove_done_callback(died)
+                task.cancel()
         return counts
+
+    async def chat_seen(self, chat_id: int) -> str | None:
+        """A chat wrote to the bot: its chosen language (None: not chosen yet). A chat that had
+        blocked the bot has evidently unblocked it: its Telegram notices resume."""
+        async with self.reading(with_calendar=False) as ctx:
+            row = (await ctx.session.execute(select(Chat.language, Chat.blocked_at)
+                                             .where(Chat.id == chat_id))).first()
+        if row is None:
+            return None
+        if row.blocked_at is not None:
+            async with self.unit("telegram", with_calendar=False) as ctx:
+                await ctx.session.execute(update(Chat).where(Chat.id == chat_id).values(blocked_at=None)
+                                          .execution_options(synchronize_session=False))
+        return row.language
+
+    async def outbox_report(self, failed_limit: int = 20) -> dict[str, Any]:
+        """For operators: the outbox and deliveries by status, what is due and how late, how many
+        were retried, chats that blocked the bot, and the latest failures with their reasons
+        (recipients masked)."""
+        async with self.reading(with_calendar=False) as ctx:
+            s, now = ctx.session, ctx.now
+            outbox = {k: int(v) for k, v in (await s.execute(
+                select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status))).all()}
+            channels: dict[str, dict[str, int]] = {}
+            for channel, status, n in (await s.execute(select(Delivery.channel, Delivery.status, func.count())
+                                                       .group_by(Delivery.channel, Delivery.status))).all():
+                channels.setdefault(channel, {})[status] = int(n)
+            for channel in channels:
+                due = select(func.count(), func.min(Delivery.next_attempt_at)).where(
+                    Delivery.channel == channel, Delivery.status == "pending", Delivery.next_attempt_at <= now)
+                n_due, oldest = (await s.execute(due)).one()
+                retried = (await s.execute(select(func.count()).where(
+                    Delivery.channel == channel, Delivery.status == "pending", Delivery.attempts > 0))).scalar_one()
+                channels[channel]["due_now"] = int(n_due)
+                channels[channel]["waiting_to_retry"] = int(retried)
+                channels[channel]["oldest_due_seconds"] = int((now - oldest).total_seconds()) if oldest else 0
+            reasons = {str(k): int(v) for k, v in (await s.execute(
+                select(Delivery.last_error, func.count()).where(Delivery.status == "failed")
+                .group_by(Delivery.last_error))).all()}
+            latest = (await s.execute(
+                select(Delivery.id, OutboxMessage.kind, Delivery.channel, Delivery.target, Delivery.attempts,
+                       Delivery.last_error, Delivery.next_attempt_at)
+                .join(OutboxMessage, OutboxMessage.id == Delivery.outbox_id)
+                .where(Delivery.status == "failed").order_by(Delivery.id.desc()).limit(failed_limit))).all()
+            blocked = (await s.execute(select(func.count()).where(Chat.blocked_at.is_not(None)))).scalar_one()
+        return {
+            "outbox": outbox, "deliveries": channels, "failed_reasons": reasons, "blocked_chats": int(blocked),
+            "failed_latest": [{"delivery": r.id, "kind": r.kind, "channel": r.channel,
+                               "to": mask_target(r.channel, r.target), "tries": r.attempts,
+                               "reason": r.last_error} for r in latest],
+        }
+
+
+def mask_target(channel: str, target: str) -> str:
+    """A recipient fit for an operator's screen or a log: a masked address or chat id."""
+    if channel == EMAIL:
+        return mask_email(target)
+    return target[:2] + "•" * max(len(target) - 4, 1) + target[-2:] if len(target) > 4 else "•" * len(target)

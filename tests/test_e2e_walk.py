@@ -134,7 +134,7 @@ async def test_a_parent_links_sees_the_number_gets_the_alert_and_claims(api: Bot
 
         mails = await eventually(copies, bot)
         assert mails, bot.log()
-        assert any(mine["number"] in m.get_content() for m in mails)
+        assert any(mine["number"] in m.get_body(("plain",)).get_content() for m in mails)
     finally:
         code = await bot.stop()
         await db.dispose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email
+import html
 import re
 from email import policy
 from pathlib import Path
@@ -20,11 +21,12 @@ from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy import select, update
 
 from bot import i18n
-from bot.notices import RENDERERS, render, render_email
+from bot.notices import RENDERERS, SUBJECTS, render, render_email
 from bot.sender import drain_once, telegram_port
 from handlers.claim import SeatsCallback
 from services.clock import FrozenClock
-from services.email import FolderSender, SmtpSender
+from services.directory import KindergartenInfo
+from services.email import EmailContent, FolderSender, SmtpSender
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM, MAX_ATTEMPTS, Notice, RetryLater, Undeliverable
 from storage.models import Chat, Delivery, OutboxMessage
@@ -212,20 +214,63 @@ def test_notice_words_in_both_languages(kind: str) -> None:
                       code="123456", number=4, previous=9)
     ru, kk = render("ru", notice).text, render("kk", notice).text
     assert ru and kk and "{" not in ru and "{" not in kk
-    subject, body = render_email(notice)
-    assert ru in body and kk in body and subject.startswith("Kezek")
+    copy = render_email(notice)
+    assert ru in copy.text and kk in copy.text and copy.subject.startswith("Kezek")
+    assert "{" not in copy.subject and "{" not in copy.text and "{" not in copy.html
+    # The HTML copy holds the same words (escaped) as the text copy, in both languages.
+    for line in (ru + "\n" + kk).splitlines():
+        assert html.escape(line, quote=False) in copy.html.replace("&#39;", "'").replace("&#34;", '"')
+    assert 'lang="kk"' in copy.html and 'lang="ru"' in copy.html
 
 
 # --- e-mail ----------------------------------------------------------------------------------------
 
+def test_every_notice_has_an_email_subject_of_its_own() -> None:
+    assert set(RENDERERS) <= set(SUBJECTS), set(RENDERERS) - set(SUBJECTS)
+    for kind in RENDERERS:
+        subject = render_email(a_notice(kind)).subject
+        assert subject.count(" / ") == 1  # Kazakh / Russian
+        kk, ru = subject.removeprefix("Kezek: ").split(" / ")
+        assert kk == i18n.gettext("kk", SUBJECTS[kind]) and ru == i18n.gettext("ru", SUBJECTS[kind]) and kk != ru
+
+
+def test_a_referral_copy_lists_its_details_and_escapes_registry_data() -> None:
+    notice = Notice(
+        delivery_id=1, channel=EMAIL, target="parent@example.kz", lang="ru", kind="referral_issued",
+        payload={"showup_due_at": "2026-09-14T19:00:00+00:00", "docs_due_at": "2026-09-21T19:00:00+00:00",
+                 "language": "kk"},
+        application_id=5, number="A00001", child_iin_masked="230315*****1",
+        kindergarten=KindergartenInfo("KG", "Сад <b>&</b>", "<b>&</b> бақша", "ул. Абая & Сейфуллина"),
+        group_name="Балапан <i>")
+    copy = render_email(notice)
+    for lang, kg, language in (("kk", "<b>&</b> бақша", "қазақ тілі"), ("ru", "Сад <b>&</b>", "казахский")):
+        due = i18n.format_deadline(lang, dt.datetime(2026, 9, 14, 19, tzinfo=dt.UTC))
+        docs = i18n.format_deadline(lang, dt.datetime(2026, 9, 21, 19, tzinfo=dt.UTC))
+        for label, value in (("Kindergarten", kg), ("Address", "ул. Абая & Сейфуллина"), ("Group", "Балапан <i>"),
+                             ("Language of the group", language), ("Referral valid until", due),
+                             ("Privilege documents due by", docs)):
+            assert f"{i18n.gettext(lang, label)}: {value}" in copy.text, (lang, label)
+            assert html.escape(value, quote=False) in copy.html
+    assert "&lt;b&gt;&amp;&lt;/b&gt; бақша" in copy.html and "Балапан &lt;i&gt;" in copy.html
+    assert "<b>" not in copy.html and "<i>" not in copy.html
+
+
+def test_a_code_copy_carries_the_code_and_no_application_details() -> None:
+    copy = render_email(a_notice("email_code", code="654321"))
+    assert "654321" in copy.text and "654321" in copy.html
+    assert i18n.gettext("ru", "Child's IIN") not in copy.text
+
+
 async def test_folder_sender_writes_a_readable_eml(tmp_path: Path, clock: FrozenClock) -> None:
     mailer = FolderSender(clock, tmp_path / "mail")
-    subject, body = render_email(a_notice())
-    await mailer.send("parent@example.kz", subject, body, message_key="kezek-1")
+    copy = render_email(a_notice())
+    await mailer.send("parent@example.kz", copy, message_key="kezek-1")
     [path] = list((tmp_path / "mail").glob("*.eml"))
     msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-    assert msg["To"] == "parent@example.kz" and msg["Subject"] == subject
-    assert "A00001" in msg.get_content()
+    assert msg["To"] == "parent@example.kz" and msg["Subject"] == copy.subject
+    assert msg.get_content_type() == "multipart/alternative" and msg["Message-ID"] and msg["Date"]
+    assert "A00001" in msg.get_body(("plain",)).get_content()
+    assert "A00001" in msg.get_body(("html",)).get_content()
 
 
 class Inbox:
@@ -258,15 +303,16 @@ async def test_smtp_sender_on_a_real_server(kz: Kezek, world: World, clock: Froz
     await drain_once(kz, None, mailer)
     [msg] = inbox.messages
     assert msg["To"] == linked["row"]["email"]
-    body = msg.get_content()
+    body = msg.get_body(("plain",)).get_content()
     assert linked["row"]["number"] in body
     assert i18n.gettext("kk", "Your turn has come") in msg["Subject"]
     assert "Ясли-сад №1" in body and "№1 бөбекжай-бақша" in body  # both languages
-    with pytest.raises(Undeliverable):
-        await mailer.send("nobody@refused.kz", "s", "b", message_key="x")
+    with pytest.raises(Undeliverable) as refused:
+        await mailer.send("nobody@refused.kz", render_email(a_notice()), message_key="x")
+    assert "550" in str(refused.value)  # the reason operators see in deliveries.last_error
 
 
 async def test_smtp_down_means_retry_later(clock: FrozenClock, unused_tcp_port: int) -> None:
     mailer = SmtpSender(clock, "127.0.0.1", unused_tcp_port, "noreply@kezek.kz", starttls=False, timeout=5)
     with pytest.raises(RetryLater):
-        await mailer.send("parent@example.kz", "s", "b", message_key="x")
+        await mailer.send("parent@example.kz", EmailContent("s", "b", "<p>b</p>"), message_key="x")

@@ -1,0 +1,299 @@
+"""The e-mail copies of notices on a real SMTP server (aiosmtpd on loopback): a fan-out survives the
+server going away mid-run and every copy arrives exactly once, as text + HTML in Kazakh and
+Russian with the registry's words escaped; logging in, and what a wrong password or a refusing
+server leaves behind for operators."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from html import escape as html_escape
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.i18n import format_deadline, gettext
+from bot.notices import render_email
+from bot.sender import SendPolicy, drain_once
+from services.clock import FrozenClock
+from services.email import EmailContent, MailerMisconfigured, SmtpSender
+from services.kezek import Kezek
+from services.notifications import EMAIL, MAX_ATTEMPTS, Notice, RetryLater, Undeliverable
+from storage.models import Delivery, OutboxMessage
+from tests.conftest import World
+
+ESCAPED_KG_RU = "Сад <b>&</b> «Ромашка»"
+ESCAPED_KG_KK = "«Ромашка» <b>&</b> бақшасы"
+KG_ADDRESS = "ул. Абая, 10 & 12"
+USER, PASSWORD = "kezek", "s3cret"
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")  # loopback only
+REFUSED = "parent25@refused.kz"  # an address the SMTP server refuses for good
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps what it accepts and refuses as the test tells it to."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.rcpt_answer: dict[str, str] = {}  # address domain -> SMTP answer to RCPT
+        self.data_answer: str | None = None
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        answer = self.rcpt_answer.get(address.rsplit("@", 1)[-1])
+        if answer:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_answer:
+            return self.data_answer
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
+        return "250 OK"
+
+
+class SmtpServer:
+    """A real SMTP server on 127.0.0.1 that the test can stop and start again on the same port."""
+
+    def __init__(self, port: int, **options: Any) -> None:
+        self.port, self.options = port, options
+        self.inbox = Inbox()
+        self.controller: Any = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **self.options)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def smtp_server(unused_tcp_port: int) -> Iterator[SmtpServer]:
+    server = SmtpServer(unused_tcp_port)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    ok = (isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode()
+          and auth_data.password == PASSWORD.encode())
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def auth_server(unused_tcp_port: int) -> Iterator[SmtpServer]:
+    """An SMTP server that wants a login (over plain text: loopback, no certificate needed)."""
+    server = SmtpServer(unused_tcp_port, authenticator=_authenticator, auth_required=True,
+                        auth_require_tls=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+def mailer_for(server: SmtpServer, clock: FrozenClock, **login: str) -> SmtpSender:
+    return SmtpSender(clock, "127.0.0.1", server.port, "Kezek <noreply@kezek.kz>", starttls=False,
+                      timeout=5, **login)
+
+
+async def email_deliveries(kz: Kezek) -> list[tuple[str, str, str, str | None, dt.datetime]]:
+    """(kind, address, status, last error, next attempt) of every e-mail delivery."""
+    async with kz.reading() as ctx:
+        rows = (await ctx.session.execute(
+            select(OutboxMessage.kind, Delivery.target, Delivery.status, Delivery.last_error,
+                   Delivery.next_attempt_at)
+            .join(OutboxMessage, OutboxMessage.id == Delivery.outbox_id)
+            .where(Delivery.channel == EMAIL).order_by(Delivery.id))).all()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+async def drain_until_idle(kz: Kezek, mailer: SmtpSender, batch: int = 10) -> None:
+    for _ in range(100):
+        if not await drain_once(kz, None, mailer, SendPolicy(batch=batch)):
+            return
+    raise AssertionError("the outbox never went idle")
+
+
+def aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)  # SQLite reads naive UTC
+
+
+def past_the_retry_time(clock: FrozenClock, rows: list[tuple[Any, ...]]) -> None:
+    clock.set(max(aware(r[4]) for r in rows if r[2] == "pending") + dt.timedelta(seconds=1))
+
+
+def parts(msg: EmailMessage) -> tuple[str, str]:
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    return msg.get_body(("plain",)).get_content(), msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+
+
+async def test_a_fan_out_survives_the_smtp_server_going_away(
+        kz: Kezek, world: World, clock: FrozenClock, smtp_server: SmtpServer) -> None:
+    await kz.upsert_kindergartens([
+        {"code": "ESC", "district": "ALM-BOS", "name_ru": ESCAPED_KG_RU, "name_kk": ESCAPED_KG_KK,
+         "address": KG_ADDRESS, "languages": "ru,kk"}])
+    rows = [world.row() for _ in range(30)]
+    rows[24]["email"] = REFUSED  # an address the server refuses for good
+    await world.apps(*rows)
+    published = await world.publish(30, "ESC")
+    assert len(published.offers) == 30  # 30 "your turn" notices, each with its e-mail copy
+    _, seat_id, claimant = published.offers[0]
+    await kz.claim(claimant, seat_id, confirmed_by="telegram:1")  # and a referral
+    smtp_server.inbox.rcpt_answer["refused.kz"] = "550 5.1.1 no such mailbox"
+    mailer = mailer_for(smtp_server, clock)
+
+    assert await drain_once(kz, None, mailer, SendPolicy(batch=10)) == 10  # the first ten go out ...
+    assert len(smtp_server.inbox.messages) == 10
+    smtp_server.stop()  # ... then the server goes away
+    await drain_until_idle(kz, mailer)
+    down = await email_deliveries(kz)
+    assert len(down) == 31
+    assert Counter(status for _, _, status, _, _ in down) == {"sent": 10, "pending": 21}  # nothing lost
+    assert {err for _, _, status, err, _ in down if status == "pending"} == {
+        "smtp server unreachable: SMTPConnectError"}
+    assert len(smtp_server.inbox.messages) == 10
+
+    smtp_server.start()  # back, on the same port
+    assert await drain_once(kz, None, mailer) == 0  # not before the retry time
+    past_the_retry_time(clock, down)
+    await drain_until_idle(kz, mailer)
+
+    done = await email_deliveries(kz)
+    assert Counter(status for _, _, status, _, _ in done) == {"sent": 30, "failed": 1}
+    [(_, refused_to, _, reason, _)] = [r for r in done if r[2] == "failed"]
+    assert refused_to == REFUSED and "550" in (reason or "")  # the reason operators see
+    got = smtp_server.inbox.messages
+    assert len(got) == 30
+    assert len({m["Message-ID"] for m in got}) == 30  # exactly once each
+    turn = f"Kezek: {gettext('kk', 'Your turn has come')} / {gettext('ru', 'Your turn has come')}"
+    referral = f"Kezek: {gettext('kk', 'Referral issued')} / {gettext('ru', 'Referral issued')}"
+    expected = Counter({(r["email"], turn): 1 for r in rows if r["email"] != REFUSED})
+    claimant_email = next(r["email"] for r in rows if r["number"] == claimant)
+    expected[(claimant_email, referral)] += 1
+    assert Counter((m["To"], m["Subject"]) for m in got) == expected
+
+    for msg in got:
+        assert msg["Date"] and msg["Message-ID"]
+        text, html = parts(msg)
+        assert ESCAPED_KG_RU in text and ESCAPED_KG_KK in text  # both languages; plain text as is
+        assert "Сад &lt;b&gt;&amp;&lt;/b&gt; «Ромашка»" in html and "«Ромашка» &lt;b&gt;&amp;&lt;/b&gt; бақшасы" in html
+        assert "<b>&" not in html  # registry data never becomes markup
+        assert "ул. Абая, 10 &amp; 12" in html and KG_ADDRESS in text
+
+    [copy] = [m for m in got if m["Subject"] == referral]
+    text, html = parts(copy)
+    async with kz.reading() as ctx:
+        payload = (await ctx.session.execute(select(OutboxMessage.payload).where(
+            OutboxMessage.kind == "referral_issued"))).scalar_one()
+    valid_until = dt.datetime.fromisoformat(payload["showup_due_at"])
+    for lang in ("kk", "ru"):
+        for label, value in ((gettext(lang, "Kindergarten"), ESCAPED_KG_RU if lang == "ru" else ESCAPED_KG_KK),
+                             (gettext(lang, "Address"), KG_ADDRESS),
+                             (gettext(lang, "Group"), "2023-ru"),
+                             (gettext(lang, "Referral valid until"), format_deadline(lang, valid_until))):
+            assert f"{label}: {value}" in text, (lang, label)
+            assert label in html and html_escape(value, quote=False) in html
+
+
+async def test_login_to_an_smtp_server_that_wants_one(clock: FrozenClock, auth_server: SmtpServer) -> None:
+    copy = EmailContent("Kezek: test", "text", "<p>html</p>")
+    await mailer_for(auth_server, clock, username=USER, password=PASSWORD).send(
+        "parent@example.kz", copy, message_key="kezek-1")
+    [msg] = auth_server.inbox.messages
+    assert msg["Subject"] == "Kezek: test"
+    # No login configured: the server says authentication is required; that is the settings' fault.
+    with pytest.raises(MailerMisconfigured) as info:
+        await mailer_for(auth_server, clock).send("parent@example.kz", copy, message_key="kezek-2")
+    assert "530" in info.value.reason
+    assert len(auth_server.inbox.messages) == 1
+
+
+async def test_a_wrong_smtp_password_keeps_the_copies_until_it_is_fixed(
+        kz: Kezek, world: World, clock: FrozenClock, auth_server: SmtpServer,
+        caplog: pytest.LogCaptureFixture) -> None:
+    row = world.row()
+    await world.apps(row)
+    await world.publish(1, "KG1")
+    wrong = mailer_for(auth_server, clock, username=USER, password="wrong")
+    with caplog.at_level(logging.ERROR, logger="kezek.email"):
+        assert await drain_once(kz, None, wrong) == 1
+    [(kind, to, status, reason, _)] = rows = await email_deliveries(kz)
+    assert (kind, to, status) == ("turn_came", row["email"], "pending")  # not dropped
+    assert reason and "login refused" in reason and "535" in reason
+    assert any("login refused" in r.getMessage() and "KEZEK_SMTP" in r.getMessage() for r in caplog.records)
+    assert PASSWORD not in caplog.text and "wrong" not in caplog.text
+    assert auth_server.inbox.messages == []
+    # Retried, waiting longer each time, while the password stays wrong ...
+    first_wait = aware(rows[0][4]) - clock.now()
+    past_the_retry_time(clock, rows)
+    assert await drain_once(kz, None, wrong) == 1
+    [again] = await email_deliveries(kz)
+    assert again[2] == "pending" and aware(again[4]) - clock.now() > first_wait
+    # ... and delivered once the operator fixes it.
+    past_the_retry_time(clock, [again])
+    await drain_until_idle(kz, mailer_for(auth_server, clock, username=USER, password=PASSWORD))
+    assert [r[2] for r in await email_deliveries(kz)] == ["sent"]
+    [msg] = auth_server.inbox.messages
+    assert msg["To"] == row["email"]
+
+
+def a_notice() -> Notice:
+    return Notice(delivery_id=9, channel=EMAIL, target="parent@example.kz", lang="ru", kind="turn_came",
+                  payload={"expires_at": "2026-09-07T15:00:00"}, application_id=5, number="A00001",
+                  child_iin_masked="230315*****1")
+
+
+@pytest.mark.parametrize(("where", "answer", "outcome"), [
+    ("rcpt", "450 4.2.1 mailbox busy, try later", RetryLater),
+    ("rcpt", "550 5.1.1 no such mailbox", Undeliverable),
+    ("data", "451 4.3.0 local error, try later", RetryLater),
+    ("data", "554 5.7.1 message rejected as spam", Undeliverable),
+])
+async def test_smtp_answers_map_to_retry_or_give_up(clock: FrozenClock, smtp_server: SmtpServer,
+                                                    where: str, answer: str, outcome: type[Exception]) -> None:
+    if where == "rcpt":
+        smtp_server.inbox.rcpt_answer["example.kz"] = answer
+    else:
+        smtp_server.inbox.data_answer = answer
+    with pytest.raises(outcome) as info:
+        await mailer_for(smtp_server, clock).send("parent@example.kz", render_email(a_notice()),
+                                                   message_key="kezek-9")
+    assert answer.split()[0] in str(info.value) + getattr(info.value, "reason", "")
+    assert not isinstance(info.value, MailerMisconfigured)
+    assert smtp_server.inbox.messages == []
+
+
+async def test_a_long_outage_loses_no_copy(kz: Kezek, world: World, clock: FrozenClock,
+                                           smtp_server: SmtpServer) -> None:
+    row = world.row()
+    await world.apps(row)
+    await world.publish(1, "KG1")
+    mailer = mailer_for(smtp_server, clock)
+    smtp_server.stop()
+    outage_began = clock.now()
+    for _ in range(MAX_ATTEMPTS * 2):  # far more tries than a delivery's limit, over hours
+        assert await drain_once(kz, None, mailer) == 1
+        rows = await email_deliveries(kz)
+        assert [r[2] for r in rows] == ["pending"]
+        past_the_retry_time(clock, rows)
+    assert clock.now() - outage_began > dt.timedelta(hours=2)  # the waits grew with the outage
+    smtp_server.start()
+    await drain_until_idle(kz, mailer)
+    assert [r[2] for r in await email_deliveries(kz)] == ["sent"]
+    [msg] = smtp_server.inbox.messages
+    assert msg["To"] == row["email"]
