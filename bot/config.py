@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     lang: str = "ru"
     # Where e-mails go when no SMTP server is configured (.eml files).
     mail_dir: Path = Path("data/mail")
+    # Sandbox mode (KEZEK_SANDBOX=1): a test clock that the sandbox API can move
+    # (/api/v1/sandbox/clock); absent otherwise.
     sandbox: bool = False
     # The Telegram bot token from @BotFather (KEZEK_BOT_TOKEN); `kezek run` refuses to start without it.
     bot_token: str = ""
@@ -74,6 +76,15 @@ class Settings(BaseSettings):
     # Asia/Almaty hours: the nightly queue-number snapshot, and the opt-in "your number moved" digest.
     snapshot_hour: Annotated[int, Field(ge=0, le=23)] = 0
     digest_hour: Annotated[int, Field(ge=0, le=23)] = 10
+
+    # --- the registry HTTP API (/api/v1) ---------------------------------------------------------
+    # The bearer token registry systems send (Authorization: Bearer <token>); empty: the API
+    # refuses every request but /api/v1/health. At least 32 characters when set.
+    api_token: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, Field(ge=1, le=65535)] = 8081
+    # Largest request body accepted (bytes): a list of 10,000 applications is about 4 MB.
+    api_max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
 
     # Telegram user ids of the operators (KEZEK_ADMIN_IDS=1,2,3).
     admin_ids: Annotated[list[int], NoDecode] = []

@@ -1,4 +1,5 @@
-"""The one source of time. Production uses SystemClock; tests and the sandbox move a FrozenClock."""
+"""The one source of time. Production uses SystemClock; tests move a FrozenClock; the sandbox runs a
+SandboxClock (time that flows, and that an integrator may set or move forward)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,31 @@ class FrozenClock:
     def advance(self, delta: dt.timedelta | None = None, **kw: float) -> dt.datetime:
         self._at = self._at + (delta if delta is not None else dt.timedelta(**kw))
         return self._at
+
+
+class SandboxClock:
+    """The sandbox's test clock: it ticks with real time from a moment that can be set, and can be
+    moved forward (never back: what happened stays in the past). ``kezek demo`` and the sandbox
+    API share one per process; ``bot.sandbox.move_clock`` moves it and runs what fell due."""
+
+    def __init__(self, at: dt.datetime | None = None, *, real: Clock | None = None) -> None:
+        self._real = real or SystemClock()
+        self._offset = dt.timedelta(0)
+        if at is not None:
+            self.set(at)
+
+    def now(self) -> dt.datetime:
+        return self._real.now() + self._offset
+
+    def set(self, at: dt.datetime) -> dt.datetime:
+        if at.tzinfo is None:
+            raise ValueError("SandboxClock needs an aware datetime")
+        self._offset = at.astimezone(UTC) - self._real.now()
+        return self.now()
+
+    def advance(self, delta: dt.timedelta) -> dt.datetime:
+        if delta < dt.timedelta(0):
+            raise ValueError("the sandbox clock only moves forward")
+        self._offset += delta
+        return self.now()
+
