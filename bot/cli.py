@@ -12,13 +12,14 @@ import io
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from bot import i18n
-from bot.config import get_settings
+from bot.config import Settings, get_settings
 from services.clock import Clock, FrozenClock, SystemClock
 from services.errors import KezekError
 from services.kezek import Kezek
@@ -139,10 +140,16 @@ def read_rows(path: Path, state: State) -> list[dict[str, Any]]:
 def import_(state: State, kind: str, file: Path) -> None:
     """Upsert reference data or applications from a CSV or JSON FILE (all or nothing)."""
     rows = read_rows(file, state)
-    call = {"profiles": Kezek.upsert_profiles, "districts": Kezek.upsert_districts,
-            "kindergartens": Kezek.upsert_kindergartens, "applications": Kezek.import_applications}[kind]
-    # CSV: line 1 is the header, so row 0 is line 2; JSON: the 1-based position in the array.
-    result = state.run(lambda kz: call(kz, rows), first_row=2 if file.suffix.lower() == ".csv" else 1)
+    first_row = 2 if file.suffix.lower() == ".csv" else 1  # CSV: line 1 is the header
+    if kind == "applications":
+        # A progress bar on stderr while the rows are written (checked first: nothing is written
+        # unless every row is good).
+        with click.progressbar(length=len(rows), label=state.t("Importing"), file=sys.stderr) as bar:
+            result = state.run(lambda kz: kz.import_applications(rows, progress=bar.update), first_row=first_row)
+    else:
+        call = {"profiles": Kezek.upsert_profiles, "districts": Kezek.upsert_districts,
+                "kindergartens": Kezek.upsert_kindergartens}[kind]
+        result = state.run(lambda kz: call(kz, rows), first_row=first_row)
     if kind == "applications":
         click.echo(state.t("Applications: {created} new, {updated} updated, {unchanged} unchanged.",
                            created=result.created, updated=result.updated, unchanged=result.unchanged))
@@ -376,42 +383,12 @@ def outbox_stats(state: State, failed_limit: int, as_json: bool) -> None:
 @outbox.command("send")
 @pass_state
 def outbox_send(state: State) -> None:
-    """Run only the senders (Telegram and e-mail) until stopped: more sender processes may run
-    beside the bots against one PostgreSQL database; none sends what another took."""
-    import logging
-    import signal as signals
-
-    from bot.mail import make_mailer
-    from bot.runner import make_bot
-    from bot.sender import SendPolicy, outbox_loop
-
-    settings = get_settings()
-    if not settings.bot_token.strip():
-        click.echo(state.t("No bot token is configured: set KEZEK_BOT_TOKEN (from @BotFather)."), err=True)
-        sys.exit(2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    async def go() -> None:
-        db = Database(state.url)
-        kz = Kezek(db, state.clock)
-        bot = make_bot(settings)
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(outbox_loop(kz, bot, make_mailer(settings, state.clock),
-                                                 idle=settings.outbox_idle_seconds,
-                                                 policy=SendPolicy.from_settings(settings)))
-        for sig in (signals.SIGINT, signals.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        finally:
-            await bot.session.close()
-            await db.dispose()
-
-    click.echo(state.t("The senders are running; stop them with Ctrl+C."))
-    asyncio.run(go())
-    click.echo(state.t("The senders have stopped."))
+    """Run only the senders (Telegram with KEZEK_BOT_TOKEN, e-mail always) until stopped: more
+    sender processes may run beside the bots against one PostgreSQL database; none sends what
+    another took. The same as `kezek run --no-bot --no-api --no-scheduler`."""
+    serve(state, get_settings(), Parts(bot=False, api=False, scheduler=False, senders=True),
+          starting=state.t("The senders are running; stop them with Ctrl+C."),
+          stopped=state.t("The senders have stopped."))
 
 
 # --- calendar ------------------------------------------------------------------------------------
@@ -497,13 +474,23 @@ def bench_outbox(alerts: int, raw_alerts: int, concurrency: int, raw_concurrency
 
 
 @cli.command("demo")
-@click.option("--applications", type=int, default=3000, show_default=True)
-@click.option("--phone", default=None, help="Your phone: put on the first application, to link it in the bot "
+@click.option("--applications", type=int, default=3000, show_default=True,
+              help="Applications in the sandbox city (built once, when the database has none).")
+@click.option("--phone", default=None, help="Your phone: put on the example application, to link it in the bot "
                                             "with the contact button.")
+@click.option("--console", is_flag=True, help="The bot in this terminal: no Telegram needed.")
+@click.option("--seed-only", is_flag=True, help="Build the sandbox city, print how to try it, and stop.")
 @pass_state
-def demo(state: State, applications: int, phone: str | None) -> None:
-    """Create the schema and seed a sandbox city (districts, kindergartens, applications)."""
-    from bot.demo import seed
+def demo(state: State, applications: int, phone: str | None, console: bool, seed_only: bool) -> None:
+    """A sandbox on this machine: builds a realistic city (districts, state and private
+    kindergartens, applications with valid IINs, some privileged, some twins) in the database,
+    then runs everything in sandbox mode — the bot (with KEZEK_BOT_TOKEN; or in this terminal with
+    --console), the registry API with its test clock, the scheduler and the senders; e-mails go to
+    the mail folder unless SMTP is configured."""
+    import secrets
+
+    from bot.demo import pick_example, seed
+    from services.clock import SandboxClock
     from services.errors import KezekError
     from services.validation import normalise_phone
     from storage.migrate import upgrade
@@ -513,64 +500,167 @@ def demo(state: State, applications: int, phone: str | None) -> None:
             phone = normalise_phone(phone)
         except KezekError as exc:
             raise click.BadParameter(i18n.error_text(state.lang, exc), param_hint="--phone") from None
+    if console and not phone:
+        from bot.console import DEMO_PHONE
+
+        phone = DEMO_PHONE  # the console parent's phone on the example: its contact button links it
     upgrade(state.url)
-    summary = state.run(lambda kz: seed(kz, applications=applications, phone=phone))
-    click.echo(state.t("Sandbox city ready: {districts} districts, {kindergartens} kindergartens, "
-                       "{applications} applications.", **summary))
-    click.echo(state.t("Try: kezek queue show {number} --viewer me", number=summary["example"]))
+    settings = get_settings()
+
+    async def build(kz: Kezek) -> dict[str, Any]:
+        summary = (await kz.stats())["applications"]
+        built = None
+        if not sum(summary.values()):
+            built = await seed(kz, applications=applications)
+        return {"built": built, "count": sum((await kz.stats())["applications"].values()),
+                **await pick_example(kz, phone)}
+
+    city = state.run(build)
+    if city["built"]:
+        click.echo(state.t("Sandbox city ready: {districts} districts, {kindergartens} kindergartens, "
+                           "{applications} applications.", **city["built"]))
+    else:
+        click.echo(state.t("The sandbox city is there already: {count} applications.", count=city["count"]))
+    click.echo(state.t("Try: kezek queue show {number} --viewer me", number=city["example"]))
     click.echo(state.t("In the bot: /link, application {number}, child's IIN {iin}; then share your "
                        "contact (with --phone) or ask for an e-mail code: it arrives as a file in {folder}.",
-                       number=summary["example"], iin=summary["example_iin"],
-                       folder=str(get_settings().mail_dir)))
+                       number=city["example"], iin=city["example_iin"], folder=str(settings.mail_dir)))
+    click.echo(state.t("To make it this child's turn, publish a seat: kezek seats publish --kindergarten {kg} "
+                       "--birth-year {year} --language {language} --count 1",
+                       kg=city["kindergarten"], year=city["birth_year"], language=city["language"]))
+    if seed_only:
+        return
+    token = settings.api_token
+    if not token:
+        token = secrets.token_urlsafe(32)
+        token_file = Path(settings.mail_dir).parent / "sandbox-api-token"
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        click.echo(state.t("The sandbox API's token is in {file}.", file=str(token_file)))
+    settings = settings.model_copy(update={"sandbox": True, "api_token": token})
+    click.echo(state.t("Sandbox API: http://{host}:{port}/api/v1 (the test clock: /api/v1/sandbox/clock).",
+                       host=settings.api_host, port=settings.api_port))
+    clock = SandboxClock(state.clock.now())
+    if console:
+        run_console_demo(state, settings, clock, phone or "", city)
+        return
+    bot_on = bool(settings.bot_token.strip())
+    if not bot_on:
+        click.echo(state.t("No bot token is configured: the Telegram bot is off. Try it in this terminal: "
+                           "kezek demo --console"))
+    serve(state, settings, Parts(bot=bot_on, api=True, scheduler=True, senders=True), sandbox_clock=clock)
+
+
+def run_console_demo(state: State, settings: Settings, clock: Any, phone: str, city: dict[str, Any]) -> None:
+    """The console bot with the sandbox's scheduler and registry API beside it."""
+    from bot.api import serve_api
+    from bot.console import run_console
+    from bot.scheduler import run_scheduler
+
+    async def go() -> None:
+        db = Database(state.url)
+        kz = Kezek(db, clock)
+        beside = [asyncio.ensure_future(run_scheduler(kz, every_seconds=settings.sweep_seconds,
+                                                      snapshot_hour=settings.snapshot_hour,
+                                                      digest_hour=settings.digest_hour)),
+                  asyncio.ensure_future(serve_api(kz, settings, sandbox_clock=clock))]
+        try:
+            await run_console(kz, settings, clock, phone=phone, example=city)
+        finally:
+            for task in beside:
+                task.cancel()
+            await asyncio.gather(*beside, return_exceptions=True)
+            await db.dispose()
+
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:
+        pass
 
 
 # --- the Telegram bot ----------------------------------------------------------------------------
 
-@cli.command("run")
-@pass_state
-def run_bot(state: State) -> None:
-    """Run the Telegram bot until SIGINT/SIGTERM: long polling, or a webhook server when
-    KEZEK_WEBHOOK_URL is set (with KEZEK_WEBHOOK_SECRET).
+@dataclass
+class Parts:
+    """What a `kezek run` process serves."""
 
-    Needs KEZEK_BOT_TOKEN; KEZEK_BOT_API_URL points at another Bot API server; KEZEK_REDIS_URL
-    shares the dialogues and the throttle between instances. Migrates the database first."""
+    bot: bool = True
+    api: bool = False
+    scheduler: bool = True
+    senders: bool = True
+
+
+def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any = None,
+          starting: str | None = None, stopped: str | None = None) -> None:
+    """Serve ``parts`` until SIGINT/SIGTERM (exit 0): the bot (polling or webhook), the registry
+    API, the scheduler and the outbox senders, in one process, sharing one clock (the sandbox's
+    test clock in sandbox mode)."""
     import logging
 
-    from bot.runner import MissingTokenError, WebhookConfigError, run
+    from bot.api import MIN_TOKEN_LENGTH
+    from bot.runner import MissingTokenError, WebhookConfigError, run, run_headless
     from storage.migrate import upgrade
 
-    settings = get_settings()
-    if not settings.bot_token.strip():
+    if parts.bot and not settings.bot_token.strip():
         click.echo(state.t("No bot token is configured: set KEZEK_BOT_TOKEN (from @BotFather)."), err=True)
         sys.exit(2)
-    problem = settings.webhook_problem()
+    if parts.api and settings.api_token and len(settings.api_token) < MIN_TOKEN_LENGTH:
+        click.echo(state.t("KEZEK_API_TOKEN is too short: use at least {count} characters "
+                           "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))').",
+                           count=MIN_TOKEN_LENGTH), err=True)
+        sys.exit(2)
+    problem = settings.webhook_problem() if parts.bot else None
     if problem:
         click.echo(state.t("The webhook settings are not valid: {problem}.", problem=problem), err=True)
         sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job and run
     upgrade(state.url)
-    click.echo(state.t("The bot is starting; stop it with Ctrl+C."))
+    clock = sandbox_clock or state.clock
+    click.echo(starting or state.t("The bot is starting; stop it with Ctrl+C."))
 
     async def go() -> None:
-        from bot.scheduler import run_scheduler
         from bot.mail import make_mailer
+        from bot.runner import make_bot
+        from bot.scheduler import run_scheduler
         from bot.sender import SendPolicy, outbox_loop
 
         db = Database(state.url)
-        kz = Kezek(db, state.clock)
-        mailer = make_mailer(settings, state.clock)
+        kz = Kezek(db, clock)
+        jobs: list[Any] = []
+        if parts.api:
+            from bot.api import serve_api
 
-        async def sender(bot: Any) -> None:
-            await outbox_loop(kz, bot, mailer, idle=settings.outbox_idle_seconds,
-                              policy=SendPolicy.from_settings(settings))
+            async def api(_bot: Any) -> None:
+                await serve_api(kz, settings, sandbox_clock=sandbox_clock)
 
-        async def sweeper(_bot: Any) -> None:
-            await run_scheduler(kz, every_seconds=settings.sweep_seconds,
-                                snapshot_hour=settings.snapshot_hour, digest_hour=settings.digest_hour)
+            jobs.append(api)
+        if parts.scheduler:
+            async def scheduler(_bot: Any) -> None:
+                await run_scheduler(kz, every_seconds=settings.sweep_seconds,
+                                    snapshot_hour=settings.snapshot_hour, digest_hour=settings.digest_hour)
 
+            jobs.append(scheduler)
+        sender_bot = None
+        if parts.senders:
+            mailer = make_mailer(settings, clock)
+            if not parts.bot and settings.bot_token.strip():
+                sender_bot = make_bot(settings)  # Telegram notices without serving updates
+
+            async def senders(bot: Any) -> None:
+                await outbox_loop(kz, bot or sender_bot, mailer, idle=settings.outbox_idle_seconds,
+                                  policy=SendPolicy.from_settings(settings))
+
+            jobs.append(senders)
         try:
-            await run(settings, kz, background=[sender, sweeper])
+            if parts.bot:
+                await run(settings, kz, background=jobs)
+            else:
+                await run_headless(jobs)
         finally:
+            if sender_bot is not None:
+                await sender_bot.session.close()
             await db.dispose()
 
     try:
@@ -583,7 +673,33 @@ def run_bot(state: State) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         pass
-    click.echo(state.t("The bot has stopped."))
+    click.echo(stopped or state.t("The bot has stopped."))
+
+
+@cli.command("run")
+@click.option("--bot/--no-bot", "bot_on", default=True, show_default=True,
+              help="Serve the Telegram bot (needs KEZEK_BOT_TOKEN).")
+@click.option("--api/--no-api", "api_on", default=None,
+              help="Serve the registry HTTP API (default: on when KEZEK_API_TOKEN is set or in the sandbox).")
+@click.option("--scheduler/--no-scheduler", "scheduler_on", default=True, show_default=True,
+              help="Run the scheduled sweeps, snapshot and digest.")
+@click.option("--senders/--no-senders", "senders_on", default=True, show_default=True,
+              help="Send the outbox (Telegram with a token, e-mail always).")
+@pass_state
+def run_bot(state: State, bot_on: bool, api_on: bool | None, scheduler_on: bool, senders_on: bool) -> None:
+    """Run the bot, the registry API, the scheduler and the senders until SIGINT/SIGTERM, each
+    switchable: long polling, or a webhook server when KEZEK_WEBHOOK_URL is set (with
+    KEZEK_WEBHOOK_SECRET). KEZEK_BOT_API_URL points at another Bot API server; KEZEK_REDIS_URL
+    shares the dialogues and the throttle between instances; KEZEK_SANDBOX=1 runs the sandbox's test
+    clock (from --now, if given). Migrates the database first."""
+    from services.clock import SandboxClock
+
+    settings = get_settings()
+    if api_on is None:
+        api_on = bool(settings.api_token) or settings.sandbox
+    sandbox_clock = SandboxClock(state.clock.now()) if settings.sandbox else None
+    serve(state, settings, Parts(bot=bot_on, api=api_on, scheduler=scheduler_on, senders=senders_on),
+          sandbox_clock=sandbox_clock)
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from services.kezek import Kezek
 
 log = logging.getLogger("kezek.bot")
 
-BackgroundJob = Callable[[Bot], Awaitable[None]]
+BackgroundJob = Callable[[Bot | None], Awaitable[None]]
 
 # The command menu (the same as /help): command, English msgid of its description (N_: extracted).
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -85,7 +85,7 @@ class BackgroundTasks:
         self.jobs = list(jobs)
         self.tasks: list[asyncio.Task[None]] = []
 
-    def start(self, bot: Bot) -> None:
+    def start(self, bot: Bot | None) -> None:
         for job in self.jobs:
             name = getattr(job, "__qualname__", None) or type(job).__name__
             task = asyncio.ensure_future(job(bot))
@@ -126,6 +126,20 @@ def _stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
             loop.remove_signal_handler(sig)
 
     return undo
+
+
+async def run_headless(background: Sequence[BackgroundJob], *, handle_signals: bool = True,
+                       stop: asyncio.Event | None = None) -> None:
+    """The background jobs alone (no bot serving updates) until SIGINT/SIGTERM or ``stop``."""
+    stop = stop or asyncio.Event()
+    undo = _stop_on_signals(stop) if handle_signals else (lambda: None)
+    jobs = BackgroundTasks(background)
+    jobs.start(None)
+    try:
+        await stop.wait()
+    finally:
+        undo()
+        await jobs.stop()
 
 
 async def run(settings: Settings, kezek: Kezek, *, background: Sequence[BackgroundJob] = (),

@@ -9,6 +9,7 @@ Used by the sandbox API (``POST /api/v1/sandbox/clock``) and the console demo (`
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from bot.scheduler import EDGE_SECOND, SNAPSHOT_MINUTE, profile_windows
@@ -19,6 +20,23 @@ from services.reminders import OFFER_AHEAD
 
 # A move is refused beyond this (a year of sweeps is ~2,000 runs).
 MAX_MOVE = dt.timedelta(days=366)
+
+
+_DURATION = re.compile(r"P(?:(\d{1,4})W)?(?:(\d{1,6})D)?(?:T(?:(\d{1,8})H)?(?:(\d{1,10})M)?(?:(\d{1,12})S)?)?")
+
+
+def parse_iso_duration(text: str) -> dt.timedelta:
+    """An ISO 8601 duration of weeks, days, hours, minutes and seconds: ``P1D``, ``PT3H``,
+    ``P2DT30M``, ``PT90S`` (any case). No sign, no years or months (their length is not fixed), no
+    fractions. ``ValueError`` otherwise."""
+    if not isinstance(text, str):
+        raise ValueError("type")
+    value = text.strip().upper()
+    m = _DURATION.fullmatch(value)
+    if m is None or not any(m.groups()) or value.endswith("T"):
+        raise ValueError("duration")
+    weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
+    return dt.timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 class ClockMoveError(ValueError):

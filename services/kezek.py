@@ -47,9 +47,11 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Facad
         async with self.unit(actor) as ctx:
             return await directory.upsert_kindergartens(ctx, rows)
 
-    async def import_applications(self, rows: Sequence[Row], actor: str = "registry") -> queue.ImportReport:
+    async def import_applications(self, rows: Sequence[Row], actor: str = "registry",
+                                  progress: Callable[[int], None] | None = None) -> queue.ImportReport:
+        """All or nothing; ``progress(n)`` is told as each n rows are written (a progress bar)."""
         async with self.unit(actor) as ctx:
-            return await queue.import_applications(ctx, rows)
+            return await queue.import_applications(ctx, rows, progress)
 
     async def withdraw_application(self, number: str, actor: str = "registry") -> Application:
         async with self.unit(actor) as ctx:

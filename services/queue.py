@@ -11,7 +11,7 @@ whose key is ahead of the application's."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,7 +149,8 @@ _DATA_FIELDS = ("child_iin", "child_name", "birth_date", "birth_year", "district
                 "any_kindergarten")
 
 
-async def import_applications(ctx: Ctx, rows: Sequence[p.Row]) -> ImportReport:
+async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
+                              progress: Callable[[int], None] | None = None) -> ImportReport:
     """Upsert applications by number, all or nothing: any bad row rejects the whole request."""
     items: list[dict[str, Any]] = []
     errors: list[tuple[int, KezekError]] = []
@@ -226,6 +227,8 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row]) -> ImportReport:
         if app is None:
             new_rows.append(item)
             continue
+        if progress is not None:
+            progress(1)
         changed = {f: item[f] for f in _DATA_FIELDS if getattr(app, f) != item[f]}
         old_prefs = await preferred_codes(session, app.id)
         if not changed and old_prefs == item["preferred"]:
@@ -246,7 +249,7 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row]) -> ImportReport:
             await _set_preferences(ctx, app.id, [kgs[c][0] for c in item["preferred"]], replace=True)
         ctx.audit("application.update", "application", app.id, fields=sorted(changed))
     if new_rows:
-        await _insert_new(ctx, new_rows, kgs)
+        await _insert_new(ctx, new_rows, kgs, progress)
         report.created = len(new_rows)
     if released:
         from services.offers import fill_free_seats  # offers imports this module
@@ -255,7 +258,8 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row]) -> ImportReport:
     return report
 
 
-async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tuple[int, int]]) -> None:
+async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tuple[int, int]],
+                      progress: Callable[[int], None] | None = None) -> None:
     session = ctx.session
     cols = ("number", "child_iin", "child_name", "birth_date", "birth_year", "district_id", "language",
             "privilege", "priv_rank", "submitted_at", "phone", "email", "twin_group", "any_kindergarten")
@@ -280,6 +284,8 @@ async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tupl
         if prefs:
             await session.execute(insert(ApplicationPreference), prefs)
         await session.execute(insert(QueueEvent), events)
+        if progress is not None:
+            progress(len(chunk))
 
 
 async def _set_preferences(ctx: Ctx, app_id: int, kg_ids: list[int], replace: bool) -> None:
