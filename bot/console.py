@@ -77,7 +77,7 @@ from bot.config import Settings
 from bot.i18n import N_
 from bot.mail import make_mailer
 from bot.sandbox import parse_iso_duration
-from bot.sender import SendPolicy, drain_once
+from bot.sender import SendPolicy, outbox_loop
 from services.calendar import ALMATY
 from services.clock import SandboxClock
 from services.email import EmailSender
@@ -812,26 +812,10 @@ class Console:
                                               "would: {command}", command=command))
 
     async def sender(self, mailer: EmailSender | None, idle: float) -> None:
-        """The outbox sender over this console's Bot (and the mailer): like ``bot.sender.outbox_loop``,
-        and woken at once after each update or demo command."""
-        policy = SendPolicy(pacer=Pacer(0, 0))
-        while True:
-            self._wake.clear()
-            try:
-                tried = await drain_once(self.kz, self.bot, mailer, policy)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive a bad round
-                log.error("outbox round failed: %s", type(exc).__name__)
-                tried = 0
-            if not tried:
-                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that comes just
-                # as the event is set, and the demo would never end.
-                waiter = asyncio.ensure_future(self._wake.wait())
-                try:
-                    await asyncio.wait({waiter}, timeout=idle)
-                finally:
-                    waiter.cancel()
+        """The outbox sender over this console's Bot (and the mailer), woken at once after each
+        update or demo command."""
+        await outbox_loop(self.kz, self.bot, mailer, idle=idle, policy=SendPolicy(pacer=Pacer(0, 0)),
+                          wake=self._wake)
 
     async def run(self, lines: AsyncIterator[str] | None = None) -> None:
         mailer = make_mailer(self.settings, self.clock)

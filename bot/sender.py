@@ -99,11 +99,14 @@ async def drain_once(kz: Kezek, bot: Bot | None, mailer: EmailSender | None,
 
 
 async def outbox_loop(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, *, idle: float = 1.0,
-                      policy: SendPolicy | None = None) -> None:
-    """Until cancelled: drain the outbox; when nothing was due, wait ``idle`` seconds. A failing
-    round (the database restarting, say) is logged and tried again."""
+                      policy: SendPolicy | None = None, wake: asyncio.Event | None = None) -> None:
+    """Until cancelled: drain the outbox; when nothing was due, wait ``idle`` seconds (or until
+    ``wake`` is set: the console demo wakes it after each update). A failing round (the database
+    restarting, say) is logged and tried again."""
     policy = policy or SendPolicy()
     while True:
+        if wake is not None:
+            wake.clear()
         try:
             tried = await drain_once(kz, bot, mailer, policy)
         except asyncio.CancelledError:
@@ -111,5 +114,15 @@ async def outbox_loop(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, *,
         except Exception as exc:  # noqa: BLE001 - the loop must outlive a bad round
             log.error("outbox round failed: %s", type(exc).__name__)
             tried = 0
-        if not tried:
+        if tried:
+            continue
+        if wake is None:
             await asyncio.sleep(idle)
+            continue
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that comes just as the
+        # event is set, and the loop would never end.
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=idle)
+        finally:
+            waiter.cancel()
