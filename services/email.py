@@ -31,6 +31,7 @@ from typing import Protocol
 
 from services.clock import Clock
 from services.notifications import RetryLater, Undeliverable
+from services.validation import mask_email
 
 log = logging.getLogger("kezek.email")
 
@@ -68,8 +69,13 @@ def build_message(sender: str, to: str, content: EmailContent, *, message_key: s
     return msg
 
 
+_ADDRESS = re.compile(r"[^\s<>\"'@]+@[^\s<>\"']+")
+
+
 def _smtp_reason(code: int, message: str) -> str:
-    words = " ".join(str(message).split())
+    """The server's code and words, with any address in them masked (they go to the operators'
+    outbox report and the log)."""
+    words = _ADDRESS.sub(lambda m: mask_email(m.group(0)), " ".join(str(message).split()))
     return f"smtp {code}: {words}"[:200] if words else f"smtp {code}"
 
 
