@@ -8,8 +8,8 @@ any kind writes nothing.
   or malformed header, or a wrong token, gets 401 with ``WWW-Authenticate: Bearer`` (RFC 6750). No
   token configured: 403 for everything but the public routes. After ``FAILED_LIMIT`` wrong tokens
   from one address within ``FAILED_WINDOW`` seconds, that address gets 429 (``Retry-After``) for
-  ``LOCKOUT`` seconds, whatever token it sends. Public: ``GET /api/v1/health`` and
-  ``GET /api/v1/openapi.json``. Unknown routes are 404 and wrong methods 405 with or without a token
+  ``LOCKOUT`` seconds, whatever token it sends. Public: ``GET /api/v1/health``,
+  ``GET /api/v1/metrics`` and ``GET /api/v1/openapi.json``. Unknown routes are 404 and wrong methods 405 with or without a token
   (the OpenAPI document lists every route anyway).
 * Errors are JSON ``{"error": code, "message": localized text}`` (``Accept-Language``: ru | kk,
   default ru); a validation error adds ``"errors": [{"index", "field", "reason", "detail",
@@ -20,6 +20,13 @@ any kind writes nothing.
   unexpected (logged with the exception's type and the frames' locations only, never its message).
 * Sandbox (``KEZEK_SANDBOX=1`` and a ``SandboxClock``): ``GET|POST /api/v1/sandbox/clock``; the
   routes do not exist otherwise (404).
+
+* Operators: ``GET /api/v1/health`` is 200 ``{"status": "ok", "database": "ok"}``, or 503 when the
+  database does not answer (``"database": "unavailable"``) or the senders are stuck (``"senders":
+  "stuck"`` and ``"problems"``, in English; the rules: ``bot.metrics``). ``GET /api/v1/metrics`` is
+  the Prometheus exposition (``bot.metrics``), public like health: counts only, no personal data,
+  and the API listens on an internal address (``KEZEK_API_HOST``); each scrape reads the outbox
+  backlog once.
 
 The document of it all: ``bot/openapi.py``, served at ``GET /api/v1/openapi.json``."""
 
@@ -42,6 +49,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bot import i18n
+from bot import metrics as metrics_module
 from bot.config import Settings
 from bot.i18n import N_
 from bot.sandbox import MAX_MOVE, ClockMoveError, move_clock
@@ -73,7 +81,7 @@ LOCKOUT = 300.0
 # The sandbox clock moves forward by at most this much at once.
 MAX_ADVANCE = MAX_MOVE
 
-PUBLIC_ROUTES = frozenset({"health", "openapi"})
+PUBLIC_ROUTES = frozenset({"health", "metrics", "openapi"})
 
 KZ = web.AppKey("kezek", Kezek)
 SETTINGS = web.AppKey("settings", Settings)
@@ -356,14 +364,21 @@ ACTOR = "api"
 
 
 async def health(request: web.Request) -> web.Response:
-    kz = request.app[KZ]
-    try:
-        async with kz.reading(with_calendar=False) as ctx:
-            await registry.ping(ctx)
-    except Exception as exc:  # noqa: BLE001 - any failure of the database is "unavailable"
-        log.warning("API health: the database is unavailable (%s)", type(exc).__name__)
+    """200 when the database answers and the senders are not stuck (``bot.metrics``), else 503."""
+    state = await metrics_module.check_health(request.app[KZ])
+    if not state.database:
+        log.warning("API health: the database is unavailable")
         return json_response({"status": "unavailable", "database": "unavailable"}, 503)
+    if not state.ok:
+        return json_response({"status": "unavailable", "database": "ok", "senders": "stuck",
+                              "problems": state.problems}, 503)
     return json_response({"status": "ok", "database": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus exposition of this process (the outbox backlog read now)."""
+    body, content_type = await metrics_module.exposition(request.app[KZ], accept=request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def openapi_document(request: web.Request) -> web.Response:
@@ -572,6 +587,7 @@ def make_api_app(kz: Kezek, settings: Settings, *, sandbox_clock: SandboxClock |
     p = API_PREFIX
     r.add_get(f"{p}/health", health, name="health", allow_head=False)
     r.add_get(f"{p}/openapi.json", openapi_document, name="openapi", allow_head=False)
+    r.add_get(f"{p}/metrics", metrics, name="metrics", allow_head=False)
     r.add_post(f"{p}/districts", post_districts)
     r.add_post(f"{p}/kindergartens", post_kindergartens)
     r.add_post(f"{p}/applications", post_applications)

@@ -9,7 +9,7 @@ from aiogram.enums import ChatType
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage
 
-from bot.middlewares import ContextMiddleware, ErrorBoundaryMiddleware
+from bot.middlewares import ContextMiddleware, ErrorBoundaryMiddleware, UpdateMetricsMiddleware
 from bot.throttling import ThrottleMiddleware
 from handlers import claim, fallback, link, seats, settings, start, status, unlink
 from handlers import help as help_handlers
@@ -49,7 +49,9 @@ def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,
     builds one from the settings). The Dispatcher closes the storage and the throttle on shutdown."""
     dp = Dispatcher(storage=storage or MemoryStorage(), events_isolation=events_isolation)
     context = ContextMiddleware(kezek)
-    # Outer middlewares run in registration order: the error boundary wraps the context lookup.
+    # Outer middlewares run in registration order: the metrics time everything, the error
+    # boundary wraps the context lookup.
+    dp.update.outer_middleware(UpdateMetricsMiddleware())
     dp.update.outer_middleware(ErrorBoundaryMiddleware())
     if throttle is not None:
         # Before the context: a flood is dropped without a database read (the language of the one

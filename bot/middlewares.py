@@ -4,18 +4,23 @@
   (exception type, update id, event kind and the stack frames' locations; never the message text or the
   exception's own message, which may carry an IIN or a phone number) and answers the user politely
   in their language.
+* ``UpdateMetricsMiddleware`` — counts every update by type and outcome and times it
+  (``bot.metrics``); the outcome is ``error`` when the error boundary caught something (it marks
+  the update's ``data`` with ``FAILED``) or when anything escaped it.
 * ``ContextMiddleware`` — puts the service facade (``kz``) and the chat's language (``lang``) into
   the handler data. The language is the one the chat chose (``chats`` table), else Telegram's
   ``language_code`` of the user, else Russian.
 
-Both are registered on ``dp.update`` as outer middlewares (after aiogram's own), the error
-boundary first so that it also covers a failing language lookup. The per-chat throttle
+They are registered on ``dp.update`` as outer middlewares (after aiogram's own): the metrics
+first (they see the whole handling, the boundary's apology included), then the error boundary so
+that it also covers a failing language lookup, then the context. The per-chat throttle
 (``bot.throttling``) sits between them, so that a flood is dropped before any database work.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,12 +29,16 @@ from aiogram import BaseMiddleware, Bot
 from aiogram.types import Chat, TelegramObject, Update, User
 
 from bot import i18n
+from bot import metrics as metrics_module
 from services.errors import KezekError
 from services.kezek import Kezek
 
 log = logging.getLogger("kezek.bot")
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+# Set in an update's data by the error boundary when it caught a failure (read by the metrics).
+FAILED = "kezek_failed"
 
 
 def chat_id_of(data: dict[str, Any]) -> int | None:
@@ -66,6 +75,35 @@ class ContextMiddleware(BaseMiddleware):
         return await handler(event, data)
 
 
+def _kind(event: TelegramObject) -> str:
+    """The update's type (message, callback_query...): a label of a small, fixed set."""
+    if not isinstance(event, Update):
+        return type(event).__name__.lower()
+    try:
+        return event.event_type or "unknown"
+    except Exception:  # noqa: BLE001 - aiogram raises for an update of a type it does not know
+        return "unknown"
+
+
+class UpdateMetricsMiddleware(BaseMiddleware):
+    """Counts and times each update (``bot.metrics``; ``metrics``: the process's when None)."""
+
+    def __init__(self, metrics: metrics_module.Metrics | None = None) -> None:
+        self.metrics = metrics
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        kind = _kind(event)
+        started = time.perf_counter()
+        failed = True
+        try:
+            result = await handler(event, data)
+            failed = bool(data.get(FAILED))
+            return result
+        finally:
+            metrics = self.metrics or metrics_module.current()
+            metrics.update_handled(kind, time.perf_counter() - started, failed=failed)
+
+
 def _frames(exc: BaseException) -> str:
     """Where it failed: file, line and function of each frame, without source text or values."""
     return "\n".join(f"  {f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__))
@@ -82,6 +120,7 @@ class ErrorBoundaryMiddleware(BaseMiddleware):
         try:
             return await handler(event, data)
         except Exception as exc:  # noqa: BLE001 - this is the boundary
+            data[FAILED] = True
             update = event if isinstance(event, Update) else None
             log.error(
                 "handler failed: %s in update %s (%s)\n%s",

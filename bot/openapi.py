@@ -260,7 +260,14 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["status", "database"],
         "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
-                       "database": {"type": "string", "enum": ["ok", "unavailable"]}},
+                       "database": {"type": "string", "enum": ["ok", "unavailable"]},
+                       "senders": {"type": "string", "enum": ["stuck"],
+                                   "description": "Only when the senders are stuck: deliveries due for over "
+                                                  "5 minutes and no sender round of this process finished "
+                                                  "within that time (30 minutes of backlog where no "
+                                                  "sender runs in this process)."},
+                       "problems": {"type": "array", "items": {"type": "string"},
+                                    "description": "What is stuck, for operators (English)."}},
     },
     "Clock": {"type": "object", "required": ["now"], "properties": {"now": MOMENT}},
     "ClockMove": {
@@ -355,10 +362,17 @@ def openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document (a fresh dict each call)."""
     paths: dict[str, Any] = {
         "/health": {"get": _op(
-            "Liveness and the database (no token needed)", "service",
-            {"200": _json(_ref("Health"), "The database answers."),
-             "503": _json(_ref("Health"), "The database does not answer.")},
+            "Liveness: the database answers and the senders are not stuck (no token needed)", "service",
+            {"200": _json(_ref("Health"), "The database answers and the senders are not stuck."),
+             "503": _json(_ref("Health"), "The database does not answer, or the senders are stuck.")},
             public=True, op_id="health")},
+        "/metrics": {"get": _op(
+            "Prometheus metrics of this process: updates, latency, outbox backlog, deliveries, sender "
+            "rounds, scheduled jobs (no token needed; no personal data)", "service",
+            {"200": {"description": "The Prometheus text exposition format (OpenMetrics when the Accept "
+                                    "header asks for it).",
+                     "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            public=True, op_id="metrics")},
         "/openapi.json": {"get": _op(
             "This document (no token needed)", "service",
             {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}},

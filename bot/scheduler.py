@@ -15,7 +15,10 @@
 The database is the source of truth: every job calls an idempotent service, so a late, repeated or
 parallel run (a restart, two instances) changes nothing twice. A failing job logs its error kind
 (never personal data) and the next run tries again. ``catch_up`` (run at start) closes what fell
-due while the bot was down and takes today's snapshot if it is missing."""
+due while the bot was down and takes today's snapshot if it is missing.
+
+Every run of ``sweep_job``, ``snapshot_job`` and ``moves_job`` is counted in ``bot.metrics``
+(``kezek_jobs_total{job="sweep"|"snapshot"|"moves", outcome="ok"|"error"}``)."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
+from bot import metrics
 from services.calendar import ALMATY
 from services.kezek import Kezek
 from storage.models import RuleProfile
@@ -60,7 +64,9 @@ async def sweep_job(kz: Kezek) -> dict[str, int] | None:
             done = await kz.run_sweeps()
     except Exception as exc:  # noqa: BLE001 - the next run tries again
         log.error("sweep failed: %s", type(exc).__name__)
+        metrics.current().job_run("sweep", ok=False)
         return None
+    metrics.current().job_run("sweep", ok=True)
     if any(done.values()):
         log.info("sweep: %s", done)
     return done
@@ -71,7 +77,9 @@ async def snapshot_job(kz: Kezek) -> int | None:
         rows = await kz.snapshot_queue()
     except Exception as exc:  # noqa: BLE001 - the next run (or the next start) tries again
         log.error("queue snapshot failed: %s", type(exc).__name__)
+        metrics.current().job_run("snapshot", ok=False)
         return None
+    metrics.current().job_run("snapshot", ok=True)
     if rows:
         log.info("queue snapshot: %d numbers", rows)
     return rows
@@ -82,7 +90,9 @@ async def moves_job(kz: Kezek) -> int | None:
         sent = await kz.announce_moves()
     except Exception as exc:  # noqa: BLE001 - the next run tries again
         log.error("move notices failed: %s", type(exc).__name__)
+        metrics.current().job_run("moves", ok=False)
         return None
+    metrics.current().job_run("moves", ok=True)
     if sent:
         log.info("move notices: %d", sent)
     return sent

@@ -5,7 +5,10 @@ Telegram's limits are kept on our side (``services.pacing.Pacer``: 30 messages a
 one a second per chat, both settings). aiogram never retries ``TelegramRetryAfter`` (DESIGN.md
 section 5): a 429 pauses every send for Telegram's ``retry_after`` and the delivery stays due
 without losing a try. 5xx and network errors or timeouts are retried with backoff. A 403 (the user
-blocked the bot) gives that delivery up and marks the chat blocked; its e-mail copies go on."""
+blocked the bot) gives that delivery up and marks the chat blocked; its e-mail copies go on.
+
+Each round is counted in ``bot.metrics`` (the results per channel; a round that finished without an
+error stamps the time the health check reads)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 
+from bot import metrics
 from bot.config import Settings
 from bot.mail import email_port
 from bot.notices import render
@@ -85,17 +89,32 @@ async def drain_once(kz: Kezek, bot: Bot | None, mailer: EmailSender | None,
     Idle (nothing pending or due): one read, no write transaction."""
     policy = policy or SendPolicy()
     channels = tuple(c for c, port in ((TELEGRAM, bot), (EMAIL, mailer)) if port is not None)
+    meter = metrics.current()
+    try:
+        tried = await _drain(kz, bot, mailer, policy, channels, meter)
+    except Exception:
+        meter.sender_round(channels, ok=False)
+        raise
+    meter.sender_round(channels, ok=True)
+    return tried
+
+
+async def _drain(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, policy: SendPolicy,
+                 channels: tuple[str, ...], meter: metrics.Metrics) -> int:
     if not await kz.notices_due(channels):
         return 0
     await kz.route_notices()
-    rounds = []
+    rounds: dict[str, Awaitable[dict[str, int]]] = {}
     if bot is not None:
-        rounds.append(kz.deliver_due(TELEGRAM, telegram_port(bot), policy.batch, concurrency=policy.concurrency,
-                                     pacer=policy.pacer, lease=policy.lease))
+        rounds[TELEGRAM] = kz.deliver_due(TELEGRAM, telegram_port(bot), policy.batch,
+                                          concurrency=policy.concurrency, pacer=policy.pacer, lease=policy.lease)
     if mailer is not None:
-        rounds.append(kz.deliver_due(EMAIL, email_port(mailer), policy.batch, concurrency=policy.email_concurrency,
-                                     lease=policy.lease))
-    return sum(sum(counts.values()) for counts in await asyncio.gather(*rounds))
+        rounds[EMAIL] = kz.deliver_due(EMAIL, email_port(mailer), policy.batch,
+                                       concurrency=policy.email_concurrency, lease=policy.lease)
+    results = await asyncio.gather(*rounds.values())
+    for channel, counts in zip(rounds, results):
+        meter.delivered(channel, counts)
+    return sum(sum(counts.values()) for counts in results)
 
 
 async def outbox_loop(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, *, idle: float = 1.0,
@@ -104,6 +123,8 @@ async def outbox_loop(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, *,
     ``wake`` is set: the console demo wakes it after each update). A failing round (the database
     restarting, say) is logged and tried again."""
     policy = policy or SendPolicy()
+    # The health check judges these channels by this process's rounds from now on.
+    metrics.current().senders_started(c for c, port in ((TELEGRAM, bot), (EMAIL, mailer)) if port is not None)
     while True:
         if wake is not None:
             wake.clear()

@@ -5,7 +5,13 @@ load balancer; DESIGN.md sections 2 and 5).
   ``X-Telegram-Bot-Api-Secret-Token`` header is not the configured secret gets 401 and is not
   processed. The update is handled before the response (Telegram waits up to a minute; aiogram moves
   a slower handler to the background after 55 s), so a graceful shutdown finishes it.
-* ``GET /healthz``: 200 "ok" (for the load balancer).
+* ``GET /healthz``: 200 "ok" (for the load balancer); 503 with a line of text saying why when the
+  database does not answer or the senders are stuck (the rules: ``bot.metrics``; with no service
+  facade to ask, "ok" as long as the process serves).
+* ``GET /metrics``: the Prometheus exposition of this process (``bot.metrics``): updates handled,
+  their latency, the outbox backlog read at scrape time, deliveries, sender rounds, scheduled jobs.
+  No token: counts only, no personal data; keep the port internal (or filter the path at the
+  proxy) if Telegram's side of the load balancer is public.
 
 ``set_webhook`` is called once the server listens; the webhook is NOT deleted on shutdown: the other
 instances keep serving it."""
@@ -18,22 +24,53 @@ from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
+from bot import metrics as metrics_module
 from bot.config import Settings
+from bot.middlewares import ContextMiddleware
+from services.kezek import Kezek
 
 log = logging.getLogger("kezek.bot")
 
+KZ = web.AppKey("kezek", Kezek)
 
-async def healthz(_request: web.Request) -> web.Response:
+
+def kezek_of(dp: Dispatcher) -> Kezek | None:
+    """The service facade the Dispatcher's handlers use (its context middleware's)."""
+    for middleware in dp.update.outer_middleware:
+        if isinstance(middleware, ContextMiddleware):
+            return middleware.kezek
+    return None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    kz = request.app.get(KZ)
+    if kz is None:
+        return web.Response(text="ok")
+    state = await metrics_module.check_health(kz)
+    if not state.database:
+        return web.Response(text="unavailable: the database does not answer", status=503)
+    if not state.ok:
+        return web.Response(text="unavailable: the senders are stuck: " + "; ".join(state.problems), status=503)
     return web.Response(text="ok")
 
 
-def build_webhook_app(dp: Dispatcher, bot: Bot, settings: Settings) -> web.Application:
-    """The aiohttp application: the webhook route, /healthz, and the Dispatcher's start-up and
-    shutdown hooks bound to the application's (they get ``bot``)."""
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = await metrics_module.exposition(request.app.get(KZ), accept=request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def build_webhook_app(dp: Dispatcher, bot: Bot, settings: Settings, *, kz: Kezek | None = None) -> web.Application:
+    """The aiohttp application: the webhook route, /healthz, /metrics, and the Dispatcher's start-up
+    and shutdown hooks bound to the application's (they get ``bot``). ``kz``: the facade health and
+    the backlog gauges read (by default the Dispatcher's, see ``bot.app.build_dispatcher``)."""
     if not settings.webhook_secret:
         raise ValueError("a webhook needs a secret token")
     app = web.Application()
+    kz = kz or kezek_of(dp)
+    if kz is not None:
+        app[KZ] = kz
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=settings.webhook_secret,
                          handle_in_background=False).register(app, path=settings.webhook_path)
     setup_application(app, dp, bot=bot)
