@@ -473,6 +473,41 @@ def bench_outbox(alerts: int, raw_alerts: int, concurrency: int, raw_concurrency
                                  raw_concurrency=raw_concurrency, db_url=pg_url, out=click.echo))
 
 
+@bench.command("load")
+@click.option("--parents", type=int, default=2_000, show_default=True,
+              help="Simulated parents, each linked to its own application.")
+@click.option("--instances", type=int, default=2, show_default=True, help="`kezek run` processes in webhook mode.")
+@click.option("--concurrency", type=int, default=64, show_default=True,
+              help="Parents in flight at once (1: unloaded latency).")
+@click.option("--menu-rounds", type=int, default=1, show_default=True,
+              help="Rounds of the four menu presses per parent (0 skips).")
+@click.option("--db-path", default="/tmp/kezek-bench-load.sqlite3", show_default=True)
+@click.option("--postgres", "pg_url", default=None, metavar="URL",
+              help="Use this PostgreSQL database instead (its tables are emptied).")
+@click.option("--redis", "redis_url", default=None, metavar="URL",
+              help="Redis for the instances (FSM, event isolation, throttle).")
+@click.option("--echo/--no-echo", default=True, show_default=True,
+              help="Also measure a bare aiogram echo bot (the framework's ceiling).")
+@click.option("--timeout", type=float, default=15.0, show_default=True, help="Seconds to wait for one reply.")
+@click.option("--log-dir", default=None, help="Where the processes' logs go (default: a new temporary folder).")
+@click.option("--profile", is_flag=True, help="Run the Kezek instances under cProfile (kezek-N.prof in the log folder).")
+@click.option("--json", "json_path", default=None, metavar="FILE", help="Also write the figures here.")
+def bench_load(parents: int, instances: int, concurrency: int, menu_rounds: int, db_path: str, pg_url: str | None,
+               redis_url: str | None, echo: bool, timeout: float, log_dir: str | None, profile: bool,
+               json_path: str | None) -> None:
+    """N parents sending /status and menu presses as webhook updates to K `kezek run` instances
+    (Bot API stand-in on loopback): updates per second and p50/p95/p99 from update to reply; the
+    same against a bare aiogram echo bot."""
+    from bot.bench_load import run_load_bench
+
+    report = asyncio.run(run_load_bench(parents=parents, instances=instances, concurrency=concurrency,
+                                        menu_rounds=menu_rounds, db_path=db_path, db_url=pg_url,
+                                        redis_url=redis_url, echo=echo, timeout=timeout, log_dir=log_dir,
+                                        profile=profile, out=click.echo))
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2))
+
+
 @cli.command("demo")
 @click.option("--applications", type=int, default=3000, show_default=True,
               help="Applications in the sandbox city (built once, when the database has none).")

@@ -160,8 +160,9 @@ async def forecast_for(ctx: Ctx, app: Application, number: int) -> Forecast:
 
 
 async def status_card(ctx: Ctx, app_number: str, viewer: str) -> StatusCard:
-    """The card of one application for ``viewer``; records the look when the number changed."""
-    view = await queue.look(ctx, app_number, viewer)
+    """The card of one application for ``viewer`` (read only: the caller records the look when
+    the number changed)."""
+    view = await queue.view(ctx, app_number, viewer)
     app = view.application
     until: dt.datetime | None = None
     docs_due_at: dt.datetime | None = None
@@ -224,14 +225,22 @@ class StatusFacade(FacadeBase):
     async def status_cards(self, chat_id: int) -> list[StatusCard]:
         """A card for each application linked to the chat, in the order they were linked.
 
-        One transaction; the number each card shows is remembered as this chat's last look."""
+        Read in one read-only transaction; the number each card shows is remembered as this chat's
+        last look in a short write afterwards, only when it changed: most /status calls take no
+        write lock (on SQLite a write lock per /status queued the instances behind each other)."""
         viewer = chat_viewer(chat_id)
-        async with self.unit(viewer, with_calendar=False) as ctx:
+        async with self.reading(with_calendar=False) as ctx:
             numbers = (await ctx.session.execute(
                 select(Application.number).join(ChatLink, ChatLink.application_id == Application.id)
                 .where(ChatLink.chat_id == chat_id).order_by(ChatLink.linked_at, Application.number)
             )).scalars().all()
-            return [await status_card(ctx, n, viewer) for n in numbers]
+            cards = [await status_card(ctx, n, viewer) for n in numbers]
+        changed = [c for c in cards if c.queue_number is not None and c.queue_number != c.previous_number]
+        if changed:
+            async with self.unit(viewer, with_calendar=False) as ctx:
+                for card in changed:
+                    await queue.record_look(ctx, card.application_id, viewer, card.queue_number)  # type: ignore[arg-type]
+        return cards
 
     async def status_history(self, chat_id: int, app_id: int) -> HistoryView:
         """The moves of a linked application's number (``NotLinked`` for any other)."""

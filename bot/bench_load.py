@@ -1,0 +1,604 @@
+"""Load benchmark (``kezek bench load``): N simulated parents talking to K ``kezek run`` instances
+in webhook mode, and the same harness against a bare aiogram echo bot as the framework's ceiling.
+
+Method
+------
+* **Telegram's side** is ``bot.standin.BotApiStandIn`` on loopback, in this process (``keep_calls=False``),
+  subclassed here (``TimingStandIn``) to timestamp (``time.perf_counter``) the first ``sendMessage`` /
+  ``editMessageText`` for a chat that a parent is waiting on.
+* **The database** is built fresh: an SQLite file (default) or an emptied PostgreSQL database
+  (``db_url``), migrated, with N waiting applications each linked to its own chat (``Chat`` +
+  ``ChatLink`` rows, the approach of ``bot.bench_outbox.seed_fan_out`` without publishing seats);
+  the chats alternate Russian and Kazakh. Chat ids start at a fresh base each run, so that the
+  per-chat throttle (20 updates a minute, kept on: it is part of the production path) and the Redis
+  keys of an earlier run do not interfere.
+* **The bot**: K processes of ``kezek run --no-api --no-scheduler --no-senders`` (webhook mode:
+  ``KEZEK_WEBHOOK_URL`` set, each on its own loopback port, ``KEZEK_REDIS_URL`` when given; production
+  logging and throttle), started after the migration, and ready once ``GET /healthz`` answers.
+* **The parents**: at most ``concurrency`` parents in flight; each sends its updates one by one,
+  POSTing them (with ``X-Telegram-Bot-Api-Secret-Token``) round-robin to the instances, as Telegram
+  would through a load balancer, and waits for the bot's reply before its next update. Latency is
+  from just before the POST to the stand-in receiving the reply for that chat. An update counts as
+  answered when a reply arrived; the webhook's response (sent after the handler finished, since
+  ``handle_in_background=False``) must also be 200. A second reply to one update is counted as
+  ``extra``.
+* **Phases** (a short warm-up of 10 updates per instance goes first, not measured):
+  ``status`` — every parent sends ``/status`` once (the figure the goal is about);
+  ``menu`` — every parent presses the reply-keyboard buttons "My queue status", "Available seats",
+  "Settings" and "Help" (in its chat's language), ``menu_rounds`` times;
+  ``echo`` — the same ``/status`` updates to K echo-bot processes (``python -m bot.bench_load
+  --echo-server PORT``: a Dispatcher with one handler answering every message with its text,
+  served by aiogram's ``SimpleRequestHandler`` with the secret, like ``bot.webhook``).
+* **Figures** per phase: updates per second (updates / wall time from the first POST to the last
+  reply), p50 / p95 / p99 / max latency, unanswered and non-200 counts, the CPU seconds the bot
+  processes used (from ``/proc``; ms of bot CPU per update) and their resident memory at the end.
+  The ratio is Kezek's ``/status`` rate over the echo rate (goal: at least 0.5, with p95 under 50 ms).
+  With ``concurrency`` parents in flight the latency includes queueing once the CPU is saturated
+  (Little's law: about concurrency / rate); ``concurrency=1`` gives the unloaded service time.
+
+Everything runs on one machine: the load generator and the stand-in (one process), the bot
+processes and the database server share its cores, so the figures are the machine's, not Kezek's
+alone; the bot's CPU per update is the steadier figure. Every process started here is terminated
+(killed after a timeout) on the way out, errors included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sqlalchemy import select
+
+from bot.standin import TOKEN, BotApiStandIn
+
+SECRET = "bench-load_Secret-1"
+PUBLIC_URL = "https://kezek-bench.invalid"  # webhook mode needs an https:// base; we POST directly
+WEBHOOK_PATH = "/telegram/webhook"
+MENU_KEYS = ("status", "seats", "settings", "help")
+WARMUP_PER_INSTANCE = 10
+REPLY_METHODS = frozenset({"sendmessage", "editmessagetext"})
+
+
+# --- the stand-in with a reply hook ------------------------------------------------------------------
+
+class TimingStandIn(BotApiStandIn):
+    """The Bot API stand-in, resolving a parent's waiter with the time its reply arrived."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.waiters: dict[int, asyncio.Future[float]] = {}
+        self.extra = 0  # replies nobody waited for (a second reply to one update)
+
+    async def _answer(self, method: str, params: dict[str, Any]) -> Any:
+        if method in REPLY_METHODS and "chat_id" in params:
+            now = time.perf_counter()
+            waiter = self.waiters.pop(int(params["chat_id"]), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(now)
+            else:
+                self.extra += 1
+        return await super()._answer(method, params)
+
+
+# --- processes --------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process in MiB (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0.0
+
+
+@dataclass
+class Instance:
+    name: str
+    port: int
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        log = self.log_path.open("wb")
+        try:
+            # In the log directory: a project's .env must not change the benchmark's settings.
+            self.proc = await asyncio.create_subprocess_exec(*self.args, env=self.env, stdout=log,
+                                                             stderr=asyncio.subprocess.STDOUT,
+                                                             stdin=asyncio.subprocess.DEVNULL,
+                                                             cwd=self.log_path.parent)
+        finally:
+            log.close()
+
+    def cpu(self) -> float:
+        return _cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
+
+    def rss_mb(self) -> float:
+        return _rss_mb(self.proc.pid) if self.proc is not None else 0.0
+
+    def died(self) -> str | None:
+        if self.proc is not None and self.proc.returncode is not None:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            return f"{self.name} exited with {self.proc.returncode}:\n{tail}"
+        return None
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def wait_healthy(http: aiohttp.ClientSession, instances: Sequence[Instance], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    for inst in instances:
+        while True:
+            reason = inst.died()
+            if reason:
+                raise RuntimeError(reason)
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with http.get(f"{inst.base}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status == 200:
+                        break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{inst.name} did not answer /healthz within {timeout} s")
+            await asyncio.sleep(0.1)
+
+
+class Fleet:
+    """Processes started for one run; ``close`` stops every one of them."""
+
+    def __init__(self) -> None:
+        self.instances: list[Instance] = []
+
+    async def start(self, instances: Sequence[Instance]) -> None:
+        for inst in instances:
+            self.instances.append(inst)
+            await inst.start()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(inst.stop() for inst in self.instances), return_exceptions=True)
+        self.instances.clear()
+
+
+def _base_env() -> dict[str, str]:
+    # Our settings only: a KEZEK_* variable of the caller's shell must not change the benchmark.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEZEK_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                      env.get("PYTHONPATH", "")]))
+    return env
+
+
+def kezek_instances(k: int, *, api_url: str, db_url: str, redis_url: str | None, logs: Path,
+                    profile_dir: Path | None = None) -> list[Instance]:
+    out = []
+    for i in range(k):
+        port = free_port()
+        env = _base_env() | {
+            "KEZEK_BOT_TOKEN": TOKEN, "KEZEK_BOT_API_URL": api_url, "KEZEK_DATABASE_URL": db_url,
+            "KEZEK_WEBHOOK_URL": PUBLIC_URL, "KEZEK_WEBHOOK_SECRET": SECRET, "KEZEK_WEBHOOK_PATH": WEBHOOK_PATH,
+            "KEZEK_WEBHOOK_HOST": "127.0.0.1", "KEZEK_WEBHOOK_PORT": str(port),
+            "KEZEK_MAIL_DIR": str(logs / "mail"),
+        }
+        if redis_url:
+            env["KEZEK_REDIS_URL"] = redis_url
+        profile = ["-m", "cProfile", "-o", str(profile_dir / f"kezek-{i + 1}.prof")] if profile_dir else []
+        args = [sys.executable, *profile, "-m", "bot.cli", "--db", db_url, "run", "--no-api", "--no-scheduler",
+                "--no-senders"]
+        out.append(Instance(f"kezek#{i + 1}", port, args, env, logs / f"kezek-{i + 1}.log"))
+    return out
+
+
+def echo_instances(k: int, *, api_url: str, logs: Path) -> list[Instance]:
+    out = []
+    for i in range(k):
+        port = free_port()
+        args = [sys.executable, "-m", "bot.bench_load", "--echo-server", str(port), "--api", api_url,
+                "--secret", SECRET]
+        out.append(Instance(f"echo#{i + 1}", port, args, _base_env(), logs / f"echo-{i + 1}.log"))
+    return out
+
+
+# --- the echo bot (the framework's ceiling) ---------------------------------------------------------
+
+async def serve_echo(port: int, api_url: str, secret: str, token: str = TOKEN) -> None:
+    """A bare aiogram bot: one handler answering every message with its text, behind aiogram's
+    ``SimpleRequestHandler`` (secret checked, handled before the response) and ``/healthz``; until
+    SIGTERM/SIGINT."""
+    import signal
+
+    from aiogram import Bot, Dispatcher
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.types import Message
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+    from aiohttp import web
+
+    bot = Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url.rstrip("/"))))
+    dp = Dispatcher()
+
+    @dp.message()
+    async def echo(message: Message) -> None:
+        await message.answer(message.text or "…")
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret,
+                         handle_in_background=False).register(app, path=WEBHOOK_PATH)
+    setup_application(app, dp, bot=bot)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()  # the Dispatcher's shutdown closes the bot session
+
+
+# --- the database -----------------------------------------------------------------------------------
+
+async def prepare_database(db_url: str, parents: int, first_chat: int) -> None:
+    """A migrated, empty database with ``parents`` waiting applications, each linked to its own chat
+    (ids from ``first_chat``; Russian and Kazakh alternating)."""
+    from bot.bench import BENCH_NOW
+    from services.clock import FrozenClock
+    from services.kezek import Kezek
+    from services.validation import make_iin
+    from storage.db import Database
+    from storage.migrate import upgrade_async
+    from storage.models import Application, Chat, ChatLink
+
+    await upgrade_async(db_url)
+    if not db_url.startswith("sqlite"):
+        from bot.bench_outbox import _truncate
+
+        await _truncate(db_url)
+    db = Database(db_url)
+    kz = Kezek(db, FrozenClock(BENCH_NOW))
+    try:
+        await kz.upsert_districts([{"code": "BENCH", "name_ru": "Район", "name_kk": "Аудан"}])
+        await kz.upsert_kindergartens([{"code": "BENCH-KG", "district": "BENCH", "name_ru": "Ясли-сад №1",
+                                        "name_kk": "№1 бөбекжай-бақша", "address": "ул. Абая, 1",
+                                        "languages": "ru,kk"}])
+        serials: dict[dt.date, int] = {}
+        rows = []
+        for n in range(parents):
+            born = dt.date(2023, 1, 1) + dt.timedelta(days=n % 365)
+            iin = make_iin(born, serials.get(born, 0))
+            serials[born] = int(iin[7:11]) + 1
+            rows.append({"number": f"L{n:07d}", "child_iin": iin, "child_name": f"Ребёнок {n}",
+                         "birth_date": born.isoformat(), "district": "BENCH", "language": "ru",
+                         "preferred_kindergartens": ["BENCH-KG"], "privilege": "none",
+                         "submitted_at": (BENCH_NOW - dt.timedelta(days=400, minutes=-n)).isoformat(),
+                         "phone": f"+7701{n:07d}", "email": f"parent{n}@example.kz", "twin_group": None})
+        for start in range(0, parents, 5000):
+            await kz.import_applications(rows[start:start + 5000])
+        async with kz.unit() as ctx:
+            ids = (await ctx.session.execute(select(Application.id).order_by(Application.id))).scalars().all()
+            ctx.session.add_all([Chat(id=first_chat + i, language=_lang(i), created_at=ctx.now,
+                                      updated_at=ctx.now) for i in range(len(ids))])
+            ctx.session.add_all([ChatLink(chat_id=first_chat + i, application_id=app_id, linked_at=ctx.now,
+                                          method="contact") for i, app_id in enumerate(ids)])
+    finally:
+        await db.dispose()
+
+
+def _lang(i: int) -> str:
+    return "kk" if i % 2 else "ru"
+
+
+# --- the parents ------------------------------------------------------------------------------------
+
+@dataclass
+class PhaseResult:
+    name: str
+    updates: int = 0
+    answered: int = 0
+    unanswered: int = 0
+    bad_status: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    by_kind: dict[str, list[float]] = field(default_factory=dict)
+    bot_cpu_seconds: float = 0.0
+    bot_rss_mb: list[float] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def pct(values: list[float], p: float) -> float | None:
+            if not values:
+                return None
+            rank = max(1, math.ceil(p / 100 * len(values)))  # nearest rank
+            return round(values[min(len(values), rank) - 1] * 1000, 2)
+
+        out: dict[str, Any] = {
+            "updates": self.updates, "answered": self.answered, "unanswered": self.unanswered,
+            "non_200": self.bad_status, "errors": self.errors, "seconds": round(self.seconds, 3),
+            "updates_per_second": round(self.answered / self.seconds, 1) if self.seconds > 0 else None,
+            "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99),
+            "max_ms": round(lat[-1] * 1000, 2) if lat else None,
+            "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else None,
+            "bot_cpu_seconds": round(self.bot_cpu_seconds, 2),
+            "bot_cpu_ms_per_update": round(self.bot_cpu_seconds * 1000 / self.updates, 2) if self.updates else None,
+            "bot_rss_mb": [round(m, 1) for m in self.bot_rss_mb],
+        }
+        if len(self.by_kind) > 1:
+            out["by_kind"] = {kind: {"n": len(v), "p50_ms": pct(sorted(v), 50), "p95_ms": pct(sorted(v), 95)}
+                              for kind, v in self.by_kind.items()}
+        return out
+
+
+Script = list[tuple[str, str]]  # (kind, text) of one parent's updates, in order
+
+
+class Load:
+    """Plays parents against instances through the stand-in's reply hook."""
+
+    def __init__(self, api: TimingStandIn, http: aiohttp.ClientSession, instances: Sequence[Instance],
+                 *, concurrency: int, timeout: float) -> None:
+        self.api = api
+        self.http = http
+        self.urls = [inst.base + WEBHOOK_PATH for inst in instances]
+        self.instances = instances
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self._next = 0
+        self.headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
+
+    async def _one(self, result: PhaseResult, chat: int, lang: str, kind: str, text: str) -> None:
+        update = self.api.send_text(chat, text, language_code=lang, deliver=False)
+        body = json.dumps(update, ensure_ascii=False).encode()
+        url = self.urls[self._next % len(self.urls)]
+        self._next += 1
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[float] = loop.create_future()
+        self.api.waiters[chat] = waiter
+        result.updates += 1
+        started = time.perf_counter()
+        try:
+            async with self.http.post(url, data=body, headers=self.headers,
+                                      timeout=aiohttp.ClientTimeout(total=self.timeout * 2)) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    result.bad_status += 1
+            replied = await asyncio.wait_for(asyncio.shield(waiter), self.timeout)
+        except TimeoutError:
+            result.unanswered += 1
+        except (aiohttp.ClientError, OSError):
+            result.errors += 1
+            result.unanswered += 1
+        else:
+            result.answered += 1
+            latency = replied - started
+            result.latencies.append(latency)
+            result.by_kind.setdefault(kind, []).append(latency)
+        finally:
+            if self.api.waiters.get(chat) is waiter:
+                del self.api.waiters[chat]
+
+    async def play(self, name: str, parents: Sequence[tuple[int, str, Script]]) -> PhaseResult:
+        """Every parent's script, at most ``concurrency`` parents at once."""
+        result = PhaseResult(name)
+        queue: asyncio.Queue[tuple[int, str, Script]] = asyncio.Queue()
+        for parent in parents:
+            queue.put_nowait(parent)
+
+        async def worker() -> None:
+            while True:
+                try:
+                    chat, lang, script = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                for kind, text in script:
+                    await self._one(result, chat, lang, kind, text)
+
+        cpu_before = sum(inst.cpu() for inst in self.instances)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(parents)) or 1)))
+        result.seconds = time.perf_counter() - started
+        result.bot_cpu_seconds = sum(inst.cpu() for inst in self.instances) - cpu_before
+        result.bot_rss_mb = [inst.rss_mb() for inst in self.instances]
+        return result
+
+
+def status_scripts(chats: Sequence[int]) -> list[tuple[int, str, Script]]:
+    return [(chat, _lang(i), [("/status", "/status")]) for i, chat in enumerate(chats)]
+
+
+def menu_scripts(chats: Sequence[int], rounds: int) -> list[tuple[int, str, Script]]:
+    from bot.i18n import gettext
+    from handlers.menu import MENU
+
+    out = []
+    for i, chat in enumerate(chats):
+        lang = _lang(i)
+        out.append((chat, lang, [(key, gettext(lang, MENU[key])) for _ in range(rounds) for key in MENU_KEYS]))
+    return out
+
+
+# --- the benchmark ----------------------------------------------------------------------------------
+
+async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency: int = 64,
+                         menu_rounds: int = 1, db_path: str = "/tmp/kezek-bench-load.sqlite3",
+                         db_url: str | None = None, redis_url: str | None = None, echo: bool = True,
+                         timeout: float = 15.0, log_dir: str | None = None, profile: bool = False,
+                         out: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the load benchmark; returns its figures (``phases`` with ``status``, ``menu`` and, with
+    ``echo``, ``echo``; ``status_vs_echo``, ``goal_met``...) and prints a short table through ``out``.
+
+    ``db_url``: a PostgreSQL URL (its tables are emptied) instead of the SQLite file ``db_path``
+    (recreated); ``redis_url``: shared FSM, event isolation and throttle for the instances;
+    ``menu_rounds``: 0 skips the menu phase; ``timeout``: seconds to wait for one reply;
+    ``log_dir``: where the processes' logs go (default: a new temporary directory); ``profile``: run
+    the Kezek instances under cProfile (``kezek-N.prof`` in the log directory; slows them down)."""
+    if parents < 1 or instances < 1 or concurrency < 1:
+        raise ValueError("parents, instances and concurrency must be at least 1")
+    logs = (Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="kezek-bench-load-"))).resolve()
+    logs.mkdir(parents=True, exist_ok=True)
+    if db_url is None:
+        path = Path(db_path).resolve()  # the instances run in the log directory
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(path) + suffix).unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    else:
+        url = db_url
+    # A fresh range of chat ids every run: no throttle window or Redis key of an earlier run applies.
+    first_chat = 10**10 + (time.time_ns() // 1000 % 10**6) * 10**6
+    warm_chats = max(1, min(parents, WARMUP_PER_INSTANCE * instances))
+    chats = [first_chat + i for i in range(parents)]
+
+    started = time.perf_counter()
+    await prepare_database(url, parents, first_chat)
+    out(f"database {'PostgreSQL' if db_url else 'SQLite'}: {parents} linked parents in "
+        f"{time.perf_counter() - started:.1f} s; {instances} instance(s), {concurrency} parents in flight, "
+        f"Redis {'on' if redis_url else 'off'}; logs in {logs}")
+
+    phases: dict[str, dict[str, Any]] = {}
+    extra = 0
+    fleet = Fleet()
+    connector = aiohttp.TCPConnector(limit=concurrency * 2 + 8, force_close=False)
+    async with TimingStandIn(keep_calls=False) as api, aiohttp.ClientSession(connector=connector) as http:
+        try:  # the processes stop before the stand-in does, errors included
+            targets: list[tuple[str, list[Instance]]] = [
+                ("kezek", kezek_instances(instances, api_url=api.base_url, db_url=url, redis_url=redis_url,
+                                          logs=logs, profile_dir=logs if profile else None))]
+            if echo:
+                targets.append(("echo", echo_instances(instances, api_url=api.base_url, logs=logs)))
+            for target, group in targets:
+                await fleet.start(group)
+                await wait_healthy(http, group)
+                load = Load(api, http, group, concurrency=concurrency, timeout=timeout)
+                # Warm-up (not measured): the first requests build models, pools and caches.
+                await load.play("warm-up", status_scripts(chats[:warm_chats]))
+                plan: list[tuple[str, list[tuple[int, str, Script]]]]
+                if target == "kezek":
+                    plan = [("status", status_scripts(chats))]
+                    if menu_rounds:
+                        plan.append(("menu", menu_scripts(chats, menu_rounds)))
+                else:
+                    plan = [("echo", status_scripts(chats))]
+                for name, scripts in plan:
+                    result = await load.play(name, scripts)
+                    phases[name] = result.figures()
+                    out(f"  {name}: {result.answered}/{result.updates} answered in {result.seconds:.2f} s")
+                await fleet.close()
+            extra = api.extra
+        finally:
+            await fleet.close()
+
+    report: dict[str, Any] = {
+        "parents": parents, "instances": instances, "concurrency": concurrency, "menu_rounds": menu_rounds,
+        "database": "postgresql" if db_url else "sqlite", "redis": bool(redis_url), "cpu_count": os.cpu_count(),
+        "phases": phases, "extra_replies": extra, "logs": str(logs),
+    }
+    status, ceiling = phases.get("status"), phases.get("echo")
+    if status and ceiling and ceiling["updates_per_second"]:
+        report["status_vs_echo"] = round(status["updates_per_second"] / ceiling["updates_per_second"], 3)
+        report["goal_met"] = bool(report["status_vs_echo"] >= 0.5 and status["p95_ms"] is not None
+                                  and status["p95_ms"] < 50)
+    report["all_answered"] = all(p["unanswered"] == 0 and p["non_200"] == 0 for p in phases.values())
+    for line in format_table(report):
+        out(line)
+    return report
+
+
+def format_table(report: dict[str, Any]) -> list[str]:
+    lines = ["| phase | updates | answered | updates/s | p50 ms | p95 ms | p99 ms | max ms | bot CPU ms/update |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, p in report["phases"].items():
+        lines.append(f"| {name} | {p['updates']} | {p['answered']} | {p['updates_per_second']} | {p['p50_ms']} | "
+                     f"{p['p95_ms']} | {p['p99_ms']} | {p['max_ms']} | {p['bot_cpu_ms_per_update']} |")
+    if "status_vs_echo" in report:
+        lines.append(f"/status vs echo ceiling: {report['status_vs_echo']} (goal >= 0.5, p95 < 50 ms: "
+                     f"{'met' if report['goal_met'] else 'not met'})")
+    return lines
+
+
+# --- command line (the echo server; a stand-alone run) ----------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Kezek's load benchmark, or (--echo-server) its echo bot.")
+    parser.add_argument("--echo-server", type=int, metavar="PORT", help="serve the echo bot on this port")
+    parser.add_argument("--api", default="", help="the Bot API base URL (echo server)")
+    parser.add_argument("--secret", default=SECRET, help="the webhook secret (echo server)")
+    parser.add_argument("--parents", type=int, default=2000)
+    parser.add_argument("--instances", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--menu-rounds", type=int, default=1)
+    parser.add_argument("--db-path", default="/tmp/kezek-bench-load.sqlite3")
+    parser.add_argument("--postgres", default=None, metavar="URL")
+    parser.add_argument("--redis", default=None, metavar="URL")
+    parser.add_argument("--no-echo", action="store_true")
+    parser.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for one reply")
+    parser.add_argument("--log-dir", default=None)
+    parser.add_argument("--profile", action="store_true", help="cProfile the Kezek instances")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.echo_server is not None:
+        asyncio.run(serve_echo(args.echo_server, args.api, args.secret))
+        return
+    report = asyncio.run(run_load_bench(parents=args.parents, instances=args.instances,
+                                        concurrency=args.concurrency, menu_rounds=args.menu_rounds,
+                                        db_path=args.db_path, db_url=args.postgres, redis_url=args.redis,
+                                        echo=not args.no_echo, timeout=args.timeout, log_dir=args.log_dir,
+                                        profile=args.profile))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

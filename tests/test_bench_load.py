@@ -1,0 +1,39 @@
+"""The load benchmark (``bot.bench_load``), run tiny: 30 parents, one ``kezek run`` instance in webhook
+mode on SQLite, the echo bot beside it. Checks the figures are there and every update was answered
+(no timing asserts: the machine's load decides those)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.bench_load import format_table, run_load_bench
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+async def test_load_bench_tiny(tmp_path: Path) -> None:
+    lines: list[str] = []
+    report = await run_load_bench(parents=30, instances=1, concurrency=8, db_path=str(tmp_path / "load.sqlite3"),
+                                  log_dir=str(tmp_path / "logs"), timeout=20.0, out=lines.append)
+
+    phases = report["phases"]
+    assert set(phases) == {"status", "menu", "echo"}
+    expected = {"status": 30, "menu": 30 * 4, "echo": 30}
+    for name, figures in phases.items():
+        assert figures["updates"] == expected[name], name
+        assert figures["answered"] == figures["updates"], (name, figures)
+        assert figures["unanswered"] == 0 and figures["non_200"] == 0 and figures["errors"] == 0
+        assert figures["updates_per_second"] > 0
+        assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert set(phases["menu"]["by_kind"]) == {"status", "seats", "settings", "help"}
+    assert report["all_answered"] is True
+    assert report["extra_replies"] == 0
+    assert report["status_vs_echo"] > 0 and isinstance(report["goal_met"], bool)
+    # The table was printed, and every process it started has stopped (the logs end with the stop).
+    assert any(line.startswith("| status |") for line in lines)
+    assert format_table(report)[0].startswith("| phase |")
+    log = (tmp_path / "logs" / "kezek-1.log").read_text()
+    assert "the bot has stopped" in log
