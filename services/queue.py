@@ -432,8 +432,10 @@ _VIEW = _view_statement(with_look=False)
 _VIEW_AS_VIEWER = _view_statement(with_look=True)
 
 
-async def view(ctx: Ctx, number: str, viewer: str | None = None) -> QueueView:
-    """The status of one application and, for a ``viewer``, its move since their last look.
+async def view(ctx: Ctx, number: str, viewer: str | None = None, *, with_preferred: bool = True) -> QueueView:
+    """The status of one application and, for a ``viewer``, its move since their last look
+    (``with_preferred=False``: without the preferred kindergartens' codes, for a caller that reads
+    them with their names itself).
 
     Read-only: the caller records the look (``record_look``) when the number differs from it."""
     session = ctx.session
@@ -467,7 +469,7 @@ async def view(ctx: Ctx, number: str, viewer: str | None = None) -> QueueView:
     return QueueView(
         application=app, district=district, number=current, previous=previous,
         previous_at=previous_at, causes=causes, state=state,
-        preferred=[] if app.any_kindergarten else await preferred_codes(session, app.id),
+        preferred=[] if app.any_kindergarten or not with_preferred else await preferred_codes(session, app.id),
         open_offers=offers, referral=referral,
     )
 

@@ -162,7 +162,7 @@ async def forecast_for(ctx: Ctx, app: Application, number: int) -> Forecast:
 async def status_card(ctx: Ctx, app_number: str, viewer: str) -> StatusCard:
     """The card of one application for ``viewer`` (read only: the caller records the look when
     the number changed)."""
-    view = await queue.view(ctx, app_number, viewer)
+    view = await queue.view(ctx, app_number, viewer, with_preferred=False)  # the names are read below
     app = view.application
     until: dt.datetime | None = None
     docs_due_at: dt.datetime | None = None
