@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import math
 import os
@@ -62,7 +61,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select
 
 from bot.standin import TOKEN, BotApiStandIn
 
@@ -292,44 +290,19 @@ async def prepare_database(db_url: str, parents: int, first_chat: int) -> None:
     """A migrated, empty database with ``parents`` waiting applications, each linked to its own chat
     (ids from ``first_chat``; Russian and Kazakh alternating)."""
     from bot.bench import BENCH_NOW
+    from bot.bench_outbox import _truncate, seed_linked_parents
     from services.clock import FrozenClock
     from services.kezek import Kezek
-    from services.validation import make_iin
     from storage.db import Database
     from storage.migrate import upgrade_async
-    from storage.models import Application, Chat, ChatLink
 
     await upgrade_async(db_url)
     if not db_url.startswith("sqlite"):
-        from bot.bench_outbox import _truncate
-
         await _truncate(db_url)
     db = Database(db_url)
-    kz = Kezek(db, FrozenClock(BENCH_NOW))
     try:
-        await kz.upsert_districts([{"code": "BENCH", "name_ru": "Район", "name_kk": "Аудан"}])
-        await kz.upsert_kindergartens([{"code": "BENCH-KG", "district": "BENCH", "name_ru": "Ясли-сад №1",
-                                        "name_kk": "№1 бөбекжай-бақша", "address": "ул. Абая, 1",
-                                        "languages": "ru,kk"}])
-        serials: dict[dt.date, int] = {}
-        rows = []
-        for n in range(parents):
-            born = dt.date(2023, 1, 1) + dt.timedelta(days=n % 365)
-            iin = make_iin(born, serials.get(born, 0))
-            serials[born] = int(iin[7:11]) + 1
-            rows.append({"number": f"L{n:07d}", "child_iin": iin, "child_name": f"Ребёнок {n}",
-                         "birth_date": born.isoformat(), "district": "BENCH", "language": "ru",
-                         "preferred_kindergartens": ["BENCH-KG"], "privilege": "none",
-                         "submitted_at": (BENCH_NOW - dt.timedelta(days=400, minutes=-n)).isoformat(),
-                         "phone": f"+7701{n:07d}", "email": f"parent{n}@example.kz", "twin_group": None})
-        for start in range(0, parents, 5000):
-            await kz.import_applications(rows[start:start + 5000])
-        async with kz.unit() as ctx:
-            ids = (await ctx.session.execute(select(Application.id).order_by(Application.id))).scalars().all()
-            ctx.session.add_all([Chat(id=first_chat + i, language=_lang(i), created_at=ctx.now,
-                                      updated_at=ctx.now) for i in range(len(ids))])
-            ctx.session.add_all([ChatLink(chat_id=first_chat + i, application_id=app_id, linked_at=ctx.now,
-                                          method="contact") for i, app_id in enumerate(ids)])
+        await seed_linked_parents(Kezek(db, FrozenClock(BENCH_NOW)), parents, first_chat=first_chat,
+                                  prefix="L", preferred=["BENCH-KG"])
     finally:
         await db.dispose()
 

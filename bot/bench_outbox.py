@@ -47,31 +47,38 @@ FIRST_CHAT = 5_000_000
 PUBLICATION = 500  # seats per publication (the registry's limit)
 
 
-async def seed_fan_out(kz: Kezek, alerts: int) -> None:
-    """N waiting applications, each linked to its own chat, and N seats published."""
+async def seed_linked_parents(kz: Kezek, parents: int, *, first_chat: int = FIRST_CHAT, prefix: str = "B",
+                             preferred: list[str] | None = None) -> None:
+    """One district and kindergarten, ``parents`` waiting applications (born 2023), each linked to
+    its own chat (ids from ``first_chat``; Russian and Kazakh alternating)."""
     await kz.upsert_districts([{"code": "BENCH", "name_ru": "Район", "name_kk": "Аудан"}])
     await kz.upsert_kindergartens([{"code": "BENCH-KG", "district": "BENCH", "name_ru": "Ясли-сад №1",
                                     "name_kk": "№1 бөбекжай-бақша", "address": "ул. Абая, 1",
                                     "languages": "ru,kk"}])
     serials: dict[dt.date, int] = {}
     rows = []
-    for n in range(alerts):
+    for n in range(parents):
         born = dt.date(2023, 1, 1) + dt.timedelta(days=n % 365)
         iin = make_iin(born, serials.get(born, 0))
         serials[born] = int(iin[7:11]) + 1
-        rows.append({"number": f"B{n:07d}", "child_iin": iin, "child_name": f"Ребёнок {n}",
+        rows.append({"number": f"{prefix}{n:07d}", "child_iin": iin, "child_name": f"Ребёнок {n}",
                      "birth_date": born.isoformat(), "district": "BENCH", "language": "ru",
-                     "preferred_kindergartens": [], "privilege": "none",
+                     "preferred_kindergartens": list(preferred or []), "privilege": "none",
                      "submitted_at": (BENCH_NOW - dt.timedelta(days=400, minutes=-n)).isoformat(),
                      "phone": f"+7701{n:07d}", "email": f"parent{n}@example.kz", "twin_group": None})
-    for start in range(0, alerts, 5000):
+    for start in range(0, parents, 5000):
         await kz.import_applications(rows[start:start + 5000])
     async with kz.unit() as ctx:
         ids = (await ctx.session.execute(select(Application.id).order_by(Application.id))).scalars().all()
-        ctx.session.add_all([Chat(id=FIRST_CHAT + i, language="kk" if i % 2 else "ru", created_at=ctx.now,
+        ctx.session.add_all([Chat(id=first_chat + i, language="kk" if i % 2 else "ru", created_at=ctx.now,
                                   updated_at=ctx.now) for i in range(len(ids))])
-        ctx.session.add_all([ChatLink(chat_id=FIRST_CHAT + i, application_id=app_id, linked_at=ctx.now,
+        ctx.session.add_all([ChatLink(chat_id=first_chat + i, application_id=app_id, linked_at=ctx.now,
                                       method="contact") for i, app_id in enumerate(ids)])
+
+
+async def seed_fan_out(kz: Kezek, alerts: int) -> None:
+    """N waiting applications, each linked to its own chat, and N seats published."""
+    await seed_linked_parents(kz, alerts)
     left = alerts
     while left:
         count = min(PUBLICATION, left)
