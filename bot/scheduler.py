@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -37,6 +38,7 @@ from services.kezek import Kezek
 from storage.models import RuleProfile
 
 log = logging.getLogger("kezek.scheduler")
+T = TypeVar("T")
 
 # The default claim window (DESIGN.md §1: 09:00-20:00), as minutes after local midnight.
 DEFAULT_WINDOW = (9 * 60, 20 * 60)
@@ -55,44 +57,42 @@ _JOB = {"max_instances": 1, "coalesce": True, "misfire_grace_time": MISFIRE_GRAC
 _sweeping: weakref.WeakKeyDictionary[Kezek, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
+async def _run(job: str, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
+    """Run one job: a failure is logged (its kind only) and counted, and the next run tries again."""
+    try:
+        result = await call()
+    except Exception as exc:  # noqa: BLE001 - the next run tries again
+        log.error("%s failed: %s", what, type(exc).__name__)
+        metrics.current().job_run(job, ok=False)
+        return None
+    metrics.current().job_run(job, ok=True)
+    return result
+
+
 async def sweep_job(kz: Kezek) -> dict[str, int] | None:
     # The interval and an edge job may fall on the same second: one sweep at a time in a process
     # (instances may still overlap; the sweeps are idempotent for that).
     lock = _sweeping.setdefault(kz, asyncio.Lock())
-    try:
+
+    async def sweep() -> dict[str, int]:
         async with lock:
-            done = await kz.run_sweeps()
-    except Exception as exc:  # noqa: BLE001 - the next run tries again
-        log.error("sweep failed: %s", type(exc).__name__)
-        metrics.current().job_run("sweep", ok=False)
-        return None
-    metrics.current().job_run("sweep", ok=True)
-    if any(done.values()):
+            return await kz.run_sweeps()
+
+    done = await _run("sweep", "sweep", sweep)
+    if done and any(done.values()):
         log.info("sweep: %s", done)
     return done
 
 
 async def snapshot_job(kz: Kezek) -> int | None:
-    try:
-        rows = await kz.snapshot_queue()
-    except Exception as exc:  # noqa: BLE001 - the next run (or the next start) tries again
-        log.error("queue snapshot failed: %s", type(exc).__name__)
-        metrics.current().job_run("snapshot", ok=False)
-        return None
-    metrics.current().job_run("snapshot", ok=True)
+    rows = await _run("snapshot", "queue snapshot", kz.snapshot_queue)
     if rows:
         log.info("queue snapshot: %d numbers", rows)
     return rows
 
 
 async def moves_job(kz: Kezek) -> int | None:
-    try:
-        sent = await kz.announce_moves()
-    except Exception as exc:  # noqa: BLE001 - the next run tries again
-        log.error("move notices failed: %s", type(exc).__name__)
-        metrics.current().job_run("moves", ok=False)
-        return None
-    metrics.current().job_run("moves", ok=True)
+    sent = await _run("moves", "move notices", kz.announce_moves)
     if sent:
         log.info("move notices: %d", sent)
     return sent
