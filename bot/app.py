@@ -33,10 +33,15 @@ def make_storage(settings: Settings, *, prefix: str = "kezek") -> tuple[BaseStor
         return MemoryStorage(), None
     from aiogram.fsm.storage.redis import RedisStorage
 
+    from bot.degraded import FallbackIsolation, FallbackStorage, Outage
+
     storage = RedisStorage.from_url(settings.redis_url,
+                                    connection_kwargs={"socket_connect_timeout": 2, "socket_timeout": 2},
                                     key_builder=DefaultKeyBuilder(prefix=prefix, with_bot_id=True),
                                     state_ttl=FSM_TTL_SECONDS, data_ttl=FSM_TTL_SECONDS)
-    return storage, storage.create_isolation()
+    # Redis down: the dialogues and locks fall back to this process's memory (bot/degraded.py).
+    outage = Outage()
+    return FallbackStorage(storage, outage), FallbackIsolation(storage.create_isolation(), outage)
 
 
 def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,

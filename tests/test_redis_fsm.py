@@ -15,6 +15,7 @@ from aiogram.types import Contact, ReplyKeyboardMarkup
 
 from bot import i18n
 from bot.app import FSM_TTL_SECONDS, build_dispatcher, make_storage
+from bot.degraded import FallbackIsolation, FallbackStorage
 from bot.config import Settings
 from services.kezek import Kezek
 from tests.conftest import REDIS_URL, World, redis_client
@@ -49,8 +50,10 @@ async def test_make_storage_follows_the_settings() -> None:
     storage, isolation = make_storage(Settings(_env_file=None))  # type: ignore[call-arg]
     assert isinstance(storage, MemoryStorage) and isolation is None
     storage, isolation = make_storage(Settings(_env_file=None, redis_url=REDIS_URL))  # type: ignore[call-arg]
-    assert isinstance(storage, RedisStorage) and isinstance(isolation, RedisEventIsolation)
+    assert isinstance(storage, FallbackStorage) and isinstance(isolation, FallbackIsolation)
+    assert isinstance(storage.primary, RedisStorage) and isinstance(isolation.primary, RedisEventIsolation)
     assert isolation.redis is storage.redis  # one connection pool
+    storage = storage.primary
     assert storage.state_ttl == storage.data_ttl == FSM_TTL_SECONDS
     await storage.close()
 
@@ -106,3 +109,28 @@ async def test_a_dialogue_on_memory_storage_does_not_survive(kz: Kezek, world: W
         "ru", "I did not understand this message. Please use the menu buttons below or send /help.")
     for h in (first, second):
         await h.bot.session.close()
+
+
+async def test_redis_down_is_a_degraded_mode_not_an_outage(kz: Kezek, world: World,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """With Redis unreachable the bot still answers and a dialogue still goes step by step (kept
+    in this process's memory); the operators get one error line, not one per update."""
+    row = world.row()
+    await world.apps(row)
+    dead = "redis://127.0.0.1:1/0"  # nothing listens there
+    storage, isolation = make_storage(Settings(_env_file=None, redis_url=dead))  # type: ignore[call-arg]
+    harness = Harness(build_dispatcher(kz, storage=storage, events_isolation=isolation))
+    try:
+        await harness.press("lang:kk")
+        [ask_number] = sent(await harness.send("ru", text="/link"))
+        assert ask_number.text == i18n.gettext(
+            "kk", "Enter the application number as it is written in the application. To stop, send /cancel.")
+        [ask_iin] = sent(await harness.send("ru", text=row["number"]))
+        assert ask_iin.text == i18n.gettext("kk", "Enter the child's IIN (12 digits).")
+        proof, _email = sent(await harness.send("ru", text=row["child_iin"]))
+        assert isinstance(proof.reply_markup, ReplyKeyboardMarkup)
+    finally:
+        await shut(harness)
+    outage_lines = [r for r in caplog.records if r.name == "kezek.redis" and r.levelname == "ERROR"]
+    assert len(outage_lines) == 1
+
