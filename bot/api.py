@@ -78,8 +78,6 @@ MIN_TOKEN_LENGTH = 32
 FAILED_LIMIT = 20
 FAILED_WINDOW = 60.0
 LOCKOUT = 300.0
-# The sandbox clock moves forward by at most this much at once.
-MAX_ADVANCE = MAX_MOVE
 
 PUBLIC_ROUTES = frozenset({"health", "metrics", "openapi"})
 
@@ -495,7 +493,7 @@ async def get_sandbox_clock(request: web.Request) -> web.Response:
 
 def parse_clock_move(body: dict[str, Any], now: dt.datetime) -> tuple[dt.timedelta | None, dt.datetime | None]:
     """``{"advance": "PT3H"}`` or ``{"set": "2026-09-01T19:59:00+05:00"}`` (exactly one):
-    forward only, at most ``MAX_ADVANCE`` ahead."""
+    forward only, at most ``MAX_MOVE`` ahead."""
     has_advance, has_set = body.get("advance") is not None, body.get("set") is not None
     if not has_advance and not has_set:
         raise MissingField(field="advance")
@@ -511,7 +509,7 @@ def parse_clock_move(body: dict[str, Any], now: dt.datetime) -> tuple[dt.timedel
             delta = parse_duration(raw)
         except ValueError:
             raise InvalidField(field="advance", reason="duration") from None
-        if delta > MAX_ADVANCE:
+        if delta > MAX_MOVE:
             raise InvalidField(field="advance", reason="range", min="PT0S", max="P366D")
         return delta, None
     raw = body["set"]
@@ -525,7 +523,7 @@ def parse_clock_move(body: dict[str, Any], now: dt.datetime) -> tuple[dt.timedel
         raise InvalidField(field="set", reason="timezone")
     if at < now:
         raise InvalidField(field="set", reason="past")
-    if at - now > MAX_ADVANCE:
+    if at - now > MAX_MOVE:
         raise InvalidField(field="set", reason="range")
     return None, at
 

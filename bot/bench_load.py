@@ -62,6 +62,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.bench_outbox import chat_language
 from bot.standin import TOKEN, BotApiStandIn
 
 SECRET = "bench-load_Secret-1"
@@ -307,10 +308,6 @@ async def prepare_database(db_url: str, parents: int, first_chat: int) -> None:
         await db.dispose()
 
 
-def _lang(i: int) -> str:
-    return "kk" if i % 2 else "ru"
-
-
 # --- the parents ------------------------------------------------------------------------------------
 
 @dataclass
@@ -427,7 +424,7 @@ class Load:
 
 
 def status_scripts(chats: Sequence[int]) -> list[tuple[int, str, Script]]:
-    return [(chat, _lang(i), [("/status", "/status")]) for i, chat in enumerate(chats)]
+    return [(chat, chat_language(i), [("/status", "/status")]) for i, chat in enumerate(chats)]
 
 
 def menu_scripts(chats: Sequence[int], rounds: int) -> list[tuple[int, str, Script]]:
@@ -436,7 +433,7 @@ def menu_scripts(chats: Sequence[int], rounds: int) -> list[tuple[int, str, Scri
 
     out = []
     for i, chat in enumerate(chats):
-        lang = _lang(i)
+        lang = chat_language(i)
         out.append((chat, lang, [(key, gettext(lang, MENU[key])) for _ in range(rounds) for key in MENU_KEYS]))
     return out
 

@@ -47,6 +47,11 @@ FIRST_CHAT = 5_000_000
 PUBLICATION = 500  # seats per publication (the registry's limit)
 
 
+def chat_language(i: int) -> str:
+    """The language of the i-th seeded parent's chat: Russian and Kazakh alternating."""
+    return "kk" if i % 2 else "ru"
+
+
 async def seed_linked_parents(kz: Kezek, parents: int, *, first_chat: int = FIRST_CHAT, prefix: str = "B",
                              preferred: list[str] | None = None) -> None:
     """One district and kindergarten, ``parents`` waiting applications (born 2023), each linked to
@@ -70,7 +75,7 @@ async def seed_linked_parents(kz: Kezek, parents: int, *, first_chat: int = FIRS
         await kz.import_applications(rows[start:start + 5000])
     async with kz.unit() as ctx:
         ids = (await ctx.session.execute(select(Application.id).order_by(Application.id))).scalars().all()
-        ctx.session.add_all([Chat(id=first_chat + i, language="kk" if i % 2 else "ru", created_at=ctx.now,
+        ctx.session.add_all([Chat(id=first_chat + i, language=chat_language(i), created_at=ctx.now,
                                   updated_at=ctx.now) for i in range(len(ids))])
         ctx.session.add_all([ChatLink(chat_id=first_chat + i, application_id=app_id, linked_at=ctx.now,
                                       method="contact") for i, app_id in enumerate(ids)])
