@@ -13,6 +13,7 @@ from bot.middlewares import ContextMiddleware, ErrorBoundaryMiddleware, UpdateMe
 from bot.throttling import ThrottleMiddleware
 from handlers import claim, fallback, link, seats, settings, start, status, unlink
 from handlers import help as help_handlers
+from handlers.filters import Magic
 from services.kezek import Kezek
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,
         dp.shutdown.register(throttle.close)
     dp.update.outer_middleware(context)
     # Kezek talks to parents one to one; messages in groups are left alone.
-    dp.message.filter(F.chat.type == ChatType.PRIVATE)
+    dp.message.filter(Magic(F.chat.type == ChatType.PRIVATE))
     # Routers with a dialogue (FSM) catch-all come before the plain command routers.
     dp.include_routers(start.build_router(), help_handlers.build_router(), link.build_router(),
                        settings.build_router(), unlink.build_router(), status.build_router(),

@@ -25,6 +25,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import i18n
 from bot.i18n import gettext
+from handlers.filters import Magic
 from handlers.menu import MenuButton, chat_of, main_menu
 from services.errors import LinkFailed, LinkLocked
 from services.linking import CodeRateLimited, LinkTarget
@@ -213,14 +214,14 @@ async def unexpected(message: Message, state: FSMContext, lang: str) -> None:
 def build_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     router = Router(name="link")
-    plain_text = F.text & ~F.text.startswith("/")
+    plain_text = Magic(F.text & ~F.text.startswith("/"))
     router.message.register(start_link, Command("link"))
     router.message.register(start_link, MenuButton("link"))
     router.message.register(cancel, Command("cancel"), StateFilter(LinkFlow))
-    router.message.register(got_number, LinkFlow.number, plain_text)
-    router.message.register(got_iin, LinkFlow.iin, plain_text)
-    router.message.register(got_contact, LinkFlow.proof, F.contact)
-    router.callback_query.register(wants_email, LinkFlow.proof, LinkCallback.filter(F.action == "email"))
-    router.message.register(got_code, LinkFlow.code, plain_text)
+    router.message.register(got_number, StateFilter(LinkFlow.number), plain_text)
+    router.message.register(got_iin, StateFilter(LinkFlow.iin), plain_text)
+    router.message.register(got_contact, StateFilter(LinkFlow.proof), Magic(F.contact))
+    router.callback_query.register(wants_email, StateFilter(LinkFlow.proof), LinkCallback.filter(F.action == "email"))
+    router.message.register(got_code, StateFilter(LinkFlow.code), plain_text)
     router.message.register(unexpected, StateFilter(LinkFlow))
     return router

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Filter
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardMarkup,
@@ -43,18 +44,25 @@ def labels(key: str) -> set[str]:
     return {gettext(lang, MENU[key]) for lang in LANGUAGES}
 
 
-class MenuButton:
-    """A message filter: the text is the label of one of the given menu buttons."""
+class MenuButton(Filter):
+    """A message filter: the text is the label of one of the given menu buttons.
+
+    An aiogram ``Filter`` (its ``__call__`` is a coroutine): aiogram runs a plain callable filter
+    in a worker thread (``asyncio.to_thread``) on every check, which cost more than the whole
+    /status lookup; see ``handlers.filters``."""
 
     def __init__(self, *keys: str) -> None:
         self.keys = keys
 
-    def __call__(self, message: Message) -> bool | dict[str, str]:
+    def match(self, message: Message) -> bool | dict[str, str]:
         text = (message.text or "").strip()
         for key in self.keys:
             if text in labels(key):
                 return {"menu_key": key}
         return False
+
+    async def __call__(self, message: Message) -> bool | dict[str, str]:
+        return self.match(message)
 
 
 def no_links_text(lang: str) -> str:

@@ -17,6 +17,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import i18n
 from bot.i18n import N_, gettext
+from handlers.filters import Magic
 from handlers.link import code_prompt
 from handlers.menu import MENU, MenuButton, chat_of, edit_or_send, main_menu
 from handlers.start import LANGUAGE_LABELS, language_picker, picker_prompt, stale_button_text
@@ -217,20 +218,20 @@ async def unexpected(message: Message, state: FSMContext, lang: str) -> None:
 def build_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     router = Router(name="settings")
-    plain_text = F.text & ~F.text.startswith("/")
+    plain_text = Magic(F.text & ~F.text.startswith("/"))
     router.message.register(show_settings, Command("settings"))
     router.message.register(show_settings, MenuButton("settings"))
     router.message.register(cancel, StateFilter(EmailFlow), Command("cancel"))
     other_menu = MenuButton(*(key for key in MENU if key != "settings"))
 
-    def not_menu(message: Message) -> bool:
+    async def not_menu(message: Message) -> bool:
         # (after leave_for_menu skips, the other handlers here must not take the press either)
-        return not other_menu(message)
+        return not other_menu.match(message)
 
     router.message.register(leave_for_menu, StateFilter(EmailFlow), other_menu)
-    router.message.register(got_address, EmailFlow.address, plain_text,
-                            F.text.len() <= MAX_ADDRESS_LENGTH, not_menu)
-    router.message.register(got_code, EmailFlow.code, plain_text, F.text.regexp(CODE_PATTERN))
+    router.message.register(got_address, StateFilter(EmailFlow.address), plain_text,
+                            Magic(F.text.len() <= MAX_ADDRESS_LENGTH), not_menu)
+    router.message.register(got_code, StateFilter(EmailFlow.code), plain_text, Magic(F.text.regexp(CODE_PATTERN)))
     router.message.register(unexpected, StateFilter(EmailFlow), not_menu)
     router.callback_query.register(toggle_notice, NoticeCallback.filter())
     router.callback_query.register(settings_action, SettingsCallback.filter())

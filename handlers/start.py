@@ -9,6 +9,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import LANGUAGES, gettext
+from handlers.filters import Magic
 from handlers.menu import chat_of, main_menu
 from services.kezek import Kezek
 
@@ -69,5 +70,5 @@ def build_router() -> Router:
     router = Router(name="start")
     router.message.register(start, CommandStart())
     router.callback_query.register(choose_language, LangCallback.filter())
-    router.message.register(language_label_as_text, F.text.in_(set(LANGUAGE_LABELS.values())))
+    router.message.register(language_label_as_text, Magic(F.text.in_(set(LANGUAGE_LABELS.values()))))
     return router

@@ -31,6 +31,7 @@ from aiogram.types import (
 from sqlalchemy import select
 
 from bot import i18n
+from bot.app import build_dispatcher
 from services import chats
 from services.kezek import Kezek
 from storage.models import AuditEntry
@@ -270,3 +271,28 @@ async def test_a_failing_callback_is_answered_in_the_chats_language(
     assert ack.text == i18n.gettext("kk", SORRY) and ack.show_alert
     assert sent(calls) == []
     assert await stored_language(kz) == "kk"
+
+
+def test_no_filter_or_handler_runs_in_a_worker_thread(kz: Kezek) -> None:
+    """aiogram runs a filter or handler that is not a coroutine through asyncio.to_thread, on every
+    check of every update (a State or a magic filter passed as is, a plain callable class): it
+    cost more CPU than /status's whole database work. Every one of ours is awaited in the loop
+    (handlers.filters)."""
+    def routers(router: Any) -> Any:
+        yield router
+        for sub in router.sub_routers:
+            yield from routers(sub)
+
+    in_threads = []
+    for router in routers(build_dispatcher(kz)):
+        for name, observer in router.observers.items():
+            for handler in observer.handlers:
+                if not handler.awaitable:
+                    in_threads.append(f"{router.name}.{name}: handler {handler.callback!r}")
+                for f in handler.filters or []:
+                    if not f.awaitable:
+                        in_threads.append(f"{router.name}.{name}: filter {f.callback!r}")
+            for f in observer._handler.filters or []:
+                if not f.awaitable:
+                    in_threads.append(f"{router.name}.{name}: router filter {f.callback!r}")
+    assert in_threads == []
