@@ -32,6 +32,8 @@ from services.kezek import Kezek
 
 log = logging.getLogger("kezek.bot")
 
+LOOK_FLUSH_SECONDS = 0.25  # the looks of /status are written together at most this late
+
 BackgroundJob = Callable[[Bot | None], Awaitable[None]]
 
 # The command menu (the same as /help): command, English msgid of its description (N_: extracted).
@@ -156,6 +158,9 @@ async def run(settings: Settings, kezek: Kezek, *, background: Sequence[Backgrou
         storage, isolation = make_storage(settings)
         throttle = make_throttle(settings, redis=getattr(storage, "redis", None))
         dp = build_dispatcher(kezek, storage=storage, events_isolation=isolation, throttle=throttle)
+        # The numbers parents saw are written in groups (services.status.LookBuffer), and the
+        # rest when the bot stops.
+        kezek.buffer_looks(LOOK_FLUSH_SECONDS)
         jobs = BackgroundTasks(background)
 
         async def on_startup(bot: Bot) -> None:
@@ -164,6 +169,7 @@ async def run(settings: Settings, kezek: Kezek, *, background: Sequence[Backgrou
 
         dp.startup.register(on_startup)
         dp.shutdown.register(jobs.stop)
+        dp.shutdown.register(kezek.flush_looks)
         if settings.webhook_mode:
             await _serve_webhook(dp, bot, settings, handle_signals=handle_signals, stop=stop)
         else:

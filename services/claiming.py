@@ -111,13 +111,13 @@ class ClaimFacade(FacadeBase):
     async def claim_choices(self, chat_id: int, application_id: int) -> ClaimChoices:
         """What this linked application may claim now: its offer, seats open to its birth year,
         and state-order seats of private kindergartens (age 3+)."""
-        async with self.reading() as ctx:
+        async with self.reading(small=True) as ctx:
             app = await linked_application(ctx, chat_id, application_id)
             return await _choices(ctx, app, state_order_only=False)
 
     async def state_order_choices(self, chat_id: int) -> list[ClaimChoices]:
         """For each waiting application linked to the chat: the state-order seats open to it."""
-        async with self.reading() as ctx:
+        async with self.reading(small=True) as ctx:
             apps = (await ctx.session.execute(
                 select(Application).join(ChatLink, ChatLink.application_id == Application.id)
                 .where(ChatLink.chat_id == chat_id).order_by(ChatLink.linked_at, Application.id))).scalars().all()
@@ -126,7 +126,7 @@ class ClaimFacade(FacadeBase):
     async def claim_preview(self, chat_id: int, application_id: int, seat_id: int) -> ClaimPreview:
         """Every rule of the claim checked, nothing changed: the kindergarten, the group and the
         deadlines the referral would have. Raises the rule's error (outside the window, taken...)."""
-        async with self.reading() as ctx:
+        async with self.reading(small=True) as ctx:
             app = await linked_application(ctx, chat_id, application_id)
             if not is_row_id(seat_id):
                 raise SeatNotFound()

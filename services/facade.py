@@ -49,8 +49,10 @@ class FacadeBase:
         raise failure
 
     @asynccontextmanager
-    async def reading(self, *, with_calendar: bool = True) -> AsyncIterator[Ctx]:
-        async with self.db.read() as session:
+    async def reading(self, *, with_calendar: bool = True, small: bool = False) -> AsyncIterator[Ctx]:
+        """A read-only unit; ``small=True`` for a chat's own screen (a few indexed rows: on SQLite
+        it runs in the event loop's thread, see ``storage.db``)."""
+        async with self.db.read(small=small) as session:
             yield await Ctx.open(session, self.clock.now(), with_calendar=with_calendar)
 
 

@@ -92,11 +92,11 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Facad
             return await queue.look(ctx, app_number, viewer)
 
     async def available_seats(self, app_number: str, state_order_only: bool = False) -> list[offers.AvailableSeat]:
-        async with self.reading() as ctx:
+        async with self.reading(small=True) as ctx:
             return await offers.available_seats(ctx, app_number, state_order_only=state_order_only)
 
     async def preview_claim(self, app_number: str, seat_id: int) -> offers.ClaimPlan:
-        async with self.reading() as ctx:
+        async with self.reading(small=True) as ctx:
             return await offers.plan_claim(ctx, app_number, seat_id)
 
     async def claim(self, app_number: str, seat_id: int, confirmed_by: str | None) -> list[Referral]:
@@ -104,7 +104,7 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Facad
             return await offers.claim(ctx, app_number, seat_id, confirmed_by)
 
     async def chat_language(self, chat_id: int) -> str | None:
-        async with self.reading(with_calendar=False) as ctx:
+        async with self.reading(with_calendar=False, small=True) as ctx:
             return await chats.get_language(ctx.session, chat_id)
 
     async def set_chat_language(self, chat_id: int, lang: str) -> None:
@@ -170,9 +170,9 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Facad
         return await self._linking(lambda ctx: linking.link_by_code(ctx, chat_id, code))
 
     async def link_locked_until(self, chat_id: int) -> dt.datetime | None:
-        async with self.reading(with_calendar=False) as ctx:
+        async with self.reading(with_calendar=False, small=True) as ctx:
             return await linking.locked_until(ctx, chat_id)
 
     async def linked_applications(self, chat_id: int) -> list[linking.LinkTarget]:
-        async with self.reading(with_calendar=False) as ctx:
+        async with self.reading(with_calendar=False, small=True) as ctx:
             return await linking.linked_applications(ctx.session, chat_id)

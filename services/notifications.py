@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from services.context import Ctx
 from services.directory import KindergartenInfo
@@ -279,6 +279,9 @@ async def scrub_codes(ctx: Ctx) -> None:
 Send = Callable[[Notice], Awaitable[None]]
 
 
+_CHAT_SEEN = select(Chat.language, Chat.blocked_at).where(Chat.id == bindparam("chat_id"))
+
+
 class NotificationFacade(FacadeBase):
     async def notices_due(self, channels: tuple[str, ...] = CHANNELS) -> bool:
         async with self.reading(with_calendar=False) as ctx:
@@ -358,9 +361,8 @@ class NotificationFacade(FacadeBase):
     async def chat_seen(self, chat_id: int) -> str | None:
         """A chat wrote to the bot: its chosen language (None: not chosen yet). A chat that had
         blocked the bot has evidently unblocked it: its Telegram notices resume."""
-        async with self.reading(with_calendar=False) as ctx:
-            row = (await ctx.session.execute(select(Chat.language, Chat.blocked_at)
-                                             .where(Chat.id == chat_id))).first()
+        async with self.db.small_read() as conn:  # every update comes here first: Core, no session
+            row = (await conn.execute(_CHAT_SEEN, {"chat_id": chat_id})).first()
         if row is None:
             return None
         if row.blocked_at is not None:

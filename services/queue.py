@@ -483,16 +483,17 @@ async def look(ctx: Ctx, number: str, viewer: str | None) -> QueueView:
     return seen
 
 
-async def record_look(ctx: Ctx, app_id: int, viewer: str, number: int) -> None:
+async def record_look(ctx: Ctx, app_id: int, viewer: str, number: int, *, at: dt.datetime | None = None) -> None:
     """Remember the number a viewer saw (insert or update: two parallel looks are fine).
 
-    A look is stored only when the number changed, so ``at`` is the moment this number was
-    first seen and the causes read since then add up to the next move."""
-    values = {"application_id": app_id, "viewer": viewer, "number": number, "at": ctx.now}
+    A look is stored only when the number changed, so ``at`` (default: now) is the moment this
+    number was first seen and the causes read since then add up to the next move."""
+    at = at or ctx.now
+    values = {"application_id": app_id, "viewer": viewer, "number": number, "at": at}
     insert_ = pg_insert if ctx.is_postgres else sqlite_insert
     stmt = insert_(QueueLook).values(**values)
     stmt = stmt.on_conflict_do_update(index_elements=["application_id", "viewer"],
-                                      set_={"number": number, "at": ctx.now})
+                                      set_={"number": number, "at": at})
     await ctx.session.execute(stmt)
 
 

@@ -234,7 +234,7 @@ async def unlink(ctx: Ctx, chat_id: int, application_id: int) -> linking.LinkTar
 
 class SettingsFacade(FacadeBase):
     async def chat_settings(self, chat_id: int) -> ChatSettings:
-        async with self.reading(with_calendar=False) as ctx:
+        async with self.reading(with_calendar=False, small=True) as ctx:
             return ChatSettings.of(await ctx.session.get(Chat, chat_id))
 
     async def set_notice(self, chat_id: int, key: str, on: bool) -> ChatSettings:
@@ -254,12 +254,12 @@ class SettingsFacade(FacadeBase):
 
     async def code_mail_allowed_at(self, chat_id: int) -> dt.datetime | None:
         """When the chat may have the next code e-mailed (None: now)."""
-        async with self.reading(with_calendar=False) as ctx:
+        async with self.reading(with_calendar=False, small=True) as ctx:
             return await linking.code_mail_allowed_at(ctx, chat_id)
 
     async def linked_target(self, chat_id: int, application_id: int) -> linking.LinkTarget:
         """What may be shown about an application this chat has linked (``NotLinked`` otherwise)."""
-        async with self.reading(with_calendar=False) as ctx:
+        async with self.reading(with_calendar=False, small=True) as ctx:
             return linking.LinkTarget.of(await linked_application(ctx, chat_id, application_id))
 
     async def unlink(self, chat_id: int, application_id: int) -> linking.LinkTarget:

@@ -7,11 +7,16 @@ is ``chat:<id>``; a card records the number this viewer saw (only when it change
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import math
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from typing import Any, Protocol
+
+from sqlalchemy import Select, and_, bindparam, func, select, tuple_
+from sqlalchemy.orm import aliased
 
 from services import queue
 from services.calendar import ALMATY
@@ -25,10 +30,23 @@ from storage.models import (
     ApplicationPreference,
     AppStatus,
     ChatLink,
+    District,
     DocsState,
     Kindergarten,
+    Offer,
+    OfferStatus,
+    QueueLook,
     Referral,
+    ReferralStatus,
 )
+
+
+class Executor(Protocol):
+    """What runs a statement: an AsyncSession, or its AsyncConnection for Core rows."""
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any: ...
+
+log = logging.getLogger("kezek.status")
 
 FORECAST_DAYS = 90  # the forecast goes at the pace of the queue over this many last days
 # ... but never from before the application joined the queue (the registry's first bulk load
@@ -134,63 +152,116 @@ class HistoryView:
     moves: list[HistoryMove] = field(default_factory=list)  # latest first
 
 
-_PREFERRED = (select(Kindergarten.code, Kindergarten.name_ru, Kindergarten.name_kk)
-              .join(ApplicationPreference, ApplicationPreference.kindergarten_id == Kindergarten.id))
+def _card_statement() -> Select[Any]:
+    """One round trip for every card of a chat: each linked application with its district, queue
+    number (a correlated count on ix_applications_queue), open offer (at most one:
+    uq_offers_open_application), this chat's last look, and a live referral (at most one:
+    uq_referrals_live_application) with its kindergarten. Core columns, not ORM objects: the
+    cards are read-only, and loading instances cost more than the query."""
+    A = Application
+    ahead = aliased(Application)
+    count_ahead = select(func.count()).select_from(ahead).where(
+        ahead.district_id == A.district_id, ahead.birth_year == A.birth_year,
+        ahead.status == AppStatus.QUEUED,
+        tuple_(ahead.priv_rank, ahead.submitted_at, ahead.number) < tuple_(A.priv_rank, A.submitted_at, A.number),
+    ).scalar_subquery()
+    return (
+        select(A.id, A.number, A.child_iin, A.birth_year, A.status, A.privilege, A.any_kindergarten,
+               A.district_id, A.priv_rank, A.submitted_at, A.stoplist_until, A.created_at,
+               District.name_ru.label("district_ru"), District.name_kk.label("district_kk"),
+               count_ahead.label("ahead"),
+               Offer.id.label("offer_id"), Offer.expires_at.label("offer_expires_at"),
+               QueueLook.number.label("look_number"), QueueLook.at.label("look_at"),
+               Referral.id.label("referral_id"), Referral.showup_due_at, Referral.docs_state,
+               Referral.docs_due_at,
+               Kindergarten.code.label("kg_code"), Kindergarten.name_ru.label("kg_name_ru"),
+               Kindergarten.name_kk.label("kg_name_kk"), Kindergarten.address.label("kg_address"))
+        .join(ChatLink, ChatLink.application_id == A.id)
+        .join(District, District.id == A.district_id)
+        .outerjoin(Offer, and_(Offer.application_id == A.id, Offer.status == OfferStatus.OPEN))
+        .outerjoin(QueueLook, and_(QueueLook.application_id == A.id, QueueLook.viewer == bindparam("viewer")))
+        # A waiting application holds no live referral.
+        .outerjoin(Referral, and_(Referral.application_id == A.id, A.status != AppStatus.QUEUED,
+                                  Referral.status.in_(ReferralStatus.LIVE)))
+        .outerjoin(Kindergarten, Kindergarten.id == Referral.kindergarten_id)
+        .where(ChatLink.chat_id == bindparam("chat_id"))
+        .order_by(ChatLink.linked_at, A.number)
+    )
 
 
-async def _preferred(ctx: Ctx, app_id: int) -> list[KindergartenInfo]:
-    rows = await ctx.session.execute(_PREFERRED.where(ApplicationPreference.application_id == app_id)
-                                     .order_by(ApplicationPreference.rank))
-    return [KindergartenInfo(*r) for r in rows.all()]
+_CARDS = _card_statement()
+_PREFERRED = (select(ApplicationPreference.application_id, Kindergarten.code, Kindergarten.name_ru,
+                     Kindergarten.name_kk)
+              .join(ApplicationPreference, ApplicationPreference.kindergarten_id == Kindergarten.id)
+              .where(ApplicationPreference.application_id.in_(bindparam("ids", expanding=True)))
+              .order_by(ApplicationPreference.application_id, ApplicationPreference.rank))
+
+
+async def _preferred(db: Executor, app_ids: list[int]) -> dict[int, list[KindergartenInfo]]:
+    out: dict[int, list[KindergartenInfo]] = {}
+    if app_ids:
+        for app_id, code, name_ru, name_kk in (await db.execute(_PREFERRED, {"ids": app_ids})).all():
+            out.setdefault(app_id, []).append(KindergartenInfo(code, name_ru, name_kk))
+    return out
 
 
 def _local_day(moment: dt.datetime) -> dt.date:
     return moment.astimezone(ALMATY).date()
 
 
-async def forecast_for(ctx: Ctx, app: Application, number: int) -> Forecast:
-    """At the pace of the queue ahead over the last 90 days (or since the application joined)."""
-    since = max(ctx.now - dt.timedelta(days=FORECAST_DAYS), app.created_at)
-    days = (ctx.now - since).total_seconds() / 86400
-    net = sum((await queue.move_causes(ctx.session, app, since)).values()) if days >= FORECAST_MIN_DAYS else 0
+async def forecast_for(db: Executor, app: Any, number: int, now: dt.datetime) -> Forecast:
+    """At the pace of the queue ahead over the last 90 days (or since the application joined).
+    ``app``: an Application or a row with its queue key, ``created_at`` and ``stoplist_until``."""
+    since = max(now - dt.timedelta(days=FORECAST_DAYS), app.created_at)
+    days = (now - since).total_seconds() / 86400
+    net = sum((await queue.move_causes(db, app, since)).values()) if days >= FORECAST_MIN_DAYS else 0
     not_before = None
-    if app.stoplist_until is not None and app.stoplist_until > ctx.now:
+    if app.stoplist_until is not None and app.stoplist_until > now:
         not_before = _local_day(app.stoplist_until)
-    return make_forecast(number, net, _local_day(ctx.now), days, not_before)
+    return make_forecast(number, net, _local_day(now), days, not_before)
 
 
-async def status_card(ctx: Ctx, app_number: str, viewer: str) -> StatusCard:
-    """The card of one application for ``viewer`` (read only: the caller records the look when
-    the number changed)."""
-    view = await queue.view(ctx, app_number, viewer, with_preferred=False)  # the names are read below
-    app = view.application
+async def _card(db: Executor, now: dt.datetime, row: Any, preferred: list[KindergartenInfo],
+                look: tuple[int, dt.datetime] | None) -> StatusCard:
+    """The card of one row of ``_CARDS`` (the rules of ``queue.view``, on columns); ``look``: the
+    number this chat saw last and since when (None: never)."""
+    look_number, look_at = look if look is not None else (None, None)
+    number = 1 + row.ahead if row.status == AppStatus.QUEUED else None
+    if row.status != AppStatus.QUEUED:
+        state = row.status
+    elif row.stoplist_until is not None and row.stoplist_until > now:
+        state = "stop_listed"
+    elif row.offer_id is not None:
+        state = "offer_open"
+    else:
+        state = "waiting"
+    causes: dict[str, int] = {}
+    if look_number is not None and number is not None and number != look_number:
+        causes = await queue.move_causes(db, row, look_at)
     until: dt.datetime | None = None
     docs_due_at: dt.datetime | None = None
     referral_kg: KindergartenInfo | None = None
-    if view.state == "stop_listed":
-        until = app.stoplist_until
-    elif view.state == "offer_open" and view.open_offers:
-        until = view.open_offers[0].expires_at
-    referral: Referral | None = view.referral
-    if referral is not None:
-        if view.state == AppStatus.REFERRED:
-            until = referral.showup_due_at
-            if referral.docs_state == DocsState.PENDING:
-                docs_due_at = referral.docs_due_at
-        kg = await ctx.session.get(Kindergarten, referral.kindergarten_id)
-        if kg is not None:
-            referral_kg = KindergartenInfo.of(kg)
+    if state == "stop_listed":
+        until = row.stoplist_until
+    elif state == "offer_open":
+        until = row.offer_expires_at
+    if row.referral_id is not None:
+        if state == AppStatus.REFERRED:
+            until = row.showup_due_at
+            if row.docs_state == DocsState.PENDING:
+                docs_due_at = row.docs_due_at
+        if row.kg_code is not None:
+            referral_kg = KindergartenInfo(row.kg_code, row.kg_name_ru, row.kg_name_kk, row.kg_address or "")
     forecast = None
-    if view.number is not None and view.state in ("waiting", "stop_listed"):
-        forecast = await forecast_for(ctx, app, view.number)
+    if number is not None and state in ("waiting", "stop_listed"):
+        forecast = await forecast_for(db, row, number, now)
     return StatusCard(
-        application_id=app.id, number=app.number, child_iin_masked=mask_iin(app.child_iin),
-        district_name_ru=view.district.name_ru, district_name_kk=view.district.name_kk,
-        birth_year=app.birth_year, status=app.status, state=view.state, privilege=app.privilege,
-        any_kindergarten=app.any_kindergarten,
-        preferred=[] if app.any_kindergarten else await _preferred(ctx, app.id),
-        queue_number=view.number, previous_number=view.previous, previous_at=view.previous_at,
-        causes=dict(view.causes), until=until, docs_due_at=docs_due_at,
+        application_id=row.id, number=row.number, child_iin_masked=mask_iin(row.child_iin),
+        district_name_ru=row.district_ru, district_name_kk=row.district_kk,
+        birth_year=row.birth_year, status=row.status, state=state, privilege=row.privilege,
+        any_kindergarten=row.any_kindergarten, preferred=[] if row.any_kindergarten else preferred,
+        queue_number=number, previous_number=look_number, previous_at=look_at,
+        causes=causes, until=until, docs_due_at=docs_due_at,
         referral_kindergarten=referral_kg, forecast=forecast,
     )
 
@@ -221,22 +292,90 @@ async def history(ctx: Ctx, app: Application) -> HistoryView:
                        points=points, moves=moves)
 
 
+class LookBuffer:
+    """The numbers chats saw, waiting to be written together (group commit).
+
+    Every first /status of a chat, and every one after its number moved, records a look; one
+    write transaction per look made the write lock the bottleneck of a busy instance (on SQLite
+    all instances queue on one lock). Here the looks of ``delay`` seconds go in one transaction.
+    Until then this process reads them from here, so its next card already shows "no change";
+    another instance may see the older look for that moment. A failed write keeps the looks for
+    the next try; a crash loses at most ``delay`` seconds of them: the next card then counts the
+    move from the look before (never a wrong number: the number itself is always read live)."""
+
+    def __init__(self, facade: FacadeBase, delay: float) -> None:
+        self.facade = facade
+        self.delay = delay
+        self.pending: dict[tuple[int, str], tuple[int, dt.datetime]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    def get(self, app_id: int, viewer: str) -> tuple[int, dt.datetime] | None:
+        return self.pending.get((app_id, viewer))
+
+    def add(self, app_id: int, viewer: str, number: int, at: dt.datetime) -> None:
+        self.pending[(app_id, viewer)] = (number, at)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.delay)
+        try:
+            await self.flush()
+        except Exception as exc:  # noqa: BLE001 - kept for the next try (flush put them back)
+            log.warning("could not record %d looks, will retry: %s", len(self.pending), type(exc).__name__)
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def flush(self) -> int:
+        """Write what is pending now (also at shutdown). Returns how many looks were written."""
+        batch, self.pending = self.pending, {}
+        if not batch:
+            return 0
+        try:
+            async with self.facade.unit("looks", with_calendar=False) as ctx:
+                for (app_id, viewer), (number, at) in batch.items():
+                    await queue.record_look(ctx, app_id, viewer, number, at=at)
+        except BaseException:
+            for key, value in batch.items():  # newer looks taken meanwhile win
+                self.pending.setdefault(key, value)
+            raise
+        return len(batch)
+
+
 class StatusFacade(FacadeBase):
+    _looks: LookBuffer | None = None
+
+    def buffer_looks(self, delay: float) -> LookBuffer:
+        """Write the looks of /status in groups every ``delay`` seconds (``LookBuffer``); the bot
+        process turns this on and calls ``flush_looks`` when it stops."""
+        self._looks = LookBuffer(self, delay)
+        return self._looks
+
+    async def flush_looks(self) -> int:
+        return await self._looks.flush() if self._looks is not None else 0
+
     async def status_cards(self, chat_id: int) -> list[StatusCard]:
         """A card for each application linked to the chat, in the order they were linked.
 
-        Read in one read-only transaction; the number each card shows is remembered as this chat's
-        last look in a short write afterwards, only when it changed: most /status calls take no
-        write lock (on SQLite a write lock per /status queued the instances behind each other)."""
+        Read in one small read-only transaction; the number each card shows is remembered as
+        this chat's last look only when it changed — right away in a short write, or through the
+        ``LookBuffer`` when it is on: most /status calls take no write lock."""
         viewer = chat_viewer(chat_id)
-        async with self.reading(with_calendar=False) as ctx:
-            numbers = (await ctx.session.execute(
-                select(Application.number).join(ChatLink, ChatLink.application_id == Application.id)
-                .where(ChatLink.chat_id == chat_id).order_by(ChatLink.linked_at, Application.number)
-            )).scalars().all()
-            cards = [await status_card(ctx, n, viewer) for n in numbers]
+        now = self.clock.now()
+        looks = self._looks
+        async with self.db.small_read() as db:  # Core rows, no ORM session (see _card_statement)
+            rows = (await db.execute(_CARDS, {"chat_id": chat_id, "viewer": viewer})).all()
+            preferred = await _preferred(db, [r.id for r in rows if not r.any_kindergarten])
+            cards = []
+            for row in rows:
+                look = looks.get(row.id, viewer) if looks is not None else None
+                if look is None and row.look_number is not None:
+                    look = (row.look_number, row.look_at)
+                cards.append(await _card(db, now, row, preferred.get(row.id, []), look))
         changed = [c for c in cards if c.queue_number is not None and c.queue_number != c.previous_number]
-        if changed:
+        if changed and looks is not None:
+            for card in changed:
+                looks.add(card.application_id, viewer, card.queue_number, now)  # type: ignore[arg-type]
+        elif changed:
             async with self.unit(viewer, with_calendar=False) as ctx:
                 for card in changed:
                     await queue.record_look(ctx, card.application_id, viewer, card.queue_number)  # type: ignore[arg-type]
@@ -244,6 +383,6 @@ class StatusFacade(FacadeBase):
 
     async def status_history(self, chat_id: int, app_id: int) -> HistoryView:
         """The moves of a linked application's number (``NotLinked`` for any other)."""
-        async with self.reading(with_calendar=False) as ctx:
+        async with self.reading(with_calendar=False, small=True) as ctx:
             app = await linked_application(ctx, chat_id, app_id)
             return await history(ctx, app)

@@ -7,16 +7,23 @@ Two kinds of unit of work:
   failing with a stale snapshot; on PostgreSQL it is a plain READ COMMITTED transaction and the
   services use conditional updates and row locks.
 * ``read()`` — a read-only transaction (``BEGIN`` deferred on SQLite: readers never block in WAL).
+  ``read(small=True)``: a read of a few indexed rows (one chat's screen). On SQLite it runs in the
+  event loop's own thread: aiosqlite hands every call (cursor, execute, fetch, close) to its
+  connection's thread and back, four thread hops per statement, which cost more CPU than the
+  statement itself (a /status card: ~24 hops). A WAL reader takes no lock a writer holds, so it
+  does not wait; anything that could scan many rows or write uses the threaded engines.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 64 * 1024  # page cache per connection (SQLite's default is 2 MiB)
@@ -32,10 +39,34 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _make_sqlite_engine(url: str, immediate: bool, **kw: Any) -> AsyncEngine:
+class _InlineConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose statements run in the caller's (the event loop's) thread;
+    connecting and closing still go through aiosqlite's thread, which stays idle otherwise."""
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+
+def _inline_creator(url: str) -> Any:
+    path = url.split(":///", 1)[1]
+
+    def create() -> _InlineConnection:
+        # (created in aiosqlite's thread, used in the loop's: hence check_same_thread=False)
+        conn = _InlineConnection(lambda: sqlite3.connect(path, check_same_thread=False), 64)
+        conn._thread.daemon = True
+        return conn
+
+    return create
+
+
+def _make_sqlite_engine(url: str, immediate: bool, *, inline: bool = False, **kw: Any) -> AsyncEngine:
     # Sessions always end their transaction (commit, or rollback on error) before the
     # connection goes back to the pool, so the pool's extra ROLLBACK is a wasted round trip
     # through aiosqlite's thread on every unit of work.
+    if inline:
+        kw["async_creator"] = _inline_creator(url)
     engine = create_async_engine(url, pool_reset_on_return=None, **kw)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -51,9 +82,17 @@ def _make_sqlite_engine(url: str, immediate: bool, **kw: Any) -> AsyncEngine:
         cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cur.close()
 
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if inline:
+            # Straight on sqlite3 (a small read runs in the loop's thread): through
+            # exec_driver_sql the BEGIN cost a whole SQLAlchemy statement execution, a third of
+            # a small read.
+            conn.connection.dbapi_connection.driver_connection._conn.execute(begin)
+        else:
+            conn.exec_driver_sql(begin)
 
     return engine
 
@@ -66,11 +105,13 @@ class Database:
         if self.is_sqlite:
             self.engine = _make_sqlite_engine(self.url, immediate=True, echo=echo)
             self.read_engine = _make_sqlite_engine(self.url, immediate=False, echo=echo)
+            self.small_read_engine = _make_sqlite_engine(self.url, immediate=False, inline=True, echo=echo)
         else:
             self.engine = create_async_engine(self.url, echo=echo, pool_pre_ping=True)
-            self.read_engine = self.engine
+            self.read_engine = self.small_read_engine = self.engine
         self._write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._small_read_sessions = async_sessionmaker(self.small_read_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -78,11 +119,19 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._read_sessions() as session, session.begin():
+    async def read(self, *, small: bool = False) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction; ``small``: a few indexed rows, in the loop's thread on SQLite."""
+        sessions = self._small_read_sessions if small else self._read_sessions
+        async with sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def small_read(self) -> AsyncIterator[AsyncConnection]:
+        """``read(small=True)`` as a bare connection for Core statements (no ORM session: for the
+        hottest reads, where the session's own bookkeeping cost more than the query)."""
+        async with self.small_read_engine.connect() as conn:
+            yield conn  # (autobegun by the first statement; rolled back on close)
+
     async def dispose(self) -> None:
-        await self.engine.dispose()
-        if self.read_engine is not self.engine:
-            await self.read_engine.dispose()
+        for engine in {self.engine, self.read_engine, self.small_read_engine}:
+            await engine.dispose()

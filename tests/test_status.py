@@ -23,7 +23,7 @@ from services import status as st
 from services.clock import FrozenClock
 from services.errors import NotLinked
 from services.kezek import Kezek
-from storage.models import Offer, Referral
+from storage.models import Offer, QueueLook, Referral
 from tests.conftest import World, almaty
 from tests.test_bot_start import BOT_USER, CHAT_ID, Harness, RecordingSession, answers, link, sent
 
@@ -120,6 +120,54 @@ async def test_card_shows_the_number_then_the_move_with_its_causes_then_no_move(
     assert i18n.gettext(lang, "No change since {date}.", date=i18n.format_date(lang, second_look)) in card.text
     assert i18n.cause_text(lang, "referral", -1) not in card.text
     assert i18n.cause_text(lang, "withdrawn", -1) not in card.text
+
+
+async def test_buffered_looks_show_the_move_at_once_and_are_written_in_one_go(
+        tg: Harness, kz: Kezek, world: World, clock: FrozenClock) -> None:
+    """The bot process writes the looks of /status in groups (LookBuffer): its next card already
+    counts from the pending look, the database gets it at the flush (or when the bot stops), and
+    a failed write keeps the looks for the next try."""
+    looks = kz.buffer_looks(3600)  # no flush by itself during the test
+    rows = [world.row() for _ in range(3)]
+    a1, *_ = await world.apps(*rows)
+    app_id = await link(kz, rows[-1])
+
+    async def stored() -> list[tuple[int, dt.datetime]]:
+        async with kz.reading() as ctx:
+            return [(r.number, r.at) for r in (await ctx.session.execute(
+                select(QueueLook).where(QueueLook.application_id == app_id))).scalars()]
+
+    [card] = await status(tg, "ru")
+    first_look = clock.now()
+    assert i18n.gettext("ru", "Queue number: {number}", number="3") in card.text
+    assert await stored() == []  # pending, not written yet
+    clock.advance(dt.timedelta(hours=1))
+    [card] = await status(tg, "ru")  # this process counts from its pending look
+    assert i18n.gettext("ru", "No change since {date}.", date=i18n.format_date("ru", first_look)) in card.text
+
+    # The write fails once (the database is away): the look stays pending, then goes in.
+    real_unit = kz.unit
+    def failing_unit(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("database away")
+    kz.unit = failing_unit  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await kz.flush_looks()
+    kz.unit = real_unit  # type: ignore[method-assign]
+    assert looks.get(app_id, "chat:%d" % CHAT_ID) == (3, first_look)
+    assert await kz.flush_looks() == 1
+    assert await stored() == [(3, first_look)]
+    assert await kz.flush_looks() == 0
+
+    # Another instance (a fresh facade, no buffer) reads the look from the database.
+    clock.advance(dt.timedelta(days=1))
+    await kz.withdraw_application(a1)
+    other = Harness(build_dispatcher(Kezek(kz.db, clock)))
+    [card] = sent(await other.send("ru", text="/status"))
+    await other.bot.session.close()
+    assert i18n.gettext("ru", "Queue number: {number}", number="2") in card.text
+    assert i18n.ngettext("ru", "Up by {count} place since {date} (it was {previous}).",
+                         "Up by {count} places since {date} (it was {previous}).", 1, count="1",
+                         date=i18n.format_date("ru", first_look), previous="3") in card.text
 
 
 @LANGS
