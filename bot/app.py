@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # A dialogue left half-way is forgotten after a day (its data holds an application number and an
 # IIN; DESIGN.md: kept only until the dialogue ends). Applies to Redis; MemoryStorage has no TTL.
 FSM_TTL_SECONDS = 24 * 60 * 60
+CHAT_LOCK_SECONDS = 10  # the Redis lock of a chat being handled (see make_storage)
 
 
 def make_storage(settings: Settings, *, prefix: str = "kezek") -> tuple[BaseStorage, BaseEventIsolation | None]:
@@ -42,7 +43,10 @@ def make_storage(settings: Settings, *, prefix: str = "kezek") -> tuple[BaseStor
                                     state_ttl=FSM_TTL_SECONDS, data_ttl=FSM_TTL_SECONDS)
     # Redis down: the dialogues and locks fall back to this process's memory (bot/degraded.py).
     outage = Outage()
-    return FallbackStorage(storage, outage), FallbackIsolation(storage.create_isolation(), outage)
+    # A chat's lock outlives a killed instance by its timeout: aiogram's 60 s held that chat's next
+    # updates (Telegram's redeliveries included) for a minute; a handler takes well under 10 s.
+    isolation = storage.create_isolation(lock_kwargs={"timeout": CHAT_LOCK_SECONDS})
+    return FallbackStorage(storage, outage), FallbackIsolation(isolation, outage)
 
 
 def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,

@@ -16,9 +16,11 @@ Two kinds of unit of work:
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import aiosqlite
@@ -26,6 +28,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_writing: ContextVar[bool] = ContextVar("kezek_writing", default=False)  # inside Database.write
 SQLITE_CACHE_KIB = 64 * 1024  # page cache per connection (SQLite's default is 2 MiB)
 SQLITE_MMAP_BYTES = 1 << 30  # read the file through the OS page cache without copies
 
@@ -109,14 +112,28 @@ class Database:
         else:
             self.engine = create_async_engine(self.url, echo=echo, pool_pre_ping=True)
             self.read_engine = self.small_read_engine = self.engine
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._small_read_sessions = async_sessionmaker(self.small_read_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        async with self._write_sessions() as session, session.begin():
-            yield session
+        """One write transaction. On SQLite a process's writers queue on an asyncio lock first
+        (in order) and only then on the database's: SQLite's busy handler retries with sleeps,
+        so under load some writers lost every race until the 30 s busy timeout ("database is
+        locked") while others got through; now only the instances compete for the file lock."""
+        if self._write_lock is None or _writing.get():
+            async with self._write_sessions() as session, session.begin():
+                yield session
+            return
+        async with self._write_lock:
+            token = _writing.set(True)
+            try:
+                async with self._write_sessions() as session, session.begin():
+                    yield session
+            finally:
+                _writing.reset(token)
 
     @asynccontextmanager
     async def read(self, *, small: bool = False) -> AsyncIterator[AsyncSession]:
