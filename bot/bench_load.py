@@ -12,6 +12,8 @@ Method
   the chats alternate Russian and Kazakh. Chat ids start at a fresh base each run, so that the
   per-chat throttle (20 updates a minute, kept on: it is part of the production path) and the Redis
   keys of an earlier run do not interfere.
+* **The clock**: the seeding, the offers and the instances (``kezek --now``: a frozen clock) all
+  stand at Monday 7 September 2026, 10:00 Almaty, inside the claim window.
 * **The bot**: K processes of ``kezek run --no-api --no-scheduler --no-senders`` (webhook mode:
   ``KEZEK_WEBHOOK_URL`` set, each on its own loopback port, ``KEZEK_REDIS_URL`` when given; production
   logging and throttle), started after the migration, and ready once ``GET /healthz`` answers.
@@ -26,6 +28,14 @@ Method
   ``status`` — every parent sends ``/status`` once (the figure the goal is about);
   ``menu`` — every parent presses the reply-keyboard buttons "My queue status", "Available seats",
   "Settings" and "Help" (in its chat's language), ``menu_rounds`` times;
+  ``claim`` — the first ``claim_share`` of the parents in queue order (default a quarter) each got
+  a seat offered when the database was prepared (published through the service layer; the "your
+  turn" alerts sent to the stand-in by the real outbox sender before the instances start) and
+  play the claim flow (``bot.load_claims``): the alert's "Seats" button, the seat's button in the
+  list, "Confirm" — three callback updates, each built from the reply markup the bot sent, so the
+  latency is per step (``by_kind``: ``seats``, ``preview``, ``confirm``). Afterwards the database is
+  checked (``claim_check``): each claiming parent has exactly one referral, no seat two;
+  ``issued_replies`` counts the parents whose last reply was "Referral issued ...";
   ``echo`` — the same ``/status`` updates to K echo-bot processes (``python -m bot.bench_load
   --echo-server PORT``: a Dispatcher with one handler answering every message with its text,
   served by aiogram's ``SimpleRequestHandler`` with the secret, like ``bot.webhook``).
@@ -47,6 +57,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import math
 import os
@@ -63,6 +74,7 @@ from typing import Any
 import aiohttp
 
 from bot.bench_outbox import chat_language
+from bot.load_claims import Step, bench_now, check_claims, claim_script, claimer_count, is_issued, send_alerts
 from bot.standin import TOKEN, BotApiStandIn
 
 SECRET = "bench-load_Secret-1"
@@ -76,22 +88,53 @@ REPLY_METHODS = frozenset({"sendmessage", "editmessagetext"})
 # --- the stand-in with a reply hook ------------------------------------------------------------------
 
 class TimingStandIn(BotApiStandIn):
-    """The Bot API stand-in, resolving a parent's waiter with the time its reply arrived."""
+    """The Bot API stand-in, resolving a parent's waiter with the time its reply arrived.
+
+    A reply is a ``sendMessage`` / ``editMessageText`` to the chat, or an ``answerCallbackQuery``
+    with ``show_alert`` for a press of that chat (how the bot answers a refused claim step; the
+    press's id must be in ``callback_chats``). ``replies`` keeps each chat's last reply (the message
+    the stand-in answered, reply markup included, or ``{"alert": text}``), so that the next press
+    is built from the buttons the bot really sent. Messages sent while ``collecting`` (the outbox's
+    alerts) go to ``alerts`` instead and are not replies. ``log``, when a list, gets
+    ``(chat, method, text)`` of every reply."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.waiters: dict[int, asyncio.Future[float]] = {}
         self.extra = 0  # replies nobody waited for (a second reply to one update)
+        self.replies: dict[int, dict[str, Any]] = {}
+        self.alerts: dict[int, dict[str, Any]] = {}
+        self.collecting = False
+        self.callback_chats: dict[str, int] = {}
+        self.log: list[tuple[int, str, str]] | None = None
 
     async def _answer(self, method: str, params: dict[str, Any]) -> Any:
+        now = time.perf_counter()
+        result = await super()._answer(method, params)
         if method in REPLY_METHODS and "chat_id" in params:
-            now = time.perf_counter()
-            waiter = self.waiters.pop(int(params["chat_id"]), None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(now)
-            else:
-                self.extra += 1
-        return await super()._answer(method, params)
+            chat = int(params["chat_id"])
+            if self.collecting and method == "sendmessage":
+                if isinstance(result, dict):
+                    self.alerts[chat] = result
+                return result
+            self._replied(chat, method, result if isinstance(result, dict) else {"text": params.get("text")},
+                          str(params.get("text", "")), now)
+        elif method == "answercallbackquery" and str(params.get("show_alert", "")).lower() == "true":
+            chat_id = self.callback_chats.get(str(params.get("callback_query_id", "")))
+            if chat_id is not None:
+                text = str(params.get("text", ""))
+                self._replied(chat_id, method, {"alert": text}, text, now)
+        return result
+
+    def _replied(self, chat: int, method: str, message: dict[str, Any], text: str, now: float) -> None:
+        self.replies[chat] = message
+        if self.log is not None:
+            self.log.append((chat, method, text))
+        waiter = self.waiters.pop(chat, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(now)
+        else:
+            self.extra += 1
 
 
 # --- processes --------------------------------------------------------------------------------------
@@ -213,7 +256,9 @@ def _base_env() -> dict[str, str]:
 
 
 def kezek_instances(k: int, *, api_url: str, db_url: str, redis_url: str | None, logs: Path,
-                    profile_dir: Path | None = None) -> list[Instance]:
+                    profile_dir: Path | None = None, now: dt.datetime | None = None) -> list[Instance]:
+    """``now``: the instances' clock stands still at this moment (``kezek --now``), e.g. the bench's
+    Monday morning, so that the claim window is open whatever the real time is."""
     out = []
     for i in range(k):
         port = free_port()
@@ -226,8 +271,9 @@ def kezek_instances(k: int, *, api_url: str, db_url: str, redis_url: str | None,
         if redis_url:
             env["KEZEK_REDIS_URL"] = redis_url
         profile = ["-m", "cProfile", "-o", str(profile_dir / f"kezek-{i + 1}.prof")] if profile_dir else []
-        args = [sys.executable, *profile, "-m", "bot.cli", "--db", db_url, "run", "--no-api", "--no-scheduler",
-                "--no-senders"]
+        clock = ["--now", now.isoformat()] if now is not None else []
+        args = [sys.executable, *profile, "-m", "bot.cli", "--db", db_url, *clock, "run", "--no-api",
+                "--no-scheduler", "--no-senders"]
         out.append(Instance(f"kezek#{i + 1}", port, args, env, logs / f"kezek-{i + 1}.log"))
     return out
 
@@ -287,9 +333,11 @@ async def serve_echo(port: int, api_url: str, secret: str, token: str = TOKEN) -
 
 # --- the database -----------------------------------------------------------------------------------
 
-async def prepare_database(db_url: str, parents: int, first_chat: int) -> None:
+async def prepare_database(db_url: str, parents: int, first_chat: int, claimers: int = 0) -> int:
     """A migrated, empty database with ``parents`` waiting applications, each linked to its own chat
-    (ids from ``first_chat``; Russian and Kazakh alternating)."""
+    (ids from ``first_chat``; Russian and Kazakh alternating); with ``claimers``, that many seats
+    published on the bench's clock, offered to the first ``claimers`` parents (their "your turn"
+    alerts wait in the outbox). Returns the number of offers made."""
     from bot.bench import BENCH_NOW
     from bot.bench_outbox import _truncate, seed_linked_parents
     from services.clock import FrozenClock
@@ -300,10 +348,13 @@ async def prepare_database(db_url: str, parents: int, first_chat: int) -> None:
     await upgrade_async(db_url)
     if not db_url.startswith("sqlite"):
         await _truncate(db_url)
+    from bot.load_claims import publish_offers
+
     db = Database(db_url)
     try:
-        await seed_linked_parents(Kezek(db, FrozenClock(BENCH_NOW)), parents, first_chat=first_chat,
-                                  prefix="L", preferred=["BENCH-KG"])
+        kz = Kezek(db, FrozenClock(BENCH_NOW))
+        await seed_linked_parents(kz, parents, first_chat=first_chat, prefix="L", preferred=["BENCH-KG"])
+        return await publish_offers(kz, claimers) if claimers else 0
     finally:
         await db.dispose()
 
@@ -318,6 +369,7 @@ class PhaseResult:
     unanswered: int = 0
     bad_status: int = 0
     errors: int = 0
+    skipped: int = 0  # steps not played: the button to press was not in the bot's last reply
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     by_kind: dict[str, list[float]] = field(default_factory=dict)
@@ -335,7 +387,8 @@ class PhaseResult:
 
         out: dict[str, Any] = {
             "updates": self.updates, "answered": self.answered, "unanswered": self.unanswered,
-            "non_200": self.bad_status, "errors": self.errors, "seconds": round(self.seconds, 3),
+            "non_200": self.bad_status, "errors": self.errors, "skipped": self.skipped,
+            "seconds": round(self.seconds, 3),
             "updates_per_second": round(self.answered / self.seconds, 1) if self.seconds > 0 else None,
             "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99),
             "max_ms": round(lat[-1] * 1000, 2) if lat else None,
@@ -345,12 +398,15 @@ class PhaseResult:
             "bot_rss_mb": [round(m, 1) for m in self.bot_rss_mb],
         }
         if len(self.by_kind) > 1:
-            out["by_kind"] = {kind: {"n": len(v), "p50_ms": pct(sorted(v), 50), "p95_ms": pct(sorted(v), 95)}
+            out["by_kind"] = {kind: {"n": len(v), "p50_ms": pct(sorted(v), 50), "p95_ms": pct(sorted(v), 95),
+                                     "p99_ms": pct(sorted(v), 99), "max_ms": round(max(v) * 1000, 2)}
                               for kind, v in self.by_kind.items()}
         return out
 
 
-Script = list[tuple[str, str]]  # (kind, text) of one parent's updates, in order
+# (kind, text or step) of one parent's updates, in order; a step builds the update from what the
+# bot sent before (``bot.load_claims``), or returns None when the button to press is not there.
+Script = list[tuple[str, "str | Step"]]
 
 
 class Load:
@@ -367,8 +423,15 @@ class Load:
         self._next = 0
         self.headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
 
-    async def _one(self, result: PhaseResult, chat: int, lang: str, kind: str, text: str) -> None:
-        update = self.api.send_text(chat, text, language_code=lang, deliver=False)
+    async def _one(self, result: PhaseResult, chat: int, lang: str, kind: str, text: str | Step) -> bool:
+        """One update and its reply; False when the parent cannot go on (no reply, no button)."""
+        if callable(text):
+            update = text(self.api, chat, lang)
+            if update is None:
+                result.skipped += 1
+                return False
+        else:
+            update = self.api.send_text(chat, text, language_code=lang, deliver=False)
         body = json.dumps(update, ensure_ascii=False).encode()
         url = self.urls[self._next % len(self.urls)]
         self._next += 1
@@ -386,14 +449,17 @@ class Load:
             replied = await asyncio.wait_for(asyncio.shield(waiter), self.timeout)
         except TimeoutError:
             result.unanswered += 1
+            return False
         except (aiohttp.ClientError, OSError):
             result.errors += 1
             result.unanswered += 1
+            return False
         else:
             result.answered += 1
             latency = replied - started
             result.latencies.append(latency)
             result.by_kind.setdefault(kind, []).append(latency)
+            return True
         finally:
             if self.api.waiters.get(chat) is waiter:
                 del self.api.waiters[chat]
@@ -412,7 +478,8 @@ class Load:
                 except asyncio.QueueEmpty:
                     return
                 for kind, text in script:
-                    await self._one(result, chat, lang, kind, text)
+                    if not await self._one(result, chat, lang, kind, text) and callable(text):
+                        break  # a flow stops at a step that got no reply or offered no button
 
         cpu_before = sum(inst.cpu() for inst in self.instances)
         started = time.perf_counter()
@@ -421,6 +488,11 @@ class Load:
         result.bot_cpu_seconds = sum(inst.cpu() for inst in self.instances) - cpu_before
         result.bot_rss_mb = [inst.rss_mb() for inst in self.instances]
         return result
+
+
+def claim_scripts(chats: Sequence[int]) -> list[tuple[int, str, Script]]:
+    """The claim flow (``bot.load_claims``) for the claiming parents (the first chats)."""
+    return [(chat, chat_language(i), list(claim_script())) for i, chat in enumerate(chats)]
 
 
 def status_scripts(chats: Sequence[int]) -> list[tuple[int, str, Script]]:
@@ -444,15 +516,21 @@ async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency
                          menu_rounds: int = 1, db_path: str = "/tmp/kezek-bench-load.sqlite3",
                          db_url: str | None = None, redis_url: str | None = None, echo: bool = True,
                          timeout: float = 15.0, log_dir: str | None = None, profile: bool = False,
-                         out: Callable[[str], None] = print) -> dict[str, Any]:
+                         claim_share: float = 0.25, out: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the load benchmark; returns its figures (``phases`` with ``status``, ``menu`` and, with
     ``echo``, ``echo``; ``status_vs_echo``, ``goal_met``...) and prints a short table through ``out``.
 
     ``db_url``: a PostgreSQL URL (its tables are emptied) instead of the SQLite file ``db_path``
     (recreated); ``redis_url``: shared FSM, event isolation and throttle for the instances;
-    ``menu_rounds``: 0 skips the menu phase; ``timeout``: seconds to wait for one reply;
+    ``menu_rounds``: 0 skips the menu phase; ``claim_share``: the share of the parents that claim
+    the seat offered to them (phase ``claim``; 0 skips it; the figures of its database check are
+    ``claim_check``); ``timeout``: seconds to wait for one reply;
     ``log_dir``: where the processes' logs go (default: a new temporary directory); ``profile``: run
     the Kezek instances under cProfile (``kezek-N.prof`` in the log directory; slows them down)."""
+    from services.clock import FrozenClock
+    from services.kezek import Kezek
+    from storage.db import Database
+
     if parents < 1 or instances < 1 or concurrency < 1:
         raise ValueError("parents, instances and concurrency must be at least 1")
     logs = (Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="kezek-bench-load-"))).resolve()
@@ -470,22 +548,32 @@ async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency
     first_chat = 10**10 + (time.time_ns() // 1000 % 10**6) * 10**6
     warm_chats = max(1, min(parents, WARMUP_PER_INSTANCE * instances))
     chats = [first_chat + i for i in range(parents)]
+    claimers = claimer_count(parents, claim_share)
+    claim_chats = chats[:claimers]  # the first in queue order get the offers
 
     started = time.perf_counter()
-    await prepare_database(url, parents, first_chat)
-    out(f"database {'PostgreSQL' if db_url else 'SQLite'}: {parents} linked parents in "
+    offers = await prepare_database(url, parents, first_chat, claimers)
+    out(f"database {'PostgreSQL' if db_url else 'SQLite'}: {parents} linked parents, {offers} offers in "
         f"{time.perf_counter() - started:.1f} s; {instances} instance(s), {concurrency} parents in flight, "
         f"Redis {'on' if redis_url else 'off'}; logs in {logs}")
 
     phases: dict[str, dict[str, Any]] = {}
+    claim_check: dict[str, Any] | None = None
     extra = 0
     fleet = Fleet()
     connector = aiohttp.TCPConnector(limit=concurrency * 2 + 8, force_close=False)
     async with TimingStandIn(keep_calls=False) as api, aiohttp.ClientSession(connector=connector) as http:
         try:  # the processes stop before the stand-in does, errors included
+            if claimers:
+                db = Database(url)
+                try:
+                    alerts = await send_alerts(Kezek(db, FrozenClock(bench_now())), api)
+                finally:
+                    await db.dispose()
+                out(f"  {alerts} \"your turn\" alerts sent by the outbox sender to the stand-in")
             targets: list[tuple[str, list[Instance]]] = [
                 ("kezek", kezek_instances(instances, api_url=api.base_url, db_url=url, redis_url=redis_url,
-                                          logs=logs, profile_dir=logs if profile else None))]
+                                          logs=logs, profile_dir=logs if profile else None, now=bench_now()))]
             if echo:
                 targets.append(("echo", echo_instances(instances, api_url=api.base_url, logs=logs)))
             for target, group in targets:
@@ -499,12 +587,19 @@ async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency
                     plan = [("status", status_scripts(chats))]
                     if menu_rounds:
                         plan.append(("menu", menu_scripts(chats, menu_rounds)))
+                    if claimers:
+                        plan.append(("claim", claim_scripts(claim_chats)))
                 else:
                     plan = [("echo", status_scripts(chats))]
                 for name, scripts in plan:
                     result = await load.play(name, scripts)
                     phases[name] = result.figures()
                     out(f"  {name}: {result.answered}/{result.updates} answered in {result.seconds:.2f} s")
+                    if name == "claim":
+                        phases[name]["issued_replies"] = sum(
+                            1 for i, chat in enumerate(claim_chats)
+                            if is_issued(chat_language(i), api.replies.get(chat, {}).get("text")))
+                        claim_check = await check_claims(url, claim_chats)
                 await fleet.close()
             extra = api.extra
         finally:
@@ -513,14 +608,17 @@ async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency
     report: dict[str, Any] = {
         "parents": parents, "instances": instances, "concurrency": concurrency, "menu_rounds": menu_rounds,
         "database": "postgresql" if db_url else "sqlite", "redis": bool(redis_url), "cpu_count": os.cpu_count(),
-        "phases": phases, "extra_replies": extra, "logs": str(logs),
+        "phases": phases, "extra_replies": extra, "logs": str(logs), "claimers": claimers,
     }
+    if claim_check is not None:
+        report["claim_check"] = claim_check
     status, ceiling = phases.get("status"), phases.get("echo")
     if status and ceiling and ceiling["updates_per_second"]:
         report["status_vs_echo"] = round(status["updates_per_second"] / ceiling["updates_per_second"], 3)
         report["goal_met"] = bool(report["status_vs_echo"] >= 0.5 and status["p95_ms"] is not None
                                   and status["p95_ms"] < 50)
-    report["all_answered"] = all(p["unanswered"] == 0 and p["non_200"] == 0 for p in phases.values())
+    report["all_answered"] = all(p["unanswered"] == 0 and p["non_200"] == 0 and p["skipped"] == 0
+                                 for p in phases.values())
     for line in format_table(report):
         out(line)
     return report
@@ -532,6 +630,16 @@ def format_table(report: dict[str, Any]) -> list[str]:
     for name, p in report["phases"].items():
         lines.append(f"| {name} | {p['updates']} | {p['answered']} | {p['updates_per_second']} | {p['p50_ms']} | "
                      f"{p['p95_ms']} | {p['p99_ms']} | {p['max_ms']} | {p['bot_cpu_ms_per_update']} |")
+        if name == "claim":  # one row per step of the flow
+            for kind, k in p.get("by_kind", {}).items():
+                lines.append(f"| claim: {kind} | {k['n']} | {k['n']} | | {k['p50_ms']} | {k['p95_ms']} | "
+                             f"{k['p99_ms']} | {k['max_ms']} | |")
+    check = report.get("claim_check")
+    if check is not None:
+        lines.append(f"claim check (database): {check['with_one_referral']}/{check['claimers']} claiming parents "
+                     f"with exactly one referral, {check['with_several_referrals']} with several, "
+                     f"{check['seats_with_two_referrals']} seats with two referrals, {check['seats_taken']} seats "
+                     f"taken for {check['referrals']} referrals: {'ok' if check['ok'] else 'NOT OK'}")
     if "status_vs_echo" in report:
         lines.append(f"/status vs echo ceiling: {report['status_vs_echo']} (goal >= 0.5, p95 < 50 ms: "
                      f"{'met' if report['goal_met'] else 'not met'})")
@@ -549,6 +657,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--menu-rounds", type=int, default=1)
+    parser.add_argument("--claim-share", type=float, default=0.25,
+                        help="share of the parents that claim their offered seat (0: no claim phase)")
     parser.add_argument("--db-path", default="/tmp/kezek-bench-load.sqlite3")
     parser.add_argument("--postgres", default=None, metavar="URL")
     parser.add_argument("--redis", default=None, metavar="URL")
@@ -565,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                         concurrency=args.concurrency, menu_rounds=args.menu_rounds,
                                         db_path=args.db_path, db_url=args.postgres, redis_url=args.redis,
                                         echo=not args.no_echo, timeout=args.timeout, log_dir=args.log_dir,
-                                        profile=args.profile))
+                                        profile=args.profile, claim_share=args.claim_share))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 

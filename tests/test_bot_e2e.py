@@ -32,8 +32,9 @@ async def test_bot_process_answers_start_and_switches_to_kazakh(api: BotApiStand
     try:
         # The parent opens the bot.
         api.send_text(CHAT_ID, "/start")
+        # (the first wait includes the process's start-up: imports and migrations, slow on a busy CI box)
         picker = await api.wait_for("sendMessage", lambda c: any(b["text"] == "Қазақша" for b in c.buttons()),
-                                    alive=bot.alive)
+                                    alive=bot.alive, timeout=90)
         assert picker.chat_id == CHAT_ID
         # ... and presses «Қазақша».
         api.press(CHAT_ID, picker.button("Қазақша")["callback_data"], picker)
