@@ -282,18 +282,30 @@ async def expire_offers(ctx: Ctx) -> int:
     return count
 
 
+ANNOUNCE_PAGE = 5000  # waiting children read (and their notices written) at a time
+
+
 async def _announce_open_seats(ctx: Ctx, district_id: int, birth_year: int, at: dt.datetime) -> None:
     seats = (await ctx.session.execute(select(Seat.id).where(
         Seat.status == SeatStatus.OPEN, Seat.private.is_(False), Seat.district_id == district_id,
         Seat.birth_year == birth_year))).scalars().all()
     if not seats:
         return
-    apps = (await ctx.session.execute(select(A.id).where(
-        A.district_id == district_id, A.birth_year == birth_year, A.status == AppStatus.QUEUED,
-        or_(A.stoplist_until.is_(None), A.stoplist_until <= ctx.now)))).scalars().all()
-    for app_id in apps:
-        ctx.notify("seats_open", app_id, f"seats-open:{district_id}:{birth_year}:{at.isoformat()}:{app_id}",
-                   district_id=district_id, birth_year=birth_year, seats=len(seats))
+    # Every waiting child of the queue (a whole city's queue can be tens of thousands): in pages,
+    # each page's notices written before the next is read, so memory does not grow with the queue.
+    last_id = 0
+    while True:
+        page = (await ctx.session.execute(select(A.id).where(
+            A.district_id == district_id, A.birth_year == birth_year, A.status == AppStatus.QUEUED,
+            or_(A.stoplist_until.is_(None), A.stoplist_until <= ctx.now), A.id > last_id,
+        ).order_by(A.id).limit(ANNOUNCE_PAGE))).scalars().all()
+        for app_id in page:
+            ctx.notify("seats_open", app_id, f"seats-open:{district_id}:{birth_year}:{at.isoformat()}:{app_id}",
+                       district_id=district_id, birth_year=birth_year, seats=len(seats))
+        await ctx.flush()
+        if len(page) < ANNOUNCE_PAGE:
+            return
+        last_id = page[-1]
 
 
 # --- claims ----------------------------------------------------------------------------------------

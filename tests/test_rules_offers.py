@@ -109,6 +109,24 @@ async def test_passed_offer_opens_the_seat_to_the_birth_year_and_costs_nothing(w
     assert len(await outbox(kz, "seats_open")) == before
 
 
+async def test_open_seats_reach_a_whole_queue_read_in_pages(world: World, kz, clock,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A passed offer at 20:00 tells every waiting child of the queue (a city's queue can be tens of
+    thousands): read and written in pages, each child told once."""
+    from services import offers as offers_module
+
+    monkeypatch.setattr(offers_module, "ANNOUNCE_PAGE", 3)
+    numbers = await world.apps(*[world.row() for _ in range(8)])
+    await world.publish(1)
+    clock.set(almaty(2026, 9, 7, 20, 0))
+    assert (await kz.run_sweeps())["offers_expired"] == 1
+    opened = await outbox(kz, "seats_open")
+    views = [await kz.queue_view(n) for n in numbers]
+    assert sorted(m.application_id for m in opened) == sorted(v.application.id for v in views)
+    await kz.run_sweeps()
+    assert len(await outbox(kz, "seats_open")) == len(numbers)
+
+
 async def test_offer_made_in_the_evening_lives_until_the_next_window_ends(world: World, kz, clock) -> None:
     clock.set(almaty(2026, 9, 11, 21, 30))  # Friday night
     (a,) = await world.apps(world.row())
