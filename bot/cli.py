@@ -508,6 +508,82 @@ def bench_load(parents: int, instances: int, concurrency: int, menu_rounds: int,
         Path(json_path).write_text(json.dumps(report, indent=2))
 
 
+@bench.command("memory")
+@click.option("--applications", "sizes", type=int, multiple=True, default=(1_000_000,), show_default=True,
+              help="Applications in the database; repeat to compare sizes (--applications 100000 "
+                   "--applications 1000000).")
+@click.option("--db", "--db-path", "db_path", default="/tmp/kezek-bench-memory.sqlite3", show_default=True,
+              help="SQLite file (recreated).")
+@click.option("--postgres", "pg_url", default=None, metavar="URL",
+              help="Use this PostgreSQL database instead (created if missing; its tables are emptied).")
+@click.option("--json", "json_path", default=None, metavar="FILE", help="Also write the figures here.")
+def bench_memory(sizes: tuple[int, ...], db_path: str, pg_url: str | None, json_path: str | None) -> None:
+    """Peak resident memory of a fresh process per operation (start-up, /status deep in a big queue,
+    nightly snapshot, sweep, outbox routing of a fan-out, digest, CSV import) over a database of N
+    applications, and the database's size: to show memory does not grow with N."""
+    from bot.bench_memory import run_memory_bench
+
+    report = asyncio.run(run_memory_bench(sizes, db_path=db_path, pg_url=pg_url, out=click.echo))
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2, default=str))
+    if not report["all_exited_cleanly"]:
+        sys.exit(1)
+
+
+@bench.command("scale")
+@click.option("--parents", type=int, default=2_000, show_default=True, help="Simulated parents of the load runs.")
+@click.option("--instances", type=int, default=2, show_default=True, help="`kezek run` processes in webhook mode.")
+@click.option("--applications", type=int, default=1_000_000, show_default=True,
+              help="Applications of the memory run (0 skips it).")
+@click.option("--postgres", "pg_url", default=None, metavar="URL",
+              help="Also run on this PostgreSQL database (its tables are emptied).")
+@click.option("--redis", "redis_url", default=None, metavar="URL", help="Redis for the PostgreSQL runs' instances.")
+@click.option("--json", "json_path", default=None, metavar="FILE", help="Also write every figure here.")
+def bench_scale(parents: int, instances: int, applications: int, pg_url: str | None, redis_url: str | None,
+                json_path: str | None) -> None:
+    """Issue 6's figures in one run: the load (/status, menu, claims and the echo ceiling; 64
+    parents in flight) and the unloaded service time (one in flight) on SQLite and, with
+    --postgres, on PostgreSQL (+ Redis), then the peak memory per operation over --applications
+    applications. Ends with the summary table of BENCHMARKS.md."""
+    from bot.bench_load import run_load_bench
+    from bot.bench_memory import run_memory_bench
+
+    async def all_runs() -> dict[str, Any]:
+        runs: dict[str, Any] = {}
+        backends = [("sqlite", None, None)] + ([("postgresql", pg_url, redis_url)] if pg_url else [])
+        for name, url, redis in backends:
+            click.echo(f"== load on {name} ==")
+            runs[f"load_{name}"] = await run_load_bench(parents=parents, instances=instances, db_url=url,
+                                                        redis_url=redis, out=click.echo)
+            click.echo(f"== unloaded (one in flight) on {name} ==")
+            runs[f"unloaded_{name}"] = await run_load_bench(parents=min(parents, 500), instances=1, concurrency=1,
+                                                            menu_rounds=0, claim_share=0, echo=True,
+                                                            db_url=url, redis_url=redis, out=click.echo)
+        if applications:
+            click.echo(f"== memory, {applications:,} applications ==")
+            runs["memory"] = await run_memory_bench((applications,), pg_url=pg_url, out=click.echo)
+        return runs
+
+    runs = asyncio.run(all_runs())
+    click.echo("== summary ==")
+    click.echo("| run | /status updates/s | p50 / p95 / p99 ms | echo updates/s | ratio | bot CPU ms per /status |")
+    click.echo("| --- | --- | --- | --- | --- | --- |")
+    for key, report in runs.items():
+        if not key.startswith(("load_", "unloaded_")):
+            continue
+        st, echo = report["phases"]["status"], report["phases"].get("echo", {})
+        click.echo(f"| {key} | {st['updates_per_second']} | {st['p50_ms']} / {st['p95_ms']} / {st['p99_ms']} | "
+                   f"{echo.get('updates_per_second')} | {report.get('status_vs_echo')} | "
+                   f"{st['bot_cpu_ms_per_update']} |")
+    if json_path:
+        Path(json_path).write_text(json.dumps(runs, indent=2, default=str))
+    ok = all(r.get("all_answered", True) for k, r in runs.items() if k != "memory")
+    if "memory" in runs:
+        ok = ok and runs["memory"]["all_exited_cleanly"]
+    if not ok:
+        sys.exit(1)
+
+
 @cli.command("demo")
 @click.option("--applications", type=int, default=3000, show_default=True,
               help="Applications in the sandbox city (built once, when the database has none).")

@@ -1,0 +1,51 @@
+"""The memory benchmark (``bot.bench_memory``), run tiny: 2,000 applications on SQLite. Checks every
+operation ran in its own child that exited cleanly, did its work, and reported its memory and time
+(no size or timing thresholds: those are the benchmark's figures, not a test's)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.bench_memory import OPS, format_table, run_memory_bench
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+
+
+async def test_memory_bench_tiny(tmp_path: Path) -> None:
+    lines: list[str] = []
+    report = await run_memory_bench([2_000], db_path=str(tmp_path / "memory.sqlite3"),
+                                    workdir=str(tmp_path / "work"), out=lines.append)
+
+    assert report["all_exited_cleanly"] is True
+    (run,) = report["runs"]
+    assert run["applications"] == 2_000 and run["backend"] == "SQLite"
+    seed = run["seed"]
+    for key in ("seed_s", "bulk_s", "state_s"):
+        assert seed[key] > 0, key
+    assert seed["referrals_overdue"] > 0 and seed["offers_expiring"] > 0
+    assert seed["deep_queue_number"] == seed["largest_queue"]  # the last of the largest queue
+    assert run["db_size_seeded_mb"] > 0 and run["db_size_end_mb"] >= run["db_size_seeded_mb"]
+
+    assert list(run["ops"]) == list(OPS)
+    for op, figures in run["ops"].items():
+        assert figures["exit_code"] == 0, (op, figures.get("log_tail"))
+        for key in ("peak_rss_mb", "peak_anon_mb", "peak_file_mb", "rss_before_op_mb", "seconds", "wall_s"):
+            assert figures[key] > 0, (op, key, figures)
+        assert figures["peak_rss_mb"] >= figures["rss_before_op_mb"]
+
+    # Each operation did its work on the seeded database.
+    results = {op: f["result"] for op, f in run["ops"].items()}
+    assert results["startup"]["routers"] > 0
+    assert results["status"]["queue_number"] == seed["deep_queue_number"]
+    assert results["snapshot"]["rows"] > 0
+    assert results["sweep"]["offers_expired"] == seed["offers_expiring"]
+    assert results["sweep"]["no_show"] == seed["referrals_overdue"]
+    assert results["route"]["routed"] > 0
+    assert results["import"]["rows"] == 10_000
+
+    table = format_table(report["runs"])
+    assert table[0].startswith("| operation |") and len(table) == 2 + len(OPS) + 2
+    assert any(line.startswith("| sweep:") for line in lines)
