@@ -11,7 +11,9 @@ Two kinds of unit of work:
   event loop's own thread: aiosqlite hands every call (cursor, execute, fetch, close) to its
   connection's thread and back, four thread hops per statement, which cost more CPU than the
   statement itself (a /status card: ~24 hops). A WAL reader takes no lock a writer holds, so it
-  does not wait; anything that could scan many rows or write uses the threaded engines.
+  does not wait; anything that could scan many rows or write uses the threaded engines. On
+  PostgreSQL a small read runs without a transaction of its own (autocommit: no BEGIN and
+  ROLLBACK round trips; each statement reads a committed snapshot).
 """
 
 from __future__ import annotations
@@ -111,7 +113,10 @@ class Database:
             self.small_read_engine = _make_sqlite_engine(self.url, immediate=False, inline=True, echo=echo)
         else:
             self.engine = create_async_engine(self.url, echo=echo, pool_pre_ping=True)
-            self.read_engine = self.small_read_engine = self.engine
+            self.read_engine = self.engine
+            # A small read needs no transaction of its own: each statement sees a committed
+            # snapshot, and BEGIN and ROLLBACK were two of a /status's round trips per read.
+            self.small_read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
@@ -151,4 +156,4 @@ class Database:
 
     async def dispose(self) -> None:
         for engine in {self.engine, self.read_engine, self.small_read_engine}:
-            await engine.dispose()
+            await engine.dispose()  # (an engine with other execution options shares its pool)
