@@ -373,6 +373,10 @@ def outbox_stats(state: State, failed_limit: int, as_json: bool) -> None:
         click.echo(state.t("Failed, by reason:"))
         for reason, count in sorted(report["failed_reasons"].items(), key=lambda kv: -kv[1]):
             click.echo(f"  {count:>6}  {reason}")
+    if report["waiting_reasons"]:
+        click.echo(state.t("Waiting to retry, by reason:"))
+        for reason, count in sorted(report["waiting_reasons"].items(), key=lambda kv: -kv[1]):
+            click.echo(f"  {count:>6}  {reason}")
     if report["failed_latest"]:
         click.echo(state.t("Latest failures:"))
         for row in report["failed_latest"]:
@@ -530,6 +534,9 @@ def bench_memory(sizes: tuple[int, ...], db_path: str, pg_url: str | None, json_
         sys.exit(1)
 
 
+MODERATE = 8  # parents in flight in bench scale's moderate-load runs
+
+
 @bench.command("scale")
 @click.option("--parents", type=int, default=2_000, show_default=True, help="Simulated parents of the load runs.")
 @click.option("--instances", type=int, default=2, show_default=True, help="`kezek run` processes in webhook mode.")
@@ -542,7 +549,8 @@ def bench_memory(sizes: tuple[int, ...], db_path: str, pg_url: str | None, json_
 def bench_scale(parents: int, instances: int, applications: int, pg_url: str | None, redis_url: str | None,
                 json_path: str | None) -> None:
     """Issue 6's figures in one run: the load (/status, menu, claims and the echo ceiling; 64
-    parents in flight) and the unloaded service time (one in flight) on SQLite and, with
+    parents in flight), a moderate load (8 in flight: the latency a parent sees while the instances
+    keep up) and the unloaded service time (one in flight) on SQLite and, with
     --postgres, on PostgreSQL (+ Redis), then the peak memory per operation over --applications
     applications. Ends with the summary table of BENCHMARKS.md."""
     from bot.bench_load import run_load_bench
@@ -555,6 +563,10 @@ def bench_scale(parents: int, instances: int, applications: int, pg_url: str | N
             click.echo(f"== load on {name} ==")
             runs[f"load_{name}"] = await run_load_bench(parents=parents, instances=instances, db_url=url,
                                                         redis_url=redis, out=click.echo)
+            click.echo(f"== moderate load ({MODERATE} in flight) on {name} ==")
+            runs[f"moderate_{name}"] = await run_load_bench(parents=parents, instances=instances,
+                                                            concurrency=MODERATE, menu_rounds=0, claim_share=0,
+                                                            db_url=url, redis_url=redis, out=click.echo)
             click.echo(f"== unloaded (one in flight) on {name} ==")
             runs[f"unloaded_{name}"] = await run_load_bench(parents=min(parents, 500), instances=1, concurrency=1,
                                                             menu_rounds=0, claim_share=0, echo=True,
@@ -569,7 +581,7 @@ def bench_scale(parents: int, instances: int, applications: int, pg_url: str | N
     click.echo("| run | /status updates/s | p50 / p95 / p99 ms | echo updates/s | ratio | bot CPU ms per /status |")
     click.echo("| --- | --- | --- | --- | --- | --- |")
     for key, report in runs.items():
-        if not key.startswith(("load_", "unloaded_")):
+        if not key.startswith(("load_", "moderate_", "unloaded_")):
             continue
         st, echo = report["phases"]["status"], report["phases"].get("echo", {})
         click.echo(f"| {key} | {st['updates_per_second']} | {st['p50_ms']} / {st['p95_ms']} / {st['p99_ms']} | "

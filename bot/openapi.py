@@ -247,6 +247,8 @@ SCHEMAS: dict[str, Any] = {
             "outbox": _ref("Counts"),
             "deliveries": {"type": "object", "additionalProperties": _ref("Counts")},
             "failed_reasons": _ref("Counts"),
+            "waiting_reasons": {**_ref("Counts"), "description": "\"channel: reason\" of pending deliveries a try "
+                                "was refused for (e.g. the SMTP server away)"},
             "blocked_chats": {"type": "integer"},
             "failed_latest": {"type": "array", "items": {
                 "type": "object",

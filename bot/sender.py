@@ -119,12 +119,34 @@ async def _drain(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, policy:
 
 async def outbox_loop(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, *, idle: float = 1.0,
                       policy: SendPolicy | None = None, wake: asyncio.Event | None = None) -> None:
-    """Until cancelled: drain the outbox; when nothing was due, wait ``idle`` seconds (or until
-    ``wake`` is set: the console demo wakes it after each update). A failing round (the database
-    restarting, say) is logged and tried again."""
+    """Until cancelled: drain the outbox, each channel in a loop of its own (a hung SMTP server,
+    whose every copy waits out the SMTP timeout, must not hold up the "your turn" alerts); when
+    nothing was due, wait ``idle`` seconds (or until ``wake`` is set: the console demo wakes it
+    after each update). A failing round (the database restarting, say) is logged and tried again."""
     policy = policy or SendPolicy()
     # The health check judges these channels by this process's rounds from now on.
     metrics.current().senders_started(c for c, port in ((TELEGRAM, bot), (EMAIL, mailer)) if port is not None)
+    ports = [(bot, None)] if bot is not None else []
+    ports += [(None, mailer)] if mailer is not None else []
+    if not ports:
+        return
+    wakes = [asyncio.Event() for _ in ports] if wake is not None else [None] * len(ports)
+    loops = [_channel_loop(kz, b, m, idle, policy, w) for (b, m), w in zip(ports, wakes)]
+    if wake is not None:
+        loops.append(_fan_out_wake(wake, [w for w in wakes if w is not None]))
+    await asyncio.gather(*loops)
+
+
+async def _fan_out_wake(wake: asyncio.Event, targets: list[asyncio.Event]) -> None:
+    while True:
+        await wake.wait()
+        wake.clear()
+        for target in targets:
+            target.set()
+
+
+async def _channel_loop(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, idle: float,
+                        policy: SendPolicy, wake: asyncio.Event | None) -> None:
     while True:
         if wake is not None:
             wake.clear()

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from services.context import Ctx
 from services.directory import KindergartenInfo
@@ -307,6 +307,10 @@ class NotificationFacade(FacadeBase):
         slots = asyncio.Semaphore(max(concurrency, 1))
         loop = asyncio.get_running_loop()
         outcomes: asyncio.Queue[Any] = asyncio.Queue()
+        # The channel said "not now" (Telegram's 429, the SMTP server away or silent): the rest of
+        # this round is not tried but waits the same (no try used), instead of each copy waiting
+        # out a timeout and the round outliving its lease.
+        flood: list[RetryLater] = []
 
         async def one(notice: Notice) -> None:
             # The slot is held until the result is written: what a crash can leave sent but not
@@ -314,6 +318,8 @@ class NotificationFacade(FacadeBase):
             async with slots:
                 error: BaseException | None = None
                 try:
+                    if flood:
+                        raise RetryLater(flood[0].seconds, flood[0].reason, flood=True)
                     if pacer is None:
                         await send(notice)
                     else:
@@ -321,9 +327,14 @@ class NotificationFacade(FacadeBase):
                             await send(notice)
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried or given up
                     error = exc
-                    if pacer is not None and isinstance(exc, RetryLater) and exc.flood:
-                        pacer.hold(exc.seconds or 1)
-                    log.warning("delivery %s on %s: %s", notice.delivery_id, channel, type(exc).__name__)
+                    if isinstance(exc, RetryLater) and exc.flood and not flood:
+                        flood.append(exc)
+                        if pacer is not None:
+                            pacer.hold(exc.seconds or 1)
+                    # A channel-wide refusal (429, the SMTP server away) is logged once by its
+                    # port; a line per delivery would bury that line under a whole fan-out's.
+                    (log.debug if isinstance(exc, RetryLater) and exc.flood else log.warning)(
+                        "delivery %s on %s: %s", notice.delivery_id, channel, type(exc).__name__)
                 written = loop.create_future()
                 outcomes.put_nowait((notice, error, written))
                 await written
@@ -373,8 +384,9 @@ class NotificationFacade(FacadeBase):
 
     async def outbox_report(self, failed_limit: int = 20) -> dict[str, Any]:
         """For operators: the outbox and deliveries by status, what is due and how late, how many
-        were retried, chats that blocked the bot, and the latest failures with their reasons
-        (recipients masked)."""
+        were retried and why they wait (``waiting_reasons``: "channel: reason" of the pending ones a
+        try was refused for), chats that blocked the bot, and the latest failures with their
+        reasons (recipients masked)."""
         async with self.reading(with_calendar=False) as ctx:
             s, now = ctx.session, ctx.now
             outbox = {k: int(v) for k, v in (await s.execute(
@@ -387,14 +399,21 @@ class NotificationFacade(FacadeBase):
                 due = select(func.count(), func.min(Delivery.next_attempt_at)).where(
                     Delivery.channel == channel, Delivery.status == "pending", Delivery.next_attempt_at <= now)
                 n_due, oldest = (await s.execute(due)).one()
+                # (a refusal of the whole channel, e.g. the SMTP server away, gives the try back:
+                # attempts stay 0, the reason is kept)
                 retried = (await s.execute(select(func.count()).where(
-                    Delivery.channel == channel, Delivery.status == "pending", Delivery.attempts > 0))).scalar_one()
+                    Delivery.channel == channel, Delivery.status == "pending",
+                    or_(Delivery.attempts > 0, Delivery.last_error.is_not(None))))).scalar_one()
                 channels[channel]["due_now"] = int(n_due)
                 channels[channel]["waiting_to_retry"] = int(retried)
                 channels[channel]["oldest_due_seconds"] = int((now - oldest).total_seconds()) if oldest else 0
             reasons = {str(k): int(v) for k, v in (await s.execute(
                 select(Delivery.last_error, func.count()).where(Delivery.status == "failed")
                 .group_by(Delivery.last_error))).all()}
+            waiting = {f"{channel}: {reason}": int(n) for channel, reason, n in (await s.execute(
+                select(Delivery.channel, Delivery.last_error, func.count())
+                .where(Delivery.status == "pending", Delivery.last_error.is_not(None))
+                .group_by(Delivery.channel, Delivery.last_error))).all()}
             latest = (await s.execute(
                 select(Delivery.id, OutboxMessage.kind, Delivery.channel, Delivery.target, Delivery.attempts,
                        Delivery.last_error, Delivery.next_attempt_at)
@@ -402,7 +421,8 @@ class NotificationFacade(FacadeBase):
                 .where(Delivery.status == "failed").order_by(Delivery.id.desc()).limit(failed_limit))).all()
             blocked = (await s.execute(select(func.count()).where(Chat.blocked_at.is_not(None)))).scalar_one()
         return {
-            "outbox": outbox, "deliveries": channels, "failed_reasons": reasons, "blocked_chats": int(blocked),
+            "outbox": outbox, "deliveries": channels, "failed_reasons": reasons, "waiting_reasons": waiting,
+            "blocked_chats": int(blocked),
             "failed_latest": [{"delivery": r.id, "kind": r.kind, "channel": r.channel,
                                "to": mask_target(r.channel, r.target), "tries": r.attempts,
                                "reason": r.last_error} for r in latest],
