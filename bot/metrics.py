@@ -13,6 +13,8 @@ Metric names (no personal data in any label: channels, update types, job names, 
 * ``kezek_outbox_due{channel}``: deliveries pending and due now (``channel`` telegram | email;
   ``router``: outbox notices not routed to deliveries yet). Computed at scrape time.
 * ``kezek_outbox_oldest_due_seconds{channel}``: how long the oldest of those has been due.
+* ``kezek_outbox_retrying{channel}``: deliveries pending after a refused try, due or not: a whole
+  SMTP outage shows here while ``kezek_outbox_due`` is 0 between retries.
 * ``kezek_deliveries_total{channel, result}``: sends tried, ``result`` sent | failed (given up) |
   retried (to be tried again later).
 * ``kezek_sender_rounds_total{outcome}``: sender rounds (``bot.sender.drain_once``), ok | error.
@@ -80,6 +82,8 @@ class Metrics:
                                 "(router: notices not routed yet); read at scrape time.", ["channel"], registry=r)
         self.outbox_oldest = Gauge("kezek_outbox_oldest_due_seconds", "How long the oldest due delivery of the "
                                    "channel has been due; read at scrape time.", ["channel"], registry=r)
+        self.outbox_retrying = Gauge("kezek_outbox_retrying", "Deliveries pending after a refused try, due or "
+                                     "not (an SMTP or Telegram outage), by channel.", ["channel"], registry=r)
         self.deliveries = Counter("kezek_deliveries", "Sends tried by the senders of this process, by channel "
                                   "and result (sent, failed: given up, retried: to be tried again).",
                                   ["channel", "result"], registry=r)
@@ -133,10 +137,13 @@ class Metrics:
         if backlog is None:
             self.outbox_due.clear()
             self.outbox_oldest.clear()
+            self.outbox_retrying.clear()
             return
         for channel, due in backlog.items():
             self.outbox_due.labels(channel).set(due.count)
             self.outbox_oldest.labels(channel).set(round(due.oldest_seconds, 3))
+            if channel != ROUTER:
+                self.outbox_retrying.labels(channel).set(due.retrying)
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition text and its content type (Prometheus text format; OpenMetrics when the

@@ -8,6 +8,7 @@ every health probe."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ class Due:
 
     count: int = 0
     oldest_seconds: float = 0.0
+    retrying: int = 0  # pending after a refused try (due or not): an SMTP outage shows here
 
 
 async def due_backlog(ctx: Ctx) -> dict[str, Due]:
@@ -44,6 +46,12 @@ async def due_backlog(ctx: Ctx) -> dict[str, Due]:
         if not n:
             continue
         out[str(channel)] = Due(int(n), max(_age(now, oldest), 0.0))
+    for channel, n in (await ctx.session.execute(
+            select(Delivery.channel, func.count()).where(Delivery.status == "pending",
+                                                         Delivery.last_error.is_not(None))
+            .group_by(Delivery.channel))).all():
+        if str(channel) in out:
+            out[str(channel)] = dataclasses.replace(out[str(channel)], retrying=int(n))
     return out
 
 

@@ -162,6 +162,31 @@ async def test_failed_and_retried_sends_are_counted(kz: Kezek, world: World) -> 
     assert value(samples, "kezek_deliveries_total", channel="telegram", result="failed") == 1
     assert value(samples, "kezek_deliveries_total", channel="telegram", result="retried") == 1
     assert fine
+    # The one refused for a server error waits to retry: the gauge shows it, due or not.
+    assert value(samples, "kezek_outbox_retrying", channel="telegram") == 1
+    assert value(samples, "kezek_outbox_due", channel="telegram") == 0
+
+
+async def test_an_smtp_outage_shows_as_retrying_copies_not_as_due_ones(kz: Kezek, world: World) -> None:
+    """The SMTP server away: every copy is given back (no try used) and waits; between the retries
+    nothing is due, and kezek_outbox_retrying is what shows the outage."""
+    from services.notifications import RetryLater
+
+    await linked_parents(kz, world, 3)
+    await world.publish(3, "KG1")
+
+    class Away:
+        async def send(self, to: str, content: Any, *, message_key: str) -> None:
+            raise RetryLater(30, "smtp server unreachable: SMTPConnectError", flood=True)
+
+    await drain_once(kz, None, Away(), unlimited())
+    async with api_client(kz) as client:
+        samples = await scrape(client)
+    assert value(samples, "kezek_outbox_due", channel="email") == 0
+    assert value(samples, "kezek_outbox_retrying", channel="email") >= 3
+    report = await kz.outbox_report()
+    assert report["waiting_reasons"] == {"email: smtp server unreachable: SMTPConnectError":
+                                         report["deliveries"]["email"]["pending"]}
 
 
 # --- scheduled jobs --------------------------------------------------------------------------------
