@@ -148,3 +148,30 @@ async def test_move_notices_only_for_chats_that_asked(kz: Kezek, world: World, c
     assert notice.target == str(CHAT)  # not the other parent, who did not ask
     text = render("kk", notice).text
     assert "1" in text and mine["number"] in text
+
+
+async def test_move_notices_carry_each_queue_own_numbers(kz: Kezek, world: World, clock: FrozenClock) -> None:
+    """The digest ranks whole queues at once: every told number is the application's live number
+    in its own queue (two birth years, privilege ahead of submission order), chats that did not
+    ask get nothing."""
+    rows = [world.row(birth_date=dt.date(2023 - i % 2, 3, 15),
+                      privilege="first" if i == 5 else "none") for i in range(8)]
+    numbers = await world.apps(*rows)
+    watched = {1100 + i: rows[i] for i in (2, 3, 5, 6, 7)}
+    for chat, row in watched.items():
+        await link(kz, row, chat)
+    await link(kz, rows[4], OTHER)  # did not ask
+    async with kz.unit() as ctx:
+        await ctx.session.execute(update(Chat).where(Chat.id.in_(watched)).values(notify_moves=True))
+    assert await kz.announce_moves() == 0  # remembered
+    await kz.withdraw_application(numbers[0])  # born 2023 (0, 2, 4, 6): 2 and 6 move up
+    await kz.withdraw_application(numbers[1])  # born 2022 (5 privileged first, 1, 3, 7): 3 and 7 move up
+    clock.advance(hours=1)
+    assert await kz.announce_moves() == 4
+    told = {m["chat_id"]: m["number"] for m in await notices(kz, "queue_moved")}
+    assert set(told) == {1102, 1103, 1106, 1107}  # 5 stays first: nothing to tell
+    assert (await kz.queue_view(rows[5]["number"])).number == 1
+    for chat, row in watched.items():
+        if chat not in told:
+            continue
+        assert told[chat] == (await kz.queue_view(row["number"])).number
