@@ -407,18 +407,23 @@ class QueueView:
         return self.number - self.previous
 
 
+def count_ahead() -> Any:
+    """SQL: how many waiting applications are ahead of the outer query's application in its
+    queue (a correlated count, a range scan of ix_applications_queue); its number is one more."""
+    ahead = aliased(Application)
+    return select(func.count()).select_from(ahead).where(
+        ahead.district_id == A.district_id, ahead.birth_year == A.birth_year,
+        ahead.status == AppStatus.QUEUED,
+        tuple_(ahead.priv_rank, ahead.submitted_at, ahead.number) < tuple_(A.priv_rank, A.submitted_at, A.number),
+    ).scalar_subquery()
+
+
 def _view_statement(with_look: bool) -> Select[Any]:
     """One round trip for the queue view: the application, its district, its queue number
     (a correlated count on ix_applications_queue), its open offer (at most one, by
     uq_offers_open_application) and, for a viewer, their last look. Built once: constructing a
     statement costs more Python than executing a cached one."""
-    ahead = aliased(Application)
-    count_ahead = select(func.count()).select_from(ahead).where(
-        ahead.district_id == A.district_id, ahead.birth_year == A.birth_year,
-        ahead.status == AppStatus.QUEUED,
-        tuple_(ahead.priv_rank, ahead.submitted_at, ahead.number) < tuple_(A.priv_rank, A.submitted_at, A.number),
-    ).scalar_subquery()
-    q = (select(A, District, count_ahead, Offer)
+    q = (select(A, District, count_ahead(), Offer)
          .join(District, District.id == A.district_id)
          .outerjoin(Offer, and_(Offer.application_id == A.id, Offer.status == OfferStatus.OPEN))
          .where(A.number == bindparam("number")))

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, bindparam, func, select, tuple_
-from sqlalchemy.orm import aliased
+from sqlalchemy import Select, and_, bindparam, select
 
 from services import queue
 from services.calendar import ALMATY
@@ -159,17 +158,11 @@ def _card_statement() -> Select[Any]:
     uq_referrals_live_application) with its kindergarten. Core columns, not ORM objects: the
     cards are read-only, and loading instances cost more than the query."""
     A = Application
-    ahead = aliased(Application)
-    count_ahead = select(func.count()).select_from(ahead).where(
-        ahead.district_id == A.district_id, ahead.birth_year == A.birth_year,
-        ahead.status == AppStatus.QUEUED,
-        tuple_(ahead.priv_rank, ahead.submitted_at, ahead.number) < tuple_(A.priv_rank, A.submitted_at, A.number),
-    ).scalar_subquery()
     return (
         select(A.id, A.number, A.child_iin, A.birth_year, A.status, A.privilege, A.any_kindergarten,
                A.district_id, A.priv_rank, A.submitted_at, A.stoplist_until, A.created_at,
                District.name_ru.label("district_ru"), District.name_kk.label("district_kk"),
-               count_ahead.label("ahead"),
+               queue.count_ahead().label("ahead"),
                Offer.id.label("offer_id"), Offer.expires_at.label("offer_expires_at"),
                QueueLook.number.label("look_number"), QueueLook.at.label("look_at"),
                Referral.id.label("referral_id"), Referral.showup_due_at, Referral.docs_state,

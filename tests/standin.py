@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bot.standin import TOKEN, BotApiError, BotApiStandIn, Call, Upload  # noqa: F401 - the tests' one import
@@ -59,3 +60,20 @@ class BotProcess:
                 await asyncio.wait_for(self.proc.wait(), timeout)
         assert self.proc.returncode is not None
         return self.proc.returncode
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float,
+                *procs: BotProcess) -> float:
+    """Wait for ``check`` (every 50 ms) while ``procs`` stay alive; the seconds it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        done = check()
+        if not isinstance(done, bool):
+            done = await done
+        if done:
+            return loop.time() - started
+        for proc in procs:
+            assert proc.alive() is None, proc.alive()
+        assert loop.time() - started < timeout, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.05)

@@ -53,7 +53,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ from storage.db import Database
 from storage.migrate import upgrade_async
 from storage.models import Delivery
 from tests.pgcluster import PgCluster, free_port, unavailable
-from tests.standin import TOKEN, BotApiStandIn, BotProcess
+from tests.standin import TOKEN, BotApiStandIn, BotProcess, until
 
 ALERTS = 1500
 CONCURRENCY = 8
@@ -109,23 +109,6 @@ async def kz(db_url: str) -> AsyncIterator[Kezek]:
     db = Database(db_url)
     yield Kezek(db, FrozenClock(BENCH_NOW))
     await db.dispose()
-
-
-async def until(check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float,
-                *procs: BotProcess) -> float:
-    """Wait for ``check`` (every 50 ms) while ``procs`` stay alive; the seconds it took."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    while True:
-        done = check()
-        if not isinstance(done, bool):
-            done = await done
-        if done:
-            return loop.time() - started
-        for proc in procs:
-            assert proc.alive() is None, proc.alive()
-        assert loop.time() - started < timeout, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.05)
 
 
 async def by_status(kz: Kezek, channel: str) -> dict[str, int]:

@@ -46,7 +46,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM
 from storage.models import Delivery
 from tests.pgcluster import free_port
-from tests.standin import ROOT, TOKEN, BotApiStandIn, BotProcess
+from tests.standin import ROOT, TOKEN, BotApiStandIn, BotProcess, until
 from tests.test_email_copies import SmtpServer
 
 ALERTS = 300
@@ -117,20 +117,6 @@ class BrokenSmtp:
 async def api() -> AsyncIterator[BotApiStandIn]:
     async with BotApiStandIn(keep_calls=False) as stand_in:
         yield stand_in
-
-
-async def until(check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float, proc: BotProcess) -> float:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    while True:
-        done = check()
-        if not isinstance(done, bool):
-            done = await done
-        if done:
-            return loop.time() - started
-        assert proc.alive() is None, proc.alive()
-        assert loop.time() - started < timeout, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.02)
 
 
 async def email_rows(kz: Kezek) -> list[Any]:
