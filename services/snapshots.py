@@ -1,20 +1,23 @@
 """The nightly queue-number snapshot: one ``QueueSnapshot(day, application, number)`` row per
 waiting application, the number it had that night (Asia/Almaty day).
 
-Numbers are computed per queue (district, birth year) in one pass: a window function numbers the
-queue's waiting members in queue order, which is exactly ``queue_number`` (1 + the waiting
-members ahead); one query per queue, never one per application. The order is the queue's key
-(``services.queue.QUEUE_KEY``).
+Numbers are computed inside the database in one ``INSERT … SELECT``: a window function numbers
+each queue's (district, birth year) waiting members in queue order (``services.queue.QUEUE_KEY``),
+which is exactly ``queue_number`` (1 + the waiting members ahead). No row passes through Python:
+1,000,000 applications took 30 s and a queue's rows in memory when they were read and written
+back (``kezek bench memory``).
 
 Idempotent: a day that has its snapshot is left as it is (a restart, a late run or a second
-instance changes nothing), and the rows are written with ``insert_ignore`` so two instances that
-race on an empty day write each row once."""
+instance changes nothing), and the rows are inserted with ON CONFLICT DO NOTHING so two instances
+that race on an empty day write each row once."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Date, bindparam, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.calendar import WorkingCalendar
 from services.context import Ctx
@@ -23,12 +26,11 @@ from storage.models import Application, AppStatus, QueueSnapshot
 
 A = Application
 
-_QUEUES = select(A.district_id, A.birth_year).where(A.status == AppStatus.QUEUED).distinct()
-# The numbers of one queue's waiting members, in one pass over the queue's index.
-_NUMBERS = (
-    select(A.id, func.row_number().over(order_by=QUEUE_KEY))
-    .where(A.district_id == bindparam("district_id"), A.birth_year == bindparam("birth_year"),
-           A.status == AppStatus.QUEUED)
+# Every waiting application with its number in its queue, in one pass over the queue index.
+_NUMBERED = (
+    select(bindparam("day", type_=Date), A.id,
+           func.row_number().over(partition_by=(A.district_id, A.birth_year), order_by=QUEUE_KEY))
+    .where(A.status == AppStatus.QUEUED)
 )
 
 
@@ -50,15 +52,10 @@ async def take_snapshot(ctx: Ctx, day: dt.date | None = None) -> int:
     day = day or snapshot_day(ctx.now)
     if await has_snapshot(ctx, day):
         return 0
-    written = 0
-    # Queue by queue: memory stays that of the largest queue, whatever the city's size.
-    for district_id, birth_year in (await ctx.session.execute(_QUEUES)).all():
-        numbers = (await ctx.session.execute(
-            _NUMBERS, {"district_id": district_id, "birth_year": birth_year})).all()
-        await ctx.insert_ignore(QueueSnapshot, [
-            {"day": day, "application_id": app_id, "number": int(number)} for app_id, number in numbers
-        ], ["day", "application_id"])
-        written += len(numbers)
+    insert_ = pg_insert if ctx.is_postgres else sqlite_insert
+    stmt = (insert_(QueueSnapshot.__table__).from_select(["day", "application_id", "number"], _NUMBERED)
+            .on_conflict_do_nothing(index_elements=["day", "application_id"]))
+    written = max((await ctx.session.execute(stmt, {"day": day})).rowcount or 0, 0)
     if written:
         ctx.audit("queue.snapshot", "queue_snapshot", None, day=day.isoformat(), rows=written)
     return written
