@@ -407,6 +407,16 @@ class QueueView:
         return self.number - self.previous
 
 
+def state_of(status: str, stoplist_until: dt.datetime | None, offer_open: bool, now: dt.datetime) -> str:
+    """What a parent is told the application's state is: a waiting application is stop-listed
+    (until the stop-list ends), holds an open offer, or waits; any other keeps its status."""
+    if status != AppStatus.QUEUED:
+        return status
+    if stoplist_until is not None and stoplist_until > now:
+        return "stop_listed"
+    return "offer_open" if offer_open else "waiting"
+
+
 def count_ahead() -> Any:
     """SQL: how many waiting applications are ahead of the outer query's application in its
     queue (a correlated count, a range scan of ix_applications_queue); its number is one more."""
@@ -462,15 +472,7 @@ async def view(ctx: Ctx, number: str, viewer: str | None = None, *, with_preferr
     if app.status != AppStatus.QUEUED:
         referral = (await session.execute(select(Referral).where(
             Referral.application_id == app.id, Referral.status.in_(ReferralStatus.LIVE)))).scalar_one_or_none()
-    if app.status == AppStatus.QUEUED:
-        if app.stoplist_until is not None and app.stoplist_until > ctx.now:
-            state = "stop_listed"
-        elif offers:
-            state = "offer_open"
-        else:
-            state = "waiting"
-    else:
-        state = app.status
+    state = state_of(app.status, app.stoplist_until, bool(offers), ctx.now)
     return QueueView(
         application=app, district=district, number=current, previous=previous,
         previous_at=previous_at, causes=causes, state=state,

@@ -216,18 +216,11 @@ async def forecast_for(db: Executor, app: Any, number: int, now: dt.datetime) ->
 
 async def _card(db: Executor, now: dt.datetime, row: Any, preferred: list[KindergartenInfo],
                 look: tuple[int, dt.datetime] | None) -> StatusCard:
-    """The card of one row of ``_CARDS`` (the rules of ``queue.view``, on columns); ``look``: the
+    """The card of one row of ``_CARDS`` (``queue.view``'s rules, on columns); ``look``: the
     number this chat saw last and since when (None: never)."""
     look_number, look_at = look if look is not None else (None, None)
     number = 1 + row.ahead if row.status == AppStatus.QUEUED else None
-    if row.status != AppStatus.QUEUED:
-        state = row.status
-    elif row.stoplist_until is not None and row.stoplist_until > now:
-        state = "stop_listed"
-    elif row.offer_id is not None:
-        state = "offer_open"
-    else:
-        state = "waiting"
+    state = queue.state_of(row.status, row.stoplist_until, row.offer_id is not None, now)
     causes: dict[str, int] = {}
     if look_number is not None and number is not None and number != look_number:
         causes = await queue.move_causes(db, row, look_at)
