@@ -114,14 +114,28 @@ class BackgroundTasks:
         self.tasks.clear()
 
 
+def _log_tasks() -> None:
+    """SIGUSR1: where each task of the process is waiting, to the log (code locations only, no
+    data): what an operator (or a test) reads when a process does not stop."""
+    for task in asyncio.all_tasks():
+        frames = "".join(f"\n  {f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}"
+                         for f in task.get_stack())
+        log.warning("task %s waits at:%s", task.get_name(), frames or " (not started)")
+
+
 def _stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM set ``stop``; returns the undo."""
+    """SIGINT/SIGTERM set ``stop`` (SIGUSR1 logs the tasks, ``_log_tasks``); returns the undo."""
     loop = asyncio.get_running_loop()
     installed = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, lambda s=sig: (log.info("received %s", s.name), stop.set()))
             installed.append(sig)
+
+    if hasattr(signal, "SIGUSR1"):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGUSR1, _log_tasks)
+            installed.append(signal.SIGUSR1)
 
     def undo() -> None:
         for sig in installed:

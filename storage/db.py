@@ -44,6 +44,23 @@ def normalise_url(url: str) -> str:
     return url
 
 
+class _RollbackOnClose(sqlite3.Connection):
+    """A connection that ends its transaction before it closes.
+
+    A task cancelled inside a write (a shutdown, a timeout) makes SQLAlchemy drop the connection
+    and close it; but the cursor of the statement that was interrupted is still referenced (by the
+    exception's frames), and sqlite3 then closes the connection as a "zombie" that keeps its
+    transaction, and with it the database's write lock, until that cursor is collected: every
+    other writer waited out the 30 s busy timeout (``kezek run`` hung at its shutdown flush)."""
+
+    def close(self) -> None:
+        try:
+            if self.in_transaction:
+                self.rollback()  # (SQLite aborts the pending statements; the lock goes now)
+        finally:
+            super().close()
+
+
 class _InlineConnection(aiosqlite.Connection):
     """An aiosqlite connection whose statements run in the caller's (the event loop's) thread;
     connecting and closing still go through aiosqlite's thread, which stays idle otherwise."""
@@ -59,7 +76,7 @@ def _inline_creator(url: str) -> Any:
 
     def create() -> _InlineConnection:
         # (created in aiosqlite's thread, used in the loop's: hence check_same_thread=False)
-        conn = _InlineConnection(lambda: sqlite3.connect(path, check_same_thread=False), 64)
+        conn = _InlineConnection(lambda: sqlite3.connect(path, check_same_thread=False, factory=_RollbackOnClose), 64)
         conn._thread.daemon = True
         return conn
 
@@ -72,6 +89,8 @@ def _make_sqlite_engine(url: str, immediate: bool, *, inline: bool = False, **kw
     # through aiosqlite's thread on every unit of work.
     if inline:
         kw["async_creator"] = _inline_creator(url)
+    else:
+        kw["connect_args"] = {"factory": _RollbackOnClose}
     engine = create_async_engine(url, pool_reset_on_return=None, **kw)
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -15,6 +15,10 @@ from bot.standin import TOKEN, BotApiError, BotApiStandIn, Call, Upload  # noqa:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The first wait on a process includes its start-up (imports, migrations): slow on a busy CI box.
+START_UP = 90.0
+
+
 class BotProcess:
     """``kezek run`` (or another ``kezek`` command) as a separate process (output to ``log_path``),
     for end-to-end tests."""
@@ -56,6 +60,9 @@ class BotProcess:
             try:
                 await asyncio.wait_for(self.proc.wait(), timeout)
             except TimeoutError:
+                if self.command[0] == "run":  # its log then says where it hung (bot.runner)
+                    self.proc.send_signal(signal.SIGUSR1)
+                    await asyncio.sleep(1)
                 self.proc.kill()
                 await asyncio.wait_for(self.proc.wait(), timeout)
         assert self.proc.returncode is not None

@@ -4,6 +4,7 @@ picker the bot sent. Every wait is bounded."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot import i18n
-from tests.standin import TOKEN, BotApiStandIn, BotProcess
+from tests.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, until
 
 CHAT_ID = 7001
 WELCOME = ("Welcome to Kezek! Here you can follow your child's place in the kindergarten queue and "
@@ -32,9 +33,8 @@ async def test_bot_process_answers_start_and_switches_to_kazakh(api: BotApiStand
     try:
         # The parent opens the bot.
         api.send_text(CHAT_ID, "/start")
-        # (the first wait includes the process's start-up: imports and migrations, slow on a busy CI box)
         picker = await api.wait_for("sendMessage", lambda c: any(b["text"] == "Қазақша" for b in c.buttons()),
-                                    alive=bot.alive, timeout=90)
+                                    alive=bot.alive, timeout=START_UP)
         assert picker.chat_id == CHAT_ID
         # ... and presses «Қазақша».
         api.press(CHAT_ID, picker.button("Қазақша")["callback_data"], picker)
@@ -51,6 +51,13 @@ async def test_bot_process_answers_start_and_switches_to_kazakh(api: BotApiStand
         assert menus["kk"][-1]["description"] == i18n.gettext("kk", "this help")
         assert menus[None][-1]["description"] == i18n.gettext("ru", "this help")
         assert api.sent("deleteWebhook") and not api.sent("setWebhook")
+        # SIGUSR1: the process logs where its tasks wait (what to read when it does not stop)
+        # and goes on serving.
+        bot.proc.send_signal(signal.SIGUSR1)
+        await until(lambda: "waits at:" in bot.log(100_000), "the task list in the log", 20, bot)
+        assert "kezek:" in bot.log(100_000)  # the background jobs by name
+        api.send_text(CHAT_ID, "/help")
+        await api.wait_for("sendMessage", alive=bot.alive)
     finally:
         code = await bot.stop()
     output = bot.log(100_000)

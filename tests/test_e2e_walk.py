@@ -25,7 +25,7 @@ from services.validation import mask_iin
 from storage.db import Database
 from storage.migrate import upgrade_async
 from tests.conftest import World, almaty
-from tests.standin import TOKEN, BotApiStandIn, BotProcess, Call
+from tests.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, Call
 
 CHAT = 7101
 NOW = almaty(2026, 9, 7, 10, 0)  # a Monday, inside the 09:00-20:00 window
@@ -75,7 +75,7 @@ async def test_a_parent_links_sees_the_number_gets_the_alert_and_claims(api: Bot
     wait = {"alive": bot.alive}
     try:
         api.send_text(CHAT, "/start", language_code="ru")
-        picker = await api.wait_for("sendMessage", lambda c: c.buttons(), **wait)
+        picker = await api.wait_for("sendMessage", lambda c: c.buttons(), timeout=START_UP, **wait)
         api.press(CHAT, picker.button("Қазақша")["callback_data"], picker)
         await api.wait_for("sendMessage", lambda c: c.text == kk(
             "Welcome to Kezek! Here you can follow your child's place in the kindergarten queue and "
