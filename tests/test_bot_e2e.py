@@ -114,3 +114,30 @@ async def test_the_stand_in_speaks_enough_bot_api(api: BotApiStandIn) -> None:
         assert [u.update_id for u in await bot.get_updates(offset=got.update_id + 1, timeout=1)] == [pressed["update_id"]]
     finally:
         await bot.session.close()
+
+
+async def test_the_bots_session_keeps_its_answer_models_across_garbage_collections(api: BotApiStandIn) -> None:
+    """aiogram checks each answer with ``Response[<result type>]``, which pydantic keeps weakly:
+    aiogram's own session rebuilt the model after each garbage collection (milliseconds each, a
+    sixth of the bot's CPU under load); the bot's session keeps one per result type. (An edit's
+    answer, ``Message | bool``: no other part of Kezek holds that model.)"""
+    import gc
+    import weakref
+
+    from aiogram import Bot
+    from aiogram.methods import EditMessageText
+    from aiogram.methods.base import Response
+
+    from bot.runner import make_session
+
+    session = make_session(api.base_url)
+    bot = Bot(TOKEN, session=session)
+    try:
+        sent = await bot.send_message(CHAT_ID, "hello")
+        edited = await bot.edit_message_text("bye", chat_id=CHAT_ID, message_id=sent.message_id)
+        assert not isinstance(edited, bool) and edited.text == "bye"
+        model = weakref.ref(Response[EditMessageText.__returning__])  # type: ignore[name-defined]
+        gc.collect()
+        assert model() is not None
+    finally:
+        await session.close()
