@@ -9,7 +9,9 @@ any kind writes nothing.
   token configured: 403 for everything but the public routes. After ``FAILED_LIMIT`` wrong tokens
   from one address within ``FAILED_WINDOW`` seconds, that address gets 429 (``Retry-After``) for
   ``LOCKOUT`` seconds, whatever token it sends. Public: ``GET /api/v1/health``,
-  ``GET /api/v1/metrics`` and ``GET /api/v1/openapi.json``. Unknown routes are 404 and wrong methods 405 with or without a token
+  ``GET /api/v1/metrics`` and ``GET /api/v1/openapi.json``. ``GET /api/v1/referrals/verify?token=``
+  (a kindergarten checks a referral's QR code) needs the token like the rest; the access log shows
+  the route's pattern, never the query. Unknown routes are 404 and wrong methods 405 with or without a token
   (the OpenAPI document lists every route anyway).
 * Errors are JSON ``{"error": code, "message": localized text}`` (``Accept-Language``: ru | kk,
   default ru); a validation error adds ``"errors": [{"index", "field", "reason", "detail",
@@ -456,6 +458,22 @@ async def post_documents(request: web.Request) -> web.Response:
     return await _referral_answer(kz, referral_id)
 
 
+async def get_referral_verify(request: web.Request) -> web.Response:
+    """A kindergarten checks the code of a referral's QR code: 200 with the verdict (``state``:
+    valid | admitted | annulled | expired | refused) and, when genuine, what to check at the door.
+    Every kind of refusal (forged, altered, cut, another key or purpose, no such referral) gets
+    the same answer; the reason is logged with a fingerprint of the token, never its text."""
+    from bot.referral_pdf import verdict_text
+    from services.referral_check import verdict_as_dict
+
+    token = request.query.get("token")
+    if token is None or not token.strip():
+        raise MissingField(field="token")
+    verdict = await request.app[KZ].verify_referral(token)
+    body = verdict_as_dict(verdict) | {"message": verdict_text(request_language(request), verdict)}
+    return json_response(body, headers={"Cache-Control": "no-store"})
+
+
 async def post_calendar_days(request: web.Request) -> web.Response:
     rows = await read_array(request)
     async with request.app[KZ].unit(ACTOR) as ctx:
@@ -592,6 +610,7 @@ def make_api_app(kz: Kezek, settings: Settings, *, sandbox_clock: SandboxClock |
     # Application numbers are codes, which may hold "/" (2024/0001): the rest of the path is the number.
     r.add_get(f"{p}/applications/{{number:.+}}", get_application, allow_head=False)
     r.add_post(f"{p}/seats", post_seats)
+    r.add_get(f"{p}/referrals/verify", get_referral_verify, allow_head=False)
     r.add_post(f"{p}/referrals/{{id}}/admission", post_admission)
     r.add_post(f"{p}/referrals/{{id}}/documents", post_documents)
     r.add_post(f"{p}/calendar/days", post_calendar_days)

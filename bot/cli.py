@@ -29,9 +29,10 @@ T = TypeVar("T")
 
 
 class State:
-    def __init__(self, url: str, lang: str, now: dt.datetime | None) -> None:
+    def __init__(self, url: str, lang: str, now: dt.datetime | None, signing_key: bytes | None = None) -> None:
         self.url, self.lang = url, lang
         self.clock: Clock = FrozenClock(now) if now else SystemClock()
+        self.signing_key = signing_key  # KEZEK_SIGNING_KEY; None: the database's key
 
     def t(self, msgid: str, **params: Any) -> str:
         return i18n.gettext(self.lang, msgid, **params)
@@ -44,7 +45,7 @@ class State:
         async def go() -> T:
             db = Database(self.url)
             try:
-                return await work(Kezek(db, self.clock))
+                return await work(Kezek(db, self.clock, signing_key=self.signing_key))
             finally:
                 await db.dispose()
 
@@ -85,7 +86,7 @@ def cli(ctx: click.Context, url: str | None, lang: str | None, now: dt.datetime 
     path = url.split("///", 1)[1] if url.startswith("sqlite") and "///" in url else None
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    ctx.obj = State(url, lang or settings.lang, now)
+    ctx.obj = State(url, lang or settings.lang, now, settings.signing_key_bytes())
 
 
 # --- database ------------------------------------------------------------------------------------
@@ -257,6 +258,58 @@ def referrals_admit(state: State, referral: int) -> None:
     """The kindergarten confirms the child was admitted."""
     ref = state.run(lambda kz: kz.admit(referral, actor="cli"))
     click.echo(state.t("Referral {id}: the child is admitted; the application is closed.", id=ref.id))
+
+
+# Exit codes of `kezek referrals verify`, by verdict (services/referral_check.py).
+VERIFY_EXIT = {"valid": 0, "refused": 1, "admitted": 3, "annulled": 4, "expired": 5}
+
+
+@referrals.command("verify")
+@click.argument("token")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON (the API's answer).")
+@pass_state
+def referrals_verify(state: State, token: str, as_json: bool) -> None:
+    """Check the code of a referral's QR code (TOKEN, as scanned or typed): is it a genuine
+    Kezek referral, and may the child be admitted on it now?
+
+    Prints the verdict and, for a genuine referral, what to check at the door (the child's
+    masked IIN, the kindergarten, the group, the dates). Exit code: 0 genuine and valid; 1 not
+    genuine (forged, altered, incomplete or unknown); 3 genuine but used (the child was
+    admitted); 4 genuine but annulled; 5 genuine but its deadline passed; 2 a usage error."""
+    from bot.referral_pdf import page_lines, verdict_text
+    from services.referral_check import verdict_as_dict
+
+    verdict = state.run(lambda kz: kz.verify_referral(token))
+    if as_json:
+        body = verdict_as_dict(verdict) | {"message": verdict_text(state.lang, verdict)}
+        click.echo(json.dumps(body, ensure_ascii=False, indent=2))
+    else:
+        click.echo(verdict_text(state.lang, verdict))
+        if verdict.facts is not None:
+            for label, value in page_lines(state.lang, verdict.facts):
+                click.echo(f"  {label}: {value}")
+    sys.exit(VERIFY_EXIT[verdict.state])
+
+
+@referrals.command("pdf")
+@click.argument("referral", type=int)
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+              help="Where to write it (default: kezek-referral-ID.pdf in the current folder).")
+@click.option("--lang", "langs", type=click.Choice(["kk", "ru"]), multiple=True,
+              help="A page in this language; repeat for both (default: Kazakh and Russian).")
+@pass_state
+def referrals_pdf(state: State, referral: int, out: Path | None, langs: tuple[str, ...]) -> None:
+    """Write the PDF of REFERRAL with its QR code, as the parent got it (to print it again)."""
+    from bot.referral_pdf import file_name, referral_pdf
+
+    pages = list(langs) or ["kk", "ru"]
+    document = state.run(lambda kz: kz.referral_document(referral))
+    target = out or Path(file_name(referral, pages))
+    try:
+        target.write_bytes(referral_pdf(document, pages))
+    except OSError as exc:
+        raise click.ClickException(state.t("Cannot write the file: {error}", error=type(exc).__name__)) from None
+    click.echo(state.t("Referral {id}: the PDF is in {file}.", id=referral, file=str(target)))
 
 
 @cli.group()
@@ -683,7 +736,7 @@ def run_console_demo(state: State, settings: Settings, clock: Any, phone: str, c
 
     async def go() -> None:
         db = Database(state.url)
-        kz = Kezek(db, clock)
+        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes())
         beside = [asyncio.ensure_future(run_scheduler(kz, every_seconds=settings.sweep_seconds,
                                                       snapshot_hour=settings.snapshot_hour,
                                                       digest_hour=settings.digest_hour)),
@@ -750,7 +803,7 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
         from bot.sender import SendPolicy, outbox_loop
 
         db = Database(state.url)
-        kz = Kezek(db, clock)
+        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes())
         jobs: list[Any] = []
         if parts.api:
             from bot.api import serve_api

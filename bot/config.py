@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Telegram's rule for setWebhook's secret_token (sent back in X-Telegram-Bot-Api-Secret-Token).
@@ -15,7 +15,9 @@ WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KEZEK_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a bad value of a secret (a short KEZEK_SIGNING_KEY) is not echoed.
+    model_config = SettingsConfigDict(env_prefix="KEZEK_", env_file=".env", extra="ignore",
+                                      hide_input_in_errors=True)
 
     # The embedded default: an SQLite file in ./data. PostgreSQL: postgresql://user@host/db
     database_url: str = "sqlite:///data/kezek.sqlite3"
@@ -86,6 +88,13 @@ class Settings(BaseSettings):
     # Largest request body accepted (bytes): a list of 10,000 applications is about 4 MB.
     api_max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
 
+    # --- signed tokens (the referral's QR code; services/signing.py) -------------------------------
+    # The HMAC key (at least 32 characters, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))').
+    # Empty: a random key made once and kept in the database, which every instance and the CLI
+    # share. Set it to keep the key out of the database; changing it refuses every token made
+    # under the old key. A SecretStr: never shown by repr() or in a log line.
+    signing_key: SecretStr = SecretStr("")
+
     # Telegram user ids of the operators (KEZEK_ADMIN_IDS=1,2,3).
     admin_ids: Annotated[list[int], NoDecode] = []
 
@@ -97,6 +106,18 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return [value]
         return value
+
+    @field_validator("signing_key")
+    @classmethod
+    def _signing_key_length(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret and not 32 <= len(secret.encode("utf-8")) <= 512:
+            raise ValueError("KEZEK_SIGNING_KEY must be empty or 32 to 512 bytes long")
+        return value
+
+    def signing_key_bytes(self) -> bytes | None:
+        """The configured signing key, or None: the database's key is used."""
+        return self.signing_key.get_secret_value().encode("utf-8") or None
 
     def sqlite_path(self) -> Path | None:
         for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):

@@ -505,8 +505,11 @@ class Console:
             message = self._bot_message(bot, method.chat_id, **content)
             if self._ours(method.chat_id):
                 path = await self._save(bot, message.message_id, file, "picture.png" if is_photo else "file")
-                extra = tuple(_wrap("🖼 " + await self.t("The picture is saved to {path}.", path=str(path)))) \
-                    if path is not None else ()
+                extra: tuple[str, ...] = ()
+                if path is not None and is_photo:
+                    extra = tuple(_wrap("🖼 " + await self.t("The picture is saved to {path}.", path=str(path))))
+                elif path is not None:  # e.g. the referral's PDF
+                    extra = tuple(_wrap("📄 " + await self.t("The file is saved to {path}.", path=str(path))))
                 self._show(message, self._text(method.caption, self._parse_mode(bot, method)),
                            markup=method.reply_markup, extra=extra)
             return message

@@ -251,6 +251,7 @@ FIELD_NAMES: dict[str, str] = {
     "decision": N_("decision"),
     "advance": N_("clock shift"),
     "set": N_("new clock time"),
+    "token": N_("verification code"),
     "submitted_at": N_("submission time"),
     "district": N_("district"),
     "kindergarten": N_("kindergarten"),

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.config import Settings
 from bot.notices import render_email
+from bot.referral_pdf import Attachments
 from services.clock import Clock
 from services.email import EmailSender, FolderSender, SmtpSender
 from services.notifications import Notice
@@ -21,9 +22,11 @@ def make_mailer(settings: Settings, clock: Clock) -> EmailSender:
     return FolderSender(clock, settings.mail_dir, settings.smtp_from)
 
 
-def email_port(mailer: EmailSender) -> Callable[[Notice], Awaitable[None]]:
-    """Renders the copy of ``notice`` (text + HTML, Kazakh and Russian) and sends it; the message key
-    (hence the Message-ID) is the delivery's, the same on every try."""
+def email_port(mailer: EmailSender, attachments: Attachments | None = None) -> Callable[[Notice], Awaitable[None]]:
+    """Renders the copy of ``notice`` (text + HTML, Kazakh and Russian, with the files
+    ``attachments`` gives: the referral's PDF) and sends it; the message key (hence the
+    Message-ID) is the delivery's, the same on every try."""
     async def send(notice: Notice) -> None:
-        await mailer.send(notice.target, render_email(notice), message_key=f"kezek-{notice.delivery_id}")
+        files = await attachments(notice) if attachments is not None else []
+        await mailer.send(notice.target, render_email(notice, files), message_key=f"kezek-{notice.delivery_id}")
     return send

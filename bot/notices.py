@@ -4,7 +4,7 @@ Jinja2 templates in bot/templates/email)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from bot import i18n
 from bot.i18n import N_, gettext
 from handlers.claim import SeatsCallback
 from services.email import EmailContent
-from services.notifications import EMAIL_ONLY as EMAIL_ONLY_KINDS, Notice
+from services.notifications import EMAIL_ONLY as EMAIL_ONLY_KINDS, Attachment, Notice
 
 LANGS_IN_EMAIL = ("kk", "ru")
 
@@ -52,14 +52,19 @@ def _seats_button(lang: str, n: Notice, label: str) -> InlineKeyboardMarkup | No
 
 _ANNUL_REASONS = {
     "no_show": N_("the referral was not taken to the kindergarten in time"),
-    "docs_missing": N_("the privilege documents were not brought in time"),
+    "docs_missed": N_("the privilege documents were not brought in time"),
     "docs_rejected": N_("the privilege documents were rejected"),
 }
 
 
-def _reason(lang: str, n: Notice) -> str:
-    msgid = _ANNUL_REASONS.get(str(n.payload.get("reason")))
+def annul_reason(lang: str, reason: str | None) -> str:
+    """Why a referral was annulled (services/referrals.py's reasons), in words."""
+    msgid = _ANNUL_REASONS.get(str(reason))
     return gettext(lang, msgid) if msgid else gettext(lang, "a deadline passed")
+
+
+def _reason(lang: str, n: Notice) -> str:
+    return annul_reason(lang, n.payload.get("reason"))
 
 
 def _turn_came(lang: str, n: Notice) -> Rendered:
@@ -183,6 +188,12 @@ SUBJECTS: dict[str, str] = {
 }
 
 
+def attachment_note(lang: str) -> str:
+    """The line that goes with the referral's PDF (the Telegram caption, the e-mail copy)."""
+    return gettext(lang, "The referral is in the attached PDF: show it at the kindergarten, printed or on "
+                         "the phone. Its QR code lets the kindergarten check that it is genuine.")
+
+
 def render(lang: str, notice: Notice) -> Rendered:
     """The Telegram message for ``notice`` in ``lang``."""
     renderer = RENDERERS.get(notice.kind)
@@ -253,22 +264,25 @@ def _email_details(lang: str, n: Notice) -> list[tuple[str, str]]:
     return rows
 
 
-def _email_section(lang: str, n: Notice, subject_id: str) -> EmailSection:
+def _email_section(lang: str, n: Notice, subject_id: str, attached: bool) -> EmailSection:
     paragraphs = [line for line in render(lang, n).text.split("\n") if line.strip()]
     if n.kind in _ACT_IN_BOT and n.application_id is not None:
         paragraphs.append(gettext(lang, _ACT_IN_BOT[n.kind]))
+    if attached:
+        paragraphs.append(attachment_note(lang))
     return EmailSection(
         lang=lang, title=gettext(lang, subject_id), paragraphs=paragraphs, details=_email_details(lang, n),
         footer=gettext(lang, "This is an automatic message of Kezek, the kindergarten queue bot. "
                              "Do not reply to it."))
 
 
-def render_email(notice: Notice) -> EmailContent:
+def render_email(notice: Notice, attachments: Sequence[Attachment] = ()) -> EmailContent:
     """The e-mail copy of ``notice``: a subject and a plain-text and an HTML body, each in Kazakh
-    and then Russian (an e-mail address has no chosen language)."""
+    and then Russian (an e-mail address has no chosen language), and the ``attachments`` (the
+    referral's PDF), which the text mentions."""
     subject_id = SUBJECTS.get(notice.kind, N_("Notice about the kindergarten queue"))
     subject = "Kezek: " + " / ".join(gettext(lang, subject_id) for lang in LANGS_IN_EMAIL)
-    sections = [_email_section(lang, notice, subject_id) for lang in LANGS_IN_EMAIL]
+    sections = [_email_section(lang, notice, subject_id, bool(attachments)) for lang in LANGS_IN_EMAIL]
     context = {"subject": subject, "sections": sections}
     return EmailContent(subject=subject, text=_jinja.get_template("notice.txt").render(context),
-                        html=_jinja.get_template("notice.html").render(context))
+                        html=_jinja.get_template("notice.html").render(context), attachments=tuple(attachments))

@@ -203,6 +203,50 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "ReferralAnswer": {"type": "object", "required": ["referral"], "properties": {"referral": _ref("Referral")}},
+    "ReferralVerdict": {
+        "type": "object",
+        "required": ["state", "genuine", "valid", "referral", "message"],
+        "properties": {
+            "state": {"type": "string", "enum": ["valid", "admitted", "annulled", "expired", "refused"],
+                      "description": "valid: genuine, issued, no deadline passed: the child may be admitted; "
+                                     "admitted: genuine but used; annulled: genuine but annulled; expired: "
+                                     "genuine but a deadline passed (it will be annulled); refused: not a "
+                                     "genuine Kezek referral (forged, altered, incomplete, or naming no "
+                                     "referral): one answer whatever the reason."},
+            "genuine": {"type": "boolean", "description": "false only when refused."},
+            "valid": {"type": "boolean", "description": "true only when state is valid."},
+            "referral": {"oneOf": [{"type": "null"}, _ref("VerifiedReferral")],
+                         "description": "What to check at the door; null when refused."},
+            "message": {"type": "string", "description": "The verdict in words, in the language of "
+                        "Accept-Language (ru | kk; default ru)."},
+        },
+    },
+    "VerifiedReferral": {
+        "type": "object",
+        "required": ["id", "application", "child_iin_masked", "kindergarten", "group", "status", "issued_at",
+                     "valid_until", "docs_state", "docs_due_at", "closed_at", "annul_reason"],
+        "properties": {
+            "id": {"type": "integer"},
+            "application": {"type": "string", "description": "The application number."},
+            "child_iin_masked": {"type": "string", "description": "The child's IIN, masked: its first and last "
+                                 "two digits (never the full IIN, nor a phone or an e-mail)."},
+            "kindergarten": {"type": "object", "required": ["code", "name_ru", "name_kk", "address"],
+                             "properties": {"code": {"type": "string"}, "name_ru": {"type": "string"},
+                                            "name_kk": {"type": "string"}, "address": {"type": "string"}}},
+            "group": {"type": "object", "required": ["name", "language", "birth_year"],
+                      "properties": {"name": {"type": "string"}, "language": LANGUAGE,
+                                     "birth_year": {"type": "integer"}}},
+            "status": {"type": "string", "enum": ["issued", "admitted", "annulled"]},
+            "issued_at": MOMENT,
+            "valid_until": {**MOMENT, "description": "The show-up deadline (exclusive): the child must be "
+                            "admitted before it."},
+            "docs_state": {"type": "string", "enum": ["not_required", "pending", "accepted", "rejected",
+                                                      "missed"]},
+            "docs_due_at": {**NULLABLE_MOMENT, "description": "A privilege referral's documents deadline."},
+            "closed_at": {**NULLABLE_MOMENT, "description": "When it was admitted or annulled."},
+            "annul_reason": {"type": ["string", "null"], "enum": ["no_show", "docs_missed", "docs_rejected", None]},
+        },
+    },
     "DocumentsDecision": {
         "type": "object",
         "required": ["decision"],
@@ -403,6 +447,16 @@ def openapi() -> dict[str, Any]:
             "Publish free seats; they are offered at once to the first in line", "seats",
             _answers(_json(_ref("SeatsResult"), "Published."), "409"),
             body=_body(_ref("SeatsRequest")), op_id="publishSeats")},
+        "/referrals/verify": {"get": _op(
+            "A kindergarten checks the code of a referral's QR code: genuine and valid, used, annulled, "
+            "expired, or refused (forged or altered)", "referrals",
+            _answers(_json(_ref("ReferralVerdict"), "The verdict; a refused token is answered 200 with state "
+                                                    "refused, the same whatever the reason."), body=False)
+            | {"422": _error("No token given (error: missing_field, field: token).")},
+            params=[{"name": "token", "in": "query", "required": True,
+                     "schema": {"type": "string", "examples": ["AQEMo3cdV0W1x4Y1nB8r2mRtuA"]},
+                     "description": "The code of the QR code (printed beside it too)."}],
+            op_id="verifyReferral")},
         "/referrals/{id}/admission": {"post": _op(
             "The kindergarten admitted the child (no body)", "referrals",
             _answers(_json(_ref("ReferralAnswer"), "Admitted: the application is closed."), "404", "409",

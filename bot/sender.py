@@ -8,7 +8,13 @@ without losing a try. 5xx and network errors or timeouts are retried with backof
 blocked the bot) gives that delivery up and marks the chat blocked; its e-mail copies go on.
 
 Each round is counted in ``bot.metrics`` (the results per channel; a round that finished without an
-error stamps the time the health check reads)."""
+error stamps the time the health check reads).
+
+A notice with a file (the referral's PDF with "referral issued", ``bot.referral_pdf``) goes as one
+``sendDocument`` whose caption is the notice's text: the parent gets the words and the file
+together or not at all, and a failed upload is retried exactly like a failed message (the same
+errors, the same backoff, the same pacing slot). A text too long for a caption (1,024 characters)
+goes as a message first, then the file."""
 
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 
 from aiogram import Bot
 from aiogram.methods.base import Response
-from aiogram.types import Message
+from aiogram.types import BufferedInputFile, Message
 from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramForbiddenError,
@@ -32,10 +38,11 @@ from aiogram.exceptions import (
 from bot import metrics
 from bot.config import Settings
 from bot.mail import email_port
-from bot.notices import render
+from bot.notices import LANGS_IN_EMAIL, Rendered, attachment_note, render
+from bot.referral_pdf import Attachments, notice_attachments
 from services.email import EmailSender
 from services.kezek import Kezek
-from services.notifications import EMAIL, LEASE, TELEGRAM, Notice, RetryLater, Undeliverable
+from services.notifications import EMAIL, LEASE, TELEGRAM, Attachment, Notice, RetryLater, Undeliverable
 from services.pacing import Pacer
 
 log = logging.getLogger("kezek.sender")
@@ -46,11 +53,36 @@ log = logging.getLogger("kezek.sender")
 _RESPONSE_MODELS = (Response[Message], Response[bool])
 
 
-def telegram_port(bot: Bot) -> Callable[[Notice], Awaitable[None]]:
+CAPTION_LIMIT = 1024  # Telegram's limit on a document's caption, in UTF-16 code units
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+async def _send_documents(bot: Bot, chat_id: int, lang: str, rendered: Rendered, files: list[Attachment]) -> None:
+    caption = rendered.text + "\n\n" + attachment_note(lang)
+    if _utf16_length(caption) > CAPTION_LIMIT:
+        await bot.send_message(chat_id, rendered.text, reply_markup=rendered.markup)
+        caption, markup = attachment_note(lang), None
+    else:
+        markup = rendered.markup
+    for i, file in enumerate(files):
+        await bot.send_document(chat_id, BufferedInputFile(file.content, filename=file.filename),
+                                caption=caption if i == 0 else None, reply_markup=markup if i == 0 else None)
+
+
+def telegram_port(bot: Bot, attachments: Attachments | None = None) -> Callable[[Notice], Awaitable[None]]:
+    """Sends ``notice`` to its chat; ``attachments`` says which files go with it (sent as
+    documents, the first with the notice's text as its caption)."""
     async def send(notice: Notice) -> None:
         rendered = render(notice.lang, notice)
+        files = await attachments(notice) if attachments is not None else []
         try:
-            await bot.send_message(int(notice.target), rendered.text, reply_markup=rendered.markup)
+            if files:
+                await _send_documents(bot, int(notice.target), notice.lang, rendered, files)
+            else:
+                await bot.send_message(int(notice.target), rendered.text, reply_markup=rendered.markup)
         except TelegramRetryAfter as exc:
             raise RetryLater(exc.retry_after, "telegram 429 retry_after", flood=True) from exc
         except TelegramForbiddenError as exc:
@@ -106,10 +138,12 @@ async def _drain(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, policy:
     await kz.route_notices()
     rounds: dict[str, Awaitable[dict[str, int]]] = {}
     if bot is not None:
-        rounds[TELEGRAM] = kz.deliver_due(TELEGRAM, telegram_port(bot), policy.batch,
-                                          concurrency=policy.concurrency, pacer=policy.pacer, lease=policy.lease)
+        rounds[TELEGRAM] = kz.deliver_due(TELEGRAM, telegram_port(bot, notice_attachments(kz.referral_document)),
+                                          policy.batch, concurrency=policy.concurrency, pacer=policy.pacer,
+                                          lease=policy.lease)
     if mailer is not None:
-        rounds[EMAIL] = kz.deliver_due(EMAIL, email_port(mailer), policy.batch,
+        mail = email_port(mailer, notice_attachments(kz.referral_document, LANGS_IN_EMAIL))
+        rounds[EMAIL] = kz.deliver_due(EMAIL, mail, policy.batch,
                                        concurrency=policy.email_concurrency, lease=policy.lease)
     results = await asyncio.gather(*rounds.values())
     for channel, counts in zip(rounds, results):

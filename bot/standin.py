@@ -3,8 +3,9 @@ the bot as a real process or with a real ``AiohttpSession``.
 
 Like Telegram it can refuse: ``rate`` / ``chat_rate`` enforce messages per second overall and per
 chat over a sliding second (429 with ``retry_after`` beyond), ``blocked`` chats get 403, and
-``faults`` scripts the next answers to a chat's sendMessage (``"429"``, ``"500"``, ``"timeout"``,
-``"403"``, ``"400"``). ``accepted`` lists the (chat, text) of every message it took;
+``faults`` scripts the next answers to a chat's sendMessage or sendDocument (``"429"``, ``"500"``,
+``"timeout"``, ``"403"``, ``"400"``). ``accepted`` lists the (chat, text) of every message it took
+(a document's caption as its text);
 ``refusals`` counts what it refused and why. ``python -m bot.standin`` runs one on its own (for
 ``kezek bench outbox``), with ``GET /_stats`` for the counts.
 
@@ -303,7 +304,7 @@ class BotApiStandIn:
         return None
 
     async def _refusal(self, method: str, params: dict[str, Any]) -> web.Response | None:
-        if method != "sendmessage" or "chat_id" not in params:
+        if method not in ("sendmessage", "senddocument") or "chat_id" not in params:
             return None
         chat_id = int(params["chat_id"])
         script = self.faults.get(chat_id)
@@ -332,7 +333,7 @@ class BotApiStandIn:
         chat_window.append(now)
         if len(self._recent_chat) > 50_000:
             self._recent_chat = {c: w for c, w in self._recent_chat.items() if w and w[-1] > now - 1.0}
-        self.accepted.append((chat_id, str(params.get("text", ""))))
+        self.accepted.append((chat_id, str(params.get("text", params.get("caption", "")))))
         self.first_at = self.first_at or now
         self.last_at = now
         return None

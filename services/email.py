@@ -1,7 +1,8 @@
 """E-mail: an SMTP sender (aiosmtplib) and, for the embedded default, a folder of ``.eml`` files.
 
-Both take a finished :class:`EmailContent` (subject, plain text, HTML); the words come from the
-bot layer (bot/notices.py). Each e-mail is ``multipart/alternative`` (text, then HTML) with a
+Both take a finished :class:`EmailContent` (subject, plain text, HTML, files); the words come from
+the bot layer (bot/notices.py). Each e-mail is ``multipart/alternative`` (text, then HTML; inside
+``multipart/mixed`` with the files when there are any, e.g. the referral's PDF) with a
 ``Message-ID`` derived from the delivery's key and a ``Date`` from the clock.
 
 How an SMTP failure is recorded (services/notifications.py turns these into the delivery's state):
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from services.clock import Clock
-from services.notifications import RetryLater, Undeliverable
+from services.notifications import Attachment, RetryLater, Undeliverable
 from services.validation import mask_email
 
 log = logging.getLogger("kezek.email")
@@ -43,6 +44,7 @@ class EmailContent:
     subject: str
     text: str
     html: str
+    attachments: tuple[Attachment, ...] = ()
 
 
 class MailerMisconfigured(RetryLater):
@@ -66,6 +68,10 @@ def build_message(sender: str, to: str, content: EmailContent, *, message_key: s
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to a notice
     msg.set_content(content.text)
     msg.add_alternative(content.html, subtype="html")
+    for file in content.attachments:  # the message becomes multipart/mixed: the texts, then the files
+        maintype, _, subtype = file.content_type.partition("/")
+        msg.add_attachment(file.content, maintype=maintype or "application", subtype=subtype or "octet-stream",
+                           filename=file.filename)
     return msg
 
 

@@ -16,6 +16,7 @@ from services.clock import Clock
 from services.context import Ctx
 from services.facade import FacadeBase
 from services.notifications import NotificationFacade
+from services.referral_check import ReferralCheckFacade
 from services.settings import SettingsFacade
 from services.status import StatusFacade
 from services.errors import LinkFailed, LinkLocked
@@ -27,12 +28,16 @@ from storage.models import Offer as OfferModel
 T = TypeVar("T")
 
 
-class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, FacadeBase):
+class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, ReferralCheckFacade, FacadeBase):
     """The whole facade. Parts for one front-end flow live beside their services
-    (services/status.py, services/claiming.py, services/settings.py) as mixins of FacadeBase."""
+    (services/status.py, services/claiming.py, services/settings.py, services/referral_check.py)
+    as mixins of FacadeBase.
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    ``signing_key``: the key of signed tokens (KEZEK_SIGNING_KEY); None: the database's own."""
+
+    def __init__(self, db: Database, clock: Clock, *, signing_key: bytes | None = None) -> None:
         super().__init__(db, clock)
+        self._signing_key = signing_key
 
     # --- registry ---------------------------------------------------------------------------
     async def upsert_profiles(self, rows: Sequence[Row], actor: str = "registry") -> int:

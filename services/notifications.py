@@ -73,6 +73,19 @@ class Undeliverable(Exception):
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file that goes with a notice (the referral's PDF): as a Telegram document and as an
+    attachment of the e-mail copy."""
+
+    filename: str
+    content: bytes
+    content_type: str = "application/octet-stream"
+
+    def __repr__(self) -> str:  # never the bytes in a log line
+        return f"Attachment({self.filename!r}, {len(self.content)} bytes, {self.content_type!r})"
+
+
+@dataclass(frozen=True)
 class Notice:
     """What a renderer needs to word one delivery, in any language."""
 

@@ -502,3 +502,16 @@ class LinkCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- signed tokens ---------------------------------------------------------------------------------
+
+class SigningKey(Base):
+    """The key of the signed tokens (services/signing.py) when KEZEK_SIGNING_KEY is not set:
+    made once at random, so every instance and the CLI sign and check alike."""
+
+    __tablename__ = "signing_keys"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(100))  # base64url of the key's bytes
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -137,8 +137,12 @@ def past_the_retry_time(clock: FrozenClock, rows: list[tuple[Any, ...]]) -> None
 
 
 def parts(msg: EmailMessage) -> tuple[str, str]:
-    assert msg.get_content_type() == "multipart/alternative"
-    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    body = msg
+    if msg.get_content_type() == "multipart/mixed":  # the texts, then the files (a referral's PDF)
+        body = next(msg.iter_parts())  # type: ignore[assignment]
+        assert [a.get_content_type() for a in msg.iter_attachments()] == ["application/pdf"]
+    assert body.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in body.iter_parts()] == ["text/plain", "text/html"]
     return msg.get_body(("plain",)).get_content(), msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
 
 
@@ -190,6 +194,8 @@ async def test_a_fan_out_survives_the_smtp_server_going_away(
 
     for msg in got:
         assert msg["Date"] and msg["Message-ID"]
+        # Only the referral's copy carries a file: its PDF.
+        assert (msg.get_content_type() == "multipart/mixed") == (msg["Subject"] == referral)
         text, html = parts(msg)
         assert ESCAPED_KG_RU in text and ESCAPED_KG_KK in text  # both languages; plain text as is
         assert "Сад &lt;b&gt;&amp;&lt;/b&gt; «Ромашка»" in html and "«Ромашка» &lt;b&gt;&amp;&lt;/b&gt; бақшасы" in html

@@ -1,0 +1,28 @@
+"""the key of signed tokens (referral QR codes, deep links) when KEZEK_SIGNING_KEY is not set
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-26 10:00:00.000000
+"""
+import sqlalchemy as sa
+from alembic import op
+
+import storage.models
+
+revision = '0006'
+down_revision = '0005'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('signing_keys',
+    sa.Column('name', sa.String(length=40), nullable=False),
+    sa.Column('secret', sa.String(length=100), nullable=False),
+    sa.Column('created_at', storage.models.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_signing_keys'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('signing_keys')
