@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     # under the old key. A SecretStr: never shown by repr() or in a log line.
     signing_key: SecretStr = SecretStr("")
 
+    # The bot's username (without @) for the deep links of registration e-mails
+    # (https://t.me/<username>?start=<token>). Empty: asked from Telegram (getMe) by the senders'
+    # bot; a process with neither sends those e-mails without the link (they say to use /link).
+    bot_username: str = ""
+
     # Telegram user ids of the operators (KEZEK_ADMIN_IDS=1,2,3).
     admin_ids: Annotated[list[int], NoDecode] = []
 

@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 from services.calendar import ALMATY
+from services.deep_link import REGISTRATION_KIND
 from services.kezek import Kezek
 from services.validation import make_iin
 
@@ -83,6 +84,7 @@ async def seed(kz: Kezek, applications: int = 3000, seed: int = 7, phone: str | 
         rows[0]["phone"] = phone
     for i in range(0, len(rows), 5000):
         await kz.import_applications(rows[i:i + 5000])
+    await kz.withhold_pending(REGISTRATION_KIND)  # made-up families: no registration e-mails
     return {"districts": len(DISTRICTS), "kindergartens": len(kgs), "applications": len(rows),
             "example": rows[0]["number"], "example_iin": rows[0]["child_iin"]}
 

@@ -22,11 +22,15 @@ def make_mailer(settings: Settings, clock: Clock) -> EmailSender:
     return FolderSender(clock, settings.mail_dir, settings.smtp_from)
 
 
-def email_port(mailer: EmailSender, attachments: Attachments | None = None) -> Callable[[Notice], Awaitable[None]]:
+def email_port(mailer: EmailSender, attachments: Attachments | None = None,
+               prepare: Callable[[Notice], Awaitable[Notice]] | None = None) -> Callable[[Notice], Awaitable[None]]:
     """Renders the copy of ``notice`` (text + HTML, Kazakh and Russian, with the files
     ``attachments`` gives: the referral's PDF) and sends it; the message key (hence the
-    Message-ID) is the delivery's, the same on every try."""
+    Message-ID) is the delivery's, the same on every try. ``prepare`` completes the notice first
+    (``bot.deeplinks.registration_links``: the deep link of a registration e-mail)."""
     async def send(notice: Notice) -> None:
+        if prepare is not None:
+            notice = await prepare(notice)
         files = await attachments(notice) if attachments is not None else []
         await mailer.send(notice.target, render_email(notice, files), message_key=f"kezek-{notice.delivery_id}")
     return send

@@ -4,6 +4,7 @@ Jinja2 templates in bot/templates/email)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ from bot import i18n
 from bot.i18n import N_, gettext
 from handlers.claim import SeatsCallback
 from services.email import EmailContent
-from services.notifications import EMAIL_ONLY as EMAIL_ONLY_KINDS, Attachment, Notice
+from services.deep_link import REGISTRATION_KIND
+from services.notifications import CODE_KINDS, Attachment, Notice
 
 LANGS_IN_EMAIL = ("kk", "ru")
 
@@ -137,6 +139,36 @@ def _delta(lang: str, n: Notice) -> str:
                          count=i18n.format_number(lang, -moved))
 
 
+def _district(lang: str, n: Notice) -> str:
+    name = n.extra.get("district_kk" if lang == "kk" else "district_ru") or n.extra.get("district_ru")
+    return str(name) if name else "—"
+
+
+def _registration(lang: str, n: Notice) -> Rendered:
+    """The registration e-mail (services/deep_link.py). Its queue and number are read when it is
+    sent (``claim_due`` puts them in ``extra``, with ``as_of``), so the number is the one of that
+    moment and says so; the deep link (``extra["link"]``, added by the e-mail port) is left out
+    when the bot's username is not known or the link has expired, and the e-mail says to use /link."""
+    lines = [gettext(lang, "{application} has been registered in the kindergarten queue.", application=_app(lang, n))]
+    if n.extra.get("birth_year"):
+        lines.append(gettext(lang, "Queue: {district}, children born in {year}.", district=_district(lang, n),
+                             year=str(n.extra["birth_year"])))
+    as_of = n.extra.get("as_of")
+    if n.extra.get("queue_number") and isinstance(as_of, dt.datetime):
+        lines.append(gettext(lang, "Queue number on {date}: {number}. It changes as seats are given out and "
+                                   "new applications arrive.", date=i18n.format_datetime(lang, as_of),
+                             number=i18n.format_number(lang, int(n.extra["queue_number"]))))
+    link = n.extra.get("link")
+    if link:
+        lines.append(gettext(lang, "To get the queue's notices in Telegram, open this link: {link}. The Kezek "
+                                   "bot will link the application to your chat at once.", link=link))
+        lines.append(gettext(lang, "The link works once, until {until}. Do not share it: it links the "
+                                   "chat that opens it first.", until=_deadline(lang, n.extra.get("link_expires_at"))))
+    else:
+        lines.append(gettext(lang, "To get the queue's notices in Telegram, open the Kezek bot and send /link."))
+    return Rendered("\n".join(lines))
+
+
 RENDERERS: dict[str, Callable[[str, Notice], Rendered]] = {
     "turn_came": _turn_came,
     "seats_open": _seats_open,
@@ -163,6 +195,7 @@ RENDERERS: dict[str, Callable[[str, Notice], Rendered]] = {
                            number=lambda lang, n: str(n.payload.get("number", "—")), delta=_delta),
     "link_code": _simple(N_("Your code to link {application} in the Kezek bot: {code}. It is valid for "
                             "15 minutes. If you did not ask for it, ignore this e-mail."), code=_code),
+    "registration": _registration,
     "email_code": _simple(N_("Your code to confirm this address in the Kezek bot: {code}. It is valid "
                              "for 15 minutes. If you did not ask for it, ignore this e-mail."), code=_code),
 }
@@ -185,6 +218,7 @@ SUBJECTS: dict[str, str] = {
     "queue_moved": N_("Your queue number has changed"),
     "link_code": N_("Your code"),
     "email_code": N_("Your code"),
+    "registration": N_("The application is in the queue"),
 }
 
 
@@ -240,10 +274,12 @@ class EmailSection:
     paragraphs: list[str]
     details: list[tuple[str, str]]
     footer: str
+    link: str | None = None  # a button in the HTML copy (the text copy has the address in a paragraph)
+    link_label: str = ""
 
 
 def _email_details(lang: str, n: Notice) -> list[tuple[str, str]]:
-    if n.kind in EMAIL_ONLY_KINDS:
+    if n.kind in CODE_KINDS:
         return []  # a code's e-mail is the code and nothing else
     rows: list[tuple[str, str]] = []
     if n.number:
@@ -258,6 +294,11 @@ def _email_details(lang: str, n: Notice) -> list[tuple[str, str]]:
         rows.append((gettext(lang, "Group"), n.group_name))
     if n.payload.get("language") in i18n.LANGUAGES:
         rows.append((gettext(lang, "Language of the group"), i18n.language_name(lang, str(n.payload["language"]))))
+    if n.kind == REGISTRATION_KIND and n.extra.get("birth_year"):
+        rows.append((gettext(lang, "District"), _district(lang, n)))
+        rows.append((gettext(lang, "Children born in"), str(n.extra["birth_year"])))
+        if n.extra.get("queue_number"):
+            rows.append((gettext(lang, "Queue number"), i18n.format_number(lang, int(n.extra["queue_number"]))))
     for label, key, kinds in _DATE_DETAILS:
         if n.payload.get(key) and (kinds is None or n.kind in kinds):
             rows.append((gettext(lang, label), _deadline(lang, n.payload[key])))
@@ -270,10 +311,12 @@ def _email_section(lang: str, n: Notice, subject_id: str, attached: bool) -> Ema
         paragraphs.append(gettext(lang, _ACT_IN_BOT[n.kind]))
     if attached:
         paragraphs.append(attachment_note(lang))
+    link = n.extra.get("link") if n.kind == REGISTRATION_KIND else None
     return EmailSection(
         lang=lang, title=gettext(lang, subject_id), paragraphs=paragraphs, details=_email_details(lang, n),
         footer=gettext(lang, "This is an automatic message of Kezek, the kindergarten queue bot. "
-                             "Do not reply to it."))
+                             "Do not reply to it."),
+        link=str(link) if link else None, link_label=gettext(lang, "Link in Telegram") if link else "")
 
 
 def render_email(notice: Notice, attachments: Sequence[Attachment] = ()) -> EmailContent:

@@ -37,6 +37,7 @@ from aiogram.exceptions import (
 
 from bot import metrics
 from bot.config import Settings
+from bot.deeplinks import BotUsername, registration_links
 from bot.mail import email_port
 from bot.notices import LANGS_IN_EMAIL, Rendered, attachment_note, render
 from bot.referral_pdf import Attachments, notice_attachments
@@ -99,20 +100,23 @@ def telegram_port(bot: Bot, attachments: Attachments | None = None) -> Callable[
 @dataclass
 class SendPolicy:
     """How hard the senders push: deliveries leased per round, sends in flight at once, the lease,
-    and Telegram's limits (a Pacer kept across rounds)."""
+    and Telegram's limits (a Pacer kept across rounds); and the bot's username for the deep links
+    of registration e-mails (KEZEK_BOT_USERNAME, else getMe of the senders' bot, kept here)."""
 
     batch: int = 100
     concurrency: int = 8
     email_concurrency: int = 4
     lease: dt.timedelta = LEASE
     pacer: Pacer = field(default_factory=Pacer)
+    usernames: BotUsername = field(default_factory=BotUsername)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SendPolicy:
         concurrency = max(settings.send_concurrency, 1)
         return cls(batch=max(100, concurrency * 8), concurrency=concurrency,
                    lease=dt.timedelta(seconds=max(settings.outbox_lease_seconds, 5)),
-                   pacer=Pacer(settings.telegram_rate, settings.telegram_chat_rate))
+                   pacer=Pacer(settings.telegram_rate, settings.telegram_chat_rate),
+                   usernames=BotUsername(settings.bot_username))
 
 
 async def drain_once(kz: Kezek, bot: Bot | None, mailer: EmailSender | None,
@@ -120,6 +124,7 @@ async def drain_once(kz: Kezek, bot: Bot | None, mailer: EmailSender | None,
     """Route pending notices and send one batch per channel; how many deliveries were tried.
     Idle (nothing pending or due): one read, no write transaction."""
     policy = policy or SendPolicy()
+    policy.usernames.attach(bot)
     channels = tuple(c for c, port in ((TELEGRAM, bot), (EMAIL, mailer)) if port is not None)
     meter = metrics.current()
     try:
@@ -142,7 +147,8 @@ async def _drain(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, policy:
                                           policy.batch, concurrency=policy.concurrency, pacer=policy.pacer,
                                           lease=policy.lease)
     if mailer is not None:
-        mail = email_port(mailer, notice_attachments(kz.referral_document, LANGS_IN_EMAIL))
+        mail = email_port(mailer, notice_attachments(kz.referral_document, LANGS_IN_EMAIL),
+                          registration_links(kz, policy.usernames))
         rounds[EMAIL] = kz.deliver_due(EMAIL, mail, policy.batch,
                                        concurrency=policy.email_concurrency, lease=policy.lease)
     results = await asyncio.gather(*rounds.values())
@@ -158,6 +164,7 @@ async def outbox_loop(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, *,
     nothing was due, wait ``idle`` seconds (or until ``wake`` is set: the console demo wakes it
     after each update). A failing round (the database restarting, say) is logged and tried again."""
     policy = policy or SendPolicy()
+    policy.usernames.attach(bot)  # the e-mail loop has no bot of its own: the deep links need its username
     # The health check judges these channels by this process's rounds from now on.
     metrics.current().senders_started(c for c, port in ((TELEGRAM, bot), (EMAIL, mailer)) if port is not None)
     ports = [(bot, None)] if bot is not None else []

@@ -87,7 +87,7 @@ def email_button(lang: str) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-async def _remember_language(kz: Kezek, chat_id: int, lang: str) -> None:
+async def remember_language(kz: Kezek, chat_id: int, lang: str) -> None:
     """A chat that never picked a language keeps the one the bot speaks with it now, so that its
     notices (sent later, without an update to read it from) come in that language too."""
     if await kz.chat_language(chat_id) is None:
@@ -151,7 +151,7 @@ async def got_contact(message: Message, state: FSMContext, kz: Kezek, lang: str)
         await _refuse(message, state, lang, exc)
         return
     await state.clear()
-    await _remember_language(kz, message.chat.id, lang)
+    await remember_language(kz, message.chat.id, lang)
     await message.answer(linked_text(lang, target), reply_markup=main_menu(lang))
 
 
@@ -185,7 +185,7 @@ async def got_code(message: Message, state: FSMContext, kz: Kezek, lang: str) ->
         await _refuse(message, state, lang, exc, keep_state=True)
         return
     await state.clear()
-    await _remember_language(kz, message.chat.id, lang)
+    await remember_language(kz, message.chat.id, lang)
     await message.answer(linked_text(lang, target), reply_markup=main_menu(lang))
 
 

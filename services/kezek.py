@@ -174,6 +174,11 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Refer
     async def link_by_code(self, chat_id: int, code: str) -> linking.LinkTarget:
         return await self._linking(lambda ctx: linking.link_by_code(ctx, chat_id, code))
 
+    async def link_by_token(self, chat_id: int, token: str) -> linking.LinkTarget:
+        """``/start <token>``: the deep link of the registration e-mail."""
+        signer = await self.signer()
+        return await self._linking(lambda ctx: linking.link_by_token(ctx, signer, chat_id, token))
+
     async def link_locked_until(self, chat_id: int) -> dt.datetime | None:
         async with self.reading(with_calendar=False, small=True) as ctx:
             return await linking.locked_until(ctx, chat_id)

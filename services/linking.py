@@ -13,6 +13,11 @@ application's e-mail.
   tries counter of an e-mail code).
 * The e-mail code is stored only as a hash and is never logged or audited; it travels once, in the
   payload of the ``link_code`` outbox notice.
+* The deep link of the registration e-mail (``services.deep_link``): ``link_by_token`` checks the
+  signed token (purpose ``link``), refuses it when another chat has linked the application, and
+  uses it once (a conditional insert into ``used_tokens``), then links through the same ``_link``.
+  A refused token is an ordinary failure (uniform, counted for the lock-out); the reason is logged
+  with a fingerprint of the token, never its text.
 * E-mailed codes are rate-limited per chat: at most ``CODE_MAIL_LIMIT`` within ``CODE_MAIL_WINDOW``,
   link codes and the settings' e-mail confirmation codes together (``CodeRateLimited(until=...)``;
   nothing is written then). They are counted in the outbox by their dedupe-key prefix
@@ -25,19 +30,25 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import NoReturn
 
 from sqlalchemy import delete, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services import queue
+from services import deep_link, queue, signing
 from services.chats import ensure_chat
 from services.context import Ctx
 from services.errors import N_, KezekError, LinkFailed, LinkLocked, RuleViolation
 from services.validation import mask_email, mask_iin, normalise_phone, validate_iin
-from storage.models import Application, ChatLink, LinkAttempt, LinkCode, OutboxMessage
+from services.signing import Signer, TokenError
+from storage.models import Application, ChatLink, LinkAttempt, LinkCode, OutboxMessage, UsedToken
+
+log = logging.getLogger("kezek.linking")
 
 MAX_FAILURES = 5
 LOCK_WINDOW = dt.timedelta(hours=1)
@@ -47,6 +58,7 @@ CODE_DIGITS = 6
 
 METHOD_CONTACT = "contact"
 METHOD_EMAIL = "email"
+METHOD_DEEP_LINK = "deep_link"  # the registration e-mail's one-tap link
 
 # E-mailed codes per chat (link codes and e-mail confirmation codes together).
 CODE_MAIL_LIMIT = 3
@@ -252,6 +264,56 @@ async def link_by_code(ctx: Ctx, chat_id: int, code: str) -> LinkTarget:
     if app is None:  # pragma: no cover - the foreign key keeps it
         await _fail(ctx, chat_id)
     return await _link(ctx, chat_id, app, METHOD_EMAIL)
+
+
+# --- the deep link of the registration e-mail -----------------------------------------------------------
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+async def _use_token(ctx: Ctx, token: str, app_id: int, chat_id: int) -> bool:
+    """Record the token's use; False when it was used already. One conditional insert (the
+    primary key), so of two chats racing with one token exactly one gets True: on PostgreSQL the
+    second insert waits for the first transaction and then does nothing; SQLite has one writer."""
+    insert_ = pg_insert if ctx.is_postgres else sqlite_insert
+    stmt = (insert_(UsedToken).values(digest=token_digest(token), purpose=deep_link.PURPOSE, subject_id=app_id,
+                                      chat_id=chat_id, used_at=ctx.now)
+            .on_conflict_do_nothing(index_elements=["digest"]).returning(UsedToken.digest))
+    return (await ctx.session.execute(stmt)).first() is not None
+
+
+async def _refuse_token(ctx: Ctx, chat_id: int, reason: str, token: object) -> NoReturn:
+    log.warning("link token refused: %s (%s)", reason, signing.fingerprint(token))
+    await _fail(ctx, chat_id)
+
+
+async def link_by_token(ctx: Ctx, signer: Signer, chat_id: int, token: str) -> LinkTarget:
+    """Link with the deep link of the registration e-mail (``/start <token>``): a genuine,
+    unexpired token of purpose ``link``, not used before, naming an application that no other
+    chat has linked. Every refusal is the same ``LinkFailed`` (``LinkLocked`` when the chat is, or
+    becomes, locked) and counts as a failed attempt; only a link uses the token up.
+
+    An application another chat has linked is refused: the e-mail proves the applicant, but the
+    applicant has linked already (the other chat); a link lying in a mailbox must not add a chat
+    the applicant does not know about. A second parent links with /link (number, IIN, proof). The
+    chat that linked it may tap its link again (it is told it is linked; the token is used up)."""
+    await _ensure_not_locked(ctx, chat_id)
+    try:
+        claims = signer.verify(deep_link.PURPOSE, token, now=ctx.now)
+    except TokenError as exc:
+        await _refuse_token(ctx, chat_id, exc.reason, token)
+    app = await ctx.session.get(Application, claims.id)
+    if app is None:  # genuine under our key, but no such application (another database)
+        await _refuse_token(ctx, chat_id, "no such application", token)
+    elsewhere = (await ctx.session.execute(select(ChatLink.chat_id).where(
+        ChatLink.application_id == app.id, ChatLink.chat_id != chat_id).limit(1))).first()
+    if elsewhere is not None:
+        await _refuse_token(ctx, chat_id, "application linked from another chat", token)
+    if not await _use_token(ctx, token, app.id, chat_id):
+        await _refuse_token(ctx, chat_id, "used already", token)
+    log.info("link token used for application %s", app.id)
+    return await _link(ctx, chat_id, app, METHOD_DEEP_LINK)
 
 
 async def linked_applications(session: AsyncSession, chat_id: int) -> list[LinkTarget]:

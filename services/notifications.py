@@ -28,12 +28,24 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select, update
 
 from services.context import Ctx
+from services.deep_link import REGISTRATION_KIND
 from services.directory import KindergartenInfo
 from services.facade import FacadeBase
 from services.pacing import Pacer
 from services.settings import notice_wanted
 from services.validation import mask_email, mask_iin
-from storage.models import Application, Chat, ChatLink, Delivery, Group, Kindergarten, OutboxMessage
+from services.queue import count_ahead
+from storage.models import (
+    Application,
+    AppStatus,
+    Chat,
+    ChatLink,
+    Delivery,
+    District,
+    Group,
+    Kindergarten,
+    OutboxMessage,
+)
 
 log = logging.getLogger("kezek.notices")
 
@@ -41,8 +53,10 @@ TELEGRAM = "telegram"
 EMAIL = "email"
 CHANNELS = (TELEGRAM, EMAIL)
 
-# Codes travel by e-mail only, to the address being proven.
-EMAIL_ONLY = frozenset({"link_code", "email_code"})
+# Codes travel by e-mail only, to the address being proven; so does the registration notice with
+# its deep link (services/deep_link.py): the application's address is what the link proves.
+CODE_KINDS = frozenset({"link_code", "email_code"})
+EMAIL_ONLY = CODE_KINDS | {REGISTRATION_KIND}
 MAX_ATTEMPTS = 8
 LEASE = dt.timedelta(minutes=2)
 BACKOFF_CAP = dt.timedelta(hours=1)
@@ -208,8 +222,21 @@ async def claim_due(ctx: Ctx, channel: str, limit: int = 50, lease: dt.timedelta
     group_ids = {int(o.payload["group_id"]) for o in rows if (o.payload or {}).get("group_id")}
     groups = {g.id: g for g in (await ctx.session.execute(
         select(Group).where(Group.id.in_(group_ids)))).scalars()} if group_ids else {}
+    # The registration e-mail tells the queue and the number as they are when it is sent.
+    reg_ids = {o.application_id for o in rows if o.kind == REGISTRATION_KIND and o.application_id is not None}
+    queues = {r.id: r for r in (await ctx.session.execute(
+        select(Application.id, Application.status, Application.birth_year, District.name_ru, District.name_kk,
+               count_ahead().label("ahead"))
+        .join(District, District.id == Application.district_id)
+        .where(Application.id.in_(reg_ids)))).all()} if reg_ids else {}
     out = []
     for row in rows:
+        extra: dict[str, Any] = {}
+        q = queues.get(row.application_id) if row.kind == REGISTRATION_KIND else None
+        if q is not None:
+            extra = {"district_ru": q.name_ru, "district_kk": q.name_kk, "birth_year": q.birth_year,
+                     "queue_number": 1 + int(q.ahead) if q.status == AppStatus.QUEUED else None,
+                     "as_of": ctx.now}
         payload = dict(row.payload or {})
         app = apps.get(row.application_id) if row.application_id is not None else None
         kg = kgs.get(int(payload["kindergarten_id"])) if payload.get("kindergarten_id") else None
@@ -222,7 +249,7 @@ async def claim_due(ctx: Ctx, channel: str, limit: int = 50, lease: dt.timedelta
             number=app.number if app else None,
             child_iin_masked=mask_iin(app.child_iin) if app else None,
             kindergarten=KindergartenInfo.of(kg) if kg else None,
-            group_name=group.name if group else None, attempts=row.attempts + 1))
+            group_name=group.name if group else None, attempts=row.attempts + 1, extra=extra))
     return out
 
 
@@ -381,6 +408,16 @@ class NotificationFacade(FacadeBase):
                 task.remove_done_callback(died)
                 task.cancel()
         return counts
+
+    async def withhold_pending(self, kind: str) -> int:
+        """Mark the pending (unrouted) notices of ``kind`` done without sending them; how many.
+        The demo's made-up families get no registration e-mails (thousands would bury the
+        tester's own mail)."""
+        async with self.unit("system", with_calendar=False) as ctx:
+            result = await ctx.session.execute(
+                update(OutboxMessage).where(OutboxMessage.kind == kind, OutboxMessage.status == "pending")
+                .values(status="done").execution_options(synchronize_session=False))
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def chat_seen(self, chat_id: int) -> str | None:
         """A chat wrote to the bot: its chosen language (None: not chosen yet). A chat that had

@@ -23,6 +23,7 @@ from sqlalchemy.orm import aliased
 
 from services import parsing as p
 from services.context import Ctx
+from services.deep_link import REGISTRATION_KIND, registration_key, token_expiry
 from services.errors import (
     ApplicationClosed,
     ApplicationNotFound,
@@ -41,6 +42,7 @@ from storage.models import (
     ApplicationPreference,
     AppStatus,
     District,
+    OutboxMessage,
     DocsState,
     Kindergarten,
     Offer,
@@ -260,7 +262,12 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
 
 async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tuple[int, int]],
                       progress: Callable[[int], None] | None = None) -> None:
+    """Insert new applications in chunks: per chunk one INSERT of the applications, of their
+    preferences, of their queue events and of their registration notices (e-mail only, with the
+    one-tap deep link: services/deep_link.py), so a bulk load of 100,000 stays a few hundred
+    statements and never holds more than a chunk of rows."""
     session = ctx.session
+    link_expires_at = token_expiry(ctx.now).isoformat()
     cols = ("number", "child_iin", "child_name", "birth_date", "birth_year", "district_id", "language",
             "privilege", "priv_rank", "submitted_at", "phone", "email", "twin_group", "any_kindergarten")
     for chunk in _chunks(items, 2000):
@@ -270,7 +277,7 @@ async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tupl
         } for it in chunk]
         result = await session.execute(insert(A).returning(A.id, A.number), values)
         ids = {number: id_ for id_, number in result.all()}
-        prefs, events = [], []
+        prefs, events, notices = [], [], []
         for it in chunk:
             app_id = ids[it["number"]]
             prefs.extend({"application_id": app_id, "kindergarten_id": kgs[c][0], "rank": r}
@@ -280,10 +287,16 @@ async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tupl
                 "priv_rank": it["priv_rank"], "submitted_at": it["submitted_at"], "number": it["number"],
                 "delta": 1, "cause": ARRIVAL, "application_id": app_id,
             })
+            notices.append({
+                "dedupe_key": registration_key(app_id), "kind": REGISTRATION_KIND, "application_id": app_id,
+                "payload": {"link_expires_at": link_expires_at}, "created_at": ctx.now, "status": "pending",
+                "attempts": 0, "next_attempt_at": ctx.now,
+            })
             ctx.audit("application.create", "application", app_id)
         if prefs:
             await session.execute(insert(ApplicationPreference), prefs)
         await session.execute(insert(QueueEvent), events)
+        await ctx.insert_ignore(OutboxMessage, notices, "dedupe_key")
         if progress is not None:
             progress(len(chunk))
 

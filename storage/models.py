@@ -515,3 +515,18 @@ class SigningKey(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     secret: Mapped[str] = mapped_column(String(100))  # base64url of the key's bytes
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class UsedToken(Base):
+    """A single-use signed token that has been used (services/signing.py; purpose ``link``: the
+    deep link of the registration e-mail). The key is the SHA-256 of the token's text (decoding is
+    strict, so one token has one text): a token is never stored, and the primary key makes its
+    use a conditional insert: of two chats racing with one token, one wins."""
+
+    __tablename__ = "used_tokens"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[int] = mapped_column(BigInteger)  # the row the token names (an application)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    used_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

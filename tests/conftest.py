@@ -198,3 +198,16 @@ async def tg(kz: Kezek) -> AsyncIterator[Any]:
 @pytest.fixture
 async def world(kz: Kezek, clock: FrozenClock) -> World:
     return await World(kz, clock).setup()
+
+
+async def registrations_sent(kz: Kezek) -> None:
+    """Mark the registration e-mails of the imported applications as gone out (services/deep_link.py;
+    tests/test_deep_link.py tests them), for tests that count the other notices."""
+    from sqlalchemy import update
+
+    from services.deep_link import REGISTRATION_KIND
+    from storage.models import OutboxMessage
+
+    async with kz.unit("test", with_calendar=False) as ctx:
+        await ctx.session.execute(update(OutboxMessage).where(OutboxMessage.kind == REGISTRATION_KIND)
+                                  .values(status="done"))

@@ -27,7 +27,7 @@ from services.kezek import Kezek
 from services.validation import make_iin
 from storage.db import Database
 from storage.models import Base
-from tests.conftest import World, almaty
+from tests.conftest import World, almaty, registrations_sent
 
 TOKEN = "registry-token-" + "x" * 32
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -503,6 +503,7 @@ async def test_calendar_days(api: TestClient, kz: Kezek) -> None:
 
 async def test_stats_and_outbox(api: TestClient, kz: Kezek, world: World) -> None:
     (a,) = await world.apps(world.row())
+    await registrations_sent(kz)
     await claim_first(api, kz, a)
     stats = await call(api, "GET", "/stats", status=200)
     assert stats["applications"] == {"referred": 1}

@@ -85,9 +85,9 @@ def test_outbox_stats_reports_the_backlog(run: Any, tmp_path: Path) -> None:
     assert run("seats", "publish", "--kindergarten", "KG1", "--birth-year", "2023", "--language", "ru",
                "--count", "1").exit_code == 0
     text = run("outbox", "stats")
-    assert text.exit_code == 0 and "1" in text.output  # the "your turn" notice waits to be routed
+    assert text.exit_code == 0 and "2" in text.output  # "your turn" and the registration e-mail wait
     report = json.loads(run("outbox", "stats", "--json").output)
-    assert report["outbox"] == {"pending": 1}
+    assert report["outbox"] == {"pending": 2}
     assert report["failed_latest"] == []
 
 

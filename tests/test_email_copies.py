@@ -26,7 +26,7 @@ from services.email import EmailContent, MailerMisconfigured, SmtpSender
 from services.kezek import Kezek
 from services.notifications import EMAIL, MAX_ATTEMPTS, Notice, RetryLater, Undeliverable
 from storage.models import Delivery, OutboxMessage
-from tests.conftest import World
+from tests.conftest import World, registrations_sent
 
 ESCAPED_KG_RU = "Сад <b>&</b> «Ромашка»"
 ESCAPED_KG_KK = "«Ромашка» <b>&</b> бақшасы"
@@ -154,6 +154,7 @@ async def test_a_fan_out_survives_the_smtp_server_going_away(
     rows = [world.row() for _ in range(30)]
     rows[24]["email"] = REFUSED  # an address the server refuses for good
     await world.apps(*rows)
+    await registrations_sent(kz)
     published = await world.publish(30, "ESC")
     assert len(published.offers) == 30  # 30 "your turn" notices, each with its e-mail copy
     _, seat_id, claimant = published.offers[0]
@@ -235,6 +236,7 @@ async def test_a_wrong_smtp_password_keeps_the_copies_until_it_is_fixed(
         caplog: pytest.LogCaptureFixture) -> None:
     row = world.row()
     await world.apps(row)
+    await registrations_sent(kz)
     await world.publish(1, "KG1")
     wrong = mailer_for(auth_server, clock, username=USER, password="wrong")
     with caplog.at_level(logging.ERROR, logger="kezek.email"):
@@ -289,6 +291,7 @@ async def test_a_long_outage_loses_no_copy(kz: Kezek, world: World, clock: Froze
                                            smtp_server: SmtpServer) -> None:
     row = world.row()
     await world.apps(row)
+    await registrations_sent(kz)
     await world.publish(1, "KG1")
     mailer = mailer_for(smtp_server, clock)
     smtp_server.stop()

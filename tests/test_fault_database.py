@@ -63,6 +63,7 @@ from sqlalchemy import func, select
 
 from bot import i18n
 from bot.bench import BENCH_NOW
+from tests.conftest import registrations_sent
 from bot.bench_outbox import FIRST_CHAT, chat_language, seed_fan_out, seed_linked_parents
 from bot.metrics import Metrics, check_health
 from services.clock import FrozenClock
@@ -165,6 +166,7 @@ async def test_the_sender_rides_out_a_database_restart_and_an_outage(
         cluster: PgCluster, db_url: str, kz: Kezek, tmp_path: Path) -> None:
     seeded = time.perf_counter()
     await seed_fan_out(kz, ALERTS)
+    await registrations_sent(kz)  # the alerts' copies only
     seeded = time.perf_counter() - seeded
     chats = {FIRST_CHAT + i for i in range(ALERTS)}
     mail = tmp_path / "mail"
@@ -244,6 +246,7 @@ async def test_a_webhook_instance_through_a_database_restart(
         cluster: PgCluster, db_url: str, kz: Kezek, tmp_path: Path) -> None:
     parents = 50  # each posts every ~5 s: under the per-chat throttle (20 a minute), kept on
     await seed_linked_parents(kz, parents)
+    await registrations_sent(kz)  # the alerts' copies only
     chats = [(FIRST_CHAT + i, chat_language(i), f"B{i:07d}") for i in range(parents)]
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -58,6 +58,7 @@ from bot.bench_outbox import FIRST_CHAT, seed_fan_out
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM
 from storage.models import Delivery
+from tests.conftest import registrations_sent
 from tests.pgcluster import free_port
 from tests.standin import ROOT, TOKEN, BotApiStandIn, BotProcess, until
 from tests.test_email_copies import SmtpServer
@@ -168,6 +169,7 @@ def sender_process(tmp_path: Path, db_url: str, api: BotApiStandIn, smtp_port: i
 async def test_smtp_down_for_the_whole_fan_out(fault: str, kz: Kezek, db_url: str, api: BotApiStandIn,
                                                tmp_path: Path) -> None:
     await seed_fan_out(kz, ALERTS)
+    await registrations_sent(kz)  # the alerts' copies only
     smtp_port, api_port = free_port(), free_port()
     base = f"http://127.0.0.1:{api_port}/api/v1"
     figures: dict[str, Any] = {"fault": fault}

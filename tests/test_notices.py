@@ -30,7 +30,7 @@ from services.email import EmailContent, FolderSender, SmtpSender
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM, MAX_ATTEMPTS, Notice, RetryLater, Undeliverable
 from storage.models import Chat, Delivery, OutboxMessage
-from tests.conftest import World
+from tests.conftest import World, registrations_sent
 from tests.test_bot_start import CHAT_ID, RecordingSession, link
 
 OTHER_CHAT = 2002
@@ -68,6 +68,7 @@ async def linked(kz: Kezek, world: World) -> dict[str, Any]:
     await link(kz, row, OTHER_CHAT)
     await kz.set_chat_language(CHAT_ID, "kk")
     await kz.set_chat_language(OTHER_CHAT, "ru")
+    await registrations_sent(kz)
     await kz.route_notices()  # nothing yet: linking writes no notice to the chats
     return {"row": row, "app_id": app_id}
 

@@ -135,7 +135,7 @@ async def test_every_change_is_audited(world: World, kz) -> None:
         kinds = [k for k in (await ctx.session.execute(select(OutboxMessage.kind))).scalars()]
     assert {"application.create", "seats.publish", "offer.make", "referral.issue"} <= set(actions)
     assert claim_actor == "tg:77"
-    assert sorted(kinds) == ["referral_issued", "turn_came"]
+    assert sorted(kinds) == ["referral_issued", "registration", "turn_came"]
 
 
 async def test_look_is_recorded_even_when_someone_writes_during_the_view(world: World, kz, db, monkeypatch) -> None:

@@ -67,8 +67,8 @@ async def test_missed_show_up_annuls_stop_lists_and_returns_the_seat(world: Worl
     assert (view.number, view.application.missed_referrals) == (1, 1)
     assert (await kz.queue_view(b)).state == "offer_open"
     # (a reminder went out the day before the deadline)
-    assert await kinds(kz, view.application.id) == ["turn_came", "referral_issued", "reminder_showup",
-                                                    "referral_annulled"]
+    assert await kinds(kz, view.application.id) == ["registration", "turn_came", "referral_issued",
+                                                    "reminder_showup", "referral_annulled"]
     assert (await kz.run_sweeps())["no_show"] == 0  # idempotent
 
 

@@ -22,7 +22,7 @@ from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM
 from services.pacing import Pacer, _Window
 from storage.models import Application, Chat, ChatLink, Delivery, OutboxMessage
-from tests.conftest import World
+from tests.conftest import World, registrations_sent
 
 FIRST_CHAT = 700_000
 
@@ -170,6 +170,7 @@ async def test_a_flood_answer_pauses_every_send() -> None:
 async def test_the_outbox_report_tells_operators_what_failed_and_why(kz: Kezek, world: World,
                                                                      api: BotApiStandIn, bot: Bot) -> None:
     ok, blocked = await linked_parents(kz, world, 2)
+    await registrations_sent(kz)
     api.blocked = {blocked}
     await world.publish(2, "KG1")
     await drain_once(kz, bot, None, unlimited())

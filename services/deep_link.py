@@ -1,0 +1,52 @@
+"""One-tap linking (issue 7): the registration e-mail's deep link ``https://t.me/<bot>?start=<token>``.
+
+When the registry loads a new application, its import writes a ``registration`` notice (e-mail
+only, to the application's address) in the same transaction (``services.queue``). The e-mail
+carries a token (``services.signing``, purpose ``link``) naming the application and expiring
+``LINK_TOKEN_TTL`` after the registration; ``/start <token>`` links the chat at once
+(``services.linking.link_by_token``): the e-mail address on the application is the proof.
+
+The token is made when the e-mail is rendered (never stored: the outbox holds only the
+application id and the expiry), so it is the same on every retry of that e-mail. Its use is
+recorded in ``used_tokens`` (by its SHA-256), which makes it single-use.
+
+No aiogram here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from services.signing import Signer
+
+PURPOSE = "link"
+REGISTRATION_KIND = "registration"
+LINK_TOKEN_TTL = dt.timedelta(days=14)
+
+# Telegram's rule for a bot's username (5-32 characters, ends in "bot"; compared case-insensitively).
+_USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,31}")
+
+
+def registration_key(application_id: int) -> str:
+    """The dedupe key of an application's registration notice: one per application, ever."""
+    return f"{REGISTRATION_KIND}:{application_id}"
+
+
+def token_expiry(registered_at: dt.datetime) -> dt.datetime:
+    """When the deep link of an application registered at ``registered_at`` stops working
+    (whole seconds: the token carries seconds)."""
+    return (registered_at + LINK_TOKEN_TTL).replace(microsecond=0)
+
+
+def link_token(signer: Signer, application_id: int, expires_at: dt.datetime) -> str:
+    return signer.sign(PURPOSE, application_id, expires_at=expires_at)
+
+
+def valid_username(username: str | None) -> str | None:
+    """The bot's username without a leading ``@`` when it is a possible Telegram username, else None."""
+    name = (username or "").strip().lstrip("@")
+    return name if _USERNAME.fullmatch(name) else None
+
+
+def deep_link(username: str, token: str) -> str:
+    return f"https://t.me/{username}?start={token}"

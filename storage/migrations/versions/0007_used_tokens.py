@@ -1,0 +1,30 @@
+"""single-use signed tokens (one-tap linking deep links): which were used
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-27 10:00:00.000000
+"""
+import sqlalchemy as sa
+from alembic import op
+
+import storage.models
+
+revision = '0007'
+down_revision = '0006'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('used_tokens',
+    sa.Column('digest', sa.String(length=64), nullable=False),
+    sa.Column('purpose', sa.String(length=16), nullable=False),
+    sa.Column('subject_id', sa.BigInteger(), nullable=False),
+    sa.Column('chat_id', sa.BigInteger(), nullable=True),
+    sa.Column('used_at', storage.models.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('digest', name=op.f('pk_used_tokens'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('used_tokens')
