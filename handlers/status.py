@@ -15,16 +15,23 @@ from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton
 
 from bot import i18n
 from bot.chart import render_history_png
+from bot.referral_pdf import referral_attachment
 from bot.i18n import cause_text, format_date, format_deadline, format_number, gettext, ngettext
 from handlers.claim import SeatsCallback
 from handlers.menu import MenuButton, chat_of, main_menu, no_links_text
 from services import status as st
-from services.errors import NotLinked
+from services.errors import NotLinked, ReferralNotFound
 from services.kezek import Kezek
 
 
 class HistoryCallback(CallbackData, prefix="hist"):
     """Show the history of an application's queue number."""
+
+    app: int
+
+
+class ReferralPdfCallback(CallbackData, prefix="refpdf"):
+    """Send the referral of an application again, as its PDF."""
 
     app: int
 
@@ -123,6 +130,9 @@ def card_keyboard(lang: str, card: st.StatusCard) -> InlineKeyboardMarkup:
     if card.offer_open:
         rows.append([InlineKeyboardButton(text=gettext(lang, "Choose a seat"),
                                           callback_data=SeatsCallback(app=card.application_id).pack())])
+    if card.referral_id is not None:
+        rows.append([InlineKeyboardButton(text=gettext(lang, "Referral (PDF)"),
+                                          callback_data=ReferralPdfCallback(app=card.application_id).pack())])
     rows.append([InlineKeyboardButton(text=gettext(lang, "History"),
                                       callback_data=HistoryCallback(app=card.application_id).pack())])
     return InlineKeyboardMarkup(inline_keyboard=rows)
@@ -183,10 +193,29 @@ async def show_history(callback: CallbackQuery, callback_data: HistoryCallback, 
     await bot.send_photo(chat_id, BufferedInputFile(png, "history.png"), caption=caption)
 
 
+async def send_referral_pdf(callback: CallbackQuery, callback_data: ReferralPdfCallback, kz: Kezek, lang: str,
+                            bot: Bot) -> None:
+    """The referral's PDF again (the one sent with "referral issued" may be lost or deleted), in
+    the chat's language; authorised again on the server like every button."""
+    chat_id = chat_of(callback)
+    try:
+        referral_id = await kz.chat_referral(chat_id, callback_data.app)
+        document = await kz.referral_document(referral_id)
+    except (NotLinked, ReferralNotFound) as exc:
+        await callback.answer(i18n.error_text(lang, exc), show_alert=True)
+        return
+    await callback.answer()
+    file = await referral_attachment(document, [lang])
+    await bot.send_document(chat_id, BufferedInputFile(file.content, file.filename),
+                            caption=gettext(lang, "Referral {id}: show it at the kindergarten, where its QR code "
+                                                  "is checked.", id=referral_id))
+
+
 def build_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     router = Router(name="status")
     router.message.register(show_status, Command("status"))
     router.message.register(show_status, MenuButton("status"))
     router.callback_query.register(show_history, HistoryCallback.filter())
+    router.callback_query.register(send_referral_pdf, ReferralPdfCallback.filter())
     return router

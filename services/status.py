@@ -22,6 +22,7 @@ from services.calendar import ALMATY
 from services.chats import chat_viewer
 from services.context import Ctx
 from services.directory import KindergartenInfo
+from services.errors import ReferralNotFound
 from services.facade import FacadeBase, linked_application
 from services.validation import mask_iin
 from storage.models import (
@@ -119,6 +120,7 @@ class StatusCard:
     until: dt.datetime | None = None  # stop-list end / offer expiry / referral show-up deadline
     docs_due_at: dt.datetime | None = None  # privilege documents due (referral, pending)
     referral_kindergarten: KindergartenInfo | None = None
+    referral_id: int | None = None  # the live referral while the child has not been admitted yet
     forecast: Forecast | None = None
 
     @property
@@ -227,12 +229,14 @@ async def _card(db: Executor, now: dt.datetime, row: Any, preferred: list[Kinder
     until: dt.datetime | None = None
     docs_due_at: dt.datetime | None = None
     referral_kg: KindergartenInfo | None = None
+    referral_id: int | None = None
     if state == "stop_listed":
         until = row.stoplist_until
     elif state == "offer_open":
         until = row.offer_expires_at
     if row.referral_id is not None:
         if state == AppStatus.REFERRED:
+            referral_id = row.referral_id
             until = row.showup_due_at
             if row.docs_state == DocsState.PENDING:
                 docs_due_at = row.docs_due_at
@@ -248,7 +252,7 @@ async def _card(db: Executor, now: dt.datetime, row: Any, preferred: list[Kinder
         any_kindergarten=row.any_kindergarten, preferred=[] if row.any_kindergarten else preferred,
         queue_number=number, previous_number=look_number, previous_at=look_at,
         causes=causes, until=until, docs_due_at=docs_due_at,
-        referral_kindergarten=referral_kg, forecast=forecast,
+        referral_kindergarten=referral_kg, referral_id=referral_id, forecast=forecast,
     )
 
 
@@ -366,6 +370,19 @@ class StatusFacade(FacadeBase):
                 for card in changed:
                     await queue.record_look(ctx, card.application_id, viewer, card.queue_number)  # type: ignore[arg-type]
         return cards
+
+    async def chat_referral(self, chat_id: int, app_id: int) -> int:
+        """The live, not yet used referral of a linked application (``NotLinked`` for an
+        application this chat has not linked, ``ReferralNotFound`` when it holds none now: the
+        button was pressed after an admission or an annulment)."""
+        async with self.reading(with_calendar=False, small=True) as ctx:
+            app = await linked_application(ctx, chat_id, app_id)
+            referral_id = (await ctx.session.execute(
+                select(Referral.id).where(Referral.application_id == app.id,
+                                          Referral.status == ReferralStatus.ISSUED))).scalar_one_or_none()
+        if referral_id is None or app.status != AppStatus.REFERRED:
+            raise ReferralNotFound()
+        return referral_id
 
     async def status_history(self, chat_id: int, app_id: int) -> HistoryView:
         """The moves of a linked application's number (``NotLinked`` for any other)."""

@@ -16,7 +16,7 @@ from bot import i18n
 from handlers.claim import ClaimCallback, SeatsCallback
 from handlers.link import LinkFlow
 from handlers.settings import EmailFlow
-from handlers.status import HistoryCallback
+from handlers.status import HistoryCallback, ReferralPdfCallback
 from handlers.unlink import UnlinkCallback
 from services.kezek import Kezek
 from storage.models import (
@@ -123,6 +123,7 @@ async def test_buttons_for_another_chats_application(tg: Harness, kz: Kezek, lin
         seat = (await ctx.session.execute(select(Seat.id))).scalars().first()
     for data in (SeatsCallback(app=other).pack(), ClaimCallback(app=other, seat=seat, step="p").pack(),
                  ClaimCallback(app=other, seat=seat, step="c").pack(), HistoryCallback(app=other).pack(),
+                 ReferralPdfCallback(app=other).pack(),
                  UnlinkCallback(action="ask", app_id=other).pack(), UnlinkCallback(action="yes", app_id=other).pack()):
         calls = await tg.press(data, language_code="kk")
         [answer] = [c for c in calls if isinstance(c, AnswerCallbackQuery)]

@@ -74,7 +74,7 @@ from handlers.link import LinkCallback
 from handlers.menu import MENU
 from handlers.settings import NOTICE_NAMES, NoticeCallback, SettingsCallback
 from handlers.start import LangCallback
-from handlers.status import HistoryCallback
+from handlers.status import HistoryCallback, ReferralPdfCallback
 from handlers.unlink import UnlinkCallback
 from services.clock import FrozenClock
 from services.kezek import Kezek
@@ -339,6 +339,7 @@ def callback_data(ids: st.SearchStrategy[int]) -> st.SearchStrategy[str]:
         _packs(SeatsCallback, app=ids),
         _packs(ClaimCallback, app=ids, seat=ids, step=WORDS),
         _packs(HistoryCallback, app=ids),
+        _packs(ReferralPdfCallback, app=ids),
         _packs(UnlinkCallback, action=WORDS, app_id=ids),
         st.text(max_size=64),
         st.sampled_from(["", ":", "claim:::", "unl:yes:", "seats:", "ntc:moves:maybe", "lang:kk:extra"]),

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiogram import Bot
-from aiogram.methods import SendMessage, SendPhoto, TelegramMethod
+from aiogram.methods import SendDocument, SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import Chat, InlineKeyboardMarkup, Message, PhotoSize
 from sqlalchemy import select
 
@@ -18,10 +18,10 @@ from bot import i18n
 from bot.app import build_dispatcher
 from bot.chart import PNG_SIGNATURE, render_history_png
 from handlers.claim import SeatsCallback
-from handlers.status import HistoryCallback, month_text
+from handlers.status import HistoryCallback, ReferralPdfCallback, month_text
 from services import status as st
 from services.clock import FrozenClock
-from services.errors import NotLinked
+from services.errors import NotLinked, ReferralNotFound
 from services.kezek import Kezek
 from storage.models import Offer, QueueLook, Referral
 from tests.conftest import World, almaty
@@ -228,7 +228,8 @@ async def test_states_offer_referral_stop_list(tg: Harness, kz: Kezek, world: Wo
     assert i18n.gettext(lang, "Kindergarten: {kindergarten}",
                         kindergarten=("№1 бөбекжай-бақша" if lang == "kk" else "Ясли-сад №1") + " (KG1)") in card.text
     assert i18n.gettext(lang, "Queue number: {number}", number="1") not in card.text
-    assert [t for t, _ in buttons(card)] == [i18n.gettext(lang, "History")]
+    assert buttons(card) == [(i18n.gettext(lang, "Referral (PDF)"), ReferralPdfCallback(app=app_id).pack()),
+                             (i18n.gettext(lang, "History"), HistoryCallback(app=app_id).pack())]
 
     # No show-up by the deadline: annulled, back in the queue on the stop-list.
     clock.set(almaty(2026, 9, 15, 10, 0))
@@ -253,6 +254,58 @@ async def test_privilege_documents_due_on_the_card(tg: Harness, kz: Kezek, world
     [card] = await status(tg, lang)
     assert i18n.gettext(lang, "Privilege documents are due by {due}.",
                         due=i18n.format_deadline(lang, ref.docs_due_at)) in card.text
+
+
+@LANGS
+async def test_the_referral_pdf_again_from_the_card(tg: Harness, kz: Kezek, world: World, lang: str) -> None:
+    """The PDF sent with "referral issued" may be lost: the card of a referred child sends it again,
+    in the chat's language, with a QR code that verifies; after the admission the button answers
+    that there is no referral to show, and another family's button is refused."""
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    mine, theirs = world.row(), world.row()
+    (number, _) = await world.apps(mine, theirs)
+    app_id = await link(kz, mine)
+    their_id = await link(kz, theirs, OTHER_CHAT)
+    await kz.set_chat_language(CHAT_ID, lang)
+    ref = await claim_first_offer(world, number)
+
+    calls = await tg.press(ReferralPdfCallback(app=app_id).pack(), language_code=lang)
+    [ack] = answers(calls)
+    assert not ack.show_alert
+    [doc] = [c for c in calls if isinstance(c, SendDocument)]
+    assert doc.chat_id == CHAT_ID and doc.document.filename.endswith(".pdf")
+    assert str(ref.id) in (doc.caption or "")
+    text = PdfReader(BytesIO(doc.document.data)).pages[0].extract_text()
+    assert i18n.gettext(lang, "Referral to a kindergarten") in text
+    assert ("№1 бөбекжай-бақша" if lang == "kk" else "Ясли-сад №1") in text
+    assert mine["child_iin"] not in text  # masked
+    token = await _token_of(kz, ref.id)
+    assert token in text.replace("\n", "")  # the code printed beside the QR code
+    assert (await kz.verify_referral(token)).state == "valid"
+
+    for data, error in ((ReferralPdfCallback(app=their_id).pack(), NotLinked()),
+                        (ReferralPdfCallback(app=987654).pack(), NotLinked())):
+        calls = await tg.press(data, language_code=lang)
+        [ack] = answers(calls)
+        assert ack.show_alert and ack.text == i18n.error_text(lang, error)
+        assert not [c for c in calls if isinstance(c, SendDocument)]
+
+    await kz.admit(ref.id)
+    calls = await tg.press(ReferralPdfCallback(app=app_id).pack(), language_code=lang)
+    [ack] = answers(calls)
+    assert ack.show_alert and ack.text == i18n.error_text(lang, ReferralNotFound())
+    assert not [c for c in calls if isinstance(c, SendDocument)]
+    [card] = await status(tg, lang)
+    assert i18n.gettext(lang, "Referral (PDF)") not in [t for t, _ in buttons(card)]
+
+
+async def _token_of(kz: Kezek, referral_id: int) -> str:
+    from services.referral_check import referral_token
+
+    return referral_token(await kz.signer(), referral_id)
 
 
 # --- History --------------------------------------------------------------------------------------------
