@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import select
 
 from bot.bench import BENCH_NOW, _remove_db
+from bot.runner import make_session
 from bot.sender import SendPolicy, drain_once
 from bot.standin import TOKEN
 from services.clock import FrozenClock
@@ -129,7 +128,7 @@ async def run_phase(db_url: str, alerts: int, *, rate: float, chat_rate: float, 
         await seed_fan_out(kz, alerts)
         out(f"  seeded {alerts} applications, chats and alerts in {time.perf_counter() - started:.1f} s")
         async with StandInProcess(rate, chat_rate) as api:
-            session = AiohttpSession(api=TelegramAPIServer.from_base(api.base_url))
+            session = make_session(api.base_url)  # the bot's own session (bot.runner.KezekSession)
             bot = Bot(TOKEN, session=session)
             policy = SendPolicy(batch=max(100, concurrency * 8), concurrency=concurrency,
                                 pacer=Pacer(rate, chat_rate))

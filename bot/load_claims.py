@@ -67,14 +67,13 @@ async def send_alerts(kz: Kezek, api: TimingStandIn, *, concurrency: int = 32) -
     with the real sender, unpaced; the stand-in keeps them in ``alerts``. Returns how many were
     sent (e-mail copies stay in the outbox: no mailer here)."""
     from aiogram import Bot
-    from aiogram.client.session.aiohttp import AiohttpSession
-    from aiogram.client.telegram import TelegramAPIServer
+    from bot.runner import make_session
 
     from bot.sender import SendPolicy, drain_once
     from bot.standin import TOKEN
     from services.pacing import Pacer
 
-    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(api.base_url)))
+    bot = Bot(TOKEN, session=make_session(api.base_url))
     policy = SendPolicy(batch=max(100, concurrency * 8), concurrency=concurrency, pacer=Pacer(0.0, 0.0))
     before = len(api.alerts)
     api.collecting = True

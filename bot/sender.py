@@ -25,8 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiogram import Bot
-from aiogram.methods.base import Response
-from aiogram.types import BufferedInputFile, Message
+from aiogram.types import BufferedInputFile
 from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramForbiddenError,
@@ -48,10 +47,6 @@ from services.pacing import Pacer
 
 log = logging.getLogger("kezek.sender")
 
-# aiogram checks every answer with ``Response[Message]``; pydantic keeps such parametrised models
-# only weakly, so without a reference of our own it builds the model again and again (about a
-# tenth of the sender's time in the outbox benchmark, measured with cProfile).
-_RESPONSE_MODELS = (Response[Message], Response[bool])
 
 
 CAPTION_LIMIT = 1024  # Telegram's limit on a document's caption, in UTF-16 code units
