@@ -35,6 +35,7 @@ from services.pacing import Pacer
 from services.settings import notice_wanted
 from services.validation import mask_email, mask_iin
 from services.queue import count_ahead
+from storage.db import Hot
 from storage.models import (
     Application,
     AppStatus,
@@ -319,7 +320,7 @@ async def scrub_codes(ctx: Ctx) -> None:
 Send = Callable[[Notice], Awaitable[None]]
 
 
-_CHAT_SEEN = select(Chat.language, Chat.blocked_at).where(Chat.id == bindparam("chat_id"))
+_CHAT_SEEN = Hot(select(Chat.language, Chat.blocked_at).where(Chat.id == bindparam("chat_id")))
 
 
 class NotificationFacade(FacadeBase):
@@ -422,8 +423,8 @@ class NotificationFacade(FacadeBase):
     async def chat_seen(self, chat_id: int) -> str | None:
         """A chat wrote to the bot: its chosen language (None: not chosen yet). A chat that had
         blocked the bot has evidently unblocked it: its Telegram notices resume."""
-        async with self.db.small_read() as conn:  # every update comes here first: Core, no session
-            row = (await conn.execute(_CHAT_SEEN, {"chat_id": chat_id})).first()
+        async with self.db.hot() as db:  # every update comes here first: on the driver (storage.db.Hot)
+            row = await db.first(_CHAT_SEEN, {"chat_id": chat_id})
         if row is None:
             return None
         if row.blocked_at is not None:

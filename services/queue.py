@@ -37,6 +37,7 @@ from services.errors import (
     ValidationError,
 )
 from services.validation import normalise_email, normalise_phone, validate_iin
+from storage.db import Hot, HotReader, fetch_all
 from storage.models import (
     Application,
     ApplicationPreference,
@@ -348,14 +349,16 @@ async def queue_number(session: AsyncSession, app: Application) -> int | None:
     return 1 + (await session.execute(q)).scalar_one()
 
 
-async def move_causes(session: AsyncSession, app: Application, since: dt.datetime) -> dict[str, int]:
-    """The signed sum of moves per cause, from events ahead of ``app`` after ``since``."""
+async def move_causes(session: AsyncSession | HotReader, app: Application,
+                      since: dt.datetime) -> dict[str, int]:
+    """The signed sum of moves per cause, from events ahead of ``app`` after ``since`` (``app``:
+    an Application or a row with its queue key)."""
     params = {"district_id": app.district_id, "birth_year": app.birth_year, "since": since,
               "app_id": app.id, "rank": app.priv_rank, "submitted_at": app.submitted_at, "number": app.number}
-    return {cause: int(total) for cause, total in (await session.execute(_MOVE_CAUSES, params)).all() if total}
+    return {cause: int(total) for cause, total in await fetch_all(session, _MOVE_CAUSES, params) if total}
 
 
-_MOVE_CAUSES = (
+_MOVE_CAUSES = Hot(
     select(QueueEvent.cause, func.sum(QueueEvent.delta)).where(
         QueueEvent.district_id == bindparam("district_id"), QueueEvent.birth_year == bindparam("birth_year"),
         QueueEvent.at > bindparam("since", type_=UTCDateTime()),

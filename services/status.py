@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, bindparam, select
+from sqlalchemy import Select, and_, bindparam, literal_column, select
 
 from services import queue
 from services.calendar import ALMATY
@@ -25,6 +25,7 @@ from services.directory import KindergartenInfo
 from services.errors import ReferralNotFound
 from services.facade import FacadeBase, linked_application
 from services.validation import mask_iin
+from storage.db import Hot, HotReader
 from storage.models import (
     Application,
     ApplicationPreference,
@@ -177,26 +178,30 @@ def _card_statement() -> Select[Any]:
         .outerjoin(QueueLook, and_(QueueLook.application_id == A.id, QueueLook.viewer == bindparam("viewer")))
         # A waiting application holds no live referral.
         .outerjoin(Referral, and_(Referral.application_id == A.id, A.status != AppStatus.QUEUED,
-                                  Referral.status.in_(ReferralStatus.LIVE)))
+                                  # (literal values, as in the partial index's WHERE, so that
+                                  # SQLite uses it: bound values it cannot match to the index)
+                                  Referral.status.in_([literal_column(f"'{s}'") for s in ReferralStatus.LIVE])))
         .outerjoin(Kindergarten, Kindergarten.id == Referral.kindergarten_id)
         .where(ChatLink.chat_id == bindparam("chat_id"))
         .order_by(ChatLink.linked_at, A.number)
     )
 
 
-_CARDS = _card_statement()
-_PREFERRED = (select(ApplicationPreference.application_id, Kindergarten.code, Kindergarten.name_ru,
-                     Kindergarten.name_kk)
-              .join(ApplicationPreference, ApplicationPreference.kindergarten_id == Kindergarten.id)
-              .where(ApplicationPreference.application_id.in_(bindparam("ids", expanding=True)))
-              .order_by(ApplicationPreference.application_id, ApplicationPreference.rank))
+_CARDS = Hot(_card_statement())
+# The preferred kindergartens of every application the chat linked (those of an "any kindergarten"
+# application are not shown).
+_PREFERRED = Hot(select(ApplicationPreference.application_id, Kindergarten.code, Kindergarten.name_ru,
+                        Kindergarten.name_kk)
+                 .join(ApplicationPreference, ApplicationPreference.kindergarten_id == Kindergarten.id)
+                 .join(ChatLink, ChatLink.application_id == ApplicationPreference.application_id)
+                 .where(ChatLink.chat_id == bindparam("chat_id"))
+                 .order_by(ApplicationPreference.application_id, ApplicationPreference.rank))
 
 
-async def _preferred(db: Executor, app_ids: list[int]) -> dict[int, list[KindergartenInfo]]:
+async def _preferred(db: HotReader, chat_id: int) -> dict[int, list[KindergartenInfo]]:
     out: dict[int, list[KindergartenInfo]] = {}
-    if app_ids:
-        for app_id, code, name_ru, name_kk in (await db.execute(_PREFERRED, {"ids": app_ids})).all():
-            out.setdefault(app_id, []).append(KindergartenInfo(code, name_ru, name_kk))
+    for app_id, code, name_ru, name_kk in await db.all(_PREFERRED, {"chat_id": chat_id}):
+        out.setdefault(app_id, []).append(KindergartenInfo(code, name_ru, name_kk))
     return out
 
 
@@ -204,7 +209,7 @@ def _local_day(moment: dt.datetime) -> dt.date:
     return moment.astimezone(ALMATY).date()
 
 
-async def forecast_for(db: Executor, app: Any, number: int, now: dt.datetime) -> Forecast:
+async def forecast_for(db: Executor | HotReader, app: Any, number: int, now: dt.datetime) -> Forecast:
     """At the pace of the queue ahead over the last 90 days (or since the application joined).
     ``app``: an Application or a row with its queue key, ``created_at`` and ``stoplist_until``."""
     since = max(now - dt.timedelta(days=FORECAST_DAYS), app.created_at)
@@ -216,7 +221,7 @@ async def forecast_for(db: Executor, app: Any, number: int, now: dt.datetime) ->
     return make_forecast(number, net, _local_day(now), days, not_before)
 
 
-async def _card(db: Executor, now: dt.datetime, row: Any, preferred: list[KindergartenInfo],
+async def _card(db: HotReader, now: dt.datetime, row: Any, preferred: list[KindergartenInfo],
                 look: tuple[int, dt.datetime] | None) -> StatusCard:
     """The card of one row of ``_CARDS`` (``queue.view``'s rules, on columns); ``look``: the
     number this chat saw last and since when (None: never)."""
@@ -352,9 +357,9 @@ class StatusFacade(FacadeBase):
         viewer = chat_viewer(chat_id)
         now = self.clock.now()
         looks = self._looks
-        async with self.db.small_read() as db:  # Core rows, no ORM session (see _card_statement)
-            rows = (await db.execute(_CARDS, {"chat_id": chat_id, "viewer": viewer})).all()
-            preferred = await _preferred(db, [r.id for r in rows if not r.any_kindergarten])
+        async with self.db.hot() as db:  # on the driver, no ORM (see _card_statement, storage.db.Hot)
+            rows = await db.all(_CARDS, {"chat_id": chat_id, "viewer": viewer})
+            preferred = await _preferred(db, chat_id) if any(not r.any_kindergarten for r in rows) else {}
             cards = []
             for row in rows:
                 look = looks.get(row.id, viewer) if looks is not None else None

@@ -3,7 +3,9 @@
 * a write cancelled half-way (a shutdown cancelling a sender round, a timeout) changes nothing and
   leaves the database free for the next writer;
 * a burst of concurrent reads (64 updates in flight) does not make the pools open and close
-  connections all the time.
+  connections all the time;
+* a hot read (``storage.db.Hot``, the reads of every update, run on the driver) gives the rows
+  SQLAlchemy gives, is one read-only snapshot on SQLite, and keeps its connections few.
 
 Found in CI: ``kezek run`` was SIGKILLed at its shutdown because the sender round it cancelled had
 been inside a write; on SQLite the dropped connection kept its transaction (a "zombie" close) and
@@ -14,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import sqlite3
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import bindparam, event, func, select, text
 
 import storage.db
-from storage.db import POOLS, Database
-from storage.models import Chat
+from storage.db import POOLS, Database, Hot
+from storage.models import Chat, UTCDateTime
 
 NOW = dt.datetime(2026, 9, 7, 5, 0, tzinfo=dt.UTC)
 SLOW = {
@@ -119,3 +122,97 @@ async def test_a_burst_of_concurrent_reads_keeps_its_connections(fresh: Database
     # (while the first burst opens them, the suspended opens let more checkouts in: twice the
     # pool's bound is the start-up; the work itself adds none)
     assert len(opened) <= 2 * (size + overflow)
+
+
+# --- hot reads (storage.db.Hot: SQLAlchemy-compiled SELECTs run on the driver) ---------------------
+
+_CHATS_SINCE = Hot(
+    select(Chat.id, Chat.language, Chat.blocked_at, Chat.created_at,
+           (Chat.id > 2).label("late"), func.count().over().label("total"))
+    .where(Chat.created_at >= bindparam("since", type_=UTCDateTime()), func.coalesce(Chat.language, "") != "xx")
+    .order_by(Chat.id))
+
+
+async def _seed_chats(db: Database) -> None:
+    async with db.write() as session:
+        session.add_all([
+            Chat(id=1, language="ru", created_at=NOW, updated_at=NOW),
+            Chat(id=2, language="kk", created_at=NOW + dt.timedelta(hours=1), updated_at=NOW,
+                 blocked_at=NOW + dt.timedelta(minutes=5, microseconds=7)),
+            Chat(id=3, language=None, created_at=NOW + dt.timedelta(days=1), updated_at=NOW),
+        ])
+
+
+async def test_a_hot_read_gives_the_rows_sqlalchemy_gives(fresh: Database) -> None:
+    """The same statement, its parameters and its types through the driver: aware UTC datetimes
+    (and a datetime parameter in Almaty time), booleans, NULLs, a literal in the statement."""
+    await _seed_chats(fresh)
+    since = (NOW + dt.timedelta(minutes=30)).astimezone(dt.timezone(dt.timedelta(hours=5)))
+    async with fresh.read() as session:
+        expected = [tuple(r) for r in (await session.execute(_CHATS_SINCE.statement, {"since": since})).all()]
+    async with fresh.hot() as reader:
+        rows = await reader.all(_CHATS_SINCE, {"since": since})
+        first = await reader.first(_CHATS_SINCE, {"since": NOW + dt.timedelta(days=2)})
+    assert [tuple(r) for r in rows] == expected
+    assert [(r.id, r.language, r.late, r.total) for r in rows] == [(2, "kk", False, 2), (3, None, True, 2)]
+    assert rows[0].blocked_at == NOW + dt.timedelta(minutes=5, microseconds=7)
+    assert rows[0].blocked_at.tzinfo is not None and rows[1].created_at.utcoffset() == dt.timedelta(0)
+    assert first is None
+
+
+async def test_a_hot_statement_refuses_an_expanding_in(fresh: Database) -> None:
+    hot = Hot(select(Chat.id).where(Chat.id.in_([1, 2])))
+    async with fresh.hot() as reader:
+        with pytest.raises(ValueError, match="expanding IN"):
+            await reader.all(hot)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_hot_read_is_one_snapshot_and_cannot_write(fresh: Database) -> None:
+    await _seed_chats(fresh)
+    count = Hot(select(func.count()).select_from(Chat))
+    async with fresh.hot() as reader:
+        [(before,)] = await reader.all(count)
+        await _add_chat(fresh, 4)  # committed by a writer meanwhile
+        [(inside,)] = await reader.all(count)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader._sqlite.execute("DELETE FROM chats")  # type: ignore[union-attr]
+    async with fresh.hot() as reader:
+        [(after,)] = await reader.all(count)
+    assert (before, inside, after) == (3, 3, 4)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_hot_connections_are_kept_few_and_a_cancelled_read_leaves_no_transaction(
+        fresh: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[sqlite3.Connection] = []
+    connect = fresh._hot_connect
+
+    def counting() -> sqlite3.Connection:
+        opened.append(connect())
+        return opened[-1]
+
+    monkeypatch.setattr(fresh, "_hot_connect", counting)
+    one = Hot(select(func.count()).select_from(Chat))
+    for _ in range(50):  # one after another: one connection
+        async with fresh.hot() as reader:
+            await reader.all(one)
+    assert len(opened) == 1
+
+    async def waits_inside() -> None:
+        async with fresh.hot() as reader:
+            await reader.all(one)
+            await asyncio.sleep(0.01)  # a read that awaits: the others need connections of their own
+
+    await asyncio.gather(*[waits_inside() for _ in range(10)])
+    assert len(opened) == 10 and len(fresh._hot_idle) == storage.db.HOT_SQLITE_KEPT
+
+    stuck = asyncio.create_task(waits_inside())
+    await asyncio.sleep(0.001)
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
+    assert all(not c.in_transaction for c in fresh._hot_idle)
+    await _add_chat(fresh, 9)  # and the database is free
+    await fresh.dispose()
+    assert fresh._hot_idle == []
