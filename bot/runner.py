@@ -247,11 +247,12 @@ async def _poll(dp: Dispatcher, bot: Bot, settings: Settings, *, handle_signals:
 
 async def _serve_webhook(dp: Dispatcher, bot: Bot, settings: Settings, *, handle_signals: bool,
                          stop: asyncio.Event | None) -> None:
-    from bot.webhook import build_webhook_app, register_webhook
+    from bot.webhook import WebhookAccessLogger, build_webhook_app, register_webhook
 
     stop = stop or asyncio.Event()
     undo = _stop_on_signals(stop) if handle_signals else (lambda: None)
-    runner = web.AppRunner(build_webhook_app(dp, bot, settings), handle_signals=False, shutdown_timeout=30)
+    runner = web.AppRunner(build_webhook_app(dp, bot, settings), handle_signals=False, shutdown_timeout=30,
+                           access_log_class=WebhookAccessLogger)
     try:
         await runner.setup()  # the Dispatcher's start-up: commands, background jobs
         site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)

@@ -13,6 +13,10 @@ load balancer; DESIGN.md sections 2 and 5).
   No token: counts only, no personal data; keep the port internal (or filter the path at the
   proxy) if Telegram's side of the load balancer is public.
 
+The access log (``WebhookAccessLogger``) has a line for each request that did not succeed (a forged
+secret's 401, a 5xx, an unknown path), not one per update: the updates are counted in ``/metrics``,
+and a line per update cost more CPU than the bare echo bot spends on a whole update.
+
 ``set_webhook`` is called once the server listens; the webhook is NOT deleted on shutdown: the other
 instances keep serving it."""
 
@@ -23,6 +27,7 @@ import logging
 from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from bot import metrics as metrics_module
 from bot.config import Settings
@@ -57,6 +62,15 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body, content_type = await metrics_module.exposition(request.app.get(KZ), accept=request.headers.get("Accept"))
     return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+class WebhookAccessLogger(AbstractAccessLogger):
+    """Logs the requests that did not succeed: method, path, status and time (the webhook's path
+    carries no personal data, and the client is Telegram or the proxy)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if response.status >= 300:
+            self.logger.info("%s %s %s %.1f ms", request.method, request.path, response.status, time * 1000)
 
 
 def build_webhook_app(dp: Dispatcher, bot: Bot, settings: Settings, *, kz: Kezek | None = None) -> web.Application:

@@ -97,6 +97,10 @@ async def test_webhook_process(api: BotApiStandIn, tmp_path: Path) -> None:
     assert code == 0, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
     assert not api.sent("deleteWebhook")  # the other instances keep serving the webhook
+    # The access log has the three forged posts, not the updates that were handled.
+    access = [line for line in output.splitlines() if "aiohttp.access" in line]
+    assert len([line for line in access if "POST /telegram/webhook 401" in line]) == 3, access
+    assert not [line for line in access if " 200 " in line], access
 
 
 async def test_webhook_needs_a_proper_secret(api: BotApiStandIn, tmp_path: Path) -> None:
