@@ -20,8 +20,11 @@ Two kinds of unit of work:
   SQLAlchemy's execution machinery (pool checkout, events, cache key, result metadata) such a read
   cost 20 to 30 times what SQLite spent on the statement: 140 µs against 5 µs for the language
   lookup. On SQLite a few plain ``sqlite3`` connections (read-only, ``query_only``) serve them in
-  the loop's thread, each read one deferred transaction (one snapshot); on PostgreSQL a pooled
-  connection's asyncpg connection (autocommit; asyncpg prepares and caches the statements).
+  the loop's thread, each read one deferred transaction (one snapshot); on PostgreSQL a few
+  asyncpg connections of their own (autocommit; asyncpg prepares and caches the statements). Not
+  the engine's pool: its checkout pinged the server first (``pool_pre_ping``), a round trip that
+  cost more CPU than the read. Instead a read whose connection turns out dead (a server restart)
+  is sent again once on a new connection.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ SQLITE_MMAP_BYTES = 1 << 30  # read the file through the OS page cache without c
 # burst waits its turn instead of opening more.
 POOLS = {"inline": (8, 0), "sqlite": (8, 8), "postgresql": (16, 8)}
 HOT_SQLITE_KEPT = 4  # idle sqlite3 connections kept for hot reads (one is enough unless a read awaits)
+HOT_PG_KEPT = 8  # idle asyncpg connections kept for hot reads (each read awaits the server)
 
 
 def normalise_url(url: str) -> str:
@@ -215,18 +219,36 @@ class Hot:
         return _Plan(sql, tuple(binds), row, processors)
 
 
-class HotReader:
-    """One hot read: ``all``/``first`` run ``Hot`` statements in it (one snapshot on SQLite)."""
+def _pg_connection_lost() -> tuple[type[BaseException], ...]:
+    import asyncpg
 
-    def __init__(self, dialect: Dialect, sqlite: sqlite3.Connection | None = None, pg: Any = None) -> None:
-        self.dialect, self._sqlite, self._pg = dialect, sqlite, pg
+    return (asyncpg.exceptions.InterfaceError, asyncpg.exceptions.PostgresConnectionError,
+            asyncpg.exceptions.AdminShutdownError, ConnectionError)
+
+
+class HotReader:
+    """One hot read: ``all``/``first`` run ``Hot`` statements in it (one snapshot on SQLite; on
+    PostgreSQL each statement reads a committed snapshot of its own)."""
+
+    def __init__(self, dialect: Dialect, sqlite: sqlite3.Connection | None = None, pg: Any = None,
+                 reconnect: Callable[[], Any] | None = None) -> None:
+        self.dialect, self._sqlite, self._pg, self._reconnect = dialect, sqlite, pg, reconnect
 
     async def all(self, hot: Hot, params: Mapping[str, Any] | None = None) -> list[Any]:
         plan = hot.plan(self.dialect)
         args = plan.args(params or {})
         if self._sqlite is not None:
             return plan.rows(self._sqlite.execute(plan.sql, args).fetchall())
-        return plan.rows(await self._pg.fetch(plan.sql, *args))
+        try:
+            return plan.rows(await self._pg.fetch(plan.sql, *args))
+        except _pg_connection_lost():
+            if self._reconnect is None:
+                raise
+            # A kept connection the server dropped (a restart, an idle timeout): a read can be
+            # sent again, once, on a new one.
+            self._pg.terminate()
+            self._pg = await self._reconnect()
+            return plan.rows(await self._pg.fetch(plan.sql, *args))
 
     async def first(self, hot: Hot, params: Mapping[str, Any] | None = None) -> Any:
         rows = await self.all(hot, params)
@@ -263,6 +285,7 @@ class Database:
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._small_read_sessions = async_sessionmaker(self.small_read_engine, expire_on_commit=False)
         self._hot_idle: list[sqlite3.Connection] = []
+        self._hot_pg_idle: list[Any] = []  # asyncpg connections
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -309,9 +332,8 @@ class Database:
         reads of a few indexed rows: a statement here blocks the event loop while it runs."""
         dialect = self.small_read_engine.dialect
         if not self.is_sqlite:
-            async with self.small_read_engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                yield HotReader(dialect, pg=raw.driver_connection)
+            async for reader in self._hot_pg(dialect):
+                yield reader
             return
         conn = self._hot_idle.pop() if self._hot_idle else self._hot_connect()
         try:
@@ -330,8 +352,40 @@ class Database:
         else:
             conn.close()
 
+    async def _hot_pg_connect(self) -> Any:
+        import asyncpg
+
+        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return await asyncpg.connect(dsn, timeout=10)
+
+    async def _hot_pg(self, dialect: Dialect) -> AsyncIterator[HotReader]:
+        idle = self._hot_pg_idle
+        conn = None
+        while idle and conn is None:
+            conn = idle.pop()
+            if conn.is_closed():
+                conn = None
+        reader = HotReader(dialect, pg=conn or await self._hot_pg_connect(), reconnect=self._hot_pg_connect)
+        try:
+            yield reader
+        except BaseException:
+            reader._pg.terminate()  # (cancelled mid-statement, say: its state is unknown)
+            raise
+        if reader._pg.is_closed() or reader._pg.is_in_transaction():
+            reader._pg.terminate()
+        elif len(idle) < HOT_PG_KEPT:
+            idle.append(reader._pg)
+        else:
+            await reader._pg.close(timeout=5)
+
     async def dispose(self) -> None:
         while self._hot_idle:
             self._hot_idle.pop().close()
+        while self._hot_pg_idle:
+            conn = self._hot_pg_idle.pop()
+            try:
+                await conn.close(timeout=5)
+            except Exception:  # noqa: BLE001 - the server went away first
+                conn.terminate()
         for engine in {self.engine, self.read_engine, self.small_read_engine}:
             await engine.dispose()  # (an engine with other execution options shares its pool)

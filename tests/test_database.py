@@ -216,3 +216,28 @@ async def test_hot_connections_are_kept_few_and_a_cancelled_read_leaves_no_trans
     await _add_chat(fresh, 9)  # and the database is free
     await fresh.dispose()
     assert fresh._hot_idle == []
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+async def test_a_hot_read_survives_a_dropped_postgresql_connection(fresh: Database) -> None:
+    """The server drops the connections a process keeps for hot reads (a restart, an idle timeout):
+    the next read goes through on a new connection instead of failing the parent's update."""
+    await _seed_chats(fresh)
+    count = Hot(select(func.count()).select_from(Chat))
+    for _ in range(2):
+        async with fresh.hot() as reader:
+            assert await reader.all(count) == [(3,)]
+        kept = fresh._hot_pg_idle
+        assert len(kept) == 1
+        async with fresh.write() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": kept[0].get_server_pid()})
+    await asyncio.sleep(0.2)
+    async with fresh.hot() as reader:  # the dropped one is not taken
+        assert await reader.all(count) == [(3,)]
+        # ... and one dropped in the middle of a read: its next statement goes on a new one.
+        async with fresh.write() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": reader._pg.get_server_pid()})
+        await asyncio.sleep(0.2)
+        assert reader._pg.is_closed()
+        assert await reader.first(count) == (3,)
+    assert len(fresh._hot_pg_idle) == 1 and not fresh._hot_pg_idle[0].is_closed()
