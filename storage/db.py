@@ -56,7 +56,10 @@ SQLITE_MMAP_BYTES = 1 << 30  # read the file through the OS page cache without c
 # burst waits its turn instead of opening more.
 POOLS = {"inline": (8, 0), "sqlite": (8, 8), "postgresql": (16, 8)}
 HOT_SQLITE_KEPT = 4  # idle sqlite3 connections kept for hot reads (one is enough unless a read awaits)
-HOT_PG_KEPT = 8  # idle asyncpg connections kept for hot reads (each read awaits the server)
+# asyncpg connections for hot reads (each read awaits the server): at most this many, kept open;
+# a read beyond them waits for one to come back (opening one per read beyond a smaller pool cost
+# more than the read: a login each).
+HOT_PG_SIZE = 10
 
 
 def normalise_url(url: str) -> str:
@@ -222,8 +225,10 @@ class Hot:
 def _pg_connection_lost() -> tuple[type[BaseException], ...]:
     import asyncpg
 
+    # (InternalClientError: a statement sent while the connection was taking in the server's
+    # FATAL goodbye)
     return (asyncpg.exceptions.InterfaceError, asyncpg.exceptions.PostgresConnectionError,
-            asyncpg.exceptions.AdminShutdownError, ConnectionError)
+            asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.InternalClientError, ConnectionError)
 
 
 class HotReader:
@@ -286,6 +291,7 @@ class Database:
         self._small_read_sessions = async_sessionmaker(self.small_read_engine, expire_on_commit=False)
         self._hot_idle: list[sqlite3.Connection] = []
         self._hot_pg_idle: list[Any] = []  # asyncpg connections
+        self._hot_pg_slots = asyncio.Semaphore(HOT_PG_SIZE)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -332,7 +338,7 @@ class Database:
         reads of a few indexed rows: a statement here blocks the event loop while it runs."""
         dialect = self.small_read_engine.dialect
         if not self.is_sqlite:
-            async for reader in self._hot_pg(dialect):
+            async with self._hot_pg(dialect) as reader:
                 yield reader
             return
         conn = self._hot_idle.pop() if self._hot_idle else self._hot_connect()
@@ -358,25 +364,25 @@ class Database:
         dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         return await asyncpg.connect(dsn, timeout=10)
 
+    @asynccontextmanager
     async def _hot_pg(self, dialect: Dialect) -> AsyncIterator[HotReader]:
         idle = self._hot_pg_idle
-        conn = None
-        while idle and conn is None:
-            conn = idle.pop()
-            if conn.is_closed():
-                conn = None
-        reader = HotReader(dialect, pg=conn or await self._hot_pg_connect(), reconnect=self._hot_pg_connect)
-        try:
-            yield reader
-        except BaseException:
-            reader._pg.terminate()  # (cancelled mid-statement, say: its state is unknown)
-            raise
-        if reader._pg.is_closed() or reader._pg.is_in_transaction():
-            reader._pg.terminate()
-        elif len(idle) < HOT_PG_KEPT:
-            idle.append(reader._pg)
-        else:
-            await reader._pg.close(timeout=5)
+        async with self._hot_pg_slots:
+            conn = None
+            while idle and conn is None:
+                conn = idle.pop()
+                if conn.is_closed():
+                    conn = None
+            reader = HotReader(dialect, pg=conn or await self._hot_pg_connect(), reconnect=self._hot_pg_connect)
+            try:
+                yield reader
+            except BaseException:
+                reader._pg.terminate()  # (cancelled mid-statement, say: its state is unknown)
+                raise
+            if reader._pg.is_closed() or reader._pg.is_in_transaction():
+                reader._pg.terminate()
+            else:
+                idle.append(reader._pg)
 
     async def dispose(self) -> None:
         while self._hot_idle:

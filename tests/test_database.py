@@ -241,3 +241,29 @@ async def test_a_hot_read_survives_a_dropped_postgresql_connection(fresh: Databa
         assert reader._pg.is_closed()
         assert await reader.first(count) == (3,)
     assert len(fresh._hot_pg_idle) == 1 and not fresh._hot_pg_idle[0].is_closed()
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+async def test_hot_reads_on_postgresql_share_a_bounded_set_of_connections(fresh: Database) -> None:
+    """64 reads in flight share HOT_PG_SIZE connections (no login per read beyond them), and a
+    read that fails or is cancelled gives its place back."""
+    await _seed_chats(fresh)
+    count = Hot(select(func.count()).select_from(Chat))
+    servers: set[int] = set()
+
+    async def parent() -> None:
+        for _ in range(5):
+            async with fresh.hot() as reader:
+                assert await reader.all(count) == [(3,)]
+                servers.add(reader._pg.get_server_pid())
+                await asyncio.sleep(0.001)
+
+    await asyncio.gather(*[parent() for _ in range(64)])
+    assert len(servers) <= storage.db.HOT_PG_SIZE
+    for _ in range(storage.db.HOT_PG_SIZE + 2):
+        with pytest.raises(ZeroDivisionError):
+            async with fresh.hot() as reader:
+                await reader.all(count)
+                1 / 0  # noqa: B018 - a failure inside the read
+    async with fresh.hot() as reader:  # (no slot was lost)
+        assert await reader.first(count) == (3,)
