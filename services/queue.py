@@ -511,13 +511,19 @@ async def record_look(ctx: Ctx, app_id: int, viewer: str, number: int, *, at: dt
 
     A look is stored only when the number changed, so ``at`` (default: now) is the moment this
     number was first seen and the causes read since then add up to the next move."""
-    at = at or ctx.now
-    values = {"application_id": app_id, "viewer": viewer, "number": number, "at": at}
+    await record_looks(ctx, [{"application_id": app_id, "viewer": viewer, "number": number, "at": at or ctx.now}])
+
+
+async def record_looks(ctx: Ctx, looks: Sequence[dict[str, Any]]) -> None:
+    """``record_look`` for many (``application_id``, ``viewer``, ``number``, ``at``) at once: one
+    statement (SQLAlchemy sends the rows as multi-row VALUES), not one per look."""
+    if not looks:
+        return
     insert_ = pg_insert if ctx.is_postgres else sqlite_insert
-    stmt = insert_(QueueLook).values(**values)
+    stmt = insert_(QueueLook)
     stmt = stmt.on_conflict_do_update(index_elements=["application_id", "viewer"],
-                                      set_={"number": number, "at": at})
-    await ctx.session.execute(stmt)
+                                      set_={"number": stmt.excluded.number, "at": stmt.excluded.at})
+    await ctx.session.execute(stmt, list(looks))
 
 
 async def withdraw(ctx: Ctx, number: str) -> Application:

@@ -327,8 +327,8 @@ class LookBuffer:
             return 0
         try:
             async with self.facade.unit("looks", with_calendar=False) as ctx:
-                for (app_id, viewer), (number, at) in batch.items():
-                    await queue.record_look(ctx, app_id, viewer, number, at=at)
+                await queue.record_looks(ctx, [{"application_id": app_id, "viewer": viewer, "number": number, "at": at}
+                                               for (app_id, viewer), (number, at) in batch.items()])
         except BaseException:
             for key, value in batch.items():  # newer looks taken meanwhile win
                 self.pending.setdefault(key, value)

@@ -19,6 +19,7 @@ from bot.app import build_dispatcher
 from bot.chart import PNG_SIGNATURE, render_history_png
 from handlers.claim import SeatsCallback
 from handlers.status import HistoryCallback, ReferralPdfCallback, month_text
+from services import queue
 from services import status as st
 from services.clock import FrozenClock
 from services.errors import NotLinked, ReferralNotFound
@@ -120,6 +121,29 @@ async def test_card_shows_the_number_then_the_move_with_its_causes_then_no_move(
     assert i18n.gettext(lang, "No change since {date}.", date=i18n.format_date(lang, second_look)) in card.text
     assert i18n.cause_text(lang, "referral", -1) not in card.text
     assert i18n.cause_text(lang, "withdrawn", -1) not in card.text
+
+
+async def test_a_flush_writes_every_pending_look_new_and_changed(kz: Kezek, world: World, clock: FrozenClock) -> None:
+    """One flush, one statement: looks of several viewers and applications, new ones and one that
+    replaces a stored look, each with its own number and moment."""
+    ids = await world.apps(*[world.row() for _ in range(3)])
+    async with kz.reading() as ctx:
+        app_ids = [(await queue.get_application(ctx.session, n)).id for n in ids]
+    looks = kz.buffer_looks(3600)
+    early = clock.now()
+    looks.add(app_ids[0], "chat:1", 1, early)
+    assert await kz.flush_looks() == 1
+    later = early + dt.timedelta(hours=2)
+    looks.add(app_ids[0], "chat:1", 4, later)  # replaces the stored one
+    looks.add(app_ids[0], "chat:2", 5, early)
+    looks.add(app_ids[1], "chat:1", 2, later)
+    looks.add(app_ids[2], "chat:3", 3, early)
+    assert await kz.flush_looks() == 4
+    async with kz.reading() as ctx:
+        stored = {(r.application_id, r.viewer): (r.number, r.at)
+                  for r in (await ctx.session.execute(select(QueueLook))).scalars()}
+    assert stored == {(app_ids[0], "chat:1"): (4, later), (app_ids[0], "chat:2"): (5, early),
+                      (app_ids[1], "chat:1"): (2, later), (app_ids[2], "chat:3"): (3, early)}
 
 
 async def test_buffered_looks_show_the_move_at_once_and_are_written_in_one_go(
