@@ -20,8 +20,9 @@ import datetime as dt
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, select
 
 from services import linking
 from services.chats import CHAT_DEFAULTS, chat_viewer, ensure_chat
@@ -29,6 +30,7 @@ from services.context import Ctx
 from services.errors import N_, InvalidEmail, RuleViolation, ValidationError
 from services.facade import FacadeBase, linked_application
 from services.validation import normalise_email
+from storage.db import Hot
 from storage.models import Chat, ChatLink, QueueLook
 
 
@@ -93,11 +95,16 @@ class ChatSettings:
         return bool(getattr(self, NOTICE_KEYS[key]))
 
     @classmethod
-    def of(cls, chat: Chat | None) -> ChatSettings:
+    def of(cls, chat: Any) -> ChatSettings:
+        """``chat``: a Chat, a row with its settings' columns, or None (defaults)."""
         if chat is None:
             return cls(None, **CHAT_DEFAULTS)
         return cls(chat.language, bool(chat.notify_moves), bool(chat.notify_reminders),
                    bool(chat.notify_open_seats), chat.email, chat.email_pending)
+
+
+_CHAT_SETTINGS = Hot(select(Chat.language, Chat.notify_moves, Chat.notify_reminders, Chat.notify_open_seats,
+                            Chat.email, Chat.email_pending).where(Chat.id == bindparam("chat_id")))
 
 
 def notice_wanted(chat: Chat, kind: str) -> bool:
@@ -234,8 +241,8 @@ async def unlink(ctx: Ctx, chat_id: int, application_id: int) -> linking.LinkTar
 
 class SettingsFacade(FacadeBase):
     async def chat_settings(self, chat_id: int) -> ChatSettings:
-        async with self.reading(with_calendar=False, small=True) as ctx:
-            return ChatSettings.of(await ctx.session.get(Chat, chat_id))
+        async with self.db.hot() as db:  # the «Settings» button: on the driver (storage.db.Hot)
+            return ChatSettings.of(await db.first(_CHAT_SETTINGS, {"chat_id": chat_id}))
 
     async def set_notice(self, chat_id: int, key: str, on: bool) -> ChatSettings:
         async with self.unit("telegram", with_calendar=False) as ctx:
