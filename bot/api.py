@@ -454,8 +454,46 @@ async def post_documents(request: web.Request) -> web.Response:
     if decision not in ("accepted", "rejected"):
         raise InvalidField(field="decision", reason="choice", options="accepted, rejected")
     kz = request.app[KZ]
-    await kz.decide_documents(referral_id, decision == "accepted", actor=ACTOR)
+    # A rejection may say why: "reason" (a code the parent reads in their language) and "note"
+    # (the operator's words, quoted as they are); both optional, checked before anything changes.
+    await kz.decide_documents(referral_id, decision == "accepted", actor=ACTOR, reason=body.get("reason"),
+                              note=body.get("note"))
     return await _referral_answer(kz, referral_id)
+
+
+_DOCUMENT_LIST_MAX = 500
+
+
+async def get_documents(request: web.Request) -> web.Response:
+    """The review queue: ``?status=pending`` (default; accepted | rejected | closed | all) and
+    ``?referral=ID``, oldest first, at most 500."""
+    referral: int | None = None
+    raw = request.query.get("referral")
+    if raw is not None and raw != "":
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not is_row_id(int(raw)):
+            raise InvalidField(field="referral", reason="integer")
+        referral = int(raw)
+    found = await request.app[KZ].review_documents(request.query.get("status", "pending"), referral,
+                                                   _DOCUMENT_LIST_MAX)
+    return json_response({"documents": [d.as_dict() for d in found]}, headers={"Cache-Control": "no-store"})
+
+
+async def get_document_file(request: web.Request) -> web.Response:
+    """A document's bytes as received, with its type (checked on arrival, never the sender's word)."""
+    from services.doc_storage import DocumentStoreError
+    from services.documents import DocumentNotFound
+
+    raw = request.match_info["id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not is_row_id(int(raw)):
+        raise DocumentNotFound()
+    try:
+        info, data = await request.app[KZ].document_file(int(raw))
+    except DocumentStoreError:
+        log.error("API: the file of document %s is missing from the document store", raw)
+        raise
+    return web.Response(body=data, headers={
+        "Content-Type": info.mime, "Content-Disposition": f'attachment; filename="{info.filename}"',
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
 
 async def get_referral_verify(request: web.Request) -> web.Response:
@@ -613,6 +651,8 @@ def make_api_app(kz: Kezek, settings: Settings, *, sandbox_clock: SandboxClock |
     r.add_get(f"{p}/referrals/verify", get_referral_verify, allow_head=False)
     r.add_post(f"{p}/referrals/{{id}}/admission", post_admission)
     r.add_post(f"{p}/referrals/{{id}}/documents", post_documents)
+    r.add_get(f"{p}/documents", get_documents, allow_head=False)
+    r.add_get(f"{p}/documents/{{id}}/file", get_document_file, allow_head=False)
     r.add_post(f"{p}/calendar/days", post_calendar_days)
     r.add_get(f"{p}/stats", get_stats, allow_head=False)
     r.add_get(f"{p}/outbox", get_outbox, allow_head=False)

@@ -11,7 +11,7 @@ from aiogram.fsm.storage.memory import MemoryStorage
 
 from bot.middlewares import ContextMiddleware, ErrorBoundaryMiddleware, UpdateMetricsMiddleware
 from bot.throttling import ThrottleMiddleware
-from handlers import claim, fallback, link, seats, settings, start, status, unlink
+from handlers import claim, documents, fallback, link, seats, settings, start, status, unlink
 from handlers import help as help_handlers
 from handlers.filters import Magic
 from services.kezek import Kezek
@@ -76,6 +76,6 @@ def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,
     # Routers with a dialogue (FSM) catch-all come before the plain command routers.
     dp.include_routers(start.build_router(), help_handlers.build_router(), link.build_router(),
                        settings.build_router(), unlink.build_router(), status.build_router(),
-                       claim.build_router(), seats.build_router())
+                       claim.build_router(), seats.build_router(), documents.build_router())
     dp.include_router(fallback.build_router())  # last: whatever nobody else handled
     return dp

@@ -21,18 +21,28 @@ import click
 from bot import i18n
 from bot.config import Settings, get_settings
 from services.clock import Clock, FrozenClock, SystemClock
+from services.documents import REJECTION_REASONS
 from services.errors import KezekError
 from services.kezek import Kezek
 from storage.db import Database
+from storage.models import DocumentStatus
 
 T = TypeVar("T")
 
 
 class State:
-    def __init__(self, url: str, lang: str, now: dt.datetime | None, signing_key: bytes | None = None) -> None:
+    def __init__(self, url: str, lang: str, now: dt.datetime | None, signing_key: bytes | None = None,
+                 documents_dir: Path | None = None) -> None:
         self.url, self.lang = url, lang
         self.clock: Clock = FrozenClock(now) if now else SystemClock()
         self.signing_key = signing_key  # KEZEK_SIGNING_KEY; None: the database's key
+        self.documents_dir = documents_dir  # KEZEK_DOCUMENTS_DIR
+
+    def kezek(self, db: Database, clock: Clock | None = None) -> Kezek:
+        from services.doc_storage import FolderDocumentStore
+
+        store = FolderDocumentStore(self.documents_dir) if self.documents_dir is not None else None
+        return Kezek(db, clock or self.clock, signing_key=self.signing_key, document_store=store)
 
     def t(self, msgid: str, **params: Any) -> str:
         return i18n.gettext(self.lang, msgid, **params)
@@ -45,7 +55,7 @@ class State:
         async def go() -> T:
             db = Database(self.url)
             try:
-                return await work(Kezek(db, self.clock, signing_key=self.signing_key))
+                return await work(self.kezek(db))
             finally:
                 await db.dispose()
 
@@ -86,7 +96,7 @@ def cli(ctx: click.Context, url: str | None, lang: str | None, now: dt.datetime 
     path = url.split("///", 1)[1] if url.startswith("sqlite") and "///" in url else None
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    ctx.obj = State(url, lang or settings.lang, now, settings.signing_key_bytes())
+    ctx.obj = State(url, lang or settings.lang, now, settings.signing_key_bytes(), settings.documents_dir)
 
 
 # --- database ------------------------------------------------------------------------------------
@@ -328,12 +338,82 @@ def documents_accept(state: State, referral: int) -> None:
 
 @documents.command("reject")
 @click.argument("referral", type=int)
+@click.option("--reason", "reason", type=click.Choice(list(REJECTION_REASONS)), default=None,
+              help="Why, for the parent (told in their language): " + ", ".join(REJECTION_REASONS) + ".")
+@click.option("--note", default=None, help="The operator's own words for the parent, quoted as they are "
+              "(at most 500 characters; needed with --reason other).")
 @pass_state
-def documents_reject(state: State, referral: int) -> None:
+def documents_reject(state: State, referral: int, reason: str | None, note: str | None) -> None:
     """Reject the documents: the referral is annulled, the child moves to the general queue."""
-    state.run(lambda kz: kz.decide_documents(referral, False, actor="cli"))
+    state.run(lambda kz: kz.decide_documents(referral, False, actor="cli", reason=reason, note=note))
     click.echo(state.t("Referral {id}: the documents are rejected; the referral is annulled and the "
                        "child moved to the general queue.", id=referral))
+
+
+@documents.command("list")
+@click.option("--status", "status", type=click.Choice([*DocumentStatus.ALL, "all"]), default=DocumentStatus.PENDING,
+              show_default=True, help="Which documents: waiting for a decision, decided, or all.")
+@click.option("--referral", type=int, default=None, help="Only the documents of this referral.")
+@click.option("--json", "as_json", is_flag=True, help="JSON, for a script.")
+@pass_state
+def documents_list(state: State, status: str, referral: int | None, as_json: bool) -> None:
+    """The review queue: privilege documents parents sent in the chat, oldest first."""
+    found = state.run(lambda kz: kz.review_documents(status, referral))
+    if as_json:
+        click.echo(json.dumps([d.as_dict() for d in found], ensure_ascii=False, indent=2, default=_json_moment))
+        return
+    if not found:
+        click.echo(state.t("No documents."))
+        return
+    lang = state.lang
+    for d in found:
+        click.echo(state.t("Document {id}: referral {referral}, application {application}, {status}; {type}, {size}, "
+                           "{pages}; received {received}, due {due}.", id=d.id, referral=d.referral_id,
+                           application=d.application, status=i18n.document_status_text(lang, d.status),
+                           type=i18n.document_type_text(lang, d.mime), size=i18n.format_size(lang, d.size),
+                           pages=i18n.ngettext(lang, "{count} page", "{count} pages", d.pages, count=d.pages),
+                           received=i18n.format_datetime(lang, d.received_at),
+                           due=i18n.format_deadline(lang, d.docs_due_at) if d.docs_due_at else "—"))
+
+
+def _json_moment(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        from services.calendar import ALMATY
+
+        return value.astimezone(ALMATY).isoformat()
+    raise TypeError(type(value).__name__)
+
+
+@documents.command("download")
+@click.argument("document", type=int)
+@click.option("--out", "out", type=click.Path(dir_okay=True, path_type=Path), default=None,
+              help="The file or folder to write (default: kezek-document-ID.EXT here).")
+@pass_state
+def documents_download(state: State, document: int, out: Path | None) -> None:
+    """Write a document's file as it was received."""
+    from services.doc_storage import DocumentStoreError
+
+    async def fetch(kz: Kezek) -> Any:
+        try:
+            return await kz.document_file(document)
+        except DocumentStoreError:
+            return None
+
+    found = state.run(fetch)
+    if found is None:
+        click.echo(state.t("The file of document {id} is missing from the document store.", id=document), err=True)
+        sys.exit(1)
+    info, data = found
+    target = out if out is not None else Path(info.filename)
+    if target.is_dir():
+        target = target / info.filename
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        raise click.ClickException(state.t("Cannot write the file: {error}", error=type(exc).__name__)) from None
+    click.echo(state.t("Document {id} ({type}, {size}) written to {file}.", id=info.id,
+                       type=i18n.document_type_text(state.lang, info.mime),
+                       size=i18n.format_size(state.lang, info.size), file=str(target)))
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -736,7 +816,7 @@ def run_console_demo(state: State, settings: Settings, clock: Any, phone: str, c
 
     async def go() -> None:
         db = Database(state.url)
-        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes())
+        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes(), document_store=settings.document_store())
         beside = [asyncio.ensure_future(run_scheduler(kz, every_seconds=settings.sweep_seconds,
                                                       snapshot_hour=settings.snapshot_hour,
                                                       digest_hour=settings.digest_hour)),
@@ -803,7 +883,7 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
         from bot.sender import SendPolicy, outbox_loop
 
         db = Database(state.url)
-        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes())
+        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes(), document_store=settings.document_store())
         jobs: list[Any] = []
         if parts.api:
             from bot.api import serve_api

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     lang: str = "ru"
     # Where e-mails go when no SMTP server is configured (.eml files).
     mail_dir: Path = Path("data/mail")
+    # Where the privilege documents parents send in the chat are kept (services/doc_storage.py):
+    # a folder every bot instance, the API and the CLI can read (a shared one when scaled out).
+    documents_dir: Path = Path("data/documents")
     # Sandbox mode (KEZEK_SANDBOX=1): a test clock that the sandbox API can move
     # (/api/v1/sandbox/clock); absent otherwise.
     sandbox: bool = False
@@ -123,6 +126,12 @@ class Settings(BaseSettings):
     def signing_key_bytes(self) -> bytes | None:
         """The configured signing key, or None: the database's key is used."""
         return self.signing_key.get_secret_value().encode("utf-8") or None
+
+    def document_store(self) -> Any:
+        """The document store of these settings (a folder: ``documents_dir``)."""
+        from services.doc_storage import FolderDocumentStore
+
+        return FolderDocumentStore(self.documents_dir)
 
     def sqlite_path(self) -> Path | None:
         for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):

@@ -279,6 +279,10 @@ FIELD_NAMES: dict[str, str] = {
     "docs_calendar_days": N_("privilege documents limit, in calendar days"),
     "private_min_age_years": N_("minimum age for private kindergartens, in years"),
     "interleave_general_per_first": N_("general referrals after each first-priority one"),
+    "status": N_("status"),
+    "referral": N_("referral"),
+    "reason": N_("rejection reason"),
+    "note": N_("operator's note"),
 }
 
 LANGUAGE_NAMES: dict[str, str] = {
@@ -336,6 +340,38 @@ def field_text(lang: str | None, field: str) -> str:
 def language_name(lang: str | None, code: str) -> str:
     msgid = LANGUAGE_NAMES.get(code)
     return gettext(lang, msgid) if msgid else code
+
+
+DOCUMENT_STATUSES: dict[str, str] = {
+    "pending": N_("waiting for a decision"),
+    "accepted": N_("accepted"),
+    "rejected": N_("rejected"),
+    "closed": N_("closed without a decision"),
+}
+
+DOCUMENT_TYPES: dict[str, str] = {
+    "image/jpeg": N_("JPEG image"),
+    "image/png": N_("PNG image"),
+    "application/pdf": N_("PDF file"),
+}
+
+
+def document_status_text(lang: str | None, status: str) -> str:
+    msgid = DOCUMENT_STATUSES.get(status)
+    return gettext(lang, msgid) if msgid else status
+
+
+def document_type_text(lang: str | None, mime: str) -> str:
+    msgid = DOCUMENT_TYPES.get(mime)
+    return gettext(lang, msgid) if msgid else mime
+
+
+def format_size(lang: str | None, size: int) -> str:
+    """A file size: kilobytes below a megabyte, else megabytes with one decimal."""
+    if size < 1024 * 1024:
+        return gettext(lang, "{size} KB", size=format_number(lang, max(1, round(size / 1024))))
+    return gettext(lang, "{size} MB", size=babel_numbers.format_decimal(round(size / (1024 * 1024), 1),
+                                                                       format="#,##0.0", locale=_locale(lang)))
 
 
 def privilege_text(lang: str | None, privilege: str | None) -> str:
@@ -598,7 +634,23 @@ def _docs(lang: str, params: dict[str, Any]) -> str:
     return gettext(lang, _DOCS_NOT_PENDING.get(state, _DOCS_OTHER))
 
 
+_IMAGE_FORMATS = {"heic": "HEIC", "avif": "AVIF", "webp": "WEBP", "gif": "GIF", "tiff": "TIFF", "bmp": "BMP"}
+
+
+def _document_type(lang: str, params: dict[str, Any]) -> str:
+    kind = str(params.get("kind"))
+    if kind in _IMAGE_FORMATS:
+        return gettext(lang, "This is a {format} image, and only JPEG and PNG images and PDF files are accepted. "
+                             "Send it as a photo rather than as a file (Telegram converts it), or save it as "
+                             "JPEG or PDF.", format=_IMAGE_FORMATS[kind])
+    if kind == "zip":
+        return gettext(lang, "Word and Excel files and archives are not accepted. Send the documents as a PDF "
+                             "file or as photos of the pages.")
+    return gettext(lang, "This type of file is not accepted. Send a photo, a JPEG or PNG image, or a PDF file.")
+
+
 ERROR_RENDERERS: dict[str, _Renderer] = {
+    "document_type_refused": _document_type,
     "invalid_field": _invalid_field,
     "missing_field": _missing_field,
     "invalid_iin": _invalid_iin,

@@ -69,6 +69,34 @@ def _reason(lang: str, n: Notice) -> str:
     return annul_reason(lang, n.payload.get("reason"))
 
 
+# Why an operator rejected privilege documents (services/documents.py's REJECTION_REASONS).
+REJECTION_REASONS = {
+    "unreadable": N_("the files cannot be read: blurred, cut off or too dark"),
+    "wrong_document": N_("the files are not documents that confirm the privilege"),
+    "expired_document": N_("the document has expired"),
+    "name_mismatch": N_("the name or the IIN in the document does not match the application"),
+    "incomplete": N_("pages or documents are missing"),
+    "other": N_("another reason, see the operator's comment"),
+}
+
+
+def rejection_text(lang: str, code: str | None) -> str | None:
+    msgid = REJECTION_REASONS.get(str(code))
+    return gettext(lang, msgid) if msgid else None
+
+
+def _privilege_dropped(lang: str, n: Notice) -> Rendered:
+    lines = [gettext(lang, "{application}: {reason}, so the referral has been annulled and the child has moved "
+                           "to the general queue.", application=_app(lang, n), reason=_reason(lang, n))]
+    why = rejection_text(lang, n.payload.get("rejection"))
+    if why:
+        lines.append(gettext(lang, "Reason: {reason}.", reason=why))
+    note = n.payload.get("note")
+    if isinstance(note, str) and note.strip():
+        lines.append(gettext(lang, "The operator's comment: «{note}»", note=note.strip()))
+    return Rendered("\n".join(lines))
+
+
 def _turn_came(lang: str, n: Notice) -> Rendered:
     text = gettext(lang, "Your turn has come! A seat at {kindergarten} is offered to {application}. "
                          "Claim it by {until}, or it goes to everyone.",
@@ -181,8 +209,7 @@ RENDERERS: dict[str, Callable[[str, Notice], Rendered]] = {
     "documents_accepted": _simple(N_("{application}: the privilege documents have been accepted.")),
     "removed": _simple(N_("{application} has been removed from the queue: referrals were not taken to "
                           "the kindergarten in time.")),
-    "privilege_dropped": _simple(N_("{application}: {reason}, so the referral has been annulled and the "
-                                    "child has moved to the general queue."), reason=_reason),
+    "privilege_dropped": _privilege_dropped,
     "stoplist_ended": _simple(N_("{application}: the stop-list has ended; seats can be offered again.")),
     "withdrawn": _simple(N_("{application} has been withdrawn from the queue.")),
     "reminder_offer": _simple(N_("Reminder: the seat offered to {application} can be claimed until {until}."),

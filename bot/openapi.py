@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.models import KindergartenKind, Privilege
+from services.documents import MAX_FILES, NOTE_MAX, REJECTION_REASONS
+from storage.models import DocumentStatus, KindergartenKind, Privilege
 
 API_VERSION = "1.0.0"
 
@@ -250,7 +251,44 @@ SCHEMAS: dict[str, Any] = {
     "DocumentsDecision": {
         "type": "object",
         "required": ["decision"],
-        "properties": {"decision": {"type": "string", "enum": ["accepted", "rejected"]}},
+        "properties": {
+            "decision": {"type": "string", "enum": ["accepted", "rejected"]},
+            "reason": {"type": "string", "enum": list(REJECTION_REASONS),
+                       "description": "Rejections only (optional): why, a code the parent is told in their "
+                                      "language. \"other\" needs a note."},
+            "note": {"type": "string", "minLength": 1, "maxLength": NOTE_MAX,
+                     "description": "Rejections only (optional): the operator's own words, quoted to the "
+                                    "parent as they are (one line; a note without a reason is reason other)."},
+        },
+    },
+    "Document": {
+        "type": "object",
+        "required": ["id", "referral", "application", "status", "mime", "size", "pages", "received_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "referral": {"type": "integer", "description": "The referral's id."},
+            "application": {"type": "string", "description": "The application number."},
+            "status": {"type": "string", "enum": list(DocumentStatus.ALL),
+                       "description": "pending: waiting for a decision; closed: the referral ended without one."},
+            "mime": {"type": "string", "enum": ["image/jpeg", "image/png", "application/pdf"],
+                     "description": "Found from the file's bytes on arrival."},
+            "size": {"type": "integer", "description": "Bytes."},
+            "pages": {"type": "integer", "minimum": 1},
+            "width": {"type": ["integer", "null"]},
+            "height": {"type": ["integer", "null"]},
+            "sha256": {"type": "string"},
+            "received_at": MOMENT,
+            "due": {**NULLABLE_MOMENT, "description": "The referral's documents deadline (exclusive)."},
+            "decided_at": NULLABLE_MOMENT,
+            "reason": {"type": ["string", "null"], "description": "A rejection's reason code (or the "
+                       "annulment's, for closed documents)."},
+            "note": {"type": ["string", "null"]},
+        },
+    },
+    "DocumentList": {
+        "type": "object",
+        "required": ["documents"],
+        "properties": {"documents": {"type": "array", "items": _ref("Document")}},
     },
     "CalendarDay": {
         "type": "object",
@@ -467,6 +505,22 @@ def openapi() -> dict[str, Any]:
             _answers(_json(_ref("ReferralAnswer"), "Decided (rejected: the referral is annulled and the "
                                                    "child moves to the general queue)."), "404", "409"),
             params=[ID_PARAM], body=_body(_ref("DocumentsDecision")), op_id="decideDocuments")},
+        "/documents": {"get": _op(
+            f"The review queue: privilege documents parents sent in the chat (at most {MAX_FILES} a "
+            "referral), oldest first, at most 500", "referrals",
+            _answers(_json(_ref("DocumentList"), "The documents."), body=False)
+            | {"422": _error("A bad status or referral (error: invalid_field).")},
+            params=[{"name": "status", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": [*DocumentStatus.ALL, "all"], "default": "pending"}},
+                    {"name": "referral", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1}, "description": "Only this referral's."}],
+            op_id="listDocuments")},
+        "/documents/{id}/file": {"get": _op(
+            "A document's file as it was received", "referrals",
+            _answers({"description": "The bytes, with the type found on arrival.",
+                      "content": {m: {"schema": {"type": "string", "contentMediaType": m}}
+                                  for m in ("image/jpeg", "image/png", "application/pdf")}}, "404", body=False),
+            params=[{**ID_PARAM, "description": "The document's id."}], op_id="getDocumentFile")},
         "/calendar/days": {"post": _op(
             "Record operators' calendar days: moved days off, working weekends (all or nothing)", "calendar",
             _answers(_json(_ref("CalendarResult"), "Saved.")),

@@ -12,11 +12,14 @@ chat over a sliding second (429 with ``retry_after`` beyond), ``blocked`` chats 
 It answers getMe, long-polls getUpdates (``offset``/``timeout``; 409 while a webhook is set, like
 Telegram), and answers sendMessage, editMessageText, editMessageReplyMarkup, answerCallbackQuery,
 sendPhoto and sendDocument (multipart uploads: the file name and bytes are recorded),
-setWebhook / deleteWebhook / getWebhookInfo, setMyCommands and deleteMessage. Any other method is
+setWebhook / deleteWebhook / getWebhookInfo, setMyCommands and deleteMessage, and getFile for the
+files the test put in with ``add_file`` (their bytes are served at ``/file/bot<token>/<file_path>``
+like Telegram's file server; files over 20 MB are refused like Telegram refuses them to bots). Any other method is
 answered ``true`` and recorded too. Every call is kept in ``calls`` with its parameters (JSON fields
 such as ``reply_markup`` decoded).
 
-The test plays the parent with ``send_text``, ``send_contact`` and ``press`` (updates for
+The test plays the parent with ``send_text``, ``send_contact``, ``send_photo``, ``send_document``
+and ``press`` (updates for
 getUpdates, or, with ``deliver=False``, just built for a webhook POST), and waits for the bot with
 ``wait_for(method, predicate, timeout=...)``: the next matching call since the last thing the
 parent did.
@@ -48,6 +51,7 @@ TOKEN = "123:ABC"
 BOT_USER: dict[str, Any] = {"id": 123, "is_bot": True, "first_name": "Kezek", "username": "kezek_bot"}
 WAIT = 20.0  # default seconds to wait for the bot to react
 MAX_LONG_POLL = 2.0  # getUpdates is held at most this long
+BOT_FILE_LIMIT = 20 * 1024 * 1024  # getFile refuses bigger files ("file is too big")
 
 
 @dataclass
@@ -127,12 +131,15 @@ class BotApiStandIn:
         self._recent_chat: dict[int, deque[float]] = {}
         self.first_at: float | None = None
         self.last_at: float | None = None
+        self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
+        self.downloads: list[str] = []  # the file paths fetched from /file/
 
     # --- life cycle --------------------------------------------------------------------------------
     async def start(self) -> BotApiStandIn:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self.handle)
         app.router.add_get("/_stats", self.stats_handler)
+        app.router.add_get("/file/bot{token}/{path:.+}", self.file_handler)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
@@ -206,6 +213,43 @@ class BotApiStandIn:
         callback = {"id": f"cb{next(self._update_ids)}", "from": self.user(chat_id, language_code),
                     "chat_instance": f"ci{chat_id}", "data": data, "message": message}
         return self.queue(deliver, callback_query=callback)
+
+    def add_file(self, content: bytes, *, size: int | None = None) -> dict[str, Any]:
+        """Keep ``content`` as a file Telegram holds; returns its ``file_id``, ``file_unique_id``
+        and ``file_size`` (``size`` overrides the reported size, e.g. to claim a huge file)."""
+        n = len(self.files) + 1
+        file_id = f"file{n}-{len(content)}"
+        self.files[file_id] = (f"documents/file_{n}.bin", content)
+        return {"file_id": file_id, "file_unique_id": f"u{n}",
+                "file_size": len(content) if size is None else size}
+
+    def send_photo(self, chat_id: int, content: bytes, width: int, height: int, *,
+                   caption: str | None = None, language_code: str | None = "ru",
+                   deliver: bool = True) -> dict[str, Any]:
+        """A photo message: Telegram's sizes (two thumbnails, then ``content`` as the largest)."""
+        sizes = [{**self.add_file(content[:64] + b"thumb"), "width": max(1, width // 16), "height": max(1, height // 16)},
+                 {**self.add_file(content[:64] + b"small"), "width": max(1, width // 4), "height": max(1, height // 4)},
+                 {**self.add_file(content), "width": width, "height": height}]
+        extra = {"caption": caption} if caption else {}
+        return self.queue(deliver, message=self.message(chat_id, language_code, photo=sizes, **extra))
+
+    def send_document(self, chat_id: int, content: bytes, file_name: str, mime_type: str | None = None, *,
+                      size: int | None = None, language_code: str | None = "ru",
+                      deliver: bool = True) -> dict[str, Any]:
+        document: dict[str, Any] = {**self.add_file(content, size=size), "file_name": file_name}
+        if mime_type:
+            document["mime_type"] = mime_type
+        return self.queue(deliver, message=self.message(chat_id, language_code, document=document))
+
+    async def file_handler(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        found = next((content for p, content in self.files.values() if p == path), None)
+        if found is None:
+            return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
+        self.downloads.append(path)
+        return web.Response(body=found, content_type="application/octet-stream")
 
     # --- waiting for the bot ----------------------------------------------------------------------
     def sent(self, method: str = "sendMessage") -> list[Call]:
@@ -390,6 +434,15 @@ class BotApiStandIn:
                 doc.update(file_name=document.filename, file_size=len(document.content))
             return self._sent_message(params, document=doc,
                                       **({"caption": params["caption"]} if "caption" in params else {}))
+        if method == "getfile":
+            file_id = str(params.get("file_id", ""))
+            if file_id not in self.files:
+                return self._error(400, "Bad Request: invalid file_id")
+            path, content = self.files[file_id]
+            if len(content) > BOT_FILE_LIMIT:
+                return self._error(400, "Bad Request: file is too big")
+            return {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(content),
+                    "file_path": path}
         if method == "setwebhook":
             self.webhook = {"url": params.get("url", ""), "secret_token": params.get("secret_token"),
                             "allowed_updates": params.get("allowed_updates")}

@@ -18,6 +18,7 @@ from bot.chart import render_history_png
 from bot.referral_pdf import referral_attachment
 from bot.i18n import cause_text, format_date, format_deadline, format_number, gettext, ngettext
 from handlers.claim import SeatsCallback
+from handlers.documents import DocsCallback
 from handlers.menu import MenuButton, chat_of, main_menu, no_links_text
 from services import status as st
 from services.errors import NotLinked, ReferralNotFound
@@ -133,6 +134,9 @@ def card_keyboard(lang: str, card: st.StatusCard) -> InlineKeyboardMarkup:
     if card.referral_id is not None:
         rows.append([InlineKeyboardButton(text=gettext(lang, "Referral (PDF)"),
                                           callback_data=ReferralPdfCallback(app=card.application_id).pack())])
+    if card.referral_id is not None and card.docs_due_at is not None:
+        rows.append([InlineKeyboardButton(text=gettext(lang, "Send privilege documents"),
+                                          callback_data=DocsCallback(action="h", app=card.application_id).pack())])
     rows.append([InlineKeyboardButton(text=gettext(lang, "History"),
                                       callback_data=HistoryCallback(app=card.application_id).pack())])
     return InlineKeyboardMarkup(inline_keyboard=rows)

@@ -14,6 +14,8 @@ from services import chats, directory, linking, offers, queue, referrals, remind
 from services.claiming import ClaimFacade
 from services.clock import Clock
 from services.context import Ctx
+from services.doc_storage import DocumentStore
+from services.documents import DocumentsFacade
 from services.facade import FacadeBase
 from services.notifications import NotificationFacade
 from services.referral_check import ReferralCheckFacade
@@ -28,16 +30,21 @@ from storage.models import Offer as OfferModel
 T = TypeVar("T")
 
 
-class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, ReferralCheckFacade, FacadeBase):
+class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, ReferralCheckFacade,
+            DocumentsFacade, FacadeBase):
     """The whole facade. Parts for one front-end flow live beside their services
-    (services/status.py, services/claiming.py, services/settings.py, services/referral_check.py)
-    as mixins of FacadeBase.
+    (services/status.py, services/claiming.py, services/settings.py, services/referral_check.py,
+    services/documents.py) as mixins of FacadeBase.
 
-    ``signing_key``: the key of signed tokens (KEZEK_SIGNING_KEY); None: the database's own."""
+    ``signing_key``: the key of signed tokens (KEZEK_SIGNING_KEY); None: the database's own.
+    ``document_store``: where privilege documents sent in the chat are kept (KEZEK_DOCUMENTS_DIR);
+    None: a folder under ``services.documents.DEFAULT_DIR``, made on first use."""
 
-    def __init__(self, db: Database, clock: Clock, *, signing_key: bytes | None = None) -> None:
+    def __init__(self, db: Database, clock: Clock, *, signing_key: bytes | None = None,
+                 document_store: DocumentStore | None = None) -> None:
         super().__init__(db, clock)
         self._signing_key = signing_key
+        self.document_store = document_store
 
     # --- registry ---------------------------------------------------------------------------
     async def upsert_profiles(self, rows: Sequence[Row], actor: str = "registry") -> int:
@@ -75,9 +82,12 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Refer
         async with self.unit(actor) as ctx:
             return await referrals.admit(ctx, referral_id)
 
-    async def decide_documents(self, referral_id: int, accepted: bool, actor: str = "operator") -> Referral:
+    async def decide_documents(self, referral_id: int, accepted: bool, actor: str = "operator", *,
+                               reason: object = None, note: object = None) -> Referral:
+        """Accept or reject a referral's privilege documents; a rejection may give a reason code
+        (``services.documents.REJECTION_REASONS``) and the operator's note."""
         async with self.unit(actor) as ctx:
-            return await referrals.decide_documents(ctx, referral_id, accepted)
+            return await referrals.decide_documents(ctx, referral_id, accepted, reason, note)
 
     # --- parents ----------------------------------------------------------------------------
     async def queue_view(self, app_number: str, viewer: str | None = None) -> queue.QueueView:

@@ -18,6 +18,7 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from services.context import Ctx
+from services.documents import close_documents, parse_rejection
 from services.errors import (
     DocumentsNotPending,
     DocumentsPending,
@@ -31,6 +32,7 @@ from storage.models import (
     Application,
     AppStatus,
     DocsState,
+    DocumentStatus,
     Privilege,
     Referral,
     ReferralStatus,
@@ -81,8 +83,15 @@ async def admit(ctx: Ctx, referral_id: int) -> Referral:
     return ref
 
 
-async def decide_documents(ctx: Ctx, referral_id: int, accepted: bool) -> Referral:
-    """The operator confirms or rejects the privilege documents of a referral."""
+async def decide_documents(ctx: Ctx, referral_id: int, accepted: bool, reason: object = None,
+                           note: object = None) -> Referral:
+    """The operator confirms or rejects the privilege documents of a referral.
+
+    A rejection may say why: ``reason``, one of ``documents.REJECTION_REASONS`` (the parent reads
+    it in their language), and ``note``, the operator's own words, quoted as they are (a note
+    without a reason is reason "other"). Both are checked before anything changes, and ignored
+    for an acceptance."""
+    code, text = (None, None) if accepted else parse_rejection(reason, note)
     ref = await _referral(ctx, referral_id)
     if ref.status != ReferralStatus.ISSUED or ref.docs_state != DocsState.PENDING:
         raise DocumentsNotPending(state=ref.docs_state)
@@ -94,17 +103,24 @@ async def decide_documents(ctx: Ctx, referral_id: int, accepted: bool) -> Referr
         await ctx.session.execute(update(Application).where(Application.id == ref.application_id)
                                   .values(docs_state=DocsState.ACCEPTED, updated_at=ctx.now)
                                   .execution_options(synchronize_session=False))
-        ctx.audit("documents.accept", "referral", ref.id, application_id=ref.application_id)
+        files = await close_documents(ctx, ref.id, DocumentStatus.ACCEPTED, ctx.now)
+        ctx.audit("documents.accept", "referral", ref.id, application_id=ref.application_id, files=files)
         ctx.notify("documents_accepted", ref.application_id, f"docs-accepted:{ref.id}", referral_id=ref.id)
     else:
-        ctx.audit("documents.reject", "referral", ref.id, application_id=ref.application_id)
-        await annul(ctx, ref, DOCS_REJECTED, ctx.now)
+        files = await close_documents(ctx, ref.id, DocumentStatus.REJECTED, ctx.now, code, text)
+        ctx.audit("documents.reject", "referral", ref.id, application_id=ref.application_id, files=files,
+                  reason=code, note=text)
+        details = {k: v for k, v in (("rejection", code), ("note", text)) if v is not None}
+        await annul(ctx, ref, DOCS_REJECTED, ctx.now, details=details)
         await fill_free_seats(ctx, [ref.seat_id])
     return ref
 
 
-async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime) -> bool:
-    """Annul a live referral with the consequences the rules attach to ``reason``.
+async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime,
+                details: dict[str, object] | None = None) -> bool:
+    """Annul a live referral with the consequences the rules attach to ``reason``; ``details``
+    go into the notice (a rejection's reason code and note). Documents still waiting for a
+    decision are closed.
 
     Returns False (and changes nothing) when the referral was no longer live."""
     docs_state = {DOCS_MISSED: DocsState.MISSED, DOCS_REJECTED: DocsState.REJECTED}.get(reason)
@@ -122,6 +138,7 @@ async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime)
         .execution_options(synchronize_session=False))
     if res.rowcount != 1:
         return False
+    await close_documents(ctx, ref.id, DocumentStatus.CLOSED, effective_at, reason)
     # The seat returns to the pool: a state seat is offered in queue order again, a private
     # state-order seat is open again to every child of the district aged 3+.
     seat = await ctx.session.get(Seat, ref.seat_id)
@@ -138,7 +155,7 @@ async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime)
     if drop_privilege:
         app.privilege, app.priv_rank = Privilege.NONE, Privilege.RANK[Privilege.NONE]
         app.docs_state = docs_state  # type: ignore[assignment]
-    payload = {"referral_id": ref.id, "reason": reason, "effective_at": effective_at.isoformat()}
+    payload = {"referral_id": ref.id, "reason": reason, "effective_at": effective_at.isoformat(), **(details or {})}
     if reason == NO_SHOW:
         app.missed_referrals += 1
         if app.missed_referrals >= profile.removal_on_annulment:

@@ -530,3 +530,43 @@ class UsedToken(Base):
     subject_id: Mapped[int] = mapped_column(BigInteger)  # the row the token names (an application)
     chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     used_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+# --- privilege documents sent in the chat (services/documents.py) ---------------------------------
+
+class DocumentStatus:
+    PENDING = "pending"  # waiting for the operator's decision
+    ACCEPTED = "accepted"  # the referral's documents were accepted
+    REJECTED = "rejected"  # the referral's documents were rejected
+    CLOSED = "closed"  # the referral ended without a decision (a deadline passed)
+    ALL = (PENDING, ACCEPTED, REJECTED, CLOSED)
+
+
+class Document(Base):
+    """A file a parent sent in the chat for a referral's privilege documents. The bytes are in the
+    document store (services/doc_storage.py) under ``storage_key``, a generated name; the row holds
+    what the checks found and the operator's decision. (referral_id, sha256) is unique: the same
+    file twice for one referral is received once."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        UniqueConstraint("referral_id", "sha256"),
+        Index("ix_documents_status", "status", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    referral_id: Mapped[int] = mapped_column(ForeignKey("referrals.id"))
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"))
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(String(64), unique=True)
+    mime: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    pages: Mapped[int] = mapped_column(Integer, default=1)
+    width: Mapped[int | None] = mapped_column(Integer, default=None)
+    height: Mapped[int | None] = mapped_column(Integer, default=None)
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default=DocumentStatus.PENDING)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    reason: Mapped[str | None] = mapped_column(String(30), default=None)  # a rejection reason code
+    note: Mapped[str | None] = mapped_column(Text, default=None)  # the operator's words

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from bot import i18n
 from handlers.claim import ClaimCallback, SeatsCallback
+from handlers.documents import DocsCallback
 from handlers.link import LinkFlow
 from handlers.settings import EmailFlow
 from handlers.status import HistoryCallback, ReferralPdfCallback
@@ -102,7 +103,7 @@ async def test_odd_messages_in_every_state(tg: Harness, kz: Kezek, linked: dict[
 
 
 FORGED = [
-    "claim:abc:1:c", "claim:1:2:z", "claim:-5:-5:c", "seats:", "seats:99999999999999999999999", "hist:99999999999999999999", "unl:yes:-99999999999999999999", "hist:x",
+    "claim:abc:1:c", "claim:1:2:z", "claim:-5:-5:c", "seats:", "seats:99999999999999999999999", "hist:99999999999999999999", "unl:yes:-99999999999999999999", "hist:x", "docs:p:99999999999999999999", "docs:zz:1", "docs:h:",
     "unl:1:2:3:4", "ntc:moves:7", "stg:nonsense", "lang:en", "link:email", "x" * 64, "", ":", "claim:::",
 ]
 
@@ -124,6 +125,7 @@ async def test_buttons_for_another_chats_application(tg: Harness, kz: Kezek, lin
     for data in (SeatsCallback(app=other).pack(), ClaimCallback(app=other, seat=seat, step="p").pack(),
                  ClaimCallback(app=other, seat=seat, step="c").pack(), HistoryCallback(app=other).pack(),
                  ReferralPdfCallback(app=other).pack(),
+                 DocsCallback(action="h", app=other).pack(), DocsCallback(action="p", app=other).pack(),
                  UnlinkCallback(action="ask", app_id=other).pack(), UnlinkCallback(action="yes", app_id=other).pack()):
         calls = await tg.press(data, language_code="kk")
         [answer] = [c for c in calls if isinstance(c, AnswerCallbackQuery)]

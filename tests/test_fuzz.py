@@ -70,6 +70,7 @@ from sqlalchemy import text as sql_text
 from bot import i18n
 from bot.app import build_dispatcher
 from handlers.claim import ClaimCallback, SeatsCallback
+from handlers.documents import DocsCallback
 from handlers.link import LinkCallback
 from handlers.menu import MENU
 from handlers.settings import NOTICE_NAMES, NoticeCallback, SettingsCallback
@@ -340,6 +341,7 @@ def callback_data(ids: st.SearchStrategy[int]) -> st.SearchStrategy[str]:
         _packs(ClaimCallback, app=ids, seat=ids, step=WORDS),
         _packs(HistoryCallback, app=ids),
         _packs(ReferralPdfCallback, app=ids),
+        _packs(DocsCallback, action=WORDS, app=ids),
         _packs(UnlinkCallback, action=WORDS, app_id=ids),
         st.text(max_size=64),
         st.sampled_from(["", ":", "claim:::", "unl:yes:", "seats:", "ntc:moves:maybe", "lang:kk:extra"]),
