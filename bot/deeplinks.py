@@ -81,7 +81,7 @@ def registration_links(kz: Kezek, usernames: BotUsername) -> NoticeHook:
             username = None
         if username is None:
             return notice
-        token = deep_link.link_token(await kz.signer(), notice.application_id, expires_at)
+        token = deep_link.link_token(await kz.signer(), notice.application_id, expires_at, notice.target)
         return dataclasses.replace(notice, extra={
             **notice.extra, "link": deep_link.deep_link(username, token), "link_expires_at": expires_at})
     return add

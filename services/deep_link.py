@@ -8,13 +8,16 @@ carries a token (``services.signing``, purpose ``link``) naming the application 
 
 The token is made when the e-mail is rendered (never stored: the outbox holds only the
 application id and the expiry), so it is the same on every retry of that e-mail. Its use is
-recorded in ``used_tokens`` (by its SHA-256), which makes it single-use.
+recorded in ``used_tokens`` (by its SHA-256), which makes it single-use. It is bound to the address
+the e-mail went to (``link_binding``): once the registry gives the application another address,
+the links sent to the old one no longer work.
 
 No aiogram here."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 
 from services.signing import Signer
@@ -27,9 +30,13 @@ LINK_TOKEN_TTL = dt.timedelta(days=14)
 _USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,31}")
 
 
-def registration_key(application_id: int) -> str:
-    """The dedupe key of an application's registration notice: one per application, ever."""
-    return f"{REGISTRATION_KIND}:{application_id}"
+def registration_key(application_id: int, email: str | None = None) -> str:
+    """The dedupe key of an application's registration notice: one when it is registered, and one
+    for each address the registry later gives it (``email``)."""
+    if email is None:
+        return f"{REGISTRATION_KIND}:{application_id}"
+    digest = hashlib.sha256(link_binding(email).encode("utf-8")).hexdigest()[:16]
+    return f"{REGISTRATION_KIND}:{application_id}:{digest}"
 
 
 def token_expiry(registered_at: dt.datetime) -> dt.datetime:
@@ -38,8 +45,15 @@ def token_expiry(registered_at: dt.datetime) -> dt.datetime:
     return (registered_at + LINK_TOKEN_TTL).replace(microsecond=0)
 
 
-def link_token(signer: Signer, application_id: int, expires_at: dt.datetime) -> str:
-    return signer.sign(PURPOSE, application_id, expires_at=expires_at)
+def link_binding(email: str | None) -> str:
+    """What a link token is bound to: the e-mail address it is sent to (``services.signing``,
+    ``bound``). The registry changing the application's address makes every link sent to the old
+    one refused."""
+    return (email or "").strip().casefold()
+
+
+def link_token(signer: Signer, application_id: int, expires_at: dt.datetime, email: str) -> str:
+    return signer.sign(PURPOSE, application_id, expires_at=expires_at, bound=link_binding(email))
 
 
 def valid_username(username: str | None) -> str | None:

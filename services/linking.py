@@ -300,10 +300,13 @@ async def link_by_token(ctx: Ctx, signer: Signer, chat_id: int, token: str) -> L
     chat that linked it may tap its link again (it is told it is linked; the token is used up)."""
     await _ensure_not_locked(ctx, chat_id)
     try:
-        claims = signer.verify(deep_link.PURPOSE, token, now=ctx.now)
+        # The token is bound to the address it was mailed to: verified with the application's
+        # address now (a link sent before the registry changed it is refused).
+        app = await ctx.session.get(Application, signer.claimed_id(token))
+        signer.verify(deep_link.PURPOSE, token, now=ctx.now,
+                      bound=deep_link.link_binding(app.email if app is not None else None))
     except TokenError as exc:
         await _refuse_token(ctx, chat_id, exc.reason, token)
-    app = await ctx.session.get(Application, claims.id)
     if app is None:  # genuine under our key, but no such application (another database)
         await _refuse_token(ctx, chat_id, "no such application", token)
     elsewhere = (await ctx.session.execute(select(ChatLink.chat_id).where(

@@ -42,6 +42,7 @@ from storage.models import (
     Application,
     ApplicationPreference,
     AppStatus,
+    ChatLink,
     District,
     OutboxMessage,
     DocsState,
@@ -224,6 +225,7 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
 
     report = ImportReport()
     released: list[int] = []
+    readdressed: list[dict[str, Any]] = []  # registration e-mails to a changed address
     new_rows = []
     for item in good:
         app = existing.get(item["number"])
@@ -250,7 +252,15 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
             released += await release_offers(ctx, app.id)
         if old_prefs != item["preferred"]:
             await _set_preferences(ctx, app.id, [kgs[c][0] for c in item["preferred"]], replace=True)
+        if changed.get("email") and app.status == AppStatus.QUEUED and (await session.execute(
+                select(ChatLink.chat_id).where(ChatLink.application_id == app.id).limit(1))).first() is None:
+            # The links mailed to the old address stop working (they are bound to it:
+            # services/deep_link.py); the new address gets a registration e-mail of its own.
+            readdressed.append(_registration_notice(
+                ctx, app.id, registration_key(app.id, changed["email"]), token_expiry(ctx.now).isoformat()))
         ctx.audit("application.update", "application", app.id, fields=sorted(changed))
+    if readdressed:
+        await ctx.insert_ignore(OutboxMessage, readdressed, "dedupe_key")
     if new_rows:
         await _insert_new(ctx, new_rows, kgs, progress)
         report.created = len(new_rows)
@@ -259,6 +269,12 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
 
         await fill_free_seats(ctx, released)
     return report
+
+
+def _registration_notice(ctx: Ctx, app_id: int, dedupe_key: str, link_expires_at: str) -> dict[str, Any]:
+    return {"dedupe_key": dedupe_key, "kind": REGISTRATION_KIND, "application_id": app_id,
+            "payload": {"link_expires_at": link_expires_at}, "created_at": ctx.now, "status": "pending",
+            "attempts": 0, "next_attempt_at": ctx.now}
 
 
 async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tuple[int, int]],
@@ -288,11 +304,7 @@ async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tupl
                 "priv_rank": it["priv_rank"], "submitted_at": it["submitted_at"], "number": it["number"],
                 "delta": 1, "cause": ARRIVAL, "application_id": app_id,
             })
-            notices.append({
-                "dedupe_key": registration_key(app_id), "kind": REGISTRATION_KIND, "application_id": app_id,
-                "payload": {"link_expires_at": link_expires_at}, "created_at": ctx.now, "status": "pending",
-                "attempts": 0, "next_attempt_at": ctx.now,
-            })
+            notices.append(_registration_notice(ctx, app_id, registration_key(app_id), link_expires_at))
             ctx.audit("application.create", "application", app_id)
         if prefs:
             await session.execute(insert(ApplicationPreference), prefs)

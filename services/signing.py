@@ -11,6 +11,11 @@ kindergarten scans or types it) and, with purpose ``link``, in a Telegram deep l
     expiry (unsigned LEB128 varint of Unix seconds, only with the header's bit 0)
     MAC: the first 16 bytes (128 bits) of HMAC-SHA256(key, "kezek-token" NUL purpose NUL the bytes above)
 
+A token may also be *bound* to a value that is not in it (``bound=``): the value goes into the MAC
+only, so the token verifies only while the verifier gives the same value. A link token is bound to
+the e-mail address it was sent to: when the registry changes the application's address, every link
+sent to the old one stops working, with no list of tokens to revoke.
+
 A referral token is 27 characters, a link token with an expiry 35. The purpose's *name* is inside
 the MAC, so a token made for one purpose never passes for another even under the same key; the
 code byte only lets the refusal say "wrong purpose" instead of "forged". Decoding is strict: one
@@ -142,21 +147,22 @@ class Signer:
     def __repr__(self) -> str:
         return "Signer(key=<hidden>)"
 
-    def _mac(self, purpose: str, payload: bytes) -> bytes:
+    def _mac(self, purpose: str, payload: bytes, bound: str | None = None) -> bytes:
         message = _DOMAIN + purpose.encode("ascii") + b"\x00" + payload
+        if bound is not None:
+            message += b"\x00" + hashlib.sha256(bound.encode("utf-8")).digest()
         return hmac.new(self._key, message, hashlib.sha256).digest()[:MAC_BYTES]
 
-    def sign(self, purpose: str, ident: int, *, expires_at: dt.datetime | None = None) -> str:
+    def sign(self, purpose: str, ident: int, *, expires_at: dt.datetime | None = None,
+             bound: str | None = None) -> str:
         """A token for row ``ident`` and ``purpose``; with ``expires_at`` (aware) it stops
-        verifying then (to the second)."""
+        verifying then (to the second); with ``bound`` it verifies only with that value."""
         payload = _payload(purpose, ident, expires_at)
-        return _b64encode(payload + self._mac(purpose, payload))
+        return _b64encode(payload + self._mac(purpose, payload, bound))
 
-    def verify(self, purpose: str, token: str, *, now: dt.datetime) -> Claims:
-        """The claims of a genuine, unexpired token made for ``purpose``; else ``TokenError``.
-        ``now`` comes from the injected clock."""
-        if purpose not in PURPOSES:
-            raise ValueError(f"unknown token purpose: {purpose!r}")
+    @staticmethod
+    def _parse(token: object) -> tuple[str, int, dt.datetime | None, bytes, bytes]:
+        """(purpose name, id, expiry, payload, MAC) of a well-formed token: nothing verified yet."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not _ALPHABET.fullmatch(token):
             raise TokenError("malformed")
         raw = _b64decode(token)
@@ -169,8 +175,6 @@ class Signer:
         name = _PURPOSE_NAMES.get(code)
         if name is None:
             raise TokenError("malformed")
-        if not hmac.compare_digest(mac, self._mac(name, payload)):
-            raise TokenError("bad_signature")
         ident, pos = _read_varint(payload, 2)
         expires_at = None
         if header & _HAS_EXPIRY:
@@ -178,6 +182,24 @@ class Signer:
             expires_at = dt.datetime.fromtimestamp(seconds, dt.UTC)
         if pos != len(payload) or _payload(name, ident, expires_at) != payload:
             raise TokenError("malformed")  # trailing bytes or an overlong varint: not ours
+        return name, ident, expires_at, payload, mac
+
+    def claimed_id(self, token: object) -> int:
+        """The id a well-formed token names, NOT verified (``TokenError`` when malformed): for
+        finding the value a bound token must be verified with."""
+        ident = self._parse(token)[1]
+        if ident >= 1 << 63:  # no row has it (and a BIGINT could not hold it)
+            raise TokenError("malformed")
+        return ident
+
+    def verify(self, purpose: str, token: str, *, now: dt.datetime, bound: str | None = None) -> Claims:
+        """The claims of a genuine, unexpired token made for ``purpose`` (and ``bound`` to that
+        value, when it was); else ``TokenError``. ``now`` comes from the injected clock."""
+        if purpose not in PURPOSES:
+            raise ValueError(f"unknown token purpose: {purpose!r}")
+        name, ident, expires_at, payload, mac = self._parse(token)
+        if not hmac.compare_digest(mac, self._mac(name, payload, bound)):
+            raise TokenError("bad_signature")
         if name != purpose:
             raise TokenError("wrong_purpose")
         if expires_at is not None and now >= expires_at:

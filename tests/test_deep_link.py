@@ -59,7 +59,9 @@ async def token_for(kz: Kezek, number: str) -> str:
     ident = await app_id(kz, number)
     [notice] = [n for n in await registration_notices(kz) if n.application_id == ident]
     expires_at = dt.datetime.fromisoformat(notice.payload["link_expires_at"])
-    return deep_link.link_token(await kz.signer(), ident, expires_at)
+    async with kz.reading(with_calendar=False) as ctx:
+        email = (await ctx.session.execute(select(Application.email).where(Application.id == ident))).scalar_one()
+    return deep_link.link_token(await kz.signer(), ident, expires_at, email)
 
 
 async def one_app(world: World) -> dict[str, Any]:
@@ -144,8 +146,10 @@ async def test_registration_email_carries_a_link_that_verifies(kz: Kezek, world:
     html = mail.get_body(("html",)).get_content()
     [token, token_again] = LINK_RE.findall(text)  # once in each language
     assert token == token_again and f'href="https://t.me/kezek_bot?start={token}"' in html
-    claims = (await kz.signer()).verify("link", token, now=clock.now())
+    claims = (await kz.signer()).verify("link", token, now=clock.now(), bound=deep_link.link_binding(row["email"]))
     assert claims.id == await app_id(kz, row["number"])
+    with pytest.raises(TokenError):  # bound to the address it was sent to
+        (await kz.signer()).verify("link", token, now=clock.now(), bound="someone@else.kz")
     assert claims.expires_at == (clock.now() + dt.timedelta(days=14)).replace(microsecond=0)
     # Both languages: the registration, the queue and the number (second: one application ahead).
     application = {lang: i18n.gettext(lang, "application {number} (child's IIN {iin})", number=row["number"],
@@ -349,7 +353,7 @@ async def test_a_token_of_another_purpose_is_refused(kz: Kezek, world: World, cl
 
 async def test_a_token_naming_no_application_is_refused(kz: Kezek, world: World, clock: FrozenClock) -> None:
     await one_app(world)
-    token = deep_link.link_token(await kz.signer(), 987654, clock.now() + dt.timedelta(days=1))
+    token = deep_link.link_token(await kz.signer(), 987654, clock.now() + dt.timedelta(days=1), "a@example.kz")
     with pytest.raises(LinkFailed):
         await kz.link_by_token(CHAT_ID, token)
 
@@ -420,3 +424,40 @@ async def test_plain_start_still_shows_the_picker_and_links_nothing(tg: Harness,
     [reply] = sent(await tg.send(text="/start"))
     assert reply.text == "\n".join(i18n.gettext(lang, "Please choose a language:") for lang in LANGS)
     assert await links(kz) == [] and await kz.link_locked_until(CHAT_ID) is None
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_a_new_address_revokes_the_old_link_and_gets_a_link_of_its_own(
+        tg: Harness, kz: Kezek, world: World, clock: FrozenClock, tmp_path: Path, lang: str) -> None:
+    """The registry corrects the application's e-mail: the link mailed to the old address (a
+    mistyped one: someone else's mailbox) no longer links, and the new address gets its own."""
+    row = await one_app(world)
+    await drain_mail(kz, tmp_path, BotUsername("kezek_bot"))
+    [old_mail] = mails_to(tmp_path, row["email"])
+    [old_token, _] = LINK_RE.findall(old_mail.get_body(("plain",)).get_content())
+
+    clock.advance(dt.timedelta(days=1))
+    new_address = "corrected." + row["email"]
+    report = await kz.import_applications([{**row, "email": new_address}])
+    assert report.updated == 1
+    await kz.import_applications([{**row, "email": new_address}])  # the same load again: no second e-mail
+    await drain_mail(kz, tmp_path, BotUsername("kezek_bot"))
+    [new_mail] = mails_to(tmp_path, new_address)
+    [new_token, _] = LINK_RE.findall(new_mail.get_body(("plain",)).get_content())
+    assert new_token != old_token
+
+    await tg.press(f"lang:{lang}")
+    [reply] = sent(await tg.send(text=f"/start {old_token}"))
+    assert reply.text == failed_text(lang)
+    assert await links(kz) == []
+    await tg.send(text=f"/start {new_token}")
+    assert await links(kz) == [row["number"]]
+
+
+async def test_no_new_registration_email_for_an_application_already_linked(
+        kz: Kezek, world: World, tmp_path: Path) -> None:
+    row = await one_app(world)
+    await kz.link_by_token(CHAT_ID, await token_for(kz, row["number"]))
+    await kz.import_applications([{**row, "email": "other." + row["email"]}])
+    assert [n.dedupe_key for n in await registration_notices(kz)] == [
+        deep_link.registration_key(await app_id(kz, row["number"]))]
