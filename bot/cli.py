@@ -32,17 +32,19 @@ T = TypeVar("T")
 
 class State:
     def __init__(self, url: str, lang: str, now: dt.datetime | None, signing_key: bytes | None = None,
-                 documents_dir: Path | None = None) -> None:
+                 documents_dir: Path | None = None, previous_signing_keys: tuple[bytes, ...] = ()) -> None:
         self.url, self.lang = url, lang
         self.clock: Clock = FrozenClock(now) if now else SystemClock()
         self.signing_key = signing_key  # KEZEK_SIGNING_KEY; None: the database's key
+        self.previous_signing_keys = previous_signing_keys  # KEZEK_SIGNING_KEY_PREVIOUS
         self.documents_dir = documents_dir  # KEZEK_DOCUMENTS_DIR
 
     def kezek(self, db: Database, clock: Clock | None = None) -> Kezek:
         from services.doc_storage import FolderDocumentStore
 
         store = FolderDocumentStore(self.documents_dir) if self.documents_dir is not None else None
-        return Kezek(db, clock or self.clock, signing_key=self.signing_key, document_store=store)
+        return Kezek(db, clock or self.clock, signing_key=self.signing_key,
+                     previous_signing_keys=self.previous_signing_keys, document_store=store)
 
     def t(self, msgid: str, **params: Any) -> str:
         return i18n.gettext(self.lang, msgid, **params)
@@ -96,7 +98,8 @@ def cli(ctx: click.Context, url: str | None, lang: str | None, now: dt.datetime 
     path = url.split("///", 1)[1] if url.startswith("sqlite") and "///" in url else None
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    ctx.obj = State(url, lang or settings.lang, now, settings.signing_key_bytes(), settings.documents_dir)
+    ctx.obj = State(url, lang or settings.lang, now, settings.signing_key_bytes(), settings.documents_dir,
+                    settings.previous_signing_keys())
 
 
 # --- database ------------------------------------------------------------------------------------
@@ -816,7 +819,8 @@ def run_console_demo(state: State, settings: Settings, clock: Any, phone: str, c
 
     async def go() -> None:
         db = Database(state.url)
-        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes(), document_store=settings.document_store())
+        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes(),
+                   previous_signing_keys=settings.previous_signing_keys(), document_store=settings.document_store())
         beside = [asyncio.ensure_future(run_scheduler(kz, every_seconds=settings.sweep_seconds,
                                                       snapshot_hour=settings.snapshot_hour,
                                                       digest_hour=settings.digest_hour)),
@@ -883,7 +887,8 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
         from bot.sender import SendPolicy, outbox_loop
 
         db = Database(state.url)
-        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes(), document_store=settings.document_store())
+        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes(),
+                   previous_signing_keys=settings.previous_signing_keys(), document_store=settings.document_store())
         jobs: list[Any] = []
         if parts.api:
             from bot.api import serve_api

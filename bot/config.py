@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Telegram's rule for setWebhook's secret_token (sent back in X-Telegram-Bot-Api-Secret-Token).
@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # share. Set it to keep the key out of the database; changing it refuses every token made
     # under the old key. A SecretStr: never shown by repr() or in a log line.
     signing_key: SecretStr = SecretStr("")
+    # Rotating the key: put the old one here (KEZEK_SIGNING_KEY_PREVIOUS) and the new one in
+    # KEZEK_SIGNING_KEY. New tokens are signed with the new key; tokens made under the old one
+    # still verify (the referrals already printed, the links already mailed) until this is emptied,
+    # after the longest token life (14 days). Only with KEZEK_SIGNING_KEY set.
+    signing_key_previous: SecretStr = SecretStr("")
 
     # The bot's username (without @) for the deep links of registration e-mails
     # (https://t.me/<username>?start=<token>). Empty: asked from Telegram (getMe) by the senders'
@@ -115,17 +120,28 @@ class Settings(BaseSettings):
             return [value]
         return value
 
-    @field_validator("signing_key")
+    @field_validator("signing_key", "signing_key_previous")
     @classmethod
     def _signing_key_length(cls, value: SecretStr) -> SecretStr:
         secret = value.get_secret_value()
         if secret and not 32 <= len(secret.encode("utf-8")) <= 512:
-            raise ValueError("KEZEK_SIGNING_KEY must be empty or 32 to 512 bytes long")
+            raise ValueError("KEZEK_SIGNING_KEY and KEZEK_SIGNING_KEY_PREVIOUS must be empty or 32 to 512 bytes long")
         return value
+
+    @model_validator(mode="after")
+    def _previous_needs_a_key(self) -> Settings:
+        if self.signing_key_previous.get_secret_value() and not self.signing_key.get_secret_value():
+            raise ValueError("KEZEK_SIGNING_KEY_PREVIOUS is set without KEZEK_SIGNING_KEY: set the new key too")
+        return self
 
     def signing_key_bytes(self) -> bytes | None:
         """The configured signing key, or None: the database's key is used."""
         return self.signing_key.get_secret_value().encode("utf-8") or None
+
+    def previous_signing_keys(self) -> tuple[bytes, ...]:
+        """Keys whose tokens still verify (``signing_key_previous``), none when it is empty."""
+        previous = self.signing_key_previous.get_secret_value().encode("utf-8")
+        return (previous,) if previous else ()
 
     def document_store(self) -> Any:
         """The document store of these settings (a folder: ``documents_dir``)."""

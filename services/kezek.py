@@ -36,14 +36,17 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Refer
     (services/status.py, services/claiming.py, services/settings.py, services/referral_check.py,
     services/documents.py) as mixins of FacadeBase.
 
-    ``signing_key``: the key of signed tokens (KEZEK_SIGNING_KEY); None: the database's own.
+    ``signing_key``: the key of signed tokens (KEZEK_SIGNING_KEY); None: the database's own;
+    ``previous_signing_keys``: keys whose tokens still verify (KEZEK_SIGNING_KEY_PREVIOUS).
     ``document_store``: where privilege documents sent in the chat are kept (KEZEK_DOCUMENTS_DIR);
     None: a folder under ``services.documents.DEFAULT_DIR``, made on first use."""
 
     def __init__(self, db: Database, clock: Clock, *, signing_key: bytes | None = None,
+                 previous_signing_keys: tuple[bytes, ...] = (),
                  document_store: DocumentStore | None = None) -> None:
         super().__init__(db, clock)
         self._signing_key = signing_key
+        self._previous_signing_keys = previous_signing_keys
         self.document_store = document_store
 
     # --- registry ---------------------------------------------------------------------------

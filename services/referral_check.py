@@ -180,6 +180,7 @@ class ReferralCheckFacade(FacadeBase):
     """The signer (the configured key, or the database's) and the referral's paper and check."""
 
     _signing_key: bytes | None = None  # KEZEK_SIGNING_KEY; None: the database's key
+    _previous_signing_keys: tuple[bytes, ...] = ()  # KEZEK_SIGNING_KEY_PREVIOUS
     _signer: Signer | None = None
 
     async def signer(self) -> Signer:
@@ -191,7 +192,7 @@ class ReferralCheckFacade(FacadeBase):
             if key is None:
                 async with self.unit("system", with_calendar=False) as ctx:
                     key = await signing.stored_key(ctx)
-            self._signer = Signer(key)
+            self._signer = Signer(key, self._previous_signing_keys if self._signing_key is not None else ())
         return self._signer
 
     async def referral_document(self, referral_id: int) -> ReferralDocument:

@@ -28,7 +28,8 @@ wrong alphabet for a deep link; the standard library's ``hmac`` does the cryptog
 The key: ``KEZEK_SIGNING_KEY`` when set (bot/config.py), else a random one made on first use and
 kept in the ``signing_keys`` table, so every instance and the CLI agree with nothing to configure
 (``stored_key``). The key is never logged; ``Signer``'s repr does not show it. Changing the key
-refuses every token made under the old one."""
+refuses every token made under the old one, unless the old one is kept as a previous key
+(``KEZEK_SIGNING_KEY_PREVIOUS``) while its tokens may still be in use."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -139,19 +141,21 @@ def _payload(purpose: str, ident: int, expires_at: dt.datetime | None) -> bytes:
 class Signer:
     """Makes and checks tokens under one key (at least ``MIN_KEY_BYTES`` bytes)."""
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) < MIN_KEY_BYTES:
+    def __init__(self, key: bytes, previous: Sequence[bytes] = ()) -> None:
+        """``previous``: keys of a rotation whose tokens still verify; new ones use ``key``."""
+        if any(len(k) < MIN_KEY_BYTES for k in (key, *previous)):
             raise ValueError(f"a signing key needs at least {MIN_KEY_BYTES} bytes")
         self._key = key
+        self._previous = tuple(previous)
 
     def __repr__(self) -> str:
         return "Signer(key=<hidden>)"
 
-    def _mac(self, purpose: str, payload: bytes, bound: str | None = None) -> bytes:
+    def _mac(self, purpose: str, payload: bytes, bound: str | None = None, key: bytes | None = None) -> bytes:
         message = _DOMAIN + purpose.encode("ascii") + b"\x00" + payload
         if bound is not None:
             message += b"\x00" + hashlib.sha256(bound.encode("utf-8")).digest()
-        return hmac.new(self._key, message, hashlib.sha256).digest()[:MAC_BYTES]
+        return hmac.new(key or self._key, message, hashlib.sha256).digest()[:MAC_BYTES]
 
     def sign(self, purpose: str, ident: int, *, expires_at: dt.datetime | None = None,
              bound: str | None = None) -> str:
@@ -198,7 +202,9 @@ class Signer:
         if purpose not in PURPOSES:
             raise ValueError(f"unknown token purpose: {purpose!r}")
         name, ident, expires_at, payload, mac = self._parse(token)
-        if not hmac.compare_digest(mac, self._mac(name, payload, bound)):
+        # (every key is tried, so that the time taken does not tell which one matched)
+        matches = [hmac.compare_digest(mac, self._mac(name, payload, bound, key)) for key in (self._key, *self._previous)]
+        if not any(matches):
             raise TokenError("bad_signature")
         if name != purpose:
             raise TokenError("wrong_purpose")

@@ -343,3 +343,60 @@ async def test_api_answers_are_in_almaty_time(kz: Kezek, world: World) -> None:
                           status=200)
     assert body["referral"]["issued_at"] == almaty(2026, 9, 7, 10, 0).isoformat()
     assert body["referral"]["valid_until"] == "2026-09-15T00:00:00+05:00"
+
+
+# --- rotating the key -------------------------------------------------------------------------------
+
+def test_a_previous_key_still_verifies_and_new_tokens_use_the_new_key() -> None:
+    old, new = b"o" * 32, b"n" * 32
+    made_before = Signer(old).sign("referral", 7)
+    rotated = Signer(new, previous=[old])
+    assert rotated.verify("referral", made_before, now=NOW).id == 7
+    made_after = rotated.sign("referral", 8)
+    assert Signer(new).verify("referral", made_after, now=NOW).id == 8  # signed with the new key
+    assert reason(Signer(old), made_after) == "bad_signature"
+    assert reason(Signer(new), made_before) == "bad_signature"  # once the old key is dropped
+    assert reason(Signer(new, previous=[b"x" * 32]), made_before) == "bad_signature"
+    with pytest.raises(ValueError):
+        Signer(new, previous=[b"short"])
+
+
+def test_the_previous_key_setting_needs_the_new_one_and_is_never_shown() -> None:
+    with pytest.raises(ValueError) as bad:
+        Settings(_env_file=None, signing_key_previous="p" * 40)  # type: ignore[call-arg]
+    assert "p" * 40 not in str(bad.value) and "KEZEK_SIGNING_KEY" in str(bad.value)
+    settings = Settings(_env_file=None, signing_key="s" * 40, signing_key_previous="p" * 40)  # type: ignore[call-arg]
+    assert settings.previous_signing_keys() == (b"p" * 40,) and "p" * 40 not in repr(settings)
+    assert Settings(_env_file=None, signing_key="s" * 40).previous_signing_keys() == ()  # type: ignore[call-arg]
+
+
+def test_cli_verify_across_a_key_rotation(cli_referral: tuple[Any, str], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A referral printed under the old key is still genuine after the rotation while the old key is
+    KEZEK_SIGNING_KEY_PREVIOUS, and refused once it is dropped."""
+    from bot.config import get_settings
+
+    run, _ = cli_referral
+    old, new = "old-key-" + "o" * 32, "new-key-" + "n" * 32
+
+    def setenv(name: str, value: str | None) -> None:  # (the CLI reads the settings once a process)
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    setenv("KEZEK_SIGNING_KEY", old)
+    printed = cli_token(run, tmp_path)
+    setenv("KEZEK_SIGNING_KEY", new)
+    assert run("referrals", "verify", printed).exit_code == 1  # the new key alone refuses it
+    setenv("KEZEK_SIGNING_KEY_PREVIOUS", old)
+    kept = run("referrals", "verify", printed)
+    assert kept.exit_code == 0 and "Подлинное направление № 1" in kept.output, kept.output
+    reprinted = cli_token(run, tmp_path)  # a PDF made now carries a token under the new key
+    assert reprinted != printed
+    setenv("KEZEK_SIGNING_KEY_PREVIOUS", None)
+    assert run("referrals", "verify", reprinted).exit_code == 0
+    assert run("referrals", "verify", printed).exit_code == 1
+    monkeypatch.undo()
+    get_settings.cache_clear()  # (the next test reads the settings without these keys)
