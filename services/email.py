@@ -11,11 +11,20 @@ How an SMTP failure is recorded (services/notifications.py turns these into the 
   sender address or a needed extension (``MailerMisconfigured``, logged as an error): the server's
   trouble, not the delivery's. ``RetryLater(flood=True)``: the try does not count against the
   delivery's limit, so no copy is lost however long an outage or a wrong password lasts; the wait
-  grows with the outage (as long as it has lasted so far, between 30 seconds and 15 minutes);
+  grows with the outage (as long as it has lasted so far, between 30 seconds and 15 minutes:
+  ``OUTAGE_WAIT``);
 * a 4xx about this message or this recipient (mailbox busy, greylisting): ``RetryLater`` with the
   outbox's backoff and its limit of tries;
 * a permanent 5xx about this message or this recipient: ``Undeliverable`` with the server's code
   and words (``deliveries.last_error``), never retried.
+
+Two waits can be changed through the environment of the process that sends (read when an
+``SmtpSender`` is made; the defaults are the production values, and the fault tests shorten them
+so that an outage scenario takes seconds rather than minutes):
+
+* ``KEZEK_SMTP_TIMEOUT``: seconds to wait for the server at each step of a send (default 30);
+* ``KEZEK_SMTP_OUTAGE_WAIT``: ``MIN`` or ``MIN,MAX`` seconds, the bounds of the wait after a
+  server-side failure (default ``30,900``; the outage error is logged again every MAX seconds).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -37,6 +47,35 @@ from services.validation import mask_email
 log = logging.getLogger("kezek.email")
 
 OUTAGE_WAIT = (30.0, 900.0)  # the wait after a server-side failure: at least, at most (seconds)
+SMTP_TIMEOUT = 30.0  # seconds for the server to answer each step of a send
+
+
+def _positive_seconds(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name}: a positive number of seconds, not {text!r}")
+    return value
+
+
+def smtp_timeout_from_env() -> float:
+    """``KEZEK_SMTP_TIMEOUT`` (seconds), else ``SMTP_TIMEOUT``."""
+    text = os.environ.get("KEZEK_SMTP_TIMEOUT", "").strip()
+    return _positive_seconds("KEZEK_SMTP_TIMEOUT", text) if text else SMTP_TIMEOUT
+
+
+def outage_wait_from_env() -> tuple[float, float]:
+    """``KEZEK_SMTP_OUTAGE_WAIT`` (``MIN`` or ``MIN,MAX`` seconds; MAX defaults to OUTAGE_WAIT's and
+    is at least MIN), else ``OUTAGE_WAIT``."""
+    text = os.environ.get("KEZEK_SMTP_OUTAGE_WAIT", "").strip()
+    if not text:
+        return OUTAGE_WAIT
+    low, _, high = text.partition(",")
+    least = _positive_seconds("KEZEK_SMTP_OUTAGE_WAIT", low.strip())
+    most = _positive_seconds("KEZEK_SMTP_OUTAGE_WAIT", high.strip()) if high.strip() else OUTAGE_WAIT[1]
+    return least, max(least, most)
 
 
 @dataclass(frozen=True)
@@ -88,21 +127,25 @@ def _smtp_reason(code: int, message: str) -> str:
 class SmtpSender:
     def __init__(self, clock: Clock, host: str, port: int, sender: str, *, username: str = "",
                  password: str = "", starttls: bool | None = None, use_tls: bool = False,
-                 timeout: float = 30.0) -> None:
+                 timeout: float | None = None, outage_wait: tuple[float, float] | None = None) -> None:
         self.clock = clock
         self.host, self.port, self.sender = host, port, sender
         self.username, self.password = username, password
-        self.starttls, self.use_tls, self.timeout = starttls, use_tls, timeout
+        self.starttls, self.use_tls = starttls, use_tls
+        # Not given: from the environment (KEZEK_SMTP_TIMEOUT, KEZEK_SMTP_OUTAGE_WAIT), else the defaults.
+        self.timeout = timeout if timeout is not None else smtp_timeout_from_env()
+        self.outage_wait = outage_wait if outage_wait is not None else outage_wait_from_env()
         self._trouble_since: dt.datetime | None = None  # when the server's current trouble began
         self._logged_at: dt.datetime | None = None
 
     def _server_trouble(self, reason: str, *, misconfigured: bool = False) -> RetryLater:
         """A failure that is the server's or the settings', not this delivery's: wait as long as the
-        trouble has lasted (within OUTAGE_WAIT) and do not count the try."""
+        trouble has lasted (within ``self.outage_wait``: OUTAGE_WAIT by default) and do not count the try."""
         now = self.clock.now()
         since = self._trouble_since = self._trouble_since or now
-        wait = min(max((now - since).total_seconds(), OUTAGE_WAIT[0]), OUTAGE_WAIT[1])
-        if self._logged_at is None or (now - self._logged_at).total_seconds() >= OUTAGE_WAIT[1]:
+        least, most = self.outage_wait
+        wait = min(max((now - since).total_seconds(), least), most)
+        if self._logged_at is None or (now - self._logged_at).total_seconds() >= most:
             self._logged_at = now  # once when it starts, then every 15 minutes while it lasts
             hint = "; check the KEZEK_SMTP_* settings" if misconfigured else ""
             log.error("SMTP server %s:%s: %s%s (e-mails wait and are retried)", self.host, self.port,

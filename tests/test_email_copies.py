@@ -307,3 +307,41 @@ async def test_a_long_outage_loses_no_copy(kz: Kezek, world: World, clock: Froze
     assert [r[2] for r in await email_deliveries(kz)] == ["sent"]
     [msg] = smtp_server.inbox.messages
     assert msg["To"] == row["email"]
+
+
+def test_the_smtp_waits_default_to_production_and_the_environment_may_change_them(
+        monkeypatch: pytest.MonkeyPatch, clock: FrozenClock) -> None:
+    """``KEZEK_SMTP_TIMEOUT`` and ``KEZEK_SMTP_OUTAGE_WAIT`` (services/email.py; the fault tests
+    shorten them in the senders they start): unset, the production waits."""
+    from services.email import OUTAGE_WAIT, SMTP_TIMEOUT
+
+    def made() -> SmtpSender:
+        return SmtpSender(clock, "127.0.0.1", 25, "noreply@kezek.kz")
+
+    monkeypatch.delenv("KEZEK_SMTP_TIMEOUT", raising=False)
+    monkeypatch.delenv("KEZEK_SMTP_OUTAGE_WAIT", raising=False)
+    assert (SMTP_TIMEOUT, OUTAGE_WAIT) == (30.0, (30.0, 900.0))
+    assert (made().timeout, made().outage_wait) == (30.0, (30.0, 900.0))
+    monkeypatch.setenv("KEZEK_SMTP_TIMEOUT", "2.5")
+    monkeypatch.setenv("KEZEK_SMTP_OUTAGE_WAIT", "10")
+    assert (made().timeout, made().outage_wait) == (2.5, (10.0, 900.0))  # the most stays
+    monkeypatch.setenv("KEZEK_SMTP_OUTAGE_WAIT", "3, 60")
+    assert made().outage_wait == (3.0, 60.0)
+    # Given to the constructor, the values win over the environment.
+    given = SmtpSender(clock, "127.0.0.1", 25, "noreply@kezek.kz", timeout=5, outage_wait=(1.0, 2.0))
+    assert (given.timeout, given.outage_wait) == (5, (1.0, 2.0))
+    # The wait after a server-side failure follows the bounds: at least the least, growing with the outage.
+    mailer = made()
+    assert mailer._server_trouble("smtp server unreachable: OSError").seconds == 3.0
+    clock.advance(dt.timedelta(seconds=20))
+    assert mailer._server_trouble("smtp server unreachable: OSError").seconds == 20.0
+    clock.advance(dt.timedelta(minutes=5))
+    assert mailer._server_trouble("smtp server unreachable: OSError").seconds == 60.0
+    for bad in ("0", "-1", "soon", "nan", "inf", "5,x"):
+        monkeypatch.setenv("KEZEK_SMTP_OUTAGE_WAIT", bad)
+        with pytest.raises(ValueError, match="KEZEK_SMTP_OUTAGE_WAIT"):
+            made()
+    monkeypatch.setenv("KEZEK_SMTP_OUTAGE_WAIT", "10")
+    monkeypatch.setenv("KEZEK_SMTP_TIMEOUT", "0")
+    with pytest.raises(ValueError, match="KEZEK_SMTP_TIMEOUT"):
+        made()

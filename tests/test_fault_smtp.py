@@ -22,7 +22,9 @@ Outcome (figures printed with ``-s``; measured on 2 shared cores):
 * every copy stays ``pending`` with 0 tries used (``RetryLater(flood=True)``: the server's fault,
   not the copy's) and ``last_error`` the server's reason with any address masked
   (``smtp server unreachable: SMTPConnectError``; ``smtp 421: 4.3.2 <p•••@example.kz>: ...``); none
-  ``failed``; the next try comes after 30 s, and the wait grows with the outage (``OUTAGE_WAIT``);
+  ``failed``; the next try comes after 30 s, and the wait grows with the outage (``OUTAGE_WAIT`` of
+  services/email.py; here the senders run with ``KEZEK_SMTP_OUTAGE_WAIT`` = ``OUTAGE_WAIT_MIN``,
+  15 s, so that the scenario takes seconds rather than minutes: the same path, a shorter wait);
 * the log has ONE error line from ``kezek.email`` for the outage, naming the server (``SMTP server
   127.0.0.1:PORT: smtp server unreachable: SMTPConnectError (e-mails wait and are retried)``; the
   ``KEZEK_SMTP_*`` hint is given for a refused login, sender or extension), and no line per copy
@@ -33,7 +35,8 @@ Outcome (figures printed with ``-s``; measured on 2 shared cores):
   try), ``kezek_outbox_due{channel="email"}`` 0 between retries (it counts what is due *now*: no
   gauge shows the 300 waiting copies) and ``/api/v1/health`` stays 200 ``{"status": "ok"}``: an
   SMTP outage does not make the service unhealthy;
-* then a real aiosmtpd starts on that port: at the next retry (29-35 s later) every copy arrives
+* then a real aiosmtpd starts on that port: at the next retry (29-35 s later with the production
+  wait; about ``OUTAGE_WAIT_MIN`` later here) every copy arrives
   exactly once (300 messages, 300 distinct Message-IDs, one per parent), all deliveries end
   ``sent``, and the log says ``SMTP server ... accepts e-mails again``."""
 
@@ -67,6 +70,13 @@ ALERTS = 300
 RATE = 100.0  # Telegram messages a second (the sender's pacer)
 API_TOKEN = "fault-smtp-api-token-0123456789abcdefXYZ"
 ADDRESS_IN_REPLY = "parent7@example.kz"
+# The least wait after a server-side failure in the senders under test (KEZEK_SMTP_OUTAGE_WAIT; the
+# production default is 30 s, the most 900 s is kept, so the outage is still logged once). Long
+# enough that no copy is due again while the test reads the stats, the metrics and the log between
+# the first tries and the server's return (those take 2-4 s, up to 10 on a loaded machine); the
+# silent server's SMTP timeout is left at its 30 s default, longer than the Telegram fan-out it
+# must not hold up.
+OUTAGE_WAIT_MIN = 15.0
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -159,6 +169,7 @@ def sender_process(tmp_path: Path, db_url: str, api: BotApiStandIn, smtp_port: i
         "KEZEK_SMTP_FROM": "Kezek <noreply@kezek.kz>", "KEZEK_MAIL_DIR": str(tmp_path / "mail"),
         "KEZEK_TELEGRAM_RATE": str(RATE), "KEZEK_TELEGRAM_CHAT_RATE": "0", "KEZEK_OUTBOX_IDLE_SECONDS": "0.2",
         "KEZEK_API_TOKEN": API_TOKEN, "KEZEK_API_HOST": "127.0.0.1", "KEZEK_API_PORT": str(api_port),
+        "KEZEK_SMTP_OUTAGE_WAIT": str(OUTAGE_WAIT_MIN),
     }, command=("run", "--no-bot", "--api", "--no-scheduler"))
 
 
@@ -184,16 +195,15 @@ async def test_smtp_down_for_the_whole_fan_out(fault: str, kz: Kezek, db_url: st
         took = await until(lambda: len(api.accepted) >= ALERTS, "every alert", 60, senders)
         figures["telegram_seconds"] = round(took, 2)
         figures["telegram_rate"] = round((ALERTS - 1) / took, 1)
-        # The paced time is 3 s; slack for a busy machine (measured 3.0-5.6 s on 2 shared cores; a
-        # working aiosmtpd in this same process measured 7.0 s: see the final report).
-        assert took <= (ALERTS - 1) / RATE * 2.5 + 1.0, figures
-        assert first < 30
+        # (the paced time is 3 s: the figures print how long it took; speed is not asserted here)
+        figures["first_alert_seconds"] = round(first, 2)
 
         async def copies_tried() -> bool:
             rows = await email_rows(kz)
             return len(rows) == ALERTS and all(r.last_error for r in rows)
 
         await until(copies_tried, "every copy tried once", 30, senders)
+        tried = time.perf_counter()
         rows = await email_rows(kz)
         assert {r.status for r in rows} == {"pending"}  # waiting, none failed
         assert {r.attempts for r in rows} == {0}  # the server's fault: no try used up
@@ -246,6 +256,7 @@ async def test_smtp_down_for_the_whole_fan_out(fault: str, kz: Kezek, db_url: st
             broken = None
         server.start()
         back = time.perf_counter()
+        figures["checks_seconds"] = round(back - tried, 1)  # the stats, metrics and log, between the tries
 
         async def all_sent() -> bool:
             return {r.status for r in await email_rows(kz)} == {"sent"}
@@ -280,8 +291,12 @@ async def test_a_silent_smtp_server_does_not_hold_up_telegram(kz: Kezek, db_url:
             took = await until(lambda: len(api.accepted) >= ALERTS, "every alert", 60, senders)
             print(f"\nsilent SMTP server: {ALERTS} Telegram alerts in {took:.1f} s, "
                   f"{len(server_side.writers)} SMTP connections hanging")
-            assert took <= (ALERTS - 1) / RATE * 2.5 + 1.0
             rows = await email_rows(kz)
+            # Every alert went out while the e-mail copies were still in their first try, hanging
+            # on the silent server (its 30 s timeout): Telegram did not wait for the e-mail side
+            # (before the channels had loops of their own, it stopped after its first batch until
+            # the e-mail round ended).
+            assert not any(r.last_error for r in rows), Counter(r.last_error for r in rows)
             assert {r.status for r in rows} <= {"pending"}  # the copies wait; none failed
         finally:
             await senders.stop()
