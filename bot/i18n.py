@@ -331,15 +331,19 @@ CAUSES: dict[str, tuple[str, str]] = {
 OTHER_CAUSE = NP_("{count} other change in the queue", "{count} other changes in the queue")
 
 
+def _named(lang: str | None, names: dict[str, str], key: str) -> str:
+    """The localized name of ``key`` in ``names``; a key it does not know is shown as it is."""
+    msgid = names.get(key)
+    return gettext(lang, msgid) if msgid else key
+
+
 def field_text(lang: str | None, field: str) -> str:
     """The localized name of an input field; an unknown field is shown as it is."""
-    msgid = FIELD_NAMES.get(field)
-    return gettext(lang, msgid) if msgid else field
+    return _named(lang, FIELD_NAMES, field)
 
 
 def language_name(lang: str | None, code: str) -> str:
-    msgid = LANGUAGE_NAMES.get(code)
-    return gettext(lang, msgid) if msgid else code
+    return _named(lang, LANGUAGE_NAMES, code)
 
 
 DOCUMENT_STATUSES: dict[str, str] = {
@@ -357,13 +361,11 @@ DOCUMENT_TYPES: dict[str, str] = {
 
 
 def document_status_text(lang: str | None, status: str) -> str:
-    msgid = DOCUMENT_STATUSES.get(status)
-    return gettext(lang, msgid) if msgid else status
+    return _named(lang, DOCUMENT_STATUSES, status)
 
 
 def document_type_text(lang: str | None, mime: str) -> str:
-    msgid = DOCUMENT_TYPES.get(mime)
-    return gettext(lang, msgid) if msgid else mime
+    return _named(lang, DOCUMENT_TYPES, mime)
 
 
 def format_size(lang: str | None, size: int) -> str:

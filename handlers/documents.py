@@ -99,10 +99,6 @@ def pick_keyboard(targets: list[docs.Target]) -> InlineKeyboardMarkup:
         for t in targets])
 
 
-def _error(lang: str, exc: KezekError) -> str:
-    return i18n.error_text(lang, exc)
-
-
 # --- files -------------------------------------------------------------------------------------------
 
 def _file_of(message: Message) -> dict[str, Any] | None:
@@ -167,9 +163,9 @@ async def _take(bot: Bot, kz: Kezek, lang: str, chat_id: int, app_id: int, file:
         return gettext(lang, "The file could not be received from Telegram. Please send it again.")
     except docs.DocumentRefused as exc:
         log.info("document refused: %s", exc.code)
-        return _error(lang, exc)
+        return i18n.error_text(lang, exc)
     except KezekError as exc:
-        return _error(lang, exc)
+        return i18n.error_text(lang, exc)
     return received_text(lang, received)
 
 
@@ -180,7 +176,7 @@ async def on_file(message: Message, kz: Kezek, lang: str, bot: Bot, state: FSMCo
     try:
         targets = await kz.document_targets(chat_id)
     except KezekError as exc:
-        await message.answer(_error(lang, exc), reply_markup=main_menu(lang))
+        await message.answer(i18n.error_text(lang, exc), reply_markup=main_menu(lang))
         return
     data = await state.get_data()
     target = next((t for t in targets if t.application_id == data.get(CHOSEN)), None)
@@ -210,7 +206,7 @@ async def on_button(callback: CallbackQuery, callback_data: DocsCallback, kz: Ke
     try:
         [target] = await kz.document_targets(chat_id, callback_data.app)
     except KezekError as exc:
-        await callback.answer(_error(lang, exc), show_alert=True)
+        await callback.answer(i18n.error_text(lang, exc), show_alert=True)
         return
     await state.update_data({CHOSEN: target.application_id})
     await callback.answer()

@@ -225,7 +225,7 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
 
     report = ImportReport()
     released: list[int] = []
-    readdressed: list[dict[str, Any]] = []  # registration e-mails to a changed address
+    readdressed: dict[int, str] = {}  # waiting applications given another e-mail address: id -> address
     new_rows = []
     for item in good:
         app = existing.get(item["number"])
@@ -252,15 +252,11 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
             released += await release_offers(ctx, app.id)
         if old_prefs != item["preferred"]:
             await _set_preferences(ctx, app.id, [kgs[c][0] for c in item["preferred"]], replace=True)
-        if changed.get("email") and app.status == AppStatus.QUEUED and (await session.execute(
-                select(ChatLink.chat_id).where(ChatLink.application_id == app.id).limit(1))).first() is None:
-            # The links mailed to the old address stop working (they are bound to it:
-            # services/deep_link.py); the new address gets a registration e-mail of its own.
-            readdressed.append(_registration_notice(
-                ctx, app.id, registration_key(app.id, changed["email"]), token_expiry(ctx.now).isoformat()))
+        if changed.get("email") and app.status == AppStatus.QUEUED:
+            readdressed[app.id] = changed["email"]
         ctx.audit("application.update", "application", app.id, fields=sorted(changed))
     if readdressed:
-        await ctx.insert_ignore(OutboxMessage, readdressed, "dedupe_key")
+        await _registration_to_new_addresses(ctx, readdressed)
     if new_rows:
         await _insert_new(ctx, new_rows, kgs, progress)
         report.created = len(new_rows)
@@ -269,6 +265,21 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
 
         await fill_free_seats(ctx, released)
     return report
+
+
+async def _registration_to_new_addresses(ctx: Ctx, addresses: dict[int, str]) -> None:
+    """The links mailed to an application's old address stop working (they are bound to it:
+    services/deep_link.py); the new address gets a registration e-mail of its own, unless a chat
+    has linked the application already (its link would be refused)."""
+    linked: set[int] = set()
+    for chunk in _chunks(sorted(addresses), 500):
+        linked.update((await ctx.session.execute(
+            select(ChatLink.application_id).where(ChatLink.application_id.in_(chunk)))).scalars())
+    expires = token_expiry(ctx.now).isoformat()
+    notices = [_registration_notice(ctx, app_id, registration_key(app_id, email), expires)
+               for app_id, email in addresses.items() if app_id not in linked]
+    if notices:
+        await ctx.insert_ignore(OutboxMessage, notices, "dedupe_key")
 
 
 def _registration_notice(ctx: Ctx, app_id: int, dedupe_key: str, link_expires_at: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, literal_column, select
 
@@ -41,11 +41,6 @@ from storage.models import (
     ReferralStatus,
 )
 
-
-class Executor(Protocol):
-    """What runs a statement: an AsyncSession, or its AsyncConnection for Core rows."""
-
-    async def execute(self, statement: Any, parameters: Any = None) -> Any: ...
 
 log = logging.getLogger("kezek.status")
 
@@ -209,7 +204,7 @@ def _local_day(moment: dt.datetime) -> dt.date:
     return moment.astimezone(ALMATY).date()
 
 
-async def forecast_for(db: Executor | HotReader, app: Any, number: int, now: dt.datetime) -> Forecast:
+async def forecast_for(db: HotReader, app: Any, number: int, now: dt.datetime) -> Forecast:
     """At the pace of the queue ahead over the last 90 days (or since the application joined).
     ``app``: an Application or a row with its queue key, ``created_at`` and ``stoplist_until``."""
     since = max(now - dt.timedelta(days=FORECAST_DAYS), app.created_at)

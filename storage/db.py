@@ -41,7 +41,7 @@ from typing import Any
 import aiosqlite
 from sqlalchemy import Select, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _writing: ContextVar[bool] = ContextVar("kezek_writing", default=False)  # inside Database.write
@@ -317,13 +317,6 @@ class Database:
         sessions = self._small_read_sessions if small else self._read_sessions
         async with sessions() as session, session.begin():
             yield session
-
-    @asynccontextmanager
-    async def small_read(self) -> AsyncIterator[AsyncConnection]:
-        """``read(small=True)`` as a bare connection for Core statements (no ORM session: for the
-        hottest reads, where the session's own bookkeeping cost more than the query)."""
-        async with self.small_read_engine.connect() as conn:
-            yield conn  # (autobegun by the first statement; rolled back on close)
 
     def _hot_connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.url.split(":///", 1)[1], check_same_thread=False, isolation_level=None,

@@ -113,8 +113,8 @@ async def test_a_burst_of_concurrent_reads_keeps_its_connections(fresh: Database
 
     async def parent(i: int) -> None:
         for _ in range(50):
-            async with fresh.small_read() as conn:
-                assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+            async with fresh.read(small=True) as session:
+                assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
             await asyncio.sleep(0.001 * (i % 3))  # the rest of the update: other I/O
 
     await asyncio.gather(*[parent(i) for i in range(64)])

@@ -36,6 +36,7 @@ from services.validation import mask_iin
 from storage.models import Application, AuditEntry, ChatLink, Delivery, OutboxMessage, UsedToken
 from tests.conftest import World
 from tests.test_bot_start import CHAT_ID, Harness, RecordingSession, sent
+from tests.test_link import links, one_app
 
 OTHER_CHAT = 2002
 LANGS = ("ru", "kk")
@@ -62,16 +63,6 @@ async def token_for(kz: Kezek, number: str) -> str:
     async with kz.reading(with_calendar=False) as ctx:
         email = (await ctx.session.execute(select(Application.email).where(Application.id == ident))).scalar_one()
     return deep_link.link_token(await kz.signer(), ident, expires_at, email)
-
-
-async def one_app(world: World) -> dict[str, Any]:
-    row = world.row()
-    await world.apps(row)
-    return row
-
-
-async def links(kz: Kezek, chat_id: int = CHAT_ID) -> list[str]:
-    return [t.number for t in await kz.linked_applications(chat_id)]
 
 
 def altered(token: str, at: int = 5) -> str:
