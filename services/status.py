@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, literal_column, select
+from sqlalchemy import Select, and_, bindparam, case, func, literal_column, select, tuple_
+from sqlalchemy.orm import aliased
 
 from services import queue
 from services.calendar import ALMATY
@@ -25,7 +26,7 @@ from services.directory import KindergartenInfo
 from services.errors import ReferralNotFound
 from services.facade import FacadeBase, linked_application
 from services.validation import mask_iin
-from storage.db import Hot, HotReader
+from storage.db import Hot, HotReader, json_rows, json_rows_of
 from storage.models import (
     Application,
     ApplicationPreference,
@@ -36,9 +37,11 @@ from storage.models import (
     Kindergarten,
     Offer,
     OfferStatus,
+    QueueEvent,
     QueueLook,
     Referral,
     ReferralStatus,
+    UTCDateTime,
 )
 
 
@@ -149,12 +152,43 @@ class HistoryView:
     moves: list[HistoryMove] = field(default_factory=list)  # latest first
 
 
+def _forecast_net() -> Any:
+    """SQL: the net signed move of the outer query's application over the forecast window
+    (``forecast_for``'s sum, on ix_queue_events_queue_at), for a waiting application that joined
+    the queue at least FORECAST_MIN_DAYS before ``:joined_by``; NULL for the others (no scan).
+    ``:window_from``: now - FORECAST_DAYS; the window also starts no earlier than the application
+    joined."""
+    A, E = Application, QueueEvent
+    net = select(func.coalesce(func.sum(E.delta), 0)).where(
+        E.district_id == A.district_id, E.birth_year == A.birth_year,
+        E.at > bindparam("window_from", type_=UTCDateTime()), E.at > A.created_at,
+        E.application_id != A.id,
+        tuple_(E.priv_rank, E.submitted_at, E.number) < tuple_(A.priv_rank, A.submitted_at, A.number),
+    ).scalar_subquery()
+    return case((and_(A.status == AppStatus.QUEUED, A.created_at <= bindparam("joined_by", type_=UTCDateTime())),
+                 net), else_=None)
+
+
+def _preferred_rows() -> Any:
+    """SQL: the outer query's application's preferred kindergartens as ``json_rows`` of
+    (rank, code, name_ru, name_kk); none for an "any kindergarten" application (not shown)."""
+    A, P = Application, ApplicationPreference
+    K = aliased(Kindergarten)  # not the referral's kindergarten of the outer query
+    rows = (select(json_rows(P.rank, K.code, K.name_ru, K.name_kk))
+            .select_from(P).join(K, K.id == P.kindergarten_id)
+            .where(P.application_id == A.id).scalar_subquery())
+    return case((A.any_kindergarten.is_(False), rows), else_=None)
+
+
 def _card_statement() -> Select[Any]:
     """One round trip for every card of a chat: each linked application with its district, queue
     number (a correlated count on ix_applications_queue), open offer (at most one:
-    uq_offers_open_application), this chat's last look, and a live referral (at most one:
-    uq_referrals_live_application) with its kindergarten. Core columns, not ORM objects: the
-    cards are read-only, and loading instances cost more than the query."""
+    uq_offers_open_application), this chat's last look, a live referral (at most one:
+    uq_referrals_live_application) with its kindergarten, the preferred kindergartens and the
+    forecast's move over the last days. Core columns, not ORM objects: the cards are read-only,
+    and loading instances cost more than the query. One statement, so one snapshot on
+    PostgreSQL too, and one round trip instead of three: each costs the bot more CPU (the
+    socket write and the wake-up) than the server spends on these index lookups."""
     A = Application
     return (
         select(A.id, A.number, A.child_iin, A.birth_year, A.status, A.privilege, A.any_kindergarten,
@@ -166,7 +200,8 @@ def _card_statement() -> Select[Any]:
                Referral.id.label("referral_id"), Referral.showup_due_at, Referral.docs_state,
                Referral.docs_due_at,
                Kindergarten.code.label("kg_code"), Kindergarten.name_ru.label("kg_name_ru"),
-               Kindergarten.name_kk.label("kg_name_kk"), Kindergarten.address.label("kg_address"))
+               Kindergarten.name_kk.label("kg_name_kk"), Kindergarten.address.label("kg_address"),
+               _preferred_rows().label("preferred"), _forecast_net().label("forecast_net"))
         .join(ChatLink, ChatLink.application_id == A.id)
         .join(District, District.id == A.district_id)
         .outerjoin(Offer, and_(Offer.application_id == A.id, Offer.status == OfferStatus.OPEN))
@@ -183,41 +218,31 @@ def _card_statement() -> Select[Any]:
 
 
 _CARDS = Hot(_card_statement())
-# The preferred kindergartens of every application the chat linked (those of an "any kindergarten"
-# application are not shown).
-_PREFERRED = Hot(select(ApplicationPreference.application_id, Kindergarten.code, Kindergarten.name_ru,
-                        Kindergarten.name_kk)
-                 .join(ApplicationPreference, ApplicationPreference.kindergarten_id == Kindergarten.id)
-                 .join(ChatLink, ChatLink.application_id == ApplicationPreference.application_id)
-                 .where(ChatLink.chat_id == bindparam("chat_id"))
-                 .order_by(ApplicationPreference.application_id, ApplicationPreference.rank))
 
 
-async def _preferred(db: HotReader, chat_id: int) -> dict[int, list[KindergartenInfo]]:
-    out: dict[int, list[KindergartenInfo]] = {}
-    for app_id, code, name_ru, name_kk in await db.all(_PREFERRED, {"chat_id": chat_id}):
-        out.setdefault(app_id, []).append(KindergartenInfo(code, name_ru, name_kk))
-    return out
+def _preferred_of(row: Any) -> list[KindergartenInfo]:
+    return [KindergartenInfo(code, name_ru, name_kk)
+            for _rank, code, name_ru, name_kk in sorted(json_rows_of(row.preferred), key=lambda r: r[0])]
 
 
 def _local_day(moment: dt.datetime) -> dt.date:
     return moment.astimezone(ALMATY).date()
 
 
-async def forecast_for(db: HotReader, app: Any, number: int, now: dt.datetime) -> Forecast:
-    """At the pace of the queue ahead over the last 90 days (or since the application joined).
-    ``app``: an Application or a row with its queue key, ``created_at`` and ``stoplist_until``."""
+def forecast_of(app: Any, number: int, net: int | None, now: dt.datetime) -> Forecast:
+    """At the pace of the queue ahead over the last FORECAST_DAYS days (or since the application
+    joined): ``net``, the signed move over that window (``_forecast_net``; None or anything when
+    the window is shorter than FORECAST_MIN_DAYS). ``app``: an Application or a row with its
+    ``created_at`` and ``stoplist_until``."""
     since = max(now - dt.timedelta(days=FORECAST_DAYS), app.created_at)
     days = (now - since).total_seconds() / 86400
-    net = sum((await queue.move_causes(db, app, since)).values()) if days >= FORECAST_MIN_DAYS else 0
     not_before = None
     if app.stoplist_until is not None and app.stoplist_until > now:
         not_before = _local_day(app.stoplist_until)
-    return make_forecast(number, net, _local_day(now), days, not_before)
+    return make_forecast(number, int(net or 0) if days >= FORECAST_MIN_DAYS else 0, _local_day(now), days, not_before)
 
 
-async def _card(db: HotReader, now: dt.datetime, row: Any, preferred: list[KindergartenInfo],
-                look: tuple[int, dt.datetime] | None) -> StatusCard:
+async def _card(db: HotReader, now: dt.datetime, row: Any, look: tuple[int, dt.datetime] | None) -> StatusCard:
     """The card of one row of ``_CARDS`` (``queue.view``'s rules, on columns); ``look``: the
     number this chat saw last and since when (None: never)."""
     look_number, look_at = look if look is not None else (None, None)
@@ -244,12 +269,12 @@ async def _card(db: HotReader, now: dt.datetime, row: Any, preferred: list[Kinde
             referral_kg = KindergartenInfo(row.kg_code, row.kg_name_ru, row.kg_name_kk, row.kg_address or "")
     forecast = None
     if number is not None and state in ("waiting", "stop_listed"):
-        forecast = await forecast_for(db, row, number, now)
+        forecast = forecast_of(row, number, row.forecast_net, now)
     return StatusCard(
         application_id=row.id, number=row.number, child_iin_masked=mask_iin(row.child_iin),
         district_name_ru=row.district_ru, district_name_kk=row.district_kk,
         birth_year=row.birth_year, status=row.status, state=state, privilege=row.privilege,
-        any_kindergarten=row.any_kindergarten, preferred=[] if row.any_kindergarten else preferred,
+        any_kindergarten=row.any_kindergarten, preferred=[] if row.any_kindergarten else _preferred_of(row),
         queue_number=number, previous_number=look_number, previous_at=look_at,
         causes=causes, until=until, docs_due_at=docs_due_at,
         referral_kindergarten=referral_kg, referral_id=referral_id, forecast=forecast,
@@ -353,14 +378,15 @@ class StatusFacade(FacadeBase):
         now = self.clock.now()
         looks = self._looks
         async with self.db.hot() as db:  # on the driver, no ORM (see _card_statement, storage.db.Hot)
-            rows = await db.all(_CARDS, {"chat_id": chat_id, "viewer": viewer})
-            preferred = await _preferred(db, chat_id) if any(not r.any_kindergarten for r in rows) else {}
+            rows = await db.all(_CARDS, {"chat_id": chat_id, "viewer": viewer,
+                                         "window_from": now - dt.timedelta(days=FORECAST_DAYS),
+                                         "joined_by": now - dt.timedelta(days=FORECAST_MIN_DAYS)})
             cards = []
             for row in rows:
                 look = looks.get(row.id, viewer) if looks is not None else None
                 if look is None and row.look_number is not None:
                     look = (row.look_number, row.look_at)
-                cards.append(await _card(db, now, row, preferred.get(row.id, []), look))
+                cards.append(await _card(db, now, row, look))
         changed = [c for c in cards if c.queue_number is not None and c.queue_number != c.previous_number]
         if changed and looks is not None:
             for card in changed:

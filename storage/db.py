@@ -30,6 +30,7 @@ Two kinds of unit of work:
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -39,9 +40,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
-from sqlalchemy import Select, event
+from sqlalchemy import Select, String, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _writing: ContextVar[bool] = ContextVar("kezek_writing", default=False)  # inside Database.write
@@ -220,6 +223,33 @@ class Hot:
                            if (p := col.type.dialect_impl(dialect).result_processor(dialect, None)) is not None)
         row = namedtuple("HotRow", keys, rename=True)  # type: ignore[misc]
         return _Plan(sql, tuple(binds), row, processors)
+
+
+class json_rows(FunctionElement[str]):
+    """SQL aggregate: the group's rows as one JSON text, an array of arrays of the given
+    expressions (``json_group_array(json_array(...))`` on SQLite, ``json_agg(json_build_array(...))``
+    on PostgreSQL). The order of the rows is not defined: carry a column to sort them by. An empty
+    group gives ``[]`` on SQLite and NULL on PostgreSQL; ``json_rows_of`` reads either. It lets a
+    correlated subquery bring a card's few child rows along in its one round trip."""
+
+    type = String()
+    name = "json_rows"
+    inherit_cache = True
+
+
+@compiles(json_rows, "sqlite")
+def _json_rows_sqlite(element: json_rows, compiler: Any, **kw: Any) -> str:
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(json_rows, "postgresql")
+def _json_rows_pg(element: json_rows, compiler: Any, **kw: Any) -> str:
+    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
+
+
+def json_rows_of(value: str | None) -> list[list[Any]]:
+    """The rows of a ``json_rows`` value."""
+    return json.loads(value) if value else []
 
 
 def _pg_connection_lost() -> tuple[type[BaseException], ...]:

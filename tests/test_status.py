@@ -461,6 +461,13 @@ async def test_card_forecast_at_the_recent_pace(tg: Harness, kz: Kezek, world: W
     assert expected in card.text
     assert month_text(lang, dt.date(2026, 11, 1)) in card.text
 
+    clock.set(almaty(2027, 1, 10, 10, 0))  # the two moves are more than 90 days old now
+    [card] = await status(tg, lang)
+    assert i18n.ngettext(lang, "Forecast: not possible yet, the queue ahead of you has not moved forward in "
+                               "the last {count} day.",
+                         "Forecast: not possible yet, the queue ahead of you has not moved forward in "
+                         "the last {count} days.", 90, count="90") in card.text
+
 
 async def test_first_in_the_queue(tg: Harness, kz: Kezek, world: World) -> None:
     row = world.row()
