@@ -9,6 +9,7 @@ from aiogram.enums import ChatType
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage
 
+from bot.gate import ChatGate
 from bot.middlewares import ContextMiddleware, ErrorBoundaryMiddleware, UpdateMetricsMiddleware
 from bot.throttling import ThrottleMiddleware
 from handlers import claim, documents, fallback, link, seats, settings, start, status, unlink
@@ -57,7 +58,15 @@ def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,
     ``storage``: FSM storage (MemoryStorage when None); ``events_isolation``: aiogram's event
     isolation (none when None); ``throttle``: the per-chat limit (none when None; ``bot.runner``
     builds one from the settings). The Dispatcher closes the storage and the throttle on shutdown."""
-    dp = Dispatcher(storage=storage or MemoryStorage(), events_isolation=events_isolation)
+    # With Redis, bot.gate.ChatGate takes the place of aiogram's FSM middleware (the lock, the
+    # state and the throttle's count in one round trip).
+    gate = ChatGate.over(storage, events_isolation)
+    dp = Dispatcher(storage=storage or MemoryStorage(), events_isolation=events_isolation,
+                    disable_fsm=gate is not None)
+    if gate is not None:
+        dp.fsm = gate  # (the Dispatcher's shutdown closes the same storage and isolation)
+        dp.update.outer_middleware(gate)
+        gate.throttle = throttle
     context = ContextMiddleware(kezek)
     # Outer middlewares run in registration order: the metrics time everything, the error
     # boundary wraps the context lookup.

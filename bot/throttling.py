@@ -44,6 +44,9 @@ TimeSource = Callable[[], float]
 LanguageOf = Callable[[dict[str, Any]], Awaitable[str]]
 
 TOO_MANY = i18n.N_("Too many messages. Please wait a minute and try again.")
+# The update's data key: (chat id, count) when bot.gate.ChatGate counted the update already, in its
+# one round trip to Redis before the update.
+THROTTLE_COUNTED = "kezek_throttle_counted"
 
 
 class ThrottleStore(Protocol):
@@ -89,12 +92,16 @@ class RedisThrottleStore:
     def key(self, chat_id: int, window: int) -> str:
         return f"{self.prefix}:throttle:{chat_id}:{window}"
 
+    @staticmethod
+    def expiry(ttl: float) -> int:
+        """Twice the window: a key outlives its window a little, then Redis drops it."""
+        return max(1, math.ceil(ttl * 2))
+
     async def hit(self, chat_id: int, window: int, ttl: float) -> int:
         key = self.key(chat_id, window)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
-            # Twice the window: a key outlives its window a little, then Redis drops it.
-            pipe.expire(key, max(1, math.ceil(ttl * 2)))
+            pipe.expire(key, self.expiry(ttl))
             count, _ = await pipe.execute()
         return int(count)
 
@@ -126,19 +133,39 @@ class ThrottleMiddleware(BaseMiddleware):
     async def close(self) -> None:
         await self.store.close()
 
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+    @staticmethod
+    def _counted_chat(event: TelegramObject, data: dict[str, Any]) -> int | None:
+        """The chat an update counts for; None: not counted (only what a person sends is limited)."""
         if not isinstance(event, Update) or (
                 event.message is None and event.edited_message is None and event.callback_query is None):
-            return await handler(event, data)  # only what a person sends is limited
-        chat_id = chat_id_of(data)
+            return None
+        return chat_id_of(data)
+
+    def redis_count(self, event: TelegramObject, data: dict[str, Any], redis: Any) -> tuple[str, int, int] | None:
+        """For bot.gate.ChatGate: (counter key, chat id, key expiry in seconds) when this update is
+        counted and the counters are in Redis on the client ``redis``; else None."""
+        store = self.store
+        if not isinstance(store, RedisThrottleStore) or store.redis is not redis:
+            return None
+        chat_id = self._counted_chat(event, data)
+        if chat_id is None:
+            return None
+        return store.key(chat_id, int(self.time() // self.per_seconds)), chat_id, store.expiry(self.per_seconds)
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        chat_id = self._counted_chat(event, data)
         if chat_id is None:
             return await handler(event, data)
-        window = int(self.time() // self.per_seconds)
-        try:
-            count = await self.store.hit(chat_id, window, self.per_seconds)
-        except Exception as exc:  # noqa: BLE001 - a broken store must not lock parents out
-            log.warning("throttle store failed (%s); the update is let through", type(exc).__name__)
-            return await handler(event, data)
+        counted = data.pop(THROTTLE_COUNTED, None)
+        if counted is not None and counted[0] == chat_id:
+            count = counted[1]
+        else:
+            window = int(self.time() // self.per_seconds)
+            try:
+                count = await self.store.hit(chat_id, window, self.per_seconds)
+            except Exception as exc:  # noqa: BLE001 - a broken store must not lock parents out
+                log.warning("throttle store failed (%s); the update is let through", type(exc).__name__)
+                return await handler(event, data)
         if count <= self.rate:
             return await handler(event, data)
         log.info("update %s dropped by the throttle", event.update_id)
