@@ -217,11 +217,16 @@ def build_router() -> Router:
     plain_text = Magic(F.text & ~F.text.startswith("/"))
     router.message.register(start_link, Command("link"))
     router.message.register(start_link, MenuButton("link"))
-    router.message.register(cancel, Command("cancel"), StateFilter(LinkFlow))
-    router.message.register(got_number, StateFilter(LinkFlow.number), plain_text)
-    router.message.register(got_iin, StateFilter(LinkFlow.iin), plain_text)
-    router.message.register(got_contact, StateFilter(LinkFlow.proof), Magic(F.contact))
     router.callback_query.register(wants_email, StateFilter(LinkFlow.proof), LinkCallback.filter(F.action == "email"))
-    router.message.register(got_code, StateFilter(LinkFlow.code), plain_text)
-    router.message.register(unexpected, StateFilter(LinkFlow))
+    # The dialogue's steps, after the handlers above: a message outside the dialogue passes them
+    # with one state check instead of one per step (every /status came through here).
+    flow = Router(name="link-flow")
+    flow.message.filter(StateFilter(LinkFlow))
+    flow.message.register(cancel, Command("cancel"))
+    flow.message.register(got_number, StateFilter(LinkFlow.number), plain_text)
+    flow.message.register(got_iin, StateFilter(LinkFlow.iin), plain_text)
+    flow.message.register(got_contact, StateFilter(LinkFlow.proof), Magic(F.contact))
+    flow.message.register(got_code, StateFilter(LinkFlow.code), plain_text)
+    flow.message.register(unexpected)
+    router.include_router(flow)
     return router

@@ -5,6 +5,8 @@ language while an old keyboard is still shown)."""
 
 from __future__ import annotations
 
+from functools import cache
+
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Filter
@@ -39,9 +41,11 @@ def main_menu(lang: str) -> ReplyKeyboardMarkup:
     )
 
 
-def labels(key: str) -> set[str]:
-    """The label of a menu button in every language."""
-    return {gettext(lang, MENU[key]) for lang in LANGUAGES}
+@cache
+def labels(key: str) -> frozenset[str]:
+    """The label of a menu button in every language (the catalogs do not change while the
+    process runs; every message was checked against several buttons' labels, each a gettext)."""
+    return frozenset(gettext(lang, MENU[key]) for lang in LANGUAGES)
 
 
 class MenuButton(Filter):

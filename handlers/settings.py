@@ -221,18 +221,23 @@ def build_router() -> Router:
     plain_text = Magic(F.text & ~F.text.startswith("/"))
     router.message.register(show_settings, Command("settings"))
     router.message.register(show_settings, MenuButton("settings"))
-    router.message.register(cancel, StateFilter(EmailFlow), Command("cancel"))
+    router.callback_query.register(toggle_notice, NoticeCallback.filter())
+    router.callback_query.register(settings_action, SettingsCallback.filter())
     other_menu = MenuButton(*(key for key in MENU if key != "settings"))
 
     async def not_menu(message: Message) -> bool:
         # (after leave_for_menu skips, the other handlers here must not take the press either)
         return not other_menu.match(message)
 
-    router.message.register(leave_for_menu, StateFilter(EmailFlow), other_menu)
-    router.message.register(got_address, StateFilter(EmailFlow.address), plain_text,
-                            Magic(F.text.len() <= MAX_ADDRESS_LENGTH), not_menu)
-    router.message.register(got_code, StateFilter(EmailFlow.code), plain_text, Magic(F.text.regexp(CODE_PATTERN)))
-    router.message.register(unexpected, StateFilter(EmailFlow), not_menu)
-    router.callback_query.register(toggle_notice, NoticeCallback.filter())
-    router.callback_query.register(settings_action, SettingsCallback.filter())
+    # The e-mail dialogue's steps, after the handlers above: a message outside the dialogue
+    # passes them with one state check.
+    flow = Router(name="settings-email-flow")
+    flow.message.filter(StateFilter(EmailFlow))
+    flow.message.register(cancel, Command("cancel"))
+    flow.message.register(leave_for_menu, other_menu)
+    flow.message.register(got_address, StateFilter(EmailFlow.address), plain_text,
+                          Magic(F.text.len() <= MAX_ADDRESS_LENGTH), not_menu)
+    flow.message.register(got_code, StateFilter(EmailFlow.code), plain_text, Magic(F.text.regexp(CODE_PATTERN)))
+    flow.message.register(unexpected, not_menu)
+    router.include_router(flow)
     return router
