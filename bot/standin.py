@@ -298,7 +298,8 @@ class BotApiStandIn:
         if not request.can_read_body:
             return dict(request.query)
         if request.content_type == "application/json":
-            return dict(await request.json())
+            # (as Telegram: a JSON-serialised field may come as JSON text inside the JSON body)
+            return {k: _decode(v) if isinstance(v, str) else v for k, v in (await request.json()).items()}
         params: dict[str, Any] = {}
         uploads: dict[str, Upload] = {}
         for key, value in (await request.post()).items():
