@@ -82,7 +82,9 @@ def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,
     dp.update.outer_middleware(context)
     # Kezek talks to parents one to one; messages in groups are left alone.
     dp.message.filter(Magic(F.chat.type == ChatType.PRIVATE))
-    # Routers with a dialogue (FSM) catch-all come before the plain command routers.
+    # /status outside a dialogue first (handlers.status.build_first_router: the same answer,
+    # found sooner). Routers with a dialogue (FSM) catch-all come before the plain command routers.
+    dp.include_router(status.build_first_router())
     dp.include_routers(start.build_router(), help_handlers.build_router(), link.build_router(),
                        settings.build_router(), unlink.build_router(), status.build_router(),
                        claim.build_router(), seats.build_router(), documents.build_router())

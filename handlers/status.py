@@ -9,7 +9,7 @@ import asyncio
 import datetime as dt
 
 from aiogram import Bot, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
@@ -222,4 +222,17 @@ def build_router() -> Router:
     router.message.register(show_status, MenuButton("status"))
     router.callback_query.register(show_history, HistoryCallback.filter())
     router.callback_query.register(send_referral_pdf, ReferralPdfCallback.filter())
+    return router
+
+
+def build_first_router() -> Router:
+    """/status and its menu button outside a dialogue, for the front of the Dispatcher: the screen
+    parents open most is found at the first router instead of after five others' filters. Outside
+    a dialogue no router before ``build_router``'s takes these messages, so the answer is the
+    same; in a dialogue this router stands aside and the dialogue's steps come first, as before
+    (and after "leave the dialogue for the menu", ``build_router``'s handlers take the press)."""
+    router = Router(name="status-first")
+    router.message.filter(StateFilter(None))
+    router.message.register(show_status, Command("status"))
+    router.message.register(show_status, MenuButton("status"))
     return router

@@ -213,6 +213,10 @@ async def test_whole_dialogue_with_a_contact(tg: Harness, kz: Kezek, world: Worl
     assert ask_number.text in hint.text
     [ask_iin] = sent(await tg.send(lang, text=row["number"]))
     assert ask_iin.text == i18n.gettext(lang, "Enter the child's IIN (12 digits).")
+    # /status mid-dialogue is not the status screen (it comes first only outside a dialogue).
+    [hint] = sent(await tg.send(lang, text="/status"))
+    assert hint.text.startswith(i18n.gettext(lang, "I cannot use this message here."))
+    assert ask_iin.text in hint.text
     sticker = Sticker(file_id="s", file_unique_id="su", type="regular", width=512, height=512,
                       is_animated=False, is_video=False)
     [hint] = sent(await tg.send(lang, sticker=sticker))

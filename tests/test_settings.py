@@ -389,6 +389,12 @@ async def test_cancel_ends_the_dialogue(tg: Harness, kz: Kezek, lang: str) -> No
     assert unlink_hint.text == i18n.gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
     [after] = sent(await tg.send(lang, text="mama@example.kz"))
     assert after.text == i18n.gettext(lang, HINT)
+    # ... "My queue status" too: the status screen, after the dialogue's handlers let it go.
+    await tg.press("stg:email")
+    [status_hint] = sent(await tg.send(lang, text=i18n.gettext(lang, "My queue status")))
+    assert status_hint.text == i18n.gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
+    [after] = sent(await tg.send(lang, text="mama@example.kz"))
+    assert after.text == i18n.gettext(lang, HINT)
     assert len(await email_codes(kz)) == 1
 
 
