@@ -185,6 +185,20 @@ async def redis_client() -> Any:
 
 
 @pytest.fixture
+async def redis() -> AsyncIterator[tuple[Any, str]]:
+    """(a client of the test Redis, a key prefix of this test's own); its keys are removed after."""
+    client = await redis_client()
+    prefix = f"kezek-test-{uuid.uuid4().hex[:12]}"
+    try:
+        yield client, prefix
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@pytest.fixture
 async def tg(kz: Kezek) -> AsyncIterator[Any]:
     """The real Dispatcher with a recording Bot session (tests/test_bot_start.py's Harness)."""
     from bot.app import build_dispatcher

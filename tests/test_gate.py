@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,22 +18,9 @@ from bot.config import Settings
 from bot.gate import ChatGate
 from bot.throttling import TOO_MANY, RedisThrottleStore, ThrottleMiddleware
 from services.kezek import Kezek
-from tests.conftest import REDIS_URL, redis_client
+from tests.conftest import REDIS_URL
 from tests.test_bot_start import Harness
 from tests.test_throttling import CHAT, OTHER, RATE, WINDOW, Chats, FakeTime, is_help, texts
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[tuple[Any, str]]:
-    client = await redis_client()
-    prefix = f"kezek-test-{uuid.uuid4().hex[:12]}"
-    try:
-        yield client, prefix
-    finally:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 def instance(kz: Kezek, prefix: str, clock: FakeTime | None = None, url: str = REDIS_URL) -> Harness:

@@ -4,8 +4,6 @@ Each test uses its own key prefix and removes its keys; skipped when Redis is no
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,22 +16,8 @@ from bot.app import FSM_TTL_SECONDS, build_dispatcher, make_storage
 from bot.degraded import FallbackIsolation, FallbackStorage
 from bot.config import Settings
 from services.kezek import Kezek
-from tests.conftest import REDIS_URL, World, redis_client
+from tests.conftest import REDIS_URL, World
 from tests.test_bot_start import CHAT_ID, Harness, sent
-
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[tuple[Any, str]]:
-    client = await redis_client()
-    prefix = f"kezek-test-{uuid.uuid4().hex[:12]}"
-    try:
-        yield client, prefix
-    finally:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 def instance(kz: Kezek, prefix: str) -> Harness:
