@@ -84,8 +84,9 @@ class ChatGate(FSMContextMiddleware):
         self.throttle: ThrottleMiddleware | None = None
         self._enter = self.redis.register_script(ENTER)
         self._leave = self.redis.register_script(LEAVE)
-        # Unique across instances without a uuid per update: a random part per process.
-        self._tokens = (f"{secrets.token_hex(8)}:{n}" for n in itertools.count())
+        # Unique across instances without a uuid per update: a random part per gate, then a count.
+        prefix = secrets.token_hex(8)
+        self._tokens = (f"{prefix}:{n}" for n in itertools.count())
 
     @classmethod
     def over(cls, storage: Any, isolation: Any) -> ChatGate | None:
