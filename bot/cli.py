@@ -648,6 +648,26 @@ def bench_load(parents: int, instances: int, concurrency: int, menu_rounds: int,
         Path(json_path).write_text(json.dumps(report, indent=2))
 
 
+@bench.command("dispatch")
+@click.option("--parents", type=int, default=2_000, show_default=True, help="Linked parents, one /status each per round.")
+@click.option("--rounds", type=int, default=5, show_default=True, help="Rounds over all parents; the best counts.")
+@click.option("--db-path", default="/tmp/kezek-bench-dispatch.sqlite3", show_default=True)
+@click.option("--postgres", "pg_url", default=None, metavar="URL",
+              help="Use this PostgreSQL database instead (its tables are emptied).")
+@click.option("--redis", "redis_url", default=None, metavar="URL", help="Redis for the FSM, the chat locks and the throttle.")
+@click.option("--json", "json_path", default=None, metavar="FILE", help="Also write the figures here.")
+def bench_dispatch(parents: int, rounds: int, db_path: str, pg_url: str | None, redis_url: str | None,
+                   json_path: str | None) -> None:
+    """The CPU one /status costs inside the bot: the real Dispatcher fed in-process with a Bot
+    session that answers at once (no HTTP), against a bare aiogram echo Dispatcher."""
+    from bot.bench_dispatch import run_dispatch_bench
+
+    report = asyncio.run(run_dispatch_bench(parents=parents, rounds=rounds, db_path=db_path, db_url=pg_url,
+                                            redis_url=redis_url, out=click.echo))
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2))
+
+
 @bench.command("memory")
 @click.option("--applications", "sizes", type=int, multiple=True, default=(1_000_000,), show_default=True,
               help="Applications in the database; repeat to compare sizes (--applications 100000 "
