@@ -153,11 +153,11 @@ class HistoryView:
 
 
 def _forecast_net() -> Any:
-    """SQL: the net signed move of the outer query's application over the forecast window
-    (``forecast_for``'s sum, on ix_queue_events_queue_at), for a waiting application that joined
-    the queue at least FORECAST_MIN_DAYS before ``:joined_by``; NULL for the others (no scan).
-    ``:window_from``: now - FORECAST_DAYS; the window also starts no earlier than the application
-    joined."""
+    """SQL: the net signed move of the outer query's application over the forecast window (what
+    ``forecast_of`` takes as ``net``; a range of ix_queue_events_queue_at): the events ahead of it
+    after ``:window_from`` (now - FORECAST_DAYS) and after it joined. NULL, with nothing read, for
+    an application not waiting or that joined after ``:joined_by`` (now - FORECAST_MIN_DAYS): too
+    early for a forecast."""
     A, E = Application, QueueEvent
     net = select(func.coalesce(func.sum(E.delta), 0)).where(
         E.district_id == A.district_id, E.birth_year == A.birth_year,
