@@ -425,11 +425,18 @@ async def post_seats(request: web.Request) -> web.Response:
                           "offers": [registry.as_dict(o) for o in offers]})
 
 
-def _referral_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
+def _row_id(raw: str) -> int | None:
+    """A database row id written in a URL (decimal digits only), or None."""
     if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not is_row_id(int(raw)):
-        raise ReferralNotFound()
+        return None
     return int(raw)
+
+
+def _referral_id(request: web.Request) -> int:
+    referral_id = _row_id(request.match_info["id"])
+    if referral_id is None:
+        raise ReferralNotFound()
+    return referral_id
 
 
 async def _referral_answer(kz: Kezek, referral_id: int) -> web.Response:
@@ -470,9 +477,9 @@ async def get_documents(request: web.Request) -> web.Response:
     referral: int | None = None
     raw = request.query.get("referral")
     if raw is not None and raw != "":
-        if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not is_row_id(int(raw)):
+        referral = _row_id(raw)
+        if referral is None:
             raise InvalidField(field="referral", reason="integer")
-        referral = int(raw)
     found = await request.app[KZ].review_documents(request.query.get("status", "pending"), referral,
                                                    _DOCUMENT_LIST_MAX)
     return json_response({"documents": [d.as_dict() for d in found]}, headers={"Cache-Control": "no-store"})
@@ -483,13 +490,13 @@ async def get_document_file(request: web.Request) -> web.Response:
     from services.doc_storage import DocumentStoreError
     from services.documents import DocumentNotFound
 
-    raw = request.match_info["id"]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not is_row_id(int(raw)):
+    document_id = _row_id(request.match_info["id"])
+    if document_id is None:
         raise DocumentNotFound()
     try:
-        info, data = await request.app[KZ].document_file(int(raw))
+        info, data = await request.app[KZ].document_file(document_id)
     except DocumentStoreError:
-        log.error("API: the file of document %s is missing from the document store", raw)
+        log.error("API: the file of document %s is missing from the document store", document_id)
         raise
     return web.Response(body=data, headers={
         "Content-Type": info.mime, "Content-Disposition": f'attachment; filename="{info.filename}"',

@@ -839,8 +839,7 @@ def run_console_demo(state: State, settings: Settings, clock: Any, phone: str, c
 
     async def go() -> None:
         db = Database(state.url)
-        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes(),
-                   previous_signing_keys=settings.previous_signing_keys(), document_store=settings.document_store())
+        kz = state.kezek(db, clock)
         beside = [asyncio.ensure_future(run_scheduler(kz, every_seconds=settings.sweep_seconds,
                                                       snapshot_hour=settings.snapshot_hour,
                                                       digest_hour=settings.digest_hour)),
@@ -907,8 +906,7 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
         from bot.sender import SendPolicy, outbox_loop
 
         db = Database(state.url)
-        kz = Kezek(db, clock, signing_key=settings.signing_key_bytes(),
-                   previous_signing_keys=settings.previous_signing_keys(), document_store=settings.document_store())
+        kz = state.kezek(db, clock)
         jobs: list[Any] = []
         if parts.api:
             from bot.api import serve_api

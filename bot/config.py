@@ -143,12 +143,6 @@ class Settings(BaseSettings):
         previous = self.signing_key_previous.get_secret_value().encode("utf-8")
         return (previous,) if previous else ()
 
-    def document_store(self) -> Any:
-        """The document store of these settings (a folder: ``documents_dir``)."""
-        from services.doc_storage import FolderDocumentStore
-
-        return FolderDocumentStore(self.documents_dir)
-
     def sqlite_path(self) -> Path | None:
         for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):
             if self.database_url.startswith(prefix):

@@ -366,10 +366,9 @@ async def _count(ctx: Ctx, referral_id: int) -> int:
         select(func.count()).select_from(Document).where(Document.referral_id == referral_id))).scalar_one())
 
 
-async def already_received(ctx: Ctx, chat_id: int, application_id: int, checked: CheckedFile) -> Received | None:
-    """The rules of ``record`` without writing: the answer for a file already received, None for
-    a new one (which may be recorded), or the error ``record`` would raise."""
-    app, ref = await _live_referral(ctx, chat_id, application_id)
+async def _received_before(ctx: Ctx, app: Application, ref: Referral, checked: CheckedFile) -> Received | None:
+    """The answer for a file the referral already has, None for a new one it may still take
+    (``TooManyDocuments`` when it is full)."""
     doc = (await ctx.session.execute(select(Document).where(
         Document.referral_id == ref.id, Document.sha256 == checked.sha256))).scalar_one_or_none()
     count = await _count(ctx, ref.id)
@@ -382,12 +381,19 @@ async def already_received(ctx: Ctx, chat_id: int, application_id: int, checked:
     return None
 
 
+async def already_received(ctx: Ctx, chat_id: int, application_id: int, checked: CheckedFile) -> Received | None:
+    """The rules of ``record`` without writing: the answer for a file already received, None for
+    a new one (which may be recorded), or the error ``record`` would raise."""
+    app, ref = await _live_referral(ctx, chat_id, application_id)
+    return await _received_before(ctx, app, ref, checked)
+
+
 async def record(ctx: Ctx, chat_id: int, application_id: int, checked: CheckedFile, key: str) -> Received:
     """Record a checked file kept under ``key`` for the application's referral."""
-    seen = await already_received(ctx, chat_id, application_id, checked)
+    app, ref = await _live_referral(ctx, chat_id, application_id)
+    seen = await _received_before(ctx, app, ref, checked)
     if seen is not None:
         return seen
-    app, ref = await _live_referral(ctx, chat_id, application_id)
     assert ref.docs_due_at is not None
     doc = Document(referral_id=ref.id, application_id=app.id, chat_id=chat_id, storage_key=key,
                    mime=checked.mime, size=checked.size, pages=checked.pages, width=checked.width,
