@@ -160,6 +160,21 @@ async def test_a_hot_read_gives_the_rows_sqlalchemy_gives(fresh: Database) -> No
     assert first is None
 
 
+async def test_a_hot_statements_constants_are_literals_and_a_quote_in_one_is_escaped(fresh: Database) -> None:
+    """The statement's own values go into the SQL (PostgreSQL plans hot reads once, generically:
+    a constant sent as a parameter would hide a partial index from that plan); the caller's
+    values stay parameters. A quote in a constant cannot break out of its literal."""
+    await _seed_chats(fresh)
+    async with fresh.write() as session:
+        session.add(Chat(id=4, language="o'", created_at=NOW, updated_at=NOW))
+    hot = Hot(select(Chat.id).where(func.coalesce(Chat.language, "x") != "o'", Chat.id != bindparam("skip"),
+                                    Chat.created_at < NOW + dt.timedelta(hours=2)).order_by(Chat.id))
+    plan = hot.plan(fresh.small_read_engine.dialect)
+    assert [name for name, _value, _process in plan.binds] == ["skip"]
+    async with fresh.hot() as reader:
+        assert [r.id for r in await reader.all(hot, {"skip": 1})] == [2]
+
+
 async def test_a_hot_statement_refuses_an_expanding_in(fresh: Database) -> None:
     hot = Hot(select(Chat.id).where(Chat.id.in_([1, 2])))
     async with fresh.hot() as reader:
