@@ -62,6 +62,7 @@ from typing import Any
 from bot.bench import BENCH_NOW, _remove_db, _World
 from services.queue import ARRIVAL
 from storage.models import AppStatus, DocsState, Privilege
+from storage.queue_versions import FOLD_PG_SQL, FOLD_SQLITE_SQL
 
 DISTRICTS = 20
 BIRTH_YEARS = 7
@@ -230,6 +231,13 @@ def _sqlite_bulk(path: str, batches: Iterator[_Rows], out: Callable[[str], Any],
             if time.perf_counter() - last > 15:
                 out(f"  {done:>10,} / {total:,} rows")
                 last = time.perf_counter()
+        # As an import does after its load: the queues' counted changes into their versions.
+        last = con.execute("SELECT max(id) FROM queue_changes").fetchone()[0]
+        if last is not None:
+            con.execute("BEGIN")
+            for statement in FOLD_SQLITE_SQL:
+                con.execute(statement, {"last": last})
+            con.execute("COMMIT")
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         con.close()
@@ -261,6 +269,7 @@ async def _pg_bulk(url: str, batches: Iterator[_Rows], out: Callable[[str], Any]
         for table in ("applications", "queue_events"):
             await con.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                               f"(SELECT coalesce(max(id), 1) FROM {table}))")
+        await con.fetchval(FOLD_PG_SQL)  # as an import does after its load
         # What autovacuum does within a minute of a bulk load in production: the planner's statistics.
         await con.execute("ANALYZE")
     finally:

@@ -26,6 +26,7 @@ from services.parsing import Row
 from storage.db import Database
 from storage.models import Application, OutboxMessage, Referral, Seat
 from storage.models import Offer as OfferModel
+from storage.queue_versions import fold_queue_changes
 
 T = TypeVar("T")
 
@@ -66,7 +67,9 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Refer
                                   progress: Callable[[int], None] | None = None) -> queue.ImportReport:
         """All or nothing; ``progress(n)`` is told as each n rows are written (a progress bar)."""
         async with self.unit(actor) as ctx:
-            return await queue.import_applications(ctx, rows, progress)
+            report = await queue.import_applications(ctx, rows, progress)
+        await self.fold_queue_changes()  # (a whole registry's load: its changes, counted at once)
+        return report
 
     async def withdraw_application(self, number: str, actor: str = "registry") -> Application:
         async with self.unit(actor) as ctx:
@@ -140,6 +143,12 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Refer
             done["offers_made"] = len(await offers.fill_free_seats(ctx))
             done["reminders"] = await reminders.remind(ctx)
             return done
+
+    async def fold_queue_changes(self) -> int:
+        """Fold the queues' counted changes into their versions' bases (storage.queue_versions):
+        the sweep job's last step, and after an import. Returns how many were folded."""
+        async with self.db.write() as session:
+            return await fold_queue_changes(session)
 
     async def announce_moves(self) -> int:
         """The opt-in "your queue number moved" notices (the daily digest job)."""

@@ -25,6 +25,7 @@ from services.context import Ctx
 from services.directory import KindergartenInfo
 from services.errors import ReferralNotFound
 from services.facade import FacadeBase, linked_application
+from services.queue_numbers import QueueNumbers
 from services.validation import mask_iin
 from storage.db import Hot, HotReader, json_rows, json_rows_of
 from storage.models import (
@@ -43,6 +44,7 @@ from storage.models import (
     ReferralStatus,
     UTCDateTime,
 )
+from storage.queue_versions import queue_version
 
 
 log = logging.getLogger("kezek.status")
@@ -180,9 +182,10 @@ def _preferred_rows() -> Any:
     return case((A.any_kindergarten.is_(False), rows), else_=None)
 
 
-def _card_statement() -> Select[Any]:
-    """One round trip for every card of a chat: each linked application with its district, queue
-    number (a correlated count on ix_applications_queue), open offer (at most one:
+def _card_statement(*, count: bool) -> Select[Any]:
+    """One round trip for every card of a chat: each linked application with its district, its
+    queue's version (``storage.queue_versions``) and, with ``count``, its queue number (a
+    correlated count on ix_applications_queue: ``services.queue_numbers`` spares it), open offer (at most one:
     uq_offers_open_application), this chat's last look, a live referral (at most one:
     uq_referrals_live_application) with its kindergarten, the preferred kindergartens and the
     forecast's move over the last days. Core columns, not ORM objects: the cards are read-only,
@@ -194,7 +197,8 @@ def _card_statement() -> Select[Any]:
         select(A.id, A.number, A.child_iin, A.birth_year, A.status, A.privilege, A.any_kindergarten,
                A.district_id, A.priv_rank, A.submitted_at, A.stoplist_until, A.created_at,
                District.name_ru.label("district_ru"), District.name_kk.label("district_kk"),
-               queue.count_ahead().label("ahead"),
+               queue_version(A.district_id, A.birth_year).label("queue_version"),
+               (queue.count_ahead() if count else literal_column("NULL")).label("ahead"),
                Offer.id.label("offer_id"), Offer.expires_at.label("offer_expires_at"),
                QueueLook.number.label("look_number"), QueueLook.at.label("look_at"),
                Referral.id.label("referral_id"), Referral.showup_due_at, Referral.docs_state,
@@ -217,7 +221,8 @@ def _card_statement() -> Select[Any]:
     )
 
 
-_CARDS = Hot(_card_statement())
+_CARDS = Hot(_card_statement(count=False))
+_CARDS_COUNTED = Hot(_card_statement(count=True))
 
 
 def _preferred_of(row: Any) -> list[KindergartenInfo]:
@@ -242,11 +247,12 @@ def forecast_of(app: Any, number: int, net: int | None, now: dt.datetime) -> For
     return make_forecast(number, int(net or 0) if days >= FORECAST_MIN_DAYS else 0, _local_day(now), days, not_before)
 
 
-async def _card(db: HotReader, now: dt.datetime, row: Any, look: tuple[int, dt.datetime] | None) -> StatusCard:
-    """The card of one row of ``_CARDS`` (``queue.view``'s rules, on columns); ``look``: the
-    number this chat saw last and since when (None: never)."""
+async def _card(db: HotReader, now: dt.datetime, row: Any, number: int | None,
+                look: tuple[int, dt.datetime] | None) -> StatusCard:
+    """The card of one row of ``_CARDS`` (``queue.view``'s rules, on columns); ``number``: its
+    queue number (None: not waiting); ``look``: the number this chat saw last and since when
+    (None: never)."""
     look_number, look_at = look if look is not None else (None, None)
-    number = 1 + row.ahead if row.status == AppStatus.QUEUED else None
     state = queue.state_of(row.status, row.stoplist_until, row.offer_id is not None, now)
     causes: dict[str, int] = {}
     if look_number is not None and number is not None and number != look_number:
@@ -358,6 +364,14 @@ class LookBuffer:
 
 class StatusFacade(FacadeBase):
     _looks: LookBuffer | None = None
+    _numbers: QueueNumbers | None = None
+
+    @property
+    def queue_numbers(self) -> QueueNumbers:
+        """This process's queue rankings (``services.queue_numbers``), made on first use."""
+        if self._numbers is None:
+            self._numbers = QueueNumbers()
+        return self._numbers
 
     def buffer_looks(self, delay: float) -> LookBuffer:
         """Write the looks of /status in groups every ``delay`` seconds (``LookBuffer``); the bot
@@ -377,16 +391,20 @@ class StatusFacade(FacadeBase):
         viewer = chat_viewer(chat_id)
         now = self.clock.now()
         looks = self._looks
+        params = {"chat_id": chat_id, "viewer": viewer, "window_from": now - dt.timedelta(days=FORECAST_DAYS),
+                  "joined_by": now - dt.timedelta(days=FORECAST_MIN_DAYS)}
         async with self.db.hot() as db:  # on the driver, no ORM (see _card_statement, storage.db.Hot)
-            rows = await db.all(_CARDS, {"chat_id": chat_id, "viewer": viewer,
-                                         "window_from": now - dt.timedelta(days=FORECAST_DAYS),
-                                         "joined_by": now - dt.timedelta(days=FORECAST_MIN_DAYS)})
+            rows = await db.all(_CARDS, params)
+            numbers = await self._numbers_of(db, rows)
+            if numbers is None:  # a queue at a version not kept here: count them live (one snapshot)
+                rows = await db.all(_CARDS_COUNTED, params)
+                numbers = [1 + row.ahead if row.status == AppStatus.QUEUED else None for row in rows]
             cards = []
-            for row in rows:
+            for row, number in zip(rows, numbers, strict=True):
                 look = looks.get(row.id, viewer) if looks is not None else None
                 if look is None and row.look_number is not None:
                     look = (row.look_number, row.look_at)
-                cards.append(await _card(db, now, row, look))
+                cards.append(await _card(db, now, row, number, look))
         changed = [c for c in cards if c.queue_number is not None and c.queue_number != c.previous_number]
         if changed and looks is not None:
             for card in changed:
@@ -396,6 +414,20 @@ class StatusFacade(FacadeBase):
                 for card in changed:
                     await queue.record_look(ctx, card.application_id, viewer, card.queue_number)  # type: ignore[arg-type]
         return cards
+
+    async def _numbers_of(self, db: HotReader, rows: list[Any]) -> list[int | None] | None:
+        """The queue numbers of the cards' rows from the rankings at their queues' versions
+        (None for an application not waiting), or None when one is not to be had there."""
+        out: list[int | None] = []
+        for row in rows:
+            if row.status != AppStatus.QUEUED:
+                out.append(None)
+                continue
+            number = await self.queue_numbers.number(db, (row.district_id, row.birth_year), row.queue_version, row.id)
+            if number is None:
+                return None
+            out.append(number)
+        return out
 
     async def chat_referral(self, chat_id: int, app_id: int) -> int:
         """The live, not yet used referral of a linked application (``NotLinked`` for an

@@ -255,6 +255,39 @@ class QueueEvent(Base):
     application_id: Mapped[int] = mapped_column(BigInteger)
 
 
+class QueueChange(Base):
+    """One committed change of a queue's waiting order (an application joined, left, or moved
+    in it), written by the database itself: triggers on ``applications`` (migration 0009), so
+    that no code path can change a queue without it. Append-only until ``fold_queue_changes``
+    adds them to ``QueueVersion.base``.
+
+    A queue's version is ``base`` + the count of its rows here (``queue_version``): a count, not
+    the newest id, because ids are handed out before commit and commits can land out of order,
+    while the set of committed changes a snapshot sees only grows. Two reads that see the same
+    version see the same waiting order, so the queue numbers computed at one version hold for
+    every read at that version (``services.queue_numbers``).
+
+    Trap for later migrations: a ``batch_alter_table`` of ``applications`` on SQLite rebuilds the
+    table and drops its triggers; create them again after it (``storage.queue_triggers``)."""
+
+    __tablename__ = "queue_changes"
+    __table_args__ = (Index("ix_queue_changes_queue", "district_id", "birth_year"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    district_id: Mapped[int] = mapped_column(Integer)
+    birth_year: Mapped[int] = mapped_column(Integer)
+
+
+class QueueVersion(Base):
+    """The changes of a queue folded so far (see ``QueueChange``)."""
+
+    __tablename__ = "queue_versions"
+
+    district_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    birth_year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base: Mapped[int] = mapped_column(BigInteger)
+
+
 class QueueLook(Base):
     """The number a viewer (a chat, the CLI...) last saw for an application."""
 

@@ -104,7 +104,8 @@ SNAPSHOT_SCHEMA = "fuzz_world"
 class PgWorld:
     """The prepared world on PostgreSQL: a copy of every table in its own schema, and the script that
     puts it back (one round trip, one transaction): empty the tables (children first), refill them
-    from the copy (parents first), set the sequences back so that the next ids are the same."""
+    from the copy (parents first), set the sequences back so that the next ids are the same. Each
+    session is a new Kezek: no queue ranking of a session outlives it."""
 
     script: str
 
@@ -122,7 +123,9 @@ class PgWorld:
                     "WHERE schemaname = 'public'"))).scalars():
                 last, called = (await conn.execute(sql_text(f"SELECT last_value, is_called FROM {seq}"))).one()
                 sequences.append(f"SELECT setval('{seq}', {int(last)}, {'true' if called else 'false'});")
-        script = ["BEGIN;"]
+        # (replica: the tables' triggers stay quiet, so that the queue changes copied are the only
+        # ones, as pg_restore does for data)
+        script = ["BEGIN;", "SET LOCAL session_replication_role = replica;"]
         script += [f'DELETE FROM public."{name}";' for name in reversed(tables)]
         script += [f'INSERT INTO public."{name}" SELECT * FROM {SNAPSHOT_SCHEMA}."{name}";' for name in tables]
         script += [*sequences, "COMMIT;"]
