@@ -79,7 +79,7 @@ class QueueNumbers:
         self.max_entries, self.reload_seconds, self.monotonic = max_entries, reload_seconds, monotonic
         self._rankings: OrderedDict[Queue, Ranking] = OrderedDict()
         self._entries = 0
-        self._loading: dict[Queue, asyncio.Future[Ranking]] = {}
+        self._loading: dict[Queue, asyncio.Future[Ranking | None]] = {}
         self.loads = 0  # rankings read (for the tests and the benchmark's report)
 
     def cached(self, queue: Queue, version: int, app_id: int) -> int | None:
@@ -106,20 +106,17 @@ class QueueNumbers:
             if ranking is not None and self.monotonic() - ranking.loaded_at < self.reload_seconds:
                 return None
             pending = self._loading[queue] = asyncio.get_running_loop().create_future()
+            loaded: Ranking | None = None
             try:
-                ranking = await self._load(db, queue)
-            except BaseException as exc:
-                pending.set_exception(exc)
-                pending.exception()  # (retrieved: the waiters, if any, see it too)
-                raise
-            else:
-                pending.set_result(ranking)
+                ranking = loaded = await self._load(db, queue)
             finally:
+                # Those waiting for it count live if it failed (or its update was cancelled): the
+                # failure is this update's alone.
+                pending.set_result(loaded)
                 del self._loading[queue]
         else:
-            try:
-                ranking = await asyncio.shield(pending)
-            except Exception:  # noqa: BLE001 - the reader that loaded it reports it; count live
+            ranking = await asyncio.shield(pending)
+            if ranking is None:
                 return None
         return ranking.number_of(app_id) if ranking.version == version else None
 

@@ -322,7 +322,8 @@ class LookBuffer:
     Until then this process reads them from here, so its next card already shows "no change";
     another instance may see the older look for that moment. A failed write keeps the looks for
     the next try; a crash loses at most ``delay`` seconds of them: the next card then counts the
-    move from the look before (never a wrong number: the number itself is always read live)."""
+    move from the look before (never a wrong number: the number itself is always read from the
+    database, counted or from the queue's ranking at the version the card was read at)."""
 
     def __init__(self, facade: FacadeBase, delay: float) -> None:
         self.facade = facade

@@ -223,3 +223,34 @@ async def test_the_sweep_job_folds_the_changes_and_keeps_the_numbers(db: Databas
         assert (await session.execute(select(func.count()).select_from(QueueChange))).scalar_one() == 0
     assert await version_of(db, numbers[0]) == before
     assert await card_numbers(kz, chats) == {numbers[2]: 1, numbers[0]: 2, numbers[1]: 3}
+
+
+async def test_a_failed_or_cancelled_ranking_read_fails_only_its_own_update() -> None:
+    """Others waiting for that read count live (None) instead of failing with it."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    class Failing:
+        async def all(self, hot: Any, params: Any = None) -> list[Any]:
+            started.set()
+            await release.wait()
+            raise ConnectionResetError("gone")
+
+    numbers = QueueNumbers(reload_seconds=0)
+    first = asyncio.create_task(numbers.number(Failing(), (1, 2023), 5, 42))  # type: ignore[arg-type]
+    await started.wait()
+    waiter = asyncio.create_task(numbers.number(Failing(), (1, 2023), 5, 42))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(ConnectionResetError):
+        await first
+    assert await waiter is None
+
+    started.clear()
+    release.clear()
+    first = asyncio.create_task(numbers.number(Failing(), (1, 2023), 5, 42))  # type: ignore[arg-type]
+    await started.wait()
+    waiter = asyncio.create_task(numbers.number(Failing(), (1, 2023), 5, 42))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await waiter is None
+    assert first.cancelled()
