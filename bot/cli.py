@@ -895,6 +895,9 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
         sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job and run
+    # Not a line per update ("Update id=... is handled. Duration ..."): /metrics counts and times
+    # them, and at a city's rate the line was a log file's bulk and a write per update.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     upgrade(state.url)
     clock = sandbox_clock or state.clock
     click.echo(starting or state.t("The bot is starting; stop it with Ctrl+C."))
