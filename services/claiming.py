@@ -78,7 +78,7 @@ async def _group_names(ctx: Ctx, group_ids: set[int]) -> dict[int, Group]:
 
 
 async def _choices(ctx: Ctx, app: Application, *, state_order_only: bool) -> ClaimChoices:
-    seats = await offers.available_seats(ctx, app.number, state_order_only=state_order_only)
+    seats = await offers.seats_open_to(ctx, app, state_order_only=state_order_only)
     groups = await _group_names(ctx, {s.seat.group_id for s in seats})
     merged: dict[tuple[int, str], SeatChoice] = {}
     for s in seats:

@@ -470,7 +470,11 @@ class AvailableSeat:
 
 async def available_seats(ctx: Ctx, app_number: str, *, state_order_only: bool = False) -> list[AvailableSeat]:
     """Seats this application may claim now or in the next window (offered, open, state-order)."""
-    app = await get_application(ctx.session, app_number)
+    return await seats_open_to(ctx, await get_application(ctx.session, app_number), state_order_only=state_order_only)
+
+
+async def seats_open_to(ctx: Ctx, app: Application, *, state_order_only: bool = False) -> list[AvailableSeat]:
+    """``available_seats`` of an application the caller has read already."""
     if app.status != AppStatus.QUEUED:
         return []
     profile = await ctx.profile(app.district_id)
