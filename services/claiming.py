@@ -7,16 +7,31 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, case, func, literal_column, select
+from sqlalchemy.orm import aliased
 
 from services import offers
-from services.context import Ctx
+from services.calendar import WorkingCalendar
+from services.context import DEFAULT_PROFILE_CODE, Ctx
 from services.directory import KindergartenInfo
 from services.errors import SeatNotFound
 from services.facade import FacadeBase, is_row_id, linked_application
 from services.validation import mask_iin
-from storage.models import Application, AppStatus, ChatLink, Group, Kindergarten
+from storage.db import Hot, json_rows, json_rows_of
+from storage.models import (
+    Application,
+    AppStatus,
+    CalendarDay,
+    ChatLink,
+    District,
+    Group,
+    Kindergarten,
+    RuleProfile,
+    Seat,
+    SeatStatus,
+)
 
 
 @dataclass(frozen=True)
@@ -77,34 +92,70 @@ async def _group_names(ctx: Ctx, group_ids: set[int]) -> dict[int, Group]:
     return {g.id: g for g in rows}
 
 
-async def _choices(ctx: Ctx, app: Application, *, state_order_only: bool) -> ClaimChoices:
-    seats = await offers.seats_open_to(ctx, app, state_order_only=state_order_only)
-    groups = await _group_names(ctx, {s.seat.group_id for s in seats})
-    merged: dict[tuple[int, str], SeatChoice] = {}
-    for s in seats:
-        key = (s.seat.group_id, s.via)
-        if s.via == offers.VIA_OFFER:  # an offer is personal: each its own button
-            key = (-s.seat.id, s.via)
+def _hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def _merge(seats: list[tuple[int, int | None, str, str, KindergartenInfo, str, str | None]]) -> list[SeatChoice]:
+    """Seats (id, group id, language, via, kindergarten, group name, expires at), in the order to
+    show them, as one choice per group and way (an offer: one each)."""
+    merged: dict[tuple[int | None, str], SeatChoice] = {}
+    for seat_id, group_id, language, via, kg, group_name, expires_at in seats:
+        key = (-seat_id, via) if via == offers.VIA_OFFER else (group_id, via)
         if key in merged:
             prev = merged[key]
             merged[key] = SeatChoice(prev.seat_id, prev.kindergarten, prev.group_name, prev.language,
                                      prev.via, prev.expires_at, prev.count + 1)
             continue
-        group = groups.get(s.seat.group_id)
-        merged[key] = SeatChoice(s.seat.id, KindergartenInfo.of(s.kindergarten), group.name if group else "",
-                                 s.seat.language, s.via, s.expires_at, 1)
-    profile = await ctx.profile(app.district_id)
-    window_open = ctx.calendar.in_window(ctx.now, profile.window_open_minute, profile.window_close_minute)
-    next_at = None if window_open else ctx.calendar.next_window_open(
-        ctx.now, profile.window_open_minute, profile.window_close_minute)
+        merged[key] = SeatChoice(seat_id, kg, group_name, language, via, expires_at, 1)  # type: ignore[arg-type]
     order = {offers.VIA_OFFER: 0, offers.VIA_OPEN: 1, offers.VIA_STATE_ORDER: 2}
-    choices = sorted(merged.values(), key=lambda c: (order.get(c.via, 9), c.kindergarten.code, c.seat_id))
-    def hhmm(minute: int) -> str:
-        return f"{minute // 60:02d}:{minute % 60:02d}"
+    return sorted(merged.values(), key=lambda c: (order.get(c.via, 9), c.kindergarten.code, c.seat_id))
 
+
+def _window(calendar: WorkingCalendar, now: dt.datetime, open_minute: int,
+            close_minute: int) -> tuple[bool, dt.datetime | None, tuple[str, str]]:
+    window_open = calendar.in_window(now, open_minute, close_minute)
+    next_at = None if window_open else calendar.next_window_open(now, open_minute, close_minute)
+    return window_open, next_at, (_hhmm(open_minute), _hhmm(close_minute))
+
+
+async def _choices(ctx: Ctx, app: Application, *, state_order_only: bool) -> ClaimChoices:
+    seats = await offers.seats_open_to(ctx, app, state_order_only=state_order_only)
+    groups = await _group_names(ctx, {s.seat.group_id for s in seats})
+    choices = _merge([(s.seat.id, s.seat.group_id, s.seat.language, s.via, KindergartenInfo.of(s.kindergarten),
+                       g.name if (g := groups.get(s.seat.group_id)) else "", s.expires_at) for s in seats])
+    profile = await ctx.profile(app.district_id)
+    window_open, next_at, hours = _window(ctx.calendar, ctx.now, profile.window_open_minute,
+                                          profile.window_close_minute)
     return ClaimChoices(app.id, app.number, mask_iin(app.child_iin), app.status == AppStatus.QUEUED,
-                        choices, window_open, next_at,
-                        (hhmm(profile.window_open_minute), hhmm(profile.window_close_minute)))
+                        choices, window_open, next_at, hours)
+
+
+def _state_order_statement() -> Any:
+    """/seats in one round trip: each application linked to the chat with its rule profile's
+    claim window and private-kindergarten age (the district's own profile, else the default: what
+    ``Ctx.profile`` reads) and, for a waiting one, the open state-order seats of its district as
+    ``json_rows`` of (seat id, group id, language, kindergarten code, names, address, group name).
+    A district whose profile is missing gives NULLs: the caller then reads the slow way."""
+    A, S, K, G = Application, Seat, aliased(Kindergarten), aliased(Group)
+    default = select(RuleProfile.id).where(RuleProfile.code == DEFAULT_PROFILE_CODE).scalar_subquery()
+    seats = (select(json_rows(S.id, S.group_id, S.language, K.code, K.name_ru, K.name_kk, K.address, G.name))
+             .select_from(S).join(K, K.id == S.kindergarten_id).outerjoin(G, G.id == S.group_id)
+             .where(S.district_id == A.district_id, S.status == SeatStatus.OPEN, S.private.is_(True))
+             .scalar_subquery())
+    return (select(A.id, A.number, A.child_iin, A.status, A.birth_date,
+                   RuleProfile.window_open_minute, RuleProfile.window_close_minute,
+                   RuleProfile.private_min_age_years,
+                   case((A.status == AppStatus.QUEUED, seats), else_=literal_column("NULL")).label("seats"))
+            .join(ChatLink, ChatLink.application_id == A.id)
+            .join(District, District.id == A.district_id)
+            .outerjoin(RuleProfile, RuleProfile.id == func.coalesce(District.profile_id, default))
+            .where(ChatLink.chat_id == bindparam("chat_id"))
+            .order_by(ChatLink.linked_at, A.id))
+
+
+_STATE_ORDER = Hot(_state_order_statement())
+_CALENDAR = Hot(select(CalendarDay.day, CalendarDay.working, CalendarDay.name))
 
 
 class ClaimFacade(FacadeBase):
@@ -116,7 +167,32 @@ class ClaimFacade(FacadeBase):
             return await _choices(ctx, app, state_order_only=False)
 
     async def state_order_choices(self, chat_id: int) -> list[ClaimChoices]:
-        """For each waiting application linked to the chat: the state-order seats open to it."""
+        """For each application linked to the chat: the state-order seats open to it (none to an
+        application not waiting). Two hot reads (``_STATE_ORDER``, the calendar's overrides)."""
+        now = self.clock.now()
+        async with self.db.hot() as db:
+            rows = await db.all(_STATE_ORDER, {"chat_id": chat_id})
+            calendar = WorkingCalendar({r.day: (r.working, r.name) for r in await db.all(_CALENDAR)}) if rows else None
+        if calendar is None:
+            return []
+        if any(r.window_open_minute is None for r in rows):  # no profile row (see _state_order_statement)
+            return await self._state_order_choices_read(chat_id)
+        out = []
+        for r in rows:
+            seats = []
+            if r.status == AppStatus.QUEUED and offers.age_on(r.birth_date, calendar.local_date(now)) >= r.private_min_age_years:
+                seats = [(seat_id, group_id, language, offers.VIA_STATE_ORDER,
+                          KindergartenInfo(code, name_ru, name_kk, address or ""), group_name or "", None)
+                         for seat_id, group_id, language, code, name_ru, name_kk, address, group_name
+                         in sorted(json_rows_of(r.seats), key=lambda x: (x[3], x[0]))]
+            window_open, next_at, hours = _window(calendar, now, r.window_open_minute, r.window_close_minute)
+            out.append(ClaimChoices(r.id, r.number, mask_iin(r.child_iin), r.status == AppStatus.QUEUED,
+                                    _merge(seats), window_open, next_at, hours))
+        return out
+
+    async def _state_order_choices_read(self, chat_id: int) -> list[ClaimChoices]:
+        """``state_order_choices`` through the ORM and ``offers.available_seats``' rules (the
+        reference the hot read is tested against)."""
         async with self.reading(small=True) as ctx:
             apps = (await ctx.session.execute(
                 select(Application).join(ChatLink, ChatLink.application_id == Application.id)

@@ -171,3 +171,43 @@ def test_callback_data_fits_telegram() -> None:
     big = 2**53
     assert len(ClaimCallback(app=big, seat=big, step="c").pack().encode()) <= 64
     assert len(SeatsCallback(app=big).pack().encode()) <= 64
+
+
+async def test_the_seats_screen_read_in_one_round_trip_equals_the_rules_read(
+        kz: Kezek, clock: FrozenClock, world: World) -> None:
+    """``state_order_choices`` (one hot read) against the same screen read through the ORM and
+    ``offers.available_seats``: a district with its own profile (a later window, private seats
+    from age 2) beside the default one, groups in two languages and two kindergartens, a child
+    too young, one referred, and outside the window (the next window's moment)."""
+    world = await World(kz, clock).setup(profile={"window_open": "10:30", "window_close": "18:00",
+                                                  "private_min_age_years": 2})
+    await kz.upsert_kindergartens([
+        {"code": "APRIV", "district": "ALM-BOS", "name_ru": "Частный сад «Айгөлек»",
+         "name_kk": "«Айгөлек» жеке балабақшасы", "kind": "private_state_order", "languages": "ru,kk",
+         "address": "ул. Жандосова, 5"},
+        {"code": "MPRIV", "district": "ALM-MED", "name_ru": "Частный сад «Ақбота»",
+         "name_kk": "«Ақбота» жеке балабақшасы", "kind": "private_state_order", "languages": "ru"}])
+    rows = [world.row(birth_date=dt.date(2022, 5, 1)), world.row(birth_date=dt.date(2024, 2, 1)),
+            world.row(birth_date=dt.date(2025, 1, 1)), world.row(birth_date=dt.date(2022, 3, 1), district="ALM-MED"),
+            world.row(birth_date=dt.date(2023, 1, 1), district="ALM-MED")]
+    await world.apps(*rows)
+    for i, row in enumerate(rows):
+        await link(kz, row, chat_id=CHAT_ID if i < 3 else CHAT_ID + 1)
+    for kg, year, lang, count in (("PRIV", 2022, "ru", 2), ("PRIV", 2022, "kk", 1), ("APRIV", 2024, "ru", 1),
+                                  ("MPRIV", 2022, "ru", 3)):
+        await world.publish(count, kg, birth_year=year, language=lang)
+    seats = await kz.state_order_choices(CHAT_ID)
+    assert [len(c.choices) for c in seats] == [3, 3, 0]  # two groups of PRIV, one of APRIV; the baby none
+    assert sorted(c.count for c in seats[0].choices) == [1, 1, 2]
+    for moment in (almaty(2026, 9, 7, 10, 0), almaty(2026, 9, 7, 12, 0), almaty(2026, 9, 5, 12, 0)):
+        clock.set(moment)
+        for chat in (CHAT_ID, CHAT_ID + 1, CHAT_ID + 2):
+            assert await kz.state_order_choices(chat) == await kz._state_order_choices_read(chat), (moment, chat)
+    # One referred: waiting no more, no seats.
+    clock.set(almaty(2026, 9, 7, 12, 0))
+    [medeu, _young] = await kz.state_order_choices(CHAT_ID + 1)
+    [choice] = medeu.choices
+    await kz.claim_seat(CHAT_ID + 1, CHAT_ID + 1, medeu.application_id, choice.seat_id)
+    after = await kz.state_order_choices(CHAT_ID + 1)
+    assert after == await kz._state_order_choices_read(CHAT_ID + 1)
+    assert not after[0].waiting and after[0].choices == []
