@@ -172,15 +172,16 @@ class ClaimFacade(FacadeBase):
         now = self.clock.now()
         async with self.db.hot() as db:
             rows = await db.all(_STATE_ORDER, {"chat_id": chat_id})
-            calendar = WorkingCalendar({r.day: (r.working, r.name) for r in await db.all(_CALENDAR)}) if rows else None
-        if calendar is None:
-            return []
+            if not rows:
+                return []
+            calendar = WorkingCalendar({r.day: (r.working, r.name) for r in await db.all(_CALENDAR)})
         if any(r.window_open_minute is None for r in rows):  # no profile row (see _state_order_statement)
             return await self._state_order_choices_read(chat_id)
         out = []
         for r in rows:
             seats = []
-            if r.status == AppStatus.QUEUED and offers.age_on(r.birth_date, calendar.local_date(now)) >= r.private_min_age_years:
+            if r.status == AppStatus.QUEUED and offers.old_enough_for_private(r.birth_date, calendar, now,
+                                                                              r.private_min_age_years):
                 seats = [(seat_id, group_id, language, offers.VIA_STATE_ORDER,
                           KindergartenInfo(code, name_ru, name_kk, address or ""), group_name or "", None)
                          for seat_id, group_id, language, code, name_ru, name_kk, address, group_name

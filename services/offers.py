@@ -23,6 +23,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from services import parsing as p
+from services.calendar import WorkingCalendar
 from services.context import Ctx
 from services.errors import (
     ConfirmationRequired,
@@ -326,6 +327,12 @@ def age_on(birth_date: dt.date, day: dt.date) -> int:
     return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
 
 
+def old_enough_for_private(birth_date: dt.date, calendar: WorkingCalendar, now: dt.datetime, min_age: int) -> bool:
+    """The age rule of state-order seats in private kindergartens: ``min_age`` years (the rule
+    profile's) on the claim day, Almaty time."""
+    return age_on(birth_date, calendar.local_date(now)) >= min_age
+
+
 def showup_deadline(ctx: Ctx, profile: RuleProfile) -> dt.datetime:
     return ctx.calendar.deadline_after(ctx.calendar.local_date(ctx.now), profile.showup_working_days)
 
@@ -369,7 +376,7 @@ async def plan_claim(ctx: Ctx, app_number: str, seat_id: int, *, lock: bool = Fa
                 Offer.expires_at == offer.expires_at).order_by(Offer.id))).scalars())
         via = VIA_OFFER
     elif seat.status == SeatStatus.OPEN and seat.private:
-        if age_on(app.birth_date, ctx.calendar.local_date(ctx.now)) < profile.private_min_age_years:
+        if not old_enough_for_private(app.birth_date, ctx.calendar, ctx.now, profile.private_min_age_years):
             raise TooYoungForPrivate(min_age=profile.private_min_age_years)
         via = VIA_STATE_ORDER
     elif seat.status == SeatStatus.OPEN:
@@ -483,7 +490,7 @@ async def seats_open_to(ctx: Ctx, app: Application, *, state_order_only: bool = 
         select(Seat, Kindergarten).join(Kindergarten, Kindergarten.id == Seat.kindergarten_id).where(
             Seat.district_id == app.district_id, Seat.status == SeatStatus.OPEN, Seat.private.is_(True),
         ).order_by(Kindergarten.code, Seat.id))).all()
-    if age_on(app.birth_date, ctx.calendar.local_date(ctx.now)) >= profile.private_min_age_years:
+    if old_enough_for_private(app.birth_date, ctx.calendar, ctx.now, profile.private_min_age_years):
         out += [AvailableSeat(s, k, VIA_STATE_ORDER, None) for s, k in rows]
     if state_order_only:
         return out

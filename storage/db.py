@@ -413,8 +413,9 @@ class Database:
         # A generic plan for every hot read, from its first execution. With the default
         # (``auto``) PostgreSQL planned the status cards' statement anew on every execution: its
         # estimate of the generic plan stayed above the custom ones', and planning that join of
-        # eight tables and five subqueries cost twice the execution (3.1 ms a card against 1.0 ms
-        # on a generic plan, one connection, 2,000 applications in one queue). Hot statements are
+        # eight tables and five subqueries cost more than the execution (3.1 ms a card against
+        # 1.0 ms on a generic plan, one connection, 2,000 applications in one queue, right after a
+        # claim run left the table's visibility map behind). Hot statements are
         # index lookups whose constants are literals (``Hot``), so one plan serves every value.
         return await asyncpg.connect(dsn, timeout=10, server_settings={"plan_cache_mode": "force_generic_plan"})
 

@@ -27,12 +27,12 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import QueueChange, QueueVersion
+from storage.models import AppStatus, QueueChange, QueueVersion
 
 # The columns of the waiting order: a change of any of them, on a waiting application (before or
 # after), is a change of its queue.
 ORDER_COLUMNS = ("status", "priv_rank", "submitted_at", "number", "district_id", "birth_year")
-QUEUED = "queued"  # storage.models.AppStatus.QUEUED, as the triggers' literal
+QUEUED = AppStatus.QUEUED  # as the triggers' literal
 
 _PG_FUNCTIONS = {
     "insert": f"""
