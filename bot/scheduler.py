@@ -40,7 +40,7 @@ from storage.models import RuleProfile
 log = logging.getLogger("kezek.scheduler")
 T = TypeVar("T")
 
-# The default claim window (DESIGN.md §1: 09:00-20:00), as minutes after local midnight.
+# The default claim window (RULES.md, "Claim window": 09:00-20:00), as minutes after local midnight.
 DEFAULT_WINDOW = (9 * 60, 20 * 60)
 # Seconds after a window's edge its sweep runs (the edge itself is exclusive: at 20:00:00 the
 # offer is closed already, so a sweep then closes it; a few seconds leave room for clock skew).

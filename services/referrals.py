@@ -7,6 +7,10 @@
 * Privilege documents: confirmed within 5 working days and never later than 10 calendar days,
   else (or when rejected) the referral is annulled and the child moves to the general queue,
   keeping its submission moment, without a stop-list.
+* Both missed: while the documents are due and not accepted, a documents deadline on or before
+  the show-up deadline decides (the documents outcome, never both penalties); documents
+  accepted, or due only after the show-up deadline, and the child not admitted: the show-up
+  outcome (RULES.md, "Privilege documents"). ``missed_deadline`` is that rule, in one place.
 
 Every sweep is idempotent: each transition is a conditional update, and its consequences are
 dated by the deadline, not by when the sweep happened to run."""
@@ -127,10 +131,6 @@ async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime,
     values: dict[str, object] = {"status": ReferralStatus.ANNULLED, "closed_at": effective_at,
                                  "annul_reason": reason}
     drop_privilege = docs_state is not None
-    if reason == NO_SHOW and ref.docs_state == DocsState.PENDING and ref.docs_due_at is not None \
-            and ref.docs_due_at <= effective_at:
-        # Both deadlines passed together: the documents were not brought either.
-        drop_privilege, docs_state = True, DocsState.MISSED
     if docs_state is not None:
         values["docs_state"] = docs_state
     res = await ctx.session.execute(
@@ -181,19 +181,31 @@ async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime,
 
 # --- sweeps ------------------------------------------------------------------------------------------
 
+def missed_deadline(ref: Referral, now: dt.datetime) -> tuple[dt.datetime, str] | None:
+    """The deadline of a live referral that has passed by ``now`` and decides its annulment
+    (when it takes effect, and why), or None while none has.
+
+    Documents due and not accepted, with their deadline on or before the show-up deadline: the
+    documents deadline decides, whether or not the show-up deadline has passed too (one day's
+    difference must not double the penalty). Otherwise the show-up deadline decides."""
+    if ref.docs_state == DocsState.PENDING and ref.docs_due_at is not None \
+            and ref.docs_due_at <= ref.showup_due_at:
+        return (ref.docs_due_at, DOCS_MISSED) if ref.docs_due_at <= now else None
+    return (ref.showup_due_at, NO_SHOW) if ref.showup_due_at <= now else None
+
+
 async def sweep_deadlines(ctx: Ctx) -> dict[str, int]:
-    """Annul every referral whose show-up or documents deadline passed, in deadline order."""
-    showup = (await ctx.session.execute(select(Referral).where(
-        Referral.status == ReferralStatus.ISSUED, Referral.showup_due_at <= ctx.now))).scalars().all()
-    docs = (await ctx.session.execute(select(Referral).where(
-        Referral.status == ReferralStatus.ISSUED, Referral.docs_state == DocsState.PENDING,
-        Referral.docs_due_at <= ctx.now))).scalars().all()
-    due = [(r.showup_due_at, 0, r, NO_SHOW) for r in showup] + \
-          [(r.docs_due_at, 1, r, DOCS_MISSED) for r in docs if r.docs_due_at is not None]
-    due.sort(key=lambda d: (d[0], d[1], d[2].id))
+    """Annul every referral whose deciding deadline passed (``missed_deadline``), in deadline
+    order."""
+    live = (await ctx.session.execute(select(Referral).where(
+        Referral.status == ReferralStatus.ISSUED,
+        (Referral.showup_due_at <= ctx.now)
+        | ((Referral.docs_state == DocsState.PENDING) & (Referral.docs_due_at <= ctx.now))))).scalars().all()
+    due = [(missed, ref) for ref in live if (missed := missed_deadline(ref, ctx.now)) is not None]
+    due.sort(key=lambda d: (d[0][0], d[1].id))
     counts = {NO_SHOW: 0, DOCS_MISSED: 0}
     freed: list[int] = []
-    for effective_at, _, ref, reason in due:
+    for (effective_at, reason), ref in due:
         if await annul(ctx, ref, reason, effective_at):
             counts[reason] += 1
             freed.append(ref.seat_id)

@@ -123,7 +123,7 @@ class KindergartenKind:
 # --- reference data ------------------------------------------------------------------------------
 
 class RuleProfile(Base):
-    """Every number of the rules, per region. Defaults are DESIGN.md section 1."""
+    """Every number of the rules, per region. Defaults: RULES.md, "Rule profile"."""
 
     __tablename__ = "rule_profiles"
 

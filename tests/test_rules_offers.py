@@ -1,4 +1,4 @@
-"""DESIGN.md section 1: "Your turn", the claim window, the hand-over to everyone, referrals,
+"""RULES.md: "Your turn", the claim window, the hand-over to everyone, referrals,
 state-order private kindergartens, the privilege interleave and twins."""
 
 import datetime as dt

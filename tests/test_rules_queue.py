@@ -1,4 +1,4 @@
-"""DESIGN.md section 1, "Queue": order, queue numbers, and why they move."""
+"""RULES.md, "Queue": order, queue numbers, and why they move."""
 
 import datetime as dt
 

@@ -1,5 +1,6 @@
-"""DESIGN.md section 1: the show-up deadline, the stop-list, removal on the second annulment,
-privilege documents, admission, and operator calendar decrees."""
+"""RULES.md, "Show-up" and "Privilege documents": the show-up deadline, the stop-list, removal
+on the second annulment, privilege documents (and which outcome decides when both deadlines are
+missed), admission, and operator calendar decrees."""
 
 import datetime as dt
 
@@ -196,15 +197,71 @@ async def test_rejected_documents_annul_at_once_without_stop_list(world: World, 
         await kz.decide_documents(ref.id, accepted=True)
 
 
-async def test_both_deadlines_missed_together(world: World, kz, clock) -> None:
+async def outcome(kz, number: str, ref_id: int) -> tuple[str | None, str, bool, list[str]]:
+    """What the parent lives with after a sweep: the annulment's reason, the privilege, whether
+    the child is on the stop-list, and the annulment notices written after the referral."""
+    async with kz.reading() as ctx:
+        ref = await ctx.session.get(Referral, ref_id)
+    view = await kz.queue_view(number)
+    written = await kinds(kz, view.application.id)
+    after = written[written.index("referral_issued") + 1:]
+    return (ref.annul_reason, view.application.privilege, view.application.stoplist_until is not None,
+            [k for k in after if k in ("privilege_dropped", "referral_annulled", "removed")])
+
+
+# The rules (RULES.md, "Privilege documents"): while documents are due and not accepted, a
+# documents deadline on or before the show-up deadline decides -- annulled for missing
+# documents, general queue, no stop-list; never both penalties. Documents accepted and the
+# child not admitted: the show-up outcome.
+async def test_documents_deadline_the_same_day_as_show_up_gives_the_documents_outcome(
+        world: World, kz, clock) -> None:
+    (a,) = await world.apps(world.row(privilege="first"))
+    ref = await take_seat(world, a)  # Monday 7 Sep: both deadlines end on Monday 14 Sep
+    assert ref.docs_due_at == ref.showup_due_at == almaty(2026, 9, 15, 0, 0)
+    clock.set(almaty(2026, 9, 15, 0, 1))
+    done = await kz.run_sweeps()
+    assert (done["no_show"], done["docs_missed"]) == (0, 1)
+    assert await outcome(kz, a, ref.id) == ("docs_missed", "none", False, ["privilege_dropped"])
+    view = await kz.queue_view(a)
+    assert view.application.missed_referrals == 0  # no strike toward removal either
+
+
+async def test_documents_deadline_before_show_up_gives_the_documents_outcome(world: World, kz, clock) -> None:
+    clock.set(almaty(2026, 4, 30, 11, 0))  # Thursday before the May holidays
+    (a,) = await world.apps(world.row(privilege="first", birth_date=dt.date(2022, 5, 1)))
+    ref = await take_seat(world, a, birth_year=2022)
+    assert ref.docs_due_at == almaty(2026, 5, 11, 0, 0)  # the 10th calendar day: Sunday 10 May
+    assert ref.showup_due_at == almaty(2026, 5, 13, 0, 0)  # 4, 5, 6, 8, 12 May (11th: Victory Day moved)
+    clock.set(almaty(2026, 5, 13, 0, 1))  # a sweep that finds both passed at once
+    done = await kz.run_sweeps()
+    assert (done["no_show"], done["docs_missed"]) == (0, 1)
+    assert await outcome(kz, a, ref.id) == ("docs_missed", "none", False, ["privilege_dropped"])
+
+
+async def test_documents_accepted_and_show_up_missed_gives_the_show_up_outcome(world: World, kz, clock) -> None:
     (a,) = await world.apps(world.row(privilege="first"))
     ref = await take_seat(world, a)
-    assert ref.docs_due_at == ref.showup_due_at
-    clock.set(almaty(2026, 9, 15, 0, 0))
+    clock.set(almaty(2026, 9, 10, 12, 0))
+    await kz.decide_documents(ref.id, accepted=True)
+    clock.set(almaty(2026, 9, 15, 0, 1))
     done = await kz.run_sweeps()
     assert (done["no_show"], done["docs_missed"]) == (1, 0)
-    view = await kz.queue_view(a)
-    assert view.application.privilege == "none" and view.application.stoplist_until is not None
+    # documents accepted: the privilege stays; the missed show-up stop-lists
+    assert await outcome(kz, a, ref.id) == ("no_show", "first", True, ["referral_annulled"])
+
+
+async def test_documents_due_after_show_up_the_show_up_decides(kz, clock) -> None:
+    # A profile whose documents may come later than the show-up deadline: the show-up passes
+    # first, with documents still due -- the no-show outcome, and the privilege was never lost.
+    world = await World(kz, clock).setup({"showup_working_days": 2, "docs_working_days": 5,
+                                          "docs_calendar_days": 10})
+    (a,) = await world.apps(world.row(privilege="first"))
+    ref = await take_seat(world, a)
+    assert ref.showup_due_at < ref.docs_due_at
+    clock.set(ref.showup_due_at + dt.timedelta(minutes=1))
+    done = await kz.run_sweeps()
+    assert (done["no_show"], done["docs_missed"]) == (1, 0)
+    assert await outcome(kz, a, ref.id) == ("no_show", "first", True, ["referral_annulled"])
 
 
 async def test_general_referral_needs_no_documents(world: World, kz) -> None:
