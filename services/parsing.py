@@ -1,7 +1,8 @@
 """Field parsers for registry input (JSON objects or CSV rows, where everything is a string).
 
 Each raises a typed ValidationError naming the field, so a bulk report can say line, field and
-reason, and the front ends can localize it."""
+reason, and the front ends can localize it. A JSON ``true``/``false`` is never text, a code or a
+number (in Python a bool is an int)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def text(row: Row, field: str, *, max_len: int, required: bool = True, default: 
         if required:
             raise MissingField(field=field)
         return default
-    if not isinstance(value, str | int):
+    if isinstance(value, bool) or not isinstance(value, str | int):  # a bool is an int in Python
         raise InvalidField(field=field, reason="type")
     value = str(value).strip()
     if _CTRL.search(value):
@@ -132,9 +133,9 @@ def code_list(row: Row, field: str) -> list[str]:
     if isinstance(value, str):
         items = [v.strip() for v in re.split(r"[;,]", value) if v.strip()]
     elif isinstance(value, list | tuple):
-        items = [str(v).strip() for v in value if not _blank(v)]
-        if any(not isinstance(v, str | int) for v in value):
+        if any(isinstance(v, bool) or not isinstance(v, str | int) for v in value):
             raise InvalidField(field=field, reason="type")
+        items = [str(v).strip() for v in value if not _blank(v)]
     else:
         raise InvalidField(field=field, reason="type")
     for item in items:

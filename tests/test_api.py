@@ -702,3 +702,43 @@ async def test_serve_api_listens_until_cancelled(kz: Kezek, unused_tcp_port: int
         with pytest.raises(aiohttp.ClientConnectionError):
             async with session.get(f"{url}/health"):
                 pass
+
+
+# --- strict types (issue 16, item 12) ----------------------------------------------------------------
+
+@pytest.mark.parametrize("path, rows, field", [
+    ("/districts", [{"code": True, "name_ru": True, "name_kk": "x"}], "code"),
+    ("/districts", [{"code": "D1", "name_ru": False, "name_kk": "x"}], "name_ru"),
+    ("/kindergartens", [{"code": "K1", "district": True, "name_ru": "x", "name_kk": "y"}], "district"),
+    ("/kindergartens", [{"code": "K1", "district": "ALM-BOS", "name_ru": "x", "name_kk": "y",
+                         "languages": [True]}], "languages"),
+    ("/calendar/days", [{"day": "2026-09-08", "working": False, "name": True}], "name"),
+])
+async def test_a_json_boolean_is_never_a_string(api: TestClient, kz: Kezek, path: str, rows: list[Any],
+                                                field: str) -> None:
+    await load_directory(api)
+    before = await counts(kz)
+    body = await call(api, "POST", path, json=rows, status=422)
+    assert [(e["index"], e["field"], e["reason"]) for e in body["errors"]][:1] == [(0, field, "invalid_field")]
+    assert await counts(kz) == before
+
+
+async def test_a_json_boolean_is_not_a_kindergarten_code_for_seats(api: TestClient, kz: Kezek,
+                                                                   world: World) -> None:
+    before = await counts(kz)
+    body = await call(api, "POST", "/seats", status=422,
+                      json={"kindergarten": True, "birth_year": 2023, "language": "ru", "count": 1})
+    assert [(e["field"], e["reason"]) for e in body["errors"]] == [("kindergarten", "invalid_field")]
+    assert await counts(kz) == before
+
+
+def test_the_field_parsers_refuse_booleans_for_text_and_codes() -> None:
+    from services import parsing as p
+    from services.errors import InvalidField
+
+    for parse in (lambda r: p.text(r, "f", max_len=10), lambda r: p.code(r, "f"), lambda r: p.code_list(r, "f")):
+        for value in (True, False, [True]):
+            with pytest.raises(InvalidField) as caught:
+                parse({"f": value})
+            assert caught.value.params["field"] == "f"
+    assert p.text({"f": 12}, "f", max_len=10) == "12"  # a number in a JSON file is still text
