@@ -35,7 +35,11 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from email.header import Header
+from email.headerregistry import HeaderRegistry, UniqueAddressHeader, UniqueUnstructuredHeader
 from email.message import EmailMessage
+from email.policy import EmailPolicy
+from email.policy import default as default_policy
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Protocol
@@ -94,9 +98,57 @@ class EmailSender(Protocol):
     async def send(self, to: str, content: EmailContent, *, message_key: str) -> None: ...
 
 
+# --- headers that survive folding ----------------------------------------------------------------
+# A non-ASCII subject or display name goes out as RFC 2047 encoded words, several when it is long.
+# Python's own folder (3.11; fixed upstream in gh-144156) can end an encoded word just before a
+# space and put that space between the words as folding white space, which a reader must drop
+# (RFC 2047 section 6.2): "поставлено в очередь" arrived as "поставленов очередь". Here the
+# standard library's RFC 2047 encoder (``email.header.Header``) writes them instead: every space
+# of the text is inside an encoded word, and the words are separated by folding white space only.
+
+
+def _encoded_words(text: str, name: str, policy: EmailPolicy) -> str:
+    """``text`` as UTF-8 encoded words of at most 75 characters, one a line (the header's name
+    counted on the first)."""
+    return Header(text, "utf-8", maxlinelen=76, header_name=name).encode(linesep=policy.linesep)
+
+
+class _WholeSubject(UniqueUnstructuredHeader):
+    def fold(self, *, policy: EmailPolicy) -> str:  # type: ignore[override]
+        text = str(self)
+        if policy.utf8 or text.isascii():  # (an SMTPUTF8 message carries the text as it is)
+            return super().fold(policy=policy)  # type: ignore[misc]
+        return f"{self.name}: {_encoded_words(text, self.name, policy)}{policy.linesep}"
+
+
+class _WholeSender(UniqueAddressHeader):
+    def fold(self, *, policy: EmailPolicy) -> str:  # type: ignore[override]
+        addresses = self.addresses  # type: ignore[attr-defined]
+        if policy.utf8 or len(addresses) != 1 or addresses[0].display_name.isascii() \
+                or not addresses[0].addr_spec.isascii():
+            return super().fold(policy=policy)  # type: ignore[misc]
+        address = addresses[0]
+        words = _encoded_words(address.display_name, self.name, policy)
+        last = words.rsplit(policy.linesep, 1)[-1]
+        gap = " " if len(last) + len(address.addr_spec) + 3 <= 78 else policy.linesep + " "
+        return f"{self.name}: {words}{gap}<{address.addr_spec}>{policy.linesep}"
+
+
+def _mail_policy() -> EmailPolicy:
+    headers = HeaderRegistry()
+    headers.map_to_type("subject", _WholeSubject)
+    headers.map_to_type("from", _WholeSender)
+    return default_policy.clone(header_factory=headers)
+
+
+# The policy of every message built here; the header objects fold themselves whatever policy a
+# generator is given later (aiosmtplib flattens with ``email.policy.SMTP``).
+MAIL_POLICY = _mail_policy()
+
+
 def build_message(sender: str, to: str, content: EmailContent, *, message_key: str,
                   at: dt.datetime) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=MAIL_POLICY)
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = content.subject

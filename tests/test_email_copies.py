@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator
 from email import policy
@@ -19,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.i18n import format_deadline, gettext
-from bot.notices import render_email
+from bot.notices import SUBJECTS, render_email
 from bot.sender import SendPolicy, drain_once
 from services.clock import FrozenClock
 from services.email import EmailContent, MailerMisconfigured, SmtpSender
@@ -345,3 +346,70 @@ def test_the_smtp_waits_default_to_production_and_the_environment_may_change_the
     monkeypatch.setenv("KEZEK_SMTP_TIMEOUT", "0")
     with pytest.raises(ValueError, match="KEZEK_SMTP_TIMEOUT"):
         made()
+
+
+# --- subjects and display names that survive folding (issue 16, item 14) -----------------------------
+
+# Sender names an operator may set in KEZEK_SMTP_FROM: ASCII, one encoded word, and long ones in
+# both languages that take several encoded words.
+SENDER_NAMES = (
+    "Kezek",
+    "Кезек",
+    "Kezek — Алматы",
+    "Балабақша кезегі / Очередь в детсад",
+    "Алматы қаласының балабақша кезегі — Kezek",
+    "Электронная очередь в детские сады города Алматы",
+)
+
+
+def _notice_of(kind: str) -> Notice:
+    return Notice(delivery_id=3, channel=EMAIL, target="parent@example.kz", lang="ru", kind=kind,
+                  payload={"expires_at": "2026-09-07T15:00:00", "due_at": "2026-09-14T19:00:00",
+                           "showup_due_at": "2026-09-14T19:00:00", "seats": 3, "code": "123456",
+                           "number": 4, "previous": 9},
+                  application_id=5, number="A00001", child_iin_masked="230315*****1")
+
+
+ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
+def _head(raw: bytes) -> list[str]:
+    """The header lines of a raw message (ASCII: non-ASCII text travels as encoded words)."""
+    return re.split(r"\r?\n\r?\n", raw.decode("ascii"), maxsplit=1)[0].splitlines()
+
+
+@pytest.mark.parametrize("kind", sorted(SUBJECTS))
+def test_every_subject_and_sender_name_survives_folding(kind: str) -> None:
+    """Each notice's subject (Kazakh / Russian) and each sender name, in the bytes of the .eml file
+    and as aiosmtplib puts them on the wire, parsed back by the standard parser: the very text,
+    spaces included ("поставлено в очередь", not "поставленов очередь"); header lines of at most
+    78 characters, encoded words of at most 75."""
+    from email.header import decode_header, make_header
+    from email.parser import BytesParser
+
+    from aiosmtplib.email import flatten_message
+
+    from services.email import build_message
+
+    content = render_email(_notice_of(kind))
+    kk, ru = content.subject.removeprefix("Kezek: ").split(" / ")
+    assert (kk, ru) == (gettext("kk", SUBJECTS[kind]), gettext("ru", SUBJECTS[kind]))
+    for name in SENDER_NAMES:
+        msg = build_message(f"{name} <noreply@kezek.kz>", "parent@example.kz", content, message_key="kezek-7",
+                            at=dt.datetime(2026, 9, 7, 5, tzinfo=dt.timezone.utc))
+        for raw in (bytes(msg), flatten_message(msg)):
+            parsed = BytesParser(policy=policy.default).parsebytes(raw)
+            assert str(parsed["Subject"]) == content.subject, raw[:600]
+            [sender] = parsed["From"].addresses
+            assert sender.addr_spec == "noreply@kezek.kz"
+            head = _head(raw)
+            assert all(len(line) <= 78 for line in head), head
+            assert all(len(word) <= 75 for line in head for word in ENCODED_WORD.findall(line)), head
+            # The display name as RFC 2047 decodes it (the white space between two encoded words
+            # dropped) ...
+            phrase = BytesParser(policy=policy.compat32).parsebytes(raw)["From"].rsplit("<", 1)[0]
+            assert str(make_header(decode_header(phrase))).strip() == name, head
+            # ... and as Python's address parser does; it keeps that white space (gh-128110, fixed
+            # after 3.11), so it reads a name right only when the name is one encoded word.
+            if len(ENCODED_WORD.findall(phrase)) <= 1:
+                assert sender.display_name == name, head
