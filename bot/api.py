@@ -8,8 +8,8 @@ any kind writes nothing.
   or malformed header, or a wrong token, gets 401 with ``WWW-Authenticate: Bearer`` (RFC 6750). No
   token configured: 403 for everything but the public routes. After ``FAILED_LIMIT`` wrong tokens
   from one address within ``FAILED_WINDOW`` seconds, that address gets 429 (``Retry-After``) for
-  ``LOCKOUT`` seconds, whatever token it sends. Public: ``GET /api/v1/health``,
-  ``GET /api/v1/metrics`` and ``GET /api/v1/openapi.json``. ``GET /api/v1/referrals/verify?token=``
+  ``LOCKOUT`` seconds, whatever token it sends. Public: ``GET /api/v1/health`` and
+  ``GET /api/v1/openapi.json`` only (SECURITY.md). ``GET /api/v1/referrals/verify?token=``
   (a kindergarten checks a referral's QR code) needs the token like the rest; the access log shows
   the route's pattern, never the query. Unknown routes are 404 and wrong methods 405 with or without a token
   (the OpenAPI document lists every route anyway).
@@ -26,9 +26,10 @@ any kind writes nothing.
 * Operators: ``GET /api/v1/health`` is 200 ``{"status": "ok", "database": "ok"}``, or 503 when the
   database does not answer (``"database": "unavailable"``) or the senders are stuck (``"senders":
   "stuck"`` and ``"problems"``, in English; the rules: ``bot.metrics``). ``GET /api/v1/metrics`` is
-  the Prometheus exposition (``bot.metrics``), public like health: counts only, no personal data,
-  and the API listens on an internal address (``KEZEK_API_HOST``); each scrape reads the outbox
-  backlog once.
+  the Prometheus exposition (``bot.metrics``): counts only, no personal data, but it needs the
+  bearer token like every route but health and the document (a scraper sends it: Prometheus's
+  ``authorization: {credentials: ...}``); each scrape reads the outbox backlog once. The webhook
+  server's ``/metrics`` stays internal (not proxied to the public).
 
 The document of it all: ``bot/openapi.py``, served at ``GET /api/v1/openapi.json``."""
 
@@ -81,7 +82,7 @@ FAILED_LIMIT = 20
 FAILED_WINDOW = 60.0
 LOCKOUT = 300.0
 
-PUBLIC_ROUTES = frozenset({"health", "metrics", "openapi"})
+PUBLIC_ROUTES = frozenset({"health", "openapi"})  # SECURITY.md: nothing else without the token
 
 KZ = web.AppKey("kezek", Kezek)
 SETTINGS = web.AppKey("settings", Settings)

@@ -452,11 +452,12 @@ def openapi() -> dict[str, Any]:
             public=True, op_id="health")},
         "/metrics": {"get": _op(
             "Prometheus metrics of this process: updates, latency, outbox backlog, deliveries, sender "
-            "rounds, scheduled jobs (no token needed; no personal data)", "service",
-            {"200": {"description": "The Prometheus text exposition format (OpenMetrics when the Accept "
-                                    "header asks for it).",
-                     "content": {"text/plain": {"schema": {"type": "string"}}}}},
-            public=True, op_id="metrics")},
+            "rounds, scheduled jobs (counts only, no personal data; the token needed like everywhere)",
+            "service",
+            _answers({"description": "The Prometheus text exposition format (OpenMetrics when the Accept "
+                                     "header asks for it).",
+                      "content": {"text/plain": {"schema": {"type": "string"}}}}, body=False),
+            op_id="metrics")},
         "/openapi.json": {"get": _op(
             "This document (no token needed)", "service",
             {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}},

@@ -162,8 +162,21 @@ async def test_no_configured_token_refuses_all_but_the_public_routes(kz: Kezek) 
         await call(client, "POST", "/districts", json=district_rows(), status=403, headers={})
         await call(client, "GET", "/health", status=200, headers={})
         await call(client, "GET", "/openapi.json", status=200, headers={})
+        await call(client, "GET", "/metrics", status=403, headers={})
     with pytest.raises(ValueError, match="at least 32"):
         make_api_app(kz, make_settings(api_token="short"))
+
+
+async def test_metrics_need_the_token_like_every_route_but_health_and_openapi(api: TestClient) -> None:
+    """SECURITY.md: only /health and /openapi.json are public (issue 16, item 10)."""
+    for headers in ({}, {"Authorization": "Bearer " + "w" * 40}):
+        resp = await api.get("/api/v1/metrics", headers=headers)
+        assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
+    resp = await api.get("/api/v1/metrics", headers=AUTH)
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+    assert "kezek_database_up" in await resp.text()
+    public = {path for path, ops in DOC["paths"].items() if ops.get("get", {}).get("security") == []}
+    assert public == {"/health", "/openapi.json"}
 
 
 async def test_brute_force_locks_the_address_out_for_a_while(kz: Kezek) -> None:

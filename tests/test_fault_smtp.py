@@ -229,7 +229,7 @@ async def test_smtp_down_for_the_whole_fan_out(fault: str, kz: Kezek, db_url: st
         assert ADDRESS_IN_REPLY not in json.dumps(report)
 
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{base}/metrics") as resp:
+            async with http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
                 exposition = await resp.text()
             async with http.get(f"{base}/health") as resp:
                 figures["health"] = (resp.status, await resp.json())

@@ -57,8 +57,8 @@ async def api_client(kz: Kezek) -> AsyncIterator[TestClient]:
 
 
 async def scrape(client: TestClient, path: str = "/api/v1/metrics") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The samples of one scrape, by (name, sorted labels); no token sent."""
-    resp = await client.get(path)
+    """The samples of one scrape, by (name, sorted labels); the API's needs the token."""
+    resp = await client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain")
     text = await resp.text()
@@ -304,9 +304,9 @@ async def test_health_and_metrics_fail_soft_when_the_database_is_gone(kz: Kezek,
         await broken.db.dispose()
 
 
-async def test_metrics_and_health_are_public_but_the_rest_is_not(kz: Kezek) -> None:
+async def test_health_is_public_but_the_metrics_and_the_rest_are_not(kz: Kezek) -> None:
     async with api_client(kz) as client:
-        assert (await client.get("/api/v1/metrics")).status == 200
+        assert (await client.get("/api/v1/metrics")).status == 401
         assert (await client.get("/api/v1/health")).status == 200
         assert (await client.get("/api/v1/stats")).status == 401
 
