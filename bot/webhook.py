@@ -1,9 +1,11 @@
 """Webhook mode: the Telegram front as an aiohttp web application (several instances behind a
 load balancer; DESIGN.md sections 2 and 5).
 
-* ``POST <webhook_path>``: aiogram's ``SimpleRequestHandler``. A request whose
-  ``X-Telegram-Bot-Api-Secret-Token`` header is not the configured secret gets 401 and is not
-  processed. The update is handled before the response (Telegram waits up to a minute; aiogram moves
+* ``POST <webhook_path>``: aiogram's ``SimpleRequestHandler`` (``KezekRequestHandler``). A request
+  whose ``X-Telegram-Bot-Api-Secret-Token`` header is not the configured secret (any header: a
+  non-ASCII one too, compared as bytes in constant time) gets 401 and is not processed; with the
+  right secret, a body that is not JSON or not a valid Update gets 400, and the log says the
+  error's type only (pydantic's message would quote the fields' values: an IIN a parent typed). The update is handled before the response (Telegram waits up to a minute; aiogram moves
   a slower handler to the background after 55 s), so a graceful shutdown finishes it.
 * ``GET /healthz``: 200 "ok" (for the load balancer); 503 with a line of text saying why when the
   database does not answer or the senders are stuck (the rules: ``bot.metrics``; with no service
@@ -22,12 +24,19 @@ instances keep serving it."""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
+from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.methods import TelegramMethod
+from aiogram.types import Update
+from aiogram.types.update import UpdateTypeLookupError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from pydantic import ValidationError
 
 from bot import metrics as metrics_module
 from bot.config import Settings
@@ -64,6 +73,67 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+class BadUpdate(Exception):
+    """A webhook body that is not a Telegram update; its message is the reason's type only."""
+
+
+class KezekRequestHandler(SimpleRequestHandler):
+    """aiogram's handler for one bot, with the refusals a forged or broken post deserves."""
+
+    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
+        # aiogram's secrets.compare_digest raises TypeError on a non-ASCII str (a 500): compare
+        # the bytes (surrogatepass: aiohttp keeps undecodable header bytes as lone surrogates).
+        if not self.secret_token:
+            return False  # (build_webhook_app never starts without one)
+        given = telegram_secret_token.encode("utf-8", "surrogatepass")
+        return hmac.compare_digest(given, self.secret_token.encode("utf-8"))
+
+    async def _update(self, bot: Bot, request: web.Request) -> Update:
+        try:
+            body: Any = await request.json(loads=bot.session.json_loads)
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+            raise BadUpdate(type(exc).__name__) from None
+        if not isinstance(body, dict):
+            raise BadUpdate(f"a JSON {type(body).__name__}, not an object")
+        try:
+            update = Update.model_validate(body, context={"bot": bot})
+        except ValidationError as exc:  # str(exc) quotes the input's values: never logged
+            raise BadUpdate(f"ValidationError ({exc.error_count()} fields)") from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise BadUpdate(type(exc).__name__) from None
+        try:
+            update.event_type  # noqa: B018 - raises when the update carries no event aiogram knows
+        except UpdateTypeLookupError:
+            # (Telegram sends only the allowed types; aiogram would warn with the whole update)
+            raise BadUpdate("no known update type") from None
+        return update
+
+    async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
+        try:
+            update = await self._update(bot, request)
+        except BadUpdate as exc:
+            log.warning("webhook: refused a post that is not an update: %s", exc)
+            return web.Response(text="Bad Request", status=400)
+        result = await self.dispatcher.feed_webhook_update(bot, update, **self.data)
+        return web.Response(body=self._build_response_writer(bot=bot, result=result))
+
+    async def _handle_request_background(self, bot: Bot, request: web.Request) -> web.Response:
+        try:
+            update = await self._update(bot, request)
+        except BadUpdate as exc:
+            log.warning("webhook: refused a post that is not an update: %s", exc)
+            return web.Response(text="Bad Request", status=400)
+        task = asyncio.create_task(self._background_feed_update(bot=bot, update=update))
+        self._background_feed_update_tasks.add(task)
+        task.add_done_callback(self._background_feed_update_tasks.discard)
+        return web.json_response({}, dumps=bot.session.json_dumps)
+
+    async def _background_feed_update(self, bot: Bot, update: Any) -> None:
+        result = await self.dispatcher.feed_webhook_update(bot, update, **self.data)
+        if isinstance(result, TelegramMethod):
+            await self.dispatcher.silent_call_request(bot=bot, result=result)
+
+
 class WebhookAccessLogger(AbstractAccessLogger):
     """Logs the requests that did not succeed: method, path, status and time (the webhook's path
     carries no personal data, and the client is Telegram or the proxy)."""
@@ -85,8 +155,8 @@ def build_webhook_app(dp: Dispatcher, bot: Bot, settings: Settings, *, kz: Kezek
         app[KZ] = kz
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=settings.webhook_secret,
-                         handle_in_background=False).register(app, path=settings.webhook_path)
+    KezekRequestHandler(dispatcher=dp, bot=bot, secret_token=settings.webhook_secret,
+                        handle_in_background=False).register(app, path=settings.webhook_path)
     setup_application(app, dp, bot=bot)
     return app
 

@@ -5,6 +5,8 @@ Also: the refusal of a bad webhook configuration, and the runner's background jo
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -185,3 +187,67 @@ async def test_background_jobs_run_with_the_bot_and_are_cancelled(
     stop.set()
     await asyncio.wait_for(serving, 20)
     assert cancelled == ["quick done", "job"]
+
+
+# --- bad posts: 401 / 400, never a 500, and no field value in the log (issue 16, item 9) -------------
+
+IIN_IN_A_BAD_UPDATE = "230315650441"
+
+
+async def raw_post(port: int, path: str, headers: list[bytes], body: bytes) -> tuple[int, bytes]:
+    """An HTTP/1.1 POST written byte by byte (a client library would refuse a non-ASCII header):
+    the status code and the body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        head = [f"POST {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Content-Type: application/json",
+                f"Content-Length: {len(body)}".encode(), b"Connection: close", *headers]
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 20)
+    finally:
+        writer.close()
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer.split(b"\r\n\r\n", 1)[-1]
+
+
+async def test_bad_posts_get_401_or_400_and_the_log_keeps_no_values(
+        api: BotApiStandIn, kz: Kezek, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = free_port()
+    settings = Settings(_env_file=None, bot_token=TOKEN, bot_api_url=api.base_url,  # type: ignore[call-arg]
+                        webhook_url=PUBLIC, webhook_secret=SECRET, webhook_port=port)
+    stop = asyncio.Event()
+    serving = asyncio.create_task(run(settings, kz, handle_signals=False, stop=stop))
+    try:
+        await api.wait_for("setWebhook", since=0)
+        good = json.dumps(api.send_text(CHAT_ID, "/start", deliver=False)).encode()
+        path = "/telegram/webhook"
+        right = b"X-Telegram-Bot-Api-Secret-Token: " + SECRET.encode()
+        # A secret header that is not ASCII (UTF-8 words, a Latin-1 byte): not the secret.
+        for header in ("X-Telegram-Bot-Api-Secret-Token: секрет".encode(),
+                       b"X-Telegram-Bot-Api-Secret-Token: " + SECRET.encode() + b"\xff",
+                       "X-Telegram-Bot-Api-Secret-Token: s3cret-Token_1é".encode()):
+            status, _ = await raw_post(port, path, [header], good)
+            assert status == 401
+        # The right secret, a body that is not an update.
+        bad_update = {"update_id": 5, "message": {"message_id": "not a number", "date": "yesterday",
+                                                  "chat": {"id": CHAT_ID, "type": "private"},
+                                                  "text": IIN_IN_A_BAD_UPDATE}}
+        for body in (b"{not json", b"\xff\xfe", b"[1, 2]", b'"text"', b"[" * 100_000,
+                     json.dumps(bad_update).encode(), json.dumps({"update_id": IIN_IN_A_BAD_UPDATE}).encode()):
+            status, answer = await raw_post(port, path, [right], body)
+            assert status == 400, (body[:40], answer[:200])
+            assert IIN_IN_A_BAD_UPDATE.encode() not in answer
+        # The server still serves Telegram's own posts.
+        status, _ = await raw_post(port, path, [right], good)
+        assert status == 200
+        await api.wait_for("sendMessage", picker)
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 20)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text[-4000:]
+    assert "Traceback" not in caplog.text
+    assert IIN_IN_A_BAD_UPDATE not in caplog.text and "not a number" not in caplog.text
+    refusals = [r.getMessage() for r in caplog.records if r.name == "kezek.bot" and "webhook" in r.getMessage()]
+    assert any("ValidationError" in m for m in refusals), refusals
+    assert any("JSONDecodeError" in m for m in refusals), refusals
