@@ -100,6 +100,7 @@ API_MESSAGES: dict[str, str] = {
     "not_object": N_("The request body must be a JSON object."),
     "method_not_allowed": N_("This method is not allowed here."),
     "body_too_large": N_("The request body is too large: at most {max} bytes."),
+    "bad_request": N_("The request is not valid HTTP (e.g. a header with a forbidden character)."),
 }
 
 
@@ -242,9 +243,14 @@ def domain_error_body(lang: str, exc: KezekError) -> dict[str, Any]:
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
-def _route_of(request: web.Request) -> str:
-    """The route's pattern (``/api/v1/applications/{number}``): never the values in the path."""
-    info = request.match_info.get_info() if request.match_info.http_exception is None else {}
+def _route_of(request: web.BaseRequest) -> str:
+    """The route's pattern (``/api/v1/applications/{number}``): never the values in the path.
+    "(no route)" for a request aiohttp could not parse (it never reached the router)."""
+    try:
+        match_info = request.match_info  # type: ignore[attr-defined]
+        info = match_info.get_info() if match_info.http_exception is None else {}
+    except (AssertionError, AttributeError):  # aiohttp asserts a routed request; a malformed one is not
+        return "(no route)"
     return str(info.get("formatter") or info.get("path") or "(no route)")
 
 
@@ -626,11 +632,53 @@ def _moment(value: Any) -> Any:
 
 class RouteAccessLogger(AbstractAccessLogger):
     """Access log lines with the route's pattern, never the values in the path (application
-    numbers) nor the client's address."""
+    numbers), the headers, nor the client's address."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        route = _route_of(request) if isinstance(request, web.Request) else "(no route)"
-        self.logger.info("%s %s %s %.1f ms", request.method, route, response.status, time * 1000)
+        self.logger.info("%s %s %s %.1f ms", request.method, _route_of(request), response.status, time * 1000)
+
+
+class ApiRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler with the API's answer to a request aiohttp itself refuses
+    before any middleware runs (a header with a NUL byte, a bad request line, a header too long):
+    the JSON error of every other refusal, and one log line naming the kind of error only.
+    aiohttp's own ``handle_error`` logs a traceback whose message quotes the offending header
+    line (an ``Authorization`` header: the token) and answers it back as plain text."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # an answer is under way: nothing else can be sent
+            raise ConnectionError("Response is sent already, cannot send another response")
+        lang = request_language(request)  # type: ignore[arg-type]
+        if status >= 500:
+            where = _frames(exc) if exc is not None else "-"
+            log.error("API: a request failed outside the handlers: %s at %s", type(exc).__name__, where)
+            body = {"error": "internal", "message": i18n.error_text(lang, KezekError())}
+        else:
+            log.warning("API: a malformed HTTP request refused (%s): %d", type(exc).__name__, status)
+            body = _api_error_body(lang, "bad_request", {})
+        resp = json_response(body, status, headers={"Content-Language": lang})
+        resp.force_close()
+        return resp
+
+
+class _ApiServer(web.Server):
+    """aiohttp's low-level server making ``ApiRequestHandler`` connections (aiohttp has no
+    setting for the handler class: issue aio-libs/aiohttp#3287)."""
+
+    def __call__(self) -> web.RequestHandler:
+        return ApiRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ApiAppRunner(web.AppRunner):
+    """``web.AppRunner`` serving through ``_ApiServer``."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ApiServer  # the same object; only its connections' class changes
+        return server
 
 
 def make_api_app(kz: Kezek, settings: Settings, *, sandbox_clock: SandboxClock | None = None,
@@ -676,7 +724,7 @@ async def serve_api(kz: Kezek, settings: Settings, *, sandbox_clock: SandboxCloc
     """Serve the API on ``settings.api_host:api_port`` until cancelled; then stop taking
     connections, let requests in flight finish (up to 10 s) and close."""
     app = make_api_app(kz, settings, sandbox_clock=sandbox_clock)
-    runner = web.AppRunner(app, handle_signals=False, access_log_class=RouteAccessLogger, shutdown_timeout=10)
+    runner = ApiAppRunner(app, handle_signals=False, access_log_class=RouteAccessLogger, shutdown_timeout=10)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.api_host, settings.api_port)

@@ -755,3 +755,68 @@ def test_the_field_parsers_refuse_booleans_for_text_and_codes() -> None:
                 parse({"f": value})
             assert caught.value.params["field"] == "f"
     assert p.text({"f": 12}, "f", max_len=10) == "12"  # a number in a JSON file is still text
+
+
+# --- malformed HTTP (issue 16, item 11) ----------------------------------------------------------------
+
+async def _serving(kz: Kezek, port: int, **settings: Any) -> Any:
+    """serve_api on loopback, once /health answers (a deadline of 10 s)."""
+    import asyncio
+
+    import aiohttp
+
+    task = asyncio.create_task(serve_api(kz, make_settings(api_port=port, **settings)))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/api/v1/health") as resp:
+                    if resp.status == 200:
+                        return task
+            except aiohttp.ClientConnectionError:
+                pass
+            assert loop.time() < deadline, "the API did not start"
+            await asyncio.sleep(0.02)
+
+
+async def _raw_exchange(port: int, data: bytes) -> bytes:
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)  # the server closes after an error
+    finally:
+        writer.close()
+
+
+async def test_a_header_with_a_nul_byte_gets_the_json_error_and_one_clean_log_line(
+        kz: Kezek, unused_tcp_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    import json
+
+    caplog.set_level(logging.DEBUG)
+    task = await _serving(kz, unused_tcp_port)
+    try:
+        raw = await _raw_exchange(unused_tcp_port, b"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\n"
+                                                    b"Authorization: Bearer FAKE-SECRET-abc123\x00\r\n\r\n")
+        head, _, payload = raw.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n")[0].split(b" ")[1] == b"400", raw
+        assert b"application/json" in head.lower(), raw
+        body = json.loads(payload)
+        assert body["error"] == "bad_request" and body["message"], body
+        conforms(body, {"$ref": "#/components/schemas/Error"})
+        assert b"FAKE-SECRET" not in raw
+        # the API still answers
+        raw = await _raw_exchange(unused_tcp_port, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.1 200"), raw
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    text = caplog.text
+    assert "FAKE-SECRET" not in text and "Traceback" not in text, text
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
+    assert sum("malformed" in r.getMessage() for r in caplog.records) == 1, text
