@@ -33,6 +33,10 @@ NOTICE_NAMES: dict[str, str] = {
     "reminders": N_("Reminders before deadlines"),
     "open_seats": N_("Seats opened to everyone in the birth year"),
 }
+# The toggle buttons (each a literal, so pybabel extracts it; a msgid chosen through a variable
+# never reached the catalogs, and the buttons showed English).
+TURN_ON = N_("Turn on: {notice}")
+TURN_OFF = N_("Turn off: {notice}")
 
 MAX_ADDRESS_LENGTH = 400
 CODE_PATTERN = r"^\s*[\d\s]{1,20}\s*$"
@@ -82,7 +86,7 @@ def settings_keyboard(lang: str, settings: ChatSettings) -> InlineKeyboardMarkup
     builder.button(text=gettext(lang, "Change language"), callback_data=SettingsCallback(action="lang"))
     for key, name in NOTICE_NAMES.items():
         on = settings.notice(key)
-        label = "Turn off: {notice}" if on else "Turn on: {notice}"
+        label = TURN_OFF if on else TURN_ON
         builder.button(text=gettext(lang, label, notice=gettext(lang, name)),
                        callback_data=NoticeCallback(key=key, on=not on))
     if settings.email:

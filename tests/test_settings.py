@@ -269,6 +269,13 @@ async def test_settings_screen_and_toggles(tg: Harness, kz: Kezek, lang: str) ->
         (g("Turn off: {notice}", notice=g("Seats opened to everyone in the birth year")), "ntc:open_seats:0"),
         (g("Set an e-mail"), "stg:email"),
     ]
+    # The toggles read in the chat's language (their msgids once never reached the catalogs, and
+    # g() above would have fallen back to the same English).
+    assert [label for label, _ in inline_buttons(reply.reply_markup)][1:4] == {
+        "ru": ["Включить: Изменения номера", "Выключить: Напоминания о сроках",
+               "Выключить: Места, открытые всем"],
+        "kk": ["Қосу: Нөмірдің өзгеруі", "Өшіру: Мерзімдер туралы еске салу",
+               "Өшіру: Барлығына ашылған орындар"]}[lang]
     # The menu button shows the same screen.
     [again] = sent(await tg.send(lang, text=i18n.gettext(lang, "Settings")))
     assert again.text == reply.text
