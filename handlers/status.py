@@ -65,9 +65,21 @@ def cause_lines(lang: str, causes: dict[str, int]) -> list[str]:
     return [f"• {cause_text(lang, cause, n)}" for cause, n in sorted(causes.items()) if n]
 
 
+# Month and year in each language's own order and case: kk "2026 ж. желтоқсан" (the format month:
+# kk's stand-alone LLLL is the capitalised "Желтоқсан"), ru "декабрь 2026 г." (the stand-alone
+# nominative, where the format month would be the genitive "декабря").
+MONTH_PATTERNS = {"kk": "y 'ж'. MMMM", "ru": "LLLL y 'г'."}
+
+
 def month_text(lang: str, day: dt.date) -> str:
     """Month and year only: a forecast has no day-precision."""
-    return format_date(lang, day, "LLLL y")
+    return format_date(lang, day, MONTH_PATTERNS[i18n.normalize_language(lang)])
+
+
+def period_text(lang: str, days: int) -> str:
+    """'in the last 21 days', with the plural of its own number (ru 'за последние 21 день')."""
+    return ngettext(lang, "in the last {count} day", "in the last {count} days", days,
+                    count=format_number(lang, days))
 
 
 def forecast_text(lang: str, forecast: st.Forecast, stop_listed: bool = False) -> str:
@@ -79,12 +91,12 @@ def forecast_text(lang: str, forecast: st.Forecast, stop_listed: bool = False) -
     if forecast.kind == st.FORECAST_ESTIMATE and forecast.expected is not None:
         return ngettext(
             lang,
-            "Forecast: in the last {days} days your number moved up by {count} place; at this pace "
+            "Forecast: {period} your number moved up by {count} place; at this pace "
             "your turn may come around {month}. This is an estimate, not a promise.",
-            "Forecast: in the last {days} days your number moved up by {count} places; at this pace "
+            "Forecast: {period} your number moved up by {count} places; at this pace "
             "your turn may come around {month}. This is an estimate, not a promise.",
             forecast.advanced, count=format_number(lang, forecast.advanced),
-            days=format_number(lang, forecast.days), month=month_text(lang, forecast.expected))
+            period=period_text(lang, forecast.days), month=month_text(lang, forecast.expected))
     if forecast.kind == st.FORECAST_TOO_EARLY:
         return gettext(lang, "Forecast: not possible yet, the application joined the queue too recently.")
     return ngettext(lang, "Forecast: not possible yet, the queue ahead of you has not moved forward in "

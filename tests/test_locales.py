@@ -320,11 +320,16 @@ def test_every_cause_has_its_own_text(cause: str) -> None:
 
 
 def test_cause_text_uses_russian_plural_forms() -> None:
-    assert i18n.cause_text("ru", queue.REFERRAL, 1) == "Перед вами выдано 1 направление"
-    assert i18n.cause_text("ru", queue.REFERRAL, 2) == "Перед вами выдано 2 направления"
-    assert i18n.cause_text("ru", queue.REFERRAL, 5) == "Перед вами выдано 5 направлений"
-    assert i18n.cause_text("ru", queue.REFERRAL, 11) == "Перед вами выдано 11 направлений"
-    assert i18n.cause_text("ru", queue.REFERRAL, 21) == "Перед вами выдано 21 направление"
+    # (not "Перед вами выдано…", which reads as "issued in front of you")
+    ahead = "Детям, стоящим впереди вас, выдано"
+    assert i18n.cause_text("ru", queue.REFERRAL, 1) == f"{ahead} 1 направление"
+    assert i18n.cause_text("ru", queue.REFERRAL, 2) == f"{ahead} 2 направления"
+    assert i18n.cause_text("ru", queue.REFERRAL, 5) == f"{ahead} 5 направлений"
+    assert i18n.cause_text("ru", queue.REFERRAL, 11) == f"{ahead} 11 направлений"
+    assert i18n.cause_text("ru", queue.REFERRAL, 21) == f"{ahead} 21 направление"
+    # Form 0 serves 21, 31…: no sentence about one child there.
+    assert i18n.cause_text("ru", queue.PRIVILEGE_DROPPED, 21) == \
+        "21 ребёнок без подтверждённой льготы переведён в общую очередь"
     assert "2 жолдама" in i18n.cause_text("kk", queue.REFERRAL, 2)
     assert "детей" in i18n.cause_text("ru", queue.RETURNED, 5)
 
@@ -378,3 +383,54 @@ def test_languages_and_fallbacks() -> None:
     # A message missing from a catalog shows its source; bad params never raise.
     assert i18n.gettext("kk", "Not in any catalog {x}", x=1) == "Not in any catalog 1"
     assert i18n.gettext("ru", "The field «{field}» must be from {min} to {max}.", field="x")
+
+
+# --- the language review of 2026-12 (issue 18): texts that said something else than meant -------------
+
+def _all_strings(lang: str) -> list[str]:
+    out = []
+    for msg in _messages(_catalog(lang)):
+        out += list(msg.string) if isinstance(msg.string, tuple) else [msg.string]
+    return out
+
+
+def test_kazakh_says_what_is_meant() -> None:
+    kk = "\n".join(_all_strings("kk"))
+    # "born THIS year", "older than 3" (3-year-olds left out), "not accepted yet", "may SEE again"
+    for wrong in ("осы жылы туған", "3 жастан асқан", "бұған дейін қабылданбаған", "Қайта көруге", "әлдеқашан",
+                  "кезекте күтуде", "Оқу API", "Оқу қаласы", "Нөмірі {number}", "{number} өтініші"):
+        assert wrong not in kk, wrong
+    assert "балаңызбен бір жылы туған" in i18n.gettext("kk", "open to every child of the birth year")
+    assert "3 жастағы және одан үлкен" in i18n.gettext(
+        "kk", "A private kindergarten under the state order: the seats are open to every waiting child aged 3 or "
+              "older in the district.")
+    assert i18n.error_text("kk", E.DocumentsNotPending(state="rejected")) == \
+        "Жеңілдікті растайтын құжаттарды қабылдаудан бас тартылып қойған."
+    locked = i18n.error_text("kk", E.LinkLocked(until=dt.datetime(2026, 12, 5, 10, tzinfo=dt.timezone.utc)))
+    assert "қайталап көруге болатын уақыт" in locked
+    assert i18n.status_text("kk", "waiting") == "Кезекте тұр"
+
+
+def test_russian_plural_form_zero_serves_21() -> None:
+    from bot.notices import render
+    from handlers.status import forecast_text
+    from services import status as st
+    from services.notifications import TELEGRAM, Notice
+
+    unknown = forecast_text("ru", st.Forecast(st.FORECAST_UNKNOWN, days=21))
+    assert "за последние 21 день" in unknown
+    notice = Notice(delivery_id=1, channel=TELEGRAM, target="1", lang="ru", kind="seats_open",
+                    payload={"seats": 21}, application_id=None, number="A1", child_iin_masked="x")
+    assert render("ru", notice).text.endswith("Кто выберет первым, тот и получит место.")
+    assert not any(" дн." in s for s in _all_strings("ru"))
+
+
+def test_withdrawn_and_removed_read_differently() -> None:
+    from bot.notices import SUBJECTS
+
+    for lang in LANGS:
+        assert i18n.gettext(lang, SUBJECTS["withdrawn"]) != i18n.gettext(lang, SUBJECTS["removed"])
+        assert i18n.status_text(lang, "withdrawn") != i18n.status_text(lang, "removed")
+    assert i18n.gettext("ru", SUBJECTS["withdrawn"]) == "Заявление отозвано"
+    assert i18n.gettext("kk", SUBJECTS["withdrawn"]) == "Өтініш қайтарып алынды"
+    assert "снят" not in i18n.gettext("ru", "Application {number} is withdrawn from the queue.")

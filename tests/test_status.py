@@ -453,13 +453,20 @@ async def test_card_forecast_at_the_recent_pace(tg: Harness, kz: Kezek, world: W
     [card] = await status(tg, lang)
     expected = i18n.ngettext(
         lang,
-        "Forecast: in the last {days} days your number moved up by {count} place; at this pace "
+        "Forecast: {period} your number moved up by {count} place; at this pace "
         "your turn may come around {month}. This is an estimate, not a promise.",
-        "Forecast: in the last {days} days your number moved up by {count} places; at this pace "
+        "Forecast: {period} your number moved up by {count} places; at this pace "
         "your turn may come around {month}. This is an estimate, not a promise.",
-        2, count="2", days="30", month=month_text(lang, dt.date(2026, 11, 21)))
+        2, count="2", period=i18n.ngettext(lang, "in the last {count} day", "in the last {count} days", 30,
+                                           count="30"),
+        month=month_text(lang, dt.date(2026, 11, 21)))
     assert expected in card.text
-    assert month_text(lang, dt.date(2026, 11, 1)) in card.text
+    # The month in each language's own order and case, lower case mid-sentence; the days with
+    # their own plural (not "дн.").
+    assert {"ru": "за последние 30 дней ваш номер продвинулся на 2 места; при таком темпе ориентировочный "
+                  "срок: ноябрь 2026 г. Это оценка",
+            "kk": "соңғы 30 күнде нөміріңіз 2 орынға алға жылжыды; осы қарқынмен кезегіңіз шамамен мына "
+                  "уақытта келуі мүмкін: 2026 ж. қараша. Бұл — болжам"}[lang] in card.text
 
     clock.set(almaty(2027, 1, 10, 10, 0))  # the two moves are more than 90 days old now
     [card] = await status(tg, lang)
