@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from services.errors import KezekError
 from services.kezek import Kezek
 from storage.db import Database
 from storage.models import DocumentStatus
+from storage.private_files import private_sqlite
 
 T = TypeVar("T")
 
@@ -95,9 +97,13 @@ def cli(ctx: click.Context, url: str | None, lang: str | None, now: dt.datetime 
     """Kezek: the electronic kindergarten queue service."""
     settings = get_settings()
     url = url or settings.database_url
-    path = url.split("///", 1)[1] if url.startswith("sqlite") and "///" in url else None
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # Personal data on disk is the owner's only (storage/private_files.py): the SQLite file 0600
+    # before Alembic or SQLite opens it, and whatever else this process writes (a referral's PDF,
+    # a document, the console demo's files) without group or other permissions.
+    umask = os.umask(0o077)
+    os.umask(umask | 0o077)
+    ctx.call_on_close(lambda: os.umask(umask))  # (the CLI run in-process by tests)
+    private_sqlite(url)
     ctx.obj = State(url, lang or settings.lang, now, settings.signing_key_bytes(), settings.documents_dir,
                     settings.previous_signing_keys())
 
@@ -766,9 +772,7 @@ def demo(state: State, applications: int, phone: str | None, console: bool, seed
     then runs everything in sandbox mode — the bot (with KEZEK_BOT_TOKEN; or in this terminal with
     --console), the registry API with its test clock, the scheduler and the senders; e-mails go to
     the mail folder unless SMTP is configured."""
-    import secrets
-
-    from bot.demo import pick_example, seed
+    from bot.demo import pick_example, seed, write_sandbox_token
     from services.clock import SandboxClock
     from services.errors import KezekError
     from services.validation import normalise_phone
@@ -811,11 +815,7 @@ def demo(state: State, applications: int, phone: str | None, console: bool, seed
         return
     token = settings.api_token
     if not token:
-        token = secrets.token_urlsafe(32)
-        token_file = Path(settings.mail_dir).parent / "sandbox-api-token"
-        token_file.parent.mkdir(parents=True, exist_ok=True)
-        token_file.write_text(token + "\n")
-        token_file.chmod(0o600)
+        token, token_file = write_sandbox_token(Path(settings.mail_dir).parent)
         click.echo(state.t("The sandbox API's token is in {file}.", file=str(token_file)))
     settings = settings.model_copy(update={"sandbox": True, "api_token": token})
     click.echo(state.t("Sandbox API: http://{host}:{port}/api/v1 (the test clock: /api/v1/sandbox/clock).",

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import secrets
+from pathlib import Path
 from typing import Any
 
 from services.calendar import ALMATY
 from services.deep_link import REGISTRATION_KIND
 from services.kezek import Kezek
 from services.validation import make_iin
+from storage.private_files import private_dir, write_private
 
 DISTRICTS = [
     ("ALM-ALT", "Алатауский район", "Алатау ауданы"),
@@ -27,6 +30,15 @@ FIRST = ["Айсулу", "Алихан", "Амина", "Арман", "Аружа
          "Софья", "Артём", "Мария", "Тимур", "Алиса", "Михаил", "Ева", "Даниил"]
 LAST = ["Абенов", "Жумабаев", "Касымов", "Нурланов", "Сейткали", "Токаев", "Омаров", "Ахметов", "Иванов",
         "Ким", "Пак", "Сергеев", "Бекжанов", "Есенов", "Мухамеджанов", "Садыков"]
+
+
+def write_sandbox_token(folder: Path) -> tuple[str, Path]:
+    """A fresh sandbox API token, written to ``<folder>/sandbox-api-token`` (mode 0600 from the
+    first byte, the folder 0700 when it is made): the token and the file."""
+    token = secrets.token_urlsafe(32)
+    target = private_dir(folder) / "sandbox-api-token"
+    write_private(target, (token + "\n").encode())
+    return token, target
 
 
 def _surname(last: str, girl: bool) -> str:

@@ -47,6 +47,7 @@ from typing import Protocol
 from services.clock import Clock
 from services.notifications import Attachment, RetryLater, Undeliverable
 from services.validation import mask_email
+from storage.private_files import private_dir, write_private
 
 log = logging.getLogger("kezek.email")
 
@@ -252,7 +253,9 @@ class SmtpSender:
 
 
 class FolderSender:
-    """Writes each e-mail as ``<folder>/<message key>.eml`` (the embedded default: no server)."""
+    """Writes each e-mail as ``<folder>/<message key>.eml`` (the embedded default: no server),
+    readable by the owner only (``storage.private_files``: the folder 0700, the files 0600 from
+    the first byte): a registration e-mail carries a one-tap link token, a code e-mail the code."""
 
     def __init__(self, clock: Clock, folder: Path, sender: str = "Kezek <noreply@kezek.local>") -> None:
         self.clock = clock
@@ -264,9 +267,7 @@ class FolderSender:
         data = bytes(msg)
 
         def write() -> None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = self.folder / (name + ".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(self.folder / name)  # whole or not at all
+            private_dir(self.folder, narrow=True)  # (an older version's 0755 folder narrowed too)
+            write_private(self.folder / name, data)  # whole or not at all
 
         await asyncio.to_thread(write)

@@ -48,6 +48,8 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.functions import FunctionElement
 
+from storage.private_files import private_sqlite
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _writing: ContextVar[bool] = ContextVar("kezek_writing", default=False)  # inside Database.write
 SQLITE_CACHE_KIB = 64 * 1024  # page cache per connection (SQLite's default is 2 MiB)
@@ -329,6 +331,7 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgres = self.url.startswith("postgresql")
         if self.is_sqlite:
+            private_sqlite(self.url)  # 0600 before SQLite makes it (and its -wal/-shm with its mode)
             self.engine = _make_sqlite_engine(self.url, immediate=True, echo=echo)
             self.read_engine = _make_sqlite_engine(self.url, immediate=False, echo=echo)
             self.small_read_engine = _make_sqlite_engine(self.url, immediate=False, inline=True, echo=echo)
