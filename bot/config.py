@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     # Where the privilege documents parents send in the chat are kept (services/doc_storage.py):
     # a folder every bot instance, the API and the CLI can read (a shared one when scaled out).
     documents_dir: Path = Path("data/documents")
+    # Each such file is decoded in a worker process killed after this many seconds (the file is
+    # then refused as too complex); at most document_check_workers at once (services/doc_check.py).
+    document_check_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    document_check_workers: Annotated[int, Field(ge=1, le=16)] = 2
     # Sandbox mode (KEZEK_SANDBOX=1): a test clock that the sandbox API can move
     # (/api/v1/sandbox/clock); absent otherwise.
     sandbox: bool = False

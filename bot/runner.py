@@ -32,6 +32,7 @@ from bot import i18n
 from bot.app import build_dispatcher, make_storage
 from bot.config import Settings
 from bot.throttling import make_throttle
+from services.doc_check import DocumentChecker
 from services.kezek import Kezek
 
 log = logging.getLogger("kezek.bot")
@@ -224,6 +225,7 @@ async def run(settings: Settings, kezek: Kezek, *, background: Sequence[Backgrou
     if problem:
         raise WebhookConfigError(problem)
     bot = make_bot(settings)
+    kezek.document_checker = DocumentChecker(settings.document_check_seconds, settings.document_check_workers)
     try:
         storage, isolation = make_storage(settings)
         throttle = make_throttle(settings, redis=getattr(storage, "redis", None))

@@ -154,11 +154,14 @@ async def _download(bot: Bot, file_id: str, declared: int | None) -> bytes:
     return bytes(data)
 
 
-async def _take(bot: Bot, kz: Kezek, lang: str, chat_id: int, app_id: int, file: dict[str, Any]) -> str:
-    """Fetch, check and keep one file for the application; the answer for the parent."""
+async def _take(bot: Bot, kz: Kezek, lang: str, chat_id: int, target: docs.Target, file: dict[str, Any]) -> str:
+    """Fetch, check and keep one file for the application; the answer for the parent. A
+    referral that has all its files already is told so before anything is downloaded."""
     try:
+        if target.received >= docs.MAX_FILES:
+            raise docs.TooManyDocuments(max=docs.MAX_FILES)
         data = await _download(bot, str(file["file_id"]), file.get("size"))
-        received = await kz.submit_document(chat_id, app_id, data)
+        received = await kz.submit_document(chat_id, target.application_id, data)
     except _Failed:
         return gettext(lang, "The file could not be received from Telegram. Please send it again.")
     except docs.DocumentRefused as exc:
@@ -188,7 +191,7 @@ async def on_file(message: Message, kz: Kezek, lang: str, bot: Bot, state: FSMCo
         await message.answer(gettext(lang, "Which application are these documents for?"),
                              reply_markup=pick_keyboard(targets))
         return
-    await message.answer(await _take(bot, kz, lang, chat_id, target.application_id, file))
+    await message.answer(await _take(bot, kz, lang, chat_id, target, file))
 
 
 async def on_other_media(message: Message, lang: str) -> None:
@@ -220,7 +223,7 @@ async def on_button(callback: CallbackQuery, callback_data: DocsCallback, kz: Ke
         return
     for file in waiting:
         if isinstance(file, dict) and isinstance(file.get("file_id"), str):
-            await bot.send_message(chat_id, await _take(bot, kz, lang, chat_id, target.application_id, file))
+            await bot.send_message(chat_id, await _take(bot, kz, lang, chat_id, target, file))
 
 
 def build_router() -> Router:

@@ -9,11 +9,18 @@ chat (photos, JPEG or PNG images sent as files, PDF files) until the documents d
   lists what is accepted;
 * the size: at most ``MAX_BYTES`` (Telegram's reported size is checked before downloading, the
   real size while and after);
-* an image: it opens and decodes (``Pillow``), has at most ``MAX_PIXELS`` (a decompression bomb is
-  refused before it is decoded) and is big enough to read: the shorter side at least
-  ``MIN_SHORT_SIDE`` and the longer at least ``MIN_LONG_SIDE`` pixels (a page photographed at
-  Telegram's usual 1280 px passes; a thumbnail or a screenshot of a screenshot does not);
+* an image: it opens and decodes (``Pillow``; a PNG whole, a JPEG at an eighth of its size), has at
+  most ``MAX_PIXELS`` (a decompression bomb is refused before it is decoded) and is big enough to
+  read: the shorter side at least ``MIN_SHORT_SIDE`` and the longer at least ``MIN_LONG_SIDE``
+  pixels (a page photographed at Telegram's usual 1280 px passes; a thumbnail or a screenshot of a
+  screenshot does not); a JPEG of more than ``doc_check.MAX_SCANS`` scans is refused before it is
+  decoded;
 * a PDF: it opens (``pypdf``), is not locked by a password, and has 1 to ``MAX_PAGES`` pages.
+
+The cheap checks come first (the size, the type, the scans, then who may send and the
+``MAX_FILES`` cap); only then is the file decoded, in a worker process killed at a time budget
+(``services/doc_check.py``), never in the thread pool the rest of the bot uses. A file that cannot
+be decoded within the budget is refused as too complex (``DocumentTooComplex``).
 
 Who may send: a chat that has linked an application whose live (issued) referral awaits its
 documents (docs_state pending) and whose deadline has not passed at the clock's now. A chat with
@@ -34,21 +41,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import io
 import logging
-import struct
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from services import doc_check
 from services.context import Ctx
+from services.doc_check import DocumentChecker, run_cheap
 from services.doc_storage import DocumentStore, FolderDocumentStore, new_key
 from services.errors import (
     DocumentsNotPending,
     InvalidField,
-    KezekError,
     MissingField,
     N_,
     NotFound,
@@ -127,6 +133,15 @@ class ImageTooManyPixels(DocumentRefused):
 class DocumentUnreadable(DocumentRefused):
     code = "document_unreadable"
     message = N_("The file is damaged or cannot be opened. Please send it again, or photograph the pages.")
+
+
+class DocumentTooComplex(DocumentRefused):
+    """A file that cannot be checked within a check's time and memory (a progressive JPEG of
+    very many scans; a file that takes the decoder longer than the budget)."""
+
+    code = "document_too_complex"
+    message = N_("The file could not be checked: it is too complex and takes too long to open. Send a photo "
+                 "of the document, or the scan as an ordinary JPEG, PNG or PDF file.")
 
 
 class PdfEncrypted(DocumentRefused):
@@ -213,66 +228,10 @@ def sniff(data: bytes) -> str:
     return "unknown"
 
 
-def _check_image(data: bytes, kind: str) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    fmt = "JPEG" if kind == JPEG else "PNG"
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns past its own pixel limit; here that is an error, like ours below.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[fmt]) as im:  # reads the header only
-                width, height = im.size
-                if width * height > MAX_PIXELS:
-                    raise ImageTooManyPixels(max=MAX_PIXELS // 1_000_000)
-                im.verify()  # the structure (a PNG's chunks and their checksums)
-            if kind == JPEG:
-                # Decode it, at an eighth of the size (cheap): a cut or corrupt JPEG fails here.
-                with Image.open(io.BytesIO(data), formats=[fmt]) as im:
-                    im.draft("L", (max(1, width // 8), max(1, height // 8)))
-                    im.load()
-    except KezekError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageTooManyPixels(max=MAX_PIXELS // 1_000_000) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
-            struct.error):
-        raise DocumentUnreadable(kind=kind) from None
-    short, long = sorted((width, height))
-    if short < MIN_SHORT_SIDE or long < MIN_LONG_SIDE:
-        raise ImageTooSmall(width=width, height=height, min_short=MIN_SHORT_SIDE, min_long=MIN_LONG_SIDE)
-    return width, height
-
-
-def _check_pdf(data: bytes) -> int:
-    from pypdf import PdfReader
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                opened = reader.decrypt("")  # an owner password only: it opens for reading
-            except Exception:  # noqa: BLE001 - an unknown cipher, a missing crypto library
-                opened = 0
-            if not opened:
-                raise PdfEncrypted()
-        pages = len(reader.pages)
-    except KezekError:
-        raise
-    except RecursionError:
-        raise DocumentUnreadable(kind=PDF) from None
-    except Exception:  # noqa: BLE001 - pypdf raises many kinds on a broken file
-        raise DocumentUnreadable(kind=PDF) from None
-    if pages < 1:
-        raise DocumentUnreadable(kind=PDF)
-    if pages > MAX_PAGES:
-        raise PdfTooManyPages(pages=pages, max=MAX_PAGES)
-    return pages
-
-
-def check_file(data: bytes) -> CheckedFile:
-    """The checks of the module's docstring; a ``DocumentRefused`` says what is wrong. CPU-bound:
-    call it in a worker thread."""
+def precheck(data: bytes, max_scans: int = doc_check.MAX_SCANS) -> CheckedFile:
+    """The cheap checks, nothing decoded: the size, the type, a JPEG's scans; the digest. A
+    ``DocumentRefused`` says what is wrong. Hashes up to ``MAX_BYTES``: call it off the event
+    loop (``doc_check.run_cheap``)."""
     if len(data) > MAX_BYTES:
         raise DocumentTooLarge(max=MAX_MEGABYTES)
     if not data:
@@ -280,11 +239,33 @@ def check_file(data: bytes) -> CheckedFile:
     kind = sniff(data)
     if kind not in MIME:
         raise DocumentTypeRefused(kind=kind)
-    digest = hashlib.sha256(data).hexdigest()
-    if kind == PDF:
-        return CheckedFile(kind, len(data), digest, pages=_check_pdf(data))
-    width, height = _check_image(data, kind)
-    return CheckedFile(kind, len(data), digest, width=width, height=height)
+    if kind == JPEG and doc_check.jpeg_scans(data) > max_scans:
+        raise DocumentTooComplex()
+    return CheckedFile(kind, len(data), hashlib.sha256(data).hexdigest())
+
+
+def conclude(checked: CheckedFile, verdict: dict[str, Any]) -> CheckedFile:
+    """The file of ``precheck`` once decoded (``doc_check.inspect``'s ``verdict``): its pages or
+    its size in pixels, or the ``DocumentRefused`` that says what is wrong."""
+    outcome = verdict.get("verdict")
+    if outcome == doc_check.TOO_MANY_PIXELS:
+        raise ImageTooManyPixels(max=MAX_PIXELS // 1_000_000)
+    if outcome == doc_check.ENCRYPTED:
+        raise PdfEncrypted()
+    if outcome == doc_check.UNREADABLE:
+        raise DocumentUnreadable(kind=checked.kind)
+    if outcome != doc_check.OK:
+        raise DocumentTooComplex()
+    if checked.kind == PDF:
+        pages = int(verdict["pages"])
+        if pages > MAX_PAGES:
+            raise PdfTooManyPages(pages=pages, max=MAX_PAGES)
+        return replace(checked, pages=pages)
+    width, height = int(verdict["width"]), int(verdict["height"])
+    short, long = sorted((width, height))
+    if short < MIN_SHORT_SIDE or long < MIN_LONG_SIDE:
+        raise ImageTooSmall(width=width, height=height, min_short=MIN_SHORT_SIDE, min_long=MIN_LONG_SIDE)
+    return replace(checked, width=width, height=height)
 
 
 # --- who may send ----------------------------------------------------------------------------------
@@ -524,9 +505,12 @@ async def close_documents(ctx: Ctx, referral_id: int, status: str, at: dt.dateti
 class DocumentsFacade(FacadeBase):
     """Documents from the chat and the operator's review queue. ``document_store``: where the
     files are kept (``bot.config``'s KEZEK_DOCUMENTS_DIR; a folder under ``DEFAULT_DIR`` when
-    none was given)."""
+    none was given); ``document_checker``: how files are decoded (``bot.config``'s
+    KEZEK_DOCUMENT_CHECK_SECONDS and KEZEK_DOCUMENT_CHECK_WORKERS; the defaults of
+    ``DocumentChecker`` when none was given)."""
 
     document_store: DocumentStore | None = None
+    document_checker: DocumentChecker | None = None
 
     @property
     def documents(self) -> DocumentStore:
@@ -534,18 +518,27 @@ class DocumentsFacade(FacadeBase):
             self.document_store = FolderDocumentStore(DEFAULT_DIR)
         return self.document_store
 
+    @property
+    def checker(self) -> DocumentChecker:
+        if self.document_checker is None:
+            self.document_checker = DocumentChecker()
+        return self.document_checker
+
     async def document_targets(self, chat_id: int, application_id: int | None = None) -> list[Target]:
         async with self.reading(with_calendar=False, small=True) as ctx:
             return await targets(ctx, chat_id, application_id)
 
     async def submit_document(self, chat_id: int, application_id: int, data: bytes) -> Received:
         """Check ``data``, keep it and record it for the application's referral; a
-        ``KezekError`` (nothing kept) says why not."""
-        checked = await asyncio.to_thread(check_file, data)
+        ``KezekError`` (nothing kept) says why not. Every cheap check (the size and type, who may
+        send, the ``MAX_FILES`` cap, a file already received) comes before the file is decoded."""
+        checker = self.checker
+        checked = await run_cheap(precheck, data, checker.max_scans)
         async with self.reading(with_calendar=False, small=True) as ctx:
             seen = await already_received(ctx, chat_id, application_id, checked)
         if seen is not None:
             return seen
+        checked = conclude(checked, await checker.decode(data, checked.kind, MAX_PIXELS))
         # The file first, outside the transaction (no disk I/O under SQLite's write lock); the row
         # after. A refused or failed row takes the file away again.
         store, key = self.documents, new_key()

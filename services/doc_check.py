@@ -1,0 +1,263 @@
+"""Decoding a privilege document under a hard budget (issue 16).
+
+``services/documents.py`` runs the cheap checks of a file first (its size and type, the scans of a
+JPEG, the referral awaiting documents, the 10-file cap). Only then is the file decoded, here, in a
+worker process of its own: ``python -I -c ...`` running ``worker_main``, which reads the bytes on
+stdin and answers with one JSON line (``inspect``'s verdict). So a file can cost no more than:
+
+* the time budget (``DocumentChecker.budget``, KEZEK_DOCUMENT_CHECK_SECONDS; wall clock from the
+  process's start): past it the worker is killed (SIGKILL) and the file refused as too complex;
+* in the kernel, as a second fence, CPU seconds (RLIMIT_CPU: the budget rounded up, plus one) and
+  address space (RLIMIT_AS, ``memory_limit``): a worker that runs out dies or fails, and the file
+  is refused the same way;
+* a place in line: at most ``workers`` checks run at once; the others wait without holding a
+  thread. Nothing of a check runs in asyncio's default thread pool (charts, the referral PDF,
+  e-mails, document downloads use it): the waiting is asynchronous, and the cheap checks (a
+  SHA-256 of up to 10 MB) run in this module's own small thread pool (``run_cheap``).
+
+A fresh process per file: no state is shared between two files, so a worker killed at the budget
+cannot leave a pool broken for the next parent, and the start does not depend on how the bot was
+started (no multiprocessing re-import of the main module). It costs about 0.1 s for an image and
+0.3 s for a PDF (importing Pillow, pypdf). The worker gets an empty environment (no bot token,
+no database URL) and ``-I`` (no user site, no PYTHON* variables, no current folder on the path).
+
+This module imports only the standard library at the top: the worker imports Pillow or pypdf when
+it needs them, and nothing of Kezek's but this file."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import math
+import struct
+import sys
+import threading
+import warnings
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger("kezek.documents")
+
+T = TypeVar("T")
+
+DEFAULT_BUDGET = 10.0  # seconds a file may take to decode (a 48-MP photo: ~0.5 s of CPU)
+DEFAULT_WORKERS = 2  # checks at once
+MEMORY_LIMIT = 1 << 30  # bytes of address space of a worker (a 50-MP RGBA PNG decodes to 200 MB)
+# Scans of a JPEG: a baseline file has 1 (up to 4), libjpeg's progressive ones 6 to 10, mozjpeg's a
+# few more. Each scan may cost the decoder a pass over the whole image, so a file of thousands of
+# tiny scans costs minutes; more than this is refused without decoding.
+MAX_SCANS = 100
+
+# The verdicts of ``inspect``.
+OK = "ok"
+UNREADABLE = "unreadable"
+TOO_MANY_PIXELS = "too_many_pixels"
+ENCRYPTED = "encrypted"
+TOO_COMPLEX = "too_complex"  # over the budget, out of memory, or the worker died
+
+_ROOT = str(Path(__file__).resolve().parent.parent)  # where ``services`` is importable from
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from services.doc_check import worker_main; "
+         "sys.exit(worker_main(sys.argv[2:]))")
+
+
+def jpeg_scans(data: bytes) -> int:
+    """How many scans (SOS markers) a JPEG has, at most: every scan a decoder reads starts with
+    the bytes FF DA, which entropy-coded data never holds (an FF there is followed by 00 or a
+    restart marker). Bytes inside other segments (EXIF, an ICC profile) may add a few."""
+    return data.count(b"\xff\xda")
+
+
+# --- the worker's side -----------------------------------------------------------------------------
+
+def _inspect_image(data: bytes, kind: str, max_pixels: int) -> dict[str, Any]:
+    from PIL import Image, UnidentifiedImageError
+
+    fmt = "JPEG" if kind == "jpeg" else "PNG"
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns past its own pixel limit; here that is a refusal, like ours below.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:  # reads the header only
+                width, height = im.size
+                if width * height > max_pixels:
+                    return {"verdict": TOO_MANY_PIXELS}
+                im.verify()  # the structure (a PNG's chunks and their checksums)
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+                if kind == "jpeg":
+                    # An eighth of the size is enough to prove every scan decodes (and cheap);
+                    # a cut or corrupt JPEG fails here.
+                    im.draft("L", (max(1, width // 8), max(1, height // 8)))
+                im.load()  # a PNG whole: its image data inflates and every row unfilters
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return {"verdict": TOO_MANY_PIXELS}
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
+            struct.error):
+        return {"verdict": UNREADABLE}
+    return {"verdict": OK, "width": width, "height": height}
+
+
+def _inspect_pdf(data: bytes) -> dict[str, Any]:
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            try:
+                opened = reader.decrypt("")  # an owner password only: it opens for reading
+            except Exception:  # noqa: BLE001 - an unknown cipher, a missing crypto library
+                opened = 0
+            if not opened:
+                return {"verdict": ENCRYPTED}
+        pages = len(reader.pages)
+    except MemoryError:
+        raise
+    except RecursionError:
+        return {"verdict": UNREADABLE}
+    except Exception:  # noqa: BLE001 - pypdf raises many kinds on a broken file
+        return {"verdict": UNREADABLE}
+    if pages < 1:
+        return {"verdict": UNREADABLE}
+    return {"verdict": OK, "pages": pages}
+
+
+def inspect(data: bytes, kind: str, max_pixels: int) -> dict[str, Any]:
+    """Open and decode ``data`` (``kind``: jpeg, png or pdf) in this process: the verdict, with
+    the image's width and height or the PDF's pages. Unbounded: the bot calls it through
+    ``DocumentChecker``, in a worker process."""
+    try:
+        if kind == "pdf":
+            return _inspect_pdf(data)
+        return _inspect_image(data, kind, max_pixels)
+    except MemoryError:
+        return {"verdict": TOO_COMPLEX}
+
+
+def _limit(cpu_seconds: int, memory: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    if memory > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+
+def worker_main(argv: list[str]) -> int:
+    """The worker process: ``kind max_pixels cpu_seconds memory``; the file on stdin; one JSON
+    line on stdout. An unexpected error is answered with its type's name only."""
+    kind, max_pixels, cpu_seconds, memory = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    try:
+        _limit(cpu_seconds, memory)
+        data = sys.stdin.buffer.read()
+        answer = inspect(data, kind, max_pixels)
+    except MemoryError:
+        answer = {"verdict": TOO_COMPLEX}
+    except BaseException as exc:  # noqa: BLE001 - told to the bot, which logs the type alone
+        answer = {"verdict": "error", "error": type(exc).__name__}
+    sys.stdout.write(json.dumps(answer))
+    sys.stdout.flush()
+    return 0
+
+
+# --- the bot's side --------------------------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _cheap_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kezek-documents")
+        return _pool
+
+
+async def run_cheap(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in the documents' own small thread pool (never asyncio's default one)."""
+    return await asyncio.get_running_loop().run_in_executor(_cheap_pool(), fn, *args)
+
+
+class DocumentChecker:
+    """Decodes files in worker processes: at most ``workers`` at once, each killed at ``budget``
+    seconds (the module's docstring). ``max_scans``: a JPEG of more scans is refused before any
+    decoding (``services.documents.precheck``).
+
+    ``started``, ``running`` and ``killed`` (the process ids killed at the budget or when the
+    upload was cancelled) tell what it did."""
+
+    def __init__(self, budget: float = DEFAULT_BUDGET, workers: int = DEFAULT_WORKERS, *,
+                 max_scans: int = MAX_SCANS, memory_limit: int = MEMORY_LIMIT) -> None:
+        if not budget > 0 or workers < 1:
+            raise ValueError("a document check needs a positive budget and at least one worker")
+        self.budget = float(budget)
+        self.workers = workers
+        self.max_scans = max_scans
+        self.memory_limit = memory_limit
+        self.started = 0
+        self.running = 0
+        self.killed: list[int] = []
+        # One gate per event loop (a semaphore belongs to the loop that first waits on it).
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary())
+
+    def _gate(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(self.workers)
+        return gate
+
+    async def decode(self, data: bytes, kind: str, max_pixels: int) -> dict[str, Any]:
+        """``inspect``'s verdict for ``data``, from a worker process; ``TOO_COMPLEX`` when the
+        worker ran past the budget (it is killed), ran out of memory or died."""
+        async with self._gate():
+            self.running += 1
+            try:
+                return await self._decode(data, kind, max_pixels)
+            finally:
+                self.running -= 1
+
+    async def _decode(self, data: bytes, kind: str, max_pixels: int) -> dict[str, Any]:
+        cpu = math.ceil(self.budget) + 1
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-c", _BOOT, _ROOT, kind, str(max_pixels), str(cpu), str(self.memory_limit),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL, env={})
+        except OSError as exc:
+            log.error("a document check could not start: %s", type(exc).__name__)
+            return {"verdict": TOO_COMPLEX}
+        self.started += 1
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(data), self.budget)
+        except asyncio.TimeoutError:
+            await self._kill(proc)
+            log.warning("a document check was stopped at its budget of %.1f s", self.budget)
+            return {"verdict": TOO_COMPLEX}
+        except BaseException:  # cancelled (the upload was given up, the bot stops)
+            await self._kill(proc)
+            raise
+        try:
+            answer = json.loads(out)
+            verdict = answer["verdict"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("a document check ended without an answer (exit code %s)", proc.returncode)
+            return {"verdict": TOO_COMPLEX}
+        if verdict == "error":
+            log.error("a document check failed: %s", answer.get("error"))
+            return {"verdict": TOO_COMPLEX}
+        return dict(answer)
+
+    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+            else:
+                self.killed.append(proc.pid)
+        await asyncio.shield(proc.wait())
