@@ -1,5 +1,6 @@
 """/link: application number → child's IIN → proof (the sender's own contact, or a code sent to
-the application's e-mail). Every failure gets the same answer; a locked chat is told until when.
+the application's e-mail). Every failure gets the same answer; a locked chat is told until when;
+an application the chat has linked before is answered "already linked" (the dialogue ends).
 
 The dialogue lives in aiogram's FSM (the Dispatcher's default MemoryStorage). The number and the
 IIN are kept in the FSM data only until the dialogue ends; nothing typed is logged."""
@@ -52,6 +53,10 @@ def locked_text(lang: str, until: dt.datetime) -> str:
 
 
 def linked_text(lang: str, target: LinkTarget) -> str:
+    """The answer to a link: done, or (``target.already``) the chat had linked it before."""
+    if target.already:
+        return gettext(lang, "Application {number} (child's IIN {iin}) is already linked to this chat.",
+                       number=target.number, iin=target.child_iin_masked)
     return gettext(lang, "Done! Application {number} (child's IIN {iin}) is now linked to this chat.",
                    number=target.number, iin=target.child_iin_masked)
 
@@ -131,6 +136,10 @@ async def got_iin(message: Message, state: FSMContext, kz: Kezek, lang: str) -> 
     except (LinkFailed, LinkLocked) as exc:
         await _refuse(message, state, lang, exc)
         return
+    if target.already:  # the dialogue ends: nothing to prove
+        await state.clear()
+        await message.answer(linked_text(lang, target), reply_markup=main_menu(lang))
+        return
     await state.update_data(iin=iin)
     await state.set_state(LinkFlow.proof)
     await message.answer(proof_prompt(lang), reply_markup=contact_keyboard(lang))
@@ -172,6 +181,10 @@ async def wants_email(callback: CallbackQuery, state: FSMContext, kz: Kezek, lan
     except CodeRateLimited as exc:
         # The dialogue stays: the parent may share the contact instead, or ask again later.
         await bot.send_message(chat_id, i18n.error_text(lang, exc))
+        return
+    if target.already:  # (linked meanwhile, by the contact from another device)
+        await state.clear()
+        await bot.send_message(chat_id, linked_text(lang, target), reply_markup=main_menu(lang))
         return
     await state.set_state(LinkFlow.code)
     await bot.send_message(chat_id, code_prompt(lang, target.email_masked), reply_markup=ReplyKeyboardRemove())

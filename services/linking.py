@@ -6,8 +6,18 @@ application's e-mail.
 
 * Every failure raises the same ``LinkFailed``: the answer never reveals whether a number exists.
 * Every failure and every completed link is recorded (``link_attempts``); after ``MAX_FAILURES``
-  failures within ``LOCK_WINDOW`` (since the last completed link) the chat is locked
-  (``LinkLocked(until=...)``) and even correct data is refused until the window passes. Time is always ``ctx.now``.
+  failures within ``LOCK_WINDOW`` the chat is locked (``LinkLocked(until=...)``) and even correct
+  data is refused until the window passes. A link made in between forgives nothing (else a chat
+  that holds one application could re-link it between guesses at another's IIN). Time is always
+  ``ctx.now``.
+* An application the chat has linked already, proved again (its number and IIN, the contact, a
+  code, the registration e-mail's link tapped again), is answered with a ``LinkTarget`` whose
+  ``already`` is true: nothing is linked, nothing is counted either way, no code is e-mailed.
+* Every step of one chat runs alone (``lock_chat``): the lock-out check, the evaluation and its
+  record, the tries of a code and the count of e-mailed codes are one atomic step, however many
+  requests of the chat arrive at once and on however many bot instances. On PostgreSQL a
+  transaction-scoped advisory lock per chat; on SQLite the write transaction (``BEGIN
+  IMMEDIATE``, ``storage.db``) already admits one writer at a time.
 * A failure must be kept although it raises: the facade commits the unit of work and re-raises
   (see ``Kezek._linking``). The failure paths therefore write nothing but the attempt (and the
   tries counter of an e-mail code).
@@ -17,7 +27,8 @@ application's e-mail.
   signed token (purpose ``link``), refuses it when another chat has linked the application, and
   uses it once (a conditional insert into ``used_tokens``), then links through the same ``_link``.
   A refused token is an ordinary failure (uniform, counted for the lock-out); the reason is logged
-  with a fingerprint of the token, never its text.
+  with a fingerprint of the token, never its text. The chat that holds the application may tap it
+  again, even expired: "already linked", nothing counted.
 * E-mailed codes are rate-limited per chat: at most ``CODE_MAIL_LIMIT`` within ``CODE_MAIL_WINDOW``,
   link codes and the settings' e-mail confirmation codes together (``CodeRateLimited(until=...)``;
   nothing is written then). They are counted in the outbox by their dedupe-key prefix
@@ -35,7 +46,7 @@ import secrets
 from dataclasses import dataclass
 from typing import NoReturn
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,6 +76,12 @@ CODE_MAIL_LIMIT = 3
 CODE_MAIL_WINDOW = dt.timedelta(hours=1)
 CODE_NOTICE_KINDS = ("link_code", "email_code")
 
+# PostgreSQL's advisory locks of the two-int4 key space: (this namespace, the chat id folded to
+# 32 bits). storage.queue_versions uses (19290, 1); services.offers the one-bigint space (another
+# space altogether). Two chats that fold alike only wait for each other.
+CHAT_LOCK_NAMESPACE = 19291
+_CHAT_LOCK = text("SELECT pg_advisory_xact_lock(:namespace, :key)")
+
 
 class CodeRateLimited(RuleViolation):
     """Too many codes were e-mailed for this chat lately: the next one may be asked for ``until``
@@ -86,10 +103,35 @@ class LinkTarget:
     number: str
     child_iin_masked: str
     email_masked: str
+    already: bool = False  # the chat had linked it before: nothing was done
 
     @classmethod
-    def of(cls, app: Application) -> LinkTarget:
-        return cls(app.id, app.number, mask_iin(app.child_iin), mask_email(app.email))
+    def of(cls, app: Application, *, already: bool = False) -> LinkTarget:
+        return cls(app.id, app.number, mask_iin(app.child_iin), mask_email(app.email), already)
+
+
+# --- one step of a chat at a time ------------------------------------------------------------------
+
+def _chat_lock_key(chat_id: int) -> int:
+    """The chat id (any 64-bit integer; group chats are negative) folded to a signed 32-bit key."""
+    folded = (chat_id ^ (chat_id >> 32)) & 0xFFFFFFFF
+    return folded - (1 << 32) if folded >= 1 << 31 else folded
+
+
+async def lock_chat(ctx: Ctx, chat_id: int) -> None:
+    """Wait until no other transaction is in a linking step (or a code request) of this chat, and
+    keep the others waiting until this transaction ends. Called first in every step, before it
+    reads anything it decides on; taking it again in the same transaction is harmless.
+
+    PostgreSQL: ``pg_advisory_xact_lock`` (READ COMMITTED: every statement after it sees what the
+    previous holder committed). SQLite: nothing to do, the unit of work's ``BEGIN IMMEDIATE``
+    holds the database's write lock from its first statement (``storage.db.Database.write``)."""
+    if ctx.is_postgres:
+        await ctx.session.execute(_CHAT_LOCK, {"namespace": CHAT_LOCK_NAMESPACE, "key": _chat_lock_key(chat_id)})
+
+
+async def _holds(ctx: Ctx, chat_id: int, app_id: int) -> bool:
+    return await ctx.session.get(ChatLink, (chat_id, app_id)) is not None
 
 
 # --- attempts and the lock -------------------------------------------------------------------------
@@ -97,17 +139,11 @@ class LinkTarget:
 async def locked_until(ctx: Ctx, chat_id: int) -> dt.datetime | None:
     """When the chat's lock ends, or None when it is not locked now.
 
-    Failures since the chat's last completed link within the last ``LOCK_WINDOW`` count; with
+    The failures within the last ``LOCK_WINDOW`` count, whatever succeeded in between; with
     ``MAX_FAILURES`` of them the lock lasts until the oldest of the last five leaves the window."""
     since = ctx.now - LOCK_WINDOW
-    last_ok = (await ctx.session.execute(
-        select(LinkAttempt.id).where(LinkAttempt.chat_id == chat_id, LinkAttempt.ok.is_(True),
-                                     LinkAttempt.at > since)
-        .order_by(LinkAttempt.id.desc()).limit(1))).scalar_one_or_none()
     q = select(LinkAttempt.at).where(LinkAttempt.chat_id == chat_id, LinkAttempt.ok.is_(False),
                                      LinkAttempt.at > since)
-    if last_ok is not None:  # ids, not instants: a success and failures may share one instant
-        q = q.where(LinkAttempt.id > last_ok)
     failures = list((await ctx.session.execute(q.order_by(LinkAttempt.at.desc(), LinkAttempt.id.desc())
                                                .limit(MAX_FAILURES)))
                     .scalars())
@@ -140,6 +176,7 @@ async def _fail(ctx: Ctx, chat_id: int) -> NoReturn:
 
 
 async def _verify(ctx: Ctx, chat_id: int, number: str, iin: str) -> Application:
+    await lock_chat(ctx, chat_id)
     await _ensure_not_locked(ctx, chat_id)
     app: Application | None = None
     try:
@@ -153,13 +190,12 @@ async def _verify(ctx: Ctx, chat_id: int, number: str, iin: str) -> Application:
 
 
 async def _link(ctx: Ctx, chat_id: int, app: Application, method: str) -> LinkTarget:
+    """Link (the caller holds ``lock_chat`` and found no link of this chat to ``app``)."""
     await _record(ctx, chat_id, ok=True)
     await ensure_chat(ctx, chat_id)
-    existing = await ctx.session.get(ChatLink, (chat_id, app.id))
-    if existing is None:
-        ctx.session.add(ChatLink(chat_id=chat_id, application_id=app.id, linked_at=ctx.now, method=method))
-        ctx.audit("link", "application", app.id, chat_id=chat_id, method=method)
-        await ctx.session.flush()
+    ctx.session.add(ChatLink(chat_id=chat_id, application_id=app.id, linked_at=ctx.now, method=method))
+    ctx.audit("link", "application", app.id, chat_id=chat_id, method=method)
+    await ctx.session.flush()
     return LinkTarget.of(app)
 
 
@@ -167,16 +203,18 @@ async def _link(ctx: Ctx, chat_id: int, app: Application, method: str) -> LinkTa
 
 async def check_application(ctx: Ctx, chat_id: int, number: str, iin: str) -> LinkTarget:
     """The number and the child's IIN belong together (else ``LinkFailed``; ``LinkLocked`` when the
-    chat is locked). Links nothing yet."""
-    # A matching pair is not recorded as a success: only a completed link resets the failures
-    # (else a known pair would reset the lock before every guess of an e-mail code).
-    return LinkTarget.of(await _verify(ctx, chat_id, number, iin))
+    chat is locked). Links nothing yet (``already`` when the chat has linked it)."""
+    # A matching pair is not recorded as a success (nothing is: successes forgive no failures).
+    app = await _verify(ctx, chat_id, number, iin)
+    return LinkTarget.of(app, already=await _holds(ctx, chat_id, app.id))
 
 
 async def link_by_contact(ctx: Ctx, chat_id: int, number: str, iin: str, contact_phone: str,
                           contact_user_id: int | None, sender_user_id: int | None) -> LinkTarget:
     """Link when the shared contact is the sender's own and its phone is the application's."""
     app = await _verify(ctx, chat_id, number, iin)
+    if await _holds(ctx, chat_id, app.id):
+        return LinkTarget.of(app, already=True)
     if contact_user_id is None or sender_user_id is None or contact_user_id != sender_user_id:
         await _fail(ctx, chat_id)
     try:
@@ -218,7 +256,9 @@ async def code_mail_allowed_at(ctx: Ctx, chat_id: int) -> dt.datetime | None:
 
 async def ensure_code_mail_allowed(ctx: Ctx, chat_id: int) -> None:
     """``CodeRateLimited(until=...)`` when the chat had ``CODE_MAIL_LIMIT`` codes e-mailed within
-    the last ``CODE_MAIL_WINDOW``."""
+    the last ``CODE_MAIL_WINDOW``. Takes ``lock_chat``: the caller's code then goes out (or not)
+    before any other request of the chat counts."""
+    await lock_chat(ctx, chat_id)
     until = await code_mail_allowed_at(ctx, chat_id)
     if until is not None:
         raise CodeRateLimited(until=until)
@@ -231,8 +271,11 @@ def _code_hash(chat_id: int, code: str) -> str:
 async def send_email_code(ctx: Ctx, chat_id: int, number: str, iin: str) -> LinkTarget:
     """A fresh 6-digit code for this chat (replacing an earlier one), valid ``CODE_TTL``; the
     ``link_code`` outbox notice carries it to the application's e-mail. Over the rate limit:
-    ``CodeRateLimited`` and nothing is written (the verification wrote nothing on success)."""
+    ``CodeRateLimited`` and nothing is written (the verification wrote nothing on success). An
+    application the chat has linked gets no code (``already``)."""
     app = await _verify(ctx, chat_id, number, iin)
+    if await _holds(ctx, chat_id, app.id):
+        return LinkTarget.of(app, already=True)
     await ensure_code_mail_allowed(ctx, chat_id)
     code = new_code()
     await ctx.session.execute(delete(LinkCode).where(LinkCode.chat_id == chat_id))
@@ -246,6 +289,7 @@ async def send_email_code(ctx: Ctx, chat_id: int, number: str, iin: str) -> Link
 
 async def link_by_code(ctx: Ctx, chat_id: int, code: str) -> LinkTarget:
     """Link with the code from the e-mail: right, unexpired, within ``CODE_MAX_TRIES`` tries."""
+    await lock_chat(ctx, chat_id)
     await _ensure_not_locked(ctx, chat_id)
     pending = await ctx.session.get(LinkCode, chat_id)
     if pending is None:
@@ -263,6 +307,8 @@ async def link_by_code(ctx: Ctx, chat_id: int, code: str) -> LinkTarget:
     await ctx.session.delete(pending)
     if app is None:  # pragma: no cover - the foreign key keeps it
         await _fail(ctx, chat_id)
+    if await _holds(ctx, chat_id, app.id):  # (linked by its contact since the code was sent)
+        return LinkTarget.of(app, already=True)
     return await _link(ctx, chat_id, app, METHOD_EMAIL)
 
 
@@ -297,8 +343,11 @@ async def link_by_token(ctx: Ctx, signer: Signer, chat_id: int, token: str) -> L
     An application another chat has linked is refused: the e-mail proves the applicant, but the
     applicant has linked already (the other chat); a link lying in a mailbox must not add a chat
     the applicant does not know about. A second parent links with /link (number, IIN, proof). The
-    chat that linked it may tap its link again (it is told it is linked; the token is used up)."""
+    chat that holds the application may tap its link again, used or expired: it is told it is
+    linked already (``already``), nothing counted; the token is used up."""
+    await lock_chat(ctx, chat_id)
     await _ensure_not_locked(ctx, chat_id)
+    app: Application | None = None
     try:
         # The token is bound to the address it was mailed to: verified with the application's
         # address now (a link sent before the registry changed it is refused).
@@ -306,9 +355,15 @@ async def link_by_token(ctx: Ctx, signer: Signer, chat_id: int, token: str) -> L
         signer.verify(deep_link.PURPOSE, token, now=ctx.now,
                       bound=deep_link.link_binding(app.email if app is not None else None))
     except TokenError as exc:
+        # ("expired" comes only after the signature, the purpose and the binding verified.)
+        if exc.reason == "expired" and app is not None and await _holds(ctx, chat_id, app.id):
+            return LinkTarget.of(app, already=True)
         await _refuse_token(ctx, chat_id, exc.reason, token)
     if app is None:  # genuine under our key, but no such application (another database)
         await _refuse_token(ctx, chat_id, "no such application", token)
+    if await _holds(ctx, chat_id, app.id):
+        await _use_token(ctx, token, app.id, chat_id)  # (used up, whether or not it was before)
+        return LinkTarget.of(app, already=True)
     elsewhere = (await ctx.session.execute(select(ChatLink.chat_id).where(
         ChatLink.application_id == app.id, ChatLink.chat_id != chat_id).limit(1))).first()
     if elsewhere is not None:

@@ -271,16 +271,42 @@ async def test_a_new_chat_is_answered_in_both_languages_with_the_picker(tg: Harn
 
 
 @pytest.mark.parametrize("lang", LANGS)
-async def test_a_used_token_is_refused_even_in_the_same_chat(tg: Harness, kz: Kezek, world: World, lang: str) -> None:
+async def test_tapping_ones_own_link_again_says_already_linked(tg: Harness, kz: Kezek, world: World,
+                                                               lang: str) -> None:
+    """Issue 16, 4: the chat that linked with the token taps it again: "already linked", nothing
+    counted (five taps leave the lock-out untouched); another chat is refused; after an unlink the
+    used token no longer links."""
     row = await one_app(world)
     token = await token_for(kz, row["number"])
     await tg.press(f"lang:{lang}")
     await tg.send(text=f"/start {token}")
-    [reply] = sent(await tg.send(text=f"/start {token}"))
-    assert reply.text == failed_text(lang)
+    [target] = await kz.linked_applications(CHAT_ID)
+    already = i18n.gettext(lang, "Application {number} (child's IIN {iin}) is already linked to this chat.",
+                           number=row["number"], iin=mask_iin(row["child_iin"]))
+    for _ in range(linking.MAX_FAILURES):
+        replies = sent(await tg.send(text=f"/start {token}"))
+        assert replies[0].text == already and replies[0].text != linked_text(lang, target)
+    assert await kz.link_locked_until(CHAT_ID) is None
     with pytest.raises(LinkFailed):
         await kz.link_by_token(OTHER_CHAT, token)
-    assert await links(kz, OTHER_CHAT) == []
+    assert await links(kz, OTHER_CHAT) == [] and await links(kz) == [row["number"]]
+    await kz.unlink(CHAT_ID, target.application_id)
+    with pytest.raises(LinkFailed):  # single-use: it linked once
+        await kz.link_by_token(CHAT_ID, token)
+    assert await links(kz) == []
+
+
+async def test_ones_own_expired_link_tapped_again_says_already_linked(kz: Kezek, world: World,
+                                                                      clock: FrozenClock) -> None:
+    row = await one_app(world)
+    token = await token_for(kz, row["number"])
+    await kz.link_by_token(CHAT_ID, token)
+    clock.advance(days=15)
+    for _ in range(linking.MAX_FAILURES):
+        assert (await kz.link_by_token(CHAT_ID, token)).already
+    assert await kz.link_locked_until(CHAT_ID) is None
+    with pytest.raises(LinkFailed):  # an altered one is a failure still
+        await kz.link_by_token(CHAT_ID, altered(token, len(token) - 3))
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -361,10 +387,14 @@ async def test_a_token_of_an_application_linked_elsewhere_is_refused(tg: Harness
     [reply] = sent(await tg.send(text=f"/start {token}"))
     assert reply.text == failed_text(lang)
     assert await links(kz) == [] and await links(kz, OTHER_CHAT) == [row["number"]]
-    # The applicant's own chat may still tap it (it is linked already): it is then used up.
-    await kz.link_by_token(OTHER_CHAT, token)
+    # The applicant's own chat may still tap it: it is told it is linked already, and nothing counts.
+    for _ in range(linking.MAX_FAILURES):
+        assert (await kz.link_by_token(OTHER_CHAT, token)).already
+    assert await kz.link_locked_until(OTHER_CHAT) is None
+    # The token is used up: once the applicant's chat unlinks, it links no chat.
+    await kz.unlink(OTHER_CHAT, await app_id(kz, row["number"]))
     with pytest.raises(LinkFailed):
-        await kz.link_by_token(OTHER_CHAT, token)
+        await kz.link_by_token(CHAT_ID, token)
 
 
 async def test_a_second_parent_still_links_with_link_after_the_token(kz: Kezek, world: World) -> None:

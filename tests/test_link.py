@@ -24,6 +24,7 @@ from services.errors import LinkFailed, LinkLocked
 from services.kezek import Kezek
 from services.validation import make_iin
 from storage.models import AuditEntry, ChatLink, LinkCode, OutboxMessage
+from handlers.link import locked_text
 from tests.conftest import World
 from tests.test_bot_start import CHAT_ID, Harness, sent
 
@@ -120,6 +121,81 @@ async def test_five_failures_lock_for_an_hour(kz: Kezek, world: World, clock: Fr
     assert await kz.link_locked_until(CHAT_ID) is None
     await kz.link_by_contact(CHAT_ID, row["number"], row["child_iin"], row["phone"], CHAT_ID, CHAT_ID)
     assert await links(kz) == [row["number"]]
+
+
+def wrong_iin(n: int) -> str:
+    """A valid IIN that belongs to no application of the world (the world numbers its children 1, 2, ...)."""
+    return make_iin(dt.date(2023, 3, 15), 900 + n)
+
+
+async def test_relinking_ones_own_application_does_not_reset_the_lock_out(kz: Kezek, world: World) -> None:
+    """Issue 16, 4: a chat that owns A guesses B's IIN four times, re-links A with its own contact,
+    and again: the re-link is answered "already linked", counts neither way, and the fifth wrong
+    guess locks the chat; the right IIN of B then gets the lock-out, never B's masked e-mail."""
+    a, b = world.row(), world.row()
+    await world.apps(a, b)
+    await kz.link_by_contact(CHAT_ID, a["number"], a["child_iin"], a["phone"], CHAT_ID, CHAT_ID)
+    for i in range(4):
+        with pytest.raises(LinkFailed):
+            await kz.check_link_application(CHAT_ID, b["number"], wrong_iin(i))
+    again = await kz.check_link_application(CHAT_ID, a["number"], a["child_iin"])
+    assert again.already and again.number == a["number"]
+    again = await kz.link_by_contact(CHAT_ID, a["number"], a["child_iin"], a["phone"], CHAT_ID, CHAT_ID)
+    assert again.already
+    assert await kz.link_locked_until(CHAT_ID) is None  # the re-links counted no failure either
+    with pytest.raises(LinkLocked):
+        await kz.check_link_application(CHAT_ID, b["number"], wrong_iin(4))
+    with pytest.raises(LinkLocked):
+        await kz.check_link_application(CHAT_ID, b["number"], b["child_iin"])
+    with pytest.raises(LinkLocked):  # and the chat's own application is no way round it
+        await kz.link_by_contact(CHAT_ID, a["number"], a["child_iin"], a["phone"], CHAT_ID, CHAT_ID)
+    assert await links(kz) == [a["number"]]
+
+
+async def test_a_link_made_in_between_does_not_forgive_failures(kz: Kezek, world: World,
+                                                                 clock: FrozenClock) -> None:
+    """Failures within the hour count whatever succeeded in between, a new link included."""
+    a, b, c = world.row(), world.row(), world.row()
+    await world.apps(a, b, c)
+    for i in range(3):
+        with pytest.raises(LinkFailed):
+            await kz.check_link_application(CHAT_ID, c["number"], wrong_iin(i))
+        clock.advance(dt.timedelta(minutes=1))
+    first_failure = clock.now() - dt.timedelta(minutes=3)
+    await kz.link_by_contact(CHAT_ID, a["number"], a["child_iin"], a["phone"], CHAT_ID, CHAT_ID)
+    with pytest.raises(LinkFailed):
+        await kz.check_link_application(CHAT_ID, c["number"], wrong_iin(3))
+    locked = await fail_once(kz, c)
+    assert isinstance(locked, LinkLocked) and locked.params["until"] == first_failure + dt.timedelta(hours=1)
+    with pytest.raises(LinkLocked):
+        await kz.link_by_contact(CHAT_ID, b["number"], b["child_iin"], b["phone"], CHAT_ID, CHAT_ID)
+    assert await links(kz) == [a["number"]]
+
+
+async def test_already_linked_counts_neither_way_on_every_path(kz: Kezek, world: World) -> None:
+    """Number and IIN of an application the chat holds: "already linked" from the check, the
+    contact, the code request (no code is e-mailed) and the code; nothing counted."""
+    a, b = world.row(), world.row()
+    await world.apps(a, b)
+    await kz.send_link_code(CHAT_ID, a["number"], a["child_iin"])
+    [notice] = await outbox_codes(kz)
+    await kz.link_by_contact(CHAT_ID, a["number"], a["child_iin"], a["phone"], CHAT_ID, CHAT_ID)
+    for i in range(4):  # (a wrong IIN with the number of the chat's own application is a failure too)
+        with pytest.raises(LinkFailed):
+            await kz.check_link_application(CHAT_ID, (a if i == 0 else b)["number"], wrong_iin(i))
+    for _ in range(3):
+        assert (await kz.check_link_application(CHAT_ID, a["number"], a["child_iin"])).already
+        assert (await kz.link_by_contact(CHAT_ID, a["number"], a["child_iin"], a["phone"], CHAT_ID, CHAT_ID)).already
+        # (someone else's contact changes nothing: the chat holds the application already)
+        assert (await kz.link_by_contact(CHAT_ID, a["number"], a["child_iin"], a["phone"], 777, CHAT_ID)).already
+        assert (await kz.send_link_code(CHAT_ID, a["number"], a["child_iin"])).already
+    assert len(await outbox_codes(kz)) == 1  # no code e-mailed for an application the chat holds
+    # The code e-mailed before the link still proves the same application: already linked.
+    assert (await kz.link_by_code(CHAT_ID, notice.payload["code"])).already
+    assert await kz.link_locked_until(CHAT_ID) is None
+    with pytest.raises(LinkLocked):
+        await kz.check_link_application(CHAT_ID, b["number"], wrong_iin(5))
+    assert await links(kz) == [a["number"]]
 
 
 async def outbox_codes(kz: Kezek) -> list[OutboxMessage]:
@@ -270,11 +346,32 @@ async def test_failures_get_one_answer_and_a_lock(tg: Harness, kz: Kezek, world:
         last = texts(await tg.send(lang, text=row["child_iin"]))
     until = await kz.link_locked_until(CHAT_ID)
     assert until is not None
-    locked = i18n.gettext(lang, "Too many unsuccessful attempts. Linking from this chat is paused until "
-                                "{until}.", until=i18n.format_datetime(lang, until))
+    locked = locked_text(lang, until)  # (its wording and the date's format: tests/test_locales.py, bot/i18n.py)
+    assert locked != locked_text("kk" if lang == "ru" else "ru", until)
     assert last == [locked]
     assert texts(await tg.send(lang, text="/link")) == [locked]
     assert await links(kz) == []
+
+
+@pytest.mark.parametrize("lang", ["ru", "kk"])
+async def test_dialogue_says_already_linked(tg: Harness, kz: Kezek, world: World, lang: str) -> None:
+    row = await one_app(world)
+    await kz.link_by_contact(CHAT_ID, row["number"], row["child_iin"], row["phone"], CHAT_ID, CHAT_ID)
+    await tg.press(f"lang:{lang}")
+    await tg.send(lang, text="/link")
+    await tg.send(lang, text=row["number"])
+    [reply] = sent(await tg.send(lang, text=row["child_iin"]))
+    assert reply.text == i18n.gettext(
+        lang, "Application {number} (child's IIN {iin}) is already linked to this chat.",
+        number=row["number"], iin=row["child_iin"][:2] + "•" * 8 + row["child_iin"][-2:])
+    assert reply.text != i18n.gettext("ru" if lang == "kk" else "kk",
+                                      "Application {number} (child's IIN {iin}) is already linked to this chat.",
+                                      number=row["number"], iin=row["child_iin"][:2] + "•" * 8 + row["child_iin"][-2:])
+    assert isinstance(reply.reply_markup, ReplyKeyboardMarkup)  # the main menu: the dialogue is over
+    [hint] = sent(await tg.send(lang, text="123456"))
+    assert hint.text == i18n.gettext(
+        lang, "I did not understand this message. Please use the menu buttons below or send /help.")
+    assert await kz.link_locked_until(CHAT_ID) is None and await links(kz) == [row["number"]]
 
 
 async def test_dialogue_with_an_email_code_and_cancel(tg: Harness, kz: Kezek, world: World) -> None:
