@@ -176,7 +176,11 @@ async def confirm_email(ctx: Ctx, chat_id: int, code: str) -> str:
 
     A wrong code counts a try (``EmailCodeWrong``); the last allowed wrong try, an expired code and
     one past its tries clear the pending address (``EmailCodeTriesExceeded`` / ``EmailCodeExpired``);
-    no pending address: ``EmailCodeMissing``."""
+    no pending address: ``EmailCodeMissing``.
+
+    The chat's linking lock comes first (``linking.lock_chat``): guesses arriving at once, from any
+    number of instances, are judged one after another, so the tries limit holds."""
+    await linking.lock_chat(ctx, chat_id)
     chat = await ctx.session.get(Chat, chat_id)
     if chat is None or chat.email_pending is None or chat.email_code_hash is None:
         raise EmailCodeMissing()
