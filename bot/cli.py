@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import json
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from bot import i18n
+from bot import i18n, logsafe
 from bot.config import Settings, get_settings
 from services.clock import Clock, FrozenClock, SystemClock
 from services.documents import REJECTION_REASONS
@@ -104,6 +105,7 @@ def cli(ctx: click.Context, url: str | None, lang: str | None, now: dt.datetime 
     os.umask(umask | 0o077)
     ctx.call_on_close(lambda: os.umask(umask))  # (the CLI run in-process by tests)
     private_sqlite(url)
+    logsafe.protect([logging.lastResort] if logging.lastResort else [])  # (what commands log unconfigured)
     ctx.obj = State(url, lang or settings.lang, now, settings.signing_key_bytes(), settings.documents_dir,
                     settings.previous_signing_keys())
 
@@ -875,8 +877,6 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
     """Serve ``parts`` until SIGINT/SIGTERM (exit 0): the bot (polling or webhook), the registry
     API, the scheduler and the outbox senders, in one process, sharing one clock (the sandbox's
     test clock in sandbox mode)."""
-    import logging
-
     from bot.api import MIN_TOKEN_LENGTH
     from bot.runner import MissingTokenError, WebhookConfigError, run, run_headless
     from storage.migrate import upgrade
@@ -893,7 +893,7 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
     if problem:
         click.echo(state.t("The webhook settings are not valid: {problem}.", problem=problem), err=True)
         sys.exit(2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.install(settings.log_level)  # KEZEK_LOG_LEVEL; no personal data at any level
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job and run
     # Not a line per update ("Update id=... is handled. Duration ..."): /metrics counts and times
     # them, and at a city's rate the line was a log file's bulk and a write per update.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///data/kezek.sqlite3"
     # Language of operator output (CLI): ru or kk.
     lang: str = "ru"
+    # How much `kezek run` and `kezek demo` log: DEBUG, INFO, WARNING, ERROR or CRITICAL. At every
+    # level personal data stays out (bot/logsafe.py): bound SQL values are hidden, the drivers'
+    # value-carrying debug lines are off, and IINs, phones, e-mails, codes and tokens are masked.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Where e-mails go when no SMTP server is configured (.eml files).
     mail_dir: Path = Path("data/mail")
     # Where the privilege documents parents send in the chat are kept (services/doc_storage.py):
@@ -114,6 +118,11 @@ class Settings(BaseSettings):
 
     # Telegram user ids of the operators (KEZEK_ADMIN_IDS=1,2,3).
     admin_ids: Annotated[list[int], NoDecode] = []
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -142,7 +142,8 @@ def _make_sqlite_engine(url: str, immediate: bool, *, inline: bool = False, **kw
     else:
         kw["connect_args"] = {"factory": _RollbackOnClose}
     size, overflow = POOLS["inline" if inline else "sqlite"]
-    engine = create_async_engine(url, pool_reset_on_return=None, pool_size=size, max_overflow=overflow, **kw)
+    engine = create_async_engine(url, pool_reset_on_return=None, pool_size=size, max_overflow=overflow,
+                                 hide_parameters=True, **kw)  # (bound values: IINs, phones; bot/logsafe.py)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -338,7 +339,7 @@ class Database:
         else:
             size, overflow = POOLS["postgresql"]
             self.engine = create_async_engine(self.url, echo=echo, pool_pre_ping=True, pool_size=size,
-                                              max_overflow=overflow)
+                                              max_overflow=overflow, hide_parameters=True)
             self.read_engine = self.engine
             # A small read needs no transaction of its own: each statement sees a committed
             # snapshot, and BEGIN and ROLLBACK were two of a /status's round trips per read.

@@ -5,11 +5,18 @@ test, through the service facade) writes to at the same time.
 /start → Қазақша → /link (number, IIN, the parent's own contact) → /status shows the number →
 the registry publishes a seat → the bot's outbox sender pushes "your turn" with a button →
 seats → preview → confirm → the referral → /status shows it; the e-mail copy lands in the mail
-folder. The bot runs with a fixed clock (``kezek --now``) inside the claim window."""
+folder. The bot runs with a fixed clock (``kezek --now``) inside the claim window. A second
+parent links by the code e-mailed to the application's address.
+
+The bot logs at DEBUG (``KEZEK_LOG_LEVEL``) and its whole log, every library's lines included,
+holds none of the IINs, phones, e-mail addresses, the one-time code or the bot token it handled;
+the mail folder and its .eml files are the owner's only (issue 16, items 7 and 8)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import stat
 import sys
 from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
@@ -28,6 +35,7 @@ from tests.conftest import World, almaty
 from tests.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, Call
 
 CHAT = 7101
+CHAT2 = 7102
 NOW = almaty(2026, 9, 7, 10, 0)  # a Monday, inside the 09:00-20:00 window
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -70,7 +78,7 @@ async def test_a_parent_links_sees_the_number_gets_the_alert_and_claims(api: Bot
     mail = tmp_path / "mail"
     bot = await BotProcess(tmp_path / "bot.log", url, {
         "KEZEK_BOT_TOKEN": TOKEN, "KEZEK_BOT_API_URL": api.base_url, "KEZEK_MAIL_DIR": str(mail),
-        "KEZEK_OUTBOX_IDLE_SECONDS": "0.2",
+        "KEZEK_OUTBOX_IDLE_SECONDS": "0.2", "KEZEK_LOG_LEVEL": "DEBUG",
     }, args=["--now", NOW.isoformat()]).start()
     wait = {"alive": bot.alive}
     try:
@@ -106,7 +114,7 @@ async def test_a_parent_links_sees_the_number_gets_the_alert_and_claims(api: Bot
                   "{until}, or it goes to everyone.", kindergarten="№1 бөбекжай-бақша",
                   application=kk("application {number} (child's IIN {iin})", number=mine["number"],
                                  iin=mask_iin(mine["child_iin"])),
-                  until=i18n.format_deadline("kk", almaty(2026, 9, 7, 20, 0))) == alert.text
+                  until=i18n.format_deadline("kk", almaty(2026, 9, 7, 20, 0), zone="local")) == alert.text
         assert alert.chat_id == CHAT
         assert kk("Choose a seat") in [b["text"] for b in alert.buttons()]
 
@@ -135,10 +143,46 @@ async def test_a_parent_links_sees_the_number_gets_the_alert_and_claims(api: Bot
         mails = await eventually(copies, bot)
         assert mails, bot.log()
         assert any(mine["number"] in m.get_body(("plain",)).get_content() for m in mails)
+
+        # A second parent links `ahead` by the code e-mailed to its address.
+        api.send_text(CHAT2, "/link", language_code="ru")
+        await api.wait_for("sendMessage", lambda c: c.chat_id == CHAT2, **wait)
+        api.send_text(CHAT2, ahead["number"])
+        await api.wait_for("sendMessage", lambda c: c.chat_id == CHAT2 and i18n.gettext(
+            "ru", "Enter the child's IIN (12 digits).") in (c.text or ""), **wait)
+        api.send_text(CHAT2, ahead["child_iin"])
+        offer = await api.wait_for("sendMessage", lambda c: c.chat_id == CHAT2 and any(
+            b.get("callback_data") for b in c.buttons()), **wait)
+        api.press(CHAT2, offer.buttons()[0]["callback_data"], offer)
+
+        def code_mail() -> str | None:
+            for path in mail.glob("*.eml"):
+                msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+                if msg["To"] == ahead["email"] and i18n.gettext("ru", "Your code") in msg["Subject"]:
+                    found = re.search(r"(?<!\w)\d{6}(?!\w)", msg.get_body(("plain",)).get_content())
+                    if found:
+                        return found.group(0)
+            return None
+
+        link_code = await eventually(code_mail, bot)
+        since = api.mark()
+        api.send_text(CHAT2, link_code)
+        await api.wait_for("sendMessage", lambda c: c.chat_id == CHAT2 and ahead["number"] in (c.text or ""),
+                           since=since, **wait)
+
+        # The e-mails, with their link tokens and codes, are the owner's only.
+        assert stat.S_IMODE(mail.stat().st_mode) == 0o700
+        assert {stat.S_IMODE(p.stat().st_mode) for p in mail.iterdir()} == {0o600}
     finally:
         code = await bot.stop()
         await db.dispose()
     output = bot.log(200_000)
     assert code == 0, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
-    assert mine["child_iin"] not in output and mine["phone"] not in output  # no personal data in logs
+    # No personal data in the log, at DEBUG, from any logger (aiogram, aiohttp, aiosqlite, SQLAlchemy...).
+    assert " DEBUG " in output  # (the level was DEBUG indeed)
+    for row in (mine, ahead):
+        phone = row["phone"]
+        for value in (row["child_iin"], phone, "8" + phone[2:], phone[1:], row["email"]):
+            assert value not in output, value
+    assert link_code not in output and TOKEN not in output
