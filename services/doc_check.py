@@ -3,7 +3,7 @@
 ``services/documents.py`` runs the cheap checks of a file first (its size and type, the scans of a
 JPEG, the referral awaiting documents, the 10-file cap). Only then is the file decoded, here, in a
 worker process of its own: ``python -I -c ...`` running ``worker_main``, which reads the bytes on
-stdin and answers with one JSON line (``inspect``'s verdict). So a file can cost no more than:
+stdin and answers with one JSON line (``services/doc_decode.py``: ``inspect``'s verdict). So a file can cost no more than:
 
 * the time budget (``DocumentChecker.budget``, KEZEK_DOCUMENT_CHECK_SECONDS; wall clock from the
   process's start): past it the worker is killed (SIGKILL) and the file refused as too complex;
@@ -21,25 +21,32 @@ started (no multiprocessing re-import of the main module). It costs about 0.1 s 
 0.3 s for a PDF (importing Pillow, pypdf). The worker gets an empty environment (no bot token,
 no database URL) and ``-I`` (no user site, no PYTHON* variables, no current folder on the path).
 
-This module imports only the standard library at the top: the worker imports Pillow or pypdf when
-it needs them, and nothing of Kezek's but this file."""
+The worker imports nothing of Kezek's but ``services/doc_decode.py`` (the standard library at its
+top; Pillow or pypdf when a file needs them)."""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import math
-import struct
 import sys
 import threading
-import warnings
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+
+from services.doc_decode import (  # noqa: F401 - the verdicts, named here too
+    ENCRYPTED,
+    OK,
+    TOO_COMPLEX,
+    TOO_MANY_PIXELS,
+    UNREADABLE,
+    inspect,
+    jpeg_scans,
+)
 
 log = logging.getLogger("kezek.documents")
 
@@ -53,113 +60,9 @@ MEMORY_LIMIT = 1 << 30  # bytes of address space of a worker (a 50-MP RGBA PNG d
 # tiny scans costs minutes; more than this is refused without decoding.
 MAX_SCANS = 100
 
-# The verdicts of ``inspect``.
-OK = "ok"
-UNREADABLE = "unreadable"
-TOO_MANY_PIXELS = "too_many_pixels"
-ENCRYPTED = "encrypted"
-TOO_COMPLEX = "too_complex"  # over the budget, out of memory, or the worker died
-
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where ``services`` is importable from
-_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from services.doc_check import worker_main; "
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from services.doc_decode import worker_main; "
          "sys.exit(worker_main(sys.argv[2:]))")
-
-
-def jpeg_scans(data: bytes) -> int:
-    """How many scans (SOS markers) a JPEG has, at most: every scan a decoder reads starts with
-    the bytes FF DA, which entropy-coded data never holds (an FF there is followed by 00 or a
-    restart marker). Bytes inside other segments (EXIF, an ICC profile) may add a few."""
-    return data.count(b"\xff\xda")
-
-
-# --- the worker's side -----------------------------------------------------------------------------
-
-def _inspect_image(data: bytes, kind: str, max_pixels: int) -> dict[str, Any]:
-    from PIL import Image, UnidentifiedImageError
-
-    fmt = "JPEG" if kind == "jpeg" else "PNG"
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns past its own pixel limit; here that is a refusal, like ours below.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[fmt]) as im:  # reads the header only
-                width, height = im.size
-                if width * height > max_pixels:
-                    return {"verdict": TOO_MANY_PIXELS}
-                im.verify()  # the structure (a PNG's chunks and their checksums)
-            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
-                if kind == "jpeg":
-                    # An eighth of the size is enough to prove every scan decodes (and cheap);
-                    # a cut or corrupt JPEG fails here.
-                    im.draft("L", (max(1, width // 8), max(1, height // 8)))
-                im.load()  # a PNG whole: its image data inflates and every row unfilters
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return {"verdict": TOO_MANY_PIXELS}
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
-            struct.error):
-        return {"verdict": UNREADABLE}
-    return {"verdict": OK, "width": width, "height": height}
-
-
-def _inspect_pdf(data: bytes) -> dict[str, Any]:
-    from pypdf import PdfReader
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                opened = reader.decrypt("")  # an owner password only: it opens for reading
-            except Exception:  # noqa: BLE001 - an unknown cipher, a missing crypto library
-                opened = 0
-            if not opened:
-                return {"verdict": ENCRYPTED}
-        pages = len(reader.pages)
-    except MemoryError:
-        raise
-    except RecursionError:
-        return {"verdict": UNREADABLE}
-    except Exception:  # noqa: BLE001 - pypdf raises many kinds on a broken file
-        return {"verdict": UNREADABLE}
-    if pages < 1:
-        return {"verdict": UNREADABLE}
-    return {"verdict": OK, "pages": pages}
-
-
-def inspect(data: bytes, kind: str, max_pixels: int) -> dict[str, Any]:
-    """Open and decode ``data`` (``kind``: jpeg, png or pdf) in this process: the verdict, with
-    the image's width and height or the PDF's pages. Unbounded: the bot calls it through
-    ``DocumentChecker``, in a worker process."""
-    try:
-        if kind == "pdf":
-            return _inspect_pdf(data)
-        return _inspect_image(data, kind, max_pixels)
-    except MemoryError:
-        return {"verdict": TOO_COMPLEX}
-
-
-def _limit(cpu_seconds: int, memory: int) -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-    if memory > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-
-
-def worker_main(argv: list[str]) -> int:
-    """The worker process: ``kind max_pixels cpu_seconds memory``; the file on stdin; one JSON
-    line on stdout. An unexpected error is answered with its type's name only."""
-    kind, max_pixels, cpu_seconds, memory = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
-    try:
-        _limit(cpu_seconds, memory)
-        data = sys.stdin.buffer.read()
-        answer = inspect(data, kind, max_pixels)
-    except MemoryError:
-        answer = {"verdict": TOO_COMPLEX}
-    except BaseException as exc:  # noqa: BLE001 - told to the bot, which logs the type alone
-        answer = {"verdict": "error", "error": type(exc).__name__}
-    sys.stdout.write(json.dumps(answer))
-    sys.stdout.flush()
-    return 0
 
 
 # --- the bot's side --------------------------------------------------------------------------------
