@@ -2,8 +2,9 @@
 
 ``services/documents.py`` runs the cheap checks of a file first (its size and type, the scans of a
 JPEG, the referral awaiting documents, the 10-file cap). Only then is the file decoded, here, in a
-worker process of its own: ``python -I -c ...`` running ``worker_main``, which reads the bytes on
-stdin and answers with one JSON line (``services/doc_decode.py``: ``inspect``'s verdict). So a file can cost no more than:
+worker process of its own: ``python -I -c ...`` running ``services/doc_decode.py``'s
+``worker_main``, which reads the bytes on stdin and answers with one JSON line (``inspect``'s
+verdict). So a file can cost no more than:
 
 * the time budget (``DocumentChecker.budget``, KEZEK_DOCUMENT_CHECK_SECONDS; wall clock from the
   process's start): past it the worker is killed (SIGKILL) and the file refused as too complex;
@@ -17,8 +18,8 @@ stdin and answers with one JSON line (``services/doc_decode.py``: ``inspect``'s 
 
 A fresh process per file: no state is shared between two files, so a worker killed at the budget
 cannot leave a pool broken for the next parent, and the start does not depend on how the bot was
-started (no multiprocessing re-import of the main module). It costs about 0.1 s for an image and
-0.3 s for a PDF (importing Pillow, pypdf). The worker gets an empty environment (no bot token,
+started (no multiprocessing re-import of the main module). The start costs about 0.1 s of CPU
+for an image and 0.3 s for a PDF (importing Pillow, pypdf). The worker gets an empty environment (no bot token,
 no database URL) and ``-I`` (no user site, no PYTHON* variables, no current folder on the path).
 
 The worker imports nothing of Kezek's but ``services/doc_decode.py`` (the standard library at its
@@ -52,7 +53,7 @@ log = logging.getLogger("kezek.documents")
 
 T = TypeVar("T")
 
-DEFAULT_BUDGET = 10.0  # seconds a file may take to decode (a 48-MP photo: ~0.5 s of CPU)
+DEFAULT_BUDGET = 10.0  # seconds a file may take to decode (a 48-MP progressive photo: ~1 s of CPU)
 DEFAULT_WORKERS = 2  # checks at once
 MEMORY_LIMIT = 1 << 30  # bytes of address space of a worker (a 50-MP RGBA PNG decodes to 200 MB)
 # Scans of a JPEG: a baseline file has 1 (up to 4), libjpeg's progressive ones 6 to 10, mozjpeg's a
