@@ -83,9 +83,10 @@ class Settings(BaseSettings):
     telegram_rate: Annotated[float, Field(ge=0)] = 30.0
     telegram_chat_rate: Annotated[float, Field(ge=0)] = 1.0
     send_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
-    # A sender leases the deliveries it is about to send for this long; if it dies, another sender
-    # (or the same one restarted) takes them up after the lease.
-    outbox_lease_seconds: float = 120.0
+    # A sender leases the deliveries it is about to send for this long and renews the lease every
+    # third of it while it holds them; if it dies, another sender (or the same one restarted)
+    # takes them up at most this long after its last renewal (at least 5).
+    outbox_lease_seconds: float = 15.0
     # Asia/Almaty hours: the nightly queue-number snapshot, and the opt-in "your number moved" digest.
     snapshot_hour: Annotated[int, Field(ge=0, le=23)] = 0
     digest_hour: Annotated[int, Field(ge=0, le=23)] = 10

@@ -94,9 +94,11 @@ def telegram_port(bot: Bot, attachments: Attachments | None = None) -> Callable[
 
 @dataclass
 class SendPolicy:
-    """How hard the senders push: deliveries leased per round, sends in flight at once, the lease,
-    and Telegram's limits (a Pacer kept across rounds); and the bot's username for the deep links
-    of registration e-mails (KEZEK_BOT_USERNAME, else getMe of the senders' bot, kept here)."""
+    """How hard the senders push: deliveries tried per round at most (taken a few at a time:
+    ``Kezek.deliver_due``), sends in flight at once, the lease (renewed while a sender holds a
+    delivery: a dead sender's are due again within one lease), and Telegram's limits (a Pacer
+    kept across rounds); and the bot's username for the deep links of registration e-mails
+    (KEZEK_BOT_USERNAME, else getMe of the senders' bot, kept here)."""
 
     batch: int = 100
     concurrency: int = 8

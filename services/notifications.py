@@ -7,12 +7,14 @@ Every change writes its notices into the outbox in its own transaction (``Ctx.no
    (``settings.notice_wanted``), an e-mail copy to the application's address (the official copy:
    always) and to a chat's own confirmed address. Codes go by e-mail only. ``(outbox_id,
    channel, target)`` is unique, so routing the same row twice adds nothing.
-2. **Sending** claims due deliveries of one channel (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
-   several senders share the work; SQLite has one writer), leases them (a sender that dies
-   mid-send leaves them due again after the lease), sends outside any transaction (the port the
-   bot or the mailer provides) and records the result: sent; retry later (Telegram's
-   ``retry_after``, or backoff for a network fault); or failed for good (the user blocked the bot,
-   the chat is gone, too many tries).
+2. **Sending** claims due deliveries of one channel a few at a time (``FOR UPDATE SKIP LOCKED``
+   on PostgreSQL, so several senders share the work; SQLite has one writer) and leases them for
+   a short while (``LEASE``), which the sender renews while it holds them (a heartbeat every
+   third of the lease): a sender that dies (SIGKILL, power) leaves them due again within one
+   lease, and a live one is never waited out. It sends outside any transaction (the port the
+   bot or the mailer provides) and records each result as soon as its send returns: sent; retry
+   later (Telegram's ``retry_after``, or backoff for a network fault); or failed for good (the
+   user blocked the bot, the chat is gone, too many tries).
 
 No aiogram here: the bot layer provides the Telegram port and renders the texts."""
 
@@ -59,7 +61,9 @@ CHANNELS = (TELEGRAM, EMAIL)
 CODE_KINDS = frozenset({"link_code", "email_code"})
 EMAIL_ONLY = CODE_KINDS | {REGISTRATION_KIND}
 MAX_ATTEMPTS = 8
-LEASE = dt.timedelta(minutes=2)
+# How long a delivery a sender took stays its own without a sign of life: the sender renews it
+# every third of this while it holds it, so only a dead sender's deliveries come due again.
+LEASE = dt.timedelta(seconds=15)
 BACKOFF_CAP = dt.timedelta(hours=1)
 
 
@@ -306,6 +310,30 @@ async def record_result(ctx: Ctx, notice: Notice, error: BaseException | None) -
     return next(status for status, n in counts.items() if n)
 
 
+async def renew_leases(ctx: Ctx, ids: list[int], lease: dt.timedelta = LEASE) -> int:
+    """The sender holding ``ids`` is alive: their leases run ``lease`` from now; how many. Only a
+    lease that has not run out yet is renewed: one that has may already be another sender's."""
+    if not ids:
+        return 0
+    result = await ctx.session.execute(
+        update(Delivery).where(Delivery.id.in_(ids), Delivery.status == "pending", Delivery.next_attempt_at > ctx.now)
+        .values(next_attempt_at=ctx.now + lease).execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def defer_due(ctx: Ctx, channel: str, refusal: RetryLater) -> int:
+    """The channel as a whole refused (Telegram's 429, the SMTP server away): everything due on it
+    that no sender holds waits as long as the refused delivery, with its reason, no try used;
+    how many. (Without this, the next rounds would each knock on the closed door again.)"""
+    result = await ctx.session.execute(
+        update(Delivery).where(Delivery.channel == channel, Delivery.status == "pending",
+                               Delivery.next_attempt_at <= ctx.now)
+        .values(next_attempt_at=ctx.now + dt.timedelta(seconds=max(refusal.seconds or 1, 1)),
+                last_error=refusal.reason[:200])
+        .execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 async def scrub_codes(ctx: Ctx) -> None:
     """A code, once its e-mail went out (or failed for good), is not kept in the outbox."""
     done = select(Delivery.outbox_id).where(Delivery.status.in_(("sent", "failed")))
@@ -333,82 +361,136 @@ class NotificationFacade(FacadeBase):
             return await route_outbox(ctx, limit)
 
     async def deliver_due(self, channel: str, send: Send, limit: int = 50, *, concurrency: int = 1,
-                          pacer: Pacer | None = None, lease: dt.timedelta = LEASE) -> dict[str, int]:
-        """Send what is due on ``channel`` through ``send``: one short transaction leases up to
-        ``limit`` deliveries; up to ``concurrency`` sends run at once, paced by ``pacer``, outside
-        any transaction; each result is written as soon as the previous write is done, together
-        with whatever finished meanwhile (a group commit); a send keeps its slot until its result
-        is written, so a crash can re-send at most ``concurrency`` deliveries (the Bot API has no
-        idempotency key: a message Telegram took just before the crash cannot be told apart)."""
-        async with self.unit("sender", with_calendar=False) as ctx:
-            notices = await claim_due(ctx, channel, limit, lease)
-        counts = {"sent": 0, "pending": 0, "failed": 0}
-        if not notices:
-            return counts
-        slots = asyncio.Semaphore(max(concurrency, 1))
-        loop = asyncio.get_running_loop()
-        outcomes: asyncio.Queue[Any] = asyncio.Queue()
-        # The channel said "not now" (Telegram's 429, the SMTP server away or silent): the rest of
-        # this round is not tried but waits the same (no try used), instead of each copy waiting
-        # out a timeout and the round outliving its lease.
-        flood: list[RetryLater] = []
+                          pacer: Pacer | None = None, lease: dt.timedelta = LEASE,
+                          ahead: int | None = None) -> dict[str, int]:
+        """Send up to ``limit`` due deliveries of ``channel`` through ``send``; the counts of the
+        results (sent, pending, failed).
 
-        async def one(notice: Notice) -> None:
-            # The slot is held until the result is written: what a crash can leave sent but not
-            # written down is at most ``concurrency`` deliveries.
-            async with slots:
-                error: BaseException | None = None
-                try:
-                    if flood:
-                        raise RetryLater(flood[0].seconds, flood[0].reason, flood=True)
-                    if pacer is None:
+        Deliveries are leased a few at a time: short transactions keep about ``ahead`` (default
+        twice ``concurrency``) taken and not yet started, so a sender that dies strands few. Up to
+        ``concurrency`` sends run at once, paced by ``pacer``, outside any transaction. Each
+        result is written as soon as its send returns (with any that returned while the previous
+        write was going on: a group commit), and a send keeps its slot until its result is
+        written: a crash can re-send at most ``concurrency`` deliveries (the Bot API has no
+        idempotency key: a message Telegram took just before the crash cannot be told apart).
+        While the round holds deliveries it renews their lease every third of ``lease`` (a
+        heartbeat): when the process dies, what it held is due again within one lease."""
+        workers = max(concurrency, 1)
+        ahead = max(ahead if ahead is not None else 2 * workers, 1)
+        counts = {"sent": 0, "pending": 0, "failed": 0}
+        async with self.unit("sender", with_calendar=False) as ctx:
+            first = await claim_due(ctx, channel, min(ahead, limit), lease)
+        if not first:
+            return counts
+        loop = asyncio.get_running_loop()
+        todo: asyncio.Queue[Notice] = asyncio.Queue()
+        held: dict[int, Notice] = {}  # leased by this round, result not yet written
+        outcomes: asyncio.Queue[Any] = asyncio.Queue()
+        renew = object()  # the heartbeat's mark in ``outcomes``
+        claimed, exhausted = 0, False
+        # The channel said "not now" (Telegram's 429, the SMTP server away or silent): the rest of
+        # this round is not tried, and what is due and not taken yet is deferred with it
+        # (``defer_due``): all wait the same (no try used), instead of each copy waiting out a
+        # timeout.
+        flood: list[RetryLater] = []
+        deferred: list[int] = []  # the due deliveries not taken yet, once deferred for the flood
+
+        def take(notices: list[Notice], asked: int) -> None:
+            nonlocal claimed, exhausted
+            for notice in notices:
+                held[notice.delivery_id] = notice
+                todo.put_nowait(notice)
+            claimed += len(notices)
+            exhausted = exhausted or len(notices) < asked
+
+        async def attempt(notice: Notice) -> BaseException | None:
+            try:
+                if flood:
+                    raise RetryLater(flood[0].seconds, flood[0].reason, flood=True)
+                if pacer is None:
+                    await send(notice)
+                else:
+                    async with pacer.slot(notice.target):
                         await send(notice)
-                    else:
-                        async with pacer.slot(notice.target):
-                            await send(notice)
-                except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried or given up
-                    error = exc
-                    if isinstance(exc, RetryLater) and exc.flood and not flood:
-                        flood.append(exc)
-                        if pacer is not None:
-                            pacer.hold(exc.seconds or 1)
-                    # A channel-wide refusal (429, the SMTP server away) is logged once by its
-                    # port; a line per delivery would bury that line under a whole fan-out's.
-                    (log.debug if isinstance(exc, RetryLater) and exc.flood else log.warning)(
-                        "delivery %s on %s: %s", notice.delivery_id, channel, type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried or given up
+                if isinstance(exc, RetryLater) and exc.flood and not flood:
+                    flood.append(exc)
+                    if pacer is not None:
+                        pacer.hold(exc.seconds or 1)
+                # A channel-wide refusal (429, the SMTP server away) is logged once by its
+                # port; a line per delivery would bury that line under a whole fan-out's.
+                (log.debug if isinstance(exc, RetryLater) and exc.flood else log.warning)(
+                    "delivery %s on %s: %s", notice.delivery_id, channel, type(exc).__name__)
+                return exc
+            return None
+
+        async def worker() -> None:
+            while True:
+                notice = await todo.get()
+                error = await attempt(notice)
+                # The slot is held until the result is written: what a crash can leave sent but
+                # not written down is at most ``concurrency`` deliveries.
                 written = loop.create_future()
                 outcomes.put_nowait((notice, error, written))
                 await written
+
+        async def heartbeat() -> None:
+            every = max(lease.total_seconds() / 3, 0.2)
+            while True:
+                await asyncio.sleep(every)
+                outcomes.put_nowait(renew)
 
         def died(task: asyncio.Task[None]) -> None:
             if task.cancelled() or task.exception() is not None:
                 outcomes.put_nowait(task)  # a send that died (the process stopping): end the round
 
-        tasks = [asyncio.create_task(one(n)) for n in notices]
+        take(first, min(ahead, limit))
+        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+        tasks.append(asyncio.create_task(heartbeat()))
         for task in tasks:
             task.add_done_callback(died)
         try:
-            left = len(tasks)
-            while left:
+            while held:
                 group = [await outcomes.get()]
                 while not outcomes.empty():
                     group.append(outcomes.get_nowait())
+                results = []
                 for item in group:
                     if isinstance(item, asyncio.Task):
                         item.result()  # re-raises how it died
-                async with self.unit("sender", with_calendar=False) as ctx:
-                    for status, n in (await record_results(ctx, [(n, e) for n, e, _ in group])).items():
-                        counts[status] += n
-                    if channel == EMAIL and any(n.kind in EMAIL_ONLY for n, _, _ in group):
-                        await scrub_codes(ctx)
-                for _, _, written in group:
-                    written.set_result(None)
-                left -= len(group)
+                    elif item is not renew:
+                        results.append(item)
+                if results:
+                    async with self.unit("sender", with_calendar=False) as ctx:
+                        for status, n in (await record_results(ctx, [(n, e) for n, e, _ in results])).items():
+                            counts[status] += n
+                        if channel == EMAIL and any(n.kind in EMAIL_ONLY for n, _, _ in results):
+                            await scrub_codes(ctx)
+                        if flood and not deferred:
+                            deferred.append(await defer_due(ctx, channel, flood[0]))
+                    for notice, _, written in results:
+                        del held[notice.delivery_id]
+                        written.set_result(None)
+                if held and any(item is renew for item in group):
+                    await self._renew(list(held), lease)
+                if not (flood or exhausted) and claimed < limit and todo.qsize() <= ahead // 2:
+                    asked = min(ahead - todo.qsize(), limit - claimed)
+                    async with self.unit("sender", with_calendar=False) as ctx:
+                        take(await claim_due(ctx, channel, asked, lease), asked)
         finally:
             for task in tasks:
                 task.remove_done_callback(died)
                 task.cancel()
         return counts
+
+    async def _renew(self, ids: list[int], lease: dt.timedelta) -> None:
+        """The heartbeat's write. A failure (the database restarting) is logged, not fatal: the
+        sends in flight must still get their results written; the next beat tries again."""
+        try:
+            async with self.unit("sender", with_calendar=False) as ctx:
+                await renew_leases(ctx, ids, lease)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("outbox lease renewal failed: %s", type(exc).__name__)
 
     async def withhold_pending(self, kind: str) -> int:
         """Mark the pending (unrouted) notices of ``kind`` done without sending them; how many.

@@ -6,9 +6,10 @@ once it writes to the bot); the pacing that keeps a fan-out inside 30 messages a
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -19,10 +20,11 @@ from bot.sender import SendPolicy, drain_once
 from bot.standin import TOKEN, BotApiStandIn
 from services.clock import FrozenClock
 from services.kezek import Kezek
-from services.notifications import EMAIL, TELEGRAM
+from services.notifications import EMAIL, LEASE, TELEGRAM, Notice
 from services.pacing import Pacer, _Window
 from storage.models import Application, Chat, ChatLink, Delivery, OutboxMessage
 from tests.conftest import World, registrations_sent
+from tests.test_notices import Port
 
 FIRST_CHAT = 700_000
 
@@ -192,3 +194,117 @@ def test_policy_from_settings_lifts_limits_with_zero() -> None:
     assert not policy.pacer.limited and policy.concurrency == 32
     assert policy.lease == dt.timedelta(seconds=5)  # a lease shorter than a send is refused
     assert SendPolicy.from_settings(Settings()).pacer.limited
+
+
+class Held:
+    """A port whose sends hang until ``release`` is set (a slow Telegram, a silent SMTP server);
+    the targets it was asked to send to."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.targets: list[str] = []
+
+    async def __call__(self, notice: Notice) -> None:
+        self.targets.append(notice.target)
+        await self.release.wait()
+
+
+async def leases(kz: Kezek) -> dict[str, dt.datetime]:
+    """The lease end of every Telegram delivery a sender holds (tried, not finished)."""
+    async with kz.reading() as ctx:
+        rows = (await ctx.session.execute(select(Delivery.target, Delivery.next_attempt_at).where(
+            Delivery.channel == TELEGRAM, Delivery.status == "pending", Delivery.attempts > 0))).all()
+    return {r.target: r.next_attempt_at if r.next_attempt_at.tzinfo else r.next_attempt_at.replace(tzinfo=dt.UTC)
+            for r in rows}
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_live_sender_renews_its_lease_and_no_other_sender_takes_its_deliveries(
+        kz: Kezek, world: World, clock: FrozenClock) -> None:
+    """A send that outlasts the lease (a hung SMTP server waits 30 s) stays its sender's: the
+    round renews the lease while it holds the delivery, so nobody sends it a second time."""
+    chats = await linked_parents(kz, world, 2)
+    await registrations_sent(kz)
+    await world.publish(2, "KG1")
+    await kz.route_notices()
+    lease = dt.timedelta(seconds=1.5)  # a heartbeat every 0.5 s
+    slow = Held()
+    first = asyncio.create_task(kz.deliver_due(TELEGRAM, slow, 10, concurrency=2, lease=lease))
+    try:
+        async def both_started() -> bool:
+            return len(slow.targets) == 2
+
+        await wait_for(both_started, "both sends started")
+        clock.advance(seconds=1)  # the first lease has 0.5 s left ...
+        renewed_from = clock.now()
+
+        async def renewed() -> bool:
+            return all(until >= renewed_from + lease for until in (await leases(kz)).values())
+
+        await wait_for(renewed, "the lease renewed by the live sender")
+        clock.advance(seconds=1)  # ... and would have run out by now
+        other = Port()
+        assert await kz.deliver_due(TELEGRAM, other, 10) == {"sent": 0, "pending": 0, "failed": 0}
+        assert other.sent == []  # not taken from a live sender
+        slow.release.set()
+        assert await first == {"sent": 2, "pending": 0, "failed": 0}
+    finally:
+        first.cancel()
+    assert sorted(slow.targets) == sorted(str(c) for c in chats)
+
+
+async def test_a_dead_sender_strands_only_the_few_it_had_taken(kz: Kezek, world: World,
+                                                              clock: FrozenClock) -> None:
+    """Deliveries are taken a few at a time (twice the concurrency ahead): when a sender dies
+    mid fan-out, another sends the rest at once, and the few it held one lease later."""
+    chats = await linked_parents(kz, world, 30)
+    await registrations_sent(kz)
+    await world.publish(30, "KG1")
+    await kz.route_notices()
+    hung = Held()
+    dead = asyncio.create_task(kz.deliver_due(TELEGRAM, hung, 100, concurrency=2))
+
+    async def sending() -> bool:
+        return len(hung.targets) == 2
+
+    await wait_for(sending, "the first sends in flight")
+    dead.cancel()  # the process dies: nothing more is written
+    with pytest.raises(asyncio.CancelledError):
+        await dead
+    stranded = await leases(kz)
+    assert set(hung.targets) <= set(stranded) and len(stranded) <= 3 * 2  # not the whole fan-out
+
+    live = Port()
+    assert (await kz.deliver_due(TELEGRAM, live, 100, concurrency=2))["sent"] == 30 - len(stranded)
+    clock.advance(seconds=LEASE.total_seconds() + 1)  # the dead sender's lease runs out, unrenewed
+    assert (await kz.deliver_due(TELEGRAM, live, 100, concurrency=2))["sent"] == len(stranded)
+    assert sorted(int(n.target) for n in live.sent) == chats  # each once from the live senders
+
+
+async def test_a_flood_answer_defers_the_whole_channel_not_only_what_the_round_took(
+        kz: Kezek, world: World, clock: FrozenClock, api: BotApiStandIn, bot: Bot) -> None:
+    """A round takes a few deliveries at a time; a 429 must still hold back every due alert for
+    ``retry_after`` (no try used), not only those the round had taken: the next rounds do not
+    knock on Telegram again before then."""
+    chats = await linked_parents(kz, world, 30)
+    api.faults = {c: ["429"] for c in chats}  # whoever goes first is told to wait
+    await world.publish(30, "KG1")
+    policy = SendPolicy(batch=100, concurrency=2, pacer=Pacer(0, 0))
+    await drain_once(kz, bot, None, policy)
+    assert await drain_once(kz, bot, None, policy) == 0  # nothing due before retry_after
+    got = await statuses(kz)
+    assert {(status, attempts) for status, attempts, _ in got.values()} == {("pending", 0)}
+    assert all("429" in (error or "") for _, _, error in got.values())
+    assert api.refusals["429"] <= 2 and api.accepted == []  # at most the sends that were in flight
+    clock.advance(seconds=2)
+    api.faults = {}
+    while await drain_once(kz, bot, None, policy):
+        pass
+    assert sorted(c for c, _ in api.accepted) == chats
