@@ -5,6 +5,7 @@ No aiogram here: the bot layer passes plain chat ids."""
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.context import Ctx
@@ -29,13 +30,19 @@ def chat_viewer(chat_id: int) -> str:
 
 async def ensure_chat(ctx: Ctx, chat_id: int) -> Chat:
     """The chat's row, created on first use (language not chosen yet, default notice settings):
-    a chat that links an application must exist to be routed its notices."""
+    a chat that links an application must exist to be routed its notices.
+
+    Created with ``INSERT ... ON CONFLICT DO NOTHING``: a brand-new chat's first updates may be
+    handled at the same moment (two instances, or a button and a message), and the one that
+    loses the race uses the row the other made instead of failing on the key."""
     chat = await ctx.session.get(Chat, chat_id)
     if chat is None:
-        chat = Chat(id=chat_id, language=None, created_at=ctx.now, updated_at=ctx.now, email_code_attempts=0,
-                    **CHAT_DEFAULTS)
-        ctx.session.add(chat)
-        await ctx.session.flush()
+        insert = postgresql.insert if ctx.is_postgres else sqlite.insert
+        await ctx.session.execute(insert(Chat).values(
+            id=chat_id, language=None, created_at=ctx.now, updated_at=ctx.now, email_code_attempts=0,
+            **CHAT_DEFAULTS).on_conflict_do_nothing(index_elements=[Chat.id]))
+        chat = await ctx.session.get(Chat, chat_id, populate_existing=True)
+        assert chat is not None
     return chat
 
 
@@ -43,12 +50,9 @@ async def set_language(ctx: Ctx, chat_id: int, lang: str) -> Chat:
     """Remember the chat's language (creating the chat's row on first use) and audit the change."""
     if lang not in LANGUAGES:
         raise ValueError(f"unsupported language: {lang!r}")
-    chat = await ctx.session.get(Chat, chat_id)
-    previous = chat.language if chat is not None else None
-    if chat is None:
-        chat = Chat(id=chat_id, language=lang, created_at=ctx.now, updated_at=ctx.now)
-        ctx.session.add(chat)
-    elif chat.language != lang:
+    chat = await ensure_chat(ctx, chat_id)
+    previous = chat.language
+    if chat.language != lang:
         chat.language = lang
         chat.updated_at = ctx.now
     if previous != lang:

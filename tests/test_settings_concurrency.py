@@ -33,3 +33,17 @@ async def test_a_burst_of_wrong_email_codes_gets_at_most_the_allowed_tries(kz: K
     except (EmailCodeMissing, EmailCodeTriesExceeded, EmailCodeWrong):
         pass
     assert (await kz.chat_settings(CHAT_ID)).email is None
+
+
+async def test_a_new_chats_first_steps_at_once_make_one_chat(kz: Kezek, facades: list[Kezek]) -> None:
+    """A brand-new chat picks its language, turns a notice off and asks for an e-mail code in the
+    same instant (three instances): every step is done, none gets the generic apology."""
+    new_chat = 777_000_001
+    results = await burst(facades, [
+        lambda k: k.set_chat_language(new_chat, "kk"),
+        lambda k: k.set_notice(new_chat, "reminders", False),
+        lambda k: k.request_email(new_chat, "papa@example.kz"),
+    ] * 2)
+    assert not [r for r in results if isinstance(r, BaseException)], kinds(results)
+    settings = await kz.chat_settings(new_chat)
+    assert (settings.language, settings.notify_reminders, settings.email_pending) == ("kk", False, "papa@example.kz")
