@@ -51,12 +51,14 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from bot import api_schemas as shapes
 from bot import i18n
 from bot import metrics as metrics_module
 from bot.config import Settings
 from bot.i18n import N_
 from bot.sandbox import MAX_MOVE, ClockMoveError, move_clock
 from bot.sandbox import parse_iso_duration as parse_duration
+from services import queue as queue_service
 from services import registry
 from services.calendar import ALMATY
 from services.clock import SandboxClock
@@ -101,7 +103,11 @@ API_MESSAGES: dict[str, str] = {
     "method_not_allowed": N_("This method is not allowed here."),
     "body_too_large": N_("The request body is too large: at most {max} bytes."),
     "bad_request": N_("The request is not valid HTTP (e.g. a header with a forbidden character)."),
+    "too_many_rows": N_("Too many records in one request: at most {max}. Send them in several requests."),
 }
+
+# A body that is one object (seats, a documents decision, the clock) is small: past this, 413.
+OBJECT_MAX_BYTES = 64 * 1024
 
 
 class ApiError(Exception):
@@ -134,17 +140,63 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON: 413 past the size limit, 400 when it is not JSON."""
-    raw = await request.read()  # aiohttp raises 413 past client_max_size
-    if not raw.strip():
-        raise ApiError(400, "bad_json")
+def _loads(raw: bytes | str) -> Any:
+    """JSON (NaN and Infinity refused, every string valid Unicode): 400 ``bad_json`` otherwise."""
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        if not text.strip():
+            raise ValueError("empty")
+        body = json.loads(text, parse_constant=_refuse_constant)
         _check_text(body)
     except (ValueError, UnicodeError, RecursionError):
         raise ApiError(400, "bad_json") from None
     return body
+
+
+async def read_json(request: web.Request, *, max_bytes: int | None = None) -> Any:
+    """The request body as JSON: 413 past the size limit (``max_bytes``, or the application's),
+    400 when it is not JSON."""
+    if max_bytes is not None and (request.content_length or 0) > max_bytes:
+        raise ApiError(413, "body_too_large", max=max_bytes)
+    raw = await request.read()  # aiohttp raises 413 past client_max_size
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ApiError(413, "body_too_large", max=max_bytes)
+    return _loads(raw)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_SPACE = re.compile(r"[ \t\n\r]*")
+ROWS_PER_TURN = 200  # array items parsed between two turns of the event loop
+
+
+async def _array_items(text: str, max_rows: int) -> list[Any]:
+    """The items of a JSON array, parsed one at a time (the standard library's decoder) with a
+    turn of the event loop every ``ROWS_PER_TURN``: 413 ``too_many_rows`` at item ``max_rows + 1``,
+    before the rest is even parsed (a 4 MB ``[{},{},...]`` costs what 5,001 items cost)."""
+    items: list[Any] = []
+    pos = _SPACE.match(text, 1).end()  # type: ignore[union-attr]
+    if text.startswith("]", pos):
+        end = pos + 1
+    else:
+        while True:
+            if len(items) == max_rows:
+                raise ApiError(413, "too_many_rows", max=max_rows)
+            item, pos = _DECODER.raw_decode(text, pos)
+            items.append(item)
+            if len(items) % ROWS_PER_TURN == 0:
+                await asyncio.sleep(0)
+            pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+            if text.startswith(",", pos):
+                pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+                continue
+            if text.startswith("]", pos):
+                end = pos + 1
+                break
+            raise ValueError("expected , or ]")
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError("extra data")
+    _check_text(items)
+    return items
 
 
 def _check_text(value: Any) -> None:
@@ -163,17 +215,42 @@ def _check_text(value: Any) -> None:
 
 
 async def read_array(request: web.Request) -> list[Any]:
-    body = await read_json(request)
-    if not isinstance(body, list):
+    """A JSON array of at most ``KEZEK_API_MAX_ROWS`` items (413 ``too_many_rows`` past it,
+    counted before any row is checked); 422 ``not_array`` for other JSON, 400 for bad JSON."""
+    raw = await request.read()  # aiohttp raises 413 past client_max_size
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeError:
+        raise ApiError(400, "bad_json") from None
+    start = text.lstrip(" \t\n\r")
+    if not start.startswith("["):
+        if len(raw) > OBJECT_MAX_BYTES:  # not an array, whatever it is: not parsed
+            raise ApiError(422, "not_array")
+        _loads(text)  # bad JSON: 400
         raise ApiError(422, "not_array")
-    return body
+    try:
+        return await _array_items(start, request.app[SETTINGS].api_max_rows)
+    except (ValueError, UnicodeError, RecursionError):
+        raise ApiError(400, "bad_json") from None
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
-    body = await read_json(request)
+    """A JSON object of at most ``OBJECT_MAX_BYTES`` (413 past it)."""
+    body = await read_json(request, max_bytes=OBJECT_MAX_BYTES)
     if not isinstance(body, dict):
         raise ApiError(422, "not_object")
     return body
+
+
+async def read_rows(request: web.Request, shape: type[shapes._Body],
+                    also: Callable[[Any], object] | None = None) -> list[Any]:
+    """A JSON array whose every item fits ``shape`` (``bot.api_schemas``) and passes ``also``
+    (the services' parser of one row, for what the shape cannot say: an IIN's checksum), checked
+    in chunks between turns of the event loop; ``BulkRejected`` listing the first 50 bad items
+    and counting them all. What needs the database is checked by the services after."""
+    rows = await read_array(request)
+    await shapes.check_rows(shape, rows, also=also)
+    return rows
 
 
 # --- language and errors -------------------------------------------------------------------------
@@ -229,7 +306,9 @@ def domain_status(exc: KezekError) -> int:
 def domain_error_body(lang: str, exc: KezekError) -> dict[str, Any]:
     body: dict[str, Any] = {"error": exc.code, "message": i18n.error_text(lang, exc)}
     if isinstance(exc, BulkRejected):
-        body["errors"] = [_error_item(lang, e, i) for i, e in exc.errors]
+        # The first MAX_REPORTED_ERRORS; error_count says how many there are in all.
+        body["errors"] = [_error_item(lang, e, i) for i, e in exc.errors[:shapes.MAX_REPORTED_ERRORS]]
+        body["error_count"] = int(exc.params.get("count", len(exc.errors)))
     elif isinstance(exc, ValidationError):
         body["errors"] = [_error_item(lang, exc, None)]
     else:
@@ -267,8 +346,10 @@ async def errors_middleware(request: web.Request,
     try:
         return await handler(request)
     except ApiError as exc:
-        return json_response(_api_error_body(lang, exc.code, exc.params), exc.status,
-                             headers=headers | exc.headers)
+        body = _api_error_body(lang, exc.code, exc.params)
+        if exc.params:  # the limit in machine form: {"max": 5000}
+            body["details"] = dict(exc.params)
+        return json_response(body, exc.status, headers=headers | exc.headers)
     except KezekError as exc:
         return json_response(domain_error_body(lang, exc), domain_status(exc), headers=headers)
     except web.HTTPException as exc:
@@ -391,21 +472,30 @@ async def metrics(request: web.Request) -> web.Response:
 async def openapi_document(request: web.Request) -> web.Response:
     from bot.openapi import openapi
 
-    return json_response(openapi())
+    settings, now = request.app[SETTINGS], request.app[KZ].clock.now()
+    return json_response(openapi(max_rows=settings.api_max_rows, birth_years=birth_years(now)))
+
+
+def birth_years(now: dt.datetime) -> tuple[int, int]:
+    """The birth years seats may be published for now (``services.offers.publish_seats``: the
+    year of the clock's moment as the services see it)."""
+    year = now.year
+    return year - 8, year
 
 
 async def post_districts(request: web.Request) -> web.Response:
-    rows = await read_array(request)
+    rows = await read_rows(request, shapes.District)
     return json_response({"upserted": await request.app[KZ].upsert_districts(rows, actor=ACTOR)})
 
 
 async def post_kindergartens(request: web.Request) -> web.Response:
-    rows = await read_array(request)
+    rows = await read_rows(request, shapes.Kindergarten)
     return json_response({"upserted": await request.app[KZ].upsert_kindergartens(rows, actor=ACTOR)})
 
 
 async def post_applications(request: web.Request) -> web.Response:
-    rows = await read_array(request)
+    now = request.app[KZ].clock.now()
+    rows = await read_rows(request, shapes.Application, lambda row: queue_service.parse_application(row, now))
     report = await request.app[KZ].import_applications(rows, actor=ACTOR)
     return json_response({"created": report.created, "updated": report.updated, "unchanged": report.unchanged})
 
@@ -424,6 +514,7 @@ async def get_application(request: web.Request) -> web.Response:
 
 async def post_seats(request: web.Request) -> web.Response:
     body = await read_object(request)
+    shapes.check_object(shapes.SeatsRequest, body)
     kz = request.app[KZ]
     result = await kz.publish_seats(body, actor=ACTOR)
     async with kz.reading(with_calendar=False) as ctx:
@@ -462,11 +553,8 @@ async def post_admission(request: web.Request) -> web.Response:
 async def post_documents(request: web.Request) -> web.Response:
     referral_id = _referral_id(request)
     body = await read_object(request)
-    decision = body.get("decision")
-    if decision is None or decision == "":
-        raise MissingField(field="decision")
-    if decision not in ("accepted", "rejected"):
-        raise InvalidField(field="decision", reason="choice", options="accepted, rejected")
+    shapes.check_object(shapes.DocumentsDecision, body)
+    decision = body["decision"]
     kz = request.app[KZ]
     # A rejection may say why: "reason" (a code the parent reads in their language) and "note"
     # (the operator's words, quoted as they are); both optional, checked before anything changes.
@@ -527,7 +615,7 @@ async def get_referral_verify(request: web.Request) -> web.Response:
 
 
 async def post_calendar_days(request: web.Request) -> web.Response:
-    rows = await read_array(request)
+    rows = await read_rows(request, shapes.CalendarDay, registry.calendar_day)
     async with request.app[KZ].unit(ACTOR) as ctx:
         count = await registry.set_calendar_days(ctx, rows)
     return json_response({"days": count})
@@ -561,6 +649,9 @@ async def get_sandbox_clock(request: web.Request) -> web.Response:
     return json_response({"now": _sandbox_clock(request).now()})
 
 
+_DURATION = re.compile(shapes.DURATION_PATTERN.removeprefix("^").removesuffix("$"))
+
+
 def parse_clock_move(body: dict[str, Any], now: dt.datetime) -> tuple[dt.timedelta | None, dt.datetime | None]:
     """``{"advance": "PT3H"}`` or ``{"set": "2026-09-01T19:59:00+05:00"}`` (exactly one):
     forward only, at most ``MAX_MOVE`` ahead."""
@@ -575,6 +666,8 @@ def parse_clock_move(body: dict[str, Any], now: dt.datetime) -> tuple[dt.timedel
             raise InvalidField(field="advance", reason="type")
         if raw.strip().startswith("-"):
             raise InvalidField(field="advance", reason="negative")
+        if not _DURATION.fullmatch(raw):  # what the OpenAPI document says: no "P", "PT", weeks, spaces
+            raise InvalidField(field="advance", reason="duration")
         try:
             delta = parse_duration(raw)
         except ValueError:

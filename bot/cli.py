@@ -24,7 +24,7 @@ from bot import i18n, logsafe
 from bot.config import Settings, get_settings
 from services.clock import Clock, FrozenClock, SystemClock
 from services.documents import REJECTION_REASONS
-from services.errors import KezekError
+from services.errors import BulkRejected, KezekError
 from services.kezek import Kezek
 from storage.db import Database
 from storage.models import DocumentStatus
@@ -161,17 +161,36 @@ def read_rows(path: Path, state: State) -> list[dict[str, Any]]:
 @pass_state
 def import_(state: State, kind: str, file: Path) -> None:
     """Upsert reference data or applications from a CSV or JSON FILE (all or nothing)."""
+    from bot.api_schemas import capped
+
     rows = read_rows(file, state)
     first_row = 2 if file.suffix.lower() == ".csv" else 1  # CSV: line 1 is the header
-    if kind == "applications":
-        # A progress bar on stderr while the rows are written (checked first: nothing is written
-        # unless every row is good).
-        with click.progressbar(length=len(rows), label=state.t("Importing"), file=sys.stderr) as bar:
-            result = state.run(lambda kz: kz.import_applications(rows, progress=bar.update), first_row=first_row)
-    else:
-        call = {"profiles": Kezek.upsert_profiles, "districts": Kezek.upsert_districts,
-                "kindergartens": Kezek.upsert_kindergartens}[kind]
-        result = state.run(lambda kz: call(kz, rows), first_row=first_row)
+    more = [0]  # bad rows past the first 50 (the API's cap): counted, not listed
+
+    async def listing_50(work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except BulkRejected as exc:
+            shown = capped(exc)
+            more[0] = int(shown.params.get("count", 0)) - len(shown.errors)
+            raise shown from None
+
+    try:
+        if kind == "applications":
+            # A progress bar on stderr while the rows are written (checked first: nothing is written
+            # unless every row is good).
+            with click.progressbar(length=len(rows), label=state.t("Importing"), file=sys.stderr) as bar:
+                result = state.run(lambda kz: listing_50(kz.import_applications(rows, progress=bar.update)),
+                                   first_row=first_row)
+        else:
+            call = {"profiles": Kezek.upsert_profiles, "districts": Kezek.upsert_districts,
+                    "kindergartens": Kezek.upsert_kindergartens}[kind]
+            result = state.run(lambda kz: listing_50(call(kz, rows)), first_row=first_row)
+    except SystemExit:
+        if more[0] > 0:
+            click.echo(state.t("… and more rows with errors: {count}.", count=i18n.format_number(state.lang, more[0])),
+                       err=True)
+        raise
     if kind == "applications":
         click.echo(state.t("Applications: {created} new, {updated} updated, {unchanged} unchanged.",
                            created=result.created, updated=result.updated, unchanged=result.unchanged))

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8081
     # Largest request body accepted (bytes): a list of 10,000 applications is about 4 MB.
     api_max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
+    # Most rows (array items) one request may carry: more get 413 too_many_rows before any row is
+    # checked (the OpenAPI document's maxItems). A bigger load: several requests, or `kezek import`.
+    api_max_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
 
     # --- signed tokens (the referral's QR code; services/signing.py) -------------------------------
     # The HMAC key (at least 32 characters, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))').

@@ -1,13 +1,17 @@
 """The OpenAPI 3.1 document of the registry API (``bot/api.py``), served at
-``GET /api/v1/openapi.json``. Kept by hand beside the handlers; ``tests/test_api.py`` validates it
-and checks that it lists exactly the routes the application has."""
+``GET /api/v1/openapi.json``. The request bodies' schemas come from the pydantic models the server
+checks bodies with (``bot/api_schemas.py``); the answers' are kept here beside the handlers.
+``tests/test_api.py`` validates it and checks that it lists exactly the routes the application has
+and that every answer conforms; ``tests/test_api_schemathesis.py`` (slow) fuzzes the live API
+against it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.documents import MAX_FILES, NOTE_MAX, REJECTION_REASONS
-from storage.models import DocumentStatus, KindergartenKind, Privilege
+from bot.api_schemas import MAX_REPORTED_ERRORS, request_schemas
+from services.documents import MAX_FILES
+from storage.models import DocumentStatus, Privilege
 
 API_VERSION = "1.0.0"
 
@@ -27,7 +31,9 @@ def _error(description: str) -> dict[str, Any]:
 MOMENT = {"type": "string", "format": "date-time",
           "description": "ISO 8601; answers are in Asia/Almaty time (+05:00)."}
 NULLABLE_MOMENT = {"type": ["string", "null"], "format": "date-time"}
-CODE = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$", "maxLength": 40}
+# Row ids: positive 64-bit integers (bot.api._row_id refuses more).
+ROW_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+DEFAULT_MAX_ROWS = 5000  # bot.config's api_max_rows default
 LANGUAGE = {"type": "string", "enum": ["ru", "kk"]}
 
 SCHEMAS: dict[str, Any] = {
@@ -39,8 +45,12 @@ SCHEMAS: dict[str, Any] = {
                       "unauthorized, bad_json, not_array, referral_not_found, outside_claim_window."},
             "message": {"type": "string", "description": "The same in words, in the language of "
                         "Accept-Language (ru | kk; default ru)."},
-            "errors": {"type": "array", "items": _ref("ErrorItem"),
-                       "description": "Validation errors: one per bad object or field."},
+            "errors": {"type": "array", "items": _ref("ErrorItem"), "maxItems": MAX_REPORTED_ERRORS,
+                       "description": f"Validation errors: one per bad object or field, the first "
+                                      f"{MAX_REPORTED_ERRORS}."},
+            "error_count": {"type": "integer", "minimum": 1,
+                            "description": "How many objects were refused in all (errors lists the "
+                                           "first ones)."},
             "details": {"type": "object", "description": "Machine-readable parameters of a rule "
                         "violation (e.g. due_at, opens_at, status).", "additionalProperties": True},
         },
@@ -61,54 +71,6 @@ SCHEMAS: dict[str, Any] = {
             "detail": {"type": "string", "description": "A finer reason where there is one: type, "
                        "code, choice, date, datetime, range, too_long, checksum, format, ..."},
             "message": {"type": "string"},
-        },
-    },
-    "District": {
-        "type": "object",
-        "required": ["code", "name_ru", "name_kk"],
-        "properties": {
-            "code": CODE,
-            "name_ru": {"type": "string", "maxLength": 200},
-            "name_kk": {"type": "string", "maxLength": 200},
-            "profile": {**CODE, "description": "Code of a rule profile; empty: the default profile."},
-        },
-    },
-    "Kindergarten": {
-        "type": "object",
-        "required": ["code", "district", "name_ru", "name_kk"],
-        "properties": {
-            "code": CODE,
-            "district": CODE,
-            "name_ru": {"type": "string", "maxLength": 300},
-            "name_kk": {"type": "string", "maxLength": 300},
-            "address": {"type": "string", "maxLength": 300},
-            "kind": {"type": "string", "enum": list(KindergartenKind.ALL), "default": KindergartenKind.STATE},
-            "languages": {"oneOf": [{"type": "array", "items": LANGUAGE},
-                                    {"type": "string", "description": "ru,kk"}],
-                          "description": "Languages of instruction; default both."},
-        },
-    },
-    "Application": {
-        "type": "object",
-        "required": ["number", "child_iin", "child_name", "birth_date", "district", "submitted_at",
-                     "phone", "email"],
-        "properties": {
-            "number": CODE,
-            "child_iin": {"type": "string", "pattern": r"^\d{12}$",
-                          "description": "12 digits; the check digit and the birth date it encodes are "
-                                         "verified."},
-            "child_name": {"type": "string", "maxLength": 200},
-            "birth_date": {"type": "string", "format": "date", "description": "YYYY-MM-DD or DD.MM.YYYY"},
-            "district": CODE,
-            "language": {**LANGUAGE, "default": "ru"},
-            "preferred_kindergartens": {"type": "array", "items": CODE, "maxItems": 20,
-                                        "description": "Kindergarten codes of the district; empty: any."},
-            "privilege": {"type": "string", "enum": list(Privilege.ALL), "default": Privilege.NONE},
-            "submitted_at": {"type": "string", "format": "date-time",
-                             "description": "ISO 8601; without an offset it is Almaty time."},
-            "phone": {"type": "string", "description": "A Kazakhstan mobile number; stored as +7XXXXXXXXXX."},
-            "email": {"type": "string", "format": "email"},
-            "twin_group": {"type": ["string", "null"], "description": "Twins of one applicant share it."},
         },
     },
     "Upserted": {"type": "object", "required": ["upserted"],
@@ -183,16 +145,6 @@ SCHEMAS: dict[str, Any] = {
                           "description": "Every referral of the application, the latest first."},
         },
     },
-    "SeatsRequest": {
-        "type": "object",
-        "required": ["kindergarten", "birth_year", "language", "count"],
-        "properties": {
-            "kindergarten": CODE,
-            "birth_year": {"type": "integer"},
-            "language": LANGUAGE,
-            "count": {"type": "integer", "minimum": 1, "maximum": 500},
-        },
-    },
     "SeatsResult": {
         "type": "object",
         "required": ["seats", "private", "offers"],
@@ -248,19 +200,6 @@ SCHEMAS: dict[str, Any] = {
             "annul_reason": {"type": ["string", "null"], "enum": ["no_show", "docs_missed", "docs_rejected", None]},
         },
     },
-    "DocumentsDecision": {
-        "type": "object",
-        "required": ["decision"],
-        "properties": {
-            "decision": {"type": "string", "enum": ["accepted", "rejected"]},
-            "reason": {"type": "string", "enum": list(REJECTION_REASONS),
-                       "description": "Rejections only (optional): why, a code the parent is told in their "
-                                      "language. \"other\" needs a note."},
-            "note": {"type": "string", "minLength": 1, "maxLength": NOTE_MAX,
-                     "description": "Rejections only (optional): the operator's own words, quoted to the "
-                                    "parent as they are (one line; a note without a reason is reason other)."},
-        },
-    },
     "Document": {
         "type": "object",
         "required": ["id", "referral", "application", "status", "mime", "size", "pages", "received_at"],
@@ -289,17 +228,6 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["documents"],
         "properties": {"documents": {"type": "array", "items": _ref("Document")}},
-    },
-    "CalendarDay": {
-        "type": "object",
-        "required": ["day", "working"],
-        "properties": {
-            "day": {"type": "string", "format": "date"},
-            "working": {"type": "boolean", "description": "false: a day off (a moved holiday); true: a "
-                        "declared working day (a working weekend). Operators' days win over the "
-                        "built-in calendar."},
-            "name": {"type": "string", "maxLength": 200},
-        },
     },
     "CalendarResult": {"type": "object", "required": ["days"], "properties": {"days": {"type": "integer"}}},
     "Counts": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -354,19 +282,6 @@ SCHEMAS: dict[str, Any] = {
                                     "description": "What is stuck, for operators (English)."}},
     },
     "Clock": {"type": "object", "required": ["now"], "properties": {"now": MOMENT}},
-    "ClockMove": {
-        "type": "object",
-        "description": "Exactly one of advance and set. The clock only moves forward, by at most 366 days.",
-        "oneOf": [
-            {"required": ["advance"], "properties": {"advance": {
-                "type": "string", "pattern": r"^P(\d+D)?(T(\d+H)?(\d+M)?(\d+S)?)?$",
-                "description": "ISO 8601 duration of days, hours, minutes, seconds: PT3H, P5D, P1DT30M.",
-                "examples": ["PT3H"]}}},
-            {"required": ["set"], "properties": {"set": {
-                "type": "string", "format": "date-time", "description": "An aware moment, not in the "
-                "clock's past.", "examples": ["2026-09-01T19:59:00+05:00"]}}},
-        ],
-    },
     "ClockMoved": {
         "type": "object",
         "required": ["now"],
@@ -386,7 +301,9 @@ RESPONSES: dict[str, Any] = {
                      "headers": {"WWW-Authenticate": {"schema": {"type": "string"},
                                                       "description": 'Bearer realm="kezek"'}}},
     "Forbidden": _error("The server has no token configured: the API is off (error: api_not_configured)."),
-    "TooLarge": _error("The body is larger than the server's limit (error: body_too_large)."),
+    "TooLarge": _error("The body is larger than the server's limit (error: body_too_large; a single "
+                       "object: 64 KiB), or an array has more items than maxItems (error: too_many_rows); "
+                       "details.max gives the limit."),
     "Invalid": _error("The body has the wrong shape (not_array, not_object) or bad objects; nothing was "
                       "written. errors[] lists each with index, field and reason."),
     "TooMany": {**_error("Too many wrong tokens from this address: locked out for a while "
@@ -418,11 +335,7 @@ def _body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     return {"required": True, "description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _array_body(item: str, description: str) -> dict[str, Any]:
-    return _body({"type": "array", "items": _ref(item)}, description)
-
-
-ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1},
+ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": ROW_ID,
             "description": "The referral's id."}
 LANG_HEADER = {"name": "Accept-Language", "in": "header", "required": False,
                "schema": {"type": "string", "examples": ["kk", "ru"]},
@@ -442,8 +355,30 @@ def _op(summary: str, tag: str, responses: dict[str, Any], *, body: dict[str, An
     return op
 
 
-def openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 document (a fresh dict each call)."""
+def _array_body(item: str, description: str, max_rows: int) -> dict[str, Any]:
+    return _body({"type": "array", "items": _ref(item), "maxItems": max_rows},
+                 f"{description} At most {max_rows} items (KEZEK_API_MAX_ROWS).")
+
+
+def _link(operation: str, **parameters: str) -> dict[str, Any]:
+    return {"operationId": operation, "parameters": parameters}
+
+
+def _linked(answer: dict[str, Any], **links: dict[str, Any]) -> dict[str, Any]:
+    """A 200 answer with OpenAPI links: where a value it returns feeds another operation."""
+    answer["200"] = {**answer["200"], "links": links}
+    return answer
+
+
+def openapi(*, max_rows: int = DEFAULT_MAX_ROWS, birth_years: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document (a fresh dict each call). ``max_rows``: the server's
+    KEZEK_API_MAX_ROWS; ``birth_years``: the years seats may be published for now (the server's
+    clock), stated as the bounds of ``SeatsRequest.birth_year`` when given."""
+    schemas = {**SCHEMAS, **request_schemas()}
+    if birth_years is not None:
+        low, high = birth_years
+        schemas["SeatsRequest"]["properties"]["birth_year"].update(minimum=low, maximum=high)
+    referral_of = "$response.body#/referral/id"
     paths: dict[str, Any] = {
         "/health": {"get": _op(
             "Liveness: the database answers and the senders are not stuck (no token needed)", "service",
@@ -465,26 +400,30 @@ def openapi() -> dict[str, Any]:
         "/districts": {"post": _op(
             "Upsert districts by code (all or nothing)", "registry",
             _answers(_json(_ref("Upserted"), "All saved.")),
-            body=_array_body("District", "A JSON array of districts."), op_id="upsertDistricts")},
+            body=_array_body("District", "A JSON array of districts.", max_rows), op_id="upsertDistricts")},
         "/kindergartens": {"post": _op(
             "Upsert kindergartens by code (all or nothing)", "registry",
             _answers(_json(_ref("Upserted"), "All saved.")),
-            body=_array_body("Kindergarten", "A JSON array of kindergartens."), op_id="upsertKindergartens")},
+            body=_array_body("Kindergarten", "A JSON array of kindergartens.", max_rows), op_id="upsertKindergartens")},
         "/applications": {"post": _op(
             "Upsert applications by number (all or nothing)", "registry",
             _answers(_json(_ref("ImportReport"), "All saved.")),
             body=_array_body("Application", "A JSON array of applications; numbers and children unique "
-                                            "within it."), op_id="upsertApplications")},
+                                            "within it.", max_rows), op_id="upsertApplications")},
         "/applications/{number}": {"get": _op(
             "The status of an application: queue, number, offers, referrals", "registry",
-            _answers(_json(_ref("ApplicationStatus"), "The status."), "404", body=False),
+            _linked(_answers(_json(_ref("ApplicationStatus"), "The status."), "404", body=False),
+                    admitReferral=_link("admit", id=referral_of),
+                    decideReferralDocuments=_link("decideDocuments", id=referral_of),
+                    listReferralDocuments=_link("listDocuments", referral=referral_of)),
             params=[{"name": "number", "in": "path", "required": True,
-                     "schema": {"type": "string", "maxLength": 40},
+                     "schema": {"type": "string", "minLength": 1, "maxLength": 40},
                      "description": "The application number; a \"/\" in it may be sent as it is or as %2F."}],
             op_id="getApplication")},
         "/seats": {"post": _op(
             "Publish free seats; they are offered at once to the first in line", "seats",
-            _answers(_json(_ref("SeatsResult"), "Published."), "409"),
+            _linked(_answers(_json(_ref("SeatsResult"), "Published."), "409"),
+                    getOfferedApplication=_link("getApplication", number="$response.body#/offers/0/application")),
             body=_body(_ref("SeatsRequest")), op_id="publishSeats")},
         "/referrals/verify": {"get": _op(
             "A kindergarten checks the code of a referral's QR code: genuine and valid, used, annulled, "
@@ -493,28 +432,32 @@ def openapi() -> dict[str, Any]:
                                                     "refused, the same whatever the reason."), body=False)
             | {"422": _error("No token given (error: missing_field, field: token).")},
             params=[{"name": "token", "in": "query", "required": True,
-                     "schema": {"type": "string", "examples": ["AQEMo3cdV0W1x4Y1nB8r2mRtuA"]},
+                     "schema": {"type": "string", "minLength": 1, "pattern": r"\S",
+                                "examples": ["AQEMo3cdV0W1x4Y1nB8r2mRtuA"]},
                      "description": "The code of the QR code (printed beside it too)."}],
             op_id="verifyReferral")},
         "/referrals/{id}/admission": {"post": _op(
             "The kindergarten admitted the child (no body)", "referrals",
-            _answers(_json(_ref("ReferralAnswer"), "Admitted: the application is closed."), "404", "409",
-                     body=False),
+            _linked(_answers(_json(_ref("ReferralAnswer"), "Admitted: the application is closed."), "404", "409",
+                             body=False),
+                    getApplication=_link("getApplication", number="$response.body#/referral/application")),
             params=[ID_PARAM], op_id="admit")},
         "/referrals/{id}/documents": {"post": _op(
             "Accept or reject the privilege documents of a referral", "referrals",
-            _answers(_json(_ref("ReferralAnswer"), "Decided (rejected: the referral is annulled and the "
-                                                   "child moves to the general queue)."), "404", "409"),
+            _linked(_answers(_json(_ref("ReferralAnswer"), "Decided (rejected: the referral is annulled and "
+                                                           "the child moves to the general queue)."), "404", "409"),
+                    getApplication=_link("getApplication", number="$response.body#/referral/application")),
             params=[ID_PARAM], body=_body(_ref("DocumentsDecision")), op_id="decideDocuments")},
         "/documents": {"get": _op(
             f"The review queue: privilege documents parents sent in the chat (at most {MAX_FILES} a "
             "referral), oldest first, at most 500", "referrals",
-            _answers(_json(_ref("DocumentList"), "The documents."), body=False)
+            _linked(_answers(_json(_ref("DocumentList"), "The documents."), body=False),
+                    getDocumentFile=_link("getDocumentFile", id="$response.body#/documents/0/id"))
             | {"422": _error("A bad status or referral (error: invalid_field).")},
             params=[{"name": "status", "in": "query", "required": False,
                      "schema": {"type": "string", "enum": [*DocumentStatus.ALL, "all"], "default": "pending"}},
                     {"name": "referral", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 1}, "description": "Only this referral's."}],
+                     "schema": ROW_ID, "description": "Only this referral's."}],
             op_id="listDocuments")},
         "/documents/{id}/file": {"get": _op(
             "A document's file as it was received", "referrals",
@@ -525,7 +468,7 @@ def openapi() -> dict[str, Any]:
         "/calendar/days": {"post": _op(
             "Record operators' calendar days: moved days off, working weekends (all or nothing)", "calendar",
             _answers(_json(_ref("CalendarResult"), "Saved.")),
-            body=_array_body("CalendarDay", "A JSON array of days, each day at most once."),
+            body=_array_body("CalendarDay", "A JSON array of days, each day at most once.", max_rows),
             op_id="setCalendarDays")},
         "/stats": {"get": _op(
             "Counts by status of applications, seats, offers, referrals, annulments, and the outbox "
@@ -561,7 +504,7 @@ def openapi() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "KEZEK_API_TOKEN (at least 32 characters)."}},
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "responses": RESPONSES,
         },
     }

@@ -154,7 +154,8 @@ async def offers_info(ctx: Ctx, offer_ids: Sequence[int]) -> list[OfferInfo]:
 
 # --- calendar days (a write: one unit of work for the whole list) --------------------------------
 
-def _calendar_day(row: p.Row) -> tuple[dt.date, bool, str]:
+def calendar_day(row: p.Row) -> tuple[dt.date, bool, str]:
+    """One operator's day: (day, working, name) or the ``KezekError`` of its first bad field."""
     if not isinstance(row, dict):
         raise InvalidField(field="*", reason="object")
     day = p.date(row, "day")
@@ -173,7 +174,7 @@ async def set_calendar_days(ctx: Ctx, rows: Sequence[p.Row]) -> int:
     seen: set[dt.date] = set()
     for index, row in enumerate(rows):
         try:
-            item = _calendar_day(row)
+            item = calendar_day(row)
         except KezekError as exc:
             errors.append((index, exc))
             continue

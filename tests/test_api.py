@@ -131,7 +131,12 @@ async def test_openapi_is_valid_public_and_lists_exactly_the_routes(kz: Kezek) -
     assert routes == documented
     async with api_client(kz) as client:
         served = await call(client, "GET", "/openapi.json", status=200, headers={})
-    assert served == doc
+    assert served == openapi(max_rows=5000, birth_years=(2018, 2026))  # the server's limits and clock
+    schemas = served["components"]["schemas"]
+    assert schemas["SeatsRequest"]["properties"]["birth_year"] | {"minimum": 2018, "maximum": 2026} == \
+        schemas["SeatsRequest"]["properties"]["birth_year"]
+    assert served["paths"]["/applications"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+        "maxItems"] == 5000
     assert served["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert served["paths"]["/health"]["get"]["security"] == []
 
@@ -288,11 +293,15 @@ async def test_empty_lists_write_nothing_and_answer_zero(api: TestClient, kz: Ke
 
 
 BAD_APPLICATIONS = {
+    # the API takes what its OpenAPI document says: a list is a JSON array, a date a string
     "wrong types": ([app_row(1, child_name={"first": "A"}), app_row(2, preferred_kindergartens="KG1;KG1"),
-                     app_row(3, birth_date=20230315)],
+                     app_row(3, birth_date=20230315), app_row(4, preferred_kindergartens=["KG1", "KG1"]),
+                     app_row(5, birth_date="2023-02-30")],
                     [(0, "child_name", "invalid_field", "type"), (1, "preferred_kindergartens", "invalid_field",
-                                                                   "duplicates"),
-                     (2, "birth_date", "invalid_field", "date")]),
+                                                                   "type"),
+                     (2, "birth_date", "invalid_field", "type"),
+                     (3, "preferred_kindergartens", "invalid_field", "duplicates"),
+                     (4, "birth_date", "invalid_field", "date")]),
     "unknown district": ([app_row(1), app_row(2, district="NOWHERE")],
                          [(1, "district", "unknown_district", None)]),
     "invalid IIN": ([app_row(1, child_iin="230315500001"), app_row(2, child_iin="12345")],
@@ -505,10 +514,15 @@ async def test_calendar_days(api: TestClient, kz: Kezek) -> None:
     body = await call(api, "POST", "/calendar/days", status=422, json=[
         {"day": "2026-09-09", "working": False}, {"day": "2026-02-30", "working": False},
         {"day": "2026-09-10"}, {"day": "2026-09-09", "working": True}, {"day": "2026-09-11", "working": "perhaps"},
-        "2026-09-14"])
+        "2026-09-14", {"day": "2026-09-15", "working": "false"}, {"day": "2026-09-16", "working": True, "name": None}])
     assert [(e["index"], e["field"], e["reason"]) for e in body["errors"]] == [
-        (1, "day", "invalid_field"), (2, "working", "missing_field"), (3, "day", "duplicate_in_batch"),
-        (4, "working", "invalid_field"), (5, "*", "invalid_field")]
+        (1, "day", "invalid_field"), (2, "working", "missing_field"),
+        (4, "working", "invalid_field"), (5, "*", "invalid_field"), (6, "working", "invalid_field"),
+        (7, "name", "invalid_field")]
+    # a day twice: found once every day is well-formed
+    body = await call(api, "POST", "/calendar/days", status=422, json=[
+        {"day": "2026-09-09", "working": False}, {"day": "2026-09-09", "working": True}])
+    assert [(e["index"], e["field"], e["reason"]) for e in body["errors"]] == [(1, "day", "duplicate_in_batch")]
     assert await counts(kz) == before
     async with kz.reading() as ctx:
         assert ctx.calendar.is_working_day(dt.date(2026, 9, 9))

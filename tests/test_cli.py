@@ -114,3 +114,18 @@ def test_causes_read_as_counts_not_signed_moves(run, tmp_path: Path) -> None:
     shown = run("queue", "show", "A3", "--viewer", "op", now="2026-09-07T12:00:00+05:00").output
     assert "-2" in shown  # the change itself is signed
     assert "2 направления" in shown and "-2 направ" not in shown
+
+
+@pytest.mark.parametrize("kind", ["applications", "districts"])
+def test_a_file_of_bad_rows_lists_the_first_50_and_counts_them_all(run, tmp_path: Path, kind: str) -> None:
+    """Issue 16, item 6: the CLI shares the API's cap on the errors it prints."""
+    seed(run, tmp_path)
+    bad = write(tmp_path, "bad.json", json.dumps([{}] * 3000))
+    result = run("import", kind, bad)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert sum(line.startswith("Строка") for line in lines) == 50, lines[:5]
+    assert "Строка 50:" in result.output and "Строка 51:" not in result.output
+    assert any("3000" in line.replace("\xa0", "").replace(" ", "") for line in lines[:3]), lines[:3]
+    assert any("2950" in line.replace("\xa0", "").replace(" ", "") for line in lines[-2:]), lines[-2:]
+    assert len(result.output) < 10_000

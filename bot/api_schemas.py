@@ -1,0 +1,283 @@
+"""The shapes of the registry API's request bodies, as pydantic models: one source for the check
+the server makes before anything reaches the services AND for the schemas of the OpenAPI document
+(``bot/openapi.py`` takes ``request_schemas()``), so the two cannot say different things.
+
+The models check shape only (types, lengths, patterns, choices): strict types (a JSON ``true`` is
+never a string or a number, ``"false"`` never a boolean, ``null`` never a string). The rules that
+need the database or the clock (an IIN's checksum, a known district, a birth year within the last
+8 years, duplicates in a batch) stay in ``services/`` and run after.
+
+A pydantic error becomes the domain's typed error (``MissingField``, ``InvalidField`` with its
+reason, ``InvalidIIN``), so the API answers in the words and codes it always used. A list is
+checked in chunks that give the event loop a turn (``check_rows``), keeping the first
+``MAX_REPORTED_ERRORS`` errors and counting the rest."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter
+from pydantic import ValidationError as PydanticError
+from pydantic_core import ErrorDetails
+
+from services.documents import NOTE_MAX, REJECTION_REASONS
+from services.errors import BulkRejected, InvalidField, InvalidIIN, KezekError, MissingField
+from storage.models import KindergartenKind, Privilege
+
+# Errors listed in one answer (or printed by the CLI); the rest are counted.
+MAX_REPORTED_ERRORS = 50
+# Rows checked between two turns of the event loop (a row of an application: ~0.1 ms).
+CHUNK_ROWS = 50
+
+# services.parsing: a code, control characters refused in text (tab and newline allowed there).
+CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$"
+OPTIONAL_CODE_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.\-/]*)?$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+# services.documents.parse_rejection: newlines and tabs become spaces; other controls, C1 and
+# surrogates are refused.
+NOTE_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+DATE_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{2}\.[0-9]{2}\.[0-9]{4})$"
+ISO_DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+IIN_PATTERN = r"^[0-9]{12}$"
+LANGUAGES_PATTERN = r"^(ru|kk)([,;](ru|kk))*$"
+# bot.sandbox.parse_iso_duration as the API takes it: days, hours, minutes, seconds, at least one.
+DURATION_PATTERN = (r"^P([0-9]+D(T([0-9]+H([0-9]+M)?([0-9]+S)?|[0-9]+M([0-9]+S)?|[0-9]+S))?"
+                    r"|T([0-9]+H([0-9]+M)?([0-9]+S)?|[0-9]+M([0-9]+S)?|[0-9]+S))$")
+
+Code = Annotated[StrictStr, Field(min_length=1, max_length=40, pattern=CODE_PATTERN)]
+OptionalCode = Annotated[StrictStr, Field(max_length=40, pattern=OPTIONAL_CODE_PATTERN,
+                                          description="A code; empty: none.")]
+Language = Literal["ru", "kk"]
+
+
+def _text(max_length: int, **kw: Any) -> Any:
+    return Annotated[StrictStr, Field(min_length=kw.pop("min_length", 1), max_length=max_length,
+                                      pattern=TEXT_PATTERN, **kw)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class District(_Body):
+    code: Code
+    name_ru: _text(200)  # type: ignore[valid-type]
+    name_kk: _text(200)  # type: ignore[valid-type]
+    profile: OptionalCode = Field("", description="Code of a rule profile; empty: the default profile.")
+
+
+class Kindergarten(_Body):
+    code: Code
+    district: Code
+    name_ru: _text(300)  # type: ignore[valid-type]
+    name_kk: _text(300)  # type: ignore[valid-type]
+    address: _text(300, min_length=0) = ""  # type: ignore[valid-type]
+    kind: Literal[KindergartenKind.ALL] = KindergartenKind.STATE  # type: ignore[valid-type]
+    languages: list[Language] | Annotated[StrictStr, Field(pattern=LANGUAGES_PATTERN)] = Field(
+        default_factory=lambda: ["ru", "kk"], description="Languages of instruction (a list, or "
+        "\"ru,kk\"), each once; default both.")
+
+
+class Application(_Body):
+    number: Code
+    child_iin: StrictStr = Field(pattern=IIN_PATTERN, description="12 digits; the check digit and the "
+                                 "birth date it encodes are verified.")
+    child_name: _text(200)  # type: ignore[valid-type]
+    birth_date: StrictStr = Field(pattern=DATE_PATTERN, description="YYYY-MM-DD or DD.MM.YYYY; at most "
+                                  "8 years ago, not in the future.")
+    district: Code
+    language: Language = "ru"
+    preferred_kindergartens: list[Code] = Field(
+        default_factory=list, max_length=20, json_schema_extra={"uniqueItems": True},
+        description="Kindergarten codes of the district, each once; empty: any.")
+    privilege: Literal[Privilege.ALL] = Privilege.NONE  # type: ignore[valid-type]
+    submitted_at: StrictStr = Field(min_length=1, max_length=40, description="ISO 8601; without an "
+                                    "offset it is Almaty time; at most 5 minutes ahead of now.")
+    phone: StrictStr = Field(min_length=1, max_length=30, description="A Kazakhstan mobile number; "
+                             "stored as +7XXXXXXXXXX.")
+    email: StrictStr = Field(min_length=1, max_length=254, json_schema_extra={"format": "email"})
+    twin_group: OptionalCode | None = Field(None, description="Twins of one applicant share it.")
+
+
+class CalendarDay(_Body):
+    day: StrictStr = Field(pattern=DATE_PATTERN, description="YYYY-MM-DD or DD.MM.YYYY.")
+    working: StrictBool = Field(description="false: a day off (a moved holiday); true: a declared "
+                                "working day (a working weekend). Operators' days win over the "
+                                "built-in calendar.")
+    name: _text(200, min_length=0) = ""  # type: ignore[valid-type]
+
+
+class SeatsRequest(_Body):
+    kindergarten: Code
+    birth_year: StrictInt = Field(description="Within the last 8 years (the document served gives the "
+                                  "bounds of its day).")
+    language: Language
+    count: StrictInt = Field(ge=1, le=500)
+
+
+class DocumentsDecision(_Body):
+    decision: Literal["accepted", "rejected"]
+    reason: Literal[REJECTION_REASONS] | None = Field(  # type: ignore[valid-type]
+        None, description="Rejections only (optional): why, a code the parent is told in their language. "
+        "\"other\" needs a note.")
+    note: StrictStr | None = Field(None, min_length=1, max_length=NOTE_MAX, pattern=NOTE_PATTERN,
+                                   description="Rejections only (optional): the operator's own words, quoted "
+                                   "to the parent as they are (one line; a note without a reason is reason "
+                                   "other).")
+
+
+class ClockAdvance(_Body):
+    advance: StrictStr = Field(pattern=DURATION_PATTERN, description="ISO 8601 duration of days, hours, "
+                               "minutes, seconds: PT3H, P5D, P1DT30M.", examples=["PT3H"])
+
+
+class ClockSet(_Body):
+    set: StrictStr = Field(json_schema_extra={"format": "date-time"}, description="An aware moment, not in "
+                           "the clock's past.", examples=["2026-09-01T19:59:00+05:00"])
+
+
+ARRAY_BODIES: dict[str, type[_Body]] = {"District": District, "Kindergarten": Kindergarten,
+                                        "Application": Application, "CalendarDay": CalendarDay}
+OBJECT_BODIES: dict[str, type[_Body]] = {"SeatsRequest": SeatsRequest, "DocumentsDecision": DocumentsDecision}
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    _strip_titles(schema)
+    return schema
+
+
+def _strip_titles(node: Any) -> None:
+    if isinstance(node, dict):
+        node.pop("title", None)
+        for key, value in node.items():
+            if key != "properties":
+                _strip_titles(value)
+            else:
+                for prop in value.values():
+                    _strip_titles(prop)
+    elif isinstance(node, list):
+        for item in node:
+            _strip_titles(item)
+
+
+@cache
+def _request_schemas() -> dict[str, dict[str, Any]]:
+    out = {name: _schema(model) for name, model in {**ARRAY_BODIES, **OBJECT_BODIES}.items()}
+    out["ClockMove"] = {
+        "type": "object",
+        "description": "Exactly one of advance and set. The clock only moves forward, by at most 366 days.",
+        "oneOf": [_schema(ClockAdvance), _schema(ClockSet)],
+    }
+    return out
+
+
+def request_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON schemas (OpenAPI 3.1) of the request bodies, by component name (a fresh copy)."""
+    import copy
+
+    return copy.deepcopy(_request_schemas())
+
+
+# --- checking --------------------------------------------------------------------------------------
+
+@cache
+def _adapter(model: type[_Body]) -> TypeAdapter[Any]:
+    return TypeAdapter(model)
+
+
+_PATTERN_REASONS = {CODE_PATTERN: "code", OPTIONAL_CODE_PATTERN: "code", TEXT_PATTERN: "characters",
+                    NOTE_PATTERN: "characters", DATE_PATTERN: "date", ISO_DATE_PATTERN: "date",
+                    DURATION_PATTERN: "duration", LANGUAGES_PATTERN: "choice"}
+
+
+def _domain_error(model: type[_Body], error: ErrorDetails) -> KezekError:
+    """The domain's error for pydantic's first error about a body (the API's words and codes)."""
+    loc = error["loc"]
+    kind = error["type"]
+    if not loc:  # the row itself
+        return InvalidField(field="*", reason="object")
+    field = str(loc[0])
+    info = model.model_fields.get(field)
+    required = info is not None and info.is_required()
+    ctx = error.get("ctx") or {}
+    if kind == "missing" or (required and error.get("input") is None and len(loc) == 1):
+        return MissingField(field=field)
+    if field == "languages":
+        return InvalidField(field=field, reason="choice", options="ru, kk")
+    if kind == "string_too_short" and len(loc) == 1:
+        return MissingField(field=field) if required else InvalidField(field=field, reason="type")
+    if kind == "string_too_long":
+        return InvalidField(field=field, reason="too_long", max=ctx.get("max_length"))
+    if kind == "string_pattern_mismatch":
+        if field == "child_iin":
+            return InvalidIIN(field=field, reason="format")
+        return InvalidField(field=field, reason=_PATTERN_REASONS.get(str(ctx.get("pattern")), "type"))
+    if kind == "literal_error":
+        options = [o.strip(" '") for o in str(ctx.get("expected", "")).replace(" or ", ",").split(",")]
+        return InvalidField(field=field, reason="choice", options=", ".join(o for o in options if o))
+    if kind in ("greater_than_equal", "less_than_equal"):
+        low = high = None
+        for meta in info.metadata if info is not None else ():
+            low = getattr(meta, "ge", low)
+            high = getattr(meta, "le", high)
+        return InvalidField(field=field, reason="range", min=low, max=high)
+    if kind == "too_long":
+        return InvalidField(field=field, reason="too_many", max=ctx.get("max_length"))
+    if kind == "bool_type":
+        return InvalidField(field=field, reason="boolean")
+    return InvalidField(field=field, reason="type")
+
+
+def row_error(model: type[_Body], row: Any, also: Callable[[Any], object] | None = None) -> KezekError | None:
+    """The domain's error for the first fault of ``row`` against ``model`` (then, when it fits,
+    the ``KezekError`` that ``also(row)`` raises: a services' parser of one row), or None."""
+    try:
+        _adapter(model).validate_python(row)
+    except PydanticError as exc:
+        return _domain_error(model, exc.errors(include_url=False)[0])
+    if also is not None:
+        try:
+            also(row)
+        except KezekError as exc:
+            return exc
+    return None
+
+
+def check_object(model: type[_Body], body: Any) -> None:
+    """Raise the domain's error for a single-object body that does not fit ``model``."""
+    error = row_error(model, body)
+    if error is not None:
+        raise error
+
+
+def capped(exc: BulkRejected, keep: int = MAX_REPORTED_ERRORS) -> BulkRejected:
+    """The same rejection listing its first ``keep`` errors; its count stays the total."""
+    if len(exc.errors) <= keep:
+        return exc
+    out = BulkRejected(exc.errors[:keep])
+    out.params["count"] = exc.params.get("count", len(exc.errors))
+    return out
+
+
+async def check_rows(model: type[_Body], rows: Sequence[Any], *, also: Callable[[Any], object] | None = None,
+                     chunk: int = CHUNK_ROWS, keep: int = MAX_REPORTED_ERRORS) -> None:
+    """Check every row (``row_error``), ``chunk`` rows per turn of the event loop; ``BulkRejected``
+    listing the first ``keep`` bad rows (index, error) and counting all of them."""
+    errors: list[tuple[int, KezekError]] = []
+    total = 0
+    for start in range(0, len(rows), chunk):
+        for index in range(start, min(start + chunk, len(rows))):
+            error = row_error(model, rows[index], also)
+            if error is not None:
+                total += 1
+                if len(errors) < keep:
+                    errors.append((index, error))
+        await asyncio.sleep(0)
+    if total:
+        rejected = BulkRejected(errors)
+        rejected.params["count"] = total
+        raise rejected
