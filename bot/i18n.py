@@ -21,8 +21,10 @@ Public API::
     privilege_text(lang, privilege) -> str
     language_name(lang, code) -> str
     format_date(lang, d, format="long") -> str
-    format_datetime(lang, moment, date_format="long", time_format="short") -> str
-    format_deadline(lang, moment) -> str    (an exclusive local-midnight end shows as 23:59)
+    format_datetime(lang, moment, date_format="long", time_format="short", zone=None) -> str
+    format_deadline(lang, moment, zone=None) -> str    (an exclusive local-midnight end shows as 23:59)
+    zone_text(lang, zone) -> str            ('local': "(по времени Астаны)", 'utc': "(…, UTC+5)")
+    ZoneOnce(zone)                          (a message's deadlines: the zone after the first only)
     format_number(lang, number) -> str
 """
 
@@ -180,23 +182,49 @@ def format_date(lang: str | None, d: dt.date | dt.datetime, format: str = "long"
     return _format_day(normalize_language(lang), d, format)
 
 
+# The zone after a time: 'local' in Telegram and the CLI, 'utc' (with the offset) in what may be
+# read abroad: the e-mail copies and the referral PDF (some time-zone lists still give Astana
+# UTC+6). Since 2024-03-01 all Kazakhstan is UTC+5; official texts say "по времени Астаны".
+ZONES: dict[str, str] = {
+    "local": N_("(Astana time)"),
+    "utc": N_("(Astana time, UTC+5)"),
+}
+
+
+def zone_text(lang: str | None, zone: str = "local") -> str:
+    return gettext(lang, ZONES[zone])
+
+
+class ZoneOnce:
+    """The deadlines of one message: the zone is said after the first one only."""
+
+    def __init__(self, zone: str | None = "local") -> None:
+        self.zone = zone
+
+    def take(self) -> str | None:
+        zone, self.zone = self.zone, None
+        return zone
+
+
 def format_datetime(lang: str | None, moment: dt.datetime, date_format: str = "long",
-                    time_format: str = "short") -> str:
-    """A moment in Asia/Almaty time: e.g. '17 мая 2024 г., 09:30' / '2024 ж. 17 мамыр, 09:30'."""
+                    time_format: str = "short", zone: str | None = None) -> str:
+    """A moment in Asia/Almaty time: e.g. '17 мая 2024 г., 09:30' / '2024 ж. 17 мамыр, 09:30';
+    with ``zone`` ('local' | 'utc') followed by the zone (``zone_text``)."""
     locale = _locale(lang)
     local = _aware(moment).astimezone(ALMATY)
     date_part = babel_dates.format_date(local.date(), date_format, locale=locale)
     time_part = babel_dates.format_time(local, time_format, tzinfo=ALMATY, locale=locale)
     pattern = babel_dates.get_datetime_format(date_format, locale=locale)
-    return pattern.replace("'", "").replace("{1}", date_part).replace("{0}", time_part)
+    text = pattern.replace("'", "").replace("{1}", date_part).replace("{0}", time_part)
+    return f"{text} {zone_text(lang, zone)}" if zone else text
 
 
-def format_deadline(lang: str | None, moment: dt.datetime) -> str:
+def format_deadline(lang: str | None, moment: dt.datetime, zone: str | None = None) -> str:
     """A deadline kept as an exclusive instant: local midnight shows as 23:59 of the day before."""
     local = _aware(moment).astimezone(ALMATY)
     if (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0):
         local -= dt.timedelta(minutes=1)
-    return format_datetime(lang, local)
+    return format_datetime(lang, local, zone=zone)
 
 
 def format_number(lang: str | None, number: int | float) -> str:
@@ -214,14 +242,15 @@ def parse_moment(value: Any) -> dt.datetime | None:
         return None
 
 
+# (an error is one message with one moment: it says its zone)
 def _param_deadline(lang: str, value: Any) -> str:
     moment = parse_moment(value)
-    return format_deadline(lang, moment) if moment is not None else str(value)
+    return format_deadline(lang, moment, zone="local") if moment is not None else str(value)
 
 
 def _param_moment(lang: str, value: Any) -> str:
     moment = parse_moment(value)
-    return format_datetime(lang, moment) if moment is not None else str(value)
+    return format_datetime(lang, moment, zone="local") if moment is not None else str(value)
 
 
 def _param_date(lang: str, value: Any) -> str:
@@ -383,11 +412,13 @@ def privilege_text(lang: str | None, privilege: str | None) -> str:
     return gettext(lang, msgid)
 
 
-def status_text(lang: str | None, status: str, until: dt.datetime | None = None) -> str:
+def status_text(lang: str | None, status: str, until: dt.datetime | None = None,
+                zone: str | None = None) -> str:
     """An application's state: waiting (= queued), stop_listed, offer_open, referred, admitted,
-    removed, withdrawn; with ``until`` the stop-list / offer / referral shows its end."""
+    removed, withdrawn; with ``until`` the stop-list / offer / referral shows its end (and
+    ``zone``, see format_datetime)."""
     if until is not None and status in STATUSES_UNTIL:
-        return gettext(lang, STATUSES_UNTIL[status], until=format_deadline(lang, until))
+        return gettext(lang, STATUSES_UNTIL[status], until=format_deadline(lang, until, zone=zone))
     msgid = STATUSES.get(status)
     if msgid is None:
         return gettext(lang, "Unknown status ({status})", status=status)
@@ -612,8 +643,10 @@ def _showup_passed(lang: str, params: dict[str, Any]) -> str:
 
 
 def _link_locked(lang: str, params: dict[str, Any]) -> str:
+    if not params.get("until"):
+        return gettext(lang, "Too many unsuccessful attempts. Linking from this chat is paused for a while.")
     return gettext(lang, "Too many unsuccessful attempts. Linking from this chat is paused until {until}.",
-                   until=_param_moment(lang, params.get("until")))
+                   until=_param_moment(lang, params["until"]))
 
 
 def _docs_pending(lang: str, params: dict[str, Any]) -> str:
@@ -692,7 +725,7 @@ def has_error_message(code: str) -> bool:
 
 def _param_text(lang: str, value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        return format_datetime(lang, value)
+        return format_datetime(lang, value, zone="local")
     if isinstance(value, dt.date):
         return format_date(lang, value)
     return value

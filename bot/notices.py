@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from bot.i18n import N_, gettext
 from handlers.claim import SeatsCallback
 from services.email import EmailContent
 from services.deep_link import REGISTRATION_KIND
-from services.notifications import CODE_KINDS, Attachment, Notice
+from services.notifications import CODE_KINDS, EMAIL, Attachment, Notice
 
 LANGS_IN_EMAIL = ("kk", "ru")
 
@@ -30,9 +30,15 @@ class Rendered:
     markup: InlineKeyboardMarkup | None = None
 
 
-def _deadline(lang: str, value: Any) -> str:
+def _zone(n: Notice) -> str:
+    """How a notice's deadlines say their zone: with the offset in an e-mail, which may be read
+    abroad; as Astana time in a chat."""
+    return "utc" if n.channel == EMAIL else "local"
+
+
+def _deadline(lang: str, value: Any, zone: str | None = None) -> str:
     moment = i18n.parse_moment(value) if value else None
-    return i18n.format_deadline(lang, moment) if moment is not None else "—"
+    return i18n.format_deadline(lang, moment, zone=zone) if moment is not None else "—"
 
 
 def _kg(lang: str, n: Notice) -> str:
@@ -100,7 +106,8 @@ def _privilege_dropped(lang: str, n: Notice) -> Rendered:
 def _turn_came(lang: str, n: Notice) -> Rendered:
     text = gettext(lang, "Your turn has come! A seat at {kindergarten} is offered to {application}. "
                          "Claim it by {until}, or it goes to everyone.",
-                   kindergarten=_kg(lang, n), application=_app(lang, n), until=_deadline(lang, n.payload.get("expires_at")))
+                   kindergarten=_kg(lang, n), application=_app(lang, n),
+                   until=_deadline(lang, n.payload.get("expires_at"), _zone(n)))
     if n.payload.get("batch"):
         text += "\n" + gettext(lang, "Twins are placed together: one claim takes the seats for all of them.")
     return Rendered(text, _seats_button(lang, n, N_("Choose a seat")))
@@ -123,8 +130,8 @@ def _referral_issued(lang: str, n: Notice) -> Rendered:
     if n.group_name:
         lines.append(gettext(lang, "Group: {group}", group=n.group_name))
     lines.append(gettext(lang, "Take it to the kindergarten by {due}, or it is annulled.",
-                         due=_deadline(lang, n.payload.get("showup_due_at"))))
-    if n.payload.get("docs_due_at"):
+                         due=_deadline(lang, n.payload.get("showup_due_at"), _zone(n))))
+    if n.payload.get("docs_due_at"):  # (the zone was said in the line above)
         lines.append(gettext(lang, "Privilege documents are due by {due}.",
                              due=_deadline(lang, n.payload.get("docs_due_at"))))
     return Rendered("\n".join(lines))
@@ -135,7 +142,7 @@ def _annulled(lang: str, n: Notice) -> Rendered:
                          "in the queue at the old place.", application=_app(lang, n), reason=_reason(lang, n))
     if n.payload.get("stoplist_until"):
         text += "\n" + gettext(lang, "Until {until} no new seat can be offered (stop-list).",
-                               until=_deadline(lang, n.payload.get("stoplist_until")))
+                               until=_deadline(lang, n.payload.get("stoplist_until"), _zone(n)))
     return Rendered(text)
 
 
@@ -147,7 +154,7 @@ def _simple(msgid: str, **fields: Callable[[str, Notice], str]) -> Callable[[str
 
 
 def _payload_deadline(key: str) -> Callable[[str, Notice], str]:
-    return lambda lang, n: _deadline(lang, n.payload.get(key))
+    return lambda lang, n: _deadline(lang, n.payload.get(key), _zone(n))
 
 
 def _code(lang: str, n: Notice) -> str:
@@ -165,6 +172,14 @@ def _delta(lang: str, n: Notice) -> str:
                              count=i18n.format_number(lang, moved))
     return i18n.ngettext(lang, "{count} place further", "{count} places further", -moved,
                          count=i18n.format_number(lang, -moved))
+
+
+def _queue_number(lang: str, n: Notice) -> str:
+    """The new number as every other message shows one ("1 234", not "1234")."""
+    try:
+        return i18n.format_number(lang, int(n.payload["number"]))
+    except (KeyError, TypeError, ValueError):
+        return "—"
 
 
 def _district(lang: str, n: Notice) -> str:
@@ -191,7 +206,8 @@ def _registration(lang: str, n: Notice) -> Rendered:
         lines.append(gettext(lang, "To get the queue's notices in Telegram, open this link: {link}. The Kezek "
                                    "bot will link the application to your chat at once.", link=link))
         lines.append(gettext(lang, "The link works once, until {until}. Do not share it: it links the "
-                                   "chat that opens it first.", until=_deadline(lang, n.extra.get("link_expires_at"))))
+                                   "chat that opens it first.",
+                             until=_deadline(lang, n.extra.get("link_expires_at"), _zone(n))))
     else:
         lines.append(gettext(lang, "To get the queue's notices in Telegram, open the Kezek bot and send /link."))
     return Rendered("\n".join(lines))
@@ -219,7 +235,7 @@ RENDERERS: dict[str, Callable[[str, Notice], Rendered]] = {
     "reminder_docs": _simple(N_("Reminder: the privilege documents of {application} are due by {due}."),
                              due=_payload_deadline("due_at")),
     "queue_moved": _simple(N_("{application}: the queue number is now {number} ({delta})."),
-                           number=lambda lang, n: str(n.payload.get("number", "—")), delta=_delta),
+                           number=_queue_number, delta=_delta),
     "link_code": _simple(N_("Your code to link {application} in the Kezek bot: {code}. It is valid for "
                             "15 minutes. If you did not ask for it, ignore this e-mail."), code=_code),
     "registration": _registration,
@@ -328,12 +344,13 @@ def _email_details(lang: str, n: Notice) -> list[tuple[str, str]]:
             rows.append((gettext(lang, "Queue number"), i18n.format_number(lang, int(n.extra["queue_number"]))))
     for label, key, kinds in _DATE_DETAILS:
         if n.payload.get(key) and (kinds is None or n.kind in kinds):
-            rows.append((gettext(lang, label), _deadline(lang, n.payload[key])))
+            rows.append((gettext(lang, label), _deadline(lang, n.payload[key], "utc")))
     return rows
 
 
 def _email_section(lang: str, n: Notice, subject_id: str, attached: bool) -> EmailSection:
-    paragraphs = [line for line in render(lang, n).text.split("\n") if line.strip()]
+    # (worded as an e-mail whatever channel the notice came through: deadlines with the UTC offset)
+    paragraphs = [line for line in render(lang, replace(n, channel=EMAIL)).text.split("\n") if line.strip()]
     if n.kind in _ACT_IN_BOT and n.application_id is not None:
         paragraphs.append(gettext(lang, _ACT_IN_BOT[n.kind]))
     if attached:

@@ -78,10 +78,11 @@ def page_lines(lang: str, facts: ReferralFacts) -> list[tuple[str, str]]:
         (gettext(lang, "Language of the group"), i18n.language_name(lang, facts.group_language)),
         (gettext(lang, "Children born in"), str(facts.birth_year)),
         (gettext(lang, "Issued on"), i18n.format_date(lang, facts.issued_at)),
-        (gettext(lang, "Referral valid until"), i18n.format_deadline(lang, facts.valid_until)),
+        (gettext(lang, "Referral valid until"), i18n.format_deadline(lang, facts.valid_until, zone="utc")),
     ]
-    if facts.docs_due_at is not None:
-        rows.append((gettext(lang, "Privilege documents due by"), i18n.format_deadline(lang, facts.docs_due_at)))
+    if facts.docs_due_at is not None:  # (the page may be read abroad: each deadline with its offset)
+        rows.append((gettext(lang, "Privilege documents due by"),
+                     i18n.format_deadline(lang, facts.docs_due_at, zone="utc")))
     return rows
 
 
@@ -95,7 +96,7 @@ def verdict_text(lang: str, verdict: Verdict) -> str:
     number = facts.referral_id
     if verdict.state == rc.VALID:
         text = gettext(lang, "Genuine referral № {id}, valid until {due}: the child may be admitted.",
-                       id=number, due=i18n.format_deadline(lang, facts.valid_until))
+                       id=number, due=i18n.format_deadline(lang, facts.valid_until, zone="local"))
         if facts.docs_due_at is not None and facts.docs_state == "pending":
             text += " " + gettext(lang, "The privilege documents are still awaited (due by {due}): the child "
                                         "can be admitted once they are accepted.",
@@ -111,7 +112,8 @@ def verdict_text(lang: str, verdict: Verdict) -> str:
                        reason=annul_reason(lang, facts.annul_reason))
     passed = facts.docs_due_at if facts.docs_state == "pending" and facts.docs_due_at else facts.valid_until
     return gettext(lang, "Genuine referral № {id}, but no longer valid: its deadline passed ({due}). The "
-                         "child cannot be admitted on it.", id=number, due=i18n.format_deadline(lang, passed))
+                         "child cannot be admitted on it.", id=number,
+                   due=i18n.format_deadline(lang, passed, zone="local"))
 
 
 def _row(pdf: FPDF, label: str, value: str) -> None:
@@ -144,7 +146,7 @@ def _page(pdf: FPDF, lang: str, document: ReferralDocument, qr: bytes) -> None:
     pdf.ln(2)
     pdf.set_font("DejaVu", "", 10.5)
     pdf.multi_cell(0, 5.5, gettext(lang, "Take it to the kindergarten by {due}, or it is annulled.",
-                                   due=i18n.format_deadline(lang, facts.valid_until)),
+                                   due=i18n.format_deadline(lang, facts.valid_until, zone="utc")),
                    new_x="LMARGIN", new_y="NEXT", align="L")
     if facts.docs_due_at is not None:
         pdf.multi_cell(0, 5.5, gettext(lang, "Privilege documents are due by {due}.",
@@ -165,12 +167,14 @@ def _page(pdf: FPDF, lang: str, document: ReferralDocument, qr: bytes) -> None:
         pdf.multi_cell(width, height, text, new_x="LMARGIN", new_y="NEXT", align="L")
 
     pdf.set_y(top + 1)
+    # Translators: the placeholder for the verification code in a command, in capitals (ru, kk: КОД).
+    code = gettext(lang, "CODE")
     beside(6, gettext(lang, "For the kindergarten: check this referral"), ("DejaVu", "B", 11))
     beside(5, gettext(
         lang, "Scan the QR code or type the verification code below, then check it with the command "
               "{command} or in the Kezek API: {request}. The answer says whether the referral is "
               "genuine and still valid, already used or annulled.",
-        command=f"«{VERIFY_COMMAND} CODE»", request=f"{VERIFY_PATH}CODE"), ("DejaVu", "", 9.5))
+        command=f"«{VERIFY_COMMAND} {code}»", request=f"{VERIFY_PATH}{code}"), ("DejaVu", "", 9.5))
     pdf.ln(2)
     beside(5, gettext(lang, "Verification code"), ("DejaVu", "", 9))
     beside(6, document.token, ("DejaVuMono", "", 11))

@@ -58,9 +58,12 @@ def choice_label(lang: str, choice: SeatChoice) -> str:
     return _short(label)
 
 
-def window_note(lang: str, next_at: dt.datetime, hours: tuple[str, str]) -> str:
+def window_note(lang: str, next_at: dt.datetime, hours: tuple[str, str], zone: str | None = "local") -> str:
+    """The claim window's hours and its next opening; ``zone``: said after the hours (unless the
+    message said it already)."""
+    closes = f"{hours[1]} {i18n.zone_text(lang, zone)}" if zone else hours[1]
     return gettext(lang, "Seats are claimed on working days from {opens} to {closes}. The next window "
-                         "opens {at}.", opens=hours[0], closes=hours[1], at=i18n.format_datetime(lang, next_at))
+                         "opens {at}.", opens=hours[0], closes=closes, at=i18n.format_datetime(lang, next_at))
 
 
 def choices_text(lang: str, options: ClaimChoices, *, state_order_only: bool = False) -> str:
@@ -75,13 +78,15 @@ def choices_text(lang: str, options: ClaimChoices, *, state_order_only: bool = F
                                                "open to your child right now.")
         return head + "\n" + gettext(lang, "No seats are open to this application right now.")
     lines = [head, gettext(lang, "Seats you can claim:")]
+    zone = i18n.ZoneOnce()
     for choice in options.choices:
         line = "• " + choice_label(lang, choice) + " — " + gettext(lang, VIA_TEXT[choice.via])
         if choice.expires_at is not None:
-            line += " " + gettext(lang, "(until {until})", until=i18n.format_deadline(lang, choice.expires_at))
+            line += " " + gettext(lang, "(until {until})",
+                                  until=i18n.format_deadline(lang, choice.expires_at, zone=zone.take()))
         lines.append(line)
     if not options.window_open and options.next_window_at is not None:
-        lines.append(window_note(lang, options.next_window_at, options.window_hours))
+        lines.append(window_note(lang, options.next_window_at, options.window_hours, zone.take()))
     lines.append(gettext(lang, "Press a seat to see its details before you confirm."))
     return "\n".join(lines)
 
@@ -108,15 +113,16 @@ def preview_text(lang: str, p: ClaimPreview) -> str:
         lines.append(gettext(lang, "Group: {group}", group=p.group_name))
     lines.append(gettext(lang, "Language of the group: {language}", language=i18n.language_name(lang, p.language)))
     lines.append(gettext(lang, "How: {how}", how=gettext(lang, VIA_TEXT[p.via])))
+    zone = i18n.ZoneOnce()
     if p.offer_expires_at is not None:
         lines.append(gettext(lang, "The offer is valid until {until}.",
-                             until=i18n.format_deadline(lang, p.offer_expires_at)))
+                             until=i18n.format_deadline(lang, p.offer_expires_at, zone=zone.take())))
     lines.append(gettext(lang, "After you confirm, take the referral to the kindergarten by {due}, "
-                               "or it is annulled.", due=i18n.format_deadline(lang, p.showup_due_at)))
+                               "or it is annulled.", due=i18n.format_deadline(lang, p.showup_due_at, zone=zone.take())))
     if p.docs_due_at is not None:
         lines.append(gettext(lang, "Documents confirming the privilege are due by {due}, or the "
                                    "referral is annulled and the child returns to the general queue.",
-                             due=i18n.format_deadline(lang, p.docs_due_at)))
+                             due=i18n.format_deadline(lang, p.docs_due_at, zone=zone.take())))
     if p.twins:
         lines.append(gettext(lang, "Twins are placed together: the referral is issued for "
                                    "applications {numbers} too.", numbers=", ".join(p.twins)))
@@ -135,16 +141,17 @@ def preview_keyboard(lang: str, p: ClaimPreview) -> InlineKeyboardMarkup:
 
 def issued_text(lang: str, refs: list[IssuedReferral]) -> str:
     lines = []
+    zone = i18n.ZoneOnce()
     for ref in refs:
         lines.append(gettext(lang, "Referral issued for application {number}: {kindergarten}.",
                              number=ref.number, kindergarten=ref.kindergarten.name(lang)))
         if ref.group_name:
             lines.append(gettext(lang, "Group: {group}", group=ref.group_name))
         lines.append(gettext(lang, "Take it to the kindergarten by {due}.",
-                             due=i18n.format_deadline(lang, ref.showup_due_at)))
+                             due=i18n.format_deadline(lang, ref.showup_due_at, zone=zone.take())))
         if ref.docs_due_at is not None:
             lines.append(gettext(lang, "Privilege documents are due by {due}.",
-                                 due=i18n.format_deadline(lang, ref.docs_due_at)))
+                                 due=i18n.format_deadline(lang, ref.docs_due_at, zone=zone.take())))
     return "\n".join(lines)
 
 

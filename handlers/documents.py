@@ -75,7 +75,8 @@ def received_text(lang: str, r: docs.Received) -> str:
                           "{count} files received so far (at most {max}).", r.count,
                           count=format_number(lang, r.count), max=format_number(lang, docs.MAX_FILES)))
     lines.append(gettext(lang, "The operator will check the documents. Files are accepted until {due} ({left}).",
-                         due=format_deadline(lang, r.docs_due_at), left=left_text(lang, r.docs_due_at, r.now)))
+                         due=format_deadline(lang, r.docs_due_at, zone="local"),
+                         left=left_text(lang, r.docs_due_at, r.now)))
     return "\n".join(lines)
 
 
@@ -88,8 +89,8 @@ def how_to_text(lang: str, target: docs.Target, now: dt.datetime) -> str:
                 pages=format_number(lang, docs.MAX_PAGES), files=format_number(lang, docs.MAX_FILES)),
         ngettext(lang, "{count} file received so far.", "{count} files received so far.", target.received,
                  count=format_number(lang, target.received)),
-        gettext(lang, "Files are accepted until {due} ({left}).", due=format_deadline(lang, target.docs_due_at),
-                left=left_text(lang, target.docs_due_at, now)),
+        gettext(lang, "Files are accepted until {due} ({left}).",
+                due=format_deadline(lang, target.docs_due_at, zone="local"), left=left_text(lang, target.docs_due_at, now)),
     ])
 
 

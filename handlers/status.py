@@ -123,14 +123,17 @@ def card_text(lang: str, card: st.StatusCard) -> str:
     else:
         kindergartens = ", ".join(f"{k.name(lang)} ({k.code})" for k in card.preferred)
     lines.append(gettext(lang, "Preferred kindergartens: {kindergartens}", kindergartens=kindergartens))
-    lines.append(gettext(lang, "State: {state}", state=i18n.status_text(lang, card.state, card.until)))
+    zone = i18n.ZoneOnce()  # said after the card's first deadline
+    state = i18n.status_text(lang, card.state, card.until,
+                             zone=zone.take() if card.until is not None and card.state in i18n.STATUSES_UNTIL else None)
+    lines.append(gettext(lang, "State: {state}", state=state))
     if card.referral_kindergarten is not None and card.state in ("referred", "admitted"):
         kg = card.referral_kindergarten
         lines.append(gettext(lang, "Kindergarten: {kindergarten}",
                              kindergarten=f"{kg.name(lang)} ({kg.code})"))
     if card.docs_due_at is not None:
         lines.append(gettext(lang, "Privilege documents are due by {due}.",
-                             due=format_deadline(lang, card.docs_due_at)))
+                             due=format_deadline(lang, card.docs_due_at, zone=zone.take())))
     if card.forecast is not None:
         lines.append(forecast_text(lang, card.forecast, stop_listed=card.state == "stop_listed"))
     return "\n".join(lines)

@@ -9,6 +9,7 @@ import datetime as dt
 import email
 import html
 import re
+from dataclasses import replace
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,9 @@ def test_notice_words_in_both_languages(kind: str) -> None:
                       code="123456", number=4, previous=9)
     ru, kk = render("ru", notice).text, render("kk", notice).text
     assert ru and kk and "{" not in ru and "{" not in kk
+    # The e-mail copy has the same words, its deadlines with the UTC offset (it may be read abroad).
+    as_email = replace(notice, channel=EMAIL)
+    ru, kk = render("ru", as_email).text, render("kk", as_email).text
     copy = render_email(notice)
     assert ru in copy.text and kk in copy.text and copy.subject.startswith("Kezek")
     assert "{" not in copy.subject and "{" not in copy.text and "{" not in copy.html
@@ -317,3 +321,32 @@ async def test_smtp_down_means_retry_later(clock: FrozenClock, unused_tcp_port: 
     mailer = SmtpSender(clock, "127.0.0.1", unused_tcp_port, "noreply@kezek.kz", starttls=False, timeout=5)
     with pytest.raises(RetryLater):
         await mailer.send("parent@example.kz", EmailContent("s", "b", "<p>b</p>"), message_key="x")
+
+
+# --- the language review of 2026-12 (issue 18) -------------------------------------------------------
+
+def test_deadlines_say_their_zone_once_in_a_chat_and_with_the_offset_in_an_email() -> None:
+    notice = a_notice("referral_issued", showup_due_at="2026-09-14T19:00:00+00:00",
+                      docs_due_at="2026-09-21T19:00:00+00:00")
+    zone = {"ru": "(по времени Астаны)", "kk": "(Астана уақытымен)"}
+    for lang in ("ru", "kk"):
+        text = render(lang, notice).text
+        assert text.count(zone[lang]) == 1 and "UTC" not in text  # one mention per message
+    copy = render_email(notice)
+    for lang, offset in (("ru", "(по времени Астаны, UTC+5)"), ("kk", "(Астана уақытымен, UTC+5)")):
+        due = i18n.format_deadline(lang, dt.datetime(2026, 9, 14, 19, tzinfo=dt.UTC))
+        assert f"{due} {offset}" in copy.text  # in the sentence and in the table of details
+        assert copy.text.count(offset) >= 3
+
+
+def test_queue_moved_shows_the_number_as_every_other_message() -> None:
+    notice = a_notice("queue_moved", number=1234, previous=1255)
+    assert i18n.format_number("ru", 1234) in render("ru", notice).text
+    assert "1234" not in render("ru", notice).text
+
+
+def test_the_html_copy_fits_a_phone_and_names_its_language() -> None:
+    copy = render_email(a_notice("referral_issued", showup_due_at="2026-09-14T19:00:00+00:00",
+                                 docs_due_at="2026-09-21T19:00:00+00:00"))
+    assert "white-space:nowrap" not in copy.html  # a 47-character label pushed the table wide
+    assert re.search(r'<html lang="kk">', copy.html)

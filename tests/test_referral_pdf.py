@@ -308,3 +308,15 @@ async def test_a_retry_a_day_later_sends_the_same_file(kz: Kezek, kazakh_world: 
     first = referral_pdf(await kz.referral_document(ref.id), ["kk", "ru"])
     clock.advance(days=1)
     assert referral_pdf(await kz.referral_document(ref.id), ["kk", "ru"]) == first
+
+
+async def test_the_pages_give_the_zone_with_its_offset_and_no_english(kz: Kezek, kazakh_world: World) -> None:
+    """Issue 18: the PDF may be read abroad (the deadlines say "Astana time, UTC+5"), and the
+    verification command's placeholder is a word of the page's language, not "CODE"."""
+    ref, _ = await issue(kazakh_world, privilege="first")
+    document = await kz.referral_document(ref.id)
+    kk, ru = pdf_pages(referral_pdf(document, ["kk", "ru"]))
+    assert "(Астана уақытымен, UTC+5)" in kk and "(по времени Астаны, UTC+5)" in ru
+    for page in (kk, ru):
+        assert "CODE" not in page and "verify КОД" in page and "token=КОД" in page
+    assert "Балабақша үшін: жолдаманы қалай тексеру керек" in kk

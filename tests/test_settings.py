@@ -418,7 +418,7 @@ async def test_the_fourth_code_mail_in_an_hour_is_refused(tg: Harness, kz: Kezek
     await tg.press("stg:email")
     [refused] = sent(await tg.send(lang, text="mama3@example.kz"))
     until = first_at + dt.timedelta(hours=1)
-    assert refused.text == i18n.gettext(lang, RATE_LIMITED, until=i18n.format_datetime(lang, until))
+    assert refused.text == i18n.gettext(lang, RATE_LIMITED, until=i18n.format_datetime(lang, until, zone="local"))
     assert len(await email_codes(kz)) == 3
     assert (await kz.chat_settings(CHAT_ID)).email_pending == "mama2@example.kz"
     clock.set(until)
@@ -451,7 +451,7 @@ async def test_the_link_dialogue_tells_about_the_limit(tg: Harness, kz: Kezek, w
     await tg.send(lang, text=row["child_iin"])
     calls = await tg.press("link:email")
     until = clock.now() + dt.timedelta(hours=1)
-    refusal = i18n.gettext(lang, RATE_LIMITED, until=i18n.format_datetime(lang, until))
+    refusal = i18n.gettext(lang, RATE_LIMITED, until=i18n.format_datetime(lang, until, zone="local"))
     assert refusal in [m.text for m in sent(calls)] + [a.text for a in answers(calls)]
     async with kz.reading() as ctx:
         kinds = (await ctx.session.execute(select(OutboxMessage.kind))).scalars().all()
