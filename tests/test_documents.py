@@ -450,7 +450,8 @@ async def test_when_both_deadlines_pass_together_the_files_are_closed_too(
     assert ref.docs_due_at == ref.showup_due_at
     clock.set(ref.docs_due_at)
     done = await kz.run_sweeps()
-    assert (done["no_show"], done["docs_missed"]) == (1, 0)  # as before: the no-show wins the tie
+    # RULES.md, "Privilege documents": at the tie the documents deadline decides
+    assert (done["no_show"], done["docs_missed"]) == (0, 1)
     assert [d.status for d in await stored(kz)] == ["closed"]
 
 
