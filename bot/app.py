@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from aiogram import Dispatcher, F
 from aiogram.enums import ChatType
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
-from aiogram.fsm.storage.memory import MemoryStorage
 
+from bot.fsm_storage import DatabaseStorage
 from bot.gate import ChatGate
 from bot.middlewares import ContextMiddleware, ErrorBoundaryMiddleware, UpdateMetricsMiddleware
 from bot.throttling import ThrottleMiddleware
@@ -21,19 +21,23 @@ if TYPE_CHECKING:
     from bot.config import Settings
 
 # A dialogue left half-way is forgotten after a day (its data holds an application number and an
-# IIN; DESIGN.md: kept only until the dialogue ends). Applies to Redis; MemoryStorage has no TTL.
-FSM_TTL_SECONDS = 24 * 60 * 60
+# IIN; DESIGN.md: kept only until the dialogue ends): the Redis keys' time to live, and the
+# database's rows without Redis (bot.fsm_storage).
+FSM_TTL_SECONDS = DatabaseStorage.TTL_SECONDS
 CHAT_LOCK_SECONDS = 10  # the Redis lock of a chat being handled (see make_storage)
 
 
-def make_storage(settings: Settings, *, prefix: str = "kezek") -> tuple[BaseStorage, BaseEventIsolation | None]:
+def make_storage(settings: Settings, *,
+                 prefix: str = "kezek") -> tuple[BaseStorage | None, BaseEventIsolation | None]:
     """FSM storage and event isolation for the settings.
 
-    No ``redis_url``: MemoryStorage, no isolation (one process). With Redis: RedisStorage with keys
-    ``<prefix>:<bot id>:<chat>:<user>:state|data`` and RedisEventIsolation on the same client, so
-    that two instances never handle updates of one chat at the same time (DESIGN.md section 5)."""
+    No ``redis_url``: (None, None), the default of ``build_dispatcher``: the dialogues in the
+    bot's own database (``bot.fsm_storage.DatabaseStorage``: one process; a restart keeps them), no
+    isolation. With Redis: RedisStorage with keys ``<prefix>:<bot id>:<chat>:<user>:state|data``
+    and RedisEventIsolation on the same client, so that two instances never handle updates of one
+    chat at the same time (DESIGN.md section 5)."""
     if not settings.redis_url:
-        return MemoryStorage(), None
+        return None, None
     from aiogram.fsm.storage.redis import RedisStorage
 
     from bot.degraded import FallbackIsolation, FallbackStorage, Outage
@@ -55,13 +59,15 @@ def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,
                      throttle: ThrottleMiddleware | None = None) -> Dispatcher:
     """A Dispatcher whose handlers get ``kz`` (the service facade) and ``lang`` ('ru' | 'kk').
 
-    ``storage``: FSM storage (MemoryStorage when None); ``events_isolation``: aiogram's event
-    isolation (none when None); ``throttle``: the per-chat limit (none when None; ``bot.runner``
-    builds one from the settings). The Dispatcher closes the storage and the throttle on shutdown."""
+    ``storage``: FSM storage (when None: the dialogues in kezek's database, ``DatabaseStorage``);
+    ``events_isolation``: aiogram's event isolation (none when None); ``throttle``: the per-chat
+    limit (none when None; ``bot.runner`` builds one from the settings). The Dispatcher closes the
+    storage and the throttle on shutdown."""
     # With Redis, bot.gate.ChatGate takes the place of aiogram's FSM middleware (the lock, the
     # state and the throttle's count in one round trip).
     gate = ChatGate.over(storage, events_isolation)
-    dp = Dispatcher(storage=storage or MemoryStorage(), events_isolation=events_isolation,
+    dp = Dispatcher(storage=storage if storage is not None else DatabaseStorage(kezek.db),
+                    events_isolation=events_isolation,
                     disable_fsm=gate is not None)
     if gate is not None:
         dp.fsm = gate  # (the Dispatcher's shutdown closes the same storage and isolation)

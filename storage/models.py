@@ -603,3 +603,25 @@ class Document(Base):
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     reason: Mapped[str | None] = mapped_column(String(30), default=None)  # a rejection reason code
     note: Mapped[str | None] = mapped_column(Text, default=None)  # the operator's words
+
+
+# --- dialogues of the bot (bot/fsm_storage.py: aiogram's FSM without Redis) ----------------------
+
+class FsmState(Base):
+    """A chat's dialogue half-way (aiogram's FSM state and data) when no Redis is configured: the
+    bot's own database keeps it, so that a restart does not lose it. The key is aiogram's
+    ``StorageKey`` (no thread: 0, no business connection: ''). ``data`` may hold what a parent typed
+    (an application number, an IIN): the row is deleted when the dialogue ends, and a row left
+    for more than a day is ignored and deleted (``DatabaseStorage.TTL_SECONDS``)."""
+
+    __tablename__ = "fsm_states"
+
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    thread_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    business_connection_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    destiny: Mapped[str] = mapped_column(String(100), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(255), default=None)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)

@@ -15,3 +15,24 @@ async def test_models_match_migrations(db: Database) -> None:
     async with db.engine.connect() as conn:
         changes = await conn.run_sync(diff)
     assert changes == []
+
+
+def test_the_fsm_states_migration_goes_down_and_up_again(tmp_path) -> None:
+    """0010 (fsm_states) is undone and done again on a copy of a migrated database (SQLite; the
+    PostgreSQL schema of the same DDL is compared above)."""
+    import sqlite3
+
+    from alembic import command
+
+    from storage.migrate import alembic_config, upgrade
+
+    url = f"sqlite:///{tmp_path / 'kezek.sqlite3'}"
+    upgrade(url)
+    command.downgrade(alembic_config(url), "0009")
+    with sqlite3.connect(tmp_path / "kezek.sqlite3") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "fsm_states" not in tables and "queue_versions" in tables
+    upgrade(url)
+    with sqlite3.connect(tmp_path / "kezek.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM fsm_states").fetchone() == (0,)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0010",)

@@ -14,6 +14,7 @@ from aiogram.types import Contact, ReplyKeyboardMarkup
 from bot import i18n
 from bot.app import FSM_TTL_SECONDS, build_dispatcher, make_storage
 from bot.degraded import FallbackIsolation, FallbackStorage
+from bot.fsm_storage import DatabaseStorage
 from bot.config import Settings
 from services.kezek import Kezek
 from tests.conftest import REDIS_URL, World
@@ -30,9 +31,13 @@ async def shut(harness: Harness) -> None:
     await harness.bot.session.close()
 
 
-async def test_make_storage_follows_the_settings() -> None:
+async def test_make_storage_follows_the_settings(kz: Kezek) -> None:
     storage, isolation = make_storage(Settings(_env_file=None))  # type: ignore[call-arg]
-    assert isinstance(storage, MemoryStorage) and isolation is None
+    assert storage is None and isolation is None
+    # ... which build_dispatcher reads as the default: the dialogues in the bot's own database
+    # (tests/test_fsm_restart.py: they survive a restart).
+    dp = build_dispatcher(kz, storage=storage, events_isolation=isolation)
+    assert isinstance(dp.fsm.storage, DatabaseStorage) and dp.fsm.storage.db is kz.db
     storage, isolation = make_storage(Settings(_env_file=None, redis_url=REDIS_URL))  # type: ignore[call-arg]
     assert isinstance(storage, FallbackStorage) and isinstance(isolation, FallbackIsolation)
     assert isinstance(storage.primary, RedisStorage) and isinstance(isolation.primary, RedisEventIsolation)
@@ -80,14 +85,15 @@ async def test_link_dialogue_survives_a_switch_of_instance(kz: Kezek, world: Wor
 
 
 async def test_a_dialogue_on_memory_storage_does_not_survive(kz: Kezek, world: World) -> None:
-    """The contrast: without Redis a new instance starts from scratch (so the test above shows
-    something Redis gives)."""
+    """The contrast: in aiogram's MemoryStorage a new instance starts from scratch (so the test
+    above shows something Redis gives; without Redis the default keeps the dialogues in the
+    database, tests/test_fsm_restart.py)."""
     row = world.row()
     await world.apps(row)
-    first = Harness(build_dispatcher(kz))
+    first = Harness(build_dispatcher(kz, storage=MemoryStorage()))
     await first.send("ru", text="/link")
     await first.send("ru", text=row["number"])
-    second = Harness(build_dispatcher(kz))
+    second = Harness(build_dispatcher(kz, storage=MemoryStorage()))
     [reply] = sent(await second.send("ru", text=row["child_iin"]))
     assert reply.text == i18n.gettext(
         "ru", "I did not understand this message. Please use the menu buttons below or send /help.")
