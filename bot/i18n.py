@@ -1,7 +1,8 @@
 """Localization of what the front ends show: domain errors, queue moves, states, dates.
 
-Catalogs live in ``locales/{ru,kk}/LC_MESSAGES/kezek.po``. The ``.mo`` files are not committed:
-the first use of a language compiles its ``.po`` in memory (Babel ``read_po`` + ``write_mo``).
+Catalogs live in ``locales/{ru,kk}/LC_MESSAGES/kezek.po``, the package ``locales`` (its ``.po``
+files are package data: the wheel carries them). No ``.mo`` file is built or committed: the first
+use of a language compiles its ``.po`` in memory (Babel ``read_po`` + ``write_mo``).
 Every msgid is English source text; module-level tables mark theirs with the no-op ``N_`` /
 ``NP_`` markers so ``pybabel extract`` finds them (see ``locales/README.md`` for the commands).
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib.resources
 import io
 import re
 import threading
@@ -50,7 +52,22 @@ from services.calendar import ALMATY
 from services.errors import KezekError
 
 DOMAIN = "kezek"
-LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+
+
+def _locales_dir() -> Path:
+    """The folder of the ``locales`` package (an installed wheel's, or the checkout's on the path),
+    else the checkout's ``locales/`` next to ``bot/`` (an editable install made before ``locales``
+    became a package)."""
+    try:
+        found = Path(str(importlib.resources.files("locales")))
+    except (ModuleNotFoundError, TypeError):
+        found = None
+    if found is not None and (found / "ru" / "LC_MESSAGES" / f"{DOMAIN}.po").is_file():
+        return found
+    return Path(__file__).resolve().parent.parent / "locales"
+
+
+LOCALES_DIR = _locales_dir()
 LANGUAGES: tuple[str, ...] = ("ru", "kk")
 DEFAULT_LANGUAGE = "ru"
 _ALIASES = {"kz": "kk"}  # some clients report Kazakh as "kz"
