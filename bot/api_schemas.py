@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter
 from pydantic import ValidationError as PydanticError
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from services.documents import NOTE_MAX, REJECTION_REASONS
 from services.errors import BulkRejected, InvalidField, InvalidIIN, KezekError, MissingField
@@ -51,6 +51,12 @@ Code = Annotated[StrictStr, Field(min_length=1, max_length=40, pattern=CODE_PATT
 OptionalCode = Annotated[StrictStr, Field(max_length=40, pattern=OPTIONAL_CODE_PATTERN,
                                           description="A code; empty: none.")]
 Language = Literal["ru", "kk"]
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    if len(set(items)) != len(items):
+        raise PydanticCustomError("duplicates", "each item at most once")
+    return items
 
 
 def _text(max_length: int, **kw: Any) -> Any:
@@ -90,7 +96,7 @@ class Application(_Body):
                                   "8 years ago, not in the future.")
     district: Code
     language: Language = "ru"
-    preferred_kindergartens: list[Code] = Field(
+    preferred_kindergartens: Annotated[list[Code], AfterValidator(_unique)] = Field(
         default_factory=list, max_length=20, json_schema_extra={"uniqueItems": True},
         description="Kindergarten codes of the district, each once; empty: any.")
     privilege: Literal[Privilege.ALL] = Privilege.NONE  # type: ignore[valid-type]
@@ -227,6 +233,8 @@ def _domain_error(model: type[_Body], error: ErrorDetails) -> KezekError:
         return InvalidField(field=field, reason="range", min=low, max=high)
     if kind == "too_long":
         return InvalidField(field=field, reason="too_many", max=ctx.get("max_length"))
+    if kind == "duplicates":
+        return InvalidField(field=field, reason="duplicates")
     if kind == "bool_type":
         return InvalidField(field=field, reason="boolean")
     return InvalidField(field=field, reason="type")

@@ -834,3 +834,46 @@ async def test_a_header_with_a_nul_byte_gets_the_json_error_and_one_clean_log_li
     assert "FAKE-SECRET" not in text and "Traceback" not in text, text
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
     assert sum("malformed" in r.getMessage() for r in caplog.records) == 1, text
+
+
+# --- the document and the server agree (issue 16, item 13) ----------------------------------------------
+
+PROBES: list[Any] = [None, True, False, 0, 2**63, 1.5, "", " ", "A1", "a b", "x" * 41, "x" * 301, "a\x00b", "ru",
+                     "kk,ru", "false", "2026-09-08", "08.09.2026", "2026-02-30", "P", "PT", "PT3H", "P1W",
+                     "230315500001", [], ["ru"], ["ru", "ru"], [True], ["KG1"] * 21, {}, "other"]
+
+
+@pytest.mark.parametrize("name, base", [
+    ("District", district_rows()[0]), ("Kindergarten", kindergarten_rows()[0]), ("Application", app_row(1)),
+    ("CalendarDay", {"day": "2026-09-08", "working": False, "name": "x"}),
+    ("SeatsRequest", {"kindergarten": "KG1", "birth_year": 2023, "language": "ru", "count": 1}),
+    ("DocumentsDecision", {"decision": "rejected", "reason": "other", "note": "x"}),
+])
+def test_a_body_fits_the_document_exactly_when_the_server_takes_its_shape(name: str, base: dict[str, Any]) -> None:
+    """Every field of every request body, set to each probe (or left out): the OpenAPI document's
+    schema and the server's check (bot.api_schemas) give the same verdict."""
+    from jsonschema import Draft202012Validator
+
+    from bot import api_schemas
+
+    model = {**api_schemas.ARRAY_BODIES, **api_schemas.OBJECT_BODIES}[name]
+    validator = Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": DOC["components"]})
+    assert validator.is_valid(base) and api_schemas.row_error(model, base) is None
+    for field in set(base) | set(model.model_fields):
+        for probe in [*PROBES, "missing"]:
+            body = {k: v for k, v in base.items() if k != field} | ({} if probe == "missing" else {field: probe})
+            server = api_schemas.row_error(model, body)
+            assert validator.is_valid(body) == (server is None), (field, probe, server and server.params)
+
+
+async def test_the_clock_refuses_what_the_document_refuses(sandbox: tuple[TestClient, Kezek, World],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import re as re_
+
+    client, _, _ = sandbox
+    pattern = DOC["components"]["schemas"]["ClockMove"]["oneOf"][0]["properties"]["advance"]["pattern"]
+    for raw in ("P", "PT", "P1W", "pt3h", "P1DT", " PT3H"):
+        assert not re_.search(pattern, raw), raw
+        body = await call(client, "POST", "/sandbox/clock", json={"advance": raw}, status=422)
+        assert (body["errors"][0]["field"], body["errors"][0]["detail"]) == ("advance", "duration"), raw
+    assert re_.search(pattern, "P1DT30M") and re_.search(pattern, "PT0S")
