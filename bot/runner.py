@@ -53,6 +53,31 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 
+# What a parent reads before pressing Start and in a shared link of the bot (Telegram's limits:
+# 512 and 120 characters).
+DESCRIPTION = i18n.N_(
+    "Kezek follows your child's place in the kindergarten queue: the queue number and why it moves, an "
+    "alert when your turn comes, choosing a seat and the referral, reminders of the deadlines. To begin, "
+    "choose a language and link your application with its number and the child's IIN.")
+SHORT_DESCRIPTION = i18n.N_(
+    "Your child's place in the kindergarten queue, an alert when your turn comes, seats and referrals.")
+DESCRIPTION_MAX, SHORT_DESCRIPTION_MAX = 512, 120
+
+
+def bot_descriptions(lang: str | None) -> tuple[str, str]:
+    """(description, short description) for clients set to ``lang``; None: everyone else, who get
+    both languages, Kazakh first, where they fit (the language Telegram reports is often not the
+    parent's), else Russian."""
+    if lang is not None:
+        return (i18n.gettext(lang, DESCRIPTION)[:DESCRIPTION_MAX],
+                i18n.gettext(lang, SHORT_DESCRIPTION)[:SHORT_DESCRIPTION_MAX])
+    texts = []
+    for msgid, limit in ((DESCRIPTION, DESCRIPTION_MAX), (SHORT_DESCRIPTION, SHORT_DESCRIPTION_MAX)):
+        both = "\n\n".join(i18n.gettext(code, msgid) for code in ("kk", "ru"))
+        texts.append(both if len(both) <= limit else i18n.gettext(i18n.DEFAULT_LANGUAGE, msgid)[:limit])
+    return texts[0], texts[1]
+
+
 class MissingTokenError(RuntimeError):
     """No bot token is configured (KEZEK_BOT_TOKEN); the CLI shows a localized refusal."""
 
@@ -128,12 +153,20 @@ def bot_commands(lang: str) -> list[BotCommand]:
 
 
 async def set_commands(bot: Bot) -> None:
-    """The command menu: Russian for everybody, Kazakh for clients set to Kazakh."""
+    """The command menu: Russian for everybody, Kazakh for clients set to Kazakh; the bot's
+    description and short description (``bot_descriptions``) for everybody, Kazakh and Russian."""
     try:
         await bot.set_my_commands(bot_commands("ru"), scope=BotCommandScopeDefault())
         await bot.set_my_commands(bot_commands("kk"), scope=BotCommandScopeDefault(), language_code="kk")
     except Exception as exc:  # noqa: BLE001 - a missing menu must not keep the bot down
         log.warning("could not set the command menu: %s", type(exc).__name__)
+    try:
+        for lang in (None, "kk", "ru"):
+            description, short = bot_descriptions(lang)
+            await bot.set_my_description(description=description, language_code=lang)
+            await bot.set_my_short_description(short_description=short, language_code=lang)
+    except Exception as exc:  # noqa: BLE001 - nor a missing description
+        log.warning("could not set the bot's description: %s", type(exc).__name__)
 
 
 class BackgroundTasks:

@@ -1,4 +1,4 @@
-"""/start: the language picker (Русский / Қазақша), then a greeting and the main menu.
+"""/start: the language picker (Қазақша / Русский), then a greeting and the main menu.
 
 ``/start <token>`` (the deep link of the registration e-mail, ``services.deep_link``) links the
 chat at once through the linking service, then the start flow goes on: a chat that chose its
@@ -26,6 +26,9 @@ from services.linking import LinkTarget
 
 # Each language is offered under its own name, the same whatever the chat's language is.
 LANGUAGE_LABELS: dict[str, str] = {"ru": "Русский", "kk": "Қазақша"}
+# Kazakh first, as state services show them (egov: Қаз | Рус) and as the e-mails already are; the
+# order of display only (the fallback for a client that reports neither stays bot.i18n's).
+PICKER_ORDER: tuple[str, ...] = ("kk", "ru")
 
 
 class LangCallback(CallbackData, prefix="lang"):
@@ -34,7 +37,7 @@ class LangCallback(CallbackData, prefix="lang"):
 
 def language_picker() -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    for code in LANGUAGES:
+    for code in PICKER_ORDER:
         builder.button(text=LANGUAGE_LABELS[code], callback_data=LangCallback(code=code))
     builder.adjust(2)
     return builder.as_markup()
@@ -43,7 +46,7 @@ def language_picker() -> InlineKeyboardMarkup:
 def picker_prompt() -> str:
     # The chat may not read the language Telegram reports (Kazakh speakers' clients often say
     # 'ru'): ask in both.
-    return "\n".join(gettext(code, "Please choose a language:") for code in LANGUAGES)
+    return "\n".join(gettext(code, "Please choose a language:") for code in PICKER_ORDER)
 
 
 def stale_button_text(lang: str) -> str:
@@ -76,7 +79,7 @@ async def start_with_token(message: Message, command: CommandObject, state: FSMC
     if chosen is None:
         if isinstance(outcome, LinkTarget):
             await remember_language(kz, chat_id, lang)  # its notices until the picker is used
-        text = "\n\n".join(link_outcome_text(code, outcome) for code in LANGUAGES)
+        text = "\n\n".join(link_outcome_text(code, outcome) for code in PICKER_ORDER)
         await message.answer(text + "\n\n" + picker_prompt(), reply_markup=language_picker())
         return
     await message.answer(link_outcome_text(chosen, outcome), reply_markup=main_menu(chosen))

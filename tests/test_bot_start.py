@@ -144,12 +144,14 @@ async def test_start_offers_both_languages(tg: Harness, language_code: str | Non
     calls = await tg.send(language_code, text="/start")
     [reply] = sent(calls)
     assert isinstance(reply.reply_markup, InlineKeyboardMarkup)
-    assert button_texts(reply.reply_markup) == ["Русский", "Қазақша"]
+    # Kazakh first, as state services show them (issue 18).
+    assert button_texts(reply.reply_markup) == ["Қазақша", "Русский"]
     datas = [b.callback_data for row in reply.reply_markup.inline_keyboard for b in row]
-    assert datas == ["lang:ru", "lang:kk"]
-    # The prompt is in both languages, whatever the client reports.
-    assert i18n.gettext("ru", "Please choose a language:") in reply.text
-    assert i18n.gettext("kk", "Please choose a language:") in reply.text
+    assert datas == ["lang:kk", "lang:ru"]
+    # The prompt is in both languages, whatever the client reports: Kazakh above Russian.
+    assert reply.text == "Тілді таңдаңыз:\nВыберите язык:"
+    assert reply.text.splitlines() == [i18n.gettext("kk", "Please choose a language:"),
+                                       i18n.gettext("ru", "Please choose a language:")]
 
 
 async def test_picking_kazakh_stores_it_and_the_bot_speaks_kazakh(tg: Harness, kz: Kezek) -> None:
@@ -301,3 +303,26 @@ def test_no_filter_or_handler_runs_in_a_worker_thread(kz: Kezek) -> None:
                 if not f.awaitable:
                     in_threads.append(f"{router.name}.{name}: router filter {f.callback!r}")
     assert in_threads == []
+
+
+# --- what a parent sees before pressing Start -------------------------------------------------------
+
+async def test_the_description_is_set_at_start_up_in_both_languages() -> None:
+    """Issue 18: the description and the short description (before Start, and in a shared link)
+    are set like the commands: Kazakh for Kazakh clients, Russian for Russian ones, and both
+    languages, Kazakh first, for everyone else."""
+    from aiogram.methods import SetMyDescription, SetMyShortDescription
+
+    from bot.runner import DESCRIPTION, SHORT_DESCRIPTION, set_commands
+
+    session = RecordingSession()
+    await set_commands(Bot("42:TEST", session=session))
+    long = {c.language_code: c.description for c in session.requests if isinstance(c, SetMyDescription)}
+    short = {c.language_code: c.short_description for c in session.requests if isinstance(c, SetMyShortDescription)}
+    assert set(long) == set(short) == {None, "kk", "ru"}
+    for lang in ("kk", "ru"):
+        assert long[lang] == i18n.gettext(lang, DESCRIPTION) != DESCRIPTION
+        assert short[lang] == i18n.gettext(lang, SHORT_DESCRIPTION) != SHORT_DESCRIPTION
+    assert long[None] == long["kk"] + "\n\n" + long["ru"]
+    assert len(long[None]) <= 512 and all(len(text) <= 120 for text in short.values())
+    assert short[None] == short["ru"]  # both would not fit in 120 characters

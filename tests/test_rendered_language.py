@@ -456,6 +456,9 @@ def test_every_state_forecast_and_error(shown: Shown) -> None:
                          st.Forecast(st.FORECAST_ESTIMATE, advanced=21, days=21, expected=today)):
             shown.add(lang, f"forecast {forecast.kind}", forecast_text(lang, forecast),
                       forecast_text(lang, forecast, stop_listed=True))
+        from bot.runner import bot_descriptions
+
+        shown.add(lang, "the bot's description", *bot_descriptions(lang))
         shown.add(lang, "history", history_text(lang, st.HistoryView(
             application_id=1, number="A00001", state="referred", waiting=False, queue_number=None,
             since=None, moves=[], points=[])))
