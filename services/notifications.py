@@ -364,7 +364,7 @@ class NotificationFacade(FacadeBase):
                           pacer: Pacer | None = None, lease: dt.timedelta = LEASE,
                           ahead: int | None = None) -> dict[str, int]:
         """Send up to ``limit`` due deliveries of ``channel`` through ``send``; the counts of the
-        results (sent, pending, failed).
+        results (sent, pending, failed; what a flood answer deferred counts as pending).
 
         Deliveries are leased a few at a time: short transactions keep about ``ahead`` (default
         twice ``concurrency``) taken and not yet started, so a sender that dies strands few. Up to
@@ -466,8 +466,9 @@ class NotificationFacade(FacadeBase):
                             counts[status] += n
                         if channel == EMAIL and any(n.kind in EMAIL_ONLY for n, _, _ in results):
                             await scrub_codes(ctx)
-                        if flood and not deferred:
+                        if flood and not deferred:  # counted with the round's retries, as if tried
                             deferred.append(await defer_due(ctx, channel, flood[0]))
+                            counts["pending"] += deferred[0]
                     for notice, _, written in results:
                         del held[notice.delivery_id]
                         written.set_result(None)
