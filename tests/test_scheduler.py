@@ -238,9 +238,10 @@ async def test_run_scheduler_catches_up_at_start(kz: Kezek, world: World, clock:
     clock.set(almaty(2026, 9, 8, 8, 0))  # the bot was down at 20:00
     task = asyncio.create_task(run_scheduler(kz, every_seconds=3600, snapshot_hour=0, digest_hour=10))
     try:
-        for _ in range(200):  # the catch-up runs before anything else: a few milliseconds
-            if await snapshot_rows(kz):
-                break
+        # The catch-up runs before anything else (a few milliseconds); a deadline, for a busy machine.
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await snapshot_rows(kz):
+            assert asyncio.get_running_loop().time() < deadline, "no catch-up within 30 s"
             await asyncio.sleep(0.01)
         assert (await kz.queue_view(a)).state == "waiting"
         assert len(await outbox(kz, "offer_expired")) == 1
