@@ -24,11 +24,12 @@ from pydantic import ValidationError as PydanticError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from services.documents import NOTE_MAX, REJECTION_REASONS
+from services.errors import MAX_REPORTED_ERRORS as _MAX_REPORTED_ERRORS
 from services.errors import BulkRejected, InvalidField, InvalidIIN, KezekError, MissingField
 from storage.models import KindergartenKind, Privilege
 
 # Errors listed in one answer (or printed by the CLI); the rest are counted.
-MAX_REPORTED_ERRORS = 50
+MAX_REPORTED_ERRORS = _MAX_REPORTED_ERRORS  # (services.errors: the services keep as many)
 # Rows checked between two turns of the event loop (a row of an application: ~0.1 ms).
 CHUNK_ROWS = 50
 

@@ -1,7 +1,7 @@
 """Reference data fed by the registry: rule profiles, districts, kindergartens, calendar days.
 
-Every upsert validates all rows first and writes nothing when one is bad (BulkRejected lists
-each bad row's index and error)."""
+Every upsert validates all rows first, in turns of the event loop, and writes nothing when one is
+bad (BulkRejected lists the first bad rows' index and error, and counts them all)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from services import parsing as p
 from services.context import Ctx
-from services.errors import BulkRejected, DuplicateInBatch, InvalidField, KezekError, UnknownDistrict, UnknownProfile
+from services.errors import DuplicateInBatch, InvalidField, KezekError, RowErrors, UnknownDistrict, UnknownProfile
 from storage.models import CalendarDay, District, Kindergarten, KindergartenKind, RuleProfile
 
 PROFILE_FIELDS: dict[str, tuple[int, int]] = {
@@ -64,29 +64,37 @@ def _minute(row: p.Row, field: str, default: int) -> int:
     return minute
 
 
-def _collect(rows: Sequence[p.Row], parse: Any) -> list[Any]:
-    parsed, errors = [], []
-    for index, row in enumerate(rows):
+async def _collect(rows: Sequence[p.Row], parse: Any) -> list[Any]:
+    """Every row parsed, in turns of the event loop; ``BulkRejected`` with the first bad rows and
+    their count when any is bad."""
+    parsed, errors = [], RowErrors()
+    async for index, row in p.in_turns(rows):
         try:
             if not isinstance(row, dict):
                 raise InvalidField(field="*", reason="object")
             parsed.append(parse(row))
         except KezekError as exc:
-            errors.append((index, exc))
-    if errors:
-        raise BulkRejected(errors)
+            errors.add(index, exc)
+    errors.raise_any()
     return parsed
 
 
 def _no_duplicates(items: list[dict[str, Any]], key: str) -> None:
     seen: set[str] = set()
-    errors = []
+    errors = RowErrors()
     for index, item in enumerate(items):
         if item[key] in seen:
-            errors.append((index, DuplicateInBatch(field=key, value=item[key])))
+            errors.add(index, DuplicateInBatch(field=key, value=item[key]))
         seen.add(item[key])
-    if errors:
-        raise BulkRejected(errors)
+    errors.raise_any()
+
+
+def _rejected(pairs: Any) -> None:
+    """``BulkRejected`` for the (index, error) pairs, the first ones kept, when there are any."""
+    errors = RowErrors()
+    for index, error in pairs:
+        errors.add(index, error)
+    errors.raise_any()
 
 
 async def upsert_profiles(ctx: Ctx, rows: Sequence[p.Row]) -> int:
@@ -105,7 +113,7 @@ async def upsert_profiles(ctx: Ctx, rows: Sequence[p.Row]) -> int:
             raise InvalidField(field="window_close", reason="before_open")
         return out
 
-    items = _collect(rows, parse)
+    items = await _collect(rows, parse)
     _no_duplicates(items, "code")
     for item in items:
         existing = (await ctx.session.execute(
@@ -120,7 +128,7 @@ async def upsert_profiles(ctx: Ctx, rows: Sequence[p.Row]) -> int:
 
 
 async def upsert_districts(ctx: Ctx, rows: Sequence[p.Row]) -> int:
-    items = _collect(rows, lambda row: {
+    items = await _collect(rows, lambda row: {
         "code": p.code(row, "code"),
         "name_ru": p.text(row, "name_ru", max_len=200),
         "name_kk": p.text(row, "name_kk", max_len=200),
@@ -128,10 +136,8 @@ async def upsert_districts(ctx: Ctx, rows: Sequence[p.Row]) -> int:
     })
     _no_duplicates(items, "code")
     profiles = {r.code: r.id for r in (await ctx.session.execute(select(RuleProfile))).scalars()}
-    errors = [(i, UnknownProfile(field="profile", value=it["profile"]))
-              for i, it in enumerate(items) if it["profile"] and it["profile"] not in profiles]
-    if errors:
-        raise BulkRejected(errors)
+    _rejected((i, UnknownProfile(field="profile", value=it["profile"]))
+              for i, it in enumerate(items) if it["profile"] and it["profile"] not in profiles)
     existing = {d.code: d for d in (await ctx.session.execute(select(District))).scalars()}
     for item in items:
         profile_code = item.pop("profile")
@@ -161,13 +167,11 @@ async def upsert_kindergartens(ctx: Ctx, rows: Sequence[p.Row]) -> int:
             "languages": ",".join(langs),
         }
 
-    items = _collect(rows, parse)
+    items = await _collect(rows, parse)
     _no_duplicates(items, "code")
     districts = {d.code: d.id for d in (await ctx.session.execute(select(District))).scalars()}
-    errors = [(i, UnknownDistrict(field="district", value=it["district"]))
-              for i, it in enumerate(items) if it["district"] not in districts]
-    if errors:
-        raise BulkRejected(errors)
+    _rejected((i, UnknownDistrict(field="district", value=it["district"]))
+              for i, it in enumerate(items) if it["district"] not in districts)
     existing = {k.code: k for k in (await ctx.session.execute(select(Kindergarten))).scalars()}
     for item in items:
         item["district_id"] = districts[item.pop("district")]

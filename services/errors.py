@@ -5,6 +5,7 @@ and the unit of work rolls back whole."""
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 
@@ -76,14 +77,46 @@ class ChildAlreadyQueued(ValidationError):
     code = "child_already_queued"
 
 
+# A bulk load with bad rows names the first of them and counts the rest: an answer (and the
+# memory behind it) stays small however many rows are bad.
+MAX_REPORTED_ERRORS = 50
+
+
 class BulkRejected(KezekError):
-    """A bulk load was refused whole; ``errors`` lists (line or index, KezekError)."""
+    """A bulk load was refused whole; ``errors`` lists (line or index, KezekError) of the first bad
+    rows, ``params["count"]`` counts them all."""
 
     code = "bulk_rejected"
 
-    def __init__(self, errors: list[tuple[int, KezekError]]) -> None:
+    def __init__(self, errors: list[tuple[int, KezekError]], count: int | None = None) -> None:
         self.errors = errors
-        super().__init__(count=len(errors))
+        super().__init__(count=len(errors) if count is None else count)
+
+
+class RowErrors:
+    """The bad rows of a bulk load as they are found, in any order: all are counted, the
+    ``keep`` with the lowest index are kept (a heap: memory bounded by ``keep``)."""
+
+    def __init__(self, keep: int = MAX_REPORTED_ERRORS) -> None:
+        self.keep, self.count = keep, 0
+        self._heap: list[tuple[int, int, KezekError]] = []  # (-index, -order, error): the root goes first
+
+    def add(self, index: int, error: KezekError) -> None:
+        self.count += 1
+        heapq.heappush(self._heap, (-index, -self.count, error))
+        if len(self._heap) > self.keep:
+            heapq.heappop(self._heap)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def rejected(self) -> BulkRejected:
+        kept = sorted(((-i, -order, e) for i, order, e in self._heap), key=lambda t: (t[0], t[1]))
+        return BulkRejected([(i, e) for i, _, e in kept], count=self.count)
+
+    def raise_any(self) -> None:
+        if self.count:
+            raise self.rejected()
 
 
 class NotFound(KezekError):

@@ -6,9 +6,10 @@ number (in Python a bool is an int)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from services.calendar import ALMATY
@@ -146,3 +147,16 @@ def code_list(row: Row, field: str) -> list[str]:
     if len(items) > 20:
         raise InvalidField(field=field, reason="too_many", max=20)
     return items
+
+
+# Rows checked between two turns of the event loop: a bulk load of thousands of rows (the API's
+# limit, or a CLI file) never holds the bot and the API up for more than a few milliseconds.
+IN_TURNS = 50
+
+
+async def in_turns(rows: Iterable[Any], size: int = IN_TURNS) -> AsyncIterator[tuple[int, Any]]:
+    """``enumerate(rows)``, letting the event loop turn after every ``size`` rows."""
+    for index, row in enumerate(rows):
+        if index and index % size == 0:
+            await asyncio.sleep(0)
+        yield index, row

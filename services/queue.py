@@ -32,6 +32,7 @@ from services.errors import (
     DuplicateInBatch,
     InvalidField,
     KezekError,
+    RowErrors,
     UnknownDistrict,
     UnknownKindergarten,
     ValidationError,
@@ -157,12 +158,12 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
                               progress: Callable[[int], None] | None = None) -> ImportReport:
     """Upsert applications by number, all or nothing: any bad row rejects the whole request."""
     items: list[dict[str, Any]] = []
-    errors: list[tuple[int, KezekError]] = []
-    for index, row in enumerate(rows):
+    errors = RowErrors()  # the first bad rows and a count (services.errors.MAX_REPORTED_ERRORS)
+    async for index, row in p.in_turns(rows):
         try:
             items.append(parse_application(row, ctx.now))
         except KezekError as exc:
-            errors.append((index, exc))
+            errors.add(index, exc)
             items.append({})
     seen_numbers: dict[str, int] = {}
     seen_children: dict[str, int] = {}
@@ -170,9 +171,9 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
         if not item:
             continue
         if item["number"] in seen_numbers:
-            errors.append((index, DuplicateInBatch(field="number", value=item["number"])))
+            errors.add(index, DuplicateInBatch(field="number", value=item["number"]))
         elif item["child_iin"] in seen_children:
-            errors.append((index, DuplicateInBatch(field="child_iin")))
+            errors.add(index, DuplicateInBatch(field="child_iin"))
         seen_numbers[item["number"]] = index
         seen_children[item["child_iin"]] = index
 
@@ -188,12 +189,12 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
             continue
         district_id = districts.get(item["district"])
         if district_id is None:
-            errors.append((index, UnknownDistrict(field="district", value=item["district"])))
+            errors.add(index, UnknownDistrict(field="district", value=item["district"]))
             continue
         item["district_id"] = district_id
         for c in item["preferred"]:
             if c not in kgs or kgs[c][1] != district_id:
-                errors.append((index, UnknownKindergarten(field="preferred_kindergartens", value=c)))
+                errors.add(index, UnknownKindergarten(field="preferred_kindergartens", value=c))
                 break
         item["any_kindergarten"] = not item["preferred"]
 
@@ -213,15 +214,13 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
             continue
         holder = other_open.get(item["child_iin"])
         if holder is not None and holder != item["number"]:
-            errors.append((index, ChildAlreadyQueued(field="child_iin")))
+            errors.add(index, ChildAlreadyQueued(field="child_iin"))
         app = existing.get(item["number"])
         if app is not None and app.status != AppStatus.QUEUED and any(
             getattr(app, f) != item[f] for f in _QUEUE_FIELDS if f in item
         ):
-            errors.append((index, ApplicationClosed(field="number", status=app.status)))
-    if errors:
-        errors.sort(key=lambda e: e[0])
-        raise BulkRejected(errors)
+            errors.add(index, ApplicationClosed(field="number", status=app.status))
+    errors.raise_any()
 
     report = ImportReport()
     released: list[int] = []

@@ -18,12 +18,12 @@ from services import directory, queue
 from services import parsing as p
 from services.context import Ctx
 from services.errors import (
-    BulkRejected,
     DuplicateInBatch,
     InvalidField,
     KezekError,
     MissingField,
     ReferralNotFound,
+    RowErrors,
 )
 from services.facade import is_row_id
 from storage.models import Application, Group, Kindergarten, Offer, OfferStatus, Referral, ReferralStatus, Seat
@@ -168,22 +168,21 @@ def calendar_day(row: p.Row) -> tuple[dt.date, bool, str]:
 
 async def set_calendar_days(ctx: Ctx, rows: Sequence[p.Row]) -> int:
     """Operators' decrees (moved days off, working weekends), all or nothing: every row is
-    checked first (``BulkRejected`` with each bad row's index), then all are written."""
+    checked first (``BulkRejected`` with the first bad rows' index and a count), then all are written."""
     parsed: list[tuple[dt.date, bool, str]] = []
-    errors: list[tuple[int, KezekError]] = []
+    errors = RowErrors()
     seen: set[dt.date] = set()
-    for index, row in enumerate(rows):
+    async for index, row in p.in_turns(rows):
         try:
             item = calendar_day(row)
         except KezekError as exc:
-            errors.append((index, exc))
+            errors.add(index, exc)
             continue
         if item[0] in seen:
-            errors.append((index, DuplicateInBatch(field="day", value=item[0].isoformat())))
+            errors.add(index, DuplicateInBatch(field="day", value=item[0].isoformat()))
         seen.add(item[0])
         parsed.append(item)
-    if errors:
-        raise BulkRejected(errors)
+    errors.raise_any()
     for day, working, name in parsed:
         await directory.set_calendar_day(ctx, day, working, name)
     return len(parsed)
