@@ -256,7 +256,7 @@ def seats_list(state: State, application: str) -> None:
                        kindergarten=name, year=item.seat.birth_year, language=item.seat.language)
         if item.expires_at:
             line += " " + state.t("Offered to you until {until}.",
-                                  until=i18n.format_datetime(state.lang, item.expires_at))
+                                  until=i18n.format_datetime(state.lang, item.expires_at, zone="local"))
         click.echo(line)
 
 
@@ -274,7 +274,7 @@ def claim_cmd(state: State, application: str, seat: int, confirmed_by: str | Non
         click.echo(state.t("Seat {seat}: {kindergarten}, {address}.", seat=seat, kindergarten=name,
                            address=plan.kindergarten.address or "—"))
         click.echo(state.t("The child must be admitted by {due}.",
-                           due=i18n.format_deadline(state.lang, plan.showup_due_at)))
+                           due=i18n.format_deadline(state.lang, plan.showup_due_at, zone="local")))
         if plan.docs_due_at:
             click.echo(state.t("Documents confirming the privilege are due by {due}.",
                                due=i18n.format_deadline(state.lang, plan.docs_due_at)))
@@ -283,7 +283,7 @@ def claim_cmd(state: State, application: str, seat: int, confirmed_by: str | Non
     refs = state.run(lambda kz: kz.claim(application, seat, confirmed_by=f"cli:{confirmed_by}"))
     for ref in refs:
         click.echo(state.t("Referral {id} issued; the child must be admitted by {due}.", id=ref.id,
-                           due=i18n.format_deadline(state.lang, ref.showup_due_at)))
+                           due=i18n.format_deadline(state.lang, ref.showup_due_at, zone="local")))
 
 
 @cli.group()
@@ -473,13 +473,13 @@ def queue_show(state: State, application: str, viewer: str | None) -> None:
             click.echo("  " + i18n.cause_text(lang, cause, count))
     if view.state == "stop_listed" and app.stoplist_until:
         click.echo(state.t("On the stop-list until {until}.",
-                           until=i18n.format_deadline(lang, app.stoplist_until)))
+                           until=i18n.format_deadline(lang, app.stoplist_until, zone="local")))
     for offer in view.open_offers:
         click.echo(state.t("Seat {seat} is offered until {until}.", seat=offer.seat_id,
-                           until=i18n.format_datetime(lang, offer.expires_at)))
+                           until=i18n.format_datetime(lang, offer.expires_at, zone="local")))
     if view.referral is not None:
         click.echo(state.t("Referral {id}, the child must be admitted by {due}.", id=view.referral.id,
-                           due=i18n.format_deadline(lang, view.referral.showup_due_at)))
+                           due=i18n.format_deadline(lang, view.referral.showup_due_at, zone="local")))
     if view.preferred:
         click.echo(state.t("Preferred kindergartens: {codes}.", codes=", ".join(view.preferred)))
 

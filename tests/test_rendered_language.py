@@ -495,3 +495,26 @@ async def test_the_referral_pdf(kz: Kezek, world: World, shown: Shown) -> None:
         shown.add(lang, "PDF page", page)
     problems = problems_of(shown, {"API"})  # the verification API, named for the kindergarten
     assert not problems, "\n".join(problems)
+
+
+# --- the operators' CLI ------------------------------------------------------------------------------
+
+from tests.test_cli import app_csv, run, seed, write  # noqa: E402,F401 (run: the CLI fixture)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_cli_says_the_zone_of_its_deadlines(run: Any, tmp_path: Any, lang: str) -> None:
+    from services.validation import make_iin
+
+    seed(run, tmp_path)
+    apps = write(tmp_path, "a.csv", app_csv([("A1", make_iin(dt.date(2023, 3, 15), 1))]))
+    assert run("import", "applications", apps).exit_code == 0
+    published = run("seats", "publish", "--kindergarten", "KG1", "--birth-year", "2023", "--language", "ru",
+                    "--count", "1")
+    assert published.exit_code == 0
+    zone = i18n.gettext(lang, i18n.ZONES["local"])
+    for args in (("claim", "A1", "1"), ("claim", "A1", "1", "--confirm", "parent"), ("queue", "show", "A1")):
+        result = run(*args, lang=lang)
+        assert result.exit_code == 0, result.output
+        times = [line for line in result.output.splitlines() if _TIME.search(line)]
+        assert times and all(zone in line for line in times), result.output
