@@ -6,9 +6,7 @@ rendered by ``bot.i18n.error_text`` and a bad input changes nothing (exit code 1
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
-import io
 import json
 import logging
 import os
@@ -129,30 +127,17 @@ def db_upgrade(state: State) -> None:
 
 # --- registry input ------------------------------------------------------------------------------
 
-def read_rows(path: Path, state: State) -> list[dict[str, Any]]:
-    """CSV (header row; UTF-8, with or without BOM) or a JSON array of objects."""
+def read_rows(path: Path, state: State, kind: str) -> list[dict[str, Any]]:
+    """The rows of a CSV (as Excel makes it) or JSON file (bot/rows.py); a file that cannot be
+    imported is answered in one or a few localized lines, exit 1, nothing written."""
+    from bot import rows
+
     try:
-        raw = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.ClickException(state.t("Cannot read the file: {error}", error=type(exc).__name__)) from None
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise click.ClickException(state.t("The file is not valid JSON (line {line}).", line=exc.lineno)) from None
-        if not isinstance(data, list):
-            raise click.ClickException(state.t("The JSON file must hold an array of objects."))
-        return data
-    if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(raw))
-        rows = []
-        for row in reader:
-            if None in row:  # more cells than header columns
-                row.pop(None)
-                row["__extra__"] = "1"
-            rows.append({k.strip(): v for k, v in row.items() if k is not None})
-        return rows
-    raise click.ClickException(state.t("Unknown file type: use .csv or .json."))
+        return rows.read_rows(path, kind, state.lang)
+    except rows.FileRejected as exc:
+        for line in exc.lines:
+            click.echo(line, err=True)
+        sys.exit(1)
 
 
 @cli.command("import")
@@ -163,7 +148,9 @@ def import_(state: State, kind: str, file: Path) -> None:
     """Upsert reference data or applications from a CSV or JSON FILE (all or nothing)."""
     from bot.api_schemas import capped
 
-    rows = read_rows(file, state)
+    from bot.rows import Progress, Reporting
+
+    rows = read_rows(file, state, kind)
     first_row = 2 if file.suffix.lower() == ".csv" else 1  # CSV: line 1 is the header
     more = [0]  # bad rows past the first 50 (the API's cap): counted, not listed
 
@@ -175,22 +162,25 @@ def import_(state: State, kind: str, file: Path) -> None:
             more[0] = int(shown.params.get("count", 0)) - len(shown.errors)
             raise shown from None
 
+    # A progress bar on stderr for a large file on a terminal (bot/rows.py): applications while they
+    # are written (checked first: nothing is written unless every row is good), the other kinds
+    # while their rows are checked.
+    bar = Progress(len(rows), state.t("Importing"), sys.stderr)
     try:
         if kind == "applications":
-            # A progress bar on stderr while the rows are written (checked first: nothing is written
-            # unless every row is good).
-            with click.progressbar(length=len(rows), label=state.t("Importing"), file=sys.stderr) as bar:
-                result = state.run(lambda kz: listing_50(kz.import_applications(rows, progress=bar.update)),
-                                   first_row=first_row)
+            result = state.run(lambda kz: listing_50(kz.import_applications(rows, progress=bar.update)),
+                               first_row=first_row)
         else:
             call = {"profiles": Kezek.upsert_profiles, "districts": Kezek.upsert_districts,
                     "kindergartens": Kezek.upsert_kindergartens}[kind]
-            result = state.run(lambda kz: listing_50(call(kz, rows)), first_row=first_row)
+            result = state.run(lambda kz: listing_50(call(kz, Reporting(rows, bar))), first_row=first_row)
     except SystemExit:
+        bar.finish()
         if more[0] > 0:
             click.echo(state.t("… and more rows with errors: {count}.", count=i18n.format_number(state.lang, more[0])),
                        err=True)
         raise
+    bar.finish()
     if kind == "applications":
         click.echo(state.t("Applications: {created} new, {updated} updated, {unchanged} unchanged.",
                            created=result.created, updated=result.updated, unchanged=result.unchanged))
