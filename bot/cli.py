@@ -20,7 +20,7 @@ import click
 
 from bot import i18n, logsafe
 from bot.config import Settings, get_settings
-from services.clock import Clock, FrozenClock, SystemClock
+from services.clock import Clock, FrozenClock, SandboxClock, SystemClock
 from services.documents import REJECTION_REASONS
 from services.errors import BulkRejected, KezekError
 from services.kezek import Kezek
@@ -35,7 +35,10 @@ class State:
     def __init__(self, url: str, lang: str, now: dt.datetime | None, signing_key: bytes | None = None,
                  documents_dir: Path | None = None, previous_signing_keys: tuple[bytes, ...] = ()) -> None:
         self.url, self.lang = url, lang
+        self.now = now  # --now: wins over a sandbox's clock
         self.clock: Clock = FrozenClock(now) if now else SystemClock()
+        self.sandbox: SandboxClock | None = None  # the clock of a sandbox's database (use_sandbox_clock)
+        self._clock_checked = now is not None
         self.signing_key = signing_key  # KEZEK_SIGNING_KEY; None: the database's key
         self.previous_signing_keys = previous_signing_keys  # KEZEK_SIGNING_KEY_PREVIOUS
         self.documents_dir = documents_dir  # KEZEK_DOCUMENTS_DIR
@@ -50,6 +53,21 @@ class State:
     def t(self, msgid: str, **params: Any) -> str:
         return i18n.gettext(self.lang, msgid, **params)
 
+    async def use_sandbox_clock(self, db: Database) -> None:
+        """On a sandbox's database (``kezek demo``) every command runs on the sandbox's clock, kept
+        in the database (bot.sandbox), not on real time; ``--now`` still wins. Said on stderr."""
+        if self._clock_checked:
+            return
+        self._clock_checked = True
+        from bot.sandbox import stored_offset
+
+        offset = await stored_offset(db)
+        if offset is None:  # a production database: real time
+            return
+        self.clock = self.sandbox = SandboxClock.at_offset(offset)
+        click.echo(self.t("A sandbox database: this command runs on its clock, {moment}.",
+                          moment=i18n.format_datetime(self.lang, self.clock.now(), zone="local")), err=True)
+
     def run(self, work: Callable[[Kezek], Awaitable[T]], first_row: int = 1) -> T:
         """Run one service call; a domain error is printed localized and exits with 1.
 
@@ -58,6 +76,7 @@ class State:
         async def go() -> T:
             db = Database(self.url)
             try:
+                await self.use_sandbox_clock(db)
                 return await work(self.kezek(db))
             finally:
                 await db.dispose()
@@ -67,6 +86,10 @@ class State:
         except KezekError as exc:
             for line in i18n.error_lines(self.lang, exc, first_row=first_row):
                 click.echo(line, err=True)
+            if self.sandbox is not None and exc.code == "outside_claim_window":
+                from bot.sandbox import window_hint
+
+                click.echo(window_hint(self.lang, exc, self.sandbox.now()), err=True)
             sys.exit(1)
 
 
@@ -784,7 +807,6 @@ def demo(state: State, applications: int, phone: str | None, console: bool, seed
     --console), the registry API with its test clock, the scheduler and the senders; e-mails go to
     the mail folder unless SMTP is configured."""
     from bot.demo import pick_example, seed, write_sandbox_token
-    from services.clock import SandboxClock
     from services.errors import KezekError
     from services.validation import normalise_phone
     from storage.migrate import upgrade
@@ -831,7 +853,9 @@ def demo(state: State, applications: int, phone: str | None, console: bool, seed
     settings = settings.model_copy(update={"sandbox": True, "api_token": token})
     click.echo(state.t("Sandbox API: http://{host}:{port}/api/v1 (the test clock: /api/v1/sandbox/clock).",
                        host=settings.api_host, port=settings.api_port))
-    clock = SandboxClock(state.clock.now())
+    from bot.sandbox import open_sandbox_clock
+
+    clock = state.run(lambda kz: open_sandbox_clock(kz.db, state.now))  # the database's, shared
     if console:
         run_console_demo(state, settings, clock, phone or "", city)
         return
@@ -846,6 +870,7 @@ def run_console_demo(state: State, settings: Settings, clock: Any, phone: str, c
     """The console bot with the sandbox's scheduler and registry API beside it."""
     from bot.api import serve_api
     from bot.console import run_console
+    from bot.sandbox import follow_stored_clock
     from bot.scheduler import run_scheduler
 
     async def go() -> None:
@@ -854,7 +879,8 @@ def run_console_demo(state: State, settings: Settings, clock: Any, phone: str, c
         beside = [asyncio.ensure_future(run_scheduler(kz, every_seconds=settings.sweep_seconds,
                                                       snapshot_hour=settings.snapshot_hour,
                                                       digest_hour=settings.digest_hour)),
-                  asyncio.ensure_future(serve_api(kz, settings, sandbox_clock=clock))]
+                  asyncio.ensure_future(serve_api(kz, settings, sandbox_clock=clock)),
+                  asyncio.ensure_future(follow_stored_clock(db, clock))]
         try:
             await run_console(kz, settings, clock, phone=phone, example=city)
         finally:
@@ -933,6 +959,13 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
                                     snapshot_hour=settings.snapshot_hour, digest_hour=settings.digest_hour)
 
             jobs.append(scheduler)
+        if sandbox_clock is not None:  # moved by another process on the same sandbox: followed
+            from bot.sandbox import follow_stored_clock
+
+            async def follow(_bot: Any) -> None:
+                await follow_stored_clock(db, sandbox_clock)
+
+            jobs.append(follow)
         sender_bot = None
         if parts.senders:
             mailer = make_mailer(settings, clock)
@@ -983,12 +1016,16 @@ def run_bot(state: State, bot_on: bool, api_on: bool | None, scheduler_on: bool,
     KEZEK_WEBHOOK_SECRET). KEZEK_BOT_API_URL points at another Bot API server; KEZEK_REDIS_URL
     shares the dialogues and the throttle between instances; KEZEK_SANDBOX=1 runs the sandbox's test
     clock (from --now, if given). Migrates the database first."""
-    from services.clock import SandboxClock
-
     settings = get_settings()
     if api_on is None:
         api_on = bool(settings.api_token) or settings.sandbox
-    sandbox_clock = SandboxClock(state.clock.now()) if settings.sandbox else None
+    sandbox_clock = None
+    if settings.sandbox:  # the database's clock, shared with every kezek command on it
+        from bot.sandbox import open_sandbox_clock
+        from storage.migrate import upgrade
+
+        upgrade(state.url)
+        sandbox_clock = state.run(lambda kz: open_sandbox_clock(kz.db, state.now))
     serve(state, settings, Parts(bot=bot_on, api=api_on, scheduler=scheduler_on, senders=senders_on),
           sandbox_clock=sandbox_clock)
 

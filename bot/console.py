@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import html
+import inspect
 import logging
 import queue
 import re
@@ -76,16 +78,41 @@ from bot.app import build_dispatcher
 from bot.config import Settings
 from bot.i18n import N_
 from bot.mail import make_mailer
-from bot.sandbox import parse_iso_duration
+from bot.sandbox import parse_iso_duration, window_hint
 from bot.sender import SendPolicy, outbox_loop
 from services.calendar import ALMATY
 from services.clock import SandboxClock
 from services.email import EmailSender
-from services.errors import KezekError
+from services.errors import KezekError, OutsideClaimWindow
 from services.kezek import Kezek
 from services.pacing import Pacer
 
 log = logging.getLogger("kezek.console")
+
+
+class _WindowWatch:
+    """The service facade as the console's bot sees it: a call refused because the claim window is
+    closed (an evening, a weekend) is remembered, so that the console can say, after the bot's
+    answer, when the window opens and how to move the sandbox clock there."""
+
+    def __init__(self, kz: Kezek) -> None:
+        self._kz = kz
+        self.refused: OutsideClaimWindow | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._kz, name)
+        if not inspect.iscoroutinefunction(value):
+            return value
+
+        @functools.wraps(value)
+        async def watched(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await value(*args, **kwargs)
+            except OutsideClaimWindow as exc:
+                self.refused = exc
+                raise
+
+        return watched
 
 # The demo parent's chat (a private chat: its id is the user's id).
 CHAT_ID = 100001
@@ -298,7 +325,8 @@ class Console:
         self.language_code = i18n.normalize_language(settings.lang)
         self.session = ConsoleSession(self)
         self.bot = Bot(BOT_TOKEN, session=self.session)
-        self.dp = build_dispatcher(kz)
+        self.watch = _WindowWatch(kz)
+        self.dp = build_dispatcher(self.watch)  # type: ignore[arg-type]
         # The bot's messages in this chat (for edits and for the message a button belongs to).
         self.messages: dict[int, Message] = {}
         # The inline buttons that can be pressed: number -> (message id, button).
@@ -531,6 +559,7 @@ class Console:
         """One update through the real Dispatcher; its replies are drawn as one batch."""
         update = Update(update_id=next(self._update_ids), **kind)
         token = _BATCH.set(object())
+        self.watch.refused = None
         try:
             await self.dp.feed_update(self.bot, update)
         except Exception as exc:  # noqa: BLE001 - the error boundary answers; this is a last resort
@@ -538,6 +567,9 @@ class Console:
             await self.say(await self.t("Something went wrong. Please try again later."))
         finally:
             _BATCH.reset(token)
+        if self.watch.refused is not None:  # the window is closed: how to get there in the sandbox
+            await self.say(window_hint(await self.lang(), self.watch.refused, self.clock.now(), console=True))
+            self.watch.refused = None
         self._wake.set()  # what the handler wrote to the outbox goes out now
 
     async def send_text(self, text: str) -> None:

@@ -4,19 +4,33 @@ claim window's opening and end, two hours before the end (offer reminders), at m
 (show-up, documents and stop-list deadlines), the nightly snapshot and the daily digest — each at
 its own moment, so an integrator sees a deadline fire exactly as it would in production.
 
-Used by the sandbox API (``POST /api/v1/sandbox/clock``) and the console demo (``!advance``)."""
+Used by the sandbox API (``POST /api/v1/sandbox/clock``) and the console demo (``!advance``).
+
+The clock is the sandbox's, not a process's: its lead over real time is kept in the sandbox's
+database (table ``sandbox_clock``), written whenever it moves, read by every ``kezek`` command at
+start (``kezek seats publish`` from a second terminal runs at the sandbox's moment) and followed
+by a long-running process (``follow_stored_clock``). A database without that row is not a sandbox."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import re
 from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from bot.scheduler import EDGE_SECOND, SNAPSHOT_MINUTE, profile_windows
 from services.calendar import ALMATY
 from services.clock import SandboxClock
 from services.kezek import Kezek
 from services.reminders import OFFER_AHEAD
+from storage.db import Database
+from storage.models import SandboxClockRow
+
+log = logging.getLogger(__name__)
 
 # A move is refused beyond this (a year of sweeps is ~2,000 runs).
 MAX_MOVE = dt.timedelta(days=366)
@@ -106,4 +120,117 @@ async def move_clock(kz: Kezek, clock: SandboxClock, *, advance: dt.timedelta | 
         if done:
             steps.append({"at": at.isoformat(), **done})
     clock.set(target)
+    await store_clock(kz.db, clock)
     return {"now": clock.now().isoformat(), "sweeps": steps}
+
+
+# --- the clock kept in the sandbox's database ---------------------------------------------------
+
+_ROW = 1  # the one row
+
+
+async def stored_offset(db: Database) -> dt.timedelta | None:
+    """The sandbox clock's lead over real time kept in ``db``; None when ``db`` is not a sandbox
+    (no row, or a database not migrated yet)."""
+    try:
+        async with db.read(small=True) as session:
+            value = (await session.execute(select(SandboxClockRow.offset_us)
+                                           .where(SandboxClockRow.id == _ROW))).scalar_one_or_none()
+    except (OperationalError, ProgrammingError):  # no such table: not migrated, not a sandbox
+        return None
+    return None if value is None else dt.timedelta(microseconds=value)
+
+
+async def store_clock(db: Database, clock: SandboxClock) -> None:
+    """Keep ``clock``'s lead in ``db`` (which makes ``db`` a sandbox), for every process on it."""
+    offset_us = (clock.offset // dt.timedelta(microseconds=1))
+    values = {"offset_us": offset_us, "updated_at": dt.datetime.now(dt.UTC)}
+    for _attempt in range(3):
+        try:
+            async with db.write() as session:
+                done = await session.execute(update(SandboxClockRow).where(SandboxClockRow.id == _ROW).values(**values))
+                if not done.rowcount:  # type: ignore[attr-defined]
+                    session.add(SandboxClockRow(id=_ROW, **values))
+            return
+        except IntegrityError:  # another process wrote the first row at the same time: update it
+            continue
+
+
+async def open_sandbox_clock(db: Database, start: dt.datetime | None = None) -> SandboxClock:
+    """The sandbox's clock for a process that runs it (``kezek demo``, ``kezek run`` with
+    KEZEK_SANDBOX=1): from ``start`` (``--now``) when given, else where the database's clock
+    stands (a restarted demo goes on from its moment), else from real time; kept in ``db``."""
+    offset = await stored_offset(db)
+    if start is not None:
+        clock = SandboxClock(start)
+    elif offset is not None:
+        clock = SandboxClock.at_offset(offset)
+    else:
+        clock = SandboxClock()
+    await store_clock(db, clock)
+    return clock
+
+
+async def follow_stored_clock(db: Database, clock: SandboxClock, *, every: float = 1.0) -> None:
+    """Forever: take the database's clock when another process moved it ahead (a second
+    ``kezek demo``, the API of another instance), every ``every`` seconds."""
+    while True:
+        try:
+            offset = await stored_offset(db)
+            if offset is not None:
+                clock.follow(offset)
+        except Exception as exc:  # noqa: BLE001 - a database hiccup: try again next time
+            log.warning("reading the sandbox clock failed: %s", type(exc).__name__)
+        await asyncio.sleep(every)
+
+
+# --- a claim refused because the window is closed: how to get there in the sandbox ---------------
+
+def time_to(moment: dt.datetime, now: dt.datetime) -> dt.timedelta:
+    """From ``now`` to ``moment``, rounded up to a whole minute (at least one)."""
+    minutes = -(-(moment - now) // dt.timedelta(minutes=1))
+    return dt.timedelta(minutes=max(1, minutes))
+
+
+def compact_duration(delta: dt.timedelta) -> str:
+    """``2d14h5m``: what ``!advance`` reads (whole minutes)."""
+    minutes = int(delta.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n) or "1m"
+
+
+def iso_duration(delta: dt.timedelta) -> str:
+    """``P2DT14H5M``: what ``POST /api/v1/sandbox/clock`` reads as ``advance`` (whole minutes)."""
+    minutes = int(delta.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    time = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M")) if n)
+    return f"P{days}D" + (f"T{time}" if time else "") if days else f"PT{time or '1M'}"
+
+
+def window_opens(exc: Any) -> dt.datetime | None:
+    """When the claim window opens next, from an ``outside_claim_window`` refusal (None: unknown)."""
+    from bot import i18n
+
+    if getattr(exc, "code", None) != "outside_claim_window":
+        return None
+    return i18n.parse_moment((getattr(exc, "params", None) or {}).get("opens_at"))
+
+
+def window_hint(lang: str, exc: Any, now: dt.datetime, *, console: bool = False) -> str:
+    """A claim refused outside the claim window, in the sandbox: when the window opens (with the
+    zone) and how to move the sandbox's clock there (``!advance`` in the console, the API's clock
+    route otherwise)."""
+    from bot import i18n
+
+    opens = window_opens(exc)
+    if opens is None:
+        command = "!advance 1h" if console else 'POST /api/v1/sandbox/clock {"advance": "PT1H"}'
+        return i18n.gettext(lang, "In the sandbox, move the clock forward to the claim window: {command}",
+                            command=command)
+    delta = time_to(opens, now)
+    command = (f"!advance {compact_duration(delta)}" if console
+               else f'POST /api/v1/sandbox/clock {{"advance": "{iso_duration(delta)}"}}')
+    return i18n.gettext(lang, "The claim window opens {moment}. In the sandbox, move the clock there: {command}",
+                        moment=i18n.format_datetime(lang, opens, zone="local"), command=command)

@@ -42,7 +42,8 @@ class FrozenClock:
 class SandboxClock:
     """The sandbox's test clock: it ticks with real time from a moment that can be set, and can be
     moved forward (never back: what happened stays in the past). ``kezek demo`` and the sandbox
-    API share one per process; ``bot.sandbox.move_clock`` moves it and runs what fell due."""
+    API share one per process; ``bot.sandbox.move_clock`` moves it and runs what fell due, and
+    keeps its ``offset`` in the sandbox's database, where every other process on it reads it."""
 
     def __init__(self, at: dt.datetime | None = None, *, real: Clock | None = None) -> None:
         self._real = real or SystemClock()
@@ -64,4 +65,24 @@ class SandboxClock:
             raise ValueError("the sandbox clock only moves forward")
         self._offset += delta
         return self.now()
+
+    @property
+    def offset(self) -> dt.timedelta:
+        """How far this clock is ahead of real time (behind, when negative)."""
+        return self._offset
+
+    @classmethod
+    def at_offset(cls, offset: dt.timedelta, *, real: Clock | None = None) -> SandboxClock:
+        """The clock ``offset`` ahead of real time (as kept in a sandbox's database)."""
+        clock = cls(real=real)
+        clock._offset = offset
+        return clock
+
+    def follow(self, offset: dt.timedelta) -> bool:
+        """Take ``offset`` (the same sandbox's clock, moved by another process) when it is ahead of
+        this one; never back. True when the clock moved."""
+        if offset <= self._offset:
+            return False
+        self._offset = offset
+        return True
 

@@ -625,3 +625,18 @@ class FsmState(Base):
     state: Mapped[str | None] = mapped_column(String(255), default=None)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# --- the sandbox's test clock (bot/sandbox.py) ---------------------------------------------------
+
+class SandboxClockRow(Base):
+    """The sandbox's test clock, in the sandbox's database so that every process on it (``kezek
+    demo``, ``kezek seats publish`` from another terminal, the API's clock route) reads the same
+    time: one row (id 1), the clock's lead over real time in microseconds. A database with this
+    row is a sandbox; a production database never has it."""
+
+    __tablename__ = "sandbox_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    offset_us: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -35,4 +35,25 @@ def test_the_fsm_states_migration_goes_down_and_up_again(tmp_path) -> None:
     upgrade(url)
     with sqlite3.connect(tmp_path / "kezek.sqlite3") as conn:
         assert conn.execute("SELECT count(*) FROM fsm_states").fetchone() == (0,)
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0010",)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0011",)
+
+
+def test_the_sandbox_clock_migration_goes_down_and_up_again(tmp_path) -> None:
+    """0011 (sandbox_clock, bot/sandbox.py) is undone and done again (SQLite; the PostgreSQL
+    schema of the same DDL is compared above)."""
+    import sqlite3
+
+    from alembic import command
+
+    from storage.migrate import alembic_config, upgrade
+
+    url = f"sqlite:///{tmp_path / 'kezek.sqlite3'}"
+    upgrade(url)
+    command.downgrade(alembic_config(url), "0010")
+    with sqlite3.connect(tmp_path / "kezek.sqlite3") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "sandbox_clock" not in tables and "fsm_states" in tables
+    upgrade(url)
+    with sqlite3.connect(tmp_path / "kezek.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM sandbox_clock").fetchone() == (0,)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0011",)
