@@ -437,3 +437,56 @@ def test_html_is_drawn_as_text() -> None:
     source = 'Seat <b>7</b> at <a href="https://example.kz/a?b=1&amp;c=2">the map</a> &lt;ok&gt;'
     assert html_to_text(source) == "Seat 7 at the map (https://example.kz/a?b=1&c=2) <ok>"
     assert html_to_text("<b>bold</b>", ansi=True) == "\x1b[1mbold\x1b[22m"
+
+
+# --- the claim window closed: when it opens and how to get there (issue 18, first run) ---------------
+
+@pytest.mark.parametrize("lang", ["ru", "kk"])
+async def test_a_claim_refused_in_the_evening_says_when_the_window_opens_and_how_to_move_the_clock(
+        kzs: Kezek, city: dict[str, Any], sandbox: SandboxClock, clock: FrozenClock, tmp_path: Path,
+        lang: str) -> None:
+    number, iin = city["example"], city["example_iin"]
+    view = await kzs.queue_view(number)
+    kindergarten = view.preferred[0] if view.preferred else f"{view.district.code}-01"
+    publish = (f"!publish {kindergarten} {view.application.birth_year} {view.application.language} "
+               f"{view.number}")
+
+    def t(msgid: str, **params: Any) -> str:
+        return i18n.gettext(lang, msgid, **params)
+
+    screen = Screen()
+    mark = screen.marked
+
+    async def after_publish() -> str:
+        await screen.until(lambda: screen.has(t("Choose a seat"), since=screen.marks["publish"]))
+        return screen.button(t("Choose a seat"))
+
+    def evening() -> None:
+        clock.set(almaty(2026, 9, 7, 21, 0))  # Monday evening: the window closed at 20:00
+
+    lines = scripted([
+        *(["!lang kk"] if lang == "kk" else []),
+        "/start",
+        lambda: screen.button(LANGUAGE_LABELS[lang]),
+        "/link",
+        number,
+        iin,
+        lambda: screen.button(t("Share my phone number")),
+        evening,
+        mark("publish", publish),
+        after_publish,
+        mark("seats", "1"),
+        "!quit",
+    ])
+    await run_console(kzs, settings_for(tmp_path), sandbox, phone=DEMO_PHONE, example=city, lines=lines,
+                      out=screen, files_dir=tmp_path / "files")
+    refused = flat(screen.section("seats").replace("┃", ""))  # (an alert's lines are marked)
+    opens = almaty(2026, 9, 8, 9, 0)  # Tuesday 9:00
+    assert flat(t("A seat can be claimed only during the claim window of a working day. "
+                  "The next window opens: {opens_at}.",
+                  opens_at=i18n.format_datetime(lang, opens, zone="local"))) in refused
+    # ... and the console says how to get there without waiting: 12 hours ahead.
+    assert flat(t("The claim window opens {moment}. In the sandbox, move the clock there: {command}",
+                  moment=i18n.format_datetime(lang, opens, zone="local"), command="!advance 12h")) in refused
+    assert i18n.zone_text(lang, "local") in refused
+    assert not screen.has(t(SORRY))

@@ -119,3 +119,21 @@ def test_the_window_hint_says_when_and_how_in_each_language() -> None:
     assert "(Астана уақытымен)" in kk and "!advance 2d12h" in kk and "қыркүйек" in kk
     api = window_hint("ru", refusal, now)
     assert '"advance": "P2DT12H"' in api and "/api/v1/sandbox/clock" in api
+
+
+async def test_a_claim_in_the_sandbox_evening_says_how_to_move_the_clock(db: Database, db_url: str) -> None:
+    evening = monday_ahead().replace(hour=21)  # the window closed at 20:00
+    sandbox = await open_sandbox_clock(db, evening)
+    kz = Kezek(db, sandbox)
+    world = await World(kz, FrozenClock(evening)).setup()
+    [number] = await world.apps(world.row())
+    published = await world.publish()
+    [seat] = published.seat_ids
+    for lang in ("ru", "kk"):
+        refused = kezek(db_url, "claim", number, str(seat), "--confirm", "operator", lang=lang)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        opens = i18n.format_datetime(lang, evening + dt.timedelta(hours=12), zone="local")
+        assert opens in refused.stderr  # when, with the zone
+        assert 'POST /api/v1/sandbox/clock {"advance": "PT1' in refused.stderr  # how (~12 h ahead)
+    async with db.read() as session:  # nothing changed
+        assert (await session.execute(select(Offer.status))).scalar_one() == OfferStatus.OPEN
