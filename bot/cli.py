@@ -26,7 +26,7 @@ from services.errors import BulkRejected, KezekError
 from services.kezek import Kezek
 from storage.db import Database
 from storage.models import DocumentStatus
-from storage.private_files import private_sqlite
+from storage.private_files import private_sqlite, sqlite_file
 
 T = TypeVar("T")
 
@@ -73,6 +73,10 @@ class State:
 
         ``first_row`` is the number a bulk report shows for row 0 (2 for a CSV with a header)."""
 
+        from bot.operator_errors import check_url
+
+        check_url(self.url, may_create=False)  # (not an empty SQLite file made by reading it)
+
         async def go() -> T:
             db = Database(self.url)
             try:
@@ -96,6 +100,27 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
+class KezekGroup(click.Group):
+    """The ``kezek`` group: an operator's mistake (a wrong setting, a database that cannot be used
+    as it is, a bot token Telegram refuses) ends in one localized line, never a traceback
+    (bot/operator_errors.py); anything else keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from bot.operator_errors import OperatorError, database_error, lang_of
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            state = ctx.obj if isinstance(ctx.obj, State) else None
+            line = exc if isinstance(exc, OperatorError) else (database_error(exc, state.url) if state else None)
+            if line is None:
+                raise
+            click.echo(line.text(state.lang if state else lang_of(ctx.params.get("lang"))), err=True)
+            ctx.exit(line.code)
+
+
 def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.datetime | None:
     if not value:
         return None
@@ -108,7 +133,7 @@ def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     return moment
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=KezekGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", "url", envvar="KEZEK_DATABASE_URL", default=None,
               help="Database URL (default: KEZEK_DATABASE_URL or sqlite:///data/kezek.sqlite3).")
 @click.option("--lang", type=click.Choice(["ru", "kk"]), default=None, help="Language of the output.")
@@ -117,15 +142,27 @@ def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, lang: str | None, now: dt.datetime | None) -> None:
     """Kezek: the electronic kindergarten queue service."""
-    settings = get_settings()
+    from pydantic import ValidationError
+
+    from bot.operator_errors import check_url, lang_of, settings_errors
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # one line per wrong setting, not pydantic's report
+        for line in settings_errors(exc):
+            click.echo(line.text(lang_of(lang)), err=True)
+        ctx.exit(2)
     url = url or settings.database_url
+    check_url(url, may_create=True)  # a URL Kezek cannot use: one line, no file made
     # Personal data on disk is the owner's only (storage/private_files.py): the SQLite file 0600
     # before Alembic or SQLite opens it, and whatever else this process writes (a referral's PDF,
     # a document, the console demo's files) without group or other permissions.
     umask = os.umask(0o077)
     os.umask(umask | 0o077)
     ctx.call_on_close(lambda: os.umask(umask))  # (the CLI run in-process by tests)
-    private_sqlite(url)
+    path = sqlite_file(url)
+    if path is not None and path.exists():  # (a new file is made 0600 by `db upgrade`, storage/migrate.py)
+        private_sqlite(url)
     logsafe.protect([logging.lastResort] if logging.lastResort else [])  # (what commands log unconfigured)
     ctx.obj = State(url, lang or settings.lang, now, settings.signing_key_bytes(), settings.documents_dir,
                     settings.previous_signing_keys())
@@ -168,7 +205,23 @@ def read_rows(path: Path, state: State, kind: str) -> list[dict[str, Any]]:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @pass_state
 def import_(state: State, kind: str, file: Path) -> None:
-    """Upsert reference data or applications from a CSV or JSON FILE (all or nothing)."""
+    """Upsert reference data or applications from a CSV or JSON FILE (all or nothing).
+
+    A CSV's first line names the columns; a JSON file is an array of objects with these keys.
+    The columns of each KIND, required ones first, optional ones in brackets:
+
+    \b
+    profiles: code [name, window_open, window_close, twins_together,
+      offer_windows, showup_working_days, stoplist_working_days,
+      removal_on_annulment, docs_working_days, docs_calendar_days,
+      private_min_age_years, interleave_general_per_first].
+    districts: code, name_ru, name_kk [profile].
+    kindergartens: code, district, name_ru, name_kk [address, kind, languages].
+    applications: number, child_iin, child_name, birth_date, district,
+      submitted_at, phone, email [language, preferred_kindergartens,
+      privilege, twin_group].
+
+    Dates as 2023-03-15, moments with their offset (2024-01-01T09:00:00+05:00)."""
     from bot.api_schemas import capped
 
     from bot.rows import Progress, Reporting
@@ -234,9 +287,10 @@ def seats() -> None:
 
 @seats.command("publish")
 @click.option("--kindergarten", required=True, help="Kindergarten code.")
-@click.option("--birth-year", required=True, type=int)
+@click.option("--birth-year", required=True, type=int,
+              help="Birth year of the group's children (e.g. 2022): the seats go to applications of that year.")
 @click.option("--language", required=True, type=click.Choice(["ru", "kk"]), help="Group language.")
-@click.option("--count", required=True, type=int)
+@click.option("--count", required=True, type=int, help="How many seats (1-500).")
 @pass_state
 def seats_publish(state: State, kindergarten: str, birth_year: int, language: str, count: int) -> None:
     """Publish free seats; each is offered at once to the first in the queue."""
@@ -590,8 +644,9 @@ def calendar_set(state: State, day: dt.datetime, day_off: bool, name: str) -> No
 
 
 @calendar.command("show")
-@click.option("--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), required=True)
-@click.option("--days", type=click.IntRange(1, 366), default=14)
+@click.option("--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), required=True,
+              help="First day shown (YYYY-MM-DD).")
+@click.option("--days", type=click.IntRange(1, 366), default=14, show_default=True, help="Days shown (1-366).")
 @pass_state
 def calendar_show(state: State, start: dt.datetime, days: int) -> None:
     """List days from --from, marking days off with their names."""
@@ -620,12 +675,13 @@ def bench() -> None:
 
 
 @bench.command("queue")
-@click.option("--applications", type=int, default=1_000_000, show_default=True)
-@click.option("--seats", "seat_count", type=int, default=10_000, show_default=True)
-@click.option("--reads", type=int, default=2_000, show_default=True)
+@click.option("--applications", type=int, default=1_000_000, show_default=True, help="Waiting applications loaded.")
+@click.option("--seats", "seat_count", type=int, default=10_000, show_default=True, help="Seats published.")
+@click.option("--reads", type=int, default=2_000, show_default=True, help="Queue-number reads timed.")
 @click.option("--seats-per-publication", type=int, default=10, show_default=True,
               help="Seats per publish call (a kindergarten group is 20-25).")
-@click.option("--db-path", default="/tmp/kezek-bench.sqlite3", show_default=True)
+@click.option("--db-path", default="/tmp/kezek-bench.sqlite3", show_default=True,
+              help="The benchmark's own SQLite file (emptied first).")
 def bench_queue(applications: int, seat_count: int, reads: int, seats_per_publication: int, db_path: str) -> None:
     """Load N waiting applications, time queue-number reads and publishing seats (SQLite)."""
     from bot.bench import run_queue_bench
@@ -640,7 +696,8 @@ def bench_queue(applications: int, seat_count: int, reads: int, seats_per_public
 @click.option("--raw-alerts", type=int, default=10_000, show_default=True, help="Alerts with the limits lifted.")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Sends in flight, paced.")
 @click.option("--raw-concurrency", type=int, default=32, show_default=True, help="Sends in flight, unlimited.")
-@click.option("--db-path", default="/tmp/kezek-bench-outbox.sqlite3", show_default=True)
+@click.option("--db-path", default="/tmp/kezek-bench-outbox.sqlite3", show_default=True,
+              help="The benchmark's own SQLite file (emptied first).")
 @click.option("--postgres", "pg_url", default=None, metavar="URL",
               help="Use this PostgreSQL database instead (its tables are emptied).")
 def bench_outbox(alerts: int, raw_alerts: int, concurrency: int, raw_concurrency: int, db_path: str,
@@ -661,7 +718,8 @@ def bench_outbox(alerts: int, raw_alerts: int, concurrency: int, raw_concurrency
               help="Parents in flight at once (1: unloaded latency).")
 @click.option("--menu-rounds", type=int, default=1, show_default=True,
               help="Rounds of the four menu presses per parent (0 skips).")
-@click.option("--db-path", default="/tmp/kezek-bench-load.sqlite3", show_default=True)
+@click.option("--db-path", default="/tmp/kezek-bench-load.sqlite3", show_default=True,
+              help="The benchmark's own SQLite file (emptied first).")
 @click.option("--postgres", "pg_url", default=None, metavar="URL",
               help="Use this PostgreSQL database instead (its tables are emptied).")
 @click.option("--redis", "redis_url", default=None, metavar="URL",
@@ -691,7 +749,8 @@ def bench_load(parents: int, instances: int, concurrency: int, menu_rounds: int,
 @bench.command("dispatch")
 @click.option("--parents", type=int, default=2_000, show_default=True, help="Linked parents, one /status each per round.")
 @click.option("--rounds", type=int, default=5, show_default=True, help="Rounds over all parents; the best counts.")
-@click.option("--db-path", default="/tmp/kezek-bench-dispatch.sqlite3", show_default=True)
+@click.option("--db-path", default="/tmp/kezek-bench-dispatch.sqlite3", show_default=True,
+              help="The benchmark's own SQLite file (emptied first).")
 @click.option("--postgres", "pg_url", default=None, metavar="URL",
               help="Use this PostgreSQL database instead (its tables are emptied).")
 @click.option("--redis", "redis_url", default=None, metavar="URL", help="Redis for the FSM, the chat locks and the throttle.")
@@ -997,6 +1056,14 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
         sys.exit(2)
     except KeyboardInterrupt:
         pass
+    except Exception as exc:  # a token Telegram refuses, a malformed one, no network: one line
+        from bot.operator_errors import bot_error
+
+        line = bot_error(exc, settings.bot_api_url)
+        if line is None:
+            raise
+        click.echo(line.text(state.lang), err=True)
+        sys.exit(line.code)
     click.echo(stopped or state.t("The bot has stopped."))
 
 

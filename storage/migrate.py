@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 
 from storage.db import normalise_url
+from storage.private_files import private_sqlite
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -22,6 +23,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Blocking; runs its own event loop. Call from sync code (the CLI)."""
+    private_sqlite(url)  # a new SQLite file 0600 (and its folder 0700) before SQLite makes it
     command.upgrade(alembic_config(url), revision)
 
 

@@ -105,3 +105,35 @@ def test_demo_builds_a_city_once_and_points_at_the_head_of_a_queue(run: Any) -> 
     assert published.exit_code == 0 and f"DEMO-{example}" in published.output  # its turn came
     bad_phone = run("demo", "--seed-only", "--phone", "12")
     assert bad_phone.exit_code == 2 and "Traceback" not in bad_phone.output
+
+
+def every_command(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    out: list[tuple[tuple[str, ...], click.Command]] = [(path, group)]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            out += every_command(command, path + (name,))
+        else:
+            out.append((path + (name,), command))
+    return out
+
+
+def test_every_option_says_what_it_is_for() -> None:
+    bare = [f"kezek {' '.join(path)} {param.opts[0]}".replace("  ", " ")
+            for path, command in every_command(cli) for param in command.params
+            if isinstance(param, click.Option) and not (param.help or "").strip()]
+    assert bare == []
+
+
+def test_the_import_help_names_the_columns_of_each_kind() -> None:
+    text = " ".join(CliRunner().invoke(cli, ["import", "--help"], terminal_width=200).output.split())
+    for kind, columns in {
+        "profiles": ["code", "window_open", "showup_working_days"],
+        "districts": ["code", "name_ru", "name_kk", "profile"],
+        "kindergartens": ["code", "district", "name_ru", "name_kk", "address", "kind", "languages"],
+        "applications": ["number", "child_iin", "child_name", "birth_date", "district", "submitted_at", "phone",
+                         "email", "privilege", "language", "preferred_kindergartens", "twin_group"],
+    }.items():
+        assert f"{kind}:" in text
+        section = text.split(f"{kind}:", 1)[1].split(".", 1)[0]
+        for column in columns:
+            assert column in section, (kind, column, section)
