@@ -83,3 +83,18 @@ async def test_the_schedule_of_a_day(skz: Kezek, sworld: World) -> None:
     times = [(m.astimezone(ALMATY).strftime("%H:%M:%S"), sorted(jobs)) for m, jobs in moments]
     assert times == [("09:00:05", ["sweep"]), ("10:00:05", ["digest"]), ("18:00:05", ["sweep"]),
                      ("20:00:05", ["sweep"]), ("00:00:05", ["sweep"]), ("00:05:05", ["snapshot"])]
+
+
+async def test_a_move_is_kept_in_the_database_and_a_restarted_demo_goes_on_from_there(db: Database) -> None:
+    """The sandbox's clock is the database's (bot.sandbox.store_clock): a move is kept, and a
+    `kezek demo` started again on the same database (no --now) goes on from the moved moment."""
+    from bot.sandbox import open_sandbox_clock, stored_offset
+
+    start = dt.datetime.now(ALMATY).replace(microsecond=0) + dt.timedelta(days=30)
+    first = await open_sandbox_clock(db, start)
+    kz = Kezek(db, first)
+    await World(kz, FrozenClock(start)).setup()
+    await move_clock(kz, first, advance=dt.timedelta(days=2, hours=3))
+    assert await stored_offset(db) == first.offset
+    again = await open_sandbox_clock(db)
+    assert abs(again.now() - (start + dt.timedelta(days=2, hours=3))) < dt.timedelta(minutes=1)
