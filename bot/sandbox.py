@@ -136,8 +136,10 @@ async def stored_offset(db: Database) -> dt.timedelta | None:
         async with db.read(small=True) as session:
             value = (await session.execute(select(SandboxClockRow.offset_us)
                                            .where(SandboxClockRow.id == _ROW))).scalar_one_or_none()
-    except (OperationalError, ProgrammingError):  # no such table: not migrated, not a sandbox
-        return None
+    except (OperationalError, ProgrammingError) as exc:
+        if "sandbox_clock" in str(exc):  # no such table: not migrated yet, not a sandbox
+            return None
+        raise
     return None if value is None else dt.timedelta(microseconds=value)
 
 
