@@ -123,10 +123,10 @@ def check_url(url: str, *, may_create: bool) -> None:
         if not parsed.database:
             raise _bad_url()
         return
-    if not parsed.database:  # sqlite:// (in memory, gone with the process)
+    if not parsed.database or parsed.database == ":memory:":  # (in memory: gone with the process)
         raise _bad_url()
     path = sqlite_file(url)
-    if path is None:  # :memory:, a file: URI
+    if path is None:  # a file: URI
         return
     level = path.parent
     while not level.exists() and level != level.parent:

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_BASE = os.environ.get("KEZEK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_URL = os.environ.get("KEZEK_TEST_POSTGRES_URL")  # (.ci/run sets it; tests/conftest.py)
 # The shape of a token @BotFather gives (not a real one).
 WELL_FORMED_TOKEN = "123456789:AAHfiqksKZ8WmR2zSjiQ7_v4TMAKdiHm9T0"
 
@@ -48,6 +48,13 @@ def says_one_line(result: subprocess.CompletedProcess[str], line: str, code: int
     assert output.count(line) == 1, output
 
 
+@pytest.fixture
+def pg_base() -> str:
+    if not PG_URL:
+        pytest.skip("PostgreSQL not configured: set KEZEK_TEST_POSTGRES_URL (.ci/run does)")
+    return PG_URL
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,7 +67,8 @@ URL_HELP = ("KEZEK_DATABASE_URL (--db) — не адрес базы данных
             "sqlite:///путь/к/kezek.sqlite3 или postgresql://пользователь@сервер/база.")
 
 
-@pytest.mark.parametrize("url", ["/some/path/kezek.sqlite3", "mysql://kezek@localhost/kezek", "kezek.sqlite3"])
+@pytest.mark.parametrize("url", ["/some/path/kezek.sqlite3", "mysql://kezek@localhost/kezek", "kezek.sqlite3",
+                                 "sqlite:///:memory:", "sqlite://"])
 def test_a_url_kezek_cannot_use_is_one_line(tmp_path: Path, url: str) -> None:
     says_one_line(kezek(tmp_path, "--db", url, "stats"), URL_HELP, 2)
     assert files(tmp_path) == []
@@ -114,7 +122,7 @@ def test_a_sqlite_database_of_something_else(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_a_postgresql_database_never_migrated(tmp_path: Path) -> None:
+def test_a_postgresql_database_never_migrated(tmp_path: Path, pg_base: str) -> None:
     import uuid
 
     from sqlalchemy import text
@@ -125,14 +133,14 @@ def test_a_postgresql_database_never_migrated(tmp_path: Path) -> None:
     name = f"kezek_empty_{uuid.uuid4().hex[:10]}"
 
     async def admin(sql: str) -> None:
-        engine = create_async_engine(normalise_url(PG_BASE), isolation_level="AUTOCOMMIT")
+        engine = create_async_engine(normalise_url(pg_base), isolation_level="AUTOCOMMIT")
         async with engine.connect() as conn:
             await conn.execute(text(sql))
         await engine.dispose()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
-        result = kezek(tmp_path, "--db", f"{PG_BASE.rsplit('/', 1)[0]}/{name}", "stats")
+        result = kezek(tmp_path, "--db", f"{pg_base.rsplit('/', 1)[0]}/{name}", "stats")
         says_one_line(result, NOT_MIGRATED, 2)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -149,8 +157,21 @@ def test_postgresql_not_listening(tmp_path: Path) -> None:
     assert files(tmp_path) == []
 
 
-def test_a_missing_postgresql_database(tmp_path: Path) -> None:
-    server = PG_BASE.rsplit("/", 1)[0]
+@pytest.mark.postgres
+def test_a_postgresql_login_refused(tmp_path: Path, pg_base: str) -> None:
+    server = pg_base.rsplit("/", 1)[0]
+    host_port = server.rsplit("@", 1)[1]
+    result = kezek(tmp_path, "--lang", "kk", "--db", f"postgresql://kezek_no_such_role:pw-9f2c@{host_port}/postgres",
+                   "stats")
+    says_one_line(result, f"{host_port} мекенжайындағы PostgreSQL кіруге рұқсат бермеді: --db (KEZEK_DATABASE_URL) "
+                          "ішіндегі пайдаланушы мен құпиясөзді тексеріңіз.", 2)
+    assert "pw-9f2c" not in result.stdout + result.stderr
+    assert files(tmp_path) == []
+
+
+@pytest.mark.postgres
+def test_a_missing_postgresql_database(tmp_path: Path, pg_base: str) -> None:
+    server = pg_base.rsplit("/", 1)[0]
     for command in (("db", "upgrade"), ("stats",)):
         result = kezek(tmp_path, "--db", f"{server}/kezek_no_such_database", *command)
         host_port = server.rsplit("@", 1)[1]
