@@ -161,14 +161,15 @@ async def store_clock(db: Database, clock: SandboxClock) -> None:
 async def open_sandbox_clock(db: Database, start: dt.datetime | None = None) -> SandboxClock:
     """The sandbox's clock for a process that runs it (``kezek demo``, ``kezek run`` with
     KEZEK_SANDBOX=1): from ``start`` (``--now``) when given, else where the database's clock
-    stands (a restarted demo goes on from its moment), else from real time; kept in ``db``."""
+    stands (a restarted demo goes on from its moment), else from real time; never back from
+    where the database's clock stands (what happened there stays in the past); kept in ``db``."""
     offset = await stored_offset(db)
-    if start is not None:
-        clock = SandboxClock(start)
-    elif offset is not None:
-        clock = SandboxClock.at_offset(offset)
-    else:
-        clock = SandboxClock()
+    clock = SandboxClock(start) if start is not None else SandboxClock()
+    if offset is not None:
+        if start is None:
+            clock = SandboxClock.at_offset(offset)
+        else:
+            clock.follow(offset)
     await store_clock(db, clock)
     return clock
 

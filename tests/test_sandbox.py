@@ -98,3 +98,17 @@ async def test_a_move_is_kept_in_the_database_and_a_restarted_demo_goes_on_from_
     assert await stored_offset(db) == first.offset
     again = await open_sandbox_clock(db)
     assert abs(again.now() - (start + dt.timedelta(days=2, hours=3))) < dt.timedelta(minutes=1)
+
+
+async def test_a_demo_started_again_with_an_earlier_now_does_not_move_the_clock_back(db: Database) -> None:
+    from bot.sandbox import open_sandbox_clock
+
+    start = dt.datetime.now(ALMATY).replace(microsecond=0) + dt.timedelta(days=30)
+    first = await open_sandbox_clock(db, start)
+    kz = Kezek(db, first)
+    await World(kz, FrozenClock(start)).setup()
+    await move_clock(kz, first, advance=dt.timedelta(days=3))
+    again = await open_sandbox_clock(db, start)  # `kezek demo --now <start>` once more
+    assert again.now() >= start + dt.timedelta(days=3)
+    later = await open_sandbox_clock(db, start + dt.timedelta(days=10))  # forward: taken
+    assert abs(later.now() - (start + dt.timedelta(days=10))) < dt.timedelta(minutes=1)
