@@ -250,6 +250,18 @@ async def test_a_token_telegram_refuses(tmp_path: Path) -> None:
         await runner.cleanup()
 
 
+async def test_a_token_telegram_refuses_in_webhook_mode(tmp_path: Path) -> None:
+    runner, url = await telegram_refusing_every_token()
+    try:
+        result = await run_kezek(tmp_path, "--db", f"sqlite:///{tmp_path / 'kezek.sqlite3'}", "run", "--no-api",
+                                 KEZEK_BOT_TOKEN=WELL_FORMED_TOKEN, KEZEK_BOT_API_URL=url,
+                                 KEZEK_WEBHOOK_URL="https://bot.example.kz", KEZEK_WEBHOOK_SECRET="s3cret_for_tests",
+                                 KEZEK_WEBHOOK_PORT=str(closed_port()))
+        says_one_line(result, REFUSED, 2)
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_token_telegram_refuses_in_the_demo(tmp_path: Path) -> None:
     runner, url = await telegram_refusing_every_token()
     try:
