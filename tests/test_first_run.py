@@ -91,6 +91,15 @@ def test_a_path_under_a_regular_file(tmp_path: Path) -> None:
     assert files(tmp_path) == ["notes.txt"]
 
 
+def test_a_folder_as_the_database(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    for command in (("db", "upgrade"), ("stats",)):
+        says_one_line(kezek(tmp_path, "--db", "sqlite:///data", *command),
+                      "Файл базы данных data не открывается: проверьте путь и права доступа (--db, "
+                      "KEZEK_DATABASE_URL).", 2)
+    assert files(tmp_path) == ["data"]
+
+
 @pytest.mark.parametrize("command", [("stats",), ("queue", "show", "A1")])
 def test_a_database_never_made_is_not_made_by_a_reading_command(tmp_path: Path, command: tuple[str, ...]) -> None:
     result = kezek(tmp_path, *command)  # the default: sqlite:///data/kezek.sqlite3
