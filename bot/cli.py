@@ -1098,6 +1098,9 @@ def run_bot(state: State, bot_on: bool, api_on: bool | None, scheduler_on: bool,
 
 
 def main() -> None:
+    from bot.operator_errors import quiet_closed_loop_deliveries
+
+    quiet_closed_loop_deliveries()
     cli(prog_name="kezek")
 
 

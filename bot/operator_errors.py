@@ -134,6 +134,8 @@ def check_url(url: str, *, may_create: bool) -> None:
     if level.exists() and not level.is_dir():
         raise OperatorError(N_("The database file {path} cannot be created: {parent} is a file, not a folder. "
                                "Check --db (KEZEK_DATABASE_URL)."), path=str(path), parent=str(level))
+    if path.is_dir():  # (SQLite cannot open a folder; refused before a connection is tried)
+        raise _cannot_open(path)
     if not may_create and not path.exists():
         raise OperatorError(N_("There is no database at {path}: create it with kezek db upgrade (or check --db, "
                                "KEZEK_DATABASE_URL)."), path=str(path))
@@ -199,9 +201,31 @@ def database_error(exc: BaseException, url: str) -> OperatorError | None:
         for item in _chain(exc):
             if isinstance(item, OSError) or (isinstance(item, sqlite3.OperationalError)
                                              and "unable to open database file" in str(item)):
-                return OperatorError(N_("The database file {path} cannot be opened: check the path and its "
-                                        "permissions (--db, KEZEK_DATABASE_URL)."), path=str(path or "?"))
+                return _cannot_open(path)
     return None
+
+
+def _cannot_open(path: Any) -> OperatorError:
+    return OperatorError(N_("The database file {path} cannot be opened: check the path and its "
+                            "permissions (--db, KEZEK_DATABASE_URL)."), path=str(path or "?"))
+
+
+def quiet_closed_loop_deliveries() -> None:
+    """Keep aiosqlite's worker thread from printing a traceback to the operator when it delivers a
+    result to an event loop that is already closed: a connection that failed to open (a folder, a
+    file without permission) is stopped by aiosqlite after the command has ended, and nobody
+    awaits what it delivers then. Every other exception in a thread is printed as before."""
+    import threading
+
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, RuntimeError) and str(args.exc_value) == "Event loop is closed" \
+                and args.thread is not None and "_connection_worker_thread" in args.thread.name:
+            return
+        previous(args)
+
+    threading.excepthook = hook
 
 
 # --- the bot token -------------------------------------------------------------------------------

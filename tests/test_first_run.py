@@ -296,3 +296,32 @@ def test_a_malformed_token(tmp_path: Path, token: str) -> None:
     says_one_line(result, "KEZEK_BOT_TOKEN — не токен бота: токен выглядит как 123456789:AA… (от @BotFather), "
                           "без пробелов и кавычек.", 2)
     assert token not in result.stdout + result.stderr
+
+
+def test_aiosqlite_delivering_to_a_closed_loop_prints_no_traceback() -> None:
+    """A connection that failed to open is stopped by aiosqlite's thread after the command ended:
+    its late delivery to the closed loop must not reach the operator as a traceback; any other
+    exception in a thread still goes to the hook that was there before (the one that prints)."""
+    import threading
+
+    from bot.operator_errors import quiet_closed_loop_deliveries
+
+    printed: list[str] = []
+
+    def worker(error: BaseException) -> None:
+        raise error
+
+    before = threading.excepthook
+    try:
+        threading.excepthook = lambda args: printed.append(f"{args.thread.name}: {args.exc_value}")
+        quiet_closed_loop_deliveries()
+        for name, error in (("Thread-1 (_connection_worker_thread)", RuntimeError("Event loop is closed")),
+                            ("Thread-2 (other)", RuntimeError("Event loop is closed")),
+                            ("Thread-3 (_connection_worker_thread)", ValueError("something else"))):
+            thread = threading.Thread(target=worker, args=(error,), name=name)
+            thread.start()
+            thread.join()
+    finally:
+        threading.excepthook = before
+    assert printed == ["Thread-2 (other): Event loop is closed",
+                       "Thread-3 (_connection_worker_thread): something else"]
