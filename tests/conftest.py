@@ -225,3 +225,22 @@ async def registrations_sent(kz: Kezek) -> None:
     async with kz.unit("test", with_calendar=False) as ctx:
         await ctx.session.execute(update(OutboxMessage).where(OutboxMessage.kind == REGISTRATION_KIND)
                                   .values(status="done"))
+
+
+# --- the fast lane ------------------------------------------------------------------------------------
+# Files whose tests start processes (bots, senders, a private PostgreSQL, a fresh virtual
+# environment), kill them, or play long random sequences: marked ``slow``, so that
+# ``pytest -m "not slow"`` is the quick loop of the README. CI runs everything.
+SLOW_FILES = frozenset({
+    "test_api_schemathesis.py", "test_bench_dispatch.py", "test_bench_load.py", "test_bench_memory.py",
+    "test_bot_e2e.py", "test_demo.py", "test_deploy.py", "test_e2e_walk.py", "test_fault_database.py",
+    "test_fault_instance_kill.py", "test_fault_smtp.py", "test_first_run.py", "test_fsm_restart.py",
+    "test_fuzz.py", "test_properties.py", "test_sandbox_clock_shared.py", "test_sender_crash.py",
+    "test_sender_sigkill.py", "test_webhook.py", "test_wheel.py",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
