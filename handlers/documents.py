@@ -159,8 +159,7 @@ async def _take(bot: Bot, kz: Kezek, lang: str, chat_id: int, target: docs.Targe
     """Fetch, check and keep one file for the application; the answer for the parent. A
     referral that has all its files already is told so before anything is downloaded."""
     try:
-        if target.received >= docs.MAX_FILES:
-            raise docs.TooManyDocuments(max=docs.MAX_FILES)
+        target.check_room()
         data = await _download(bot, str(file["file_id"]), file.get("size"))
         received = await kz.submit_document(chat_id, target.application_id, data)
     except _Failed:

@@ -280,6 +280,12 @@ class Target:
     docs_due_at: dt.datetime
     received: int  # files received so far
 
+    def check_room(self) -> None:
+        """``TooManyDocuments`` when the referral has its ``MAX_FILES`` already: a front end asks
+        before it downloads a file (the submission checks again)."""
+        if self.received >= MAX_FILES:
+            raise TooManyDocuments(max=MAX_FILES)
+
 
 async def targets(ctx: Ctx, chat_id: int, application_id: int | None = None) -> list[Target]:
     """The chat's applications that await documents now (one, when ``application_id`` is given).
