@@ -5,7 +5,6 @@ No aiogram here: the bot layer passes plain chat ids."""
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.context import Ctx
@@ -37,10 +36,8 @@ async def ensure_chat(ctx: Ctx, chat_id: int) -> Chat:
     loses the race uses the row the other made instead of failing on the key."""
     chat = await ctx.session.get(Chat, chat_id)
     if chat is None:
-        insert = postgresql.insert if ctx.is_postgres else sqlite.insert
-        await ctx.session.execute(insert(Chat).values(
-            id=chat_id, language=None, created_at=ctx.now, updated_at=ctx.now, email_code_attempts=0,
-            **CHAT_DEFAULTS).on_conflict_do_nothing(index_elements=[Chat.id]))
+        await ctx.insert_ignore(Chat, [{"id": chat_id, "language": None, "created_at": ctx.now,
+                                        "updated_at": ctx.now, "email_code_attempts": 0, **CHAT_DEFAULTS}], "id")
         chat = await ctx.session.get(Chat, chat_id, populate_existing=True)
         assert chat is not None
     return chat

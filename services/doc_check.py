@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import sys
-import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -68,21 +67,13 @@ _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from services.doc_decode 
 
 # --- the bot's side --------------------------------------------------------------------------------
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _cheap_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kezek-documents")
-        return _pool
+# (threads are started at the first use only)
+_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kezek-documents")
 
 
 async def run_cheap(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in the documents' own small thread pool (never asyncio's default one)."""
-    return await asyncio.get_running_loop().run_in_executor(_cheap_pool(), fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
 
 
 class DocumentChecker:

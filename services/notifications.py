@@ -393,7 +393,7 @@ class NotificationFacade(FacadeBase):
         # (``defer_due``): all wait the same (no try used), instead of each copy waiting out a
         # timeout.
         flood: list[RetryLater] = []
-        deferred: list[int] = []  # the due deliveries not taken yet, once deferred for the flood
+        deferred = False  # the due deliveries not taken yet: deferred once for the flood
 
         def take(notices: list[Notice], asked: int) -> None:
             nonlocal claimed, exhausted
@@ -467,8 +467,8 @@ class NotificationFacade(FacadeBase):
                         if channel == EMAIL and any(n.kind in EMAIL_ONLY for n, _, _ in results):
                             await scrub_codes(ctx)
                         if flood and not deferred:  # counted with the round's retries, as if tried
-                            deferred.append(await defer_due(ctx, channel, flood[0]))
-                            counts["pending"] += deferred[0]
+                            counts["pending"] += await defer_due(ctx, channel, flood[0])
+                            deferred = True
                     for notice, _, written in results:
                         del held[notice.delivery_id]
                         written.set_result(None)
