@@ -471,16 +471,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def openapi_document(request: web.Request) -> web.Response:
     from bot.openapi import openapi
+    from services.offers import seat_birth_years
 
     settings, now = request.app[SETTINGS], request.app[KZ].clock.now()
-    return json_response(openapi(max_rows=settings.api_max_rows, birth_years=birth_years(now)))
-
-
-def birth_years(now: dt.datetime) -> tuple[int, int]:
-    """The birth years seats may be published for now (``services.offers.publish_seats``: the
-    year of the clock's moment as the services see it)."""
-    year = now.year
-    return year - 8, year
+    return json_response(openapi(max_rows=settings.api_max_rows, birth_years=seat_birth_years(now)))
 
 
 async def post_districts(request: web.Request) -> web.Response:

@@ -14,7 +14,6 @@ checked in chunks that give the event loop a turn (``check_rows``), keeping the 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -23,15 +22,17 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 from pydantic import ValidationError as PydanticError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from services import parsing as p
 from services.documents import NOTE_MAX, REJECTION_REASONS
-from services.errors import MAX_REPORTED_ERRORS as _MAX_REPORTED_ERRORS
-from services.errors import BulkRejected, InvalidField, InvalidIIN, KezekError, MissingField
+from services.errors import (  # noqa: F401 (MAX_REPORTED_ERRORS: the answers' cap, for bot.api and bot.openapi)
+    MAX_REPORTED_ERRORS,
+    InvalidField,
+    InvalidIIN,
+    KezekError,
+    MissingField,
+    RowErrors,
+)
 from storage.models import KindergartenKind, Privilege
-
-# Errors listed in one answer (or printed by the CLI); the rest are counted.
-MAX_REPORTED_ERRORS = _MAX_REPORTED_ERRORS  # (services.errors: the services keep as many)
-# Rows checked between two turns of the event loop (a row of an application: ~0.1 ms).
-CHUNK_ROWS = 50
 
 # services.parsing: a code, control characters refused in text (tab and newline allowed there).
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$"
@@ -263,30 +264,12 @@ def check_object(model: type[_Body], body: Any) -> None:
         raise error
 
 
-def capped(exc: BulkRejected, keep: int = MAX_REPORTED_ERRORS) -> BulkRejected:
-    """The same rejection listing its first ``keep`` errors; its count stays the total."""
-    if len(exc.errors) <= keep:
-        return exc
-    out = BulkRejected(exc.errors[:keep])
-    out.params["count"] = exc.params.get("count", len(exc.errors))
-    return out
-
-
-async def check_rows(model: type[_Body], rows: Sequence[Any], *, also: Callable[[Any], object] | None = None,
-                     chunk: int = CHUNK_ROWS, keep: int = MAX_REPORTED_ERRORS) -> None:
-    """Check every row (``row_error``), ``chunk`` rows per turn of the event loop; ``BulkRejected``
-    listing the first ``keep`` bad rows (index, error) and counting all of them."""
-    errors: list[tuple[int, KezekError]] = []
-    total = 0
-    for start in range(0, len(rows), chunk):
-        for index in range(start, min(start + chunk, len(rows))):
-            error = row_error(model, rows[index], also)
-            if error is not None:
-                total += 1
-                if len(errors) < keep:
-                    errors.append((index, error))
-        await asyncio.sleep(0)
-    if total:
-        rejected = BulkRejected(errors)
-        rejected.params["count"] = total
-        raise rejected
+async def check_rows(model: type[_Body], rows: Sequence[Any], *, also: Callable[[Any], object] | None = None) -> None:
+    """Check every row (``row_error``) in turns of the event loop (``services.parsing.in_turns``);
+    ``BulkRejected`` listing the first bad rows (index, error) and counting all of them."""
+    errors = RowErrors()
+    async for index, row in p.in_turns(rows):
+        error = row_error(model, row, also)
+        if error is not None:
+            errors.add(index, error)
+    errors.raise_any()

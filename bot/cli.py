@@ -222,21 +222,10 @@ def import_(state: State, kind: str, file: Path) -> None:
       privilege, twin_group].
 
     Dates as 2023-03-15, moments with their offset (2024-01-01T09:00:00+05:00)."""
-    from bot.api_schemas import capped
-
     from bot.rows import Progress, Reporting
 
     rows = read_rows(file, state, kind)
     first_row = 2 if file.suffix.lower() == ".csv" else 1  # CSV: line 1 is the header
-    more = [0]  # bad rows past the first 50 (the API's cap): counted, not listed
-
-    async def listing_50(work: Awaitable[T]) -> T:
-        try:
-            return await work
-        except BulkRejected as exc:
-            shown = capped(exc)
-            more[0] = int(shown.params.get("count", 0)) - len(shown.errors)
-            raise shown from None
 
     # A progress bar on stderr for a large file on a terminal (bot/rows.py): applications while they
     # are written (checked first: nothing is written unless every row is good), the other kinds
@@ -244,19 +233,13 @@ def import_(state: State, kind: str, file: Path) -> None:
     bar = Progress(len(rows), state.t("Importing"), sys.stderr)
     try:
         if kind == "applications":
-            result = state.run(lambda kz: listing_50(kz.import_applications(rows, progress=bar.update)),
-                               first_row=first_row)
+            result = state.run(lambda kz: kz.import_applications(rows, progress=bar.update), first_row=first_row)
         else:
             call = {"profiles": Kezek.upsert_profiles, "districts": Kezek.upsert_districts,
                     "kindergartens": Kezek.upsert_kindergartens}[kind]
-            result = state.run(lambda kz: listing_50(call(kz, Reporting(rows, bar))), first_row=first_row)
-    except SystemExit:
+            result = state.run(lambda kz: call(kz, Reporting(rows, bar)), first_row=first_row)
+    finally:
         bar.finish()
-        if more[0] > 0:
-            click.echo(state.t("… and more rows with errors: {count}.", count=i18n.format_number(state.lang, more[0])),
-                       err=True)
-        raise
-    bar.finish()
     if kind == "applications":
         click.echo(state.t("Applications: {created} new, {updated} updated, {unchanged} unchanged.",
                            created=result.created, updated=result.updated, unchanged=result.unchanged))

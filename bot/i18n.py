@@ -766,12 +766,17 @@ def error_text(lang: str | None, exc: KezekError) -> str:
 
 
 def error_lines(lang: str | None, exc: KezekError, *, first_row: int = 1) -> list[str]:
-    """``error_text`` plus, for a rejected bulk load, one line per bad row.
+    """``error_text`` plus, for a rejected bulk load, one line per bad row it lists and one for
+    how many more there are.
 
     Services number rows from 0; ``first_row`` is the number shown for row 0 (e.g. 2 for a CSV
     file whose line 1 is the header)."""
     lines = [error_text(lang, exc)]
-    for index, error in getattr(exc, "errors", None) or []:
+    listed = getattr(exc, "errors", None) or []
+    for index, error in listed:
         lines.append(gettext(lang, "Row {row}: {error}", row=index + first_row,
                              error=error_text(lang, error)))
+    more = int(exc.params.get("count", 0)) - len(listed) if listed else 0
+    if more > 0:  # (a bulk rejection lists its first rows and counts the rest)
+        lines.append(gettext(lang, "… and more rows with errors: {count}.", count=format_number(lang, more)))
     return lines

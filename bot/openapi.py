@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.api_schemas import MAX_REPORTED_ERRORS, request_schemas
+from bot.config import Settings
 from services.documents import MAX_FILES
 from storage.models import DocumentStatus, Privilege
 
@@ -33,7 +34,7 @@ MOMENT = {"type": "string", "format": "date-time",
 NULLABLE_MOMENT = {"type": ["string", "null"], "format": "date-time"}
 # Row ids: positive 64-bit integers (bot.api._row_id refuses more).
 ROW_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
-DEFAULT_MAX_ROWS = 5000  # bot.config's api_max_rows default
+DEFAULT_MAX_ROWS: int = Settings.model_fields["api_max_rows"].default  # KEZEK_API_MAX_ROWS unset
 LANGUAGE = {"type": "string", "enum": ["ru", "kk"]}
 
 SCHEMAS: dict[str, Any] = {

@@ -74,9 +74,15 @@ class PublishResult:
 
 # --- publishing and offering ---------------------------------------------------------------------
 
+def seat_birth_years(now: dt.datetime) -> tuple[int, int]:
+    """The birth years seats may be published for at ``now`` (children under school age)."""
+    return now.year - 8, now.year
+
+
 async def publish_seats(ctx: Ctx, row: p.Row) -> PublishResult:
     kg_code = p.code(row, "kindergarten")
-    birth_year = p.integer(row, "birth_year", lo=ctx.now.year - 8, hi=ctx.now.year)
+    lo, hi = seat_birth_years(ctx.now)
+    birth_year = p.integer(row, "birth_year", lo=lo, hi=hi)
     language = p.choice(row, "language", ("ru", "kk"))
     count = p.integer(row, "count", lo=1, hi=500)
     found = (await ctx.session.execute(
