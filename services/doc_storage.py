@@ -12,12 +12,12 @@ Synchronous on purpose (local disk): the facade calls it in a worker thread."""
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Protocol
+
+from storage.private_files import private_dir, write_private
 
 KEY_RE = re.compile(r"[0-9a-f]{32}")
 
@@ -62,19 +62,8 @@ class FolderDocumentStore:
     def put(self, key: str, data: bytes) -> None:
         target = self.path(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            private_dir(target.parent)
+            write_private(target, data, durable=True)
         except OSError as exc:
             raise DocumentStoreError(type(exc).__name__) from exc
 
