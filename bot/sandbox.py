@@ -19,8 +19,10 @@ import logging
 import re
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from bot.scheduler import EDGE_SECOND, SNAPSHOT_MINUTE, profile_windows
 from services.calendar import ALMATY
@@ -147,15 +149,10 @@ async def store_clock(db: Database, clock: SandboxClock) -> None:
     """Keep ``clock``'s lead in ``db`` (which makes ``db`` a sandbox), for every process on it."""
     offset_us = (clock.offset // dt.timedelta(microseconds=1))
     values = {"offset_us": offset_us, "updated_at": dt.datetime.now(dt.UTC)}
-    for _attempt in range(3):
-        try:
-            async with db.write() as session:
-                done = await session.execute(update(SandboxClockRow).where(SandboxClockRow.id == _ROW).values(**values))
-                if not done.rowcount:  # type: ignore[attr-defined]
-                    session.add(SandboxClockRow(id=_ROW, **values))
-            return
-        except IntegrityError:  # another process wrote the first row at the same time: update it
-            continue
+    insert = pg_insert if db.is_postgres else sqlite_insert
+    async with db.write() as session:
+        await session.execute(insert(SandboxClockRow).values(id=_ROW, **values)
+                              .on_conflict_do_update(index_elements=["id"], set_=values))
 
 
 async def open_sandbox_clock(db: Database, start: dt.datetime | None = None) -> SandboxClock:
