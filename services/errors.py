@@ -107,16 +107,11 @@ class RowErrors:
         if len(self._heap) > self.keep:
             heapq.heappop(self._heap)
 
-    def __bool__(self) -> bool:
-        return self.count > 0
-
-    def rejected(self) -> BulkRejected:
-        kept = sorted(((-i, -order, e) for i, order, e in self._heap), key=lambda t: (t[0], t[1]))
-        return BulkRejected([(i, e) for i, _, e in kept], count=self.count)
-
     def raise_any(self) -> None:
+        """``BulkRejected`` with the kept rows in index order, when any row was bad."""
         if self.count:
-            raise self.rejected()
+            kept = sorted(((-i, -order, e) for i, order, e in self._heap), key=lambda t: (t[0], t[1]))
+            raise BulkRejected([(i, e) for i, _, e in kept], count=self.count)
 
 
 class NotFound(KezekError):
