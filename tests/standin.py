@@ -1,5 +1,5 @@
 """``kezek run`` as a separate process, for the end-to-end tests that talk to it through the Bot
-API stand-in (``bot/standin.py``)."""
+API stand-in (``bot/bench/standin.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bot.standin import TOKEN, BotApiError, BotApiStandIn, Call, Upload  # noqa: F401 - the tests' one import
+from bot.bench.standin import TOKEN, BotApiError, BotApiStandIn, Call, Upload  # noqa: F401 - the tests' one import
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.bench_dispatch import run_dispatch_bench
+from bot.bench.dispatch import run_dispatch_bench
 from tests.conftest import REDIS_URL
 
 

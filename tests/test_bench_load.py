@@ -1,4 +1,4 @@
-"""The load benchmark (``bot.bench_load``), run tiny: 30 parents, one ``kezek run`` instance in webhook
+"""The load benchmark (``bot.bench.load``), run tiny: 30 parents, one ``kezek run`` instance in webhook
 mode on SQLite, the echo bot beside it; 7 of the parents (a quarter) claim the seat offered to them.
 Checks the figures are there, every update was answered, and the claims left one referral each in
 the database (no timing asserts: the machine's load decides those)."""
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.bench_load import format_table, run_load_bench
+from bot.bench.load import format_table, run_load_bench
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -1,4 +1,4 @@
-"""The memory benchmark (``bot.bench_memory``), run tiny: 2,000 applications on SQLite. Checks every
+"""The memory benchmark (``bot.bench.memory``), run tiny: 2,000 applications on SQLite. Checks every
 operation ran in its own child that exited cleanly, did its work, and reported its memory and time
 (no size or timing thresholds: those are the benchmark's figures, not a test's)."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.bench_memory import OPS, format_table, run_memory_bench
+from bot.bench.memory import OPS, format_table, run_memory_bench
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 

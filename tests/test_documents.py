@@ -7,7 +7,7 @@ CLI (list, download the very bytes, accept, reject with a reason the parent read
 and the deadline sweep still annuls when nothing was accepted.
 
 The Telegram side runs through the real Dispatcher with a real aiohttp session against the Bot API
-stand-in (``bot/standin.py``: getFile and the file server)."""
+stand-in (``bot/bench/standin.py``: getFile and the file server)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from bot.app import build_dispatcher
 from bot.i18n import format_deadline, gettext, ngettext
 from bot.notices import rejection_text
 from bot.sender import SendPolicy, drain_once
-from bot.standin import TOKEN, BotApiStandIn, Call
+from bot.bench.standin import TOKEN, BotApiStandIn, Call
 from handlers.documents import DocsCallback, left_text
 from handlers.status import card_keyboard
 from services import documents as docs

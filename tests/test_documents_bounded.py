@@ -23,7 +23,7 @@ import pytest
 from bot import i18n
 from bot.chart import PNG_SIGNATURE, render_history_png
 from bot.i18n import gettext
-from bot.standin import BotApiStandIn
+from bot.bench.standin import BotApiStandIn
 from services import doc_check
 from services import documents as docs
 from services.doc_check import DocumentChecker
@@ -295,7 +295,7 @@ def test_the_budget_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_the_bot_checks_documents_with_the_budget_it_was_given(api: BotApiStandIn, kz: Kezek) -> None:
     from bot.config import Settings
     from bot.runner import run
-    from bot.standin import TOKEN
+    from bot.bench.standin import TOKEN
 
     settings = Settings(_env_file=None, bot_token=TOKEN, bot_api_url=api.base_url,  # type: ignore[call-arg]
                         document_check_seconds=3.5, document_check_workers=1)

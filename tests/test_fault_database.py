@@ -62,9 +62,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import i18n
-from bot.bench import BENCH_NOW
+from bot.bench.queue import BENCH_NOW
 from tests.conftest import registrations_sent
-from bot.bench_outbox import FIRST_CHAT, chat_language, seed_fan_out, seed_linked_parents
+from bot.bench.outbox import FIRST_CHAT, chat_language, seed_fan_out, seed_linked_parents
 from bot.metrics import Metrics, check_health
 from services.clock import FrozenClock
 from services.kezek import Kezek

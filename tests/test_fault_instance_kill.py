@@ -2,7 +2,7 @@
 
 Setup: PostgreSQL (a database of its own, dropped at the end) and Redis (FSM, event isolation,
 throttle), two instances behind a "load balancer" played by the driver, the Bot API stand-in on
-loopback (``bot.bench_load.TimingStandIn``), the bench's frozen Monday 10:00 (claim window open).
+loopback (``bot.bench.load.TimingStandIn``), the bench's frozen Monday 10:00 (claim window open).
 PARENTS parents; the first CLAIMERS of them got a seat offered (service layer) and the "your turn"
 alert (real outbox sender) and play ``/status`` then the claim flow (alert's "Seats" → the seat's
 button → "Confirm", every press built from the markup the bot sent); the others send ``/status``
@@ -18,7 +18,7 @@ What is guaranteed, and asserted:
 
 * every update eventually got a 200 and a reply;
 * every claiming parent holds exactly one referral, is referred, and no seat has two referrals
-  (the database's check, ``bot.load_claims.check_claims``);
+  (the database's check, ``bot.bench.load_claims.check_claims``);
 * no parent got two "Referral issued" replies: a confirm handled twice finds the child referred
   and is answered with the alert "The child already holds a referral." (the "already done"
   answer), never a second referral or a second "issued" message. A parent whose confirm was
@@ -68,7 +68,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.bench_load import (
+from bot.bench.load import (
     SECRET,
     WEBHOOK_PATH,
     Fleet,
@@ -78,9 +78,9 @@ from bot.bench_load import (
     prepare_database,
     wait_healthy,
 )
-from bot.bench_outbox import chat_language
+from bot.bench.outbox import chat_language
 from bot.i18n import gettext
-from bot.load_claims import bench_now, check_claims, claim_script, is_issued, send_alerts
+from bot.bench.load_claims import bench_now, check_claims, claim_script, is_issued, send_alerts
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from storage.db import Database, normalise_url

@@ -57,7 +57,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from bot.bench_outbox import FIRST_CHAT, seed_fan_out
+from bot.bench.outbox import FIRST_CHAT, seed_fan_out
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM
 from storage.models import Delivery

@@ -24,7 +24,7 @@ from bot.i18n import gettext
 from bot.notices import attachment_note, render
 from bot.referral_pdf import page_lines, referral_pdf
 from bot.sender import SendPolicy, drain_once
-from bot.standin import TOKEN, BotApiStandIn, Upload
+from bot.bench.standin import TOKEN, BotApiStandIn, Upload
 from services.clock import FrozenClock
 from services.email import FolderSender
 from services.kezek import Kezek

@@ -17,7 +17,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import select
 
 from bot.sender import SendPolicy, drain_once
-from bot.standin import TOKEN, BotApiStandIn
+from bot.bench.standin import TOKEN, BotApiStandIn
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.notifications import EMAIL, LEASE, TELEGRAM, Notice

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.standin import TOKEN, BotApiStandIn
+from bot.bench.standin import TOKEN, BotApiStandIn
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM
 from storage.models import Delivery

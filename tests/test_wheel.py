@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,13 @@ def test_the_installed_wheel_speaks_kazakh_outside_the_source_tree(tmp_path: Pat
     assert refused.stderr.strip() == i18n.gettext("kk", not_found) != i18n.gettext("ru", not_found)
     assert "Traceback" not in refused.stderr + upgraded.stderr
     assert not list(outside.iterdir())  # nothing written where it was run
+
+    # The product only: the benchmarks, the load driver and the Bot API stand-in stay in the checkout.
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = [name for name in archive.namelist() if name.startswith("bot/")]
+    assert shipped and not [name for name in shipped if name.startswith("bot/bench")], shipped
+    helped = run([kezek, "--help"], cwd=outside, env=env)
+    assert helped.returncode == 0 and "demo" in helped.stdout and "bench" not in helped.stdout, helped.stdout
 
 
 def test_the_catalogs_are_found_through_the_locales_package() -> None:

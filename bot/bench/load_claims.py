@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bot.bench_load import TimingStandIn
+    from bot.bench.load import TimingStandIn
     from services.kezek import Kezek
 
 CLAIM_STEPS = ("seats", "preview", "confirm")
@@ -70,7 +70,7 @@ async def send_alerts(kz: Kezek, api: TimingStandIn, *, concurrency: int = 32) -
     from bot.runner import make_session
 
     from bot.sender import SendPolicy, drain_once
-    from bot.standin import TOKEN
+    from bot.bench.standin import TOKEN
     from services.pacing import Pacer
 
     bot = Bot(TOKEN, session=make_session(api.base_url))
@@ -197,6 +197,6 @@ async def check_claims(db_url: str, chats: Sequence[int]) -> dict[str, Any]:
 
 
 def bench_now() -> dt.datetime:
-    from bot.bench import BENCH_NOW
+    from bot.bench.queue import BENCH_NOW
 
     return BENCH_NOW

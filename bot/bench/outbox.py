@@ -1,5 +1,5 @@
 """Outbox benchmark: a fan-out of "your turn" alerts through the real sender to a Bot API stand-in
-on loopback (``python -m bot.standin``, its own process).
+on loopback (``python -m bot.bench.standin``, its own process).
 
 Two figures (``kezek bench outbox``):
 
@@ -30,10 +30,10 @@ from typing import Any
 from aiogram import Bot
 from sqlalchemy import select
 
-from bot.bench import BENCH_NOW, _remove_db
+from bot.bench.queue import BENCH_NOW, _remove_db
 from bot.runner import make_session
 from bot.sender import SendPolicy, drain_once
-from bot.standin import TOKEN
+from bot.bench.standin import TOKEN
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.pacing import Pacer
@@ -94,7 +94,7 @@ async def seed_fan_out(kz: Kezek, alerts: int) -> None:
 
 
 class StandInProcess:
-    """``python -m bot.standin`` in its own process, so that it does not share a CPU with the sender."""
+    """``python -m bot.bench.standin`` in its own process, so that it does not share a CPU with the sender."""
 
     def __init__(self, rate: float, chat_rate: float) -> None:
         self.args = ["--rate", str(rate), "--chat-rate", str(chat_rate)]
@@ -103,7 +103,7 @@ class StandInProcess:
 
     async def __aenter__(self) -> StandInProcess:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.standin", *self.args, stdout=asyncio.subprocess.PIPE)
+            sys.executable, "-m", "bot.bench.standin", *self.args, stdout=asyncio.subprocess.PIPE)
         assert self.proc.stdout is not None
         self.base_url = (await asyncio.wait_for(self.proc.stdout.readline(), 30)).decode().strip()
         return self

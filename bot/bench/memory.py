@@ -16,7 +16,7 @@ apart and is not what is measured. Then, through the real services and a frozen 
 * on the benchmark's Monday at 10:00, 10 seats per district were published in the youngest birth
   year (200 "your turn" offers that expire at 20:00 — the evening's fan-out).
 
-Each operation then runs in a **fresh child process** (``python -m bot.bench_memory child ...``),
+Each operation then runs in a **fresh child process** (``python -m bot.bench.memory child ...``),
 one after the other on the same database; its peak resident memory is the kernel's high-water mark
 of the child's address space (``VmHWM`` in ``/proc/self/status``, read as the operation ends; the
 parent checks the exit status with ``wait4``); the child also samples ``/proc/self/status`` every
@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.bench import BENCH_NOW, _remove_db, _World
+from bot.bench.queue import BENCH_NOW, _remove_db, _World
 from services.queue import ARRIVAL
 from storage.models import AppStatus, DocsState, Privilege
 from storage.queue_versions import FOLD_PG_SQL, FOLD_SQLITE_SQL
@@ -173,7 +173,7 @@ class _Rows:
 
 def _generate(world: _World, total: int, district_ids: dict[str, int],
               kg_ids: dict[str, int]) -> Iterator[_Rows]:
-    from bot.bench_outbox import chat_language  # (aiogram: the parent only, not in every child)
+    from bot.bench.outbox import chat_language  # (aiogram: the parent only, not in every child)
 
     load_at = _utc_naive(LOAD_AT)
     n = 0
@@ -332,7 +332,7 @@ async def seed(url: str, applications: int, *, seed_value: int = 1, csv_path: st
         await _pg_fresh(url)
     await upgrade_async(url)
     if not is_sqlite:
-        from bot.bench_outbox import _truncate
+        from bot.bench.outbox import _truncate
 
         await _truncate(url)
     world = _World(random.Random(seed_value), DISTRICTS, BIRTH_YEARS, BENCH_NOW)
@@ -520,7 +520,7 @@ def run_child(op: str, url: str, params: dict[str, Any], workdir: str) -> dict[s
     env = dict(os.environ)
     env.pop("KEZEK_DATABASE_URL", None)
     with open(os.path.join(workdir, f"{op}.log"), "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bot.bench_memory", "child", op, url,
+        proc = subprocess.Popen([sys.executable, "-m", "bot.bench.memory", "child", op, url,
                                  json.dumps(params), result_path],
                                 stdout=log, stderr=subprocess.STDOUT, env=env,
                                 cwd=str(Path(__file__).resolve().parent.parent))

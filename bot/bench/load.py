@@ -3,12 +3,12 @@ in webhook mode, and the same harness against a bare aiogram echo bot as the fra
 
 Method
 ------
-* **Telegram's side** is ``bot.standin.BotApiStandIn`` on loopback, in this process (``keep_calls=False``),
+* **Telegram's side** is ``bot.bench.standin.BotApiStandIn`` on loopback, in this process (``keep_calls=False``),
   subclassed here (``TimingStandIn``) to timestamp (``time.perf_counter``) the first ``sendMessage`` /
   ``editMessageText`` for a chat that a parent is waiting on.
 * **The database** is built fresh: an SQLite file (default) or an emptied PostgreSQL database
   (``db_url``), migrated, with N waiting applications each linked to its own chat (``Chat`` +
-  ``ChatLink`` rows, the approach of ``bot.bench_outbox.seed_fan_out`` without publishing seats);
+  ``ChatLink`` rows, the approach of ``bot.bench.outbox.seed_fan_out`` without publishing seats);
   the chats alternate Russian and Kazakh. Chat ids start at a fresh base each run, so that the
   per-chat throttle (20 updates a minute, kept on: it is part of the production path) and the Redis
   keys of an earlier run do not interfere.
@@ -31,12 +31,12 @@ Method
   ``claim`` — the first ``claim_share`` of the parents in queue order (default a quarter) each got
   a seat offered when the database was prepared (published through the service layer; the "your
   turn" alerts sent to the stand-in by the real outbox sender before the instances start) and
-  play the claim flow (``bot.load_claims``): the alert's "Seats" button, the seat's button in the
+  play the claim flow (``bot.bench.load_claims``): the alert's "Seats" button, the seat's button in the
   list, "Confirm" — three callback updates, each built from the reply markup the bot sent, so the
   latency is per step (``by_kind``: ``seats``, ``preview``, ``confirm``). Afterwards the database is
   checked (``claim_check``): each claiming parent has exactly one referral, no seat two;
   ``issued_replies`` counts the parents whose last reply was "Referral issued ...";
-  ``echo`` — the same ``/status`` updates to K echo-bot processes (``python -m bot.bench_load
+  ``echo`` — the same ``/status`` updates to K echo-bot processes (``python -m bot.bench.load
   --echo-server PORT``: a Dispatcher with one handler answering every message with its text,
   served by aiogram's ``SimpleRequestHandler`` with the secret, like ``bot.webhook``).
 * **Figures** per phase: updates per second (updates / wall time from the first POST to the last
@@ -73,9 +73,9 @@ from typing import Any
 
 import aiohttp
 
-from bot.bench_outbox import chat_language
-from bot.load_claims import Step, bench_now, check_claims, claim_script, claimer_count, is_issued, send_alerts
-from bot.standin import TOKEN, BotApiStandIn
+from bot.bench.outbox import chat_language
+from bot.bench.load_claims import Step, bench_now, check_claims, claim_script, claimer_count, is_issued, send_alerts
+from bot.bench.standin import TOKEN, BotApiStandIn
 
 SECRET = "bench-load_Secret-1"
 PUBLIC_URL = "https://kezek-bench.invalid"  # webhook mode needs an https:// base; we POST directly
@@ -282,7 +282,7 @@ def echo_instances(k: int, *, api_url: str, logs: Path) -> list[Instance]:
     out = []
     for i in range(k):
         port = free_port()
-        args = [sys.executable, "-m", "bot.bench_load", "--echo-server", str(port), "--api", api_url,
+        args = [sys.executable, "-m", "bot.bench.load", "--echo-server", str(port), "--api", api_url,
                 "--secret", SECRET]
         out.append(Instance(f"echo#{i + 1}", port, args, _base_env(), logs / f"echo-{i + 1}.log"))
     return out
@@ -338,8 +338,8 @@ async def prepare_database(db_url: str, parents: int, first_chat: int, claimers:
     (ids from ``first_chat``; Russian and Kazakh alternating); with ``claimers``, that many seats
     published on the bench's clock, offered to the first ``claimers`` parents (their "your turn"
     alerts wait in the outbox). Returns the number of offers made."""
-    from bot.bench import BENCH_NOW
-    from bot.bench_outbox import _truncate, seed_linked_parents
+    from bot.bench.queue import BENCH_NOW
+    from bot.bench.outbox import _truncate, seed_linked_parents
     from services.clock import FrozenClock
     from services.kezek import Kezek
     from storage.db import Database
@@ -348,7 +348,7 @@ async def prepare_database(db_url: str, parents: int, first_chat: int, claimers:
     await upgrade_async(db_url)
     if not db_url.startswith("sqlite"):
         await _truncate(db_url)
-    from bot.load_claims import publish_offers
+    from bot.bench.load_claims import publish_offers
 
     db = Database(db_url)
     try:
@@ -368,7 +368,7 @@ async def _vacuum(db_url: str) -> None:
     heap, 1.6 ms for 2,900 rows instead of a fraction of that) and the planner's statistics."""
     import asyncpg
 
-    from bot.bench_memory import _pg_dsn
+    from bot.bench.memory import _pg_dsn
 
     con = await asyncpg.connect(_pg_dsn(db_url))
     try:
@@ -423,7 +423,7 @@ class PhaseResult:
 
 
 # (kind, text or step) of one parent's updates, in order; a step builds the update from what the
-# bot sent before (``bot.load_claims``), or returns None when the button to press is not there.
+# bot sent before (``bot.bench.load_claims``), or returns None when the button to press is not there.
 Script = list[tuple[str, "str | Step"]]
 
 
@@ -509,7 +509,7 @@ class Load:
 
 
 def claim_scripts(chats: Sequence[int]) -> list[tuple[int, str, Script]]:
-    """The claim flow (``bot.load_claims``) for the claiming parents (the first chats)."""
+    """The claim flow (``bot.bench.load_claims``) for the claiming parents (the first chats)."""
     return [(chat, chat_language(i), list(claim_script())) for i, chat in enumerate(chats)]
 
 

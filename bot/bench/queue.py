@@ -2,7 +2,7 @@
 things parents and the registry do most — read one queue number (with its move since the last
 look) and publish free seats (offers in queue order).
 
-    python -m bot.bench --applications 1000000 --db /tmp/kezek-bench.sqlite3
+    python -m bot.bench.queue --applications 1000000 --db /tmp/kezek-bench.sqlite3
 
 Everything goes through ``services.kezek.Kezek`` (validation, audit, queue events, outbox), so
 the figures are what the bot, the API and the CLI get. The clock is frozen at a working day
@@ -333,7 +333,7 @@ async def run_queue_bench(
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bot.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bot.bench.queue", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="/tmp/kezek-bench.sqlite3", help="SQLite file (recreated)")
     parser.add_argument("--applications", type=int, default=1_000_000)
     parser.add_argument("--districts", type=int, default=20)

@@ -6,7 +6,7 @@ chat over a sliding second (429 with ``retry_after`` beyond), ``blocked`` chats 
 ``faults`` scripts the next answers to a chat's sendMessage or sendDocument (``"429"``, ``"500"``,
 ``"timeout"``, ``"403"``, ``"400"``). ``accepted`` lists the (chat, text) of every message it took
 (a document's caption as its text);
-``refusals`` counts what it refused and why. ``python -m bot.standin`` runs one on its own (for
+``refusals`` counts what it refused and why. ``python -m bot.bench.standin`` runs one on its own (for
 ``kezek bench outbox``), with ``GET /_stats`` for the counts.
 
 It answers getMe, long-polls getUpdates (``offset``/``timeout``; 409 while a webhook is set, like
