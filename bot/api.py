@@ -52,12 +52,13 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bot import api_schemas as shapes
-from bot import i18n
 from bot import metrics as metrics_module
 from bot.config import Settings
-from bot.i18n import N_
 from bot.sandbox import MAX_MOVE, ClockMoveError, move_clock
 from bot.sandbox import parse_iso_duration as parse_duration
+from locales import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext
+from locales.errors import error_text
+from locales.formats import format_number
 from services import queue as queue_service
 from services import registry
 from services.calendar import ALMATY
@@ -91,7 +92,7 @@ SETTINGS = web.AppKey("settings", Settings)
 SANDBOX_CLOCK = web.AppKey("sandbox_clock", SandboxClock)
 SANDBOX_LOCK = web.AppKey("sandbox_lock", asyncio.Lock)
 
-# Messages of the API's own errors (the domain's come from i18n.error_text).
+# Messages of the API's own errors (the domain's come from error_text).
 API_MESSAGES: dict[str, str] = {
     "unauthorized": N_("A valid access token is required: send it in the header "
                        "Authorization: Bearer <token>."),
@@ -257,12 +258,12 @@ async def read_rows(request: web.Request, shape: type[shapes._Body],
 
 def request_language(request: web.Request) -> str:
     """The best of ru | kk by ``Accept-Language`` (q-values respected; ties: first listed), else ru."""
-    best_q, best = 0.0, i18n.DEFAULT_LANGUAGE
+    best_q, best = 0.0, DEFAULT_LANGUAGE
     for part in request.headers.get("Accept-Language", "").split(","):
         tag, *params = [x.strip() for x in part.split(";")]
         code = tag.replace("_", "-").split("-")[0].lower()
         code = {"kz": "kk"}.get(code, code)
-        if code not in i18n.LANGUAGES:
+        if code not in LANGUAGES:
             continue
         q = 1.0
         for param in params:
@@ -280,9 +281,9 @@ def request_language(request: web.Request) -> str:
 def _api_error_body(lang: str, code: str, params: dict[str, Any]) -> dict[str, Any]:
     msgid = API_MESSAGES.get(code)
     if msgid is None:
-        return {"error": code, "message": i18n.error_text(lang, KezekError())}
-    values = {k: i18n.format_number(lang, v) if isinstance(v, int) else v for k, v in params.items()}
-    return {"error": code, "message": i18n.gettext(lang, msgid, **values)}
+        return {"error": code, "message": error_text(lang, KezekError())}
+    values = {k: format_number(lang, v) if isinstance(v, int) else v for k, v in params.items()}
+    return {"error": code, "message": gettext(lang, msgid, **values)}
 
 
 def _error_item(lang: str, exc: KezekError, index: int | None) -> dict[str, Any]:
@@ -290,7 +291,7 @@ def _error_item(lang: str, exc: KezekError, index: int | None) -> dict[str, Any]
     item: dict[str, Any] = {"index": index, "field": params.get("field"), "reason": exc.code}
     if isinstance(params.get("reason"), str):
         item["detail"] = params["reason"]
-    item["message"] = i18n.error_text(lang, exc)
+    item["message"] = error_text(lang, exc)
     return item
 
 
@@ -304,7 +305,7 @@ def domain_status(exc: KezekError) -> int:
 
 
 def domain_error_body(lang: str, exc: KezekError) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": exc.code, "message": i18n.error_text(lang, exc)}
+    body: dict[str, Any] = {"error": exc.code, "message": error_text(lang, exc)}
     if isinstance(exc, BulkRejected):
         # The first MAX_REPORTED_ERRORS; error_count says how many there are in all.
         body["errors"] = [_error_item(lang, e, i) for i, e in exc.errors[:shapes.MAX_REPORTED_ERRORS]]
@@ -357,13 +358,13 @@ async def errors_middleware(request: web.Request,
             raise
         code = _HTTP_CODES.get(exc.status)
         if code == "not_found":
-            body = {"error": code, "message": i18n.error_text(lang, NotFound())}
+            body = {"error": code, "message": error_text(lang, NotFound())}
         elif code == "body_too_large":
             body = _api_error_body(lang, code, {"max": request.app[SETTINGS].api_max_body_bytes})
         elif code is not None:
             body = _api_error_body(lang, code, {})
         else:
-            body = {"error": f"http_{exc.status}", "message": i18n.error_text(lang, ValidationError())}
+            body = {"error": f"http_{exc.status}", "message": error_text(lang, ValidationError())}
         extra = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         return json_response(body, exc.status, headers=headers | extra)
     except asyncio.CancelledError:
@@ -371,7 +372,7 @@ async def errors_middleware(request: web.Request,
     except Exception as exc:  # noqa: BLE001 - the API answers 500 and logs without personal data
         log.error("API %s %s failed: %s at %s", request.method, _route_of(request), type(exc).__name__,
                   _frames(exc))
-        return json_response({"error": "internal", "message": i18n.error_text(lang, KezekError())}, 500,
+        return json_response({"error": "internal", "message": error_text(lang, KezekError())}, 500,
                              headers=headers)
 
 
@@ -742,7 +743,7 @@ class ApiRequestHandler(web.RequestHandler):
         if status >= 500:
             where = _frames(exc) if exc is not None else "-"
             log.error("API: a request failed outside the handlers: %s at %s", type(exc).__name__, where)
-            body = {"error": "internal", "message": i18n.error_text(lang, KezekError())}
+            body = {"error": "internal", "message": error_text(lang, KezekError())}
         else:
             log.warning("API: a malformed HTTP request refused (%s): %d", type(exc).__name__, status)
             body = _api_error_body(lang, "bad_request", {})

@@ -2,7 +2,7 @@
 
 matplotlib is imported lazily (it is slow to import and only this view needs it) and used
 without pyplot (no global state: safe in ``asyncio.to_thread``). Dates are formatted by
-``bot.i18n`` (Babel), so month names are Russian or Kazakh, not matplotlib's English."""
+``locales.formats`` (Babel), so month names are Russian or Kazakh, not matplotlib's English."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import datetime as dt
 import io
 from collections.abc import Sequence
 
-from bot.i18n import format_date, format_number, gettext
+from locales import gettext
+from locales.formats import format_date, format_number
 from services.calendar import ALMATY
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,7 @@
 """The ``kezek`` command: the operator's and the registry's way into the same services.
 
 Every message goes through the ru/kk catalogs (``--lang`` or KEZEK_LANG); domain errors are
-rendered by ``bot.i18n.error_text`` and a bad input changes nothing (exit code 1)."""
+rendered by ``locales.errors.error_text`` and a bad input changes nothing (exit code 1)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,12 @@ from typing import Any, TypeVar
 
 import click
 
-from bot import i18n, logsafe
+from bot import logsafe
 from bot.config import Settings, get_settings
+from locales import gettext, ngettext
+from locales.errors import error_lines, error_text
+from locales.formats import format_date, format_datetime, format_deadline, format_size
+from locales.names import cause_text, document_status_text, document_type_text, privilege_text, status_text
 from services.clock import Clock, FrozenClock, SandboxClock, SystemClock
 from services.documents import REJECTION_REASONS
 from services.errors import BulkRejected, KezekError
@@ -51,7 +55,7 @@ class State:
                      previous_signing_keys=self.previous_signing_keys, document_store=store)
 
     def t(self, msgid: str, **params: Any) -> str:
-        return i18n.gettext(self.lang, msgid, **params)
+        return gettext(self.lang, msgid, **params)
 
     async def use_sandbox_clock(self, db: Database) -> None:
         """On a sandbox's database (``kezek demo``) every command runs on the sandbox's clock, kept
@@ -66,7 +70,7 @@ class State:
             return
         self.clock = self.sandbox = SandboxClock.at_offset(offset)
         click.echo(self.t("A sandbox database: this command runs on its clock, {moment}.",
-                          moment=i18n.format_datetime(self.lang, self.clock.now(), zone="local")), err=True)
+                          moment=format_datetime(self.lang, self.clock.now(), zone="local")), err=True)
 
     def run(self, work: Callable[[Kezek], Awaitable[T]], first_row: int = 1) -> T:
         """Run one service call; a domain error is printed localized and exits with 1.
@@ -88,7 +92,7 @@ class State:
         try:
             return asyncio.run(go())
         except KezekError as exc:
-            for line in i18n.error_lines(self.lang, exc, first_row=first_row):
+            for line in error_lines(self.lang, exc, first_row=first_row):
                 click.echo(line, err=True)
             if self.sandbox is not None and exc.code == "outside_claim_window":
                 from bot.sandbox import window_hint
@@ -306,7 +310,7 @@ def seats_list(state: State, application: str) -> None:
                        kindergarten=name, year=item.seat.birth_year, language=item.seat.language)
         if item.expires_at:
             line += " " + state.t("Offered to you until {until}.",
-                                  until=i18n.format_datetime(state.lang, item.expires_at, zone="local"))
+                                  until=format_datetime(state.lang, item.expires_at, zone="local"))
         click.echo(line)
 
 
@@ -324,16 +328,16 @@ def claim_cmd(state: State, application: str, seat: int, confirmed_by: str | Non
         click.echo(state.t("Seat {seat}: {kindergarten}, {address}.", seat=seat, kindergarten=name,
                            address=plan.kindergarten.address or "—"))
         click.echo(state.t("The child must be admitted by {due}.",
-                           due=i18n.format_deadline(state.lang, plan.showup_due_at, zone="local")))
+                           due=format_deadline(state.lang, plan.showup_due_at, zone="local")))
         if plan.docs_due_at:
             click.echo(state.t("Documents confirming the privilege are due by {due}.",
-                               due=i18n.format_deadline(state.lang, plan.docs_due_at)))
+                               due=format_deadline(state.lang, plan.docs_due_at)))
         click.echo(state.t("Nothing has changed yet: repeat with --confirm WHO to take the seat."))
         return
     refs = state.run(lambda kz: kz.claim(application, seat, confirmed_by=f"cli:{confirmed_by}"))
     for ref in refs:
         click.echo(state.t("Referral {id} issued; the child must be admitted by {due}.", id=ref.id,
-                           due=i18n.format_deadline(state.lang, ref.showup_due_at, zone="local")))
+                           due=format_deadline(state.lang, ref.showup_due_at, zone="local")))
 
 
 @cli.group()
@@ -449,11 +453,11 @@ def documents_list(state: State, status: str, referral: int | None, as_json: boo
     for d in found:
         click.echo(state.t("Document {id}: referral {referral}, application {application}, {status}; {type}, {size}, "
                            "{pages}; received {received}, due {due}.", id=d.id, referral=d.referral_id,
-                           application=d.application, status=i18n.document_status_text(lang, d.status),
-                           type=i18n.document_type_text(lang, d.mime), size=i18n.format_size(lang, d.size),
-                           pages=i18n.ngettext(lang, "{count} page", "{count} pages", d.pages, count=d.pages),
-                           received=i18n.format_datetime(lang, d.received_at),
-                           due=i18n.format_deadline(lang, d.docs_due_at) if d.docs_due_at else "—"))
+                           application=d.application, status=document_status_text(lang, d.status),
+                           type=document_type_text(lang, d.mime), size=format_size(lang, d.size),
+                           pages=ngettext(lang, "{count} page", "{count} pages", d.pages, count=d.pages),
+                           received=format_datetime(lang, d.received_at),
+                           due=format_deadline(lang, d.docs_due_at) if d.docs_due_at else "—"))
 
 
 def _json_moment(value: Any) -> Any:
@@ -492,8 +496,8 @@ def documents_download(state: State, document: int, out: Path | None) -> None:
     except OSError as exc:
         raise click.ClickException(state.t("Cannot write the file: {error}", error=type(exc).__name__)) from None
     click.echo(state.t("Document {id} ({type}, {size}) written to {file}.", id=info.id,
-                       type=i18n.document_type_text(state.lang, info.mime),
-                       size=i18n.format_size(state.lang, info.size), file=str(target)))
+                       type=document_type_text(state.lang, info.mime),
+                       size=format_size(state.lang, info.size), file=str(target)))
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -512,24 +516,24 @@ def queue_show(state: State, application: str, viewer: str | None) -> None:
     view = state.run(lambda kz: kz.queue_view(application, viewer=f"cli:{viewer}" if viewer else None))
     app, lang = view.application, state.lang
     district = view.district.name_kk if lang == "kk" else view.district.name_ru
-    click.echo(state.t("Application {number}: {state}.", number=app.number, state=i18n.status_text(lang, view.state)))
+    click.echo(state.t("Application {number}: {state}.", number=app.number, state=status_text(lang, view.state)))
     click.echo(state.t("Queue: {district}, children born in {year}.", district=district, year=app.birth_year))
-    click.echo(state.t("Privilege: {privilege}.", privilege=i18n.privilege_text(lang, app.privilege)))
+    click.echo(state.t("Privilege: {privilege}.", privilege=privilege_text(lang, app.privilege)))
     if view.number is not None:
         click.echo(state.t("Queue number: {number}.", number=view.number))
     if view.delta is not None:
         click.echo(state.t("Change since the last look: {delta:+d}.", delta=view.delta))
         for cause, count in sorted(view.causes.items()):
-            click.echo("  " + i18n.cause_text(lang, cause, count))
+            click.echo("  " + cause_text(lang, cause, count))
     if view.state == "stop_listed" and app.stoplist_until:
         click.echo(state.t("On the stop-list until {until}.",
-                           until=i18n.format_deadline(lang, app.stoplist_until, zone="local")))
+                           until=format_deadline(lang, app.stoplist_until, zone="local")))
     for offer in view.open_offers:
         click.echo(state.t("Seat {seat} is offered until {until}.", seat=offer.seat_id,
-                           until=i18n.format_datetime(lang, offer.expires_at, zone="local")))
+                           until=format_datetime(lang, offer.expires_at, zone="local")))
     if view.referral is not None:
         click.echo(state.t("Referral {id}, the child must be admitted by {due}.", id=view.referral.id,
-                           due=i18n.format_deadline(lang, view.referral.showup_due_at, zone="local")))
+                           due=format_deadline(lang, view.referral.showup_due_at, zone="local")))
     if view.preferred:
         click.echo(state.t("Preferred kindergartens: {codes}.", codes=", ".join(view.preferred)))
 
@@ -623,7 +627,7 @@ def calendar() -> None:
 def calendar_set(state: State, day: dt.datetime, day_off: bool, name: str) -> None:
     """Record a decree for DAY (it wins over the built-in calendar)."""
     state.run(lambda kz: kz.set_calendar_day(day.date(), working=not day_off, name=name, actor="cli"))
-    click.echo(state.t("{day}: saved.", day=i18n.format_date(state.lang, day.date())))
+    click.echo(state.t("{day}: saved.", day=format_date(state.lang, day.date())))
 
 
 @calendar.command("show")
@@ -643,7 +647,7 @@ def calendar_show(state: State, start: dt.datetime, days: int) -> None:
                     label = state.t("working day")
                 else:
                     label = ctx.calendar.holiday_name(d, state.lang) or state.t("day off")
-                out.append(f"{i18n.format_date(state.lang, d)}: {label}")
+                out.append(f"{format_date(state.lang, d)}: {label}")
             return out
 
     for line in state.run(work):
@@ -675,7 +679,7 @@ def demo(state: State, applications: int, phone: str | None, console: bool, seed
         try:
             phone = normalise_phone(phone)
         except KezekError as exc:
-            raise click.BadParameter(i18n.error_text(state.lang, exc), param_hint="--phone") from None
+            raise click.BadParameter(error_text(state.lang, exc), param_hint="--phone") from None
     if console and not phone:
         from bot.console import DEMO_PHONE
 

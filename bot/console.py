@@ -73,13 +73,15 @@ from aiogram.types import (
     User,
 )
 
-from bot import i18n
 from bot.app import build_dispatcher
 from bot.config import Settings
-from bot.i18n import N_
 from bot.mail import make_mailer
 from bot.sandbox import parse_iso_duration, window_hint
 from bot.sender import SendPolicy, outbox_loop
+from locales import LANGUAGES, N_, gettext, normalize_language
+from locales.errors import error_text
+from locales.formats import format_datetime, format_number, parse_moment
+from locales.names import language_name
 from services.calendar import ALMATY
 from services.clock import SandboxClock
 from services.email import EmailSender
@@ -322,7 +324,7 @@ class Console:
         self.files_dir = files_dir or Path(tempfile.gettempdir()) / "kezek-demo"
         self.chat_id = CHAT_ID
         self.name = PARENT_NAME
-        self.language_code = i18n.normalize_language(settings.lang)
+        self.language_code = normalize_language(settings.lang)
         self.session = ConsoleSession(self)
         self.bot = Bot(BOT_TOKEN, session=self.session)
         self.watch = _WindowWatch(kz)
@@ -359,10 +361,10 @@ class Console:
             chosen = await self.kz.chat_language(self.chat_id)
         except Exception:  # noqa: BLE001 - the database may be gone at the very end
             chosen = None
-        return chosen if chosen in i18n.LANGUAGES else self.language_code
+        return chosen if chosen in LANGUAGES else self.language_code
 
     async def t(self, msgid: str, **params: Any) -> str:
-        return i18n.gettext(await self.lang(), msgid, **params)
+        return gettext(await self.lang(), msgid, **params)
 
     # --- output ---------------------------------------------------------------------------------------
 
@@ -676,7 +678,7 @@ class Console:
                 return True
             await handler(args)
         except KezekError as exc:
-            await self.say(i18n.error_text(await self.lang(), exc))
+            await self.say(error_text(await self.lang(), exc))
         except Exception as exc:  # noqa: BLE001 - the demo goes on
             log.error("demo command %s failed: %s", name, type(exc).__name__)
             await self.say(await self.t("Something went wrong. Please try again later."))
@@ -696,9 +698,9 @@ class Console:
 
     async def op_help(self, _args: list[str]) -> None:
         lang = await self.lang()
-        lines = [i18n.gettext(lang, "Demo commands (everything else goes to the bot as a message):")]
+        lines = [gettext(lang, "Demo commands (everything else goes to the bot as a message):")]
         for syntax, msgid in HELP:
-            lines.append(f"  {syntax} — {i18n.gettext(lang, msgid)}")
+            lines.append(f"  {syntax} — {gettext(lang, msgid)}")
         await self.say(*lines)
 
     async def op_keys(self, _args: list[str]) -> None:
@@ -717,15 +719,15 @@ class Console:
         result = await self.kz.publish_seats({"kindergarten": kg, "birth_year": birth_year,
                                               "language": language.lower(), "count": seats}, actor="console")
         lang = await self.lang()
-        lines = [i18n.gettext(lang, "Published seats: {ids}.", ids=", ".join(map(str, result.seat_ids)))]
+        lines = [gettext(lang, "Published seats: {ids}.", ids=", ".join(map(str, result.seat_ids)))]
         if result.private:
-            lines.append(i18n.gettext(lang, "A private kindergarten under the state order: the seats are open to "
+            lines.append(gettext(lang, "A private kindergarten under the state order: the seats are open to "
                                             "every waiting child aged 3 or older in the district."))
         for offer_id, seat_id, number in result.offers:
-            lines.append(i18n.gettext(lang, "Seat {seat} offered to application {number} (offer {offer}).",
+            lines.append(gettext(lang, "Seat {seat} offered to application {number} (offer {offer}).",
                                       seat=seat_id, number=number, offer=offer_id))
         if not result.private and len(result.offers) < len(result.seat_ids):
-            lines.append(i18n.gettext(lang, "Seats without an eligible application now: {count}.",
+            lines.append(gettext(lang, "Seats without an eligible application now: {count}.",
                                       count=len(result.seat_ids) - len(result.offers)))
         await self.say(*lines)
 
@@ -735,13 +737,13 @@ class Console:
             if key in ("at", "snapshot_rows") or not value:  # the nightly snapshot is bookkeeping
                 continue
             label = DONE_LABELS.get(key)
-            parts.append(f"{i18n.gettext(lang, label) if label else key}: {i18n.format_number(lang, value)}")
+            parts.append(f"{gettext(lang, label) if label else key}: {format_number(lang, value)}")
         return "; ".join(parts)
 
     async def op_sweep(self, _args: list[str]) -> None:
         done = await self.kz.run_sweeps()
         lang = await self.lang()
-        await self.say(self._done_text(lang, done) or i18n.gettext(lang, "Nothing fell due."))
+        await self.say(self._done_text(lang, done) or gettext(lang, "Nothing fell due."))
 
     async def op_advance(self, args: list[str]) -> None:
         from bot.sandbox import MAX_MOVE, ClockMoveError, move_clock
@@ -752,35 +754,35 @@ class Console:
         delta = parse_duration(args[0])
         lang = await self.lang()
         if delta is None:
-            await self.say(i18n.gettext(lang, "Not a duration: {value}. For example: PT3H, 1d, 2h30m.",
+            await self.say(gettext(lang, "Not a duration: {value}. For example: PT3H, 1d, 2h30m.",
                                         value=args[0][:40]))
             return
         if delta > MAX_MOVE:
-            await self.say(i18n.gettext(lang, "The sandbox clock moves at most {days} days at once.",
+            await self.say(gettext(lang, "The sandbox clock moves at most {days} days at once.",
                                         days=MAX_MOVE.days))
             return
         try:
             moved = await move_clock(self.kz, self.clock, advance=delta, snapshot_hour=self.settings.snapshot_hour,
                                      digest_hour=self.settings.digest_hour)
         except ClockMoveError:
-            await self.say(i18n.gettext(lang, "The sandbox clock moves at most {days} days at once.",
+            await self.say(gettext(lang, "The sandbox clock moves at most {days} days at once.",
                                         days=MAX_MOVE.days))
             return
-        lines = [i18n.gettext(lang, "The sandbox clock is now at {moment}.",
-                              moment=i18n.format_datetime(lang, self.clock.now()))]
+        lines = [gettext(lang, "The sandbox clock is now at {moment}.",
+                              moment=format_datetime(lang, self.clock.now()))]
         for step in moved.get("sweeps", []):
-            at = i18n.parse_moment(step.get("at"))
+            at = parse_moment(step.get("at"))
             what = self._done_text(lang, step)
             if what:
-                lines.append(f"  {i18n.format_datetime(lang, at, 'short') if at else step.get('at')}: {what}")
+                lines.append(f"  {format_datetime(lang, at, 'short') if at else step.get('at')}: {what}")
         if len(lines) == 1:
-            lines.append(i18n.gettext(lang, "Nothing fell due."))
+            lines.append(gettext(lang, "Nothing fell due."))
         await self.say(*lines)
 
     async def op_now(self, _args: list[str]) -> None:
         lang = await self.lang()
-        await self.say(i18n.gettext(lang, "Sandbox time: {moment}.",
-                                    moment=i18n.format_datetime(lang, self.clock.now())))
+        await self.say(gettext(lang, "Sandbox time: {moment}.",
+                                    moment=format_datetime(lang, self.clock.now())))
 
     def _mails(self) -> list[Path]:
         folder = Path(self.settings.mail_dir)
@@ -798,7 +800,7 @@ class Console:
         if args:
             index = int(args[0])
             if not 1 <= index <= len(mails):
-                await self.say(i18n.gettext(lang, "There is no e-mail number {number}.", number=args[0][:10]))
+                await self.say(gettext(lang, "There is no e-mail number {number}.", number=args[0][:10]))
                 return
             mail = await asyncio.to_thread(_read_mail, mails[index - 1])
             body = mail.get_body(("plain",))
@@ -808,9 +810,9 @@ class Console:
             self.emit(*_wrap(clean(text).rstrip()))
             return
         if not mails:
-            await self.say(i18n.gettext(lang, "No e-mails in {folder} yet.", folder=folder))
+            await self.say(gettext(lang, "No e-mails in {folder} yet.", folder=folder))
             return
-        lines = [i18n.gettext(lang, "E-mails in {folder} (read one with !mail N):", folder=folder)]
+        lines = [gettext(lang, "E-mails in {folder} (read one with !mail N):", folder=folder)]
         first = max(len(mails) - MAIL_LIST, 0)
         for index, path in enumerate(mails[first:], start=first + 1):
             mail = await asyncio.to_thread(_read_mail, path)
@@ -820,13 +822,13 @@ class Console:
         await self.say(*lines)
 
     async def op_lang(self, args: list[str]) -> None:
-        if len(args) != 1 or args[0].lower() not in i18n.LANGUAGES:
+        if len(args) != 1 or args[0].lower() not in LANGUAGES:
             await self.usage("lang")
             return
         self.language_code = args[0].lower()
         lang = await self.lang()
-        await self.say(i18n.gettext(lang, "Your Telegram app's language is now {language}.",
-                                    language=i18n.language_name(lang, self.language_code)))
+        await self.say(gettext(lang, "Your Telegram app's language is now {language}.",
+                                    language=language_name(lang, self.language_code)))
 
     # --- the run ---------------------------------------------------------------------------------------
 
@@ -835,15 +837,15 @@ class Console:
         number = self.example.get("example") or self.example.get("number") or ""
         iin = self.example.get("example_iin") or self.example.get("iin") or ""
         await self.say(
-            i18n.gettext(lang, "Kezek in the terminal: the same bot as in Telegram, for one demo parent."),
-            i18n.gettext(lang, "Try it: /start and pick a language, then /link: application {number}, child's IIN "
+            gettext(lang, "Kezek in the terminal: the same bot as in Telegram, for one demo parent."),
+            gettext(lang, "Try it: /start and pick a language, then /link: application {number}, child's IIN "
                                "{iin}; then press the button that shares your phone number ({phone}).",
                          number=number, iin=iin, phone=self.phone),
-            i18n.gettext(lang, "Numbers press the buttons under a message, letters the keyboard buttons. "
+            gettext(lang, "Numbers press the buttons under a message, letters the keyboard buttons. "
                                "!help lists the demo commands; !quit ends the demo."))
         if all(self.example.get(key) for key in ("kindergarten", "birth_year", "language")):
             command = "!publish {kindergarten} {birth_year} {language} 1".format(**self.example)
-            await self.say(i18n.gettext(lang, "To make it this child's turn, publish a seat as the registry "
+            await self.say(gettext(lang, "To make it this child's turn, publish a seat as the registry "
                                               "would: {command}", command=command))
 
     async def sender(self, mailer: EmailSender | None, idle: float) -> None:

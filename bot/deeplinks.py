@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from aiogram import Bot
 
-from bot import i18n
+from locales.formats import parse_moment
 from services import deep_link
 from services.kezek import Kezek
 from services.notifications import Notice, RetryLater
@@ -70,7 +70,7 @@ def registration_links(kz: Kezek, usernames: BotUsername) -> NoticeHook:
     async def add(notice: Notice) -> Notice:
         if notice.kind != deep_link.REGISTRATION_KIND or notice.application_id is None:
             return notice
-        expires_at = i18n.parse_moment(notice.payload.get("link_expires_at"))
+        expires_at = parse_moment(notice.payload.get("link_expires_at"))
         if expires_at is None or expires_at.tzinfo is None or expires_at <= kz.clock.now():
             return notice  # the link would not work any more: the e-mail says to use /link
         try:

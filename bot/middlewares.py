@@ -28,8 +28,9 @@ from typing import Any
 from aiogram import BaseMiddleware, Bot
 from aiogram.types import Chat, TelegramObject, Update, User
 
-from bot import i18n
 from bot import metrics as metrics_module
+from locales import LANGUAGES, gettext, normalize_language
+from locales.errors import error_text
 from services.errors import KezekError
 from services.kezek import Kezek
 
@@ -51,7 +52,7 @@ def chat_id_of(data: dict[str, Any]) -> int | None:
 
 def telegram_language(data: dict[str, Any]) -> str:
     user: User | None = data.get("event_from_user")
-    return i18n.normalize_language(user.language_code if user is not None else None)
+    return normalize_language(user.language_code if user is not None else None)
 
 
 class ContextMiddleware(BaseMiddleware):
@@ -64,7 +65,7 @@ class ContextMiddleware(BaseMiddleware):
         chat_id = chat_id_of(data)
         if chat_id is not None:
             chosen = await self.kezek.chat_seen(chat_id)
-            if chosen in i18n.LANGUAGES:
+            if chosen in LANGUAGES:
                 return chosen
         return telegram_language(data)
 
@@ -111,8 +112,8 @@ def _frames(exc: BaseException) -> str:
 
 def error_message(lang: str, exc: BaseException) -> str:
     if isinstance(exc, KezekError):
-        return i18n.error_text(lang, exc)
-    return i18n.gettext(lang, "Something went wrong. Please try again later.")
+        return error_text(lang, exc)
+    return gettext(lang, "Something went wrong. Please try again later.")
 
 
 class ErrorBoundaryMiddleware(BaseMiddleware):

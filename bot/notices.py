@@ -14,11 +14,12 @@ import jinja2
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import i18n
-from bot.i18n import N_, gettext
 from handlers.claim import SeatsCallback
-from services.email import EmailContent
+from locales import LANGUAGES, N_, gettext, ngettext
+from locales.formats import format_datetime, format_deadline, format_number, parse_moment
+from locales.names import language_name
 from services.deep_link import REGISTRATION_KIND
+from services.email import EmailContent
 from services.notifications import CODE_KINDS, EMAIL, Attachment, Notice
 
 LANGS_IN_EMAIL = ("kk", "ru")
@@ -37,8 +38,8 @@ def _zone(n: Notice) -> str:
 
 
 def _deadline(lang: str, value: Any, zone: str | None = None) -> str:
-    moment = i18n.parse_moment(value) if value else None
-    return i18n.format_deadline(lang, moment, zone=zone) if moment is not None else "—"
+    moment = parse_moment(value) if value else None
+    return format_deadline(lang, moment, zone=zone) if moment is not None else "—"
 
 
 def _kg(lang: str, n: Notice) -> str:
@@ -115,11 +116,11 @@ def _turn_came(lang: str, n: Notice) -> Rendered:
 
 def _seats_open(lang: str, n: Notice) -> Rendered:
     count = int(n.payload.get("seats") or 0)
-    text = i18n.ngettext(
+    text = ngettext(
         lang, "{count} seat for your child's birth year is now open to everyone ({application}). "
               "The first to claim it gets it.",
         "{count} seats for your child's birth year are now open to everyone ({application}). "
-        "The first to claim them get them.", count, count=i18n.format_number(lang, count),
+        "The first to claim them get them.", count, count=format_number(lang, count),
         application=_app(lang, n))
     return Rendered(text, _seats_button(lang, n, N_("See the seats")))
 
@@ -168,16 +169,16 @@ def _delta(lang: str, n: Notice) -> str:
     except (TypeError, ValueError):
         return ""
     if moved > 0:
-        return i18n.ngettext(lang, "{count} place closer", "{count} places closer", moved,
-                             count=i18n.format_number(lang, moved))
-    return i18n.ngettext(lang, "{count} place further", "{count} places further", -moved,
-                         count=i18n.format_number(lang, -moved))
+        return ngettext(lang, "{count} place closer", "{count} places closer", moved,
+                             count=format_number(lang, moved))
+    return ngettext(lang, "{count} place further", "{count} places further", -moved,
+                         count=format_number(lang, -moved))
 
 
 def _queue_number(lang: str, n: Notice) -> str:
     """The new number as every other message shows one ("1 234", not "1234")."""
     try:
-        return i18n.format_number(lang, int(n.payload["number"]))
+        return format_number(lang, int(n.payload["number"]))
     except (KeyError, TypeError, ValueError):
         return "—"
 
@@ -199,8 +200,8 @@ def _registration(lang: str, n: Notice) -> Rendered:
     as_of = n.extra.get("as_of")
     if n.extra.get("queue_number") and isinstance(as_of, dt.datetime):
         lines.append(gettext(lang, "Queue number on {date}: {number}. It changes as seats are given out and "
-                                   "new applications arrive.", date=i18n.format_datetime(lang, as_of),
-                             number=i18n.format_number(lang, int(n.extra["queue_number"]))))
+                                   "new applications arrive.", date=format_datetime(lang, as_of),
+                             number=format_number(lang, int(n.extra["queue_number"]))))
     link = n.extra.get("link")
     if link:
         lines.append(gettext(lang, "To get the queue's notices in Telegram, open this link: {link}. The Kezek "
@@ -335,13 +336,13 @@ def _email_details(lang: str, n: Notice) -> list[tuple[str, str]]:
             rows.append((gettext(lang, "Address"), n.kindergarten.address))
     if n.group_name:
         rows.append((gettext(lang, "Group"), n.group_name))
-    if n.payload.get("language") in i18n.LANGUAGES:
-        rows.append((gettext(lang, "Language of the group"), i18n.language_name(lang, str(n.payload["language"]))))
+    if n.payload.get("language") in LANGUAGES:
+        rows.append((gettext(lang, "Language of the group"), language_name(lang, str(n.payload["language"]))))
     if n.kind == REGISTRATION_KIND and n.extra.get("birth_year"):
         rows.append((gettext(lang, "District"), _district(lang, n)))
         rows.append((gettext(lang, "Children born in"), str(n.extra["birth_year"])))
         if n.extra.get("queue_number"):
-            rows.append((gettext(lang, "Queue number"), i18n.format_number(lang, int(n.extra["queue_number"]))))
+            rows.append((gettext(lang, "Queue number"), format_number(lang, int(n.extra["queue_number"]))))
     for label, key, kinds in _DATE_DETAILS:
         if n.payload.get(key) and (kinds is None or n.kind in kinds):
             rows.append((gettext(lang, label), _deadline(lang, n.payload[key], "utc")))

@@ -18,8 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot import i18n
-from bot.i18n import N_
+from locales import N_, gettext
 from storage.db import normalise_url
 from storage.private_files import sqlite_file
 
@@ -35,7 +34,7 @@ class OperatorError(Exception):
         self.msgid, self.code, self.params = msgid, code, params
 
     def text(self, lang: str) -> str:
-        return i18n.gettext(lang, self.msgid, **params_in(lang, self.params))
+        return gettext(lang, self.msgid, **params_in(lang, self.params))
 
 
 def params_in(lang: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -20,13 +20,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
-from bot import i18n
-from bot.i18n import gettext
 from bot.notices import annul_reason
+from locales import DEFAULT_LANGUAGE, gettext, normalize_language
+from locales.formats import format_date, format_deadline
+from locales.names import language_name
+from services import referral_check as rc
 from services.errors import ReferralNotFound
 from services.notifications import Attachment, Notice
-from services import referral_check as rc
 from services.referral_check import ReferralDocument, ReferralFacts, Verdict
 
 if TYPE_CHECKING:  # fpdf2 and segno (and numpy, which fpdf2 loads) are imported on the first PDF
@@ -75,14 +75,14 @@ def page_lines(lang: str, facts: ReferralFacts) -> list[tuple[str, str]]:
         (gettext(lang, "Kindergarten"), kg.name(lang)),
         (gettext(lang, "Address"), kg.address or "—"),
         (gettext(lang, "Group"), facts.group_name or "—"),
-        (gettext(lang, "Language of the group"), i18n.language_name(lang, facts.group_language)),
+        (gettext(lang, "Language of the group"), language_name(lang, facts.group_language)),
         (gettext(lang, "Children born in"), str(facts.birth_year)),
-        (gettext(lang, "Issued on"), i18n.format_date(lang, facts.issued_at)),
-        (gettext(lang, "Referral valid until"), i18n.format_deadline(lang, facts.valid_until, zone="utc")),
+        (gettext(lang, "Issued on"), format_date(lang, facts.issued_at)),
+        (gettext(lang, "Referral valid until"), format_deadline(lang, facts.valid_until, zone="utc")),
     ]
     if facts.docs_due_at is not None:  # (the page may be read abroad: each deadline with its offset)
         rows.append((gettext(lang, "Privilege documents due by"),
-                     i18n.format_deadline(lang, facts.docs_due_at, zone="utc")))
+                     format_deadline(lang, facts.docs_due_at, zone="utc")))
     return rows
 
 
@@ -96,24 +96,24 @@ def verdict_text(lang: str, verdict: Verdict) -> str:
     number = facts.referral_id
     if verdict.state == rc.VALID:
         text = gettext(lang, "Genuine referral № {id}, valid until {due}: the child may be admitted.",
-                       id=number, due=i18n.format_deadline(lang, facts.valid_until, zone="local"))
+                       id=number, due=format_deadline(lang, facts.valid_until, zone="local"))
         if facts.docs_due_at is not None and facts.docs_state == "pending":
             text += " " + gettext(lang, "The privilege documents are still awaited (due by {due}): the child "
                                         "can be admitted once they are accepted.",
-                                  due=i18n.format_deadline(lang, facts.docs_due_at))
+                                  due=format_deadline(lang, facts.docs_due_at))
         return text
     if verdict.state == rc.ADMITTED:
         return gettext(lang, "Genuine referral № {id}, but already used: the child was admitted on {date}.",
-                       id=number, date=i18n.format_date(lang, facts.closed_at or facts.issued_at))
+                       id=number, date=format_date(lang, facts.closed_at or facts.issued_at))
     if verdict.state == rc.ANNULLED:
         return gettext(lang, "Genuine referral № {id}, but annulled on {date}: {reason}. The child cannot be "
                              "admitted on it.", id=number,
-                       date=i18n.format_date(lang, facts.closed_at or facts.valid_until),
+                       date=format_date(lang, facts.closed_at or facts.valid_until),
                        reason=annul_reason(lang, facts.annul_reason))
     passed = facts.docs_due_at if facts.docs_state == "pending" and facts.docs_due_at else facts.valid_until
     return gettext(lang, "Genuine referral № {id}, but no longer valid: its deadline passed ({due}). The "
                          "child cannot be admitted on it.", id=number,
-                   due=i18n.format_deadline(lang, passed, zone="local"))
+                   due=format_deadline(lang, passed, zone="local"))
 
 
 def _row(pdf: FPDF, label: str, value: str) -> None:
@@ -146,11 +146,11 @@ def _page(pdf: FPDF, lang: str, document: ReferralDocument, qr: bytes) -> None:
     pdf.ln(2)
     pdf.set_font("DejaVu", "", 10.5)
     pdf.multi_cell(0, 5.5, gettext(lang, "Take it to the kindergarten by {due}, or it is annulled.",
-                                   due=i18n.format_deadline(lang, facts.valid_until, zone="utc")),
+                                   due=format_deadline(lang, facts.valid_until, zone="utc")),
                    new_x="LMARGIN", new_y="NEXT", align="L")
     if facts.docs_due_at is not None:
         pdf.multi_cell(0, 5.5, gettext(lang, "Privilege documents are due by {due}.",
-                                       due=i18n.format_deadline(lang, facts.docs_due_at)),
+                                       due=format_deadline(lang, facts.docs_due_at)),
                        new_x="LMARGIN", new_y="NEXT", align="L")
     pdf.ln(6)
 
@@ -189,7 +189,7 @@ def _page(pdf: FPDF, lang: str, document: ReferralDocument, qr: bytes) -> None:
 
 def referral_pdf(document: ReferralDocument, langs: Sequence[str]) -> bytes:
     """The referral's PDF: one page per language of ``langs``, in that order."""
-    langs = [i18n.normalize_language(lang) for lang in langs] or [i18n.DEFAULT_LANGUAGE]
+    langs = [normalize_language(lang) for lang in langs] or [DEFAULT_LANGUAGE]
     from fpdf import FPDF
 
     pdf = FPDF(format="A4", unit="mm")

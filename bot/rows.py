@@ -17,7 +17,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from bot import i18n
+from locales import gettext
+from locales.names import field_text
 
 DELIMITERS = ",;\t"
 
@@ -48,15 +49,15 @@ def read_rows(path: Path, kind: str, lang: str) -> list[dict[str, Any]]:
     """The rows of a .csv or .json file; :class:`FileRejected` when it cannot be imported."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".json"):
-        raise FileRejected([i18n.gettext(lang, "Unknown file type: use .csv or .json.")])
+        raise FileRejected([gettext(lang, "Unknown file type: use .csv or .json.")])
     try:
         with _open_text(path) as fh:
             return _read_json(fh, lang) if suffix == ".json" else _read_csv(fh, kind, lang)
     except UnicodeError:  # cp1251 and any other bytes that are not UTF-8
-        raise FileRejected([i18n.gettext(lang, "The file is not in UTF-8: in Excel choose “Save as” → “CSV UTF-8”.")]
+        raise FileRejected([gettext(lang, "The file is not in UTF-8: in Excel choose “Save as” → “CSV UTF-8”.")]
                            ) from None
     except OSError as exc:
-        raise FileRejected([i18n.gettext(lang, "Cannot read the file: {error}", error=type(exc).__name__)]) from None
+        raise FileRejected([gettext(lang, "Cannot read the file: {error}", error=type(exc).__name__)]) from None
 
 
 def _open_text(path: Path) -> Any:
@@ -72,9 +73,9 @@ def _read_json(fh: Any, lang: str) -> list[dict[str, Any]]:
     try:
         data = json.load(fh)
     except json.JSONDecodeError as exc:
-        raise FileRejected([i18n.gettext(lang, "The file is not valid JSON (line {line}).", line=exc.lineno)]) from None
+        raise FileRejected([gettext(lang, "The file is not valid JSON (line {line}).", line=exc.lineno)]) from None
     if not isinstance(data, list):
-        raise FileRejected([i18n.gettext(lang, "The JSON file must hold an array of objects.")])
+        raise FileRejected([gettext(lang, "The JSON file must hold an array of objects.")])
     return data
 
 
@@ -92,7 +93,7 @@ def _read_csv(fh: Any, kind: str, lang: str) -> list[dict[str, Any]]:
     while first and not first.strip():  # blank lines before the header
         first = fh.readline()
     if not first.strip():
-        raise FileRejected([i18n.gettext(lang, "The file is empty: its first line must name the columns.")])
+        raise FileRejected([gettext(lang, "The file is empty: its first line must name the columns.")])
     reader = csv.reader(chain([first], fh), delimiter=_delimiter(first))
     header = [name.strip().lstrip("\ufeff").lower() for name in next(reader)]
     _check_header(header, kind, lang)
@@ -119,12 +120,12 @@ def _check_header(header: list[str], kind: str, lang: str) -> None:
         return
     lines = []
     if missing:
-        shown = ", ".join(f"{name} ({i18n.field_text(lang, name)})" if i18n.field_text(lang, name) != name else name
+        shown = ", ".join(f"{name} ({field_text(lang, name)})" if field_text(lang, name) != name else name
                           for name in missing)
-        lines.append(i18n.gettext(lang, "The header lacks required columns: {columns}.", columns=shown))
+        lines.append(gettext(lang, "The header lacks required columns: {columns}.", columns=shown))
     if unknown:
-        lines.append(i18n.gettext(lang, "Unknown columns in the header: {columns}.", columns=", ".join(unknown)))
-    lines.append(i18n.gettext(lang, "Expected columns: {required}; optional: {optional}.",
+        lines.append(gettext(lang, "Unknown columns in the header: {columns}.", columns=", ".join(unknown)))
+    lines.append(gettext(lang, "Expected columns: {required}; optional: {optional}.",
                               required=", ".join(required), optional=", ".join(optional)))
     raise FileRejected(lines)
 

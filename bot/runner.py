@@ -28,10 +28,10 @@ from aiogram.methods.base import Response
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiohttp import ClientError, web
 
-from bot import i18n
 from bot.app import build_dispatcher, make_storage
 from bot.config import Settings
 from bot.throttling import make_throttle
+from locales import DEFAULT_LANGUAGE, N_, gettext
 from services.doc_check import DocumentChecker
 from services.kezek import Kezek
 
@@ -43,23 +43,23 @@ BackgroundJob = Callable[[Bot | None], Awaitable[None]]
 
 # The command menu (the same as /help): command, English msgid of its description (N_: extracted).
 COMMANDS: tuple[tuple[str, str], ...] = (
-    ("start", i18n.N_("choose the language and open the menu")),
-    ("link", i18n.N_("link an application to this chat")),
-    ("status", i18n.N_("your child's place in the queue")),
-    ("seats", i18n.N_("seats in state-order private kindergartens")),
-    ("settings", i18n.N_("language, e-mail and notices")),
-    ("unlink", i18n.N_("unlink an application from this chat")),
-    ("help", i18n.N_("this help")),
+    ("start", N_("choose the language and open the menu")),
+    ("link", N_("link an application to this chat")),
+    ("status", N_("your child's place in the queue")),
+    ("seats", N_("seats in state-order private kindergartens")),
+    ("settings", N_("language, e-mail and notices")),
+    ("unlink", N_("unlink an application from this chat")),
+    ("help", N_("this help")),
 )
 
 
 # What a parent reads before pressing Start and in a shared link of the bot (Telegram's limits:
 # 512 and 120 characters).
-DESCRIPTION = i18n.N_(
+DESCRIPTION = N_(
     "Kezek follows your child's place in the kindergarten queue: the queue number and why it moves, an "
     "alert when your turn comes, choosing a seat and the referral, reminders of the deadlines. To begin, "
     "choose a language and link your application with its number and the child's IIN.")
-SHORT_DESCRIPTION = i18n.N_(
+SHORT_DESCRIPTION = N_(
     "Your child's place in the kindergarten queue, an alert when your turn comes, seats and referrals.")
 DESCRIPTION_MAX, SHORT_DESCRIPTION_MAX = 512, 120
 
@@ -69,12 +69,12 @@ def bot_descriptions(lang: str | None) -> tuple[str, str]:
     both languages, Kazakh first, where they fit (the language Telegram reports is often not the
     parent's), else Russian."""
     if lang is not None:
-        return (i18n.gettext(lang, DESCRIPTION)[:DESCRIPTION_MAX],
-                i18n.gettext(lang, SHORT_DESCRIPTION)[:SHORT_DESCRIPTION_MAX])
+        return (gettext(lang, DESCRIPTION)[:DESCRIPTION_MAX],
+                gettext(lang, SHORT_DESCRIPTION)[:SHORT_DESCRIPTION_MAX])
     texts = []
     for msgid, limit in ((DESCRIPTION, DESCRIPTION_MAX), (SHORT_DESCRIPTION, SHORT_DESCRIPTION_MAX)):
-        both = "\n\n".join(i18n.gettext(code, msgid) for code in ("kk", "ru"))
-        texts.append(both if len(both) <= limit else i18n.gettext(i18n.DEFAULT_LANGUAGE, msgid)[:limit])
+        both = "\n\n".join(gettext(code, msgid) for code in ("kk", "ru"))
+        texts.append(both if len(both) <= limit else gettext(DEFAULT_LANGUAGE, msgid)[:limit])
     return texts[0], texts[1]
 
 
@@ -149,7 +149,7 @@ def make_bot(settings: Settings) -> Bot:
 
 
 def bot_commands(lang: str) -> list[BotCommand]:
-    return [BotCommand(command=name, description=i18n.gettext(lang, msgid)[:256]) for name, msgid in COMMANDS]
+    return [BotCommand(command=name, description=gettext(lang, msgid)[:256]) for name, msgid in COMMANDS]
 
 
 async def set_commands(bot: Bot) -> None:

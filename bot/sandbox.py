@@ -211,26 +211,27 @@ def iso_duration(delta: dt.timedelta) -> str:
 
 def window_opens(exc: Any) -> dt.datetime | None:
     """When the claim window opens next, from an ``outside_claim_window`` refusal (None: unknown)."""
-    from bot import i18n
+    from locales.formats import parse_moment
 
     if getattr(exc, "code", None) != "outside_claim_window":
         return None
-    return i18n.parse_moment((getattr(exc, "params", None) or {}).get("opens_at"))
+    return parse_moment((getattr(exc, "params", None) or {}).get("opens_at"))
 
 
 def window_hint(lang: str, exc: Any, now: dt.datetime, *, console: bool = False) -> str:
     """A claim refused outside the claim window, in the sandbox: when the window opens (with the
     zone) and how to move the sandbox's clock there (``!advance`` in the console, the API's clock
     route otherwise)."""
-    from bot import i18n
+    from locales import gettext
+    from locales.formats import format_datetime
 
     opens = window_opens(exc)
     if opens is None:
         command = "!advance 1h" if console else 'POST /api/v1/sandbox/clock {"advance": "PT1H"}'
-        return i18n.gettext(lang, "In the sandbox, move the clock forward to the claim window: {command}",
+        return gettext(lang, "In the sandbox, move the clock forward to the claim window: {command}",
                             command=command)
     delta = time_to(opens, now)
     command = (f"!advance {compact_duration(delta)}" if console
                else f'POST /api/v1/sandbox/clock {{"advance": "{iso_duration(delta)}"}}')
-    return i18n.gettext(lang, "The claim window opens {moment}. In the sandbox, move the clock there: {command}",
-                        moment=i18n.format_datetime(lang, opens, zone="local"), command=command)
+    return gettext(lang, "The claim window opens {moment}. In the sandbox, move the clock there: {command}",
+                        moment=format_datetime(lang, opens, zone="local"), command=command)

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiogram import BaseMiddleware, Bot
 from aiogram.types import TelegramObject, Update
 
-from bot import i18n
 from bot.middlewares import chat_id_of, telegram_language
+from locales import N_, gettext
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -43,7 +43,7 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 TimeSource = Callable[[], float]
 LanguageOf = Callable[[dict[str, Any]], Awaitable[str]]
 
-TOO_MANY = i18n.N_("Too many messages. Please wait a minute and try again.")
+TOO_MANY = N_("Too many messages. Please wait a minute and try again.")
 # The update's data key: (chat id, count) when bot.gate.ChatGate counted the update already, in its
 # one round trip to Redis before the update.
 THROTTLE_COUNTED = "kezek_throttle_counted"
@@ -176,7 +176,7 @@ class ThrottleMiddleware(BaseMiddleware):
         if bot is None:
             return None
         try:
-            text = i18n.gettext(await (self.language or _client_language)(data), TOO_MANY)
+            text = gettext(await (self.language or _client_language)(data), TOO_MANY)
             if event.callback_query is not None:
                 await bot.answer_callback_query(event.callback_query.id, text=text)
             else:

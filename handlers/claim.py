@@ -12,9 +12,11 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import i18n
-from bot.i18n import gettext
 from handlers.menu import chat_of, edit_or_send
+from locales import N_, gettext, ngettext
+from locales.errors import error_text
+from locales.formats import ZoneOnce, format_datetime, format_deadline, format_number, zone_text
+from locales.names import language_name
 from services import offers
 from services.claiming import ClaimChoices, ClaimPreview, IssuedReferral, SeatChoice
 from services.errors import KezekError
@@ -36,9 +38,9 @@ class ClaimCallback(CallbackData, prefix="claim"):
 
 
 VIA_TEXT = {
-    offers.VIA_OFFER: i18n.N_("offered to you in queue order"),
-    offers.VIA_OPEN: i18n.N_("open to every child of the birth year"),
-    offers.VIA_STATE_ORDER: i18n.N_("state order in a private kindergarten"),
+    offers.VIA_OFFER: N_("offered to you in queue order"),
+    offers.VIA_OPEN: N_("open to every child of the birth year"),
+    offers.VIA_STATE_ORDER: N_("state order in a private kindergarten"),
 }
 
 _BUTTON_MAX = 60  # Telegram shows about this much of a button's label
@@ -53,17 +55,17 @@ def choice_label(lang: str, choice: SeatChoice) -> str:
     if choice.group_name:
         label += f" · {choice.group_name}"
     if choice.count > 1:
-        label += " · " + i18n.ngettext(lang, "{count} seat", "{count} seats", choice.count,
-                                       count=i18n.format_number(lang, choice.count))
+        label += " · " + ngettext(lang, "{count} seat", "{count} seats", choice.count,
+                                       count=format_number(lang, choice.count))
     return _short(label)
 
 
 def window_note(lang: str, next_at: dt.datetime, hours: tuple[str, str], zone: str | None = "local") -> str:
     """The claim window's hours and its next opening; ``zone``: said after the hours (unless the
     message said it already)."""
-    closes = f"{hours[1]} {i18n.zone_text(lang, zone)}" if zone else hours[1]
+    closes = f"{hours[1]} {zone_text(lang, zone)}" if zone else hours[1]
     return gettext(lang, "Seats are claimed on working days from {opens} to {closes}. The next window "
-                         "opens {at}.", opens=hours[0], closes=closes, at=i18n.format_datetime(lang, next_at))
+                         "opens {at}.", opens=hours[0], closes=closes, at=format_datetime(lang, next_at))
 
 
 def choices_text(lang: str, options: ClaimChoices, *, state_order_only: bool = False) -> str:
@@ -78,12 +80,12 @@ def choices_text(lang: str, options: ClaimChoices, *, state_order_only: bool = F
                                                "open to your child right now.")
         return head + "\n" + gettext(lang, "No seats are open to this application right now.")
     lines = [head, gettext(lang, "Seats you can claim:")]
-    zone = i18n.ZoneOnce()
+    zone = ZoneOnce()
     for choice in options.choices:
         line = "• " + choice_label(lang, choice) + " — " + gettext(lang, VIA_TEXT[choice.via])
         if choice.expires_at is not None:
             line += " " + gettext(lang, "(until {until})",
-                                  until=i18n.format_deadline(lang, choice.expires_at, zone=zone.take()))
+                                  until=format_deadline(lang, choice.expires_at, zone=zone.take()))
         lines.append(line)
     if not options.window_open and options.next_window_at is not None:
         lines.append(window_note(lang, options.next_window_at, options.window_hours, zone.take()))
@@ -111,18 +113,18 @@ def preview_text(lang: str, p: ClaimPreview) -> str:
         lines.append(gettext(lang, "Address: {address}", address=p.kindergarten.address))
     if p.group_name:
         lines.append(gettext(lang, "Group: {group}", group=p.group_name))
-    lines.append(gettext(lang, "Language of the group: {language}", language=i18n.language_name(lang, p.language)))
+    lines.append(gettext(lang, "Language of the group: {language}", language=language_name(lang, p.language)))
     lines.append(gettext(lang, "How: {how}", how=gettext(lang, VIA_TEXT[p.via])))
-    zone = i18n.ZoneOnce()
+    zone = ZoneOnce()
     if p.offer_expires_at is not None:
         lines.append(gettext(lang, "The offer is valid until {until}.",
-                             until=i18n.format_deadline(lang, p.offer_expires_at, zone=zone.take())))
+                             until=format_deadline(lang, p.offer_expires_at, zone=zone.take())))
     lines.append(gettext(lang, "After you confirm, take the referral to the kindergarten by {due}, "
-                               "or it is annulled.", due=i18n.format_deadline(lang, p.showup_due_at, zone=zone.take())))
+                               "or it is annulled.", due=format_deadline(lang, p.showup_due_at, zone=zone.take())))
     if p.docs_due_at is not None:
         lines.append(gettext(lang, "Documents confirming the privilege are due by {due}, or the "
                                    "referral is annulled and the child returns to the general queue.",
-                             due=i18n.format_deadline(lang, p.docs_due_at, zone=zone.take())))
+                             due=format_deadline(lang, p.docs_due_at, zone=zone.take())))
     if p.twins:
         lines.append(gettext(lang, "Twins are placed together: the referral is issued for "
                                    "applications {numbers} too.", numbers=", ".join(p.twins)))
@@ -141,17 +143,17 @@ def preview_keyboard(lang: str, p: ClaimPreview) -> InlineKeyboardMarkup:
 
 def issued_text(lang: str, refs: list[IssuedReferral]) -> str:
     lines = []
-    zone = i18n.ZoneOnce()
+    zone = ZoneOnce()
     for ref in refs:
         lines.append(gettext(lang, "Referral issued for application {number}: {kindergarten}.",
                              number=ref.number, kindergarten=ref.kindergarten.name(lang)))
         if ref.group_name:
             lines.append(gettext(lang, "Group: {group}", group=ref.group_name))
         lines.append(gettext(lang, "Take it to the kindergarten by {due}.",
-                             due=i18n.format_deadline(lang, ref.showup_due_at, zone=zone.take())))
+                             due=format_deadline(lang, ref.showup_due_at, zone=zone.take())))
         if ref.docs_due_at is not None:
             lines.append(gettext(lang, "Privilege documents are due by {due}.",
-                                 due=i18n.format_deadline(lang, ref.docs_due_at, zone=zone.take())))
+                                 due=format_deadline(lang, ref.docs_due_at, zone=zone.take())))
     return "\n".join(lines)
 
 
@@ -169,7 +171,7 @@ async def show_seats(callback: CallbackQuery, callback_data: SeatsCallback, kz: 
     try:
         options = await kz.claim_choices(chat_of(callback), callback_data.app)
     except KezekError as exc:
-        await callback.answer(i18n.error_text(lang, exc), show_alert=True)
+        await callback.answer(error_text(lang, exc), show_alert=True)
         return
     await callback.answer()
     # From the seat preview ("Back") the list replaces it; from an alert or a status card it
@@ -186,7 +188,7 @@ async def preview(callback: CallbackQuery, callback_data: ClaimCallback, kz: Kez
     try:
         p = await kz.claim_preview(chat_of(callback), callback_data.app, callback_data.seat)
     except KezekError as exc:
-        await callback.answer(i18n.error_text(lang, exc), show_alert=True)
+        await callback.answer(error_text(lang, exc), show_alert=True)
         return
     await callback.answer()
     await _show(bot, callback, preview_text(lang, p), preview_keyboard(lang, p), edit=True)
@@ -198,7 +200,7 @@ async def confirm(callback: CallbackQuery, callback_data: ClaimCallback, kz: Kez
         refs = await kz.claim_seat(chat_of(callback), callback.from_user.id, callback_data.app,
                                    callback_data.seat)
     except KezekError as exc:
-        await callback.answer(i18n.error_text(lang, exc), show_alert=True)
+        await callback.answer(error_text(lang, exc), show_alert=True)
         return
     await callback.answer(gettext(lang, "Referral issued."))
     await _show(bot, callback, issued_text(lang, refs), None, edit=True)

@@ -22,10 +22,11 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot import i18n
-from bot.i18n import format_deadline, format_number, gettext, ngettext
 from handlers.filters import Magic
 from handlers.menu import chat_of, main_menu
+from locales import gettext, ngettext
+from locales.errors import error_text
+from locales.formats import format_deadline, format_number
 from services import documents as docs
 from services.errors import KezekError
 from services.kezek import Kezek
@@ -166,9 +167,9 @@ async def _take(bot: Bot, kz: Kezek, lang: str, chat_id: int, target: docs.Targe
         return gettext(lang, "The file could not be received from Telegram. Please send it again.")
     except docs.DocumentRefused as exc:
         log.info("document refused: %s", exc.code)
-        return i18n.error_text(lang, exc)
+        return error_text(lang, exc)
     except KezekError as exc:
-        return i18n.error_text(lang, exc)
+        return error_text(lang, exc)
     return received_text(lang, received)
 
 
@@ -179,7 +180,7 @@ async def on_file(message: Message, kz: Kezek, lang: str, bot: Bot, state: FSMCo
     try:
         targets = await kz.document_targets(chat_id)
     except KezekError as exc:
-        await message.answer(i18n.error_text(lang, exc), reply_markup=main_menu(lang))
+        await message.answer(error_text(lang, exc), reply_markup=main_menu(lang))
         return
     data = await state.get_data()
     target = next((t for t in targets if t.application_id == data.get(CHOSEN)), None)
@@ -209,7 +210,7 @@ async def on_button(callback: CallbackQuery, callback_data: DocsCallback, kz: Ke
     try:
         [target] = await kz.document_targets(chat_id, callback_data.app)
     except KezekError as exc:
-        await callback.answer(i18n.error_text(lang, exc), show_alert=True)
+        await callback.answer(error_text(lang, exc), show_alert=True)
         return
     await state.update_data({CHOSEN: target.application_id})
     await callback.answer()

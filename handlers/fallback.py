@@ -7,9 +7,9 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
-from bot.i18n import gettext
 from handlers.menu import main_menu
 from handlers.start import stale_button_text
+from locales import gettext
 
 
 async def not_understood(message: Message, lang: str) -> None:

@@ -6,8 +6,8 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from bot.i18n import gettext
 from handlers.menu import MenuButton, main_menu
+from locales import gettext
 
 
 def help_text(lang: str) -> str:

@@ -24,13 +24,13 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import i18n
-from bot.i18n import gettext
 from handlers.filters import Magic
 from handlers.menu import MenuButton, chat_of, main_menu
+from locales import gettext
+from locales.errors import error_text
 from services.errors import LinkFailed, LinkLocked
-from services.linking import CodeRateLimited, LinkTarget
 from services.kezek import Kezek
+from services.linking import CodeRateLimited, LinkTarget
 
 
 class LinkFlow(StatesGroup):
@@ -45,11 +45,11 @@ class LinkCallback(CallbackData, prefix="link"):
 
 
 def failed_text(lang: str) -> str:
-    return i18n.error_text(lang, LinkFailed())
+    return error_text(lang, LinkFailed())
 
 
 def locked_text(lang: str, until: dt.datetime) -> str:
-    return i18n.error_text(lang, LinkLocked(until=until))
+    return error_text(lang, LinkLocked(until=until))
 
 
 def linked_text(lang: str, target: LinkTarget) -> str:
@@ -180,7 +180,7 @@ async def wants_email(callback: CallbackQuery, state: FSMContext, kz: Kezek, lan
         return
     except CodeRateLimited as exc:
         # The dialogue stays: the parent may share the contact instead, or ask again later.
-        await bot.send_message(chat_id, i18n.error_text(lang, exc))
+        await bot.send_message(chat_id, error_text(lang, exc))
         return
     if target.already:  # (linked meanwhile, by the contact from another device)
         await state.clear()

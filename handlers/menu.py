@@ -18,7 +18,7 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 
-from bot.i18n import LANGUAGES, N_, gettext
+from locales import LANGUAGES, N_, gettext
 
 # command -> button label (English msgid)
 MENU: dict[str, str] = {

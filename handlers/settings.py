@@ -15,12 +15,12 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import i18n
-from bot.i18n import N_, gettext
 from handlers.filters import Magic
 from handlers.link import code_prompt
 from handlers.menu import MENU, MenuButton, chat_of, edit_or_send, main_menu
 from handlers.start import LANGUAGE_LABELS, language_picker, picker_prompt, stale_button_text
+from locales import N_, gettext
+from locales.errors import error_text
 from services.errors import InvalidEmail, KezekError
 from services.kezek import Kezek
 from services.linking import CodeRateLimited
@@ -172,12 +172,12 @@ async def got_address(message: Message, state: FSMContext, kz: Kezek, lang: str)
     try:
         email = await kz.request_email(message.chat.id, message.text or "")
     except InvalidEmail as exc:
-        await message.answer(i18n.error_text(lang, exc) + "\n" + address_prompt(lang),
+        await message.answer(error_text(lang, exc) + "\n" + address_prompt(lang),
                              reply_markup=cancel_keyboard(lang))
         return
     except CodeRateLimited as exc:
         await state.clear()
-        await message.answer(i18n.error_text(lang, exc), reply_markup=main_menu(lang))
+        await message.answer(error_text(lang, exc), reply_markup=main_menu(lang))
         return
     await state.set_state(EmailFlow.code)
     await message.answer(code_prompt(lang, mask_email(email)), reply_markup=cancel_keyboard(lang))
@@ -187,11 +187,11 @@ async def got_code(message: Message, state: FSMContext, kz: Kezek, lang: str) ->
     try:
         email = await kz.confirm_email(message.chat.id, message.text or "")
     except EmailCodeWrong as exc:
-        await message.answer(i18n.error_text(lang, exc), reply_markup=cancel_keyboard(lang))
+        await message.answer(error_text(lang, exc), reply_markup=cancel_keyboard(lang))
         return
     except KezekError as exc:  # expired, too many tries, nothing pending: the dialogue is over
         await state.clear()
-        await message.answer(i18n.error_text(lang, exc), reply_markup=main_menu(lang))
+        await message.answer(error_text(lang, exc), reply_markup=main_menu(lang))
         return
     await state.clear()
     await message.answer(gettext(lang, "Done! Copies of the notices will also go to {email}.",

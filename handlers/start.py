@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from aiogram import Bot, F, Router
 from aiogram.filters import CommandObject, CommandStart
-from aiogram.fsm.context import FSMContext
 from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.i18n import LANGUAGES, gettext
 from handlers.filters import Magic
 from handlers.link import failed_text, linked_text, locked_text, remember_language
 from handlers.menu import chat_of, main_menu
 from handlers.status import card_keyboard, card_text
+from locales import LANGUAGES, gettext
 from services.errors import LinkFailed, LinkLocked
 from services.kezek import Kezek
 from services.linking import LinkTarget
@@ -27,7 +27,7 @@ from services.linking import LinkTarget
 # Each language is offered under its own name, the same whatever the chat's language is.
 LANGUAGE_LABELS: dict[str, str] = {"ru": "Русский", "kk": "Қазақша"}
 # Kazakh first, as state services show them (egov: Қаз | Рус) and as the e-mails already are; the
-# order of display only (the fallback for a client that reports neither stays bot.i18n's).
+# order of display only (the fallback for a client that reports neither stays the locales package's).
 PICKER_ORDER: tuple[str, ...] = ("kk", "ru")
 
 

@@ -13,13 +13,15 @@ from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot import i18n
 from bot.chart import render_history_png
 from bot.referral_pdf import referral_attachment
-from bot.i18n import cause_text, format_date, format_deadline, format_number, gettext, ngettext
 from handlers.claim import SeatsCallback
 from handlers.documents import DocsCallback
 from handlers.menu import MenuButton, chat_of, main_menu, no_links_text
+from locales import gettext, ngettext, normalize_language
+from locales.errors import error_text
+from locales.formats import ZoneOnce, format_date, format_deadline, format_number
+from locales.names import STATUSES_UNTIL, cause_text, privilege_text, status_text
 from services import status as st
 from services.errors import NotLinked, ReferralNotFound
 from services.kezek import Kezek
@@ -40,7 +42,7 @@ class ReferralPdfCallback(CallbackData, prefix="refpdf"):
 # --- rendering ---------------------------------------------------------------------------------------
 
 def _name(lang: str, ru: str, kk: str) -> str:
-    return (kk if i18n.normalize_language(lang) == "kk" else ru) or ru or kk
+    return (kk if normalize_language(lang) == "kk" else ru) or ru or kk
 
 
 def move_text(lang: str, card: st.StatusCard) -> str | None:
@@ -73,7 +75,7 @@ MONTH_PATTERNS = {"kk": "y 'ж'. MMMM", "ru": "LLLL y 'г'."}
 
 def month_text(lang: str, day: dt.date) -> str:
     """Month and year only: a forecast has no day-precision."""
-    return format_date(lang, day, MONTH_PATTERNS[i18n.normalize_language(lang)])
+    return format_date(lang, day, MONTH_PATTERNS[normalize_language(lang)])
 
 
 def period_text(lang: str, days: int) -> str:
@@ -117,15 +119,15 @@ def card_text(lang: str, card: st.StatusCard) -> str:
         if move is not None:
             lines.append(move)
             lines += cause_lines(lang, card.causes)
-    lines.append(gettext(lang, "Privilege: {privilege}", privilege=i18n.privilege_text(lang, card.privilege)))
+    lines.append(gettext(lang, "Privilege: {privilege}", privilege=privilege_text(lang, card.privilege)))
     if card.any_kindergarten or not card.preferred:
         kindergartens = gettext(lang, "any kindergarten")
     else:
         kindergartens = ", ".join(f"{k.name(lang)} ({k.code})" for k in card.preferred)
     lines.append(gettext(lang, "Preferred kindergartens: {kindergartens}", kindergartens=kindergartens))
-    zone = i18n.ZoneOnce()  # said after the card's first deadline
-    state = i18n.status_text(lang, card.state, card.until,
-                             zone=zone.take() if card.until is not None and card.state in i18n.STATUSES_UNTIL else None)
+    zone = ZoneOnce()  # said after the card's first deadline
+    state = status_text(lang, card.state, card.until,
+                             zone=zone.take() if card.until is not None and card.state in STATUSES_UNTIL else None)
     lines.append(gettext(lang, "State: {state}", state=state))
     if card.referral_kindergarten is not None and card.state in ("referred", "admitted"):
         kg = card.referral_kindergarten
@@ -199,7 +201,7 @@ async def show_history(callback: CallbackQuery, callback_data: HistoryCallback, 
     try:
         view = await kz.status_history(chat_id, callback_data.app)
     except NotLinked as exc:
-        await callback.answer(i18n.error_text(lang, exc), show_alert=True)
+        await callback.answer(error_text(lang, exc), show_alert=True)
         return
     await callback.answer()
     await bot.send_message(chat_id, history_text(lang, view))
@@ -221,7 +223,7 @@ async def send_referral_pdf(callback: CallbackQuery, callback_data: ReferralPdfC
         referral_id = await kz.chat_referral(chat_id, callback_data.app)
         document = await kz.referral_document(referral_id)
     except (NotLinked, ReferralNotFound) as exc:
-        await callback.answer(i18n.error_text(lang, exc), show_alert=True)
+        await callback.answer(error_text(lang, exc), show_alert=True)
         return
     await callback.answer()
     file = await referral_attachment(document, [lang])

@@ -12,10 +12,10 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import i18n
-from bot.i18n import gettext
 from handlers.menu import MenuButton, chat_of, edit_or_send, no_links_text
 from handlers.start import stale_button_text
+from locales import gettext
+from locales.errors import error_text
 from services.errors import NotLinked
 from services.kezek import Kezek
 from services.linking import LinkTarget
@@ -89,7 +89,7 @@ async def unlink_press(callback: CallbackQuery, callback_data: UnlinkCallback, k
         else:
             target = await kz.linked_target(chat_id, callback_data.app_id)
     except NotLinked as exc:
-        await callback.answer(i18n.error_text(lang, exc), show_alert=True)
+        await callback.answer(error_text(lang, exc), show_alert=True)
         return
     await callback.answer()
     if action == "ask":

@@ -56,7 +56,6 @@ from services.errors import (
     DocumentsNotPending,
     InvalidField,
     MissingField,
-    N_,
     NotFound,
     RuleViolation,
     ValidationError,
@@ -104,7 +103,6 @@ class DocumentRefused(ValidationError):
     """A file that cannot be accepted; the parent is told why at once."""
 
     code = "document_refused"
-    message = N_("This file cannot be accepted. Send a photo of the document or a PDF file.")
 
 
 class DocumentTypeRefused(DocumentRefused):
@@ -115,24 +113,18 @@ class DocumentTypeRefused(DocumentRefused):
 
 class DocumentTooLarge(DocumentRefused):
     code = "document_too_large"
-    message = N_("The file is too large: at most {max} MB is accepted. Send a smaller file, or a photo "
-                 "of each page.")
 
 
 class ImageTooSmall(DocumentRefused):
     code = "image_too_small"
-    message = N_("The image is too small to read: {width}×{height} pixels, and at least {min_short}×{min_long} "
-                 "are needed. Photograph the whole page up close in good light, or send the scan as a file.")
 
 
 class ImageTooManyPixels(DocumentRefused):
     code = "image_too_many_pixels"
-    message = N_("The image is too large: at most {max} megapixels. Send a smaller photo.")
 
 
 class DocumentUnreadable(DocumentRefused):
     code = "document_unreadable"
-    message = N_("The file is damaged or cannot be opened. Please send it again, or photograph the pages.")
 
 
 class DocumentTooComplex(DocumentRefused):
@@ -140,46 +132,34 @@ class DocumentTooComplex(DocumentRefused):
     very many scans; a file that takes the decoder longer than the budget)."""
 
     code = "document_too_complex"
-    message = N_("The file could not be checked: it is too complex and takes too long to open. Send a photo "
-                 "of the document, or the scan as an ordinary JPEG, PNG or PDF file.")
 
 
 class PdfEncrypted(DocumentRefused):
     code = "pdf_encrypted"
-    message = N_("The PDF file is protected by a password, so it cannot be checked. Send it without a "
-                 "password, or photograph the pages.")
 
 
 class PdfTooManyPages(DocumentRefused):
     code = "pdf_too_many_pages"
-    message = N_("The PDF file has {pages} pages, and at most {max} are accepted. Send only the pages of the "
-                 "privilege documents.")
 
 
 class TooManyDocuments(RuleViolation):
     code = "too_many_documents"
-    message = N_("{max} files have already been received for this referral, the most that can be sent. "
-                 "The operator will check them.")
 
 
 class DocumentsNeedLink(RuleViolation):
     """A file from a chat that has linked no application."""
 
     code = "documents_need_link"
-    message = N_("To send privilege documents, first link your application with /link.")
 
 
 class NoDocumentsAwaited(RuleViolation):
     """A file from a chat none of whose applications awaits privilege documents now."""
 
     code = "no_documents_awaited"
-    message = N_("No privilege documents are awaited from you now. Documents are sent here after a "
-                 "referral issued through a privilege, until its documents deadline.")
 
 
 class DocumentNotFound(NotFound):
     code = "document_not_found"
-    message = N_("The document was not found.")
 
 
 # --- the checks --------------------------------------------------------------------------------------

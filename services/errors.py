@@ -9,18 +9,8 @@ import heapq
 from typing import Any
 
 
-def N_(message: str) -> str:
-    """Marks an English message id for extraction (pybabel -k N_); translated by the front end."""
-    return message
-
-
 class KezekError(Exception):
-    code = "error"
-    # The message of an error defined next to the service that raises it: an English msgid
-    # (marked with N_) whose {placeholders} are the error's params; datetimes and dates among
-    # them are formatted in the reader's language. Errors with richer wording are rendered by
-    # bot/i18n.py (ERROR_RENDERERS / ERROR_MESSAGES).
-    message: str | None = None
+    code = "error"  # its sentence, in both languages, is locales.errors' (ARCHITECTURE.md)
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -212,7 +202,6 @@ class NotLinked(RuleViolation):
     link removed meanwhile)."""
 
     code = "not_linked"
-    message = N_("This application is not linked to this chat. Link it with /link.")
 
 
 def all_error_classes() -> list[type[KezekError]]:

@@ -54,9 +54,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import deep_link, queue, signing
 from services.chats import ensure_chat
 from services.context import Ctx
-from services.errors import N_, KezekError, LinkFailed, LinkLocked, RuleViolation
-from services.validation import mask_email, mask_iin, normalise_phone, validate_iin
+from services.errors import KezekError, LinkFailed, LinkLocked, RuleViolation
 from services.signing import Signer, TokenError
+from services.validation import mask_email, mask_iin, normalise_phone, validate_iin
 from storage.models import Application, ChatLink, LinkAttempt, LinkCode, OutboxMessage, UsedToken
 
 log = logging.getLogger("kezek.linking")
@@ -88,7 +88,6 @@ class CodeRateLimited(RuleViolation):
     (a UTC datetime)."""
 
     code = "code_rate_limited"
-    message = N_("Too many codes have been sent from this chat. You can ask for a new code after {until}.")
 
     @property
     def until(self):  # type: ignore[no-untyped-def]

@@ -27,12 +27,11 @@ from sqlalchemy import bindparam, delete, select
 from services import linking
 from services.chats import CHAT_DEFAULTS, chat_viewer, ensure_chat
 from services.context import Ctx
-from services.errors import N_, InvalidEmail, RuleViolation, ValidationError
+from services.errors import InvalidEmail, RuleViolation, ValidationError
 from services.facade import FacadeBase, linked_application
 from services.validation import normalise_email
 from storage.db import Hot
 from storage.models import Chat, ChatLink, QueueLook
-
 
 EMAIL_CODE_TTL = dt.timedelta(minutes=15)
 EMAIL_CODE_MAX_TRIES = 5
@@ -49,29 +48,24 @@ NOTICE_KEYS: dict[str, str] = {
 
 class UnknownNoticeSetting(ValidationError):
     code = "unknown_notice_setting"
-    message = N_("There is no such notice setting.")
 
 
 class EmailCodeMissing(RuleViolation):
     """No address is waiting for a code (never asked, confirmed already, or cleared)."""
 
     code = "email_code_missing"
-    message = N_("No e-mail address is waiting for a code. To set one, open /settings.")
 
 
 class EmailCodeWrong(ValidationError):
     code = "email_code_wrong"
-    message = N_("The code is wrong. Check the e-mail and type the code again. To stop, send /cancel.")
 
 
 class EmailCodeExpired(RuleViolation):
     code = "email_code_expired"
-    message = N_("The code has expired. Ask for a new one in /settings.")
 
 
 class EmailCodeTriesExceeded(RuleViolation):
     code = "email_code_tries_exceeded"
-    message = N_("Too many wrong codes. Ask for a new one in /settings.")
 
 
 _KEPT_FAILURES = (EmailCodeWrong, EmailCodeExpired, EmailCodeTriesExceeded)

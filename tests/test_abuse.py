@@ -12,13 +12,13 @@ from aiogram.methods import AnswerCallbackQuery, SendMessage, TelegramMethod
 from aiogram.types import Contact, Document, Location, PhotoSize, Sticker
 from sqlalchemy import func, select
 
-from bot import i18n
 from handlers.claim import ClaimCallback, SeatsCallback
 from handlers.documents import DocsCallback
 from handlers.link import LinkFlow
 from handlers.settings import EmailFlow
 from handlers.status import HistoryCallback, ReferralPdfCallback
 from handlers.unlink import UnlinkCallback
+from locales import gettext
 from services.kezek import Kezek
 from storage.models import (
     Application,
@@ -97,7 +97,7 @@ async def test_odd_messages_in_every_state(tg: Harness, kz: Kezek, linked: dict[
     calls = await tg.send("kk", **ODD[kind])
     texts = replies(calls)
     assert texts, "no answer at all"
-    assert all(t and t != i18n.gettext("kk", SORRY) for t in texts), texts
+    assert all(t and t != gettext("kk", SORRY) for t in texts), texts
     # (A failed proof is counted in link_attempts, not compared here: that is the lock-out working.)
     assert await snapshot(kz) == before
 
@@ -113,7 +113,7 @@ async def test_malformed_button_data(tg: Harness, kz: Kezek, linked: dict[str, A
     before = await snapshot(kz)
     calls = await tg.press(data, language_code="kk")
     texts = replies(calls)
-    assert texts and all(t and t != i18n.gettext("kk", SORRY) for t in texts), texts
+    assert texts and all(t and t != gettext("kk", SORRY) for t in texts), texts
     assert await snapshot(kz) == before
 
 
@@ -139,5 +139,5 @@ async def test_huge_ids_on_own_application(tg: Harness, kz: Kezek, linked: dict[
     for step in ("p", "c"):
         calls = await tg.press(ClaimCallback(app=linked["mine"], seat=2**70, step=step).pack(), language_code="kk")
         [answer] = [c for c in calls if isinstance(c, AnswerCallbackQuery)]
-        assert answer.show_alert and answer.text != i18n.gettext("kk", SORRY)
+        assert answer.show_alert and answer.text != gettext("kk", SORRY)
     assert await snapshot(kz) == before

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import i18n
+from locales import gettext
 from tests.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, until
 
 CHAT_ID = 7001
@@ -38,18 +38,18 @@ async def test_bot_process_answers_start_and_switches_to_kazakh(api: BotApiStand
         assert picker.chat_id == CHAT_ID
         # ... and presses «Қазақша».
         api.press(CHAT_ID, picker.button("Қазақша")["callback_data"], picker)
-        greeting_text = i18n.gettext("kk", WELCOME)
+        greeting_text = gettext("kk", WELCOME)
         greeting = await api.wait_for("sendMessage", lambda c: c.text == greeting_text, alive=bot.alive)
         assert greeting.chat_id == CHAT_ID
-        assert greeting_text != i18n.gettext("ru", WELCOME)
+        assert greeting_text != gettext("ru", WELCOME)
         await api.wait_for("answerCallbackQuery", alive=bot.alive)
         # At start-up: the command menu in Russian (default) and Kazakh, no webhook (polling).
         menus = {c.params.get("language_code"): c.params["commands"] for c in api.sent("setMyCommands")}
         assert set(menus) == {None, "kk"}
         assert [c["command"] for c in menus[None]] == ["start", "link", "status", "seats", "settings",
                                                         "unlink", "help"]
-        assert menus["kk"][-1]["description"] == i18n.gettext("kk", "this help")
-        assert menus[None][-1]["description"] == i18n.gettext("ru", "this help")
+        assert menus["kk"][-1]["description"] == gettext("kk", "this help")
+        assert menus[None][-1]["description"] == gettext("ru", "this help")
         assert api.sent("deleteWebhook") and not api.sent("setWebhook")
         # SIGUSR1: the process logs where its tasks wait (what to read when it does not stop)
         # and goes on serving.

@@ -30,8 +30,9 @@ from aiogram.types import (
 )
 from sqlalchemy import select
 
-from bot import i18n
 from bot.app import build_dispatcher
+from locales import gettext
+from locales.errors import error_text
 from services import chats
 from services.kezek import Kezek
 from storage.models import AuditEntry
@@ -150,8 +151,8 @@ async def test_start_offers_both_languages(tg: Harness, language_code: str | Non
     assert datas == ["lang:kk", "lang:ru"]
     # The prompt is in both languages, whatever the client reports: Kazakh above Russian.
     assert reply.text == "Тілді таңдаңыз:\nВыберите язык:"
-    assert reply.text.splitlines() == [i18n.gettext("kk", "Please choose a language:"),
-                                       i18n.gettext("ru", "Please choose a language:")]
+    assert reply.text.splitlines() == [gettext("kk", "Please choose a language:"),
+                                       gettext("ru", "Please choose a language:")]
 
 
 async def test_picking_kazakh_stores_it_and_the_bot_speaks_kazakh(tg: Harness, kz: Kezek) -> None:
@@ -159,17 +160,17 @@ async def test_picking_kazakh_stores_it_and_the_bot_speaks_kazakh(tg: Harness, k
     calls = await tg.press("lang:kk", language_code="ru")
     assert await stored_language(kz) == "kk"
     [ack] = answers(calls)
-    assert ack.text == i18n.gettext("kk", "Language: {language}", language="Қазақша")
+    assert ack.text == gettext("kk", "Language: {language}", language="Қазақша")
     [greeting] = sent(calls)
     assert greeting.chat_id == CHAT_ID
-    assert greeting.text == i18n.gettext("kk", WELCOME)
-    assert greeting.text != i18n.gettext("ru", WELCOME)  # Kazakh, not Russian
+    assert greeting.text == gettext("kk", WELCOME)
+    assert greeting.text != gettext("ru", WELCOME)  # Kazakh, not Russian
     assert isinstance(greeting.reply_markup, ReplyKeyboardMarkup)
     labels = button_texts(greeting.reply_markup)
-    assert i18n.gettext("kk", "My queue status") in labels and i18n.gettext("kk", "Help") in labels
+    assert gettext("kk", "My queue status") in labels and gettext("kk", "Help") in labels
     # The next reply is Kazakh although the Telegram client still says 'ru'.
     [reply] = sent(await tg.send("ru", text="/help"))
-    assert reply.text.startswith(i18n.gettext("kk", "Kezek helps you follow the kindergarten queue. Commands:"))
+    assert reply.text.startswith(gettext("kk", "Kezek helps you follow the kindergarten queue. Commands:"))
     async with kz.reading() as ctx:
         audit = (await ctx.session.execute(select(AuditEntry).where(AuditEntry.entity == "chat"))).scalars().all()
     assert [(a.action, a.entity_id, a.data["language"]) for a in audit] == [("set_language", CHAT_ID, "kk")]
@@ -180,7 +181,7 @@ async def test_switching_back_to_russian(tg: Harness, kz: Kezek) -> None:
     calls = await tg.press("lang:ru")
     assert await stored_language(kz) == "ru"
     [greeting] = sent(calls)
-    assert greeting.text == i18n.gettext("ru", WELCOME)
+    assert greeting.text == gettext("ru", WELCOME)
     async with kz.reading() as ctx:
         row = await ctx.session.get(ChatRow, CHAT_ID)
     assert row is not None and row.created_at <= row.updated_at
@@ -192,7 +193,7 @@ async def test_forged_or_stale_callback_changes_nothing(tg: Harness, kz: Kezek, 
     assert await stored_language(kz) is None
     assert sent(calls) == []
     [ack] = answers(calls)
-    assert ack.text == i18n.gettext("kk", STALE)
+    assert ack.text == gettext("kk", STALE)
     assert ack.show_alert
 
 
@@ -200,7 +201,7 @@ async def test_forged_callback_keeps_a_chosen_language(tg: Harness, kz: Kezek) -
     await tg.press("lang:kk")
     [ack] = answers(await tg.press("lang:en"))
     assert await stored_language(kz) == "kk"
-    assert ack.text == i18n.gettext("kk", STALE)
+    assert ack.text == gettext("kk", STALE)
 
 
 # --- /help and the menu ---------------------------------------------------------------------------
@@ -208,11 +209,11 @@ async def test_forged_callback_keeps_a_chosen_language(tg: Harness, kz: Kezek) -
 @pytest.mark.parametrize("lang", ["ru", "kk"])
 async def test_help_is_localized(tg: Harness, lang: str) -> None:
     [reply] = sent(await tg.send(lang, text="/help"))
-    assert reply.text.startswith(i18n.gettext(lang, "Kezek helps you follow the kindergarten queue. Commands:"))
+    assert reply.text.startswith(gettext(lang, "Kezek helps you follow the kindergarten queue. Commands:"))
     for command in ("/start", "/link", "/status", "/seats", "/settings", "/unlink", "/help"):
         assert command in reply.text
-    assert i18n.gettext(lang, "this help") in reply.text
-    assert i18n.gettext("ru", "this help") != i18n.gettext("kk", "this help")
+    assert gettext(lang, "this help") in reply.text
+    assert gettext("ru", "this help") != gettext("kk", "this help")
 
 
 # --- anything else --------------------------------------------------------------------------------
@@ -235,9 +236,9 @@ async def test_other_messages_get_a_hint(tg: Harness, kz: Kezek, lang: str, kind
     if kind in ("photo", "document"):  # taken for privilege documents (tests/test_documents.py)
         from services.documents import DocumentsNeedLink
 
-        assert reply.text == i18n.error_text(lang, DocumentsNeedLink())
+        assert reply.text == error_text(lang, DocumentsNeedLink())
     else:
-        assert reply.text == i18n.gettext(lang, HINT)
+        assert reply.text == gettext(lang, HINT)
     assert isinstance(reply.reply_markup, ReplyKeyboardMarkup)
     assert await stored_language(kz) is None
 
@@ -259,7 +260,7 @@ async def test_a_failing_handler_gets_a_polite_answer(tg: Harness, monkeypatch: 
     monkeypatch.setattr(handlers.help, "help_text", boom)
     with caplog.at_level(logging.ERROR, logger="kezek.bot"):
         [reply] = sent(await tg.send(lang, text="/help"))
-    assert reply.text == i18n.gettext(lang, SORRY)
+    assert reply.text == gettext(lang, SORRY)
     assert "Traceback" not in reply.text and "RuntimeError" not in reply.text
     assert "RuntimeError" in caplog.text
     assert "230315500017" not in caplog.text  # no personal data in the log
@@ -275,7 +276,7 @@ async def test_a_failing_callback_is_answered_in_the_chats_language(
     monkeypatch.setattr(chats, "set_language", broken)
     calls = await tg.press("lang:ru")
     [ack] = answers(calls)
-    assert ack.text == i18n.gettext("kk", SORRY) and ack.show_alert
+    assert ack.text == gettext("kk", SORRY) and ack.show_alert
     assert sent(calls) == []
     assert await stored_language(kz) == "kk"
 
@@ -321,8 +322,8 @@ async def test_the_description_is_set_at_start_up_in_both_languages() -> None:
     short = {c.language_code: c.short_description for c in session.requests if isinstance(c, SetMyShortDescription)}
     assert set(long) == set(short) == {None, "kk", "ru"}
     for lang in ("kk", "ru"):
-        assert long[lang] == i18n.gettext(lang, DESCRIPTION) != DESCRIPTION
-        assert short[lang] == i18n.gettext(lang, SHORT_DESCRIPTION) != SHORT_DESCRIPTION
+        assert long[lang] == gettext(lang, DESCRIPTION) != DESCRIPTION
+        assert short[lang] == gettext(lang, SHORT_DESCRIPTION) != SHORT_DESCRIPTION
     assert long[None] == long["kk"] + "\n\n" + long["ru"]
     assert len(long[None]) <= 512 and all(len(text) <= 120 for text in short.values())
     assert short[None] == short["ru"]  # both would not fit in 120 characters

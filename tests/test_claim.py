@@ -12,8 +12,10 @@ from aiogram.methods import TelegramMethod
 from aiogram.types import CallbackQuery, Chat, Message, Update
 from sqlalchemy import func, select
 
-from bot import i18n
 from handlers.claim import ClaimCallback, SeatsCallback
+from locales import gettext, ngettext
+from locales.errors import error_text
+from locales.formats import format_datetime, format_deadline, zone_text
 from services.clock import FrozenClock
 from services.errors import NotLinked, OfferExpired, SeatNotAvailable
 from services.kezek import Kezek
@@ -55,26 +57,26 @@ async def test_claim_an_offered_seat(tg: Harness, kz: Kezek, offered: dict[str, 
     [listing] = sent(await tg.press(SeatsCallback(app=app_id).pack()))
     assert offered["row"]["number"] in listing.text
     assert "Ясли-сад №1" in listing.text or "№1 бөбекжай-бақша" in listing.text
-    assert i18n.gettext(lang, "offered to you in queue order") in listing.text
+    assert gettext(lang, "offered to you in queue order") in listing.text
     [(label, data)] = inline_buttons(listing.reply_markup)
     step = ClaimCallback.unpack(data)
     assert (step.app, step.step) == (app_id, "p")
 
     [preview] = edits(await tg.press(data))
-    assert i18n.gettext(lang, "Confirm the claim?") in preview.text
+    assert gettext(lang, "Confirm the claim?") in preview.text
     # Monday 7 September 2026 10:00: the offer lives until 20:00 today; the show-up deadline is
     # 5 working days later.
-    assert i18n.format_deadline(lang, almaty(2026, 9, 7, 20, 0)) in preview.text
+    assert format_deadline(lang, almaty(2026, 9, 7, 20, 0)) in preview.text
     # The zone once, after the first deadline (issue 18).
-    assert preview.text.count(i18n.zone_text(lang)) == 1
-    assert i18n.format_deadline(lang, almaty(2026, 9, 7, 20, 0), zone="local") in preview.text
+    assert preview.text.count(zone_text(lang)) == 1
+    assert format_deadline(lang, almaty(2026, 9, 7, 20, 0), zone="local") in preview.text
     assert await referrals(kz) == 0  # a preview changes nothing
     confirm = [d for _, d in inline_buttons(preview.reply_markup) if d.startswith("claim:")]
     assert len(confirm) == 1 and ClaimCallback.unpack(confirm[0]).step == "c"
 
     calls = await tg.press(confirm[0])
     [done] = edits(calls)
-    assert i18n.gettext(lang, "Referral issued for application {number}: {kindergarten}.",
+    assert gettext(lang, "Referral issued for application {number}: {kindergarten}.",
                         number=offered["row"]["number"],
                         kindergarten="Ясли-сад №1" if lang == "ru" else "№1 бөбекжай-бақша") in done.text
     assert await referrals(kz) == 1
@@ -85,7 +87,7 @@ async def test_claim_an_offered_seat(tg: Harness, kz: Kezek, offered: dict[str, 
     # The same press again: a clear answer, no second referral.
     again = await tg.press(confirm[0])
     [alert] = answers(again)
-    assert alert.show_alert and alert.text == i18n.gettext(lang, "The child already holds a referral.")
+    assert alert.show_alert and alert.text == gettext(lang, "The child already holds a referral.")
     assert await referrals(kz) == 1
 
 
@@ -96,12 +98,12 @@ async def test_forged_press_for_another_chats_application(tg: Harness, kz: Kezek
                  ClaimCallback(app=app_id, seat=seat_id, step="c").pack()):
         calls = await press_from(tg, OTHER_CHAT, data)
         [alert] = answers(calls)
-        assert alert.show_alert and alert.text == i18n.error_text("ru", NotLinked())
+        assert alert.show_alert and alert.text == error_text("ru", NotLinked())
         assert not sent(calls) and not edits(calls)
     assert await referrals(kz) == 0
     # An application id that does not exist at all gets the same answer.
     [alert] = answers(await tg.press(ClaimCallback(app=999999, seat=seat_id, step="c").pack()))
-    assert alert.text == i18n.error_text("ru", NotLinked())
+    assert alert.text == error_text("ru", NotLinked())
 
 
 async def test_someone_elses_offered_seat_is_not_available(tg: Harness, kz: Kezek, world: World,
@@ -111,7 +113,7 @@ async def test_someone_elses_offered_seat_is_not_available(tg: Harness, kz: Keze
     seat_id = (await kz.claim_choices(CHAT_ID, offered["app_id"])).choices[0].seat_id
     calls = await press_from(tg, OTHER_CHAT, ClaimCallback(app=second_id, seat=seat_id, step="c").pack())
     [alert] = answers(calls)
-    assert alert.show_alert and alert.text == i18n.error_text("ru", SeatNotAvailable())
+    assert alert.show_alert and alert.text == error_text("ru", SeatNotAvailable())
     assert await referrals(kz) == 0
 
 
@@ -125,9 +127,9 @@ async def test_claim_outside_the_window_changes_nothing(tg: Harness, kz: Kezek, 
     assert alert.show_alert and "09:00" in alert.text
     assert await referrals(kz) == 0
     [listing] = sent(await tg.press(SeatsCallback(app=offered["app_id"]).pack()))
-    assert i18n.gettext("ru", "Seats are claimed on working days from {opens} to {closes}. The next window "
+    assert gettext("ru", "Seats are claimed on working days from {opens} to {closes}. The next window "
                               "opens {at}.", opens="09:00", closes="20:00",
-                        at=i18n.format_datetime("ru", almaty(2026, 9, 7, 9, 0))) in listing.text
+                        at=format_datetime("ru", almaty(2026, 9, 7, 9, 0))) in listing.text
 
 
 async def test_expired_offer_cannot_be_claimed(tg: Harness, kz: Kezek, clock: FrozenClock,
@@ -135,7 +137,7 @@ async def test_expired_offer_cannot_be_claimed(tg: Harness, kz: Kezek, clock: Fr
     seat_id = (await kz.claim_choices(CHAT_ID, offered["app_id"])).choices[0].seat_id
     clock.set(almaty(2026, 9, 8, 10, 0))  # the next day, before any sweep ran
     [alert] = answers(await tg.press(ClaimCallback(app=offered["app_id"], seat=seat_id, step="c").pack()))
-    assert alert.show_alert and alert.text == i18n.error_text(
+    assert alert.show_alert and alert.text == error_text(
         "ru", OfferExpired(expired_at=almaty(2026, 9, 7, 20, 0).astimezone(dt.UTC).replace(tzinfo=None).isoformat()))
     assert await referrals(kz) == 0
 
@@ -145,22 +147,22 @@ async def test_seats_lists_state_order_seats(tg: Harness, kz: Kezek, world: Worl
                                              lang: str) -> None:
     await kz.set_chat_language(CHAT_ID, lang)
     [hint] = sent(await tg.send(lang, text="/seats"))
-    assert hint.text == i18n.gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
+    assert hint.text == gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
     old = world.row(birth_date=dt.date(2022, 5, 1))
     young = world.row(birth_date=dt.date(2024, 5, 1))
     await world.apps(old, young)
     old_id = await link(kz, old)
     await link(kz, young)
     await world.publish(2, "PRIV", birth_year=2022)
-    replies = sent(await tg.send(lang, text=i18n.gettext(lang, "Available seats")))
+    replies = sent(await tg.send(lang, text=gettext(lang, "Available seats")))
     assert len(replies) == 2
     old_reply = next(r for r in replies if old["number"] in r.text)
     young_reply = next(r for r in replies if young["number"] in r.text)
-    assert i18n.gettext(lang, "state order in a private kindergarten") in old_reply.text
+    assert gettext(lang, "state order in a private kindergarten") in old_reply.text
     [(label, data)] = inline_buttons(old_reply.reply_markup)
-    assert i18n.ngettext(lang, "{count} seat", "{count} seats", 2, count="2") in label
+    assert ngettext(lang, "{count} seat", "{count} seats", 2, count="2") in label
     assert young_reply.reply_markup is None
-    assert i18n.gettext(lang, "No state-order seats in private kindergartens are open to your child "
+    assert gettext(lang, "No state-order seats in private kindergartens are open to your child "
                               "right now.") in young_reply.text
     # Claim one of them through the preview.
     [preview] = edits(await tg.press(data))

@@ -18,11 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import i18n
 from bot.config import Settings
 from bot.console import CHAT_ID, DEMO_PHONE, html_to_text, parse_duration, run_console
 from bot.demo import seed
 from handlers.start import LANGUAGE_LABELS
+from locales import gettext
+from locales.errors import error_text
+from locales.formats import format_datetime, format_deadline, format_number, zone_text
 from services.clock import FrozenClock, SandboxClock
 from services.errors import InvalidField, UnknownKindergarten
 from services.kezek import Kezek
@@ -148,7 +150,7 @@ async def test_a_parent_walks_every_step_in_the_console(kzs: Kezek, city: dict[s
                f"{view.number}")
 
     def t(msgid: str, **params: Any) -> str:
-        return i18n.gettext(lang, msgid, **params)
+        return gettext(lang, msgid, **params)
 
     screen = Screen()
     mark = screen.marked
@@ -185,8 +187,8 @@ async def test_a_parent_walks_every_step_in_the_console(kzs: Kezek, city: dict[s
     assert screen.lines[0].startswith("#") and screen.has(number) and screen.has(iin)
     assert screen.has(f"!publish {kindergarten} {view.application.birth_year} {view.application.language} 1")
     # /start: the picker in both languages; then the greeting in the chosen one, with the main menu.
-    assert screen.has(i18n.gettext("ru", "Please choose a language:"))
-    assert screen.has(i18n.gettext("kk", "Please choose a language:"))
+    assert screen.has(gettext("ru", "Please choose a language:"))
+    assert screen.has(gettext("kk", "Please choose a language:"))
     assert screen.has(t("Welcome to Kezek! Here you can follow your child's place in the kindergarten queue and "
                         "get notices about seats. Use the menu below."))
     assert screen.button(t("My queue status")).isalpha()  # a keyboard button: pressed by letter
@@ -197,7 +199,7 @@ async def test_a_parent_walks_every_step_in_the_console(kzs: Kezek, city: dict[s
                         number=number, iin=mask_iin(iin)))
     # /status: the number in the queue.
     status = screen.section("status")
-    assert flat(t("Queue number: {number}", number=i18n.format_number(lang, view.number))) in status
+    assert flat(t("Queue number: {number}", number=format_number(lang, view.number))) in status
     # History: the moves, and the chart as a picture saved to the demo folder.
     [chart] = (tmp_path / "files").glob("*.png")
     assert chart.read_bytes().startswith(b"\x89PNG")
@@ -211,7 +213,7 @@ async def test_a_parent_walks_every_step_in_the_console(kzs: Kezek, city: dict[s
     assert flat(t("Your turn has come! A seat at {kindergarten} is offered to {application}. Claim it by "
                   "{until}, or it goes to everyone.", kindergarten=view_kindergarten_name(city, kindergarten, lang),
                   application=application,
-                  until=i18n.format_deadline(lang, almaty(2026, 9, 7, 20, 0), zone="local"))) in published
+                  until=format_deadline(lang, almaty(2026, 9, 7, 20, 0), zone="local"))) in published
     # Seats → preview → confirm → the referral.
     claimed = screen.since(screen.marks["seats"])
     assert flat(t("Confirm the claim?")) in claimed
@@ -250,7 +252,7 @@ def view_kindergarten_name(city: dict[str, Any], code: str, lang: str) -> str:
 async def test_bad_numbers_unknown_commands_and_junk_get_a_clear_answer(
         kzs: Kezek, city: dict[str, Any], sandbox: SandboxClock, tmp_path: Path, lang: str) -> None:
     def t(msgid: str, **params: Any) -> str:
-        return i18n.gettext(lang, msgid, **params)
+        return gettext(lang, msgid, **params)
 
     screen = Screen()
     mark = screen.marked
@@ -301,8 +303,8 @@ async def test_bad_numbers_unknown_commands_and_junk_get_a_clear_answer(
     assert flat(t("Unknown demo command {command}. Send !help for the list.", command="!frobnicate")) in at("unknown")
     assert flat(t("Unknown demo command {command}. Send !help for the list.", command="!")) in at("bare")
     assert flat(t("Usage: {usage}", usage="!publish KG BIRTH_YEAR ru|kk COUNT")) in at("usage")
-    assert flat(i18n.error_text(lang, UnknownKindergarten(field="kindergarten", value="NOPE"))) in at("unknown kg")
-    assert flat(i18n.error_text(lang, InvalidField(field="birth_year", reason="integer"))) in at("bad year")
+    assert flat(error_text(lang, UnknownKindergarten(field="kindergarten", value="NOPE"))) in at("unknown kg")
+    assert flat(error_text(lang, InvalidField(field="birth_year", reason="integer"))) in at("bad year")
     for name, value in (("duration", "soon"), ("negative", "-1d")):
         assert flat(t("Not a duration: {value}. For example: PT3H, 1d, 2h30m.", value=value)) in at(name)
     assert flat(t("The sandbox clock moves at most {days} days at once.", days=366)) in at("too far")
@@ -313,7 +315,7 @@ async def test_bad_numbers_unknown_commands_and_junk_get_a_clear_answer(
         assert flat(t(HINT)) in at(name), name
     assert not any("\x1b" in line or "\x07" in line for line in screen.lines)
     assert flat(t("Demo commands (everything else goes to the bot as a message):")) in at("help")
-    assert flat(t("Sandbox time: {moment}.", moment=i18n.format_datetime(lang, almaty(2026, 9, 7, 10, 0)))) in at("now")
+    assert flat(t("Sandbox time: {moment}.", moment=format_datetime(lang, almaty(2026, 9, 7, 10, 0)))) in at("now")
     assert flat(t("Nothing fell due.")) in at("sweep")
     assert "[1] Қазақша" in at("keys") and "[2] Русский" in at("keys")  # Kazakh first (issue 18)
     # The bot still answers, nothing crashed, nothing changed in the registry.
@@ -349,15 +351,15 @@ async def test_the_clock_moves_and_deadlines_fire(kzs: Kezek, city: dict[str, An
     await run_console(kzs, settings_for(tmp_path), sandbox, phone=DEMO_PHONE, example=city, lines=lines,
                       out=screen, files_dir=tmp_path / "files")
     assert sandbox.now() == almaty(2026, 9, 7, 22, 0)
-    assert screen.has(i18n.gettext("ru", "The sandbox clock is now at {moment}.",
-                                   moment=i18n.format_datetime("ru", almaty(2026, 9, 7, 22, 0))))
-    assert screen.has(i18n.gettext("ru", "offers expired"))
+    assert screen.has(gettext("ru", "The sandbox clock is now at {moment}.",
+                                   moment=format_datetime("ru", almaty(2026, 9, 7, 22, 0))))
+    assert screen.has(gettext("ru", "offers expired"))
     assert (await kzs.queue_view(number)).state != "offered"
     # The e-mail copy of "your turn" (sent to the application's address) is listed and readable.
-    assert screen.has(i18n.gettext("ru", "E-mails in {folder} (read one with !mail N):",
+    assert screen.has(gettext("ru", "E-mails in {folder} (read one with !mail N):",
                                    folder=str(tmp_path / "mail")))
     assert screen.has(number, since=screen.lines.index("» !mail 1"))
-    assert not screen.has(i18n.gettext("ru", SORRY))
+    assert not screen.has(gettext("ru", SORRY))
 
 
 async def test_notices_to_other_chats_are_not_shown(kzs: Kezek, city: dict[str, Any], sandbox: SandboxClock,
@@ -414,7 +416,7 @@ async def test_reads_stdin_until_the_end(kzs: Kezek, city: dict[str, Any], sandb
     await asyncio.wait_for(run_console(kzs, settings_for(tmp_path), sandbox, phone=DEMO_PHONE, example=city,
                                        out=screen, files_dir=tmp_path / "files"), 60)
     assert screen.has("» /start")
-    assert screen.has(i18n.gettext("kk", "Language: {language}", language="Қазақша"))
+    assert screen.has(gettext("kk", "Language: {language}", language="Қазақша"))
 
 
 # --- pieces ----------------------------------------------------------------------------------------
@@ -452,7 +454,7 @@ async def test_a_claim_refused_in_the_evening_says_when_the_window_opens_and_how
                f"{view.number}")
 
     def t(msgid: str, **params: Any) -> str:
-        return i18n.gettext(lang, msgid, **params)
+        return gettext(lang, msgid, **params)
 
     screen = Screen()
     mark = screen.marked
@@ -484,9 +486,9 @@ async def test_a_claim_refused_in_the_evening_says_when_the_window_opens_and_how
     opens = almaty(2026, 9, 8, 9, 0)  # Tuesday 9:00
     assert flat(t("A seat can be claimed only during the claim window of a working day. "
                   "The next window opens: {opens_at}.",
-                  opens_at=i18n.format_datetime(lang, opens, zone="local"))) in refused
+                  opens_at=format_datetime(lang, opens, zone="local"))) in refused
     # ... and the console says how to get there without waiting: 12 hours ahead.
     assert flat(t("The claim window opens {moment}. In the sandbox, move the clock there: {command}",
-                  moment=i18n.format_datetime(lang, opens, zone="local"), command="!advance 12h")) in refused
-    assert i18n.zone_text(lang, "local") in refused
+                  moment=format_datetime(lang, opens, zone="local"), command="!advance 12h")) in refused
+    assert zone_text(lang, "local") in refused
     assert not screen.has(t(SORRY))

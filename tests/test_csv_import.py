@@ -24,8 +24,9 @@ from click.testing import CliRunner
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
-from bot import i18n
 from bot.cli import cli
+from locales import gettext
+from locales.names import field_text
 from services.validation import make_iin
 from storage.db import Database
 from storage.models import Application, Kindergarten
@@ -139,7 +140,7 @@ def test_a_cp1251_file_is_told_to_be_saved_as_utf8(run: Any, db_url: str, tmp_pa
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "UnicodeDecodeError" not in result.output
     lines = result.output.strip().splitlines()
-    assert lines == [i18n.gettext(lang, "The file is not in UTF-8: in Excel choose “Save as” → “CSV UTF-8”.")]
+    assert lines == [gettext(lang, "The file is not in UTF-8: in Excel choose “Save as” → “CSV UTF-8”.")]
     assert "UTF-8" in lines[0] and ("Сохранить как" if lang == "ru" else "Басқаша сақтау") in lines[0]
     assert count(db_url, Application) == 0
 
@@ -152,7 +153,7 @@ def test_a_missing_column_is_named_before_any_row(run: Any, db_url: str, tmp_pat
     assert result.exit_code == 1 and "Traceback" not in result.output
     lines = result.output.strip().splitlines()
     missing = [line for line in lines if "birth_date" in line]
-    assert missing and i18n.field_text(lang, "birth_date") in missing[0], lines
+    assert missing and field_text(lang, "birth_date") in missing[0], lines
     assert not any(line.startswith(("Строка", "Жол")) for line in lines), lines  # no row was read
     expected = [line for line in lines if "child_iin" in line and "twin_group" in line]
     assert expected, lines  # the columns the file should have are named
@@ -208,7 +209,7 @@ def test_no_progress_bar_when_not_a_terminal(run: Any, tmp_path: Path) -> None:
     path.write_bytes(excel_csv(app_rows(3)))
     result = run("import", "applications", str(path))
     assert result.exit_code == 0
-    assert i18n.gettext("ru", "Importing") not in result.output, result.output
+    assert gettext("ru", "Importing") not in result.output, result.output
 
 
 def _on_a_terminal(args: list[str], deadline: float = 120.0) -> tuple[int, str]:
@@ -248,7 +249,7 @@ def test_a_large_import_shows_a_progress_bar_on_a_terminal(run: Any, db_url: str
     path.write_bytes(excel_csv(rows))
     code, shown = _on_a_terminal(["--db", db_url, "--lang", "ru", "--now", MONDAY, "import", kind, str(path)])
     assert code == 0, shown
-    assert i18n.gettext("ru", "Importing") in shown and "100%" in shown, shown[-500:]
+    assert gettext("ru", "Importing") in shown and "100%" in shown, shown[-500:]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -21,10 +21,11 @@ from aiogram import Bot
 from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup
 from sqlalchemy import func, select
 
-from bot import i18n
 from bot.deeplinks import FALLBACK_AFTER, BotUsername
 from bot.sender import SendPolicy, drain_once
 from handlers.link import failed_text, linked_text, locked_text
+from locales import gettext
+from locales.formats import format_datetime
 from services import deep_link, linking
 from services.clock import FrozenClock
 from services.email import FolderSender
@@ -143,17 +144,17 @@ async def test_registration_email_carries_a_link_that_verifies(kz: Kezek, world:
         (await kz.signer()).verify("link", token, now=clock.now(), bound="someone@else.kz")
     assert claims.expires_at == (clock.now() + dt.timedelta(days=14)).replace(microsecond=0)
     # Both languages: the registration, the queue and the number (second: one application ahead).
-    application = {lang: i18n.gettext(lang, "application {number} (child's IIN {iin})", number=row["number"],
+    application = {lang: gettext(lang, "application {number} (child's IIN {iin})", number=row["number"],
                                       iin=mask_iin(row["child_iin"]))
                    for lang in LANGS}
     for lang in LANGS:
-        assert i18n.gettext(lang, "{application} has been registered in the kindergarten queue.",
+        assert gettext(lang, "{application} has been registered in the kindergarten queue.",
                             application=application[lang]) in text
         district = "Бостандыкский район" if lang == "ru" else "Бостандық ауданы"
-        assert i18n.gettext(lang, "Queue: {district}, children born in {year}.", district=district,
+        assert gettext(lang, "Queue: {district}, children born in {year}.", district=district,
                             year="2023") in text
-        assert i18n.gettext(lang, "Queue number on {date}: {number}. It changes as seats are given out and "
-                                  "new applications arrive.", date=i18n.format_datetime(lang, clock.now()),
+        assert gettext(lang, "Queue number on {date}: {number}. It changes as seats are given out and "
+                                  "new applications arrive.", date=format_datetime(lang, clock.now()),
                             number="2") in text
     assert row["child_iin"] not in text and row["phone"] not in text
     assert "Kezek:" in mail["Subject"]
@@ -170,8 +171,8 @@ async def test_the_number_in_the_email_is_the_one_when_it_is_sent(kz: Kezek, wor
     [mail] = mails_to(tmp_path, row["email"])
     text = mail.get_body(("plain",)).get_content()
     for lang in LANGS:
-        assert i18n.gettext(lang, "Queue number on {date}: {number}. It changes as seats are given out and "
-                                  "new applications arrive.", date=i18n.format_datetime(lang, clock.now()),
+        assert gettext(lang, "Queue number on {date}: {number}. It changes as seats are given out and "
+                                  "new applications arrive.", date=format_datetime(lang, clock.now()),
                             number="2") in text
 
 
@@ -207,7 +208,7 @@ async def test_no_broken_link_when_the_username_is_unknown(kz: Kezek, world: Wor
     text = mail.get_body(("plain",)).get_content()
     assert "t.me" not in text
     for lang in LANGS:
-        assert i18n.gettext(lang, "To get the queue's notices in Telegram, open the Kezek bot and send /link.") in text
+        assert gettext(lang, "To get the queue's notices in Telegram, open the Kezek bot and send /link.") in text
 
 
 async def test_without_a_bot_or_setting_the_email_says_to_use_link(kz: Kezek, world: World, tmp_path: Path) -> None:
@@ -241,10 +242,10 @@ async def test_start_with_the_token_links_at_once(tg: Harness, kz: Kezek, world:
     replies = sent(calls)
     assert replies[0].text == linked_text(lang, target)
     assert isinstance(replies[0].reply_markup, ReplyKeyboardMarkup)  # the main menu, in the chosen language
-    assert i18n.gettext(lang, "My queue status") in [b.text for r in replies[0].reply_markup.keyboard for b in r]
+    assert gettext(lang, "My queue status") in [b.text for r in replies[0].reply_markup.keyboard for b in r]
     # Then the application's status card, with its queue number.
     assert len(replies) == 2 and row["number"] in replies[1].text
-    assert i18n.gettext(lang, "Queue: {district}, children born in {year}", district=(
+    assert gettext(lang, "Queue: {district}, children born in {year}", district=(
         "Бостандыкский район" if lang == "ru" else "Бостандық ауданы"), year="2023") in replies[1].text
     async with kz.reading(with_calendar=False) as ctx:
         link_row = await ctx.session.get(ChatLink, (CHAT_ID, target.application_id))
@@ -262,11 +263,11 @@ async def test_a_new_chat_is_answered_in_both_languages_with_the_picker(tg: Harn
     [target] = await kz.linked_applications(CHAT_ID)
     for lang in LANGS:
         assert linked_text(lang, target) in reply.text
-        assert i18n.gettext(lang, "Please choose a language:") in reply.text
+        assert gettext(lang, "Please choose a language:") in reply.text
     assert isinstance(reply.reply_markup, InlineKeyboardMarkup)
     # The picker then goes on as usual, and the bot speaks the chosen language.
     [greeting] = sent(await tg.press("lang:kk", language_code=telegram_lang))
-    assert greeting.text == i18n.gettext("kk", "Welcome to Kezek! Here you can follow your child's place in the "
+    assert greeting.text == gettext("kk", "Welcome to Kezek! Here you can follow your child's place in the "
                                                "kindergarten queue and get notices about seats. Use the menu below.")
 
 
@@ -281,7 +282,7 @@ async def test_tapping_ones_own_link_again_says_already_linked(tg: Harness, kz: 
     await tg.press(f"lang:{lang}")
     await tg.send(text=f"/start {token}")
     [target] = await kz.linked_applications(CHAT_ID)
-    already = i18n.gettext(lang, "Application {number} (child's IIN {iin}) is already linked to this chat.",
+    already = gettext(lang, "Application {number} (child's IIN {iin}) is already linked to this chat.",
                            number=row["number"], iin=mask_iin(row["child_iin"]))
     for _ in range(linking.MAX_FAILURES):
         replies = sent(await tg.send(text=f"/start {token}"))
@@ -444,7 +445,7 @@ async def test_plain_start_still_shows_the_picker_and_links_nothing(tg: Harness,
     await one_app(world)
     [reply] = sent(await tg.send(text="/start"))
     # Kazakh above Russian, as state services put them (issue 18)
-    assert reply.text == "\n".join(i18n.gettext(lang, "Please choose a language:") for lang in ("kk", "ru"))
+    assert reply.text == "\n".join(gettext(lang, "Please choose a language:") for lang in ("kk", "ru"))
     assert await links(kz) == [] and await kz.link_locked_until(CHAT_ID) is None
 
 

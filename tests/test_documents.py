@@ -25,14 +25,16 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import func, select
 
-from bot import i18n
 from bot.app import build_dispatcher
-from bot.i18n import format_deadline, gettext, ngettext
+from bot.bench.standin import TOKEN, BotApiStandIn, Call
 from bot.notices import rejection_text
 from bot.sender import SendPolicy, drain_once
-from bot.bench.standin import TOKEN, BotApiStandIn, Call
 from handlers.documents import DocsCallback, left_text
 from handlers.status import card_keyboard
+from locales import gettext, ngettext
+from locales.errors import error_text
+from locales.formats import format_deadline
+from locales.names import document_status_text, document_type_text
 from services import documents as docs
 from services.clock import FrozenClock
 from services.doc_storage import FolderDocumentStore
@@ -254,7 +256,7 @@ async def test_at_most_ten_files_a_referral(kz: Kezek, world: World, store: Fold
         assert received.count == n + 1
     with pytest.raises(docs.TooManyDocuments) as caught:
         await kz.submit_document(CHAT, app_id, pdf(1, mark="eleventh"))
-    assert "10" in i18n.error_text("ru", caught.value) and "10" in i18n.error_text("kk", caught.value)
+    assert "10" in error_text("ru", caught.value) and "10" in error_text("kk", caught.value)
     assert len(await stored(kz)) == docs.MAX_FILES and len(files_on_disk(store)) == docs.MAX_FILES
 
 
@@ -298,7 +300,7 @@ async def test_each_refused_file_gets_a_clear_answer_at_once_and_nothing_is_kept
     how, content, *rest = make()
     calls = await (chat.photo(content, *rest) if how == "photo" else chat.document(content, *rest))
     [text] = replies(calls)
-    assert text == i18n.error_text(lang, error)
+    assert text == error_text(lang, error)
     assert await stored(kz) == [] and files_on_disk(store) == []
     if case == "too big by Telegram's word":
         assert api.downloads == [] and not api.sent("getFile")  # not even asked for
@@ -307,7 +309,7 @@ async def test_each_refused_file_gets_a_clear_answer_at_once_and_nothing_is_kept
 async def test_the_accepted_types_are_named_when_a_type_is_refused() -> None:
     for lang in ("ru", "kk"):
         for kind in ("heic", "webp", "zip", "unknown"):
-            text = i18n.error_text(lang, docs.DocumentTypeRefused(kind=kind))
+            text = error_text(lang, docs.DocumentTypeRefused(kind=kind))
             assert "PDF" in text and ("JPEG" in text or kind == "zip"), text
 
 
@@ -318,7 +320,7 @@ async def test_after_the_deadline_the_file_is_refused_with_the_deadline(
     assert ref.docs_due_at is not None
     clock.set(ref.docs_due_at + dt.timedelta(minutes=1))
     [text] = replies(await chat.photo(image(1280, 960), 1280, 960))
-    assert text == i18n.error_text(lang, DocumentsNotPending(state="deadline_passed",
+    assert text == error_text(lang, DocumentsNotPending(state="deadline_passed",
                                                              due_at=ref.docs_due_at.isoformat()))
     assert format_deadline(lang, ref.docs_due_at) in text
     assert api.downloads == [] and await stored(kz) == []
@@ -330,11 +332,11 @@ async def test_a_chat_not_linked_or_with_nothing_awaited_is_told_so(
     stranger = Chat(dp, bot, api, chat_id=7007)
     await kz.set_chat_language(7007, lang)
     [text] = replies(await stranger.photo(image(1280, 960), 1280, 960))
-    assert text == i18n.error_text(lang, docs.DocumentsNeedLink())
+    assert text == error_text(lang, docs.DocumentsNeedLink())
     # Linked, but a general referral (no privilege) and a waiting application: nothing awaited.
     await referral_for(kz, world, lang=lang, privilege="none")
     [text] = replies(await Chat(dp, bot, api).document(pdf(1), "a.pdf", "application/pdf"))
-    assert text == i18n.error_text(lang, docs.NoDocumentsAwaited())
+    assert text == error_text(lang, docs.NoDocumentsAwaited())
     assert api.downloads == [] and await stored(kz) == []
 
 
@@ -343,7 +345,7 @@ async def test_documents_already_accepted_are_not_awaited_any_more(kz: Kezek, wo
     await kz.submit_document(CHAT, app_id, pdf(1))
     await kz.decide_documents(ref.id, True)
     [text] = replies(await chat.photo(image(1280, 960), 1280, 960))
-    assert text == i18n.error_text("kk", docs.NoDocumentsAwaited())
+    assert text == error_text("kk", docs.NoDocumentsAwaited())
     [doc] = await stored(kz)
     assert doc.status == "accepted" and doc.decided_at is not None
 
@@ -357,7 +359,7 @@ async def test_a_file_for_another_chats_application_is_refused(
     # A forged button naming the other chat's application: refused, nothing kept or chosen.
     calls = await chat.press(DocsCallback(action="p", app=other_app).pack())
     [alert] = alerts(calls)
-    assert alert == i18n.error_text("ru", NotLinked()) and not replies(calls)
+    assert alert == error_text("ru", NotLinked()) and not replies(calls)
     for data in ("docs:h:99999999999999999999", "docs:x:1", "docs:p:-1", "docs:h:abc"):
         calls = await chat.press(data)
         assert alerts(calls) and alerts(calls)[0] and not replies(calls)
@@ -492,7 +494,7 @@ async def test_the_review_through_the_api_and_the_parent_reads_the_reason(
         assert bad["errors"][0]["field"] == "status" and "pending" in bad["message"]
         for doc_id in ("999", "abc", "-1", "0"):
             resp = await client.get(f"/api/v1/documents/{doc_id}/file", headers=KK)
-            assert resp.status == 404 and (await resp.json())["message"] == i18n.error_text("kk", docs.DocumentNotFound())
+            assert resp.status == 404 and (await resp.json())["message"] == error_text("kk", docs.DocumentNotFound())
         for wrong, field, reason in (({"reason": "ugly"}, "reason", "invalid_field"),
                                      ({"reason": "other"}, "note", "missing_field"),
                                      ({"reason": "unreadable", "note": "x" * 501}, "note", "invalid_field"),
@@ -586,12 +588,12 @@ def test_the_review_through_the_cli(db_url: str, tmp_path: Path, monkeypatch: py
     try:
         listed = run("documents", "list")
         assert listed.exit_code == 0, listed.output
-        assert number in listed.output and i18n.document_type_text("ru", "application/pdf") in listed.output
-        assert i18n.ngettext("ru", "{count} page", "{count} pages", 4, count=4) in listed.output
+        assert number in listed.output and document_type_text("ru", "application/pdf") in listed.output
+        assert ngettext("ru", "{count} page", "{count} pages", 4, count=4) in listed.output
         as_json = json.loads(run("documents", "list", "--json").output)
         assert [d["referral"] for d in as_json] == [ref_a, ref_b]
         kk = run("documents", "list", "--status", "all", lang="kk")
-        assert kk.exit_code == 0 and i18n.document_status_text("kk", "pending") in kk.output
+        assert kk.exit_code == 0 and document_status_text("kk", "pending") in kk.output
 
         out = tmp_path / "got.pdf"
         got = run("documents", "download", str(as_json[0]["id"]), "--out", str(out))
@@ -601,7 +603,7 @@ def test_the_review_through_the_cli(db_url: str, tmp_path: Path, monkeypatch: py
         assert got.exit_code == 0 and (tmp_path / f"kezek-document-{as_json[1]['id']}.jpg").read_bytes() == scan
 
         missing = run("documents", "download", "999")
-        assert missing.exit_code == 1 and i18n.error_text("ru", docs.DocumentNotFound()) in missing.output
+        assert missing.exit_code == 1 and error_text("ru", docs.DocumentNotFound()) in missing.output
         bad = run("documents", "list", "--status", "bogus")
         assert bad.exit_code == 2 and "Traceback" not in bad.output
         no_note = run("documents", "reject", str(ref_a), "--reason", "other")
@@ -615,7 +617,7 @@ def test_the_review_through_the_cli(db_url: str, tmp_path: Path, monkeypatch: py
         final = json.loads(run("documents", "list", "--status", "all", "--json").output)
         assert [(d["status"], d["reason"], d["note"]) for d in final] == [
             ("accepted", None, None), ("rejected", "name_mismatch", "Фамилия другая")]
-        assert run("documents", "list").output.strip() == i18n.gettext("ru", "No documents.")
+        assert run("documents", "list").output.strip() == gettext("ru", "No documents.")
     finally:
         get_settings.cache_clear()
 

@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from bot import i18n
-from bot.chart import PNG_SIGNATURE, render_history_png
-from bot.i18n import gettext
 from bot.bench.standin import BotApiStandIn
+from bot.chart import PNG_SIGNATURE, render_history_png
+from locales import gettext
+from locales.errors import ERROR_SENTENCES, error_text
 from services import doc_check
 from services import documents as docs
 from services.doc_check import DocumentChecker
@@ -85,8 +85,8 @@ def progressive(width: int, height: int) -> bytes:
 
 
 def too_complex(lang: str) -> str:
-    text = i18n.error_text(lang, docs.DocumentTooComplex())
-    assert "JPEG" in text and "PDF" in text and text != docs.DocumentTooComplex.message  # translated
+    text = error_text(lang, docs.DocumentTooComplex())
+    assert "JPEG" in text and "PDF" in text and text != ERROR_SENTENCES["document_too_complex"]  # translated
     return text
 
 
@@ -134,7 +134,7 @@ async def test_a_png_whose_image_data_does_not_decode_is_refused(
         kz: Kezek, world: World, chat: Chat, store: FolderDocumentStore, lang: str) -> None:
     await referral_for(kz, world, lang=lang)
     [text] = replies(await chat.document(random_idat_png(), "scan.png", "image/png"))
-    assert text == i18n.error_text(lang, docs.DocumentUnreadable())
+    assert text == error_text(lang, docs.DocumentUnreadable())
     assert await stored(kz) == [] and files_on_disk(store) == []
 
 
@@ -205,7 +205,7 @@ async def test_the_eleventh_file_is_refused_before_any_decoding(
     # The chat: refused before the file is even downloaded.
     downloads = len(api.downloads)
     [text] = replies(await chat.document(many_scans_jpeg(1000, 50), "scan.jpg", "image/jpeg"))
-    assert text == i18n.error_text("ru", docs.TooManyDocuments(max=docs.MAX_FILES))
+    assert text == error_text("ru", docs.TooManyDocuments(max=docs.MAX_FILES))
     assert len(api.downloads) == downloads
     assert kz.checker.started == started
     assert len(await stored(kz)) == docs.MAX_FILES == len(files_on_disk(store))
@@ -293,9 +293,9 @@ def test_the_budget_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_the_bot_checks_documents_with_the_budget_it_was_given(api: BotApiStandIn, kz: Kezek) -> None:
+    from bot.bench.standin import TOKEN
     from bot.config import Settings
     from bot.runner import run
-    from bot.bench.standin import TOKEN
 
     settings = Settings(_env_file=None, bot_token=TOKEN, bot_api_url=api.base_url,  # type: ignore[call-arg]
                         document_check_seconds=3.5, document_check_workers=1)

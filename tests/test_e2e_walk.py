@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from bot import i18n
+from locales import gettext
+from locales.formats import format_deadline
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.validation import mask_iin
@@ -48,7 +49,7 @@ async def api() -> AsyncIterator[BotApiStandIn]:
 
 
 def kk(msgid: str, **params: Any) -> str:
-    return i18n.gettext("kk", msgid, **params)
+    return gettext("kk", msgid, **params)
 
 
 async def eventually(probe: Any, bot: BotProcess, timeout: float = 20.0) -> Any:
@@ -114,7 +115,7 @@ async def test_a_parent_links_sees_the_number_gets_the_alert_and_claims(api: Bot
                   "{until}, or it goes to everyone.", kindergarten="№1 бөбекжай-бақша",
                   application=kk("application {number} (child's IIN {iin})", number=mine["number"],
                                  iin=mask_iin(mine["child_iin"])),
-                  until=i18n.format_deadline("kk", almaty(2026, 9, 7, 20, 0), zone="local")) == alert.text
+                  until=format_deadline("kk", almaty(2026, 9, 7, 20, 0), zone="local")) == alert.text
         assert alert.chat_id == CHAT
         assert kk("Choose a seat") in [b["text"] for b in alert.buttons()]
 
@@ -148,7 +149,7 @@ async def test_a_parent_links_sees_the_number_gets_the_alert_and_claims(api: Bot
         api.send_text(CHAT2, "/link", language_code="ru")
         await api.wait_for("sendMessage", lambda c: c.chat_id == CHAT2, **wait)
         api.send_text(CHAT2, ahead["number"])
-        await api.wait_for("sendMessage", lambda c: c.chat_id == CHAT2 and i18n.gettext(
+        await api.wait_for("sendMessage", lambda c: c.chat_id == CHAT2 and gettext(
             "ru", "Enter the child's IIN (12 digits).") in (c.text or ""), **wait)
         api.send_text(CHAT2, ahead["child_iin"])
         offer = await api.wait_for("sendMessage", lambda c: c.chat_id == CHAT2 and any(
@@ -158,7 +159,7 @@ async def test_a_parent_links_sees_the_number_gets_the_alert_and_claims(api: Bot
         def code_mail() -> str | None:
             for path in mail.glob("*.eml"):
                 msg = message_from_bytes(path.read_bytes(), policy=policy.default)
-                if msg["To"] == ahead["email"] and i18n.gettext("ru", "Your code") in msg["Subject"]:
+                if msg["To"] == ahead["email"] and gettext("ru", "Your code") in msg["Subject"]:
                     found = re.search(r"(?<!\w)\d{6}(?!\w)", msg.get_body(("plain",)).get_content())
                     if found:
                         return found.group(0)

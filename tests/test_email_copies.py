@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.i18n import format_deadline, gettext
 from bot.notices import SUBJECTS, render_email
 from bot.sender import SendPolicy, drain_once
+from locales import gettext
+from locales.formats import format_deadline
 from services.clock import FrozenClock
 from services.email import EmailContent, MailerMisconfigured, SmtpSender
 from services.kezek import Kezek

@@ -61,17 +61,17 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from bot import i18n
-from bot.bench.queue import BENCH_NOW
-from tests.conftest import registrations_sent
 from bot.bench.outbox import FIRST_CHAT, chat_language, seed_fan_out, seed_linked_parents
+from bot.bench.queue import BENCH_NOW
 from bot.metrics import Metrics, check_health
+from locales import gettext
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM
 from storage.db import Database
 from storage.migrate import upgrade_async
 from storage.models import Delivery
+from tests.conftest import registrations_sent
 from tests.pgcluster import PgCluster, free_port, unavailable
 from tests.standin import TOKEN, BotApiStandIn, BotProcess, until
 
@@ -335,7 +335,7 @@ async def test_a_webhook_instance_through_a_database_restart(
             return f"http {r['status']}"
         if not r["replies"]:
             return "no reply"
-        if all(text == i18n.gettext(r["lang"], APOLOGY) for text in r["replies"]):
+        if all(text == gettext(r["lang"], APOLOGY) for text in r["replies"]):
             return "apology"
         if any(r["number"] in text for text in r["replies"]):
             return "served"

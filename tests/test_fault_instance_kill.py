@@ -78,9 +78,9 @@ from bot.bench.load import (
     prepare_database,
     wait_healthy,
 )
-from bot.bench.outbox import chat_language
-from bot.i18n import gettext
 from bot.bench.load_claims import bench_now, check_claims, claim_script, is_issued, send_alerts
+from bot.bench.outbox import chat_language
+from locales import gettext
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from storage.db import Database, normalise_url

@@ -18,9 +18,9 @@ from aiogram.fsm.storage.base import StorageKey
 from aiogram.types import Contact, ReplyKeyboardMarkup
 from sqlalchemy import func, select, text
 
-from bot import i18n
 from bot.app import build_dispatcher
 from bot.fsm_storage import DatabaseStorage
+from locales import gettext
 from services.kezek import Kezek
 from storage.db import Database
 from storage.models import FsmState
@@ -55,10 +55,10 @@ async def test_a_link_dialogue_goes_on_after_the_bot_restarts(api: BotApiStandIn
     first = await BotProcess(tmp_path / "first.log", db_url, env, args=args).start()
     try:
         api.send_text(CHAT, "/link")
-        await api.wait_for("sendMessage", lambda c: c.text == i18n.gettext("ru", ASK_NUMBER),
+        await api.wait_for("sendMessage", lambda c: c.text == gettext("ru", ASK_NUMBER),
                            alive=first.alive, timeout=START_UP)
         number_update = api.send_text(CHAT, row["number"])
-        await api.wait_for("sendMessage", lambda c: c.text == i18n.gettext("ru", ASK_IIN), alive=first.alive)
+        await api.wait_for("sendMessage", lambda c: c.text == gettext("ru", ASK_IIN), alive=first.alive)
         # (the poller has confirmed the number's update: Telegram would not send it again)
         await until(lambda: all(u["update_id"] > number_update["update_id"] for u in api.updates),
                     "the number's update confirmed", 20, first)
@@ -70,7 +70,7 @@ async def test_a_link_dialogue_goes_on_after_the_bot_restarts(api: BotApiStandIn
     try:
         api.send_text(CHAT, row["child_iin"])
         reply = await api.wait_for("sendMessage", alive=second.alive, timeout=START_UP)
-        assert reply.text != i18n.gettext("ru", HINT)
+        assert reply.text != gettext("ru", HINT)
         # The dialogue goes on: the bot asks for the parent's phone (a contact button).
         assert any(b.get("request_contact") for b in reply.buttons()), reply.text
         api.send_contact(CHAT, row["phone"], CHAT)
@@ -100,7 +100,7 @@ async def test_a_fresh_dispatcher_on_the_same_database_goes_on_with_the_dialogue
     await first.press("lang:kk")
     await first.send("ru", text="/link")
     [ask_iin] = sent(await first.send("ru", text=row["number"]))
-    assert ask_iin.text == i18n.gettext("kk", ASK_IIN)
+    assert ask_iin.text == gettext("kk", ASK_IIN)
     await first.dp.fsm.close()
 
     second = Harness(build_dispatcher(kz))

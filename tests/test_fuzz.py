@@ -67,7 +67,6 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy import text as sql_text
 
-from bot import i18n
 from bot.app import build_dispatcher
 from handlers.claim import ClaimCallback, SeatsCallback
 from handlers.documents import DocsCallback
@@ -77,6 +76,7 @@ from handlers.settings import NOTICE_NAMES, NoticeCallback, SettingsCallback
 from handlers.start import LangCallback
 from handlers.status import HistoryCallback, ReferralPdfCallback
 from handlers.unlink import UnlinkCallback
+from locales import gettext, normalize_language, po_path
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from storage.db import Database
@@ -239,7 +239,7 @@ def _segments(text: str) -> list[str]:
 
 
 def _catalog(lang: str) -> dict[str, str]:
-    with i18n.po_path(lang).open("rb") as fh:
+    with po_path(lang).open("rb") as fh:
         catalog = read_po(fh, locale=lang)
     out: dict[str, str] = {}
     for m in catalog:
@@ -270,9 +270,9 @@ def _fragments() -> tuple[set[str], dict[str, set[str]]]:
 
 
 ENGLISH, FOREIGN = _fragments()
-APOLOGIES = {i18n.gettext(lang, SORRY) for lang in LANGS} | {SORRY}
+APOLOGIES = {gettext(lang, SORRY) for lang in LANGS} | {SORRY}
 # The language picker asks in both languages on purpose.
-PICKER = {i18n.gettext(lang, "Please choose a language:") for lang in LANGS}
+PICKER = {gettext(lang, "Please choose a language:") for lang in LANGS}
 
 
 def shown_texts(method: TelegramMethod[Any]) -> list[str]:
@@ -306,7 +306,7 @@ COMMANDS = ["/start", "/help", "/link", "/status", "/seats", "/settings", "/unli
 
 
 def _menu_labels() -> list[str]:
-    return [i18n.gettext(lang, label) for lang in LANGS for label in MENU.values()]
+    return [gettext(lang, label) for lang in LANGS for label in MENU.values()]
 
 
 TEXTS = st.one_of(
@@ -499,7 +499,7 @@ class Session:
         if step.kind == "callback":
             assert any(isinstance(c, AnswerCallbackQuery) for c in calls), f"the press was not answered; {where}"
         # --- localized, never the apology
-        lang = await self.kz.chat_language(step.sender) or i18n.normalize_language(step.language_code)
+        lang = await self.kz.chat_language(step.sender) or normalize_language(step.language_code)
         echoed = " ".join(str(v) for v in (step.content.get("text"), step.data, step.fsm_number) if v)
         for c in calls:
             for text in shown_texts(c):

@@ -12,11 +12,11 @@ import pytest
 from aiogram import Dispatcher
 from aiogram.types import Message
 
-from bot import i18n
 from bot.app import CHAT_LOCK_SECONDS, build_dispatcher, make_storage
 from bot.config import Settings
 from bot.gate import ChatGate
 from bot.throttling import TOO_MANY, RedisThrottleStore, ThrottleMiddleware
+from locales import gettext
 from services.kezek import Kezek
 from tests.conftest import REDIS_URL
 from tests.test_bot_start import Harness
@@ -71,7 +71,7 @@ async def test_each_update_is_counted_once_and_instances_share_the_limit(kz: Kez
         counter = f"{prefix}:throttle:{CHAT}:{int(clock.now // WINDOW)}"
         assert int(await client.get(counter)) == RATE
         assert 0 < await client.ttl(counter) <= 2 * WINDOW
-        assert texts(await b.text(CHAT, "/help")) == [i18n.gettext("ru", TOO_MANY)]
+        assert texts(await b.text(CHAT, "/help")) == [gettext("ru", TOO_MANY)]
         assert await a.text(CHAT, "/help") == []
         assert is_help(await a.text(OTHER, "/help"))  # another chat has its own count
         clock.now += WINDOW
@@ -172,7 +172,7 @@ async def test_redis_going_away_falls_back_to_memory_and_comes_back(kz: Kezek, r
         assert [r.levelname for r in caplog.records if r.name == "kezek.redis"] == ["ERROR"]
         gate._enter = real_enter
         gate.outage.retry_at = 0.0  # the retry pause is over
-        assert texts(await tg.text(CHAT, "/help")) == [i18n.gettext("ru", TOO_MANY)]  # Redis counts again
+        assert texts(await tg.text(CHAT, "/help")) == [gettext("ru", TOO_MANY)]  # Redis counts again
         assert not gate.outage.active
         assert int(await client.get(f"{prefix}:throttle:{CHAT}:{int(clock.now // WINDOW)}")) == RATE + 1
     finally:

@@ -18,13 +18,13 @@ from aiogram.types import (
 )
 from sqlalchemy import select
 
-from bot import i18n
+from handlers.link import locked_text
+from locales import gettext
 from services.clock import FrozenClock
 from services.errors import LinkFailed, LinkLocked
 from services.kezek import Kezek
 from services.validation import make_iin
 from storage.models import AuditEntry, ChatLink, LinkCode, OutboxMessage
-from handlers.link import locked_text
 from tests.conftest import World
 from tests.test_bot_start import CHAT_ID, Harness, sent
 
@@ -281,17 +281,17 @@ async def test_whole_dialogue_with_a_contact(tg: Harness, kz: Kezek, world: Worl
     row = await one_app(world)
     await tg.press(f"lang:{lang}")
     [ask_number] = sent(await tg.send(lang, text="/link"))
-    assert ask_number.text == i18n.gettext(
+    assert ask_number.text == gettext(
         lang, "Enter the application number as it is written in the application. To stop, send /cancel.")
     # A photo mid-dialogue gets a clear answer and changes nothing.
     [hint] = sent(await tg.send(lang, photo=[PhotoSize(file_id="p", file_unique_id="pu", width=9, height=9)]))
-    assert hint.text.startswith(i18n.gettext(lang, "I cannot use this message here."))
+    assert hint.text.startswith(gettext(lang, "I cannot use this message here."))
     assert ask_number.text in hint.text
     [ask_iin] = sent(await tg.send(lang, text=row["number"]))
-    assert ask_iin.text == i18n.gettext(lang, "Enter the child's IIN (12 digits).")
+    assert ask_iin.text == gettext(lang, "Enter the child's IIN (12 digits).")
     # /status mid-dialogue is not the status screen (it comes first only outside a dialogue).
     [hint] = sent(await tg.send(lang, text="/status"))
-    assert hint.text.startswith(i18n.gettext(lang, "I cannot use this message here."))
+    assert hint.text.startswith(gettext(lang, "I cannot use this message here."))
     assert ask_iin.text in hint.text
     sticker = Sticker(file_id="s", file_unique_id="su", type="regular", width=512, height=512,
                       is_animated=False, is_video=False)
@@ -300,25 +300,25 @@ async def test_whole_dialogue_with_a_contact(tg: Harness, kz: Kezek, world: Worl
     proof, email = sent(await tg.send(lang, text=row["child_iin"]))
     assert isinstance(proof.reply_markup, ReplyKeyboardMarkup)
     [[button]] = proof.reply_markup.keyboard
-    assert button.request_contact and button.text == i18n.gettext(lang, "Share my phone number")
+    assert button.request_contact and button.text == gettext(lang, "Share my phone number")
     assert isinstance(email.reply_markup, InlineKeyboardMarkup)
     [[inline]] = email.reply_markup.inline_keyboard
-    assert inline.text == i18n.gettext(lang, "Send a code to my e-mail") and inline.callback_data == "link:email"
+    assert inline.text == gettext(lang, "Send a code to my e-mail") and inline.callback_data == "link:email"
     assert "p•••@example.kz" in email.text
     [hint] = sent(await tg.send(lang, sticker=sticker))
-    assert hint.text.startswith(i18n.gettext(lang, "I cannot use this message here."))
+    assert hint.text.startswith(gettext(lang, "I cannot use this message here."))
     assert await links(kz) == []
     contact = Contact(phone_number=row["phone"].lstrip("+"), first_name="Айгерим", user_id=CHAT_ID)
     [done] = sent(await tg.send(lang, contact=contact))
-    assert done.text == i18n.gettext(
+    assert done.text == gettext(
         lang, "Done! Application {number} (child's IIN {iin}) is now linked to this chat.",
         number=row["number"], iin=row["child_iin"][:2] + "•" * 8 + row["child_iin"][-2:])
     assert row["child_iin"] not in done.text
-    assert i18n.gettext("ru", "Linking cancelled.") != i18n.gettext("kk", "Linking cancelled.")
+    assert gettext("ru", "Linking cancelled.") != gettext("kk", "Linking cancelled.")
     assert await links(kz) == [row["number"]]
     # The dialogue is over: a contact now is just an unknown message.
     [after] = sent(await tg.send(lang, contact=contact))
-    assert after.text == i18n.gettext(
+    assert after.text == gettext(
         lang, "I did not understand this message. Please use the menu buttons below or send /help.")
 
 
@@ -326,7 +326,7 @@ async def test_whole_dialogue_with_a_contact(tg: Harness, kz: Kezek, world: Worl
 async def test_failures_get_one_answer_and_a_lock(tg: Harness, kz: Kezek, world: World, lang: str) -> None:
     row = await one_app(world)
     await tg.press(f"lang:{lang}")
-    failed = i18n.gettext(lang, "The details do not match. Please check them and try again; to start "
+    failed = gettext(lang, "The details do not match. Please check them and try again; to start "
                                 "over, send /link.")
     answers = []
     for number, iin in [("A99999", row["child_iin"]), (row["number"], make_iin(dt.date(2023, 3, 15), 999))]:
@@ -346,7 +346,7 @@ async def test_failures_get_one_answer_and_a_lock(tg: Harness, kz: Kezek, world:
         last = texts(await tg.send(lang, text=row["child_iin"]))
     until = await kz.link_locked_until(CHAT_ID)
     assert until is not None
-    locked = locked_text(lang, until)  # (its wording and the date's format: tests/test_locales.py, bot/i18n.py)
+    locked = locked_text(lang, until)  # (its wording and the date's format: tests/test_locales.py, locales/errors.py)
     assert locked != locked_text("kk" if lang == "ru" else "ru", until)
     assert last == [locked]
     assert texts(await tg.send(lang, text="/link")) == [locked]
@@ -361,15 +361,15 @@ async def test_dialogue_says_already_linked(tg: Harness, kz: Kezek, world: World
     await tg.send(lang, text="/link")
     await tg.send(lang, text=row["number"])
     [reply] = sent(await tg.send(lang, text=row["child_iin"]))
-    assert reply.text == i18n.gettext(
+    assert reply.text == gettext(
         lang, "Application {number} (child's IIN {iin}) is already linked to this chat.",
         number=row["number"], iin=row["child_iin"][:2] + "•" * 8 + row["child_iin"][-2:])
-    assert reply.text != i18n.gettext("ru" if lang == "kk" else "kk",
+    assert reply.text != gettext("ru" if lang == "kk" else "kk",
                                       "Application {number} (child's IIN {iin}) is already linked to this chat.",
                                       number=row["number"], iin=row["child_iin"][:2] + "•" * 8 + row["child_iin"][-2:])
     assert isinstance(reply.reply_markup, ReplyKeyboardMarkup)  # the main menu: the dialogue is over
     [hint] = sent(await tg.send(lang, text="123456"))
-    assert hint.text == i18n.gettext(
+    assert hint.text == gettext(
         lang, "I did not understand this message. Please use the menu buttons below or send /help.")
     assert await kz.link_locked_until(CHAT_ID) is None and await links(kz) == [row["number"]]
 
@@ -379,25 +379,25 @@ async def test_dialogue_with_an_email_code_and_cancel(tg: Harness, kz: Kezek, wo
     await tg.press("lang:kk")
     await tg.send("ru", text="/link")
     [cancelled] = sent(await tg.send("ru", text="/cancel"))
-    assert cancelled.text == i18n.gettext("kk", "Linking cancelled.")
+    assert cancelled.text == gettext("kk", "Linking cancelled.")
     [hint] = sent(await tg.send("ru", text=row["number"]))  # no dialogue any more
-    assert hint.text == i18n.gettext(
+    assert hint.text == gettext(
         "kk", "I did not understand this message. Please use the menu buttons below or send /help.")
-    await tg.send("ru", text=i18n.gettext("kk", "Link an application"))  # the menu button
+    await tg.send("ru", text=gettext("kk", "Link an application"))  # the menu button
     await tg.send("ru", text=row["number"])
     await tg.send("ru", text=row["child_iin"])
     calls = await tg.press("link:email")
     assert [c for c in calls if isinstance(c, AnswerCallbackQuery)]
     [prompt] = [c for c in calls if isinstance(c, SendMessage)]
-    assert prompt.text == i18n.gettext("kk", "We have sent a 6-digit code to {email}. It is valid for "
+    assert prompt.text == gettext("kk", "We have sent a 6-digit code to {email}. It is valid for "
                                              "15 minutes. Type it here.", email="p•••@example.kz")
     [notice] = await outbox_codes(kz)
     code = notice.payload["code"]
     [wrong] = texts(await tg.send("ru", text="000000" if code != "000000" else "111111"))
-    assert wrong == i18n.gettext("kk", "The details do not match. Please check them and try again; to "
+    assert wrong == gettext("kk", "The details do not match. Please check them and try again; to "
                                        "start over, send /link.")
     [done] = texts(await tg.send("ru", text=code))
-    assert done == i18n.gettext("kk", "Done! Application {number} (child's IIN {iin}) is now linked to "
+    assert done == gettext("kk", "Done! Application {number} (child's IIN {iin}) is now linked to "
                                       "this chat.", number=row["number"],
                                 iin=row["child_iin"][:2] + "•" * 8 + row["child_iin"][-2:])
     assert await links(kz) == [row["number"]]

@@ -1,4 +1,4 @@
-"""The ru/kk catalogs and bot/i18n: complete, consistent with the code, and rendering well."""
+"""The ru/kk catalogs and the locales package: complete, consistent with the code, and rendering well."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
-from bot import i18n
+from locales import DOMAIN, compile_catalog, gettext, normalize_language, po_path, translator
+from locales.errors import CATCH_ALL, error_lines, error_text, has_error_message
+from locales.formats import format_date, format_datetime, format_number
+from locales.names import FIELD_NAMES, cause_text, field_text, privilege_text, status_text
 from services import errors as E
 from services import queue
 from services.calendar import ALMATY
@@ -57,7 +60,7 @@ def _plain(text: str) -> str:
 
 
 def _catalog(lang: str):
-    return _read(i18n.po_path(lang), lang)
+    return _read(po_path(lang), lang)
 
 
 # --- catalogs ------------------------------------------------------------------------------------
@@ -122,7 +125,7 @@ def test_placeholders_match_the_msgid(lang: str) -> None:
 @pytest.mark.parametrize("lang", LANGS)
 def test_compiled_catalog_translates_every_message(lang: str) -> None:
     # Only this language's catalog, without the Russian fallback of Kazakh.
-    bare = Translations(fp=io.BytesIO(i18n.compile_catalog(lang)), domain=i18n.DOMAIN)
+    bare = Translations(fp=io.BytesIO(compile_catalog(lang)), domain=DOMAIN)
     untranslated = []
     for msg in _messages(_read(POT)):
         if msg.pluralizable:
@@ -162,11 +165,11 @@ def _instance(cls: type[E.KezekError]) -> E.KezekError:
 
 @pytest.mark.parametrize("cls", E.all_error_classes(), ids=lambda c: c.code)
 def test_every_error_code_has_its_own_message(cls: type[E.KezekError]) -> None:
-    assert i18n.has_error_message(cls.code), f"no message for error code {cls.code!r}"
+    assert has_error_message(cls.code), f"no message for error code {cls.code!r}"
     texts = {}
     for lang in LANGS:
-        text = i18n.error_text(lang, _instance(cls))
-        catch_all = i18n.gettext(lang, i18n.CATCH_ALL, code=cls.code)
+        text = error_text(lang, _instance(cls))
+        catch_all = gettext(lang, CATCH_ALL, code=cls.code)
         assert text and text != catch_all
         assert cls.code not in text
         texts[lang] = text
@@ -176,9 +179,9 @@ def test_every_error_code_has_its_own_message(cls: type[E.KezekError]) -> None:
 def test_unknown_code_falls_back_to_the_catch_all() -> None:
     exc = E.KezekError(detail="x")
     exc.code = "strange_new_code"  # an instance attribute: no new subclass for all_error_classes()
-    assert not i18n.has_error_message("strange_new_code")
-    assert "strange_new_code" in i18n.error_text("ru", exc)
-    assert i18n.error_text("ru", exc) != i18n.error_text("kk", exc)
+    assert not has_error_message("strange_new_code")
+    assert "strange_new_code" in error_text("ru", exc)
+    assert error_text("ru", exc) != error_text("kk", exc)
 
 
 _SERVICES = ROOT / "services"
@@ -213,17 +216,17 @@ def test_field_scan_finds_the_known_fields() -> None:
 
 @pytest.mark.parametrize("field", sorted(_service_fields() | set(BRIEF_FIELDS)))
 def test_every_field_name_is_localized(field: str) -> None:
-    assert field in i18n.FIELD_NAMES, f"add {field!r} to bot.i18n.FIELD_NAMES"
+    assert field in FIELD_NAMES, f"add {field!r} to locales.names.FIELD_NAMES"
     cases = [E.InvalidField(field=field, reason="range", min=1, max=9),
              E.InvalidField(field=field, reason="type"),
              E.MissingField(field=field)]
     for exc in cases:
-        texts = {lang: i18n.error_text(lang, exc) for lang in LANGS}
+        texts = {lang: error_text(lang, exc) for lang in LANGS}
         assert texts["ru"] != texts["kk"]
         for lang, text in texts.items():
             if field != "*":
                 assert field.lower() not in text.lower(), text
-            assert i18n.field_text(lang, field) in text
+            assert field_text(lang, field) in text
             assert not re.search(r"[A-Za-z]{3,}", text), f"English left in {text!r}"
 
 
@@ -238,68 +241,68 @@ def test_every_invalid_field_reason_has_its_own_message() -> None:
     reasons = _service_reasons("InvalidField")
     assert {"range", "too_long", "choice", "time"} <= reasons
     for lang in LANGS:
-        generic = i18n.error_text(lang, E.InvalidField(field="count", reason="no_such_reason"))
+        generic = error_text(lang, E.InvalidField(field="count", reason="no_such_reason"))
         for reason in reasons:
             exc = E.InvalidField(field="count", reason=reason, min=1, max=9, options="ru, kk")
-            assert i18n.error_text(lang, exc) != generic, reason
+            assert error_text(lang, exc) != generic, reason
 
 
 def test_every_iin_reason_has_its_own_message() -> None:
     reasons = _service_reasons("InvalidIIN")
     assert {"format", "checksum"} <= reasons
     for lang in LANGS:
-        generic = i18n.error_text(lang, E.InvalidIIN(reason="no_such_reason"))
+        generic = error_text(lang, E.InvalidIIN(reason="no_such_reason"))
         for reason in reasons:
-            assert i18n.error_text(lang, E.InvalidIIN(reason=reason)) != generic
+            assert error_text(lang, E.InvalidIIN(reason=reason)) != generic
 
 
 def test_error_texts_read_well() -> None:
     exc = E.InvalidField(field="count", reason="range", min=1, max=500)
-    assert i18n.error_text("ru", exc) == "Значение поля «количество мест» должно быть от 1 до 500."
-    assert "1" in i18n.error_text("kk", exc) and "500" in i18n.error_text("kk", exc)
-    assert "орын саны" in i18n.error_text("kk", exc)
-    assert i18n.error_text("ru", E.MissingField(field="child_iin")) == \
+    assert error_text("ru", exc) == "Значение поля «количество мест» должно быть от 1 до 500."
+    assert "1" in error_text("kk", exc) and "500" in error_text("kk", exc)
+    assert "орын саны" in error_text("kk", exc)
+    assert error_text("ru", E.MissingField(field="child_iin")) == \
         "Не заполнено обязательное поле «ИИН ребёнка»."
-    assert "ЖСН" in i18n.error_text("kk", E.MissingField(field="child_iin"))
+    assert "ЖСН" in error_text("kk", E.MissingField(field="child_iin"))
     too_long = E.InvalidField(field="address", reason="too_long", max=21)
-    assert "не более 21 символа" in i18n.error_text("ru", too_long)
+    assert "не более 21 символа" in error_text("ru", too_long)
     not_taught = E.InvalidField(field="language", reason="not_taught", options="ru,kk")
-    assert "русский, казахский" in i18n.error_text("ru", not_taught)
-    assert "орыс тілі, қазақ тілі" in i18n.error_text("kk", not_taught)
+    assert "русский, казахский" in error_text("ru", not_taught)
+    assert "орыс тілі, қазақ тілі" in error_text("kk", not_taught)
     mismatch = E.IINBirthDateMismatch(iin_date="2021-03-04", birth_date="2021-03-05")
-    assert "4 марта 2021" in _plain(i18n.error_text("ru", mismatch))
-    assert ".." not in _plain(i18n.error_text("ru", mismatch))
+    assert "4 марта 2021" in _plain(error_text("ru", mismatch))
+    assert ".." not in _plain(error_text("ru", mismatch))
 
 
 @pytest.mark.parametrize(("count", "ru_tail"), [(1, "ошибка в 1 записи."), (3, "ошибки в 3 записях."),
                                                 (11, "ошибки в 11 записях.")])
 def test_bulk_rejected_renders_its_count(count: int, ru_tail: str) -> None:
     exc = E.BulkRejected([(i, E.MissingField(field="phone")) for i in range(count)])
-    assert i18n.error_text("ru", exc).endswith(ru_tail)
-    assert f"{count} жазбада" in i18n.error_text("kk", exc)
-    lines = i18n.error_lines("ru", exc, first_row=2)
+    assert error_text("ru", exc).endswith(ru_tail)
+    assert f"{count} жазбада" in error_text("kk", exc)
+    lines = error_lines("ru", exc, first_row=2)
     assert len(lines) == count + 1
     assert lines[1] == "Строка 2: Не заполнено обязательное поле «мобильный телефон»."
-    assert i18n.error_lines("kk", exc)[1].startswith("1-жол: ")
+    assert error_lines("kk", exc)[1].startswith("1-жол: ")
 
 
 def test_errors_with_moments_show_almaty_time() -> None:
     stop = E.StopListed(until=dt.datetime(2024, 5, 17, 19, 0, tzinfo=dt.timezone.utc).isoformat())
     # The exclusive end (local midnight) is shown as the last minute of the last day.
-    assert "до 17 мая 2024 г., 23:59" in _plain(i18n.error_text("ru", stop))
-    assert "17 мамыр, 23:59" in _plain(i18n.error_text("kk", stop))
+    assert "до 17 мая 2024 г., 23:59" in _plain(error_text("ru", stop))
+    assert "17 мамыр, 23:59" in _plain(error_text("kk", stop))
     window = E.OutsideClaimWindow(opens_at="2024-05-20T04:00:00+00:00")
-    assert "20 мая 2024 г., 09:00" in _plain(i18n.error_text("ru", window))
-    assert "20 мамыр, 09:00" in _plain(i18n.error_text("kk", window))
+    assert "20 мая 2024 г., 09:00" in _plain(error_text("ru", window))
+    assert "20 мамыр, 09:00" in _plain(error_text("kk", window))
 
 
 def test_error_variants_follow_params() -> None:
-    assert i18n.error_text("ru", E.NotWaiting(status=AppStatus.REFERRED)) == "Ребёнку уже выдано направление."
-    assert i18n.error_text("ru", E.NotWaiting(status="changed")) != i18n.error_text("ru", E.NotWaiting())
-    assert i18n.error_text("ru", E.TooYoungForPrivate(min_age=3)).endswith("с 3 лет.")
-    assert i18n.error_text("ru", E.TooYoungForPrivate(min_age=1)).endswith("с 1 года.")
-    assert "3 жастан" in i18n.error_text("kk", E.TooYoungForPrivate(min_age=3))
-    assert "«K-77»" in i18n.error_text("kk", E.UnknownKindergarten(field="kindergarten", value="K-77"))
+    assert error_text("ru", E.NotWaiting(status=AppStatus.REFERRED)) == "Ребёнку уже выдано направление."
+    assert error_text("ru", E.NotWaiting(status="changed")) != error_text("ru", E.NotWaiting())
+    assert error_text("ru", E.TooYoungForPrivate(min_age=3)).endswith("с 3 лет.")
+    assert error_text("ru", E.TooYoungForPrivate(min_age=1)).endswith("с 1 года.")
+    assert "3 жастан" in error_text("kk", E.TooYoungForPrivate(min_age=3))
+    assert "«K-77»" in error_text("kk", E.UnknownKindergarten(field="kindergarten", value="K-77"))
 
 
 # --- queue moves, states, privileges -------------------------------------------------------------
@@ -310,48 +313,48 @@ CAUSES = (queue.ARRIVAL, queue.REFERRAL, queue.RETURNED, queue.PRIVILEGE_DROPPED
 
 @pytest.mark.parametrize("cause", CAUSES)
 def test_every_cause_has_its_own_text(cause: str) -> None:
-    other = {lang: i18n.cause_text(lang, "no_such_cause", 2) for lang in LANGS}
+    other = {lang: cause_text(lang, "no_such_cause", 2) for lang in LANGS}
     for n in (1, 2, 5, 21):
-        ru, kk = i18n.cause_text("ru", cause, n), i18n.cause_text("kk", cause, n)
+        ru, kk = cause_text("ru", cause, n), cause_text("kk", cause, n)
         assert str(n) in ru and str(n) in kk
         assert ru != kk
-    assert i18n.cause_text("ru", cause, 2) != other["ru"]
-    assert i18n.cause_text("kk", cause, 2) != other["kk"]
+    assert cause_text("ru", cause, 2) != other["ru"]
+    assert cause_text("kk", cause, 2) != other["kk"]
 
 
 def test_cause_text_uses_russian_plural_forms() -> None:
     # (not "Перед вами выдано…", which reads as "issued in front of you")
     ahead = "Детям, стоящим впереди вас, выдано"
-    assert i18n.cause_text("ru", queue.REFERRAL, 1) == f"{ahead} 1 направление"
-    assert i18n.cause_text("ru", queue.REFERRAL, 2) == f"{ahead} 2 направления"
-    assert i18n.cause_text("ru", queue.REFERRAL, 5) == f"{ahead} 5 направлений"
-    assert i18n.cause_text("ru", queue.REFERRAL, 11) == f"{ahead} 11 направлений"
-    assert i18n.cause_text("ru", queue.REFERRAL, 21) == f"{ahead} 21 направление"
+    assert cause_text("ru", queue.REFERRAL, 1) == f"{ahead} 1 направление"
+    assert cause_text("ru", queue.REFERRAL, 2) == f"{ahead} 2 направления"
+    assert cause_text("ru", queue.REFERRAL, 5) == f"{ahead} 5 направлений"
+    assert cause_text("ru", queue.REFERRAL, 11) == f"{ahead} 11 направлений"
+    assert cause_text("ru", queue.REFERRAL, 21) == f"{ahead} 21 направление"
     # Form 0 serves 21, 31…: no sentence about one child there.
-    assert i18n.cause_text("ru", queue.PRIVILEGE_DROPPED, 21) == \
+    assert cause_text("ru", queue.PRIVILEGE_DROPPED, 21) == \
         "21 ребёнок без подтверждённой льготы переведён в общую очередь"
-    assert "2 жолдама" in i18n.cause_text("kk", queue.REFERRAL, 2)
-    assert "детей" in i18n.cause_text("ru", queue.RETURNED, 5)
+    assert "2 жолдама" in cause_text("kk", queue.REFERRAL, 2)
+    assert "детей" in cause_text("ru", queue.RETURNED, 5)
 
 
 @pytest.mark.parametrize("status", ["waiting", "stop_listed", "offer_open", "referred", "admitted",
                                     "removed", "withdrawn", AppStatus.QUEUED])
 def test_status_texts(status: str) -> None:
-    unknown = i18n.status_text("ru", "no_such_status")
-    ru, kk = i18n.status_text("ru", status), i18n.status_text("kk", status)
+    unknown = status_text("ru", "no_such_status")
+    ru, kk = status_text("ru", status), status_text("kk", status)
     assert ru != kk and ru != unknown and status not in ru and status not in kk
 
 
 def test_status_with_until() -> None:
     until = dt.datetime(2024, 5, 17, 19, 0, tzinfo=dt.timezone.utc)
-    assert _plain(i18n.status_text("ru", "stop_listed", until=until)) == "В стоп-листе до 17 мая 2024 г., 23:59"
-    assert "23:59" in i18n.status_text("kk", "referred", until=until)
-    assert i18n.status_text("ru", "admitted", until=until) == i18n.status_text("ru", "admitted")
+    assert _plain(status_text("ru", "stop_listed", until=until)) == "В стоп-листе до 17 мая 2024 г., 23:59"
+    assert "23:59" in status_text("kk", "referred", until=until)
+    assert status_text("ru", "admitted", until=until) == status_text("ru", "admitted")
 
 
 @pytest.mark.parametrize("privilege", Privilege.ALL)
 def test_privilege_texts(privilege: str) -> None:
-    ru, kk = i18n.privilege_text("ru", privilege), i18n.privilege_text("kk", privilege)
+    ru, kk = privilege_text("ru", privilege), privilege_text("kk", privilege)
     assert ru != kk and privilege not in ru and privilege not in kk
     assert "Неизвестная" not in ru
 
@@ -360,29 +363,29 @@ def test_privilege_texts(privilege: str) -> None:
 
 def test_format_date_and_datetime() -> None:
     day = dt.date(2024, 5, 17)
-    assert _plain(i18n.format_date("ru", day)) == "17 мая 2024 г."
-    assert "мамыр" in i18n.format_date("kk", day)
-    assert i18n.format_date("ru", day) != i18n.format_date("kk", day)
+    assert _plain(format_date("ru", day)) == "17 мая 2024 г."
+    assert "мамыр" in format_date("kk", day)
+    assert format_date("ru", day) != format_date("kk", day)
     moment = dt.datetime(2024, 5, 17, 4, 30, tzinfo=dt.timezone.utc)  # 09:30 in Almaty (UTC+5)
-    assert _plain(i18n.format_datetime("ru", moment)) == "17 мая 2024 г., 09:30"
-    assert "09:30" in i18n.format_datetime("kk", moment)
-    assert i18n.format_datetime("ru", moment) != i18n.format_datetime("kk", moment)
+    assert _plain(format_datetime("ru", moment)) == "17 мая 2024 г., 09:30"
+    assert "09:30" in format_datetime("kk", moment)
+    assert format_datetime("ru", moment) != format_datetime("kk", moment)
     late = dt.datetime(2024, 5, 17, 20, 30, tzinfo=dt.timezone.utc)  # 01:30 on the 18th in Almaty
-    assert _plain(i18n.format_date("ru", late)) == "18 мая 2024 г."
-    assert _plain(i18n.format_datetime("ru", dt.datetime(2024, 5, 17, 9, 30, tzinfo=ALMATY))) == "17 мая 2024 г., 09:30"
-    assert re.sub(r"\D", "", i18n.format_number("ru", 12345)) == "12345"
+    assert _plain(format_date("ru", late)) == "18 мая 2024 г."
+    assert _plain(format_datetime("ru", dt.datetime(2024, 5, 17, 9, 30, tzinfo=ALMATY))) == "17 мая 2024 г., 09:30"
+    assert re.sub(r"\D", "", format_number("ru", 12345)) == "12345"
 
 
 def test_languages_and_fallbacks() -> None:
-    assert i18n.normalize_language("kk-KZ") == "kk"
-    assert i18n.normalize_language("kz") == "kk"
-    assert i18n.normalize_language("en") == "ru"
-    assert i18n.normalize_language(None) == "ru"
-    assert i18n.translator("en") is i18n.translator("ru")
-    assert i18n.gettext("en", "Referral issued") == i18n.gettext("ru", "Referral issued")
+    assert normalize_language("kk-KZ") == "kk"
+    assert normalize_language("kz") == "kk"
+    assert normalize_language("en") == "ru"
+    assert normalize_language(None) == "ru"
+    assert translator("en") is translator("ru")
+    assert gettext("en", "Referral issued") == gettext("ru", "Referral issued")
     # A message missing from a catalog shows its source; bad params never raise.
-    assert i18n.gettext("kk", "Not in any catalog {x}", x=1) == "Not in any catalog 1"
-    assert i18n.gettext("ru", "The field «{field}» must be from {min} to {max}.", field="x")
+    assert gettext("kk", "Not in any catalog {x}", x=1) == "Not in any catalog 1"
+    assert gettext("ru", "The field «{field}» must be from {min} to {max}.", field="x")
 
 
 # --- the language review of 2026-12 (issue 18): texts that said something else than meant -------------
@@ -400,15 +403,15 @@ def test_kazakh_says_what_is_meant() -> None:
     for wrong in ("осы жылы туған", "3 жастан асқан", "бұған дейін қабылданбаған", "Қайта көруге", "әлдеқашан",
                   "кезекте күтуде", "Оқу API", "Оқу қаласы", "Нөмірі {number}", "{number} өтініші"):
         assert wrong not in kk, wrong
-    assert "балаңызбен бір жылы туған" in i18n.gettext("kk", "open to every child of the birth year")
-    assert "3 жастағы және одан үлкен" in i18n.gettext(
+    assert "балаңызбен бір жылы туған" in gettext("kk", "open to every child of the birth year")
+    assert "3 жастағы және одан үлкен" in gettext(
         "kk", "A private kindergarten under the state order: the seats are open to every waiting child aged 3 or "
               "older in the district.")
-    assert i18n.error_text("kk", E.DocumentsNotPending(state="rejected")) == \
+    assert error_text("kk", E.DocumentsNotPending(state="rejected")) == \
         "Жеңілдікті растайтын құжаттарды қабылдаудан бас тартылып қойған."
-    locked = i18n.error_text("kk", E.LinkLocked(until=dt.datetime(2026, 12, 5, 10, tzinfo=dt.timezone.utc)))
+    locked = error_text("kk", E.LinkLocked(until=dt.datetime(2026, 12, 5, 10, tzinfo=dt.timezone.utc)))
     assert "қайталап көруге болатын уақыт" in locked
-    assert i18n.status_text("kk", "waiting") == "Кезекте тұр"
+    assert status_text("kk", "waiting") == "Кезекте тұр"
 
 
 def test_russian_plural_form_zero_serves_21() -> None:
@@ -429,8 +432,8 @@ def test_withdrawn_and_removed_read_differently() -> None:
     from bot.notices import SUBJECTS
 
     for lang in LANGS:
-        assert i18n.gettext(lang, SUBJECTS["withdrawn"]) != i18n.gettext(lang, SUBJECTS["removed"])
-        assert i18n.status_text(lang, "withdrawn") != i18n.status_text(lang, "removed")
-    assert i18n.gettext("ru", SUBJECTS["withdrawn"]) == "Заявление отозвано"
-    assert i18n.gettext("kk", SUBJECTS["withdrawn"]) == "Өтініш қайтарып алынды"
-    assert "снят" not in i18n.gettext("ru", "Application {number} is withdrawn from the queue.")
+        assert gettext(lang, SUBJECTS["withdrawn"]) != gettext(lang, SUBJECTS["removed"])
+        assert status_text(lang, "withdrawn") != status_text(lang, "removed")
+    assert gettext("ru", SUBJECTS["withdrawn"]) == "Заявление отозвано"
+    assert gettext("kk", SUBJECTS["withdrawn"]) == "Өтініш қайтарып алынды"
+    assert "снят" not in gettext("ru", "Application {number} is withdrawn from the queue.")

@@ -21,15 +21,16 @@ from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy import select, update
 
-from bot import i18n
 from bot.notices import RENDERERS, SUBJECTS, render, render_email
 from bot.sender import drain_once, telegram_port
 from handlers.claim import SeatsCallback
+from locales import gettext
+from locales.formats import format_deadline, format_number
 from services.clock import FrozenClock
 from services.directory import KindergartenInfo
 from services.email import EmailContent, FolderSender, SmtpSender
 from services.kezek import Kezek
-from services.notifications import EMAIL, TELEGRAM, MAX_ATTEMPTS, Notice, RetryLater, Undeliverable
+from services.notifications import EMAIL, MAX_ATTEMPTS, TELEGRAM, Notice, RetryLater, Undeliverable
 from storage.models import Chat, Delivery, OutboxMessage
 from tests.conftest import World, registrations_sent
 from tests.test_bot_start import CHAT_ID, RecordingSession, link
@@ -236,7 +237,7 @@ def test_every_notice_has_an_email_subject_of_its_own() -> None:
         subject = render_email(a_notice(kind)).subject
         assert subject.count(" / ") == 1  # Kazakh / Russian
         kk, ru = subject.removeprefix("Kezek: ").split(" / ")
-        assert kk == i18n.gettext("kk", SUBJECTS[kind]) and ru == i18n.gettext("ru", SUBJECTS[kind]) and kk != ru
+        assert kk == gettext("kk", SUBJECTS[kind]) and ru == gettext("ru", SUBJECTS[kind]) and kk != ru
 
 
 def test_a_referral_copy_lists_its_details_and_escapes_registry_data() -> None:
@@ -249,12 +250,12 @@ def test_a_referral_copy_lists_its_details_and_escapes_registry_data() -> None:
         group_name="Балапан <i>")
     copy = render_email(notice)
     for lang, kg, language in (("kk", "<b>&</b> бақша", "қазақ тілі"), ("ru", "Сад <b>&</b>", "казахский")):
-        due = i18n.format_deadline(lang, dt.datetime(2026, 9, 14, 19, tzinfo=dt.UTC))
-        docs = i18n.format_deadline(lang, dt.datetime(2026, 9, 21, 19, tzinfo=dt.UTC))
+        due = format_deadline(lang, dt.datetime(2026, 9, 14, 19, tzinfo=dt.UTC))
+        docs = format_deadline(lang, dt.datetime(2026, 9, 21, 19, tzinfo=dt.UTC))
         for label, value in (("Kindergarten", kg), ("Address", "ул. Абая & Сейфуллина"), ("Group", "Балапан <i>"),
                              ("Language of the group", language), ("Referral valid until", due),
                              ("Privilege documents due by", docs)):
-            assert f"{i18n.gettext(lang, label)}: {value}" in copy.text, (lang, label)
+            assert f"{gettext(lang, label)}: {value}" in copy.text, (lang, label)
             assert html.escape(value, quote=False) in copy.html
     assert "&lt;b&gt;&amp;&lt;/b&gt; бақша" in copy.html and "Балапан &lt;i&gt;" in copy.html
     assert "<b>" not in copy.html and "<i>" not in copy.html
@@ -263,7 +264,7 @@ def test_a_referral_copy_lists_its_details_and_escapes_registry_data() -> None:
 def test_a_code_copy_carries_the_code_and_no_application_details() -> None:
     copy = render_email(a_notice("email_code", code="654321"))
     assert "654321" in copy.text and "654321" in copy.html
-    assert i18n.gettext("ru", "Child's IIN") not in copy.text
+    assert gettext("ru", "Child's IIN") not in copy.text
 
 
 async def test_folder_sender_writes_a_readable_eml(tmp_path: Path, clock: FrozenClock) -> None:
@@ -310,7 +311,7 @@ async def test_smtp_sender_on_a_real_server(kz: Kezek, world: World, clock: Froz
     assert msg["To"] == linked["row"]["email"]
     body = msg.get_body(("plain",)).get_content()
     assert linked["row"]["number"] in body
-    assert i18n.gettext("kk", "Your turn has come") in msg["Subject"]
+    assert gettext("kk", "Your turn has come") in msg["Subject"]
     assert "Ясли-сад №1" in body and "№1 бөбекжай-бақша" in body  # both languages
     with pytest.raises(Undeliverable) as refused:
         await mailer.send("nobody@refused.kz", render_email(a_notice()), message_key="x")
@@ -334,14 +335,14 @@ def test_deadlines_say_their_zone_once_in_a_chat_and_with_the_offset_in_an_email
         assert text.count(zone[lang]) == 1 and "UTC" not in text  # one mention per message
     copy = render_email(notice)
     for lang, offset in (("ru", "(по времени Астаны, UTC+5)"), ("kk", "(Астана уақытымен, UTC+5)")):
-        due = i18n.format_deadline(lang, dt.datetime(2026, 9, 14, 19, tzinfo=dt.UTC))
+        due = format_deadline(lang, dt.datetime(2026, 9, 14, 19, tzinfo=dt.UTC))
         assert f"{due} {offset}" in copy.text  # in the sentence and in the table of details
         assert copy.text.count(offset) >= 3
 
 
 def test_queue_moved_shows_the_number_as_every_other_message() -> None:
     notice = a_notice("queue_moved", number=1234, previous=1255)
-    assert i18n.format_number("ru", 1234) in render("ru", notice).text
+    assert format_number("ru", 1234) in render("ru", notice).text
     assert "1234" not in render("ru", notice).text
 
 

@@ -11,11 +11,11 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 from aiogram.types import Contact, ReplyKeyboardMarkup
 
-from bot import i18n
 from bot.app import FSM_TTL_SECONDS, build_dispatcher, make_storage
+from bot.config import Settings
 from bot.degraded import FallbackIsolation, FallbackStorage
 from bot.fsm_storage import DatabaseStorage
-from bot.config import Settings
+from locales import gettext
 from services.kezek import Kezek
 from tests.conftest import REDIS_URL, World
 from tests.test_bot_start import CHAT_ID, Harness, sent
@@ -55,10 +55,10 @@ async def test_link_dialogue_survives_a_switch_of_instance(kz: Kezek, world: Wor
     first = instance(kz, prefix)
     await first.press("lang:kk")
     [ask_number] = sent(await first.send("ru", text="/link"))
-    assert ask_number.text == i18n.gettext(
+    assert ask_number.text == gettext(
         "kk", "Enter the application number as it is written in the application. To stop, send /cancel.")
     [ask_iin] = sent(await first.send("ru", text=row["number"]))
-    assert ask_iin.text == i18n.gettext("kk", "Enter the child's IIN (12 digits).")
+    assert ask_iin.text == gettext("kk", "Enter the child's IIN (12 digits).")
     # The state and the data are in Redis under our prefix, with a time to live.
     keys = sorted(k.decode() for k in [k async for k in client.scan_iter(match=f"{prefix}:*")])
     assert keys == [f"{prefix}:42:{CHAT_ID}:{CHAT_ID}:data", f"{prefix}:42:{CHAT_ID}:{CHAT_ID}:state"]
@@ -73,7 +73,7 @@ async def test_link_dialogue_survives_a_switch_of_instance(kz: Kezek, world: Wor
         assert "p•••@example.kz" in email.text
         contact = Contact(phone_number=row["phone"], first_name="Айгерим", user_id=CHAT_ID)
         [done] = sent(await second.send("ru", contact=contact))
-        assert done.text == i18n.gettext(
+        assert done.text == gettext(
             "kk", "Done! Application {number} (child's IIN {iin}) is now linked to this chat.",
             number=row["number"], iin=row["child_iin"][:2] + "•" * 8 + row["child_iin"][-2:])
         assert [t.number for t in await kz.linked_applications(CHAT_ID)] == [row["number"]]
@@ -95,7 +95,7 @@ async def test_a_dialogue_on_memory_storage_does_not_survive(kz: Kezek, world: W
     await first.send("ru", text=row["number"])
     second = Harness(build_dispatcher(kz, storage=MemoryStorage()))
     [reply] = sent(await second.send("ru", text=row["child_iin"]))
-    assert reply.text == i18n.gettext(
+    assert reply.text == gettext(
         "ru", "I did not understand this message. Please use the menu buttons below or send /help.")
     for h in (first, second):
         await h.bot.session.close()
@@ -113,10 +113,10 @@ async def test_redis_down_is_a_degraded_mode_not_an_outage(kz: Kezek, world: Wor
     try:
         await harness.press("lang:kk")
         [ask_number] = sent(await harness.send("ru", text="/link"))
-        assert ask_number.text == i18n.gettext(
+        assert ask_number.text == gettext(
             "kk", "Enter the application number as it is written in the application. To stop, send /cancel.")
         [ask_iin] = sent(await harness.send("ru", text=row["number"]))
-        assert ask_iin.text == i18n.gettext("kk", "Enter the child's IIN (12 digits).")
+        assert ask_iin.text == gettext("kk", "Enter the child's IIN (12 digits).")
         proof, _email = sent(await harness.send("ru", text=row["child_iin"]))
         assert isinstance(proof.reply_markup, ReplyKeyboardMarkup)
     finally:

@@ -19,12 +19,12 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import select
 
-from bot import i18n
-from bot.i18n import gettext
+from bot.bench.standin import TOKEN, BotApiStandIn, Upload
 from bot.notices import attachment_note, render
 from bot.referral_pdf import page_lines, referral_pdf
 from bot.sender import SendPolicy, drain_once
-from bot.bench.standin import TOKEN, BotApiStandIn, Upload
+from locales import gettext
+from locales.formats import format_date, format_deadline
 from services.clock import FrozenClock
 from services.email import FolderSender
 from services.kezek import Kezek
@@ -105,8 +105,8 @@ async def test_the_pdf_in_both_languages_reads_back_with_every_kazakh_letter(
         for label, value in page_lines(lang, document.facts):
             assert plain(label) in page and plain(value) in page, (lang, label, value)
         assert row["number"] in page and document.facts.child_iin_masked in page
-        assert plain(i18n.format_deadline(lang, document.facts.valid_until)) in page
-        assert plain(i18n.format_date(lang, document.facts.issued_at)) in page
+        assert plain(format_deadline(lang, document.facts.valid_until)) in page
+        assert plain(format_date(lang, document.facts.issued_at)) in page
         assert "kezek referrals verify" in page and "/api/v1/referrals/verify?token=" in page
         assert document.token in page  # typed in when the QR code cannot be scanned
         # No personal data beyond the masked IIN.
@@ -297,7 +297,7 @@ async def test_the_email_copy_carries_the_pdf_in_both_languages(
     html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
     for lang in ("kk", "ru"):
         assert attachment_note(lang) in text
-        assert i18n.gettext(lang, "Kindergarten") in html
+        assert gettext(lang, "Kindergarten") in html
     # The other copies carry no file.
     turn = eml(tmp_path, "Your turn has come")
     assert turn.get_content_type() == "multipart/alternative" and not list(turn.iter_attachments())

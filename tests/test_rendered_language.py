@@ -44,8 +44,12 @@ from aiogram.types import (
 )
 from babel.messages.pofile import read_po
 
-from bot import i18n
+import locales
 from bot.app import build_dispatcher
+from locales import gettext, normalize_language, po_path, translator
+from locales.errors import ERROR_SENTENCES, error_text
+from locales.formats import ZONES
+from locales.names import cause_text, privilege_text, status_text
 from services import errors as E
 from services import status as st
 from services.clock import FrozenClock
@@ -71,7 +75,7 @@ _URL_OR_ADDRESS = re.compile(r"https?://\S+|\S+@\S+|(?<!\w)/[a-z_]+")
 
 def translated_ids(lang: str) -> set[Any]:
     """The msgids (a tuple for a plural) translated in ``lang``'s own catalog, fuzzy ones left out."""
-    with i18n.po_path(lang).open("rb") as fh:
+    with po_path(lang).open("rb") as fh:
         catalog = read_po(fh, locale=lang)
     ids = set()
     for m in catalog:
@@ -136,13 +140,13 @@ class Shown:
 def shown(monkeypatch: pytest.MonkeyPatch) -> Shown:
     record = Shown()
     for lang in LANGS:
-        i18n.translator(lang)  # compiled before the wrapper, so the Kazakh fallback stays the real one
-    real = i18n.translator
+        translator(lang)  # compiled before the wrapper, so the Kazakh fallback stays the real one
+    real = translator
 
     def recording(lang: str | None) -> Any:
-        return _Recording(real(lang), i18n.normalize_language(lang), record.looked_up)
+        return _Recording(real(lang), normalize_language(lang), record.looked_up)
 
-    monkeypatch.setattr(i18n, "translator", recording)
+    monkeypatch.setattr(locales, "translator", recording)
     return record
 
 
@@ -167,7 +171,7 @@ def problems_of(record: Shown, data_words: set[str] = frozenset()) -> list[str]:
         if lang in LANGS and _TIME.search(text):
             # Every message with a time of day says its zone (once); what may be read abroad (the
             # e-mail copies, the PDF) with the UTC offset.
-            zone = i18n.gettext(lang, i18n.ZONES["local"]).rstrip(")")
+            zone = gettext(lang, ZONES["local"]).rstrip(")")
             if zone not in text:
                 problems.append(f"{lang} {where}: a time without its zone in {text!r}")
             elif where.startswith(("e-mail", "PDF")) and "UTC+5" not in text:
@@ -232,7 +236,7 @@ async def walk_the_bot(tg: Harness, kz: Kezek, world: World, clock: FrozenClock,
     def menu(key: str) -> str:
         from handlers.menu import MENU
 
-        return i18n.gettext(lang, MENU[key])
+        return gettext(lang, MENU[key])
 
     # The picker (in both languages), the greeting, help, the menu with nothing linked.
     await say("/start", expect="both", text="/start")
@@ -425,7 +429,7 @@ def error_of(cls: type[E.KezekError], *, with_params: bool) -> E.KezekError | No
     for a time, a number for anything else); without them only when it has none."""
     if issubclass(cls, E.BulkRejected):
         return cls([(0, E.MissingField(field="phone"))])
-    names = set(re.findall(r"\{(\w+)\}", cls.message or ""))
+    names = set(re.findall(r"\{(\w+)\}", ERROR_SENTENCES.get(cls.code, "")))
     if not with_params:
         return cls() if not names else None
     params: dict[str, Any] = {name: MOMENT if name in ("until", "due_at", "opens_at", "expired_at") else 12
@@ -443,14 +447,14 @@ def test_every_state_forecast_and_error(shown: Shown) -> None:
     for lang in LANGS:
         for status in ("waiting", "queued", "stop_listed", "offer_open", "referred", "admitted", "removed",
                        "withdrawn"):
-            shown.add(lang, f"status {status}", i18n.status_text(lang, status),
-                      i18n.status_text(lang, status, until=dt.datetime(2026, 12, 5, 19, 0, tzinfo=dt.UTC),
+            shown.add(lang, f"status {status}", status_text(lang, status),
+                      status_text(lang, status, until=dt.datetime(2026, 12, 5, 19, 0, tzinfo=dt.UTC),
                                        zone="local"))
         for privilege in ("out_of_turn", "first", "none"):
-            shown.add(lang, "privilege", i18n.privilege_text(lang, privilege))
+            shown.add(lang, "privilege", privilege_text(lang, privilege))
         for cause in ("arrival", "referral", "returned", "privilege_dropped", "changed", "withdrawn", "other"):
             for n in (1, 2, 5, 21):
-                shown.add(lang, f"cause {cause}", i18n.cause_text(lang, cause, n))
+                shown.add(lang, f"cause {cause}", cause_text(lang, cause, n))
         for forecast in (st.Forecast(st.FORECAST_FIRST), st.Forecast(st.FORECAST_TOO_EARLY),
                          st.Forecast(st.FORECAST_UNKNOWN, days=21),
                          st.Forecast(st.FORECAST_ESTIMATE, advanced=21, days=21, expected=today)):
@@ -465,7 +469,7 @@ def test_every_state_forecast_and_error(shown: Shown) -> None:
         for cls in E.all_error_classes():
             for exc in (error_of(cls, with_params=False), error_of(cls, with_params=True)):
                 if exc is not None:
-                    shown.add(lang, f"error {cls.code}", i18n.error_text(lang, exc))
+                    shown.add(lang, f"error {cls.code}", error_text(lang, exc))
         for state in (rc.REFUSED,):
             shown.add(lang, "verdict", verdict_text(lang, rc.Verdict(state=state, facts=None)))
     problems = problems_of(shown)
@@ -512,7 +516,7 @@ def test_the_cli_says_the_zone_of_its_deadlines(run: Any, tmp_path: Any, lang: s
     published = run("seats", "publish", "--kindergarten", "KG1", "--birth-year", "2023", "--language", "ru",
                     "--count", "1")
     assert published.exit_code == 0
-    zone = i18n.gettext(lang, i18n.ZONES["local"])
+    zone = gettext(lang, ZONES["local"])
     for args in (("claim", "A1", "1"), ("claim", "A1", "1", "--confirm", "parent"), ("queue", "show", "A1")):
         result = run(*args, lang=lang)
         assert result.exit_code == 0, result.output

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from bot import i18n
 from bot.sandbox import follow_stored_clock, move_clock, open_sandbox_clock, stored_offset, window_hint
+from locales import gettext
+from locales.formats import format_datetime, zone_text
 from services.calendar import ALMATY
 from services.clock import FrozenClock, SandboxClock, SystemClock
 from services.errors import OutsideClaimWindow
@@ -70,7 +71,7 @@ async def test_a_seat_published_from_a_second_terminal_runs_on_the_sandbox_clock
     async with db.read() as session:
         assert (await session.execute(select(Offer.status))).scalar_one() == OfferStatus.OPEN
     # ... and it says so, in one line on stderr.
-    assert i18n.gettext("ru", "A sandbox database: this command runs on its clock, {moment}.",
+    assert gettext("ru", "A sandbox database: this command runs on its clock, {moment}.",
                         moment="").split(",")[0] in published.stderr
 
 
@@ -84,9 +85,9 @@ async def test_now_still_wins_and_a_production_database_runs_on_real_time(db: Da
     told = kezek(db_url, "--now", "2026-09-07T10:00:00+05:00", "stats")
     assert told.returncode == 0 and told.stderr == "", told.stderr  # --now: the moment given
     said = kezek(db_url, "stats", lang="kk")
-    moment = i18n.format_datetime("kk", sandbox.now(), zone="local")
+    moment = format_datetime("kk", sandbox.now(), zone="local")
     assert said.returncode == 0 and moment.split(",")[0] in said.stderr, said.stderr
-    assert i18n.zone_text("kk", "local") in said.stderr
+    assert zone_text("kk", "local") in said.stderr
 
 
 async def test_a_running_demo_follows_a_move_made_by_another_process(db: Database) -> None:
@@ -132,7 +133,7 @@ async def test_a_claim_in_the_sandbox_evening_says_how_to_move_the_clock(db: Dat
     for lang in ("ru", "kk"):
         refused = kezek(db_url, "claim", number, str(seat), "--confirm", "operator", lang=lang)
         assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
-        opens = i18n.format_datetime(lang, evening + dt.timedelta(hours=12), zone="local")
+        opens = format_datetime(lang, evening + dt.timedelta(hours=12), zone="local")
         assert opens in refused.stderr  # when, with the zone
         assert 'POST /api/v1/sandbox/clock {"advance": "PT1' in refused.stderr  # how (~12 h ahead)
     async with db.read() as session:  # nothing changed

@@ -11,7 +11,9 @@ import pytest
 from aiogram.types import PhotoSize, Sticker
 from sqlalchemy import func, select
 
-from bot import i18n
+from locales import gettext
+from locales.errors import error_text
+from locales.formats import format_datetime
 from services.clock import FrozenClock
 from services.errors import InvalidEmail, ValidationError
 from services.kezek import Kezek
@@ -253,7 +255,7 @@ def screen(lang: str, *, moves: bool = False, reminders: bool = True, open_seats
 async def test_settings_screen_and_toggles(tg: Harness, kz: Kezek, lang: str) -> None:
     await kz.set_chat_language(CHAT_ID, lang)
     [reply] = sent(await tg.send(lang, text="/settings"))
-    g = lambda msgid, **kw: i18n.gettext(lang, msgid, **kw)  # noqa: E731
+    g = lambda msgid, **kw: gettext(lang, msgid, **kw)  # noqa: E731
     assert reply.text == screen(lang)
     assert reply.text.startswith(g("Settings"))
     assert g("Language: {language}", language="Қазақша" if lang == "kk" else "Русский") in reply.text
@@ -277,7 +279,7 @@ async def test_settings_screen_and_toggles(tg: Harness, kz: Kezek, lang: str) ->
         "kk": ["Қосу: Нөмірдің өзгеруі", "Өшіру: Мерзімдер туралы еске салу",
                "Өшіру: Барлығына ашылған орындар"]}[lang]
     # The menu button shows the same screen.
-    [again] = sent(await tg.send(lang, text=i18n.gettext(lang, "Settings")))
+    [again] = sent(await tg.send(lang, text=gettext(lang, "Settings")))
     assert again.text == reply.text
     # Turning the moves on edits the screen in place and is kept.
     calls = await tg.press("ntc:moves:1")
@@ -305,7 +307,7 @@ async def test_forged_settings_buttons_change_nothing(tg: Harness, kz: Kezek, da
     before = await kz.chat_settings(CHAT_ID)
     calls = await tg.press(data)
     [ack] = answers(calls)
-    assert ack.show_alert and ack.text == i18n.gettext("kk", STALE)
+    assert ack.show_alert and ack.text == gettext("kk", STALE)
     assert sent(calls) == [] and edits(calls) == []
     assert await kz.chat_settings(CHAT_ID) == before
 
@@ -315,7 +317,7 @@ async def test_forged_settings_buttons_change_nothing(tg: Harness, kz: Kezek, da
 @pytest.mark.parametrize("lang", LANGS)
 async def test_email_dialogue_end_to_end(tg: Harness, kz: Kezek, lang: str) -> None:
     await kz.set_chat_language(CHAT_ID, lang)
-    g = lambda msgid, **kw: i18n.gettext(lang, msgid, **kw)  # noqa: E731
+    g = lambda msgid, **kw: gettext(lang, msgid, **kw)  # noqa: E731
     [prompt] = sent(await tg.press("stg:email"))
     assert prompt.text == g(ADDRESS_PROMPT)
     assert inline_buttons(prompt.reply_markup) == [(g("Cancel"), "stg:cancel")]
@@ -324,7 +326,7 @@ async def test_email_dialogue_end_to_end(tg: Harness, kz: Kezek, lang: str) -> N
         [hint] = sent(await tg.send(lang, **content))
         assert hint.text == g(CANT_USE) + "\n" + g(ADDRESS_PROMPT)
     [bad] = sent(await tg.send(lang, text="mama at example"))
-    assert bad.text == i18n.error_text(lang, InvalidEmail()) + "\n" + g(ADDRESS_PROMPT)
+    assert bad.text == error_text(lang, InvalidEmail()) + "\n" + g(ADDRESS_PROMPT)
     assert await email_codes(kz) == []
     [ask_code] = sent(await tg.send(lang, text="mama@example.kz"))
     assert ask_code.text == g(CODE_PROMPT, email="m•••@example.kz")
@@ -338,7 +340,7 @@ async def test_email_dialogue_end_to_end(tg: Harness, kz: Kezek, lang: str) -> N
     row = await chat_row(kz)
     assert row is not None and row.email_code_attempts == 0
     [wrong] = sent(await tg.send(lang, text=other_code(code)))
-    assert wrong.text == i18n.error_text(lang, EmailCodeWrong())
+    assert wrong.text == error_text(lang, EmailCodeWrong())
     row = await chat_row(kz)
     assert row is not None and row.email_code_attempts == 1 and row.email is None
     [done] = sent(await tg.send(lang, text=code))
@@ -368,10 +370,10 @@ async def test_an_expired_code_ends_the_dialogue(tg: Harness, kz: Kezek, clock: 
     [notice] = await email_codes(kz)
     clock.advance(dt.timedelta(minutes=16))
     [expired] = sent(await tg.send(lang, text=notice.payload["code"]))
-    assert expired.text == i18n.gettext(lang, "The code has expired. Ask for a new one in /settings.")
+    assert expired.text == gettext(lang, "The code has expired. Ask for a new one in /settings.")
     assert (await kz.chat_settings(CHAT_ID)).email is None
     [after] = sent(await tg.send(lang, text=notice.payload["code"]))  # no dialogue any more
-    assert after.text == i18n.gettext(lang, HINT)
+    assert after.text == gettext(lang, HINT)
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -380,9 +382,9 @@ async def test_cancel_ends_the_dialogue(tg: Harness, kz: Kezek, lang: str) -> No
     await tg.press("stg:email")
     calls = await tg.press("stg:cancel")
     [bye] = sent(calls)
-    assert bye.text == i18n.gettext(lang, CANCELLED)
+    assert bye.text == gettext(lang, CANCELLED)
     [after] = sent(await tg.send(lang, text="mama@example.kz"))
-    assert after.text == i18n.gettext(lang, HINT)
+    assert after.text == gettext(lang, HINT)
     # /cancel while waiting for the code ends it too: the code is no longer taken.
     await tg.press("stg:email")
     await tg.send(lang, text="mama@example.kz")
@@ -392,16 +394,16 @@ async def test_cancel_ends_the_dialogue(tg: Harness, kz: Kezek, lang: str) -> No
     assert (await kz.chat_settings(CHAT_ID)).email is None
     # Another menu button mid-dialogue leaves it and does what it says.
     await tg.press("stg:email")
-    [unlink_hint] = sent(await tg.send(lang, text=i18n.gettext(lang, "Unlink")))
-    assert unlink_hint.text == i18n.gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
+    [unlink_hint] = sent(await tg.send(lang, text=gettext(lang, "Unlink")))
+    assert unlink_hint.text == gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
     [after] = sent(await tg.send(lang, text="mama@example.kz"))
-    assert after.text == i18n.gettext(lang, HINT)
+    assert after.text == gettext(lang, HINT)
     # ... "My queue status" too: the status screen, after the dialogue's handlers let it go.
     await tg.press("stg:email")
-    [status_hint] = sent(await tg.send(lang, text=i18n.gettext(lang, "My queue status")))
-    assert status_hint.text == i18n.gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
+    [status_hint] = sent(await tg.send(lang, text=gettext(lang, "My queue status")))
+    assert status_hint.text == gettext(lang, "No application is linked to this chat yet. To link one, send /link.")
     [after] = sent(await tg.send(lang, text="mama@example.kz"))
-    assert after.text == i18n.gettext(lang, HINT)
+    assert after.text == gettext(lang, HINT)
     assert len(await email_codes(kz)) == 1
 
 
@@ -413,18 +415,18 @@ async def test_the_fourth_code_mail_in_an_hour_is_refused(tg: Harness, kz: Kezek
     for i in range(3):
         await tg.press("stg:email")
         [ok] = sent(await tg.send(lang, text=f"mama{i}@example.kz"))
-        assert ok.text == i18n.gettext(lang, CODE_PROMPT, email="m•••@example.kz")
+        assert ok.text == gettext(lang, CODE_PROMPT, email="m•••@example.kz")
         clock.advance(dt.timedelta(minutes=5))
     await tg.press("stg:email")
     [refused] = sent(await tg.send(lang, text="mama3@example.kz"))
     until = first_at + dt.timedelta(hours=1)
-    assert refused.text == i18n.gettext(lang, RATE_LIMITED, until=i18n.format_datetime(lang, until, zone="local"))
+    assert refused.text == gettext(lang, RATE_LIMITED, until=format_datetime(lang, until, zone="local"))
     assert len(await email_codes(kz)) == 3
     assert (await kz.chat_settings(CHAT_ID)).email_pending == "mama2@example.kz"
     clock.set(until)
     await tg.press("stg:email")
     [ok] = sent(await tg.send(lang, text="mama3@example.kz"))
-    assert ok.text == i18n.gettext(lang, CODE_PROMPT, email="m•••@example.kz")
+    assert ok.text == gettext(lang, CODE_PROMPT, email="m•••@example.kz")
     assert [n.payload["email"] for n in await email_codes(kz)][-1] == "mama3@example.kz"
 
 
@@ -451,7 +453,7 @@ async def test_the_link_dialogue_tells_about_the_limit(tg: Harness, kz: Kezek, w
     await tg.send(lang, text=row["child_iin"])
     calls = await tg.press("link:email")
     until = clock.now() + dt.timedelta(hours=1)
-    refusal = i18n.gettext(lang, RATE_LIMITED, until=i18n.format_datetime(lang, until, zone="local"))
+    refusal = gettext(lang, RATE_LIMITED, until=format_datetime(lang, until, zone="local"))
     assert refusal in [m.text for m in sent(calls)] + [a.text for a in answers(calls)]
     async with kz.reading() as ctx:
         kinds = (await ctx.session.execute(select(OutboxMessage.kind))).scalars().all()

@@ -14,11 +14,14 @@ from aiogram.methods import SendDocument, SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import Chat, InlineKeyboardMarkup, Message, PhotoSize
 from sqlalchemy import select
 
-from bot import i18n
 from bot.app import build_dispatcher
 from bot.chart import PNG_SIGNATURE, render_history_png
 from handlers.claim import SeatsCallback
 from handlers.status import HistoryCallback, ReferralPdfCallback, month_text
+from locales import gettext, ngettext
+from locales.errors import error_text
+from locales.formats import format_date, format_deadline
+from locales.names import cause_text, privilege_text, status_text
 from services import queue
 from services import status as st
 from services.clock import FrozenClock
@@ -88,16 +91,16 @@ async def test_card_shows_the_number_then_the_move_with_its_causes_then_no_move(
 
     [card] = await status(tg, lang)
     first_look = clock.now()
-    assert i18n.gettext(lang, "Queue number: {number}", number="6") in card.text
-    assert i18n.gettext(lang, "Application {number}, child's IIN {iin}", number=mine["number"],
+    assert gettext(lang, "Queue number: {number}", number="6") in card.text
+    assert gettext(lang, "Application {number}, child's IIN {iin}", number=mine["number"],
                         iin=mine["child_iin"][:2] + "•" * 8 + mine["child_iin"][-2:]) in card.text
     assert mine["child_iin"] not in card.text
     assert ("Бостандық ауданы" if lang == "kk" else "Бостандыкский район") in card.text
-    assert i18n.gettext(lang, "Preferred kindergartens: {kindergartens}",
-                        kindergartens=i18n.gettext(lang, "any kindergarten")) in card.text
-    assert i18n.status_text(lang, "waiting") in card.text
-    assert i18n.privilege_text(lang, "none") in card.text
-    assert buttons(card) == [(i18n.gettext(lang, "History"), HistoryCallback(app=app_id).pack())]
+    assert gettext(lang, "Preferred kindergartens: {kindergartens}",
+                        kindergartens=gettext(lang, "any kindergarten")) in card.text
+    assert status_text(lang, "waiting") in card.text
+    assert privilege_text(lang, "none") in card.text
+    assert buttons(card) == [(gettext(lang, "History"), HistoryCallback(app=app_id).pack())]
     assert not [line for line in card.text.splitlines() if line.startswith("• ")]  # no causes on a first look
 
     # Ahead of us: a1 takes a referral, a2 is withdrawn.
@@ -107,20 +110,20 @@ async def test_card_shows_the_number_then_the_move_with_its_causes_then_no_move(
     clock.advance(dt.timedelta(hours=1))
 
     [card] = await status(tg, lang)
-    assert i18n.gettext(lang, "Queue number: {number}", number="4") in card.text
-    assert i18n.ngettext(lang, "Up by {count} place since {date} (it was {previous}).",
+    assert gettext(lang, "Queue number: {number}", number="4") in card.text
+    assert ngettext(lang, "Up by {count} place since {date} (it was {previous}).",
                          "Up by {count} places since {date} (it was {previous}).", 2, count="2",
-                         date=i18n.format_date(lang, first_look), previous="6") in card.text
-    assert "• " + i18n.cause_text(lang, "referral", -1) in card.text
-    assert "• " + i18n.cause_text(lang, "withdrawn", -1) in card.text
+                         date=format_date(lang, first_look), previous="6") in card.text
+    assert "• " + cause_text(lang, "referral", -1) in card.text
+    assert "• " + cause_text(lang, "withdrawn", -1) in card.text
     second_look = clock.now()
 
     clock.advance(dt.timedelta(hours=1))
     [card] = await status(tg, lang)
-    assert i18n.gettext(lang, "Queue number: {number}", number="4") in card.text
-    assert i18n.gettext(lang, "No change since {date}.", date=i18n.format_date(lang, second_look)) in card.text
-    assert i18n.cause_text(lang, "referral", -1) not in card.text
-    assert i18n.cause_text(lang, "withdrawn", -1) not in card.text
+    assert gettext(lang, "Queue number: {number}", number="4") in card.text
+    assert gettext(lang, "No change since {date}.", date=format_date(lang, second_look)) in card.text
+    assert cause_text(lang, "referral", -1) not in card.text
+    assert cause_text(lang, "withdrawn", -1) not in card.text
 
 
 async def test_a_flush_writes_every_pending_look_new_and_changed(kz: Kezek, world: World, clock: FrozenClock) -> None:
@@ -163,11 +166,11 @@ async def test_buffered_looks_show_the_move_at_once_and_are_written_in_one_go(
 
     [card] = await status(tg, "ru")
     first_look = clock.now()
-    assert i18n.gettext("ru", "Queue number: {number}", number="3") in card.text
+    assert gettext("ru", "Queue number: {number}", number="3") in card.text
     assert await stored() == []  # pending, not written yet
     clock.advance(dt.timedelta(hours=1))
     [card] = await status(tg, "ru")  # this process counts from its pending look
-    assert i18n.gettext("ru", "No change since {date}.", date=i18n.format_date("ru", first_look)) in card.text
+    assert gettext("ru", "No change since {date}.", date=format_date("ru", first_look)) in card.text
 
     # The write fails once (the database is away): the look stays pending, then goes in.
     real_unit = kz.unit
@@ -188,10 +191,10 @@ async def test_buffered_looks_show_the_move_at_once_and_are_written_in_one_go(
     other = Harness(build_dispatcher(Kezek(kz.db, clock)))
     [card] = sent(await other.send("ru", text="/status"))
     await other.bot.session.close()
-    assert i18n.gettext("ru", "Queue number: {number}", number="2") in card.text
-    assert i18n.ngettext("ru", "Up by {count} place since {date} (it was {previous}).",
+    assert gettext("ru", "Queue number: {number}", number="2") in card.text
+    assert ngettext("ru", "Up by {count} place since {date} (it was {previous}).",
                          "Up by {count} places since {date} (it was {previous}).", 1, count="1",
-                         date=i18n.format_date("ru", first_look), previous="3") in card.text
+                         date=format_date("ru", first_look), previous="3") in card.text
 
 
 @LANGS
@@ -203,14 +206,14 @@ async def test_menu_button_and_several_children(tg: Harness, kz: Kezek, world: W
     clock.advance(dt.timedelta(minutes=5))
     await link(kz, first)
     await kz.set_chat_language(CHAT_ID, lang)
-    cards = sent(await tg.send(lang, text=i18n.gettext(lang, "My queue status")))
+    cards = sent(await tg.send(lang, text=gettext(lang, "My queue status")))
     assert [c.text.splitlines()[0] for c in cards] == [
-        i18n.gettext(lang, "Application {number}, child's IIN {iin}", number=r["number"],
+        gettext(lang, "Application {number}, child's IIN {iin}", number=r["number"],
                      iin=r["child_iin"][:2] + "•" * 8 + r["child_iin"][-2:]) for r in (second, first)]
     kg1, kg2 = ("№1 бөбекжай-бақша", "№2 бөбекжай-бақша") if lang == "kk" else ("Ясли-сад №1", "Ясли-сад №2")
-    assert i18n.gettext(lang, "Preferred kindergartens: {kindergartens}",
+    assert gettext(lang, "Preferred kindergartens: {kindergartens}",
                         kindergartens=f"{kg2} (KG2), {kg1} (KG1)") in cards[1].text
-    assert i18n.privilege_text(lang, "first") in cards[0].text
+    assert privilege_text(lang, "first") in cards[0].text
     assert ("Медеу ауданы" if lang == "kk" else "Медеуский район") in cards[0].text
 
 
@@ -220,9 +223,9 @@ async def test_no_linked_application_gets_a_hint_to_link(tg: Harness, kz: Kezek,
     await world.apps(row)
     await link(kz, row, OTHER_CHAT)  # linked elsewhere, not here
     await kz.set_chat_language(CHAT_ID, lang)
-    for text in ("/status", i18n.gettext(lang, "My queue status")):
+    for text in ("/status", gettext(lang, "My queue status")):
         [reply] = sent(await tg.send(lang, text=text))
-        assert reply.text == i18n.gettext(lang, "No application is linked to this chat yet. To link one, "
+        assert reply.text == gettext(lang, "No application is linked to this chat yet. To link one, "
                                                 "send /link.")
         assert "/link" in reply.text
 
@@ -241,30 +244,30 @@ async def test_states_offer_referral_stop_list(tg: Harness, kz: Kezek, world: Wo
     async with kz.reading() as ctx:
         offer = (await ctx.session.execute(select(Offer).where(Offer.application_id == app_id))).scalar_one()
     [card] = await status(tg, lang)
-    assert i18n.status_text(lang, "offer_open", offer.expires_at) in card.text
-    assert i18n.format_deadline(lang, offer.expires_at) in card.text
-    assert buttons(card) == [(i18n.gettext(lang, "Choose a seat"), SeatsCallback(app=app_id).pack()),
-                             (i18n.gettext(lang, "History"), HistoryCallback(app=app_id).pack())]
+    assert status_text(lang, "offer_open", offer.expires_at) in card.text
+    assert format_deadline(lang, offer.expires_at) in card.text
+    assert buttons(card) == [(gettext(lang, "Choose a seat"), SeatsCallback(app=app_id).pack()),
+                             (gettext(lang, "History"), HistoryCallback(app=app_id).pack())]
 
     (ref,) = await kz.claim(number, pub.seat_ids[0], confirmed_by="tg:parent")
     [card] = await status(tg, lang)
-    assert i18n.status_text(lang, "referred", ref.showup_due_at) in card.text
-    assert i18n.gettext(lang, "Kindergarten: {kindergarten}",
+    assert status_text(lang, "referred", ref.showup_due_at) in card.text
+    assert gettext(lang, "Kindergarten: {kindergarten}",
                         kindergarten=("№1 бөбекжай-бақша" if lang == "kk" else "Ясли-сад №1") + " (KG1)") in card.text
-    assert i18n.gettext(lang, "Queue number: {number}", number="1") not in card.text
-    assert buttons(card) == [(i18n.gettext(lang, "Referral (PDF)"), ReferralPdfCallback(app=app_id).pack()),
-                             (i18n.gettext(lang, "History"), HistoryCallback(app=app_id).pack())]
+    assert gettext(lang, "Queue number: {number}", number="1") not in card.text
+    assert buttons(card) == [(gettext(lang, "Referral (PDF)"), ReferralPdfCallback(app=app_id).pack()),
+                             (gettext(lang, "History"), HistoryCallback(app=app_id).pack())]
 
     # No show-up by the deadline: annulled, back in the queue on the stop-list.
     clock.set(almaty(2026, 9, 15, 10, 0))
     await kz.run_sweeps()
     [card] = await status(tg, lang)
     until = almaty(2026, 9, 30, 0, 0)
-    assert i18n.status_text(lang, "stop_listed", until) in card.text
-    assert i18n.format_deadline(lang, until) in card.text  # 29 September, 23:59
-    assert i18n.gettext(lang, "You are first in the queue: once the stop-list ends, the next suitable seat "
+    assert status_text(lang, "stop_listed", until) in card.text
+    assert format_deadline(lang, until) in card.text  # 29 September, 23:59
+    assert gettext(lang, "You are first in the queue: once the stop-list ends, the next suitable seat "
                               "will be offered to you.") in card.text
-    assert i18n.gettext(lang, "Queue number: {number}", number="1") in card.text
+    assert gettext(lang, "Queue number: {number}", number="1") in card.text
 
 
 @LANGS
@@ -276,8 +279,8 @@ async def test_privilege_documents_due_on_the_card(tg: Harness, kz: Kezek, world
     ref = await claim_first_offer(world, number)
     assert ref.docs_due_at is not None
     [card] = await status(tg, lang)
-    assert i18n.gettext(lang, "Privilege documents are due by {due}.",
-                        due=i18n.format_deadline(lang, ref.docs_due_at)) in card.text
+    assert gettext(lang, "Privilege documents are due by {due}.",
+                        due=format_deadline(lang, ref.docs_due_at)) in card.text
 
 
 @LANGS
@@ -303,7 +306,7 @@ async def test_the_referral_pdf_again_from_the_card(tg: Harness, kz: Kezek, worl
     assert doc.chat_id == CHAT_ID and doc.document.filename.endswith(".pdf")
     assert str(ref.id) in (doc.caption or "")
     text = PdfReader(BytesIO(doc.document.data)).pages[0].extract_text()
-    assert i18n.gettext(lang, "Referral to a kindergarten") in text
+    assert gettext(lang, "Referral to a kindergarten") in text
     assert ("№1 бөбекжай-бақша" if lang == "kk" else "Ясли-сад №1") in text
     assert mine["child_iin"] not in text  # masked
     token = await _token_of(kz, ref.id)
@@ -314,16 +317,16 @@ async def test_the_referral_pdf_again_from_the_card(tg: Harness, kz: Kezek, worl
                         (ReferralPdfCallback(app=987654).pack(), NotLinked())):
         calls = await tg.press(data, language_code=lang)
         [ack] = answers(calls)
-        assert ack.show_alert and ack.text == i18n.error_text(lang, error)
+        assert ack.show_alert and ack.text == error_text(lang, error)
         assert not [c for c in calls if isinstance(c, SendDocument)]
 
     await kz.admit(ref.id)
     calls = await tg.press(ReferralPdfCallback(app=app_id).pack(), language_code=lang)
     [ack] = answers(calls)
-    assert ack.show_alert and ack.text == i18n.error_text(lang, ReferralNotFound())
+    assert ack.show_alert and ack.text == error_text(lang, ReferralNotFound())
     assert not [c for c in calls if isinstance(c, SendDocument)]
     [card] = await status(tg, lang)
-    assert i18n.gettext(lang, "Referral (PDF)") not in [t for t, _ in buttons(card)]
+    assert gettext(lang, "Referral (PDF)") not in [t for t, _ in buttons(card)]
 
 
 async def _token_of(kz: Kezek, referral_id: int) -> str:
@@ -349,23 +352,23 @@ async def test_history_sends_the_moves_and_a_png_chart(tg: Harness, kz: Kezek, w
     [ack] = answers(calls)
     assert not ack.show_alert
     [text] = sent(calls)
-    assert text.text.startswith(i18n.gettext(lang, "Application {number}: queue number {queue_number} now.",
+    assert text.text.startswith(gettext(lang, "Application {number}: queue number {queue_number} now.",
                                              number=rows[-1]["number"], queue_number="4"))
-    day = i18n.format_date(lang, dt.date(2026, 9, 9))
-    assert f"{day}: " + i18n.ngettext(lang, "up by {count} place", "up by {count} places", 2, count="2") in text.text
-    assert i18n.cause_text(lang, "referral", -1) in text.text
-    assert i18n.cause_text(lang, "withdrawn", -1) in text.text
+    day = format_date(lang, dt.date(2026, 9, 9))
+    assert f"{day}: " + ngettext(lang, "up by {count} place", "up by {count} places", 2, count="2") in text.text
+    assert cause_text(lang, "referral", -1) in text.text
+    assert cause_text(lang, "withdrawn", -1) in text.text
     # The registry's load of the queue (before the application was in Kezek) is no move.
-    assert i18n.cause_text(lang, "arrival", 5) not in text.text
+    assert cause_text(lang, "arrival", 5) not in text.text
     assert len([line for line in text.text.splitlines() if line.startswith("  • ")]) == 2
     [photo] = photos(calls)
     assert photo.chat_id == CHAT_ID
     assert photo.photo.filename == "history.png"
     assert photo.photo.data.startswith(PNG_SIGNATURE)
     assert rows[-1]["number"] in (photo.caption or "")
-    assert photo.caption == i18n.gettext(lang, "Queue number of application {number} since {date}",
+    assert photo.caption == gettext(lang, "Queue number of application {number} since {date}",
                                          number=rows[-1]["number"],
-                                         date=i18n.format_date(lang, dt.date(2026, 9, 7)))
+                                         date=format_date(lang, dt.date(2026, 9, 7)))
 
 
 @LANGS
@@ -378,7 +381,7 @@ async def test_history_of_an_application_out_of_the_queue(tg: Harness, kz: Kezek
     await claim_first_offer(world, number)
     calls = await tg.press(HistoryCallback(app=app_id).pack(), language_code=lang)
     [text] = sent(calls)
-    assert text.text == i18n.gettext(lang, "Application {number} is not waiting in the queue, so its queue "
+    assert text.text == gettext(lang, "Application {number} is not waiting in the queue, so its queue "
                                            "number has no history to show.", number=number)
     assert photos(calls) == []
 
@@ -394,7 +397,7 @@ async def test_forged_history_button_is_refused(tg: Harness, kz: Kezek, world: W
         calls = await tg.press(data, language_code=lang)
         [ack] = answers(calls)
         assert ack.show_alert
-        assert ack.text == i18n.error_text(lang, NotLinked())
+        assert ack.text == error_text(lang, NotLinked())
         assert sent(calls) == [] and photos(calls) == []
     with pytest.raises(NotLinked):
         await kz.status_history(CHAT_ID, their_id)
@@ -436,12 +439,12 @@ async def test_card_forecast_at_the_recent_pace(tg: Harness, kz: Kezek, world: W
     await kz.set_chat_language(CHAT_ID, lang)
     [card] = await status(tg, lang)
     # Everyone arrived with the registry's load: that is not a move, and it is too early to tell.
-    assert i18n.gettext(lang, "Forecast: not possible yet, the application joined the queue too recently.") \
+    assert gettext(lang, "Forecast: not possible yet, the application joined the queue too recently.") \
         in card.text
 
     clock.set(almaty(2026, 9, 28, 10, 0))  # 21 days in the queue, and nothing moved
     [card] = await status(tg, lang)
-    assert i18n.ngettext(lang, "Forecast: not possible yet, the queue ahead of you has not moved forward in "
+    assert ngettext(lang, "Forecast: not possible yet, the queue ahead of you has not moved forward in "
                                "the last {count} day.",
                          "Forecast: not possible yet, the queue ahead of you has not moved forward in "
                          "the last {count} days.", 21, count="21") in card.text
@@ -451,13 +454,13 @@ async def test_card_forecast_at_the_recent_pace(tg: Harness, kz: Kezek, world: W
     await claim_first_offer(world, a1)
     clock.set(almaty(2026, 10, 7, 10, 0))  # 30 days: 2 places up, 3 to go -> 45 days -> 21 Nov
     [card] = await status(tg, lang)
-    expected = i18n.ngettext(
+    expected = ngettext(
         lang,
         "Forecast: {period} your number moved up by {count} place; at this pace "
         "your turn may come around {month}. This is an estimate, not a promise.",
         "Forecast: {period} your number moved up by {count} places; at this pace "
         "your turn may come around {month}. This is an estimate, not a promise.",
-        2, count="2", period=i18n.ngettext(lang, "in the last {count} day", "in the last {count} days", 30,
+        2, count="2", period=ngettext(lang, "in the last {count} day", "in the last {count} days", 30,
                                            count="30"),
         month=month_text(lang, dt.date(2026, 11, 21)))
     assert expected in card.text
@@ -470,7 +473,7 @@ async def test_card_forecast_at_the_recent_pace(tg: Harness, kz: Kezek, world: W
 
     clock.set(almaty(2027, 1, 10, 10, 0))  # the two moves are more than 90 days old now
     [card] = await status(tg, lang)
-    assert i18n.ngettext(lang, "Forecast: not possible yet, the queue ahead of you has not moved forward in "
+    assert ngettext(lang, "Forecast: not possible yet, the queue ahead of you has not moved forward in "
                                "the last {count} day.",
                          "Forecast: not possible yet, the queue ahead of you has not moved forward in "
                          "the last {count} days.", 90, count="90") in card.text
@@ -481,7 +484,7 @@ async def test_first_in_the_queue(tg: Harness, kz: Kezek, world: World) -> None:
     await world.apps(row)
     await link(kz, row)
     [card] = await status(tg, "ru")
-    assert i18n.gettext("ru", "You are first in the queue: the next suitable seat will be offered to you.") \
+    assert gettext("ru", "You are first in the queue: the next suitable seat will be offered to you.") \
         in card.text
 
 

@@ -14,7 +14,6 @@ import pytest
 from aiogram.methods import AnswerCallbackQuery, SendMessage, TelegramMethod
 from aiogram.types import CallbackQuery, Chat, Message, Update, User
 
-from bot import i18n
 from bot.app import build_dispatcher
 from bot.config import Settings
 from bot.throttling import (
@@ -25,6 +24,7 @@ from bot.throttling import (
     ThrottleStore,
     make_throttle,
 )
+from locales import gettext
 from services import chats
 from services.kezek import Kezek
 from tests.conftest import REDIS_URL, redis_client
@@ -92,7 +92,7 @@ def texts(calls: list[TelegramMethod[Any]]) -> list[str]:
 
 
 def is_help(calls: list[TelegramMethod[Any]], lang: str = "ru") -> bool:
-    return len(texts(calls)) == 1 and texts(calls)[0].startswith(i18n.gettext(lang, HELP))
+    return len(texts(calls)) == 1 and texts(calls)[0].startswith(gettext(lang, HELP))
 
 
 async def language(kz: Kezek, chat_id: int) -> str | None:
@@ -117,12 +117,12 @@ async def test_a_burst_gets_one_answer_and_no_handler_runs(setup: tuple[Chats, F
     assert is_help(await tg.text(CHAT, "/help"), "kk")
     assert is_help(await tg.text(CHAT, "/help"), "kk")
     # Over it: one answer, in the chat's language; then silence.
-    assert texts(await tg.text(CHAT, "/help")) == [i18n.gettext("kk", TOO_MANY)]
+    assert texts(await tg.text(CHAT, "/help")) == [gettext("kk", TOO_MANY)]
     assert await tg.text(CHAT, "/help") == []
     assert await tg.text(CHAT, "/start") == []
     # A press over the limit: only a toast, and no effect (the language stays).
     calls = await tg.press(CHAT, "lang:ru")
-    assert [(type(c), c.text) for c in calls] == [(AnswerCallbackQuery, i18n.gettext("kk", TOO_MANY))]
+    assert [(type(c), c.text) for c in calls] == [(AnswerCallbackQuery, gettext("kk", TOO_MANY))]
     assert await language(kz, CHAT) == "kk"
     # Another chat is not limited by this one.
     assert is_help(await tg.text(OTHER, "/help"))
@@ -132,11 +132,11 @@ async def test_a_burst_gets_one_answer_and_no_handler_runs(setup: tuple[Chats, F
     # The next window: handled again, and a new burst gets a new single answer.
     clock.now += 2
     calls = await tg.press(CHAT, "lang:ru")
-    assert [c.text for c in calls if isinstance(c, AnswerCallbackQuery)] != [i18n.gettext("kk", TOO_MANY)]
+    assert [c.text for c in calls if isinstance(c, AnswerCallbackQuery)] != [gettext("kk", TOO_MANY)]
     assert await language(kz, CHAT) == "ru"
     assert is_help(await tg.text(CHAT, "/help"))
     assert is_help(await tg.text(CHAT, "/help"))
-    assert texts(await tg.text(CHAT, "/help")) == [i18n.gettext("ru", TOO_MANY)]
+    assert texts(await tg.text(CHAT, "/help")) == [gettext("ru", TOO_MANY)]
     assert await tg.text(CHAT, "/help") == []
 
 
@@ -144,10 +144,10 @@ async def test_the_other_chat_has_its_own_limit(setup: tuple[Chats, FakeTime]) -
     tg, _clock = setup
     for _ in range(RATE):
         assert is_help(await tg.text(OTHER, "/help"))
-    assert texts(await tg.text(OTHER, "/help")) == [i18n.gettext("ru", TOO_MANY)]
+    assert texts(await tg.text(OTHER, "/help")) == [gettext("ru", TOO_MANY)]
     for _ in range(RATE):
         assert is_help(await tg.text(CHAT, "/help"))
-    assert texts(await tg.text(CHAT, "/help")) == [i18n.gettext("ru", TOO_MANY)]
+    assert texts(await tg.text(CHAT, "/help")) == [gettext("ru", TOO_MANY)]
 
 
 async def test_instances_share_the_limit_through_redis(kz: Kezek) -> None:
@@ -161,7 +161,7 @@ async def test_instances_share_the_limit_through_redis(kz: Kezek) -> None:
         assert is_help(await one.text(CHAT, "/help"))
         assert is_help(await two.text(CHAT, "/help"))
         assert is_help(await one.text(CHAT, "/help"))
-        assert texts(await two.text(CHAT, "/help")) == [i18n.gettext("ru", TOO_MANY)]
+        assert texts(await two.text(CHAT, "/help")) == [gettext("ru", TOO_MANY)]
         assert await one.text(CHAT, "/help") == []
         assert [k async for k in client.scan_iter(match=f"{prefix}:throttle:{CHAT}:*")]
         ttl = await client.ttl(f"{prefix}:throttle:{CHAT}:{int(clock.now // WINDOW)}")

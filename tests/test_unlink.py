@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import i18n
+from locales import gettext
 from services.errors import NotLinked
 from services.kezek import Kezek
+from services.validation import mask_iin
 from storage.models import Application, AuditEntry, ChatLink, QueueLook
 from tests.conftest import World
-from services.validation import mask_iin
 from tests.test_bot_start import CHAT_ID, STALE, Harness, answers, edits, inline_buttons, link, sent
 
 OTHER_CHAT = 2002
@@ -77,16 +77,16 @@ async def test_unlink_removes_only_this_chats_link(kz: Kezek, world: World) -> N
 async def test_nothing_linked_gets_a_hint(tg: Harness, kz: Kezek, lang: str) -> None:
     await kz.set_chat_language(CHAT_ID, lang)
     [reply] = sent(await tg.send(lang, text="/unlink"))
-    assert reply.text == i18n.gettext(lang, NONE_LINKED)
-    [reply] = sent(await tg.send(lang, text=i18n.gettext(lang, "Unlink")))  # the menu button
-    assert reply.text == i18n.gettext(lang, NONE_LINKED)
+    assert reply.text == gettext(lang, NONE_LINKED)
+    [reply] = sent(await tg.send(lang, text=gettext(lang, "Unlink")))  # the menu button
+    assert reply.text == gettext(lang, NONE_LINKED)
 
 
 @pytest.mark.parametrize("lang", LANGS)
 async def test_unlink_dialogue(tg: Harness, kz: Kezek, world: World, lang: str) -> None:
     first, first_id, second, second_id = await two_apps_linked(kz, world)
     await kz.set_chat_language(CHAT_ID, lang)
-    g = lambda msgid, **kw: i18n.gettext(lang, msgid, **kw)  # noqa: E731
+    g = lambda msgid, **kw: gettext(lang, msgid, **kw)  # noqa: E731
     [menu] = sent(await tg.send(lang, text=g("Unlink")))
     assert menu.text == g("Which application should be unlinked from this chat?")
     assert inline_buttons(menu.reply_markup) == [
@@ -135,13 +135,13 @@ async def test_forged_unlink_buttons_change_nothing(tg: Harness, kz: Kezek, worl
     for data in (f"unl:yes:{theirs_id}", f"unl:ask:{theirs_id}", "unl:yes:999999"):
         calls = await tg.press(data)
         [ack] = answers(calls)
-        assert ack.show_alert and ack.text == i18n.gettext(lang, NOT_LINKED)
+        assert ack.show_alert and ack.text == gettext(lang, NOT_LINKED)
         assert edits(calls) == [] and sent(calls) == []
     # Malformed data: the stale-button answer.
     for data in ("unl:yes:abc", f"unl:drop:{mine_id}", "unl:yes", f"unl:yes:{mine_id}:1"):
         calls = await tg.press(data)
         [ack] = answers(calls)
-        assert ack.show_alert and ack.text == i18n.gettext(lang, STALE)
+        assert ack.show_alert and ack.text == gettext(lang, STALE)
         assert edits(calls) == []
     assert await linked_pairs(kz) == before
 

@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 from aiogram import Bot
 
-from bot import i18n
 from bot.config import Settings
 from bot.runner import WebhookConfigError, run
+from locales import gettext
 from services.kezek import Kezek
 from tests.standin import TOKEN, BotApiStandIn, BotProcess
 
@@ -82,7 +82,7 @@ async def test_webhook_process(api: BotApiStandIn, tmp_path: Path) -> None:
                 assert resp.status == 200
             reply = await api.wait_for("sendMessage", picker, alive=bot.alive)
             assert reply.chat_id == CHAT_ID
-            assert i18n.gettext("ru", "Please choose a language:") in (reply.text or "")
+            assert gettext("ru", "Please choose a language:") in (reply.text or "")
 
             # A press on «Қазақша» through the webhook too.
             press = api.press(CHAT_ID, reply.button("Қазақша")["callback_data"], reply, deliver=False)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import i18n
+from locales import LOCALES_DIR, gettext, po_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "bot", "handlers", "services", "storage", "locales")
@@ -88,12 +88,12 @@ def test_the_installed_wheel_speaks_kazakh_outside_the_source_tree(tmp_path: Pat
     db = f"sqlite:///{tmp_path / 'kezek.sqlite3'}"
     upgraded = run([kezek, "--lang", "kk", "--db", db, "db", "upgrade"], cwd=outside, env=env)
     assert upgraded.returncode == 0, upgraded.stderr[-3000:]
-    assert upgraded.stdout.strip() == i18n.gettext("kk", "The database schema is up to date.")
-    assert upgraded.stdout.strip() != i18n.gettext("ru", "The database schema is up to date.")
+    assert upgraded.stdout.strip() == gettext("kk", "The database schema is up to date.")
+    assert upgraded.stdout.strip() != gettext("ru", "The database schema is up to date.")
     refused = run([kezek, "--lang", "kk", "--db", db, "queue", "show", "NO-SUCH"], cwd=outside, env=env)
     assert refused.returncode == 1, refused.stderr[-3000:]
     not_found = "The application was not found. Please check the number."
-    assert refused.stderr.strip() == i18n.gettext("kk", not_found) != i18n.gettext("ru", not_found)
+    assert refused.stderr.strip() == gettext("kk", not_found) != gettext("ru", not_found)
     assert "Traceback" not in refused.stderr + upgraded.stderr
     assert not list(outside.iterdir())  # nothing written where it was run
 
@@ -108,5 +108,5 @@ def test_the_installed_wheel_speaks_kazakh_outside_the_source_tree(tmp_path: Pat
 def test_the_catalogs_are_found_through_the_locales_package() -> None:
     import locales
 
-    assert i18n.LOCALES_DIR == Path(locales.__file__).resolve().parent == ROOT / "locales"
-    assert i18n.po_path("kk").is_file()
+    assert LOCALES_DIR == Path(locales.__file__).resolve().parent == ROOT / "locales"
+    assert po_path("kk").is_file()

@@ -73,8 +73,8 @@ from typing import Any
 
 import aiohttp
 
-from bot.bench.outbox import chat_language
 from bot.bench.load_claims import Step, bench_now, check_claims, claim_script, claimer_count, is_issued, send_alerts
+from bot.bench.outbox import chat_language
 from bot.bench.standin import TOKEN, BotApiStandIn
 
 SECRET = "bench-load_Secret-1"
@@ -338,8 +338,8 @@ async def prepare_database(db_url: str, parents: int, first_chat: int, claimers:
     (ids from ``first_chat``; Russian and Kazakh alternating); with ``claimers``, that many seats
     published on the bench's clock, offered to the first ``claimers`` parents (their "your turn"
     alerts wait in the outbox). Returns the number of offers made."""
-    from bot.bench.queue import BENCH_NOW
     from bot.bench.outbox import _truncate, seed_linked_parents
+    from bot.bench.queue import BENCH_NOW
     from services.clock import FrozenClock
     from services.kezek import Kezek
     from storage.db import Database
@@ -518,8 +518,8 @@ def status_scripts(chats: Sequence[int]) -> list[tuple[int, str, Script]]:
 
 
 def menu_scripts(chats: Sequence[int], rounds: int) -> list[tuple[int, str, Script]]:
-    from bot.i18n import gettext
     from handlers.menu import MENU
+    from locales import gettext
 
     out = []
     for i, chat in enumerate(chats):

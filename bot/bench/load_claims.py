@@ -67,10 +67,10 @@ async def send_alerts(kz: Kezek, api: TimingStandIn, *, concurrency: int = 32) -
     with the real sender, unpaced; the stand-in keeps them in ``alerts``. Returns how many were
     sent (e-mail copies stay in the outbox: no mailer here)."""
     from aiogram import Bot
-    from bot.runner import make_session
 
-    from bot.sender import SendPolicy, drain_once
     from bot.bench.standin import TOKEN
+    from bot.runner import make_session
+    from bot.sender import SendPolicy, drain_once
     from services.pacing import Pacer
 
     bot = Bot(TOKEN, session=make_session(api.base_url))
@@ -139,7 +139,7 @@ def claim_script() -> list[tuple[str, Step]]:
 def issued_pattern(lang: str) -> re.Pattern[str]:
     """The first line of the confirm's reply in ``lang`` ("Referral issued for application {number}:
     {kindergarten}."), any number and kindergarten."""
-    from bot.i18n import gettext
+    from locales import gettext
 
     n, k = "\x00", "\x01"
     line = gettext(lang, "Referral issued for application {number}: {kindergarten}.", number=n, kindergarten=k)
