@@ -598,7 +598,7 @@ async def get_referral_verify(request: web.Request) -> web.Response:
     valid | admitted | annulled | expired | refused) and, when genuine, what to check at the door.
     Every kind of refusal (forged, altered, cut, another key or purpose, no such referral) gets
     the same answer; the reason is logged with a fingerprint of the token, never its text."""
-    from bot.referral_pdf import verdict_text
+    from handlers.views.referral_pdf import verdict_text
     from services.referral_check import verdict_as_dict
 
     token = request.query.get("token")

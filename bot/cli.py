@@ -26,7 +26,7 @@ from locales.formats import format_date, format_datetime, format_deadline, forma
 from locales.names import cause_text, document_status_text, document_type_text, privilege_text, status_text
 from services.clock import Clock, FrozenClock, SandboxClock, SystemClock
 from services.documents import REJECTION_REASONS
-from services.errors import BulkRejected, KezekError
+from services.errors import KezekError
 from services.kezek import Kezek
 from storage.db import Database
 from storage.models import DocumentStatus
@@ -370,7 +370,7 @@ def referrals_verify(state: State, token: str, as_json: bool) -> None:
     masked IIN, the kindergarten, the group, the dates). Exit code: 0 genuine and valid; 1 not
     genuine (forged, altered, incomplete or unknown); 3 genuine but used (the child was
     admitted); 4 genuine but annulled; 5 genuine but its deadline passed; 2 a usage error."""
-    from bot.referral_pdf import page_lines, verdict_text
+    from handlers.views.referral_pdf import page_lines, verdict_text
     from services.referral_check import verdict_as_dict
 
     verdict = state.run(lambda kz: kz.verify_referral(token))
@@ -394,7 +394,7 @@ def referrals_verify(state: State, token: str, as_json: bool) -> None:
 @pass_state
 def referrals_pdf(state: State, referral: int, out: Path | None, langs: tuple[str, ...]) -> None:
     """Write the PDF of REFERRAL with its QR code, as the parent got it (to print it again)."""
-    from bot.referral_pdf import file_name, referral_pdf
+    from handlers.views.referral_pdf import file_name, referral_pdf
 
     pages = list(langs) or ["kk", "ru"]
     document = state.run(lambda kz: kz.referral_document(referral))

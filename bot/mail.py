@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.config import Settings
 from bot.notices import render_email
-from bot.referral_pdf import Attachments
+from handlers.views.referral_pdf import Attachments
 from services.clock import Clock
 from services.email import EmailSender, FolderSender, SmtpSender
 from services.notifications import Notice

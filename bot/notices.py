@@ -14,10 +14,10 @@ import jinja2
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from handlers.claim import SeatsCallback
+from handlers.callbacks import SeatsCallback
 from locales import LANGUAGES, N_, gettext, ngettext
 from locales.formats import format_datetime, format_deadline, format_number, parse_moment
-from locales.names import language_name
+from locales.names import annul_reason, language_name
 from services.deep_link import REGISTRATION_KIND
 from services.email import EmailContent
 from services.notifications import CODE_KINDS, EMAIL, Attachment, Notice
@@ -57,19 +57,6 @@ def _seats_button(lang: str, n: Notice, label: str) -> InlineKeyboardMarkup | No
     builder = InlineKeyboardBuilder()
     builder.button(text=gettext(lang, label), callback_data=SeatsCallback(app=n.application_id))
     return builder.as_markup()
-
-
-_ANNUL_REASONS = {
-    "no_show": N_("the referral was not taken to the kindergarten in time"),
-    "docs_missed": N_("the privilege documents were not brought in time"),
-    "docs_rejected": N_("the privilege documents were rejected"),
-}
-
-
-def annul_reason(lang: str, reason: str | None) -> str:
-    """Why a referral was annulled (services/referrals.py's reasons), in words."""
-    msgid = _ANNUL_REASONS.get(str(reason))
-    return gettext(lang, msgid) if msgid else gettext(lang, "a deadline passed")
 
 
 def _reason(lang: str, n: Notice) -> str:

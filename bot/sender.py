@@ -10,7 +10,7 @@ blocked the bot) gives that delivery up and marks the chat blocked; its e-mail c
 Each round is counted in ``bot.metrics`` (the results per channel; a round that finished without an
 error stamps the time the health check reads).
 
-A notice with a file (the referral's PDF with "referral issued", ``bot.referral_pdf``) goes as one
+A notice with a file (the referral's PDF with "referral issued", ``handlers.views.referral_pdf``) goes as one
 ``sendDocument`` whose caption is the notice's text: the parent gets the words and the file
 together or not at all, and a failed upload is retried exactly like a failed message (the same
 errors, the same backoff, the same pacing slot). A text too long for a caption (1,024 characters)
@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiogram import Bot
-from aiogram.types import BufferedInputFile
 from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramForbiddenError,
@@ -33,13 +32,14 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
+from aiogram.types import BufferedInputFile
 
 from bot import metrics
 from bot.config import Settings
 from bot.deeplinks import BotUsername, registration_links
 from bot.mail import email_port
 from bot.notices import LANGS_IN_EMAIL, Rendered, attachment_note, render
-from bot.referral_pdf import Attachments, notice_attachments
+from handlers.views.referral_pdf import Attachments, notice_attachments
 from services.email import EmailSender
 from services.kezek import Kezek
 from services.notifications import EMAIL, LEASE, TELEGRAM, Attachment, Notice, RetryLater, Undeliverable

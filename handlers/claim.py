@@ -8,10 +8,10 @@ from __future__ import annotations
 import datetime as dt
 
 from aiogram import Bot, F, Router
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from handlers.callbacks import ClaimCallback, SeatsCallback
 from handlers.menu import chat_of, edit_or_send
 from locales import N_, gettext, ngettext
 from locales.errors import error_text
@@ -21,21 +21,6 @@ from services import offers
 from services.claiming import ClaimChoices, ClaimPreview, IssuedReferral, SeatChoice
 from services.errors import KezekError
 from services.kezek import Kezek
-
-
-class SeatsCallback(CallbackData, prefix="seats"):
-    """Show the seats an application may claim now (from a "your turn" alert or the status)."""
-
-    app: int
-
-
-class ClaimCallback(CallbackData, prefix="claim"):
-    """``step``: 'p' shows the preview of ``seat`` for ``app``, 'c' confirms the claim."""
-
-    app: int
-    seat: int
-    step: str
-
 
 VIA_TEXT = {
     offers.VIA_OFFER: N_("offered to you in queue order"),

@@ -18,10 +18,10 @@ from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
+from handlers.callbacks import DocsCallback
 from handlers.filters import Magic
 from handlers.menu import chat_of, main_menu
 from locales import gettext, ngettext
@@ -36,14 +36,6 @@ log = logging.getLogger("kezek.documents")
 CHOSEN = "docs_app"  # FSM data: the application the chat's next files are for
 WAITING = "docs_waiting"  # FSM data: files sent before the chat said which application they are for
 DOWNLOAD_TIMEOUT = 60
-
-
-class DocsCallback(CallbackData, prefix="docs"):
-    """``h``: how to send the documents of an application (the status card's button);
-    ``p``: the files just sent are for this application."""
-
-    action: str
-    app: int
 
 
 class _Failed(Exception):

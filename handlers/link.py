@@ -11,7 +11,6 @@ import datetime as dt
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, StateFilter
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
@@ -24,6 +23,7 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from handlers.callbacks import LinkCallback
 from handlers.filters import Magic
 from handlers.menu import MenuButton, chat_of, main_menu
 from locales import gettext
@@ -38,10 +38,6 @@ class LinkFlow(StatesGroup):
     iin = State()
     proof = State()
     code = State()
-
-
-class LinkCallback(CallbackData, prefix="link"):
-    action: str
 
 
 def failed_text(lang: str) -> str:

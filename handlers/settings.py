@@ -9,12 +9,12 @@ from __future__ import annotations
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command, StateFilter
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from handlers.callbacks import NoticeCallback, SettingsCallback
 from handlers.filters import Magic
 from handlers.link import code_prompt
 from handlers.menu import MENU, MenuButton, chat_of, edit_or_send, main_menu
@@ -45,17 +45,6 @@ CODE_PATTERN = r"^\s*[\d\s]{1,20}\s*$"
 class EmailFlow(StatesGroup):
     address = State()
     code = State()
-
-
-class NoticeCallback(CallbackData, prefix="ntc"):
-    """Turn an optional notice on or off: the wanted state, so a double press changes nothing."""
-
-    key: str
-    on: bool
-
-
-class SettingsCallback(CallbackData, prefix="stg"):
-    action: str  # 'lang' | 'email' | 'rmemail' | 'cancel'
 
 
 # --- the screen ----------------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from aiogram import Bot, F, Router
 from aiogram.filters import CommandObject, CommandStart
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from handlers.callbacks import LangCallback
 from handlers.filters import Magic
 from handlers.link import failed_text, linked_text, locked_text, remember_language
 from handlers.menu import chat_of, main_menu
@@ -29,10 +29,6 @@ LANGUAGE_LABELS: dict[str, str] = {"ru": "Русский", "kk": "Қазақша
 # Kazakh first, as state services show them (egov: Қаз | Рус) and as the e-mails already are; the
 # order of display only (the fallback for a client that reports neither stays the locales package's).
 PICKER_ORDER: tuple[str, ...] = ("kk", "ru")
-
-
-class LangCallback(CallbackData, prefix="lang"):
-    code: str
 
 
 def language_picker() -> InlineKeyboardMarkup:

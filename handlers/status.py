@@ -10,14 +10,12 @@ import datetime as dt
 
 from aiogram import Bot, Router
 from aiogram.filters import Command, StateFilter
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.chart import render_history_png
-from bot.referral_pdf import referral_attachment
-from handlers.claim import SeatsCallback
-from handlers.documents import DocsCallback
+from handlers.callbacks import DocsCallback, HistoryCallback, ReferralPdfCallback, SeatsCallback
 from handlers.menu import MenuButton, chat_of, main_menu, no_links_text
+from handlers.views.chart import render_history_png
+from handlers.views.referral_pdf import referral_attachment
 from locales import gettext, ngettext, normalize_language
 from locales.errors import error_text
 from locales.formats import ZoneOnce, format_date, format_deadline, format_number
@@ -25,19 +23,6 @@ from locales.names import STATUSES_UNTIL, cause_text, privilege_text, status_tex
 from services import status as st
 from services.errors import NotLinked, ReferralNotFound
 from services.kezek import Kezek
-
-
-class HistoryCallback(CallbackData, prefix="hist"):
-    """Show the history of an application's queue number."""
-
-    app: int
-
-
-class ReferralPdfCallback(CallbackData, prefix="refpdf"):
-    """Send the referral of an application again, as its PDF."""
-
-    app: int
-
 
 # --- rendering ---------------------------------------------------------------------------------------
 

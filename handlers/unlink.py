@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from aiogram import Bot, Router
 from aiogram.filters import Command
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from handlers.callbacks import UnlinkCallback
 from handlers.menu import MenuButton, chat_of, edit_or_send, no_links_text
 from handlers.start import stale_button_text
 from locales import gettext
@@ -19,11 +19,6 @@ from locales.errors import error_text
 from services.errors import NotLinked
 from services.kezek import Kezek
 from services.linking import LinkTarget
-
-
-class UnlinkCallback(CallbackData, prefix="unl"):
-    action: str  # 'ask' | 'yes' | 'no'
-    app_id: int
 
 
 def application_label(target: LinkTarget) -> str:

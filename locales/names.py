@@ -169,3 +169,17 @@ def cause_text(lang: str | None, cause: str, count: int) -> str:
     singular, plural = CAUSES.get(cause, OTHER_CAUSE)
     n = abs(count)
     return ngettext(lang, singular, plural, n, count=format_number(lang, n))
+
+
+# Why a referral was annulled (services/referrals.py's reasons).
+ANNUL_REASONS = {
+    "no_show": N_("the referral was not taken to the kindergarten in time"),
+    "docs_missed": N_("the privilege documents were not brought in time"),
+    "docs_rejected": N_("the privilege documents were rejected"),
+}
+
+
+def annul_reason(lang: str, reason: str | None) -> str:
+    """Why a referral was annulled (services/referrals.py's reasons), in words."""
+    msgid = ANNUL_REASONS.get(str(reason))
+    return gettext(lang, msgid) if msgid else gettext(lang, "a deadline passed")

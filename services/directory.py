@@ -5,10 +5,9 @@ bad (BulkRejected lists the first bad rows' index and error, and counts them all
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select

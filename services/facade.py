@@ -17,7 +17,6 @@ from services.errors import NotLinked
 from storage.db import Database
 from storage.models import Application, ChatLink
 
-
 T = TypeVar("T")
 
 

@@ -16,13 +16,13 @@ from services.clock import Clock
 from services.context import Ctx
 from services.doc_storage import DocumentStore
 from services.documents import DocumentsFacade
+from services.errors import LinkFailed, LinkLocked
 from services.facade import FacadeBase
 from services.notifications import NotificationFacade
+from services.parsing import Row
 from services.referral_check import ReferralCheckFacade
 from services.settings import SettingsFacade
 from services.status import StatusFacade
-from services.errors import LinkFailed, LinkLocked
-from services.parsing import Row
 from storage.db import Database
 from storage.models import Application, OutboxMessage, Referral, Seat
 from storage.models import Offer as OfferModel
@@ -68,12 +68,14 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Refer
         """All or nothing; ``progress(n)`` is told as each n rows are written (a progress bar)."""
         async with self.unit(actor) as ctx:
             report = await queue.import_applications(ctx, rows, progress)
+            if report.released_seats:  # an offer made for an old place goes on to the next in line
+                await offers.fill_free_seats(ctx, report.released_seats)
         await self.fold_queue_changes()  # (a whole registry's load: its changes, counted at once)
         return report
 
     async def withdraw_application(self, number: str, actor: str = "registry") -> Application:
         async with self.unit(actor) as ctx:
-            return await queue.withdraw(ctx, number)
+            return await offers.withdraw(ctx, number)
 
     async def set_calendar_day(self, day: dt.date, working: bool, name: str = "",
                                actor: str = "operator") -> None:

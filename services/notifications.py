@@ -34,9 +34,9 @@ from services.deep_link import REGISTRATION_KIND
 from services.directory import KindergartenInfo
 from services.facade import FacadeBase
 from services.pacing import Pacer
+from services.queue import count_ahead
 from services.settings import notice_wanted
 from services.validation import mask_email, mask_iin
-from services.queue import count_ahead
 from storage.db import Hot
 from storage.models import (
     Application,

@@ -26,6 +26,7 @@ from services import parsing as p
 from services.calendar import WorkingCalendar
 from services.context import Ctx
 from services.errors import (
+    ApplicationClosed,
     ConfirmationRequired,
     InvalidField,
     NotEligibleForSeat,
@@ -38,7 +39,7 @@ from services.errors import (
     TooYoungForPrivate,
     UnknownKindergarten,
 )
-from services.queue import REFERRAL, get_application, queue_event, release_offers
+from services.queue import REFERRAL, WITHDRAWN, get_application, queue_event, release_offers
 from storage.models import (
     Application,
     ApplicationPreference,
@@ -511,3 +512,19 @@ async def seats_open_to(ctx: Ctx, app: Application, *, state_order_only: bool = 
             Seat.status == SeatStatus.OPEN, Seat.private.is_(False)).order_by(Seat.id))).all()
     out += [AvailableSeat(s, k, VIA_OPEN, None) for s, k in opened]
     return out
+
+
+async def withdraw(ctx: Ctx, number: str) -> Application:
+    """The registry withdraws a waiting application (the parent cancelled it): it leaves the
+    queue, and a seat it was offered goes on to the next in line."""
+    app = await get_application(ctx.session, number, for_update=True)
+    if app.status != AppStatus.QUEUED:
+        raise ApplicationClosed(field="number", status=app.status)
+    app.status, app.updated_at = AppStatus.WITHDRAWN, ctx.now
+    queue_event(ctx, app, -1, WITHDRAWN)
+    released = await release_offers(ctx, app.id)
+    ctx.audit("application.withdraw", "application", app.id)
+    ctx.notify("withdrawn", app.id, f"withdrawn:{app.id}")
+    if released:
+        await fill_free_seats(ctx, released)
+    return app

@@ -27,7 +27,6 @@ from services.deep_link import REGISTRATION_KIND, registration_key, token_expiry
 from services.errors import (
     ApplicationClosed,
     ApplicationNotFound,
-    BulkRejected,
     ChildAlreadyQueued,
     DuplicateInBatch,
     InvalidField,
@@ -45,11 +44,11 @@ from storage.models import (
     AppStatus,
     ChatLink,
     District,
-    OutboxMessage,
     DocsState,
     Kindergarten,
     Offer,
     OfferStatus,
+    OutboxMessage,
     Privilege,
     QueueEvent,
     QueueLook,
@@ -101,6 +100,9 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    # Seats whose offer the load cancelled (an application moved to another queue): the caller
+    # offers them to the next in line in the same unit (services.offers.fill_free_seats).
+    released_seats: list[int] = field(default_factory=list)
 
 
 def _with_field(exc: KezekError, field_name: str) -> KezekError:
@@ -259,10 +261,7 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
     if new_rows:
         await _insert_new(ctx, new_rows, kgs, progress)
         report.created = len(new_rows)
-    if released:
-        from services.offers import fill_free_seats  # offers imports this module
-
-        await fill_free_seats(ctx, released)
+    report.released_seats = released
     return report
 
 
@@ -554,23 +553,6 @@ async def record_looks(ctx: Ctx, looks: Sequence[dict[str, Any]]) -> None:
                                       set_={"number": stmt.excluded.number, "at": stmt.excluded.at})
     await ctx.session.execute(stmt, list(looks))
 
-
-async def withdraw(ctx: Ctx, number: str) -> Application:
-    """The registry withdraws a waiting application (the parent cancelled it): it leaves the
-    queue, and a seat it was offered goes on to the next in line."""
-    from services.offers import fill_free_seats  # offers imports this module
-
-    app = await get_application(ctx.session, number, for_update=True)
-    if app.status != AppStatus.QUEUED:
-        raise ApplicationClosed(field="number", status=app.status)
-    app.status, app.updated_at = AppStatus.WITHDRAWN, ctx.now
-    queue_event(ctx, app, -1, WITHDRAWN)
-    released = await release_offers(ctx, app.id)
-    ctx.audit("application.withdraw", "application", app.id)
-    ctx.notify("withdrawn", app.id, f"withdrawn:{app.id}")
-    if released:
-        await fill_free_seats(ctx, released)
-    return app
 
 
 async def release_offers(ctx: Ctx, app_id: int) -> list[int]:

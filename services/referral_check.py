@@ -28,8 +28,8 @@ from typing import Any
 from sqlalchemy import select
 
 from services import signing
-from services.context import Ctx
 from services.calendar import ALMATY
+from services.context import Ctx
 from services.directory import KindergartenInfo
 from services.errors import ReferralNotFound
 from services.facade import FacadeBase, is_row_id

@@ -12,7 +12,6 @@ import datetime as dt
 import logging
 import math
 from dataclasses import dataclass, field
-
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, case, func, literal_column, select, tuple_
@@ -45,7 +44,6 @@ from storage.models import (
     UTCDateTime,
 )
 from storage.queue_versions import queue_version
-
 
 log = logging.getLogger("kezek.status")
 

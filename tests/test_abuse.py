@@ -12,12 +12,16 @@ from aiogram.methods import AnswerCallbackQuery, SendMessage, TelegramMethod
 from aiogram.types import Contact, Document, Location, PhotoSize, Sticker
 from sqlalchemy import func, select
 
-from handlers.claim import ClaimCallback, SeatsCallback
-from handlers.documents import DocsCallback
+from handlers.callbacks import (
+    ClaimCallback,
+    DocsCallback,
+    HistoryCallback,
+    ReferralPdfCallback,
+    SeatsCallback,
+    UnlinkCallback,
+)
 from handlers.link import LinkFlow
 from handlers.settings import EmailFlow
-from handlers.status import HistoryCallback, ReferralPdfCallback
-from handlers.unlink import UnlinkCallback
 from locales import gettext
 from services.kezek import Kezek
 from storage.models import (

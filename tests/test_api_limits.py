@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from services.kezek import Kezek
-from tests.test_api import AUTH, KK, api_client, counts, conforms, documented_schema
+from tests.test_api import AUTH, KK, api_client, conforms, counts, documented_schema
 
 EMPTY_ROWS_4MB = b"[" + b",".join([b"{}"] * 1_400_000) + b"]"  # 4.2 MB, like the report
 LIST_ROUTES = ("/districts", "/kindergartens", "/applications", "/calendar/days")

@@ -12,7 +12,7 @@ from aiogram.methods import TelegramMethod
 from aiogram.types import CallbackQuery, Chat, Message, Update
 from sqlalchemy import func, select
 
-from handlers.claim import ClaimCallback, SeatsCallback
+from handlers.callbacks import ClaimCallback, SeatsCallback
 from locales import gettext, ngettext
 from locales.errors import error_text
 from locales.formats import format_datetime, format_deadline, zone_text

@@ -29,7 +29,8 @@ from bot.app import build_dispatcher
 from bot.bench.standin import TOKEN, BotApiStandIn, Call
 from bot.notices import rejection_text
 from bot.sender import SendPolicy, drain_once
-from handlers.documents import DocsCallback, left_text
+from handlers.callbacks import DocsCallback
+from handlers.documents import left_text
 from handlers.status import card_keyboard
 from locales import gettext, ngettext
 from locales.errors import error_text

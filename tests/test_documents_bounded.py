@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from bot.bench.standin import BotApiStandIn
-from bot.chart import PNG_SIGNATURE, render_history_png
+from handlers.views.chart import PNG_SIGNATURE, render_history_png
 from locales import gettext
 from locales.errors import ERROR_SENTENCES, error_text
 from services import doc_check

@@ -11,7 +11,6 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiogram.fsm.storage.base import StorageKey

@@ -68,14 +68,20 @@ from sqlalchemy import select
 from sqlalchemy import text as sql_text
 
 from bot.app import build_dispatcher
-from handlers.claim import ClaimCallback, SeatsCallback
-from handlers.documents import DocsCallback
-from handlers.link import LinkCallback
+from handlers.callbacks import (
+    ClaimCallback,
+    DocsCallback,
+    HistoryCallback,
+    LangCallback,
+    LinkCallback,
+    NoticeCallback,
+    ReferralPdfCallback,
+    SeatsCallback,
+    SettingsCallback,
+    UnlinkCallback,
+)
 from handlers.menu import MENU
-from handlers.settings import NOTICE_NAMES, NoticeCallback, SettingsCallback
-from handlers.start import LangCallback
-from handlers.status import HistoryCallback, ReferralPdfCallback
-from handlers.unlink import UnlinkCallback
+from handlers.settings import NOTICE_NAMES
 from locales import gettext, normalize_language, po_path
 from services.clock import FrozenClock
 from services.kezek import Kezek

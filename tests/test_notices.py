@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 
 from bot.notices import RENDERERS, SUBJECTS, render, render_email
 from bot.sender import drain_once, telegram_port
-from handlers.claim import SeatsCallback
+from handlers.callbacks import SeatsCallback
 from locales import gettext
 from locales.formats import format_deadline, format_number
 from services.clock import FrozenClock

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from bot.bench.standin import TOKEN, BotApiStandIn, Upload
 from bot.notices import attachment_note, render
-from bot.referral_pdf import page_lines, referral_pdf
+from handlers.views.referral_pdf import page_lines, referral_pdf
 from bot.sender import SendPolicy, drain_once
 from locales import gettext
 from locales.formats import format_date, format_deadline
@@ -232,7 +232,7 @@ async def test_a_flood_answer_to_an_upload_waits_without_using_a_try(
 
 async def test_a_pdf_that_cannot_be_made_does_not_cost_the_parent_the_notice(
         kz: Kezek, world: World, api: BotApiStandIn, bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.referral_pdf as module
+    import handlers.views.referral_pdf as module
 
     def broken(*_args: Any) -> bytes:
         raise RuntimeError("font trouble")

@@ -439,7 +439,7 @@ def error_of(cls: type[E.KezekError], *, with_params: bool) -> E.KezekError | No
 
 
 def test_every_state_forecast_and_error(shown: Shown) -> None:
-    from bot.referral_pdf import verdict_text
+    from handlers.views.referral_pdf import verdict_text
     from handlers.status import forecast_text, history_text
     from services import referral_check as rc
 
@@ -477,7 +477,7 @@ def test_every_state_forecast_and_error(shown: Shown) -> None:
 
 
 async def test_the_referral_pdf(kz: Kezek, world: World, shown: Shown) -> None:
-    from bot.referral_pdf import referral_pdf
+    from handlers.views.referral_pdf import referral_pdf
 
     row = world.row(privilege="first")
     [number] = await world.apps(row)
@@ -487,7 +487,7 @@ async def test_the_referral_pdf(kz: Kezek, world: World, shown: Shown) -> None:
     document = await kz.referral_document(ref.id)
     from pypdf import PdfReader
 
-    from bot.referral_pdf import VERIFY_COMMAND, VERIFY_PATH
+    from handlers.views.referral_pdf import VERIFY_COMMAND, VERIFY_PATH
 
     pages = [page.extract_text() for page in PdfReader(io.BytesIO(referral_pdf(document, ["kk", "ru"]))).pages]
     assert len(pages) == 2

@@ -18,11 +18,10 @@ from bot.sandbox import follow_stored_clock, move_clock, open_sandbox_clock, sto
 from locales import gettext
 from locales.formats import format_datetime, zone_text
 from services.calendar import ALMATY
-from services.clock import FrozenClock, SandboxClock, SystemClock
+from services.clock import FrozenClock, SystemClock
 from services.errors import OutsideClaimWindow
 from services.kezek import Kezek
 from storage.db import Database
-from storage.migrate import upgrade
 from storage.models import Offer, OfferStatus
 from tests.conftest import World
 

@@ -10,14 +10,15 @@ import asyncio
 import datetime as dt
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+
 import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import select
 
-from bot.sender import SendPolicy, drain_once
 from bot.bench.standin import TOKEN, BotApiStandIn
+from bot.sender import SendPolicy, drain_once
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.notifications import EMAIL, LEASE, TELEGRAM, Notice

@@ -431,7 +431,7 @@ async def test_the_fourth_code_mail_in_an_hour_is_refused(tg: Harness, kz: Kezek
 
 
 def test_callback_data_fit_in_64_bytes() -> None:
-    from handlers.settings import NoticeCallback, SettingsCallback
+    from handlers.callbacks import NoticeCallback, SettingsCallback
 
     for key in ("moves", "reminders", "open_seats"):
         assert len(NoticeCallback(key=key, on=False).pack().encode()) <= 64

@@ -15,9 +15,9 @@ from aiogram.types import Chat, InlineKeyboardMarkup, Message, PhotoSize
 from sqlalchemy import select
 
 from bot.app import build_dispatcher
-from bot.chart import PNG_SIGNATURE, render_history_png
-from handlers.claim import SeatsCallback
-from handlers.status import HistoryCallback, ReferralPdfCallback, month_text
+from handlers.views.chart import PNG_SIGNATURE, render_history_png
+from handlers.callbacks import HistoryCallback, ReferralPdfCallback, SeatsCallback
+from handlers.status import month_text
 from locales import gettext, ngettext
 from locales.errors import error_text
 from locales.formats import format_date, format_deadline
@@ -492,17 +492,17 @@ async def test_first_in_the_queue(tg: Harness, kz: Kezek, world: World) -> None:
 
 @LANGS
 def test_chart_is_a_png_with_localized_months(lang: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.chart
+    import handlers.views.chart
 
     seen: list[str] = []
-    real = bot.chart.format_date
+    real = handlers.views.chart.format_date
 
     def spy(lang_: str, d: Any, format: str = "long") -> str:
         text = real(lang_, d, format)
         seen.append(text)
         return text
 
-    monkeypatch.setattr(bot.chart, "format_date", spy)
+    monkeypatch.setattr(handlers.views.chart, "format_date", spy)
     start = almaty(2026, 1, 1, 10, 0)
     points = [(start + dt.timedelta(days=9 * i), 60 - i) for i in range(30)]
     png = render_history_png(points, lang, "A00001")

@@ -147,6 +147,6 @@ async def test_forged_unlink_buttons_change_nothing(tg: Harness, kz: Kezek, worl
 
 
 def test_callback_data_fit_in_64_bytes() -> None:
-    from handlers.unlink import UnlinkCallback
+    from handlers.callbacks import UnlinkCallback
 
     assert len(UnlinkCallback(action="yes", app_id=2 ** 63 - 1).pack().encode()) <= 64

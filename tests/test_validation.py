@@ -4,8 +4,8 @@ import pytest
 
 from services.errors import IINBirthDateMismatch, InvalidEmail, InvalidIIN, InvalidPhone
 from services.validation import (
-    iin_check_digit,
     iin_birth_date,
+    iin_check_digit,
     make_iin,
     mask_email,
     mask_iin,

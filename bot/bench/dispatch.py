@@ -93,8 +93,8 @@ async def run_dispatch_bench(*, parents: int = 2000, rounds: int = 5, db_path: s
     """Returns ``kezek_ms`` and ``echo_ms`` (CPU per update), ``ratio`` (echo / Kezek), and
     ``answered`` (the /status replies of the last round that name the parent's application)."""
     from bot.app import build_dispatcher, make_storage
-    from bot.bench.queue import BENCH_NOW, _remove_db
     from bot.bench.load import prepare_database
+    from bot.bench.queue import BENCH_NOW, _remove_db
     from bot.config import Settings
     from bot.throttling import make_throttle
     from services.clock import FrozenClock

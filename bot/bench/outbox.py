@@ -31,9 +31,9 @@ from aiogram import Bot
 from sqlalchemy import select
 
 from bot.bench.queue import BENCH_NOW, _remove_db
+from bot.bench.standin import TOKEN
 from bot.runner import make_session
 from bot.sender import SendPolicy, drain_once
-from bot.bench.standin import TOKEN
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.pacing import Pacer

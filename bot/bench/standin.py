@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
 TOKEN = "123:ABC"
 BOT_USER: dict[str, Any] = {"id": 123, "is_bot": True, "first_name": "Kezek", "username": "kezek_bot"}
 WAIT = 20.0  # default seconds to wait for the bot to react

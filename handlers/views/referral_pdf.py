@@ -20,10 +20,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.notices import annul_reason
 from locales import DEFAULT_LANGUAGE, gettext, normalize_language
 from locales.formats import format_date, format_deadline
-from locales.names import language_name
+from locales.names import annul_reason, language_name
 from services import referral_check as rc
 from services.errors import ReferralNotFound
 from services.notifications import Attachment, Notice
