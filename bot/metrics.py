@@ -2,7 +2,7 @@
 
 The metrics live on a registry of our own (``Metrics.registry``), not prometheus_client's global
 one: tests and several apps in one process never clash. ``METRICS`` is the process's; the hooks
-(``bot.middlewares``, ``bot.sender``, ``bot.scheduler``) and the endpoints look it up through
+(``bot.telegram.middlewares``, ``bot.delivery.sender``, ``bot.jobs``) and the endpoints look it up through
 ``current()`` at call time, so a test may swap in a fresh one.
 
 Metric names (no personal data in any label: channels, update types, job names, outcomes):
@@ -17,7 +17,7 @@ Metric names (no personal data in any label: channels, update types, job names, 
   SMTP outage shows here while ``kezek_outbox_due`` is 0 between retries.
 * ``kezek_deliveries_total{channel, result}``: sends tried, ``result`` sent | failed (given up) |
   retried (to be tried again later).
-* ``kezek_sender_rounds_total{outcome}``: sender rounds (``bot.sender.drain_once``), ok | error.
+* ``kezek_sender_rounds_total{outcome}``: sender rounds (``bot.delivery.sender.drain_once``), ok | error.
 * ``kezek_sender_last_success_timestamp_seconds``: Unix time the last sender round of this process
   finished without an error (0: none yet).
 * ``kezek_jobs_total{job, outcome}``: scheduled jobs run (``sweep``, ``snapshot``, ``moves``),

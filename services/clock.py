@@ -42,7 +42,7 @@ class FrozenClock:
 class SandboxClock:
     """The sandbox's test clock: it ticks with real time from a moment that can be set, and can be
     moved forward (never back: what happened stays in the past). ``kezek demo`` and the sandbox
-    API share one per process; ``bot.sandbox.move_clock`` moves it and runs what fell due, and
+    API share one per process; ``bot.sandbox.clock.move_clock`` moves it and runs what fell due, and
     keeps its ``offset`` in the sandbox's database, where every other process on it reads it."""
 
     def __init__(self, at: dt.datetime | None = None, *, real: Clock | None = None) -> None:

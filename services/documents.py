@@ -92,7 +92,7 @@ EXTENSIONS = {JPEG: "jpg", PNG: "png", PDF: "pdf"}
 KIND_OF_MIME = {mime: kind for kind, mime in MIME.items()}
 
 # Why an operator rejects documents: each has a sentence for the parent in ru and kk
-# (bot/notices.py). "other" needs the operator's note.
+# (bot/delivery/notices.py). "other" needs the operator's note.
 REJECTION_REASONS = ("unreadable", "wrong_document", "expired_document", "name_mismatch", "incomplete", "other")
 NOTE_REQUIRED = frozenset({"other"})
 

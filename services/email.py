@@ -1,7 +1,7 @@
 """E-mail: an SMTP sender (aiosmtplib) and, for the embedded default, a folder of ``.eml`` files.
 
 Both take a finished :class:`EmailContent` (subject, plain text, HTML, files); the words come from
-the bot layer (bot/notices.py). Each e-mail is ``multipart/alternative`` (text, then HTML; inside
+the bot layer (bot/delivery/notices.py). Each e-mail is ``multipart/alternative`` (text, then HTML; inside
 ``multipart/mixed`` with the files when there are any, e.g. the referral's PDF) with a
 ``Message-ID`` derived from the delivery's key and a ``Date`` from the clock.
 

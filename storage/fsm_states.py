@@ -1,6 +1,6 @@
 """The rows of ``fsm_states``: the bot's dialogues half-way when no Redis is configured.
 
-``bot.fsm_storage.DatabaseStorage`` (aiogram's FSM storage) keeps them in memory and writes every
+``bot.telegram.fsm_storage.DatabaseStorage`` (aiogram's FSM storage) keeps them in memory and writes every
 change through to these rows; here is only the SQL. A key is aiogram's ``StorageKey`` as a tuple
 ``(bot_id, chat_id, user_id, thread_id, business_connection_id, destiny)`` with no thread as 0
 and no business connection as ''."""

@@ -605,7 +605,7 @@ class Document(Base):
     note: Mapped[str | None] = mapped_column(Text, default=None)  # the operator's words
 
 
-# --- dialogues of the bot (bot/fsm_storage.py: aiogram's FSM without Redis) ----------------------
+# --- dialogues of the bot (bot/telegram/fsm_storage.py: aiogram's FSM without Redis) ----------------------
 
 class FsmState(Base):
     """A chat's dialogue half-way (aiogram's FSM state and data) when no Redis is configured: the
@@ -627,7 +627,7 @@ class FsmState(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
 
 
-# --- the sandbox's test clock (bot/sandbox.py) ---------------------------------------------------
+# --- the sandbox's test clock (bot/sandbox/clock.py) ---------------------------------------------------
 
 class SandboxClockRow(Base):
     """The sandbox's test clock, in the sandbox's database so that every process on it (``kezek

@@ -35,7 +35,7 @@ class BotProcess:
     async def start(self) -> BotProcess:
         with self.log_path.open("wb") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "from bot.cli import main; main()", "--db", self.db_url, *self.args, *self.command,
+                sys.executable, "-c", "from bot.cli.main import main; main()", "--db", self.db_url, *self.args, *self.command,
                 cwd=ROOT, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
         return self
 
@@ -60,7 +60,7 @@ class BotProcess:
             try:
                 await asyncio.wait_for(self.proc.wait(), timeout)
             except TimeoutError:
-                if self.command[0] == "run":  # its log then says where it hung (bot.runner)
+                if self.command[0] == "run":  # its log then says where it hung (bot.telegram.runner)
                     self.proc.send_signal(signal.SIGUSR1)
                     await asyncio.sleep(1)
                 self.proc.kill()

@@ -1,4 +1,4 @@
-"""The registry HTTP API (bot/api.py) through aiohttp's test client, on SQLite and PostgreSQL:
+"""The registry HTTP API (bot/api/server.py) through aiohttp's test client, on SQLite and PostgreSQL:
 every endpoint with good input; every kind of bad input gets a clear JSON error and writes
 nothing (row counts of every table before and after); the sandbox clock walks an offer past 20:00
 and a referral past its show-up deadline."""
@@ -17,10 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-import bot.api as api_module
-from bot.api import AuthGuard, make_api_app, parse_duration, request_language, serve_api
+import bot.api.server as api_module
+from bot.api.openapi import openapi
+from bot.api.server import AuthGuard, make_api_app, parse_duration, request_language, serve_api
 from bot.config import Settings
-from bot.openapi import openapi
 from services.calendar import ALMATY
 from services.clock import FrozenClock, SandboxClock
 from services.kezek import Kezek
@@ -612,7 +612,7 @@ async def test_sandbox_clock_input_is_checked(sandbox: tuple[TestClient, Kezek, 
         moves.append((advance, to))
         return {"now": clock.now().isoformat(), "sweeps": []}
 
-    # The API's part only (bot.sandbox.move_clock is tested with the walks below).
+    # The API's part only (bot.sandbox.clock.move_clock is tested with the walks below).
     monkeypatch.setattr(api_module, "move_clock", move_clock)
     assert await call(client, "GET", "/sandbox/clock", status=200) == {"now": "2026-09-07T10:00:00+05:00"}
     await call(client, "GET", "/sandbox/clock", status=401, headers={})
@@ -689,7 +689,7 @@ async def test_sandbox_a_referral_walks_to_annulment(sandbox: tuple[TestClient, 
 
 
 def test_datetimes_are_rendered_in_almaty_time() -> None:
-    from bot.api import json_response
+    from bot.api.server import json_response
 
     resp = json_response({"at": dt.datetime(2026, 9, 7, 15, 0, tzinfo=dt.timezone.utc), "day": dt.date(2026, 9, 7)})
     assert resp.text == '{"at": "2026-09-07T20:00:00+05:00", "day": "2026-09-07"}'
@@ -851,10 +851,10 @@ PROBES: list[Any] = [None, True, False, 0, 2**63, 1.5, "", " ", "A1", "a b", "x"
 ])
 def test_a_body_fits_the_document_exactly_when_the_server_takes_its_shape(name: str, base: dict[str, Any]) -> None:
     """Every field of every request body, set to each probe (or left out): the OpenAPI document's
-    schema and the server's check (bot.api_schemas) give the same verdict."""
+    schema and the server's check (bot.api.schemas) give the same verdict."""
     from jsonschema import Draft202012Validator
 
-    from bot import api_schemas
+    from bot.api import schemas as api_schemas
 
     model = {**api_schemas.ARRAY_BODIES, **api_schemas.OBJECT_BODIES}[name]
     validator = Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": DOC["components"]})

@@ -22,7 +22,7 @@ async def test_dispatch_bench_on_sqlite(tmp_path: Path) -> None:
 
 
 async def test_dispatch_bench_with_redis(db_url: str, redis: tuple[Any, str]) -> None:
-    """Through bot.gate.ChatGate (the throttle counted there: 2 rounds + the warm-up stay under it)."""
+    """Through bot.telegram.gate.ChatGate (the throttle counted there: 2 rounds + the warm-up stay under it)."""
     lines: list[str] = []
     report = await run_dispatch_bench(parents=30, rounds=2, db_path=db_url.removeprefix("sqlite:///"),
                                       db_url=None if db_url.startswith("sqlite") else db_url,

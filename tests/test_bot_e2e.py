@@ -129,7 +129,7 @@ async def test_the_bots_session_keeps_its_answer_models_across_garbage_collectio
     from aiogram.methods import EditMessageText
     from aiogram.methods.base import Response
 
-    from bot.runner import make_session
+    from bot.telegram.runner import make_session
 
     session = make_session(api.base_url)
     bot = Bot(TOKEN, session=session)

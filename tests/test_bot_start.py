@@ -30,7 +30,7 @@ from aiogram.types import (
 )
 from sqlalchemy import select
 
-from bot.app import build_dispatcher
+from bot.telegram.app import build_dispatcher
 from locales import gettext
 from locales.errors import error_text
 from services import chats
@@ -314,7 +314,7 @@ async def test_the_description_is_set_at_start_up_in_both_languages() -> None:
     languages, Kazakh first, for everyone else."""
     from aiogram.methods import SetMyDescription, SetMyShortDescription
 
-    from bot.runner import DESCRIPTION, SHORT_DESCRIPTION, set_commands
+    from bot.telegram.runner import DESCRIPTION, SHORT_DESCRIPTION, set_commands
 
     session = RecordingSession()
     await set_commands(Bot("42:TEST", session=session))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.cli.main import cli
 from services.validation import make_iin
 
 MONDAY = "2026-09-07T10:00:00+05:00"

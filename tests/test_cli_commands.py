@@ -12,7 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.cli.main import cli
 from services.validation import make_iin
 from tests.test_cli import app_csv, run, seed, write  # noqa: F401 - `run` is a fixture
 

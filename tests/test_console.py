@@ -1,7 +1,7 @@
-"""``kezek demo --console`` (bot/console.py): the real Dispatcher in a terminal, driven by scripted
+"""``kezek demo --console`` (bot/sandbox/console.py): the real Dispatcher in a terminal, driven by scripted
 lines through one full flow in each language, plus the inputs that must not break it.
 
-The city is ``bot.demo.seed``'s, tiny; the parent's phone is on its first application. The console
+The city is ``bot.sandbox.demo.seed``'s, tiny; the parent's phone is on its first application. The console
 runs on a sandbox clock standing on the ``clock`` fixture (Monday 7 September 2026, 10:00 in Almaty,
 inside the claim window); the outbox sender runs in the background and the script waits for what it
 sends with a bounded poll."""
@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.config import Settings
-from bot.console import CHAT_ID, DEMO_PHONE, html_to_text, parse_duration, run_console
-from bot.demo import seed
+from bot.sandbox.console import CHAT_ID, DEMO_PHONE, html_to_text, parse_duration, run_console
+from bot.sandbox.demo import seed
 from handlers.start import LANGUAGE_LABELS
 from locales import gettext
 from locales.errors import error_text
@@ -177,7 +177,7 @@ async def test_a_parent_walks_every_step_in_the_console(kzs: Kezek, city: dict[s
         "!quit",
         "/status",  # never read: the demo has ended
     ])
-    # What bot.demo.pick_example adds: the seat to publish, which the banner then suggests.
+    # What bot.sandbox.demo.pick_example adds: the seat to publish, which the banner then suggests.
     example = {**city, "kindergarten": kindergarten, "birth_year": view.application.birth_year,
                "language": view.application.language}
     await run_console(kzs, settings_for(tmp_path), sandbox, phone=DEMO_PHONE, example=example, lines=lines,
@@ -241,7 +241,7 @@ def prefix(text: str) -> str:
 
 
 def view_kindergarten_name(city: dict[str, Any], code: str, lang: str) -> str:
-    """The seeded kindergarten's name (bot.demo: state kindergarten i of a district is №(7i + 100))."""
+    """The seeded kindergarten's name (bot.sandbox.demo: state kindergarten i of a district is №(7i + 100))."""
     i = int(code.rsplit("-", 1)[1])
     return f"Ясли-сад №{i * 7 + 100}" if lang == "ru" else f"№{i * 7 + 100} бөбекжай-бақша"
 

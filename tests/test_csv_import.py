@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
-from bot.cli import cli
+from bot.cli.main import cli
 from locales import gettext
 from locales.names import field_text
 from services.validation import make_iin
@@ -215,7 +215,7 @@ def test_no_progress_bar_when_not_a_terminal(run: Any, tmp_path: Path) -> None:
 def _on_a_terminal(args: list[str], deadline: float = 120.0) -> tuple[int, str]:
     """Run ``kezek`` with its stderr on a pseudo-terminal; its exit code and what the terminal got."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", "from bot.cli import main; main()", *args], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-c", "from bot.cli.main import main; main()", *args], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=slave, env={**os.environ, "COLUMNS": "80"})
     os.close(slave)
     got = bytearray()

@@ -21,8 +21,8 @@ from aiogram import Bot
 from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup
 from sqlalchemy import func, select
 
-from bot.deeplinks import FALLBACK_AFTER, BotUsername
-from bot.sender import SendPolicy, drain_once
+from bot.delivery.deeplinks import FALLBACK_AFTER, BotUsername
+from bot.delivery.sender import SendPolicy, drain_once
 from handlers.link import failed_text, linked_text, locked_text
 from locales import gettext
 from locales.formats import format_datetime

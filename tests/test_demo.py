@@ -1,6 +1,6 @@
 """The sandbox city seeds cleanly and every flow can start from it."""
 
-from bot.demo import seed
+from bot.sandbox.demo import seed
 
 
 async def test_demo_city_is_valid_and_playable(kz) -> None:
@@ -114,7 +114,7 @@ async def test_kezek_demo_and_a_second_terminal_share_the_sandbox_clock(tmp_path
             hint = re.search(r"--kindergarten (\S+) --birth-year (\d+) --language (\w+)", demo.log())
             assert hint, demo.log()
             second = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "from bot.cli import main; main()", "--db", url, "--lang", "ru",
+                sys.executable, "-c", "from bot.cli.main import main; main()", "--db", url, "--lang", "ru",
                 "seats", "publish", "--kindergarten", hint[1], "--birth-year", hint[2], "--language", hint[3],
                 "--count", "1", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             out, err = await asyncio.wait_for(second.communicate(), 120)

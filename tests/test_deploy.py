@@ -26,8 +26,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.api import MIN_TOKEN_LENGTH
-from bot.cli import cli
+from bot.api.server import MIN_TOKEN_LENGTH
+from bot.cli.main import cli
 from bot.config import Settings
 from storage.db import normalise_url
 
@@ -219,7 +219,7 @@ def test_the_env_example_reads_the_same_in_a_shell(tmp_path: Path) -> None:
 def webhook_routes(settings: Settings) -> set[str]:
     from aiogram import Bot, Dispatcher
 
-    from bot.webhook import build_webhook_app
+    from bot.telegram.webhook import build_webhook_app
 
     app = build_webhook_app(Dispatcher(), Bot("42:TEST"), settings)
     return {resource.canonical for resource in app.router.resources()}

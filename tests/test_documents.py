@@ -25,10 +25,10 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import func, select
 
-from bot.app import build_dispatcher
 from bot.bench.standin import TOKEN, BotApiStandIn, Call
-from bot.notices import rejection_text
-from bot.sender import SendPolicy, drain_once
+from bot.delivery.notices import rejection_text
+from bot.delivery.sender import SendPolicy, drain_once
+from bot.telegram.app import build_dispatcher
 from handlers.callbacks import DocsCallback
 from handlers.documents import left_text
 from handlers.status import card_keyboard
@@ -554,7 +554,7 @@ async def test_accepting_through_the_api_marks_the_files(kz: Kezek, world: World
 def test_the_review_through_the_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from bot.cli import cli
+    from bot.cli.main import cli
     from bot.config import get_settings
     from storage.db import Database
     from tests.conftest import _truncate_pg

@@ -295,7 +295,7 @@ def test_the_budget_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_the_bot_checks_documents_with_the_budget_it_was_given(api: BotApiStandIn, kz: Kezek) -> None:
     from bot.bench.standin import TOKEN
     from bot.config import Settings
-    from bot.runner import run
+    from bot.telegram.runner import run
 
     settings = Settings(_env_file=None, bot_token=TOKEN, bot_api_url=api.base_url,  # type: ignore[call-arg]
                         document_check_seconds=3.5, document_check_workers=1)

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.notices import SUBJECTS, render_email
-from bot.sender import SendPolicy, drain_once
+from bot.delivery.notices import SUBJECTS, render_email
+from bot.delivery.sender import SendPolicy, drain_once
 from locales import gettext
 from locales.formats import format_deadline
 from services.clock import FrozenClock

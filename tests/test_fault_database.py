@@ -77,7 +77,7 @@ from tests.standin import TOKEN, BotApiStandIn, BotProcess, until
 
 ALERTS = 1500
 CONCURRENCY = 8
-EMAIL_CONCURRENCY = 4  # bot.sender.SendPolicy's default
+EMAIL_CONCURRENCY = 4  # bot.delivery.sender.SendPolicy's default
 RATE = 100  # Telegram sends a second: the fan-out lasts ~15 s, long enough to hit it twice
 OUTAGE = 6.0  # seconds the server stays stopped
 SECRET = "fault-Secret_1"

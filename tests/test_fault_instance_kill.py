@@ -44,7 +44,7 @@ prints the summary):
 **Found and fixed: a killed instance froze its in-flight chats for up to a minute.** In the runs
 above 18 of the 23 updates delivered again took 55-57 s to get their 200: the survivor waited on
 the per-chat event-isolation locks the victim had taken in Redis (aiogram's default lock lifetime,
-60 s). ``bot.app.make_storage`` now gives them ``CHAT_LOCK_SECONDS`` (10 s). After the fix
+60 s). ``bot.telegram.app.make_storage`` now gives them ``CHAT_LOCK_SECONDS`` (10 s). After the fix
 (same scenario, 2026-11-25): 6 updates cut by the kill and delivered again (3 server disconnects,
 2 socket errors, 1 refused), the slowest at 10.1 s, none handled twice; 100/100 single
 referrals; the whole test 23 s.

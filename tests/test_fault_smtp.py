@@ -15,7 +15,7 @@ broken in one of three ways:
 Outcome (figures printed with ``-s``; measured on 2 shared cores):
 
 * every Telegram alert goes out at the paced rate: 300 in 2.2-4.0 s in all three cases. Each
-  channel has its own sender loop (``bot.sender.outbox_loop``); before that, ``drain_once`` ran
+  channel has its own sender loop (``bot.delivery.sender.outbox_loop``); before that, ``drain_once`` ran
   both channels' rounds under one ``asyncio.gather`` and the silent server stopped Telegram after
   its first batch (measured then: 100 of 300 alerts after 9.5 s, and nothing more for the 12.5
   minutes of the e-mail round);
@@ -146,7 +146,7 @@ async def telegram_sent(kz: Kezek) -> int:
 async def kezek_cli(db_url: str, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEZEK_")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from bot.cli import main; main()", "--db", db_url, *args, cwd=ROOT, env=env,
+        sys.executable, "-c", "from bot.cli.main import main; main()", "--db", db_url, *args, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()

@@ -1,5 +1,5 @@
 """A dialogue survives a restart in the default setup (no Redis): the dialogues are kept in the
-bot's own database (``bot.fsm_storage.DatabaseStorage``, table ``fsm_states``).
+bot's own database (``bot.telegram.fsm_storage.DatabaseStorage``, table ``fsm_states``).
 
 The end-to-end test is a real restart: ``kezek run`` (long polling, against the Bot API stand-in)
 is stopped in the middle of /link, after the application number, and a new process on the same
@@ -17,8 +17,8 @@ from aiogram.fsm.storage.base import StorageKey
 from aiogram.types import Contact, ReplyKeyboardMarkup
 from sqlalchemy import func, select, text
 
-from bot.app import build_dispatcher
-from bot.fsm_storage import DatabaseStorage
+from bot.telegram.app import build_dispatcher
+from bot.telegram.fsm_storage import DatabaseStorage
 from locales import gettext
 from services.kezek import Kezek
 from storage.db import Database

@@ -67,7 +67,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy import text as sql_text
 
-from bot.app import build_dispatcher
+from bot.telegram.app import build_dispatcher
 from handlers.callbacks import (
     ClaimCallback,
     DocsCallback,

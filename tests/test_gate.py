@@ -1,4 +1,4 @@
-"""bot.gate.ChatGate: with Redis, the chat's lock, its dialogue state and the throttle's count in
+"""bot.telegram.gate.ChatGate: with Redis, the chat's lock, its dialogue state and the throttle's count in
 one round trip before an update, the lock released in one after. Through the real Dispatcher of
 two "instances" on one Redis (each test its own key prefix); skipped when Redis is not reachable."""
 
@@ -12,10 +12,10 @@ import pytest
 from aiogram import Dispatcher
 from aiogram.types import Message
 
-from bot.app import CHAT_LOCK_SECONDS, build_dispatcher, make_storage
 from bot.config import Settings
-from bot.gate import ChatGate
-from bot.throttling import TOO_MANY, RedisThrottleStore, ThrottleMiddleware
+from bot.telegram.app import CHAT_LOCK_SECONDS, build_dispatcher, make_storage
+from bot.telegram.gate import ChatGate
+from bot.telegram.throttling import TOO_MANY, RedisThrottleStore, ThrottleMiddleware
 from locales import gettext
 from services.kezek import Kezek
 from tests.conftest import REDIS_URL
@@ -24,7 +24,7 @@ from tests.test_throttling import CHAT, OTHER, RATE, WINDOW, Chats, FakeTime, is
 
 
 def instance(kz: Kezek, prefix: str, clock: FakeTime | None = None, url: str = REDIS_URL) -> Harness:
-    """One bot instance as bot.runner builds it: Redis storage and isolation, the throttle on the
+    """One bot instance as bot.telegram.runner builds it: Redis storage and isolation, the throttle on the
     storage's client."""
     storage, isolation = make_storage(Settings(_env_file=None, redis_url=url), prefix=prefix)  # type: ignore[call-arg]
     throttle = ThrottleMiddleware(RATE, WINDOW, store=RedisThrottleStore(storage.redis, prefix),  # type: ignore[attr-defined]

@@ -415,7 +415,7 @@ def test_kazakh_says_what_is_meant() -> None:
 
 
 def test_russian_plural_form_zero_serves_21() -> None:
-    from bot.notices import render
+    from bot.delivery.notices import render
     from handlers.status import forecast_text
     from services import status as st
     from services.notifications import TELEGRAM, Notice
@@ -429,7 +429,7 @@ def test_russian_plural_form_zero_serves_21() -> None:
 
 
 def test_withdrawn_and_removed_read_differently() -> None:
-    from bot.notices import SUBJECTS
+    from bot.delivery.notices import SUBJECTS
 
     for lang in LANGS:
         assert gettext(lang, SUBJECTS["withdrawn"]) != gettext(lang, SUBJECTS["removed"])

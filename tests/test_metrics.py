@@ -16,13 +16,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 import bot.metrics as metrics_module
-from bot.api import make_api_app
-from bot.app import build_dispatcher
+from bot.api.server import make_api_app
 from bot.config import Settings
+from bot.delivery.sender import SendPolicy, drain_once, outbox_loop
+from bot.jobs import snapshot_job, sweep_job
 from bot.metrics import Metrics, assess
-from bot.scheduler import snapshot_job, sweep_job
-from bot.sender import SendPolicy, drain_once, outbox_loop
-from bot.webhook import build_webhook_app
+from bot.telegram.app import build_dispatcher
+from bot.telegram.webhook import build_webhook_app
 from services.clock import FrozenClock
 from services.email import EmailContent
 from services.health import ROUTER, Due

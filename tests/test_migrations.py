@@ -39,7 +39,7 @@ def test_the_fsm_states_migration_goes_down_and_up_again(tmp_path) -> None:
 
 
 def test_the_sandbox_clock_migration_goes_down_and_up_again(tmp_path) -> None:
-    """0011 (sandbox_clock, bot/sandbox.py) is undone and done again (SQLite; the PostgreSQL
+    """0011 (sandbox_clock, bot/sandbox/clock.py) is undone and done again (SQLite; the PostgreSQL
     schema of the same DDL is compared above)."""
     import sqlite3
 

@@ -21,8 +21,8 @@ from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy import select, update
 
-from bot.notices import RENDERERS, SUBJECTS, render, render_email
-from bot.sender import drain_once, telegram_port
+from bot.delivery.notices import RENDERERS, SUBJECTS, render, render_email
+from bot.delivery.sender import drain_once, telegram_port
 from handlers.callbacks import SeatsCallback
 from locales import gettext
 from locales.formats import format_deadline, format_number

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bot.demo import write_sandbox_token
-from bot.notices import render_email
+from bot.delivery.notices import render_email
+from bot.sandbox.demo import write_sandbox_token
 from services.clock import FrozenClock
 from services.email import FolderSender
 from services.notifications import EMAIL, Notice

@@ -210,7 +210,7 @@ async def fold_then(kz: Kezek, change: Any) -> None:
 
 
 async def test_the_sweep_job_folds_the_changes_and_keeps_the_numbers(db: Database, kz: Kezek, world: World) -> None:
-    from bot.scheduler import sweep_job
+    from bot.jobs import sweep_job
 
     await world.setup()
     numbers = await world.apps(*(world.row() for _ in range(3)))

@@ -1,4 +1,4 @@
-"""Dialogues in Redis (bot.app.make_storage): a /link dialogue begun on one instance goes on on
+"""Dialogues in Redis (bot.telegram.app.make_storage): a /link dialogue begun on one instance goes on on
 another (a second bot process behind the load balancer, or the same one after a restart).
 Each test uses its own key prefix and removes its keys; skipped when Redis is not reachable."""
 
@@ -11,10 +11,10 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 from aiogram.types import Contact, ReplyKeyboardMarkup
 
-from bot.app import FSM_TTL_SECONDS, build_dispatcher, make_storage
 from bot.config import Settings
-from bot.degraded import FallbackIsolation, FallbackStorage
-from bot.fsm_storage import DatabaseStorage
+from bot.telegram.app import FSM_TTL_SECONDS, build_dispatcher, make_storage
+from bot.telegram.degraded import FallbackIsolation, FallbackStorage
+from bot.telegram.fsm_storage import DatabaseStorage
 from locales import gettext
 from services.kezek import Kezek
 from tests.conftest import REDIS_URL, World

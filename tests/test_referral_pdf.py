@@ -20,9 +20,9 @@ from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import select
 
 from bot.bench.standin import TOKEN, BotApiStandIn, Upload
-from bot.notices import attachment_note, render
+from bot.delivery.notices import attachment_note, render
+from bot.delivery.sender import SendPolicy, drain_once
 from handlers.views.referral_pdf import page_lines, referral_pdf
-from bot.sender import SendPolicy, drain_once
 from locales import gettext
 from locales.formats import format_date, format_deadline
 from services.clock import FrozenClock
@@ -249,8 +249,8 @@ async def test_a_pdf_that_cannot_be_made_does_not_cost_the_parent_the_notice(
 
 async def test_a_text_too_long_for_a_caption_goes_as_a_message_then_the_file(
         kz: Kezek, world: World, api: BotApiStandIn, bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.sender as sender
-    from bot.notices import Rendered
+    import bot.delivery.sender as sender
+    from bot.delivery.notices import Rendered
 
     def long_render(lang: str, notice: Any) -> Rendered:
         return Rendered(render(lang, notice).text + "\n" + "x" * 1100)

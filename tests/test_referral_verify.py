@@ -229,7 +229,7 @@ def cli_referral(tmp_path: Path) -> tuple[Any, str]:
     """A CLI database with one referral (id 1) for application A1; (run, database url)."""
     from click.testing import CliRunner
 
-    from bot.cli import cli
+    from bot.cli.main import cli
     from services.validation import make_iin
     from tests.test_cli import app_csv, seed, write
 

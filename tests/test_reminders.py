@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from bot.notices import render
+from bot.delivery.notices import render
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.notifications import TELEGRAM

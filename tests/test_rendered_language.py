@@ -3,7 +3,7 @@
 The bot is walked through the real Dispatcher (the recording Bot session of test_bot_start) in
 Russian and in Kazakh: the picker, the menu, /help, /link, /status with its cards and history,
 /seats, the claim, /settings with its toggles and the e-mail dialogue, /unlink, stale buttons and
-other messages; then every notice (bot.notices.render), its e-mail copy (render_email, the Kazakh
+other messages; then every notice (bot.delivery.notices.render), its e-mail copy (render_email, the Kazakh
 and the Russian section each on its own), the referral PDF, the status texts in every state and
 every domain error's alert. Each text and button label is checked:
 
@@ -45,7 +45,7 @@ from aiogram.types import (
 from babel.messages.pofile import read_po
 
 import locales
-from bot.app import build_dispatcher
+from bot.telegram.app import build_dispatcher
 from locales import gettext, normalize_language, po_path, translator
 from locales.errors import ERROR_SENTENCES, error_text
 from locales.formats import ZONES
@@ -402,7 +402,7 @@ def email_sections(text: str) -> list[str]:
 
 
 def test_every_notice_and_its_email_copy(shown: Shown) -> None:
-    from bot.notices import RENDERERS, render, render_email
+    from bot.delivery.notices import RENDERERS, render, render_email
 
     kinds = sorted(RENDERERS) + ["something_new"]
     for kind in kinds:
@@ -439,8 +439,8 @@ def error_of(cls: type[E.KezekError], *, with_params: bool) -> E.KezekError | No
 
 
 def test_every_state_forecast_and_error(shown: Shown) -> None:
-    from handlers.views.referral_pdf import verdict_text
     from handlers.status import forecast_text, history_text
+    from handlers.views.referral_pdf import verdict_text
     from services import referral_check as rc
 
     today = dt.date(2026, 12, 5)
@@ -460,7 +460,7 @@ def test_every_state_forecast_and_error(shown: Shown) -> None:
                          st.Forecast(st.FORECAST_ESTIMATE, advanced=21, days=21, expected=today)):
             shown.add(lang, f"forecast {forecast.kind}", forecast_text(lang, forecast),
                       forecast_text(lang, forecast, stop_listed=True))
-        from bot.runner import bot_descriptions
+        from bot.telegram.runner import bot_descriptions
 
         shown.add(lang, "the bot's description", *bot_descriptions(lang))
         shown.add(lang, "history", history_text(lang, st.HistoryView(

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from bot.sandbox import ClockMoveError, move_clock, schedule_between
+from bot.sandbox.clock import ClockMoveError, move_clock, schedule_between
 from services.calendar import ALMATY
 from services.clock import FrozenClock, SandboxClock
 from services.kezek import Kezek
@@ -86,9 +86,9 @@ async def test_the_schedule_of_a_day(skz: Kezek, sworld: World) -> None:
 
 
 async def test_a_move_is_kept_in_the_database_and_a_restarted_demo_goes_on_from_there(db: Database) -> None:
-    """The sandbox's clock is the database's (bot.sandbox.store_clock): a move is kept, and a
+    """The sandbox's clock is the database's (bot.sandbox.clock.store_clock): a move is kept, and a
     `kezek demo` started again on the same database (no --now) goes on from the moved moment."""
-    from bot.sandbox import open_sandbox_clock, stored_offset
+    from bot.sandbox.clock import open_sandbox_clock, stored_offset
 
     start = dt.datetime.now(ALMATY).replace(microsecond=0) + dt.timedelta(days=30)
     first = await open_sandbox_clock(db, start)
@@ -101,7 +101,7 @@ async def test_a_move_is_kept_in_the_database_and_a_restarted_demo_goes_on_from_
 
 
 async def test_a_demo_started_again_with_an_earlier_now_does_not_move_the_clock_back(db: Database) -> None:
-    from bot.sandbox import open_sandbox_clock
+    from bot.sandbox.clock import open_sandbox_clock
 
     start = dt.datetime.now(ALMATY).replace(microsecond=0) + dt.timedelta(days=30)
     first = await open_sandbox_clock(db, start)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from bot.sandbox import follow_stored_clock, move_clock, open_sandbox_clock, stored_offset, window_hint
+from bot.sandbox.clock import follow_stored_clock, move_clock, open_sandbox_clock, stored_offset, window_hint
 from locales import gettext
 from locales.formats import format_datetime, zone_text
 from services.calendar import ALMATY
@@ -38,7 +38,7 @@ def monday_ahead(days: int = 14) -> dt.datetime:
 def kezek(db_url: str, *args: str, lang: str = "ru") -> subprocess.CompletedProcess[str]:
     """A ``kezek`` command in a process of its own (the second terminal)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEZEK_")}
-    return subprocess.run([sys.executable, "-c", "from bot.cli import main; main()", "--db", db_url,
+    return subprocess.run([sys.executable, "-c", "from bot.cli.main import main; main()", "--db", db_url,
                            "--lang", lang, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
 

@@ -13,7 +13,7 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func, select
 
-from bot.scheduler import catch_up, make_scheduler, profile_windows, refresh_job, run_scheduler, sweep_job
+from bot.jobs import catch_up, make_scheduler, profile_windows, refresh_job, run_scheduler, sweep_job
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.queue import get_application, queue_number

@@ -18,7 +18,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import select
 
 from bot.bench.standin import TOKEN, BotApiStandIn
-from bot.sender import SendPolicy, drain_once
+from bot.delivery.sender import SendPolicy, drain_once
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.notifications import EMAIL, LEASE, TELEGRAM, Notice

@@ -1,4 +1,4 @@
-"""bot.runner.KezekSession against a Bot API on loopback that records what it is sent: a call
+"""bot.telegram.runner.KezekSession against a Bot API on loopback that records what it is sent: a call
 without a file goes as a JSON body with the values aiogram's form would hold, a call with a file
 is aiogram's multipart upload, and errors and timeouts come out as aiogram's exceptions."""
 
@@ -16,7 +16,7 @@ from aiogram.methods import SendMessage
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
 from aiohttp import web
 
-from bot.runner import make_session
+from bot.telegram.runner import make_session
 
 TOKEN = "42:TEST"
 MESSAGE = {"message_id": 7, "date": 1767225600, "chat": {"id": 1001, "type": "private"},

@@ -14,10 +14,10 @@ from aiogram.methods import SendDocument, SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import Chat, InlineKeyboardMarkup, Message, PhotoSize
 from sqlalchemy import select
 
-from bot.app import build_dispatcher
-from handlers.views.chart import PNG_SIGNATURE, render_history_png
+from bot.telegram.app import build_dispatcher
 from handlers.callbacks import HistoryCallback, ReferralPdfCallback, SeatsCallback
 from handlers.status import month_text
+from handlers.views.chart import PNG_SIGNATURE, render_history_png
 from locales import gettext, ngettext
 from locales.errors import error_text
 from locales.formats import format_date, format_deadline

@@ -1,4 +1,4 @@
-"""Per-chat throttling (bot/throttling.py) through the real Dispatcher and the recording session of
+"""Per-chat throttling (bot/telegram/throttling.py) through the real Dispatcher and the recording session of
 test_bot_start, on a fake time source (no sleeps): memory counters and Redis counters."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 from aiogram.methods import AnswerCallbackQuery, SendMessage, TelegramMethod
 from aiogram.types import CallbackQuery, Chat, Message, Update, User
 
-from bot.app import build_dispatcher
 from bot.config import Settings
-from bot.throttling import (
+from bot.telegram.app import build_dispatcher
+from bot.telegram.throttling import (
     TOO_MANY,
     MemoryThrottleStore,
     RedisThrottleStore,

@@ -18,7 +18,7 @@ import pytest
 from aiogram import Bot
 
 from bot.config import Settings
-from bot.runner import WebhookConfigError, run
+from bot.telegram.runner import WebhookConfigError, run
 from locales import gettext
 from services.kezek import Kezek
 from tests.standin import TOKEN, BotApiStandIn, BotProcess

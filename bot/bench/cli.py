@@ -1,5 +1,5 @@
 """``kezek bench``: the benchmarks (figures, not tests). This package is not in the wheel: the
-command exists in a checkout only (``bot.cli`` registers it when ``bot.bench`` imports). Method
+command exists in a checkout only (``bot.cli.main`` registers it when ``bot.bench`` imports). Method
 and figures: BENCHMARKS.md."""
 
 from __future__ import annotations

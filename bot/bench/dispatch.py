@@ -1,7 +1,7 @@
 """``kezek bench dispatch``: the CPU one ``/status`` costs inside the bot, without the network.
 
-The real Dispatcher (``bot.app.build_dispatcher``, with the throttle of the settings and, with
-Redis, ``bot.gate.ChatGate``) is fed one ``/status`` of each of N linked parents, in-process, with a
+The real Dispatcher (``bot.telegram.app.build_dispatcher``, with the throttle of the settings and, with
+Redis, ``bot.telegram.gate.ChatGate``) is fed one ``/status`` of each of N linked parents, in-process, with a
 Bot session that answers every call at once (no HTTP); ``time.process_time`` over the best of R
 rounds. The same updates go to a bare aiogram Dispatcher that answers every message with its text
 (the framework's own cost). The HTTP server and client are not in it (``kezek bench load``
@@ -92,11 +92,11 @@ async def run_dispatch_bench(*, parents: int = 2000, rounds: int = 5, db_path: s
                              out: Callable[[str], None] = print) -> dict[str, Any]:
     """Returns ``kezek_ms`` and ``echo_ms`` (CPU per update), ``ratio`` (echo / Kezek), and
     ``answered`` (the /status replies of the last round that name the parent's application)."""
-    from bot.app import build_dispatcher, make_storage
     from bot.bench.load import prepare_database
     from bot.bench.queue import BENCH_NOW, _remove_db
     from bot.config import Settings
-    from bot.throttling import make_throttle
+    from bot.telegram.app import build_dispatcher, make_storage
+    from bot.telegram.throttling import make_throttle
     from services.clock import FrozenClock
     from services.kezek import Kezek
     from storage.db import Database

@@ -38,7 +38,7 @@ Method
   ``issued_replies`` counts the parents whose last reply was "Referral issued ...";
   ``echo`` — the same ``/status`` updates to K echo-bot processes (``python -m bot.bench.load
   --echo-server PORT``: a Dispatcher with one handler answering every message with its text,
-  served by aiogram's ``SimpleRequestHandler`` with the secret, like ``bot.webhook``).
+  served by aiogram's ``SimpleRequestHandler`` with the secret, like ``bot.telegram.webhook``).
 * **Figures** per phase: updates per second (updates / wall time from the first POST to the last
   reply), p50 / p95 / p99 / max latency, unanswered and non-200 counts, the CPU seconds the bot
   processes used (from ``/proc``; ms of bot CPU per update) and their resident memory at the end.
@@ -272,7 +272,7 @@ def kezek_instances(k: int, *, api_url: str, db_url: str, redis_url: str | None,
             env["KEZEK_REDIS_URL"] = redis_url
         profile = ["-m", "cProfile", "-o", str(profile_dir / f"kezek-{i + 1}.prof")] if profile_dir else []
         clock = ["--now", now.isoformat()] if now is not None else []
-        args = [sys.executable, *profile, "-m", "bot.cli", "--db", db_url, *clock, "run", "--no-api",
+        args = [sys.executable, *profile, "-m", "bot.cli.main", "--db", db_url, *clock, "run", "--no-api",
                 "--no-scheduler", "--no-senders"]
         out.append(Instance(f"kezek#{i + 1}", port, args, env, logs / f"kezek-{i + 1}.log"))
     return out

@@ -8,7 +8,7 @@ scenario ``tests/test_fault_instance_kill.py``.
   instances get the same moment with ``kezek --now`` (a ``FrozenClock``; not the sandbox's
   ticking clock), so the window stays open for them whatever the real time is.
 * **The alerts** ("your turn has come", with the "Seats" button) are sent by the real outbox
-  sender (``bot.sender.drain_once``) from the benchmark's process to the Bot API stand-in, which
+  sender (``bot.delivery.sender.drain_once``) from the benchmark's process to the Bot API stand-in, which
   keeps each chat's alert (``TimingStandIn.alerts``). The instances run without senders.
 * **A claiming parent** then plays three button presses as webhook updates, each built from the
   reply markup the bot actually sent (never forged): ``seats`` (the alert's button → the list of
@@ -69,8 +69,8 @@ async def send_alerts(kz: Kezek, api: TimingStandIn, *, concurrency: int = 32) -
     from aiogram import Bot
 
     from bot.bench.standin import TOKEN
-    from bot.runner import make_session
-    from bot.sender import SendPolicy, drain_once
+    from bot.delivery.sender import SendPolicy, drain_once
+    from bot.telegram.runner import make_session
     from services.pacing import Pacer
 
     bot = Bot(TOKEN, session=make_session(api.base_url))

@@ -440,8 +440,8 @@ async def _op_async(op: str, url: str, params: dict[str, Any]) -> dict[str, Any]
         if op == "startup":
             from aiogram import Bot
 
-            from bot.app import build_dispatcher
-            from bot.scheduler import profile_windows
+            from bot.jobs import profile_windows
+            from bot.telegram.app import build_dispatcher
             from storage.migrate import upgrade_async
 
             t0 = time.perf_counter()
@@ -487,7 +487,7 @@ def child_main(op: str, url: str, params_json: str, result_path: str) -> None:
     sampler.sample()
     sampler.start()
     if op == "import":
-        from bot.cli import cli
+        from bot.cli.main import cli
     before = _status_kib()
     t0 = time.perf_counter()
     if op == "import":

@@ -32,8 +32,8 @@ from sqlalchemy import select
 
 from bot.bench.queue import BENCH_NOW, _remove_db
 from bot.bench.standin import TOKEN
-from bot.runner import make_session
-from bot.sender import SendPolicy, drain_once
+from bot.delivery.sender import SendPolicy, drain_once
+from bot.telegram.runner import make_session
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.pacing import Pacer
@@ -128,7 +128,7 @@ async def run_phase(db_url: str, alerts: int, *, rate: float, chat_rate: float, 
         await seed_fan_out(kz, alerts)
         out(f"  seeded {alerts} applications, chats and alerts in {time.perf_counter() - started:.1f} s")
         async with StandInProcess(rate, chat_rate) as api:
-            session = make_session(api.base_url)  # the bot's own session (bot.runner.KezekSession)
+            session = make_session(api.base_url)  # the bot's own session (bot.telegram.runner.KezekSession)
             bot = Bot(TOKEN, session=session)
             policy = SendPolicy(batch=max(100, concurrency * 8), concurrency=concurrency,
                                 pacer=Pacer(rate, chat_rate))

@@ -1,4 +1,4 @@
-"""fsm states: the bot's dialogues half-way, kept in its own database when no Redis is configured (bot.fsm_storage)
+"""fsm states: the bot's dialogues half-way, kept in its own database when no Redis is configured (bot.telegram.fsm_storage)
 
 Revision ID: 0010
 Revises: 0009

@@ -1,4 +1,4 @@
-"""sandbox clock: the sandbox's test clock kept in its database, shared by every process on it (bot.sandbox)
+"""sandbox clock: the sandbox's test clock kept in its database, shared by every process on it (bot.sandbox.clock)
 
 Revision ID: 0011
 Revises: 0010

@@ -33,7 +33,7 @@ class FileRejected(Exception):
 
 def columns(kind: str) -> tuple[list[str], list[str]]:
     """The (required, optional) columns of a kind, as the services read them."""
-    from bot import api_schemas as shapes
+    from bot.api import schemas as shapes
     from services.directory import PROFILE_FIELDS
 
     if kind == "profiles":  # (services.directory.upsert_profiles; no API body)

@@ -3,7 +3,7 @@
 * Long polling (no ``webhook_url``): one poller per token — Telegram answers a second one with 409
   Conflict (DESIGN.md section 5); a webhook left over from webhook mode is removed first (pending
   updates are kept), since getUpdates does not work while one is set.
-* Webhook (``webhook_url`` + ``webhook_secret``): an aiohttp server (``bot.webhook``); several
+* Webhook (``webhook_url`` + ``webhook_secret``): an aiohttp server (``bot.telegram.webhook``); several
   instances may serve one token behind a load balancer, with Redis (``redis_url``) for the FSM,
   event isolation and the throttle.
 
@@ -28,9 +28,9 @@ from aiogram.methods.base import Response
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiohttp import ClientError, web
 
-from bot.app import build_dispatcher, make_storage
 from bot.config import Settings
-from bot.throttling import make_throttle
+from bot.telegram.app import build_dispatcher, make_storage
+from bot.telegram.throttling import make_throttle
 from locales import DEFAULT_LANGUAGE, N_, gettext
 from services.doc_check import DocumentChecker
 from services.kezek import Kezek
@@ -313,7 +313,7 @@ async def _poll(dp: Dispatcher, bot: Bot, settings: Settings, *, handle_signals:
 
 async def _serve_webhook(dp: Dispatcher, bot: Bot, settings: Settings, *, handle_signals: bool,
                          stop: asyncio.Event | None) -> None:
-    from bot.webhook import WebhookAccessLogger, build_webhook_app, register_webhook
+    from bot.telegram.webhook import WebhookAccessLogger, build_webhook_app, register_webhook
 
     stop = stop or asyncio.Event()
     undo = _stop_on_signals(stop) if handle_signals else (lambda: None)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiogram import BaseMiddleware, Bot
 from aiogram.types import TelegramObject, Update
 
-from bot.middlewares import chat_id_of, telegram_language
+from bot.telegram.middlewares import chat_id_of, telegram_language
 from locales import N_, gettext
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ TimeSource = Callable[[], float]
 LanguageOf = Callable[[dict[str, Any]], Awaitable[str]]
 
 TOO_MANY = N_("Too many messages. Please wait a minute and try again.")
-# The update's data key: (chat id, count) when bot.gate.ChatGate counted the update already, in its
+# The update's data key: (chat id, count) when bot.telegram.gate.ChatGate counted the update already, in its
 # one round trip to Redis before the update.
 THROTTLE_COUNTED = "kezek_throttle_counted"
 
@@ -142,7 +142,7 @@ class ThrottleMiddleware(BaseMiddleware):
         return chat_id_of(data)
 
     def redis_count(self, event: TelegramObject, data: dict[str, Any], redis: Any) -> tuple[str, int, int] | None:
-        """For bot.gate.ChatGate: (counter key, chat id, key expiry in seconds) when this update is
+        """For bot.telegram.gate.ChatGate: (counter key, chat id, key expiry in seconds) when this update is
         counted and the counters are in Redis on the client ``redis``; else None."""
         store = self.store
         if not isinstance(store, RedisThrottleStore) or store.redis is not redis:

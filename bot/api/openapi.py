@@ -1,6 +1,6 @@
-"""The OpenAPI 3.1 document of the registry API (``bot/api.py``), served at
+"""The OpenAPI 3.1 document of the registry API (``bot/api/server.py``), served at
 ``GET /api/v1/openapi.json``. The request bodies' schemas come from the pydantic models the server
-checks bodies with (``bot/api_schemas.py``); the answers' are kept here beside the handlers.
+checks bodies with (``bot/api/schemas.py``); the answers' are kept here beside the handlers.
 ``tests/test_api.py`` validates it and checks that it lists exactly the routes the application has
 and that every answer conforms; ``tests/test_api_schemathesis.py`` (slow) fuzzes the live API
 against it."""
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.api_schemas import MAX_REPORTED_ERRORS, request_schemas
+from bot.api.schemas import MAX_REPORTED_ERRORS, request_schemas
 from bot.config import Settings
 from services.documents import MAX_FILES
 from storage.models import DocumentStatus, Privilege
@@ -32,7 +32,7 @@ def _error(description: str) -> dict[str, Any]:
 MOMENT = {"type": "string", "format": "date-time",
           "description": "ISO 8601; answers are in Asia/Almaty time (+05:00)."}
 NULLABLE_MOMENT = {"type": ["string", "null"], "format": "date-time"}
-# Row ids: positive 64-bit integers (bot.api._row_id refuses more).
+# Row ids: positive 64-bit integers (bot.api.server._row_id refuses more).
 ROW_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 DEFAULT_MAX_ROWS: int = Settings.model_fields["api_max_rows"].default  # KEZEK_API_MAX_ROWS unset
 LANGUAGE = {"type": "string", "enum": ["ru", "kk"]}

@@ -9,7 +9,7 @@ The default setup is one bot process, so the storage owns its rows: it reads the
 first use) and then answers from memory, writing every change through to the database before it
 returns. Reading a chat's state, which aiogram does for every update (a /status too), is a dict
 lookup, as with ``MemoryStorage``; only a dialogue's steps write. Several instances sharing one
-token keep their dialogues in Redis instead (``bot.app.make_storage``).
+token keep their dialogues in Redis instead (``bot.telegram.app.make_storage``).
 
 * The end of a dialogue (no state, no data: aiogram's ``state.clear()``) deletes its row, and
   clearing a chat that has none costs nothing.

@@ -59,11 +59,11 @@ class State:
 
     async def use_sandbox_clock(self, db: Database) -> None:
         """On a sandbox's database (``kezek demo``) every command runs on the sandbox's clock, kept
-        in the database (bot.sandbox), not on real time; ``--now`` still wins. Said on stderr."""
+        in the database (bot.sandbox.clock), not on real time; ``--now`` still wins. Said on stderr."""
         if self._clock_checked:
             return
         self._clock_checked = True
-        from bot.sandbox import stored_offset
+        from bot.sandbox.clock import stored_offset
 
         offset = await stored_offset(db)
         if offset is None:  # a production database: real time
@@ -77,7 +77,7 @@ class State:
 
         ``first_row`` is the number a bulk report shows for row 0 (2 for a CSV with a header)."""
 
-        from bot.operator_errors import check_url
+        from bot.cli.operator_errors import check_url
 
         check_url(self.url, may_create=False)  # (not an empty SQLite file made by reading it)
 
@@ -95,7 +95,7 @@ class State:
             for line in error_lines(self.lang, exc, first_row=first_row):
                 click.echo(line, err=True)
             if self.sandbox is not None and exc.code == "outside_claim_window":
-                from bot.sandbox import window_hint
+                from bot.sandbox.clock import window_hint
 
                 click.echo(window_hint(self.lang, exc, self.sandbox.now()), err=True)
             sys.exit(1)
@@ -107,10 +107,10 @@ pass_state = click.make_pass_decorator(State)
 class KezekGroup(click.Group):
     """The ``kezek`` group: an operator's mistake (a wrong setting, a database that cannot be used
     as it is, a bot token Telegram refuses) ends in one localized line, never a traceback
-    (bot/operator_errors.py); anything else keeps its traceback."""
+    (bot/cli/operator_errors.py); anything else keeps its traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from bot.operator_errors import OperatorError, database_error, lang_of
+        from bot.cli.operator_errors import OperatorError, database_error, lang_of
 
         try:
             return super().invoke(ctx)
@@ -148,7 +148,7 @@ def cli(ctx: click.Context, url: str | None, lang: str | None, now: dt.datetime 
     """Kezek: the electronic kindergarten queue service."""
     from pydantic import ValidationError
 
-    from bot.operator_errors import check_url, lang_of, settings_errors
+    from bot.cli.operator_errors import check_url, lang_of, settings_errors
 
     try:
         settings = get_settings()
@@ -192,9 +192,9 @@ def db_upgrade(state: State) -> None:
 # --- registry input ------------------------------------------------------------------------------
 
 def read_rows(path: Path, state: State, kind: str) -> list[dict[str, Any]]:
-    """The rows of a CSV (as Excel makes it) or JSON file (bot/rows.py); a file that cannot be
+    """The rows of a CSV (as Excel makes it) or JSON file (bot/cli/rows.py); a file that cannot be
     imported is answered in one or a few localized lines, exit 1, nothing written."""
-    from bot import rows
+    from bot.cli import rows
 
     try:
         return rows.read_rows(path, kind, state.lang)
@@ -226,12 +226,12 @@ def import_(state: State, kind: str, file: Path) -> None:
       privilege, twin_group].
 
     Dates as 2023-03-15, moments with their offset (2024-01-01T09:00:00+05:00)."""
-    from bot.rows import Progress, Reporting
+    from bot.cli.rows import Progress, Reporting
 
     rows = read_rows(file, state, kind)
     first_row = 2 if file.suffix.lower() == ".csv" else 1  # CSV: line 1 is the header
 
-    # A progress bar on stderr for a large file on a terminal (bot/rows.py): applications while they
+    # A progress bar on stderr for a large file on a terminal (bot/cli/rows.py): applications while they
     # are written (checked first: nothing is written unless every row is good), the other kinds
     # while their rows are checked.
     bar = Progress(len(rows), state.t("Importing"), sys.stderr)
@@ -670,7 +670,7 @@ def demo(state: State, applications: int, phone: str | None, console: bool, seed
     then runs everything in sandbox mode — the bot (with KEZEK_BOT_TOKEN; or in this terminal with
     --console), the registry API with its test clock, the scheduler and the senders; e-mails go to
     the mail folder unless SMTP is configured."""
-    from bot.demo import pick_example, seed, write_sandbox_token
+    from bot.sandbox.demo import pick_example, seed, write_sandbox_token
     from services.errors import KezekError
     from services.validation import normalise_phone
     from storage.migrate import upgrade
@@ -681,7 +681,7 @@ def demo(state: State, applications: int, phone: str | None, console: bool, seed
         except KezekError as exc:
             raise click.BadParameter(error_text(state.lang, exc), param_hint="--phone") from None
     if console and not phone:
-        from bot.console import DEMO_PHONE
+        from bot.sandbox.console import DEMO_PHONE
 
         phone = DEMO_PHONE  # the console parent's phone on the example: its contact button links it
     upgrade(state.url)
@@ -717,7 +717,7 @@ def demo(state: State, applications: int, phone: str | None, console: bool, seed
     settings = settings.model_copy(update={"sandbox": True, "api_token": token})
     click.echo(state.t("Sandbox API: http://{host}:{port}/api/v1 (the test clock: /api/v1/sandbox/clock).",
                        host=settings.api_host, port=settings.api_port))
-    from bot.sandbox import open_sandbox_clock
+    from bot.sandbox.clock import open_sandbox_clock
 
     clock = state.run(lambda kz: open_sandbox_clock(kz.db, state.now))  # the database's, shared
     if console:
@@ -732,10 +732,10 @@ def demo(state: State, applications: int, phone: str | None, console: bool, seed
 
 def run_console_demo(state: State, settings: Settings, clock: Any, phone: str, city: dict[str, Any]) -> None:
     """The console bot with the sandbox's scheduler and registry API beside it."""
-    from bot.api import serve_api
-    from bot.console import run_console
-    from bot.sandbox import follow_stored_clock
-    from bot.scheduler import run_scheduler
+    from bot.api.server import serve_api
+    from bot.jobs import run_scheduler
+    from bot.sandbox.clock import follow_stored_clock
+    from bot.sandbox.console import run_console
 
     async def go() -> None:
         db = Database(state.url)
@@ -776,8 +776,8 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
     """Serve ``parts`` until SIGINT/SIGTERM (exit 0): the bot (polling or webhook), the registry
     API, the scheduler and the outbox senders, in one process, sharing one clock (the sandbox's
     test clock in sandbox mode)."""
-    from bot.api import MIN_TOKEN_LENGTH
-    from bot.runner import MissingTokenError, WebhookConfigError, run, run_headless
+    from bot.api.server import MIN_TOKEN_LENGTH
+    from bot.telegram.runner import MissingTokenError, WebhookConfigError, run, run_headless
     from storage.migrate import upgrade
 
     if parts.bot and not settings.bot_token.strip():
@@ -802,16 +802,16 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
     click.echo(starting or state.t("The bot is starting; stop it with Ctrl+C."))
 
     async def go() -> None:
-        from bot.mail import make_mailer
-        from bot.runner import make_bot
-        from bot.scheduler import run_scheduler
-        from bot.sender import SendPolicy, outbox_loop
+        from bot.delivery.mail import make_mailer
+        from bot.delivery.sender import SendPolicy, outbox_loop
+        from bot.jobs import run_scheduler
+        from bot.telegram.runner import make_bot
 
         db = Database(state.url)
         kz = state.kezek(db, clock)
         jobs: list[Any] = []
         if parts.api:
-            from bot.api import serve_api
+            from bot.api.server import serve_api
 
             async def api(_bot: Any) -> None:
                 await serve_api(kz, settings, sandbox_clock=sandbox_clock)
@@ -824,7 +824,7 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
 
             jobs.append(scheduler)
         if sandbox_clock is not None:  # moved by another process on the same sandbox: followed
-            from bot.sandbox import follow_stored_clock
+            from bot.sandbox.clock import follow_stored_clock
 
             async def follow(_bot: Any) -> None:
                 await follow_stored_clock(db, sandbox_clock)
@@ -862,7 +862,7 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # a token Telegram refuses, a malformed one, no network: one line
-        from bot.operator_errors import bot_error
+        from bot.cli.operator_errors import bot_error
 
         line = bot_error(exc, settings.bot_api_url)
         if line is None:
@@ -893,7 +893,7 @@ def run_bot(state: State, bot_on: bool, api_on: bool | None, scheduler_on: bool,
         api_on = bool(settings.api_token) or settings.sandbox
     sandbox_clock = None
     if settings.sandbox:  # the database's clock, shared with every kezek command on it
-        from bot.sandbox import open_sandbox_clock
+        from bot.sandbox.clock import open_sandbox_clock
         from storage.migrate import upgrade
 
         upgrade(state.url)
@@ -917,7 +917,7 @@ _add_bench()
 
 
 def main() -> None:
-    from bot.operator_errors import quiet_closed_loop_deliveries
+    from bot.cli.operator_errors import quiet_closed_loop_deliveries
 
     quiet_closed_loop_deliveries()
     cli(prog_name="kezek")

@@ -14,7 +14,7 @@
 They are registered on ``dp.update`` as outer middlewares (after aiogram's own): the metrics
 first (they see the whole handling, the boundary's apology included), then the error boundary so
 that it also covers a failing language lookup, then the context. The per-chat throttle
-(``bot.throttling``) sits between them, so that a flood is dropped before any database work.
+(``bot.telegram.throttling``) sits between them, so that a flood is dropped before any database work.
 """
 
 from __future__ import annotations

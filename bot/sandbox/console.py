@@ -1,12 +1,12 @@
 """``kezek demo --console``: the Telegram bot in a terminal, no Telegram needed.
 
-The same code path as ``kezek run``: the real Dispatcher of ``bot.app.build_dispatcher`` with every
+The same code path as ``kezek run``: the real Dispatcher of ``bot.telegram.app.build_dispatcher`` with every
 router of ``handlers/``, fed with real ``Update`` objects (``dp.feed_update``). Only the Bot's session
 differs: ``ConsoleSession.make_request`` draws each Bot API call on the terminal instead of sending it
 (messages and their keyboards as text, edits, alerts, pictures saved to a folder) and answers with
 plausible results (a ``Message`` with its id, chat, date, text and keyboard), so that handlers that
-edit their messages work as they do in Telegram. The outbox sender (``bot.sender.drain_once`` with
-the Telegram port over the same Bot, and the e-mail port of ``bot.mail.make_mailer``) runs in the
+edit their messages work as they do in Telegram. The outbox sender (``bot.delivery.sender.drain_once`` with
+the Telegram port over the same Bot, and the e-mail port of ``bot.delivery.mail.make_mailer``) runs in the
 background, so notices such as "your turn has come" appear as they are sent.
 
 One demo parent talks to the bot (``Console``): a line of text or a /command is a message; a number
@@ -73,11 +73,11 @@ from aiogram.types import (
     User,
 )
 
-from bot.app import build_dispatcher
 from bot.config import Settings
-from bot.mail import make_mailer
-from bot.sandbox import parse_iso_duration, window_hint
-from bot.sender import SendPolicy, outbox_loop
+from bot.delivery.mail import make_mailer
+from bot.delivery.sender import SendPolicy, outbox_loop
+from bot.sandbox.clock import parse_iso_duration, window_hint
+from bot.telegram.app import build_dispatcher
 from locales import LANGUAGES, N_, gettext, normalize_language
 from locales.errors import error_text
 from locales.formats import format_datetime, format_number, parse_moment
@@ -119,7 +119,7 @@ class _WindowWatch:
 # The demo parent's chat (a private chat: its id is the user's id).
 CHAT_ID = 100001
 PARENT_NAME = "Айгерим"
-# A phone outside the range bot.demo gives the seeded applications (+770 then 10000000-99999999):
+# A phone outside the range bot.sandbox.demo gives the seeded applications (+770 then 10000000-99999999):
 # `kezek demo --console` seeds the first application with it.
 DEMO_PHONE = "+77000000001"
 BOT_TOKEN = "4200000001:kezek-console-demo"
@@ -156,7 +156,7 @@ USAGE = {
     "lang": "!lang ru|kk",
     "mail": "!mail [N]",
 }
-# What the sweeps and the sandbox clock report (bot.sandbox.move_clock, Kezek.run_sweeps).
+# What the sweeps and the sandbox clock report (bot.sandbox.clock.move_clock, Kezek.run_sweeps).
 DONE_LABELS: dict[str, str] = {
     "offers_expired": N_("offers expired"),
     "offers_made": N_("offers made"),
@@ -746,7 +746,7 @@ class Console:
         await self.say(self._done_text(lang, done) or gettext(lang, "Nothing fell due."))
 
     async def op_advance(self, args: list[str]) -> None:
-        from bot.sandbox import MAX_MOVE, ClockMoveError, move_clock
+        from bot.sandbox.clock import MAX_MOVE, ClockMoveError, move_clock
 
         if len(args) != 1:
             await self.usage("advance")
@@ -899,8 +899,8 @@ async def run_console(kz: Kezek, settings: Settings, clock: SandboxClock, *, pho
     """The bot in the terminal until ``!quit`` or the end of the input.
 
     ``kz`` runs on ``clock`` (the sandbox clock ``!advance`` moves); ``example`` names the
-    application to try (``example`` number and ``example_iin``, as ``bot.demo.seed`` and
-    ``bot.demo.pick_example`` return them; with ``kindergarten``, ``birth_year`` and ``language``
+    application to try (``example`` number and ``example_iin``, as ``bot.sandbox.demo.seed`` and
+    ``bot.sandbox.demo.pick_example`` return them; with ``kindergarten``, ``birth_year`` and ``language``
     the banner also tells which seat to publish), whose phone is ``phone`` (``DEMO_PHONE`` when
     empty), so that sharing the contact links it. ``lines``: the input
     (stdin when None; its lines are then not echoed on a terminal); ``out``: where the screen goes

@@ -36,9 +36,9 @@ from aiogram.types import BufferedInputFile
 
 from bot import metrics
 from bot.config import Settings
-from bot.deeplinks import BotUsername, registration_links
-from bot.mail import email_port
-from bot.notices import LANGS_IN_EMAIL, Rendered, attachment_note, render
+from bot.delivery.deeplinks import BotUsername, registration_links
+from bot.delivery.mail import email_port
+from bot.delivery.notices import LANGS_IN_EMAIL, Rendered, attachment_note, render
 from handlers.views.referral_pdf import Attachments, notice_attachments
 from services.email import EmailSender
 from services.kezek import Kezek

@@ -31,7 +31,7 @@ any kind writes nothing.
   ``authorization: {credentials: ...}``); each scrape reads the outbox backlog once. The webhook
   server's ``/metrics`` stays internal (not proxied to the public).
 
-The document of it all: ``bot/openapi.py``, served at ``GET /api/v1/openapi.json``."""
+The document of it all: ``bot/api/openapi.py``, served at ``GET /api/v1/openapi.json``."""
 
 from __future__ import annotations
 
@@ -51,11 +51,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from bot import api_schemas as shapes
 from bot import metrics as metrics_module
+from bot.api import schemas as shapes
 from bot.config import Settings
-from bot.sandbox import MAX_MOVE, ClockMoveError, move_clock
-from bot.sandbox import parse_iso_duration as parse_duration
+from bot.sandbox.clock import MAX_MOVE, ClockMoveError, move_clock
+from bot.sandbox.clock import parse_iso_duration as parse_duration
 from locales import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext
 from locales.errors import error_text
 from locales.formats import format_number
@@ -245,7 +245,7 @@ async def read_object(request: web.Request) -> dict[str, Any]:
 
 async def read_rows(request: web.Request, shape: type[shapes._Body],
                     also: Callable[[Any], object] | None = None) -> list[Any]:
-    """A JSON array whose every item fits ``shape`` (``bot.api_schemas``) and passes ``also``
+    """A JSON array whose every item fits ``shape`` (``bot.api.schemas``) and passes ``also``
     (the services' parser of one row, for what the shape cannot say: an IIN's checksum), checked
     in chunks between turns of the event loop; ``BulkRejected`` listing the first 50 bad items
     and counting them all. What needs the database is checked by the services after."""
@@ -471,7 +471,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    from bot.openapi import openapi
+    from bot.api.openapi import openapi
     from services.offers import seat_birth_years
 
     settings, now = request.app[SETTINGS], request.app[KZ].clock.now()

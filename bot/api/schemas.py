@@ -1,6 +1,6 @@
 """The shapes of the registry API's request bodies, as pydantic models: one source for the check
 the server makes before anything reaches the services AND for the schemas of the OpenAPI document
-(``bot/openapi.py`` takes ``request_schemas()``), so the two cannot say different things.
+(``bot/api/openapi.py`` takes ``request_schemas()``), so the two cannot say different things.
 
 The models check shape only (types, lengths, patterns, choices): strict types (a JSON ``true`` is
 never a string or a number, ``"false"`` never a boolean, ``null`` never a string). The rules that
@@ -24,7 +24,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from services import parsing as p
 from services.documents import NOTE_MAX, REJECTION_REASONS
-from services.errors import (  # noqa: F401 (MAX_REPORTED_ERRORS: the answers' cap, for bot.api and bot.openapi)
+from services.errors import (  # noqa: F401 (MAX_REPORTED_ERRORS: the answers' cap, for bot.api.server and bot.api.openapi)
     MAX_REPORTED_ERRORS,
     InvalidField,
     InvalidIIN,
@@ -45,7 +45,7 @@ DATE_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{2}\.[0-9]{2}\.[0-9]{4})$"
 ISO_DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 IIN_PATTERN = r"^[0-9]{12}$"
 LANGUAGES_PATTERN = r"^(ru|kk)([,;](ru|kk))*$"
-# bot.sandbox.parse_iso_duration as the API takes it: days, hours, minutes, seconds, at least one.
+# bot.sandbox.clock.parse_iso_duration as the API takes it: days, hours, minutes, seconds, at least one.
 DURATION_PATTERN = (r"^P([0-9]+D(T([0-9]+H([0-9]+M)?([0-9]+S)?|[0-9]+M([0-9]+S)?|[0-9]+S))?"
                     r"|T([0-9]+H([0-9]+M)?([0-9]+S)?|[0-9]+M([0-9]+S)?|[0-9]+S))$")
 

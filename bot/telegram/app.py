@@ -8,10 +8,10 @@ from aiogram import Dispatcher, F
 from aiogram.enums import ChatType
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 
-from bot.fsm_storage import DatabaseStorage
-from bot.gate import ChatGate
-from bot.middlewares import ContextMiddleware, ErrorBoundaryMiddleware, UpdateMetricsMiddleware
-from bot.throttling import ThrottleMiddleware
+from bot.telegram.fsm_storage import DatabaseStorage
+from bot.telegram.gate import ChatGate
+from bot.telegram.middlewares import ContextMiddleware, ErrorBoundaryMiddleware, UpdateMetricsMiddleware
+from bot.telegram.throttling import ThrottleMiddleware
 from handlers import claim, documents, fallback, link, seats, settings, start, status, unlink
 from handlers import help as help_handlers
 from handlers.filters import Magic
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # A dialogue left half-way is forgotten after a day (its data holds an application number and an
 # IIN; DESIGN.md: kept only until the dialogue ends): the Redis keys' time to live, and the
-# database's rows without Redis (bot.fsm_storage).
+# database's rows without Redis (bot.telegram.fsm_storage).
 FSM_TTL_SECONDS = DatabaseStorage.TTL_SECONDS
 CHAT_LOCK_SECONDS = 10  # the Redis lock of a chat being handled (see make_storage)
 
@@ -32,7 +32,7 @@ def make_storage(settings: Settings, *,
     """FSM storage and event isolation for the settings.
 
     No ``redis_url``: (None, None), the default of ``build_dispatcher``: the dialogues in the
-    bot's own database (``bot.fsm_storage.DatabaseStorage``: one process; a restart keeps them), no
+    bot's own database (``bot.telegram.fsm_storage.DatabaseStorage``: one process; a restart keeps them), no
     isolation. With Redis: RedisStorage with keys ``<prefix>:<bot id>:<chat>:<user>:state|data``
     and RedisEventIsolation on the same client, so that two instances never handle updates of one
     chat at the same time (DESIGN.md section 5)."""
@@ -40,13 +40,13 @@ def make_storage(settings: Settings, *,
         return None, None
     from aiogram.fsm.storage.redis import RedisStorage
 
-    from bot.degraded import FallbackIsolation, FallbackStorage, Outage
+    from bot.telegram.degraded import FallbackIsolation, FallbackStorage, Outage
 
     storage = RedisStorage.from_url(settings.redis_url,
                                     connection_kwargs={"socket_connect_timeout": 2, "socket_timeout": 2},
                                     key_builder=DefaultKeyBuilder(prefix=prefix, with_bot_id=True),
                                     state_ttl=FSM_TTL_SECONDS, data_ttl=FSM_TTL_SECONDS)
-    # Redis down: the dialogues and locks fall back to this process's memory (bot/degraded.py).
+    # Redis down: the dialogues and locks fall back to this process's memory (bot/telegram/degraded.py).
     outage = Outage()
     # A chat's lock outlives a killed instance by its timeout: aiogram's 60 s held that chat's next
     # updates (Telegram's redeliveries included) for a minute; a handler takes well under 10 s.
@@ -61,9 +61,9 @@ def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,
 
     ``storage``: FSM storage (when None: the dialogues in kezek's database, ``DatabaseStorage``);
     ``events_isolation``: aiogram's event isolation (none when None); ``throttle``: the per-chat
-    limit (none when None; ``bot.runner`` builds one from the settings). The Dispatcher closes the
+    limit (none when None; ``bot.telegram.runner`` builds one from the settings). The Dispatcher closes the
     storage and the throttle on shutdown."""
-    # With Redis, bot.gate.ChatGate takes the place of aiogram's FSM middleware (the lock, the
+    # With Redis, bot.telegram.gate.ChatGate takes the place of aiogram's FSM middleware (the lock, the
     # state and the throttle's count in one round trip).
     gate = ChatGate.over(storage, events_isolation)
     dp = Dispatcher(storage=storage if storage is not None else DatabaseStorage(kezek.db),

@@ -11,7 +11,7 @@ The throttle's count, done in the same script, is handed to ``ThrottleMiddleware
 update's data. Same Redis keys, lock timeout and token check as aiogram's ``RedisEventIsolation``
 and ``RedisStorage``; a handler still reads and writes its dialogue through the storage.
 
-Redis down: as before (bot/degraded.py), the update goes through the fallback lock and storage in
+Redis down: as before (bot/telegram/degraded.py), the update goes through the fallback lock and storage in
 this process's memory, and the throttle counts in its own store (which lets the update through
 when Redis fails). A single Redis server or a primary with replicas, not Redis Cluster: the
 script's keys are one chat's and would sit in different slots.
@@ -30,11 +30,11 @@ from aiogram import Bot
 from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import TelegramObject
 
-from bot.degraded import FallbackIsolation, FallbackStorage
-from bot.throttling import THROTTLE_COUNTED
+from bot.telegram.degraded import FallbackIsolation, FallbackStorage
+from bot.telegram.throttling import THROTTLE_COUNTED
 
 if TYPE_CHECKING:
-    from bot.throttling import ThrottleMiddleware
+    from bot.telegram.throttling import ThrottleMiddleware
 
 log = logging.getLogger("kezek.redis")
 
@@ -70,7 +70,7 @@ return 1
 
 class ChatGate(FSMContextMiddleware):
     """aiogram's ``FSMContextMiddleware`` for ``FallbackStorage``/``FallbackIsolation`` over
-    Redis (``bot.app.make_storage``); ``throttle``: counted in the same round trip when it keeps
+    Redis (``bot.telegram.app.make_storage``); ``throttle``: counted in the same round trip when it keeps
     its counters in Redis (``build_dispatcher`` sets it)."""
 
     def __init__(self, storage: FallbackStorage, isolation: FallbackIsolation, **kwargs: Any) -> None:

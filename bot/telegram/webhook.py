@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from bot import metrics as metrics_module
 from bot.config import Settings
-from bot.middlewares import ContextMiddleware
+from bot.telegram.middlewares import ContextMiddleware
 from services.kezek import Kezek
 
 log = logging.getLogger("kezek.bot")
@@ -137,7 +137,7 @@ class WebhookAccessLogger(AbstractAccessLogger):
 def build_webhook_app(dp: Dispatcher, bot: Bot, settings: Settings, *, kz: Kezek | None = None) -> web.Application:
     """The aiohttp application: the webhook route, /healthz, /metrics, and the Dispatcher's start-up
     and shutdown hooks bound to the application's (they get ``bot``). ``kz``: the facade health and
-    the backlog gauges read (by default the Dispatcher's, see ``bot.app.build_dispatcher``)."""
+    the backlog gauges read (by default the Dispatcher's, see ``bot.telegram.app.build_dispatcher``)."""
     if not settings.webhook_secret:
         raise ValueError("a webhook needs a secret token")
     app = web.Application()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from bot.config import Settings
-from bot.notices import render_email
+from bot.delivery.notices import render_email
 from handlers.views.referral_pdf import Attachments
 from services.clock import Clock
 from services.email import EmailSender, FolderSender, SmtpSender
@@ -27,7 +27,7 @@ def email_port(mailer: EmailSender, attachments: Attachments | None = None,
     """Renders the copy of ``notice`` (text + HTML, Kazakh and Russian, with the files
     ``attachments`` gives: the referral's PDF) and sends it; the message key (hence the
     Message-ID) is the delivery's, the same on every try. ``prepare`` completes the notice first
-    (``bot.deeplinks.registration_links``: the deep link of a registration e-mail)."""
+    (``bot.delivery.deeplinks.registration_links``: the deep link of a registration e-mail)."""
     async def send(notice: Notice) -> None:
         if prepare is not None:
             notice = await prepare(notice)

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from bot.scheduler import EDGE_SECOND, SNAPSHOT_MINUTE, profile_windows
+from bot.jobs import EDGE_SECOND, SNAPSHOT_MINUTE, profile_windows
 from services.calendar import ALMATY
 from services.clock import SandboxClock
 from services.kezek import Kezek

@@ -1,6 +1,6 @@
 """The words of each notice: a Telegram message in the chat's language (with a button where the
 parent has something to do) and an e-mail copy in Kazakh and Russian (text and HTML from the
-Jinja2 templates in bot/templates/email)."""
+Jinja2 templates in bot/delivery/templates/email)."""
 
 from __future__ import annotations
 
@@ -269,7 +269,7 @@ def render(lang: str, notice: Notice) -> Rendered:
 
 
 # --- the e-mail copy ----------------------------------------------------------------------------------
-# The words come from the catalogs (gettext, here); the templates in bot/templates/email only lay
+# The words come from the catalogs (gettext, here); the templates in bot/delivery/templates/email only lay
 # them out: one section per language (Kazakh first), the notice's text, a table of details, a footer.
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates" / "email"
