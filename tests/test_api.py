@@ -17,9 +17,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-import bot.api.server as api_module
+import bot.api.routes as api_module
 from bot.api.openapi import openapi
-from bot.api.server import AuthGuard, make_api_app, parse_duration, request_language, serve_api
+from bot.api.auth import AuthGuard
+from bot.api.errors import request_language
+from bot.api.server import make_api_app, serve_api
+from bot.sandbox.clock import parse_iso_duration as parse_duration
 from bot.config import Settings
 from services.calendar import ALMATY
 from services.clock import FrozenClock, SandboxClock
@@ -689,7 +692,7 @@ async def test_sandbox_a_referral_walks_to_annulment(sandbox: tuple[TestClient, 
 
 
 def test_datetimes_are_rendered_in_almaty_time() -> None:
-    from bot.api.server import json_response
+    from bot.api.bodies import json_response
 
     resp = json_response({"at": dt.datetime(2026, 9, 7, 15, 0, tzinfo=dt.timezone.utc), "day": dt.date(2026, 9, 7)})
     assert resp.text == '{"at": "2026-09-07T20:00:00+05:00", "day": "2026-09-07"}'

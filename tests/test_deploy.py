@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.api.server import MIN_TOKEN_LENGTH
+from bot.api.base import MIN_TOKEN_LENGTH
 from bot.cli.main import cli
 from bot.config import Settings
 from storage.db import normalise_url

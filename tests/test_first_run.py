@@ -32,7 +32,7 @@ def environment(folder: Path, **settings: str) -> dict[str, str]:
 
 
 def kezek(folder: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot.cli.main", *args], cwd=folder, env=environment(folder, **settings),
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=folder, env=environment(folder, **settings),
                           capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
 
 
@@ -216,7 +216,7 @@ def test_a_wrong_setting_is_one_localized_line(tmp_path: Path, setting: str, val
 async def run_kezek(folder: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     """``kezek`` without blocking the loop that serves the Bot API stand-in."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli.main", *args, cwd=folder, env=environment(folder, **settings),
+        sys.executable, "-m", "bot.cli", *args, cwd=folder, env=environment(folder, **settings),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 180)

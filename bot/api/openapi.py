@@ -32,7 +32,7 @@ def _error(description: str) -> dict[str, Any]:
 MOMENT = {"type": "string", "format": "date-time",
           "description": "ISO 8601; answers are in Asia/Almaty time (+05:00)."}
 NULLABLE_MOMENT = {"type": ["string", "null"], "format": "date-time"}
-# Row ids: positive 64-bit integers (bot.api.server._row_id refuses more).
+# Row ids: positive 64-bit integers (bot.api.routes._row_id refuses more).
 ROW_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 DEFAULT_MAX_ROWS: int = Settings.model_fields["api_max_rows"].default  # KEZEK_API_MAX_ROWS unset
 LANGUAGE = {"type": "string", "enum": ["ru", "kk"]}

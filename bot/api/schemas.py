@@ -24,7 +24,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from services import parsing as p
 from services.documents import NOTE_MAX, REJECTION_REASONS
-from services.errors import (  # noqa: F401 (MAX_REPORTED_ERRORS: the answers' cap, for bot.api.server and bot.api.openapi)
+from services.errors import (  # noqa: F401 (MAX_REPORTED_ERRORS: the answers' cap, for bot.api.errors and bot.api.openapi)
     MAX_REPORTED_ERRORS,
     InvalidField,
     InvalidIIN,
