@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # The Bot API server: Telegram's, a local Bot API server, or a test stand-in.
     bot_api_url: str = "https://api.telegram.org"
 
-    # --- scale-out (DESIGN.md sections 2 and 5) -------------------------------------------------
+    # --- scale-out (ARCHITECTURE.md, bot/deploy/README.md) -------------------------------------------------
     # Redis (redis://host:6379/0): FSM storage, event isolation and the shared throttle.
     # Empty: in-memory FSM and throttle (one process only).
     redis_url: str = ""

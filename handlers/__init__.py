@@ -1,1 +1,1 @@
-"""aiogram routers (the Telegram front, see issue 3). Handlers only parse, call services and render."""
+"""aiogram routers (the Telegram front, ARCHITECTURE.md). Handlers only parse, call services and render."""

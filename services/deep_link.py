@@ -1,4 +1,4 @@
-"""One-tap linking (issue 7): the registration e-mail's deep link ``https://t.me/<bot>?start=<token>``.
+"""One-tap linking: the registration e-mail's deep link ``https://t.me/<bot>?start=<token>``.
 
 When the registry loads a new application, its import writes a ``registration`` notice (e-mail
 only, to the application's address) in the same transaction (``services.queue``). The e-mail

@@ -1,4 +1,4 @@
-"""Decoding a privilege document under a hard budget (issue 16).
+"""Decoding a privilege document under a hard budget.
 
 ``services/documents.py`` runs the cheap checks of a file first (its size and type, the scans of a
 JPEG, the referral awaiting documents, the 10-file cap). Only then is the file decoded, here, in a

@@ -1,4 +1,4 @@
-"""Privilege documents sent in the chat (issue 7): the checks, who may send, and the review queue.
+"""Privilege documents sent in the chat: the checks, who may send, and the review queue.
 
 After a referral obtained through a privilege, the parent sends the supporting documents in the
 chat (photos, JPEG or PNG images sent as files, PDF files) until the documents deadline

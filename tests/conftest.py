@@ -167,7 +167,7 @@ class World:
         return (await self.kz.queue_view(app_number)).number
 
 
-# Redis on this machine (DESIGN.md: the scale-out FSM, event isolation and throttle store).
+# Redis on this machine (the scale-out FSM, event isolation and throttle store).
 REDIS_URL = os.environ.get("KEZEK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -176,7 +176,7 @@ async def test_no_configured_token_refuses_all_but_the_public_routes(kz: Kezek) 
 
 
 async def test_metrics_need_the_token_like_every_route_but_health_and_openapi(api: TestClient) -> None:
-    """SECURITY.md: only /health and /openapi.json are public (issue 16, item 10)."""
+    """SECURITY.md: only /health and /openapi.json are public."""
     for headers in ({}, {"Authorization": "Bearer " + "w" * 40}):
         resp = await api.get("/api/v1/metrics", headers=headers)
         assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
@@ -734,7 +734,7 @@ async def test_serve_api_listens_until_cancelled(kz: Kezek, unused_tcp_port: int
                 pass
 
 
-# --- strict types (issue 16, item 12) ----------------------------------------------------------------
+# --- strict types ----------------------------------------------------------------
 
 @pytest.mark.parametrize("path, rows, field", [
     ("/districts", [{"code": True, "name_ru": True, "name_kk": "x"}], "code"),
@@ -774,7 +774,7 @@ def test_the_field_parsers_refuse_booleans_for_text_and_codes() -> None:
     assert p.text({"f": 12}, "f", max_len=10) == "12"  # a number in a JSON file is still text
 
 
-# --- malformed HTTP (issue 16, item 11) ----------------------------------------------------------------
+# --- malformed HTTP ----------------------------------------------------------------
 
 async def _serving(kz: Kezek, port: int, **settings: Any) -> Any:
     """serve_api on loopback, once /health answers (a deadline of 10 s)."""
@@ -839,7 +839,7 @@ async def test_a_header_with_a_nul_byte_gets_the_json_error_and_one_clean_log_li
     assert sum("malformed" in r.getMessage() for r in caplog.records) == 1, text
 
 
-# --- the document and the server agree (issue 16, item 13) ----------------------------------------------
+# --- the document and the server agree ----------------------------------------------
 
 PROBES: list[Any] = [None, True, False, 0, 2**63, 1.5, "", " ", "A1", "a b", "x" * 41, "x" * 301, "a\x00b", "ru",
                      "kk,ru", "false", "2026-09-08", "08.09.2026", "2026-02-30", "P", "PT", "PT3H", "P1W",

@@ -1,4 +1,4 @@
-"""Big bodies on the registry API (issue 16, item 6): a 4 MB ``[{},{},...]`` used to take 30 s, a
+"""Big bodies on the registry API: a 4 MB ``[{},{},...]`` used to take 30 s, a
 240 MB error body and 3.7 GB, and froze the bot and the API. Now a list has at most
 ``KEZEK_API_MAX_ROWS`` items (counted before any is checked: 413 too_many_rows), an answer lists
 the first 50 errors and counts them all, and rows are checked in chunks that let other requests

@@ -1,4 +1,4 @@
-"""Schemathesis against the live registry API on loopback (issue 16, item 13): requests generated
+"""Schemathesis against the live registry API on loopback: requests generated
 from the OpenAPI document, valid and invalid, answered without a 5xx, with a documented status,
 content type and body, and every request the document forbids refused (negative_data_rejection).
 Bounded: a few examples per operation and a time budget; marked slow."""

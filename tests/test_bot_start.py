@@ -145,7 +145,7 @@ async def test_start_offers_both_languages(tg: Harness, language_code: str | Non
     calls = await tg.send(language_code, text="/start")
     [reply] = sent(calls)
     assert isinstance(reply.reply_markup, InlineKeyboardMarkup)
-    # Kazakh first, as state services show them (issue 18).
+    # Kazakh first, as state services show them.
     assert button_texts(reply.reply_markup) == ["Қазақша", "Русский"]
     datas = [b.callback_data for row in reply.reply_markup.inline_keyboard for b in row]
     assert datas == ["lang:kk", "lang:ru"]
@@ -309,7 +309,7 @@ def test_no_filter_or_handler_runs_in_a_worker_thread(kz: Kezek) -> None:
 # --- what a parent sees before pressing Start -------------------------------------------------------
 
 async def test_the_description_is_set_at_start_up_in_both_languages() -> None:
-    """Issue 18: the description and the short description (before Start, and in a shared link)
+    """The description and the short description (before Start, and in a shared link)
     are set like the commands: Kazakh for Kazakh clients, Russian for Russian ones, and both
     languages, Kazakh first, for everyone else."""
     from aiogram.methods import SetMyDescription, SetMyShortDescription

@@ -67,7 +67,7 @@ async def test_claim_an_offered_seat(tg: Harness, kz: Kezek, offered: dict[str, 
     # Monday 7 September 2026 10:00: the offer lives until 20:00 today; the show-up deadline is
     # 5 working days later.
     assert format_deadline(lang, almaty(2026, 9, 7, 20, 0)) in preview.text
-    # The zone once, after the first deadline (issue 18).
+    # The zone once, after the first deadline.
     assert preview.text.count(zone_text(lang)) == 1
     assert format_deadline(lang, almaty(2026, 9, 7, 20, 0), zone="local") in preview.text
     assert await referrals(kz) == 0  # a preview changes nothing

@@ -118,7 +118,7 @@ def test_causes_read_as_counts_not_signed_moves(run, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["applications", "districts"])
 def test_a_file_of_bad_rows_lists_the_first_50_and_counts_them_all(run, tmp_path: Path, kind: str) -> None:
-    """Issue 16, item 6: the CLI shares the API's cap on the errors it prints."""
+    """The CLI shares the API's cap on the errors it prints."""
     seed(run, tmp_path)
     bad = write(tmp_path, "bad.json", json.dumps([{}] * 3000))
     result = run("import", kind, bad)

@@ -317,7 +317,7 @@ async def test_bad_numbers_unknown_commands_and_junk_get_a_clear_answer(
     assert flat(t("Demo commands (everything else goes to the bot as a message):")) in at("help")
     assert flat(t("Sandbox time: {moment}.", moment=format_datetime(lang, almaty(2026, 9, 7, 10, 0)))) in at("now")
     assert flat(t("Nothing fell due.")) in at("sweep")
-    assert "[1] Қазақша" in at("keys") and "[2] Русский" in at("keys")  # Kazakh first (issue 18)
+    assert "[1] Қазақша" in at("keys") and "[2] Русский" in at("keys")  # Kazakh first
     # The bot still answers, nothing crashed, nothing changed in the registry.
     assert screen.has(t("Welcome to Kezek! Here you can follow your child's place in the kindergarten queue and "
                         "get notices about seats. Use the menu below."), since=screen.marks["keys"])
@@ -441,7 +441,7 @@ def test_html_is_drawn_as_text() -> None:
     assert html_to_text("<b>bold</b>", ansi=True) == "\x1b[1mbold\x1b[22m"
 
 
-# --- the claim window closed: when it opens and how to get there (issue 18, first run) ---------------
+# --- the claim window closed: when it opens and how to get there ---------------
 
 @pytest.mark.parametrize("lang", ["ru", "kk"])
 async def test_a_claim_refused_in_the_evening_says_when_the_window_opens_and_how_to_move_the_clock(

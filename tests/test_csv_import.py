@@ -1,4 +1,4 @@
-"""``kezek import`` of CSV files as people make them (issue 18, "first run"): Excel in a Russian
+"""``kezek import`` of CSV files as people make them: Excel in a Russian
 locale writes ``;`` separators, a UTF-8 BOM and CRLF line ends, quotes cells holding ``;`` or a line
 break; a header with a missing or an unknown column is named before any row is read; a cp1251 file
 gets one line saying how to save it as UTF-8; a large import shows a progress bar on a terminal only.

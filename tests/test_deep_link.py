@@ -1,4 +1,4 @@
-"""One-tap linking (issue 7): the registration e-mail's deep link and ``/start <token>``.
+"""One-tap linking: the registration e-mail's deep link and ``/start <token>``.
 
 The import writes one registration notice per new application; the e-mail (through the real
 sender into the mail folder) carries ``https://t.me/<bot>?start=<token>`` whose token verifies;
@@ -274,7 +274,7 @@ async def test_a_new_chat_is_answered_in_both_languages_with_the_picker(tg: Harn
 @pytest.mark.parametrize("lang", LANGS)
 async def test_tapping_ones_own_link_again_says_already_linked(tg: Harness, kz: Kezek, world: World,
                                                                lang: str) -> None:
-    """Issue 16, 4: the chat that linked with the token taps it again: "already linked", nothing
+    """The chat that linked with the token taps it again: "already linked", nothing
     counted (five taps leave the lock-out untouched); another chat is refused; after an unlink the
     used token no longer links."""
     row = await one_app(world)
@@ -444,7 +444,7 @@ async def test_two_chats_racing_with_one_token_link_one(kz: Kezek, world: World)
 async def test_plain_start_still_shows_the_picker_and_links_nothing(tg: Harness, kz: Kezek, world: World) -> None:
     await one_app(world)
     [reply] = sent(await tg.send(text="/start"))
-    # Kazakh above Russian, as state services put them (issue 18)
+    # Kazakh above Russian, as state services put them
     assert reply.text == "\n".join(gettext(lang, "Please choose a language:") for lang in ("kk", "ru"))
     assert await links(kz) == [] and await kz.link_locked_until(CHAT_ID) is None
 

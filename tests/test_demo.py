@@ -29,7 +29,7 @@ async def serving(port: int) -> bool:
 
 async def test_kezek_demo_keeps_its_files_to_its_owner(tmp_path, monkeypatch) -> None:
     """`kezek demo` under the loosest umask (0o000): the data folder 0700, the SQLite database and
-    its -wal/-shm 0600, the sandbox API token 0600 (issue 16, item 7)."""
+    its -wal/-shm 0600, the sandbox API token 0600."""
     import asyncio
     import os
     import socket

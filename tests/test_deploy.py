@@ -1,4 +1,4 @@
-"""The deployment files of bot/deploy/ against the code they deploy (issue 6).
+"""The deployment files of bot/deploy/ against the code they deploy.
 
 Each file is checked by the tool that will read it, where this machine has it: the compose file by
 PyYAML and the real ``kezek`` command parser, the settings it and the env example name by
@@ -140,7 +140,7 @@ def test_compose_runs_two_webhook_instances_after_one_migration() -> None:
     assert parse_cli(services["migrate"]["command"]) == ("db upgrade", {})
 
     instances = {name: svc for name, svc in kezek_services(compose).items() if name != "migrate"}
-    assert len(instances) >= 2, "issue 6: two or more instances"
+    assert len(instances) >= 2, "two or more instances"
     for name, svc in instances.items():
         command, params = parse_cli(svc["command"])
         assert command == "run", name

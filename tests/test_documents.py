@@ -1,4 +1,4 @@
-"""Privilege documents sent in the chat (issue 7): each accepted type (a photo, JPEG and PNG images
+"""Privilege documents sent in the chat: each accepted type (a photo, JPEG and PNG images
 sent as files, a PDF) is checked, kept and answered with what was received, the count and the
 deadline left; each refused kind (too small an image, a wrong type, too big, a damaged or locked or
 too long PDF, after the deadline, nothing awaited, a chat not linked, another chat's application)

@@ -1,4 +1,4 @@
-"""Privilege documents: the check of a file is bounded (issue 16, items 2 and 3).
+"""Privilege documents: the check of a file is bounded.
 
 A progressive JPEG of very many tiny scans used to cost minutes of CPU to check (and was then
 accepted), a PNG whose pixel data does not decode was accepted, and the checks ran in asyncio's

@@ -10,7 +10,7 @@ parent links by the code e-mailed to the application's address.
 
 The bot logs at DEBUG (``KEZEK_LOG_LEVEL``) and its whole log, every library's lines included,
 holds none of the IINs, phones, e-mail addresses, the one-time code or the bot token it handled;
-the mail folder and its .eml files are the owner's only (issue 16, items 7 and 8)."""
+the mail folder and its .eml files are the owner's only."""
 
 from __future__ import annotations
 

@@ -349,7 +349,7 @@ def test_the_smtp_waits_default_to_production_and_the_environment_may_change_the
         made()
 
 
-# --- subjects and display names that survive folding (issue 16, item 14) -----------------------------
+# --- subjects and display names that survive folding -----------------------------
 
 # Sender names an operator may set in KEZEK_SMTP_FROM: ASCII, one encoded word, and long ones in
 # both languages that take several encoded words.

@@ -1,5 +1,5 @@
-"""PostgreSQL restarted and stopped for seconds under load (issue 6, "PostgreSQL restarted during a
-fan-out"), on a private cluster of its own (``tests/pgcluster.py``: initdb on a free loopback port,
+"""PostgreSQL restarted and stopped for seconds under load (a restart during a fan-out), on a
+private cluster of its own (``tests/pgcluster.py``: initdb on a free loopback port,
 run as an unprivileged user when the tests run as root), so the shared server is never touched.
 Skipped, with the reason, where no cluster can be started (no server binaries, no such user).
 

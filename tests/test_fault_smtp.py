@@ -1,4 +1,4 @@
-"""SMTP down for the whole run (issue 6): the e-mail copies of a fan-out wait, Telegram does not.
+"""SMTP down for the whole run: the e-mail copies of a fan-out wait, Telegram does not.
 
 One process serves the senders and the registry API (``kezek run --no-bot --api --no-scheduler``,
 Telegram through the Bot API stand-in paced at 100 a second; ``KEZEK_SMTP_HOST`` pointing at a

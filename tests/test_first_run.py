@@ -1,4 +1,4 @@
-"""A first run as a new user makes it, from the README, in a fresh folder (issue 18): a refused,
+"""A first run as a new user makes it, from the README, in a fresh folder: a refused,
 malformed or unreachable bot token, a database URL Kezek cannot use, a PostgreSQL that is not
 there, a database never migrated, a wrong setting. Each ends in one localized line saying what
 to check, a non-zero exit code, no traceback, and no file left behind.

@@ -129,7 +129,7 @@ def wrong_iin(n: int) -> str:
 
 
 async def test_relinking_ones_own_application_does_not_reset_the_lock_out(kz: Kezek, world: World) -> None:
-    """Issue 16, 4: a chat that owns A guesses B's IIN four times, re-links A with its own contact,
+    """A chat that owns A guesses B's IIN four times, re-links A with its own contact,
     and again: the re-link is answered "already linked", counts neither way, and the fifth wrong
     guess locks the chat; the right IIN of B then gets the lock-out, never B's masked e-mail."""
     a, b = world.row(), world.row()

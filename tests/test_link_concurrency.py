@@ -1,4 +1,4 @@
-"""Issue 16, 5: the limits of linking hold when one chat's requests arrive at once.
+"""The limits of linking hold when one chat's requests arrive at once.
 
 Each burst goes through the facade calls the handlers make, spread over three facades on
 databases of their own (three bot instances: separate connections, no shared Python lock), with

@@ -1,4 +1,4 @@
-"""No personal data in logs at any level (issue 16, item 8): the engines hide bound values (also
+"""No personal data in logs at any level: the engines hide bound values (also
 in an error's text, which a handler may log), the drivers' value-carrying DEBUG lines stay off,
 and a filter on the handlers masks what slips through. The whole bot at DEBUG:
 tests/test_e2e_walk.py."""

@@ -1,4 +1,4 @@
-"""Personal data on disk is the owner's only, whatever the umask (issue 16, item 7): the mail
+"""Personal data on disk is the owner's only, whatever the umask: the mail
 folder's .eml files (they carry one-tap link tokens and codes), the SQLite database with its -wal
 and -shm files, the sandbox API token; folders 0700, files 0600 from the first byte."""
 

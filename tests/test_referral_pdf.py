@@ -1,4 +1,4 @@
-"""The referral's PDF (issue 7): made in Kazakh and in Russian with every Kazakh letter (the text is
+"""The referral's PDF: made in Kazakh and in Russian with every Kazakh letter (the text is
 read back out of the file with pypdf and compared), its QR code decodes (zxing-cpp) to a token
 that verifies while a modified one does not, and it reaches the parent: as a Telegram document
 with the "referral issued" notice (through the Bot API stand-in, retried like a message when the
@@ -311,7 +311,7 @@ async def test_a_retry_a_day_later_sends_the_same_file(kz: Kezek, kazakh_world: 
 
 
 async def test_the_pages_give_the_zone_with_its_offset_and_no_english(kz: Kezek, kazakh_world: World) -> None:
-    """Issue 18: the PDF may be read abroad (the deadlines say "Astana time, UTC+5"), and the
+    """The PDF may be read abroad (the deadlines say "Astana time, UTC+5"), and the
     verification command's placeholder is a word of the page's language, not "CODE"."""
     ref, _ = await issue(kazakh_world, privilege="first")
     document = await kz.referral_document(ref.id)

@@ -1,4 +1,4 @@
-"""The verifiable referral's token and its check (issue 7): signed tokens that refuse every
+"""The verifiable referral's token and its check: signed tokens that refuse every
 alteration, the key (configured, or made once and kept in the database), the verdicts a
 kindergarten gets as the clock moves (valid, admitted, annulled, expired, refused), and the two
 ways to ask: ``kezek referrals verify`` and ``GET /api/v1/referrals/verify``."""

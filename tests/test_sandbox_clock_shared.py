@@ -1,4 +1,4 @@
-"""The sandbox's clock is the sandbox's, not a process's (issue 18, first run): moved by the API's
+"""The sandbox's clock is the sandbox's, not a process's: moved by the API's
 clock route or the console's ``!advance``, it is kept in the sandbox's database, and every other
 ``kezek`` command on that database (``kezek seats publish`` from a second terminal, as the README
 says) runs at the sandbox's moment. A production database is unaffected."""

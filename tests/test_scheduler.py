@@ -1,4 +1,4 @@
-"""The scheduler's jobs (issue 4): cron triggers at the right Almaty instants, and what a parent
+"""The scheduler's jobs: cron triggers at the right Almaty instants, and what a parent
 notices when the test clock crosses 20:00, a deadline, a public holiday or a restart after
 downtime. Jobs are fired by hand at their trigger's next fire time (no waiting on real time)."""
 

@@ -1,4 +1,4 @@
-"""Issue 16, 5 (the limit linking shares with /settings): 5 tries per e-mail confirmation code hold
+"""The limit linking shares with /settings: 5 tries per e-mail confirmation code hold
 when one chat's guesses arrive at once, from three bot instances (facades on databases of their
 own), on SQLite and PostgreSQL. What is asserted is what the parent would notice: how many
 guesses got "wrong code, N tries left", that the address was not confirmed by guessing, and that

@@ -189,7 +189,7 @@ async def test_background_jobs_run_with_the_bot_and_are_cancelled(
     assert cancelled == ["quick done", "job"]
 
 
-# --- bad posts: 401 / 400, never a 500, and no field value in the log (issue 16, item 9) -------------
+# --- bad posts: 401 / 400, never a 500, and no field value in the log -------------
 
 IIN_IN_A_BAD_UPDATE = "230315650441"
 

@@ -1,4 +1,4 @@
-"""An operator's mistake as one localized line (issue 18, "a first run without a traceback").
+"""An operator's mistake as one localized line.
 
 A wrong setting, a database URL Kezek cannot use, a PostgreSQL that is not there, a database never
 migrated, a bot token Telegram refuses: each is a line saying what to check, never a traceback.

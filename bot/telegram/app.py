@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from bot.config import Settings
 
 # A dialogue left half-way is forgotten after a day (its data holds an application number and an
-# IIN; DESIGN.md: kept only until the dialogue ends): the Redis keys' time to live, and the
+# IIN; SECURITY.md: kept only until the dialogue ends): the Redis keys' time to live, and the
 # database's rows without Redis (bot.telegram.fsm_storage).
 FSM_TTL_SECONDS = DatabaseStorage.TTL_SECONDS
 CHAT_LOCK_SECONDS = 10  # the Redis lock of a chat being handled (see make_storage)
@@ -35,7 +35,7 @@ def make_storage(settings: Settings, *,
     bot's own database (``bot.telegram.fsm_storage.DatabaseStorage``: one process; a restart keeps them), no
     isolation. With Redis: RedisStorage with keys ``<prefix>:<bot id>:<chat>:<user>:state|data``
     and RedisEventIsolation on the same client, so that two instances never handle updates of one
-    chat at the same time (DESIGN.md section 5)."""
+    chat at the same time (ARCHITECTURE.md, library traps)."""
     if not settings.redis_url:
         return None, None
     from aiogram.fsm.storage.redis import RedisStorage

@@ -1,7 +1,7 @@
 """The Telegram front as a running process (``kezek run``): long polling or a webhook server.
 
 * Long polling (no ``webhook_url``): one poller per token — Telegram answers a second one with 409
-  Conflict (DESIGN.md section 5); a webhook left over from webhook mode is removed first (pending
+  Conflict (ARCHITECTURE.md, library traps); a webhook left over from webhook mode is removed first (pending
   updates are kept), since getUpdates does not work while one is set.
 * Webhook (``webhook_url`` + ``webhook_secret``): an aiohttp server (``bot.telegram.webhook``); several
   instances may serve one token behind a load balancer, with Redis (``redis_url``) for the FSM,

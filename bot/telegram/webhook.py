@@ -1,5 +1,5 @@
 """Webhook mode: the Telegram front as an aiohttp web application (several instances behind a
-load balancer; DESIGN.md sections 2 and 5).
+load balancer; ARCHITECTURE.md and bot/deploy/README.md).
 
 * ``POST <webhook_path>``: aiogram's ``SimpleRequestHandler`` (``KezekRequestHandler``). A request
   whose ``X-Telegram-Bot-Api-Secret-Token`` header is not the configured secret (any header: a
