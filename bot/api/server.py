@@ -1,4 +1,5 @@
-"""The registry HTTP API (ARCHITECTURE.md; README.md "Registry API"): aiohttp under ``/api/v1``, JSON in and out.
+"""The registry HTTP API (ARCHITECTURE.md; README.md "Registry API"): aiohttp under ``/api/v1``,
+JSON in and out.
 
 Handlers parse the request, call the service facade and render JSON; the rules live in
 ``services/``. Every call that changes something is one unit of work of the facade, so an error of
