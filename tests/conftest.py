@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -26,6 +27,13 @@ from storage.migrate import upgrade
 from storage.models import Base
 
 PG_URL = os.environ.get("KEZEK_TEST_POSTGRES_URL")
+
+# Hypothesis: in CI (.ci/run sets HYPOTHESIS_PROFILE=ci) the same examples on every run, so a red
+# build is the code's and can be replayed; on a developer's machine new examples each run, and a
+# failure prints the blob that replays it (@reproduce_failure).
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("dev", print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def almaty(*args: int) -> dt.datetime:
