@@ -30,12 +30,10 @@ from typing import TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import select
 
 from bot import metrics
 from services.calendar import ALMATY
 from services.kezek import Kezek
-from storage.models import RuleProfile
 
 log = logging.getLogger("kezek.scheduler")
 T = TypeVar("T")
@@ -112,10 +110,7 @@ async def catch_up(kz: Kezek) -> None:
 
 async def profile_windows(kz: Kezek) -> set[tuple[int, int]]:
     """The distinct claim windows (open, close minute of the local day) of the rule profiles."""
-    async with kz.reading(with_calendar=False) as ctx:
-        rows = (await ctx.session.execute(
-            select(RuleProfile.window_open_minute, RuleProfile.window_close_minute).distinct())).all()
-    return {(int(o), int(c)) for o, c in rows} or {DEFAULT_WINDOW}
+    return await kz.profile_windows() or {DEFAULT_WINDOW}
 
 
 def edge_trigger(minute_of_day: int, second: int = EDGE_SECOND) -> CronTrigger:

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
-from services.health import ROUTER, Due, due_backlog
+from services.health import ROUTER, Due
 
 if TYPE_CHECKING:
     from services.kezek import Kezek
@@ -163,8 +163,7 @@ def current() -> Metrics:
 async def read_backlog(kz: Kezek) -> dict[str, Due] | None:
     """The backlog in one read, or None when the database does not answer (logged: its kind only)."""
     try:
-        async with kz.reading(with_calendar=False) as ctx:
-            return await due_backlog(ctx)
+        return await kz.outbox_backlog()
     except Exception as exc:  # noqa: BLE001 - any failure of the database is "unavailable"
         log.warning("the database is unavailable (%s)", type(exc).__name__)
         return None

@@ -21,6 +21,7 @@ from services.facade import FacadeBase
 from services.notifications import NotificationFacade
 from services.parsing import Row
 from services.referral_check import ReferralCheckFacade
+from services.registry import RegistryFacade
 from services.settings import SettingsFacade
 from services.status import StatusFacade
 from storage.db import Database
@@ -32,7 +33,7 @@ T = TypeVar("T")
 
 
 class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, ReferralCheckFacade,
-            DocumentsFacade, FacadeBase):
+            DocumentsFacade, RegistryFacade, FacadeBase):
     """The whole facade. Parts for one front-end flow live beside their services
     (services/status.py, services/claiming.py, services/settings.py, services/referral_check.py,
     services/documents.py) as mixins of FacadeBase.

@@ -1,6 +1,9 @@
-"""What the registry (the HTTP API) reads beyond the facade: the full status of one application
-(its queue, number, open offers and every referral with its deadlines), referrals and offers by id,
-and the all-or-nothing load of calendar days.
+"""The facade's part for the registry, the operators and the service's own jobs (``RegistryFacade``):
+the full status of one application (its queue, number, open offers and every referral with its
+deadlines), referrals and offers by id, the all-or-nothing load of calendar days, the calendar
+read back, the rule profiles' claim windows (the scheduler), the outbox backlog (metrics, health)
+and the sandbox's example application (``kezek demo``). Every front end comes in through the facade
+(ARCHITECTURE.md); none opens a unit of work itself.
 
 No personal data leaves here: the registry sent the child's IIN, name and the parent's contacts and
 keeps them; a status names the application by its number only."""
@@ -25,8 +28,22 @@ from services.errors import (
     ReferralNotFound,
     RowErrors,
 )
-from services.facade import is_row_id
-from storage.models import Application, Group, Kindergarten, Offer, OfferStatus, Referral, ReferralStatus, Seat
+from services.facade import FacadeBase, is_row_id
+from services.health import Due, due_backlog
+from storage.models import (
+    Application,
+    ApplicationPreference,
+    AppStatus,
+    Group,
+    Kindergarten,
+    KindergartenKind,
+    Offer,
+    OfferStatus,
+    Referral,
+    ReferralStatus,
+    RuleProfile,
+    Seat,
+)
 
 
 @dataclass(frozen=True)
@@ -193,3 +210,95 @@ def as_dict(obj: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
     return asdict(obj)
+
+
+# --- the facade ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CalendarDayInfo:
+    day: dt.date
+    working: bool
+    name: str | None  # a day off's name in the language asked for (None: a weekend or a working day)
+
+
+@dataclass(frozen=True)
+class SandboxExample:
+    """The application a newcomer links in the sandbox, and the seat to publish for it."""
+
+    number: str
+    child_iin: str
+    kindergarten: str
+    birth_year: int
+    language: str
+
+
+class RegistryFacade(FacadeBase):
+    async def application_status(self, number: str) -> ApplicationStatus:
+        async with self.reading(with_calendar=False) as ctx:
+            return await application_status(ctx, number)
+
+    async def referral_info(self, referral_id: int) -> ReferralInfo:
+        async with self.reading(with_calendar=False) as ctx:
+            return await referral_info(ctx, referral_id)
+
+    async def offers_info(self, offer_ids: Sequence[int]) -> list[OfferInfo]:
+        async with self.reading(with_calendar=False) as ctx:
+            return await offers_info(ctx, offer_ids)
+
+    async def set_calendar_days(self, rows: Sequence[p.Row], actor: str = "operator") -> int:
+        async with self.unit(actor) as ctx:
+            return await set_calendar_days(ctx, rows)
+
+    async def calendar_days(self, start: dt.date, days: int, lang: str) -> list[CalendarDayInfo]:
+        """``days`` days from ``start`` as the working calendar has them (decrees included)."""
+        async with self.reading() as ctx:
+            out = []
+            for i in range(days):
+                d = start + dt.timedelta(days=i)
+                working = ctx.calendar.is_working_day(d)
+                out.append(CalendarDayInfo(d, working, None if working else ctx.calendar.holiday_name(d, lang)))
+            return out
+
+    async def profile_windows(self) -> set[tuple[int, int]]:
+        """The distinct claim windows (open, close minute of the local day) of the rule profiles."""
+        async with self.reading(with_calendar=False) as ctx:
+            rows = (await ctx.session.execute(
+                select(RuleProfile.window_open_minute, RuleProfile.window_close_minute).distinct())).all()
+        return {(int(o), int(c)) for o, c in rows}
+
+    async def outbox_backlog(self) -> dict[str, Due]:
+        """What waits for the senders now, per channel (services/health.py), in one read."""
+        async with self.reading(with_calendar=False) as ctx:
+            return await due_backlog(ctx)
+
+    async def sandbox_example(self, phone: str | None = None) -> SandboxExample:
+        """The application a newcomer should link: the head of a queue (so that one published seat
+        makes it "your turn"), without a privilege or a twin; with ``phone`` put on it (to link by
+        the contact button). ``LookupError`` when no application waits."""
+        from sqlalchemy import func, update
+
+        A = Application
+        async with self.unit("demo", with_calendar=False) as ctx:
+            s = ctx.session
+            head = func.row_number().over(partition_by=(A.district_id, A.birth_year), order_by=queue.QUEUE_KEY)
+            ranked = select(A.id, head.label("place")).where(A.status == AppStatus.QUEUED).subquery()
+            apps = (await s.execute(select(A).join(ranked, ranked.c.id == A.id).where(
+                ranked.c.place == 1, A.twin_group.is_(None), A.stoplist_until.is_(None))
+                .order_by(A.priv_rank.desc(), A.number))).scalars().all()
+            if not apps:
+                raise LookupError("no waiting application")
+            app = apps[0]
+            if phone:
+                await s.execute(update(A).where(A.id == app.id).values(phone=phone))
+            kgs = (await s.execute(select(Kindergarten).where(
+                Kindergarten.district_id == app.district_id, Kindergarten.kind == KindergartenKind.STATE)
+                .order_by(Kindergarten.code))).scalars().all()
+            preferred = list((await s.execute(
+                select(Kindergarten.code)
+                .join(ApplicationPreference, ApplicationPreference.kindergarten_id == Kindergarten.id)
+                .where(ApplicationPreference.application_id == app.id)
+                .order_by(ApplicationPreference.rank))).scalars())
+            kg = next((k for k in kgs if k.code in preferred), None) if preferred else None
+            kg = kg or next((k for k in kgs if app.language in k.languages.split(",")), kgs[0])
+            language = app.language if app.language in kg.languages.split(",") else kg.languages.split(",")[0]
+            return SandboxExample(app.number, app.child_iin, kg.code, app.birth_year, language)

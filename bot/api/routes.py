@@ -82,8 +82,7 @@ async def get_application(request: web.Request) -> web.Response:
     number = request.match_info["number"]
     if not _NUMBER.fullmatch(number):  # no such number can exist (and NUL never reaches the database)
         raise ApplicationNotFound()
-    async with request.app[KZ].reading(with_calendar=False) as ctx:
-        status = await registry.application_status(ctx, number)
+    status = await request.app[KZ].application_status(number)
     return json_response(registry.as_dict(status))
 
 
@@ -92,8 +91,7 @@ async def post_seats(request: web.Request) -> web.Response:
     shapes.check_object(shapes.SeatsRequest, body)
     kz = request.app[KZ]
     result = await kz.publish_seats(body, actor=ACTOR)
-    async with kz.reading(with_calendar=False) as ctx:
-        offers = await registry.offers_info(ctx, [offer_id for offer_id, _, _ in result.offers])
+    offers = await kz.offers_info([offer_id for offer_id, _, _ in result.offers])
     return json_response({"seats": result.seat_ids, "private": result.private,
                           "offers": [registry.as_dict(o) for o in offers]})
 
@@ -113,8 +111,7 @@ def _referral_id(request: web.Request) -> int:
 
 
 async def _referral_answer(kz: Kezek, referral_id: int) -> web.Response:
-    async with kz.reading(with_calendar=False) as ctx:
-        info = await registry.referral_info(ctx, referral_id)
+    info = await kz.referral_info(referral_id)
     return json_response({"referral": registry.as_dict(info)})
 
 
@@ -191,8 +188,7 @@ async def get_referral_verify(request: web.Request) -> web.Response:
 
 async def post_calendar_days(request: web.Request) -> web.Response:
     rows = await read_rows(request, shapes.CalendarDay, registry.calendar_day)
-    async with request.app[KZ].unit(ACTOR) as ctx:
-        count = await registry.set_calendar_days(ctx, rows)
+    count = await request.app[KZ].set_calendar_days(rows, actor=ACTOR)
     return json_response({"days": count})
 
 

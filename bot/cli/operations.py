@@ -12,7 +12,6 @@ from bot.cli.serve import Parts, serve
 from bot.config import get_settings
 from locales.formats import format_date, format_datetime, format_deadline
 from locales.names import cause_text, privilege_text, status_text
-from services.kezek import Kezek
 
 # --- reading -------------------------------------------------------------------------------------
 
@@ -152,17 +151,7 @@ def calendar_set(state: State, day: dt.datetime, day_off: bool, name: str) -> No
 def calendar_show(state: State, start: dt.datetime, days: int) -> None:
     """List days from --from, marking days off with their names."""
 
-    async def work(kz: Kezek) -> list[str]:
-        async with kz.reading() as ctx:
-            out = []
-            for i in range(days):
-                d = start.date() + dt.timedelta(days=i)
-                if ctx.calendar.is_working_day(d):
-                    label = state.t("working day")
-                else:
-                    label = ctx.calendar.holiday_name(d, state.lang) or state.t("day off")
-                out.append(f"{format_date(state.lang, d)}: {label}")
-            return out
-
-    for line in state.run(work):
-        click.echo(line)
+    shown = state.run(lambda kz: kz.calendar_days(start.date(), days, state.lang))
+    for d in shown:
+        label = state.t("working day") if d.working else d.name or state.t("day off")
+        click.echo(f"{format_date(state.lang, d.day)}: {label}")

@@ -105,41 +105,9 @@ async def pick_example(kz: Kezek, phone: str | None = None) -> dict[str, Any]:
     """The application a newcomer should link: the head of a queue (so that one published seat
     makes it "your turn"), without a privilege or a twin; with ``phone`` put on it (to link by
     the contact button). Returns its number and IIN and the seat to publish for it."""
-    from sqlalchemy import func, select, update
-
-    from services.queue import QUEUE_KEY
-    from storage.models import Application as A
-    from storage.models import AppStatus, Kindergarten, KindergartenKind
-
-    async with kz.unit("demo", with_calendar=False) as ctx:
-        s = ctx.session
-        head = func.row_number().over(partition_by=(A.district_id, A.birth_year), order_by=QUEUE_KEY)
-        ranked = select(A.id, head.label("place")).where(A.status == AppStatus.QUEUED).subquery()
-        apps = (await s.execute(select(A).join(ranked, ranked.c.id == A.id).where(
-            ranked.c.place == 1, A.twin_group.is_(None), A.stoplist_until.is_(None))
-            .order_by(A.priv_rank.desc(), A.number))).scalars().all()
-        if not apps:
-            raise RuntimeError("the sandbox city has no waiting application")
-        app = apps[0]
-        if phone:
-            await s.execute(update(A).where(A.id == app.id).values(phone=phone))
-        kgs = (await s.execute(select(Kindergarten).where(
-            Kindergarten.district_id == app.district_id, Kindergarten.kind == KindergartenKind.STATE)
-            .order_by(Kindergarten.code))).scalars().all()
-        preferred = await _preferred_codes(ctx, app.id)
-        kg = next((k for k in kgs if k.code in preferred), None) if preferred else None
-        kg = kg or next((k for k in kgs if app.language in k.languages.split(",")), kgs[0])
-        language = app.language if app.language in kg.languages.split(",") else kg.languages.split(",")[0]
-        return {"example": app.number, "example_iin": app.child_iin, "kindergarten": kg.code,
-                "birth_year": app.birth_year, "language": language}
-
-
-async def _preferred_codes(ctx: Any, app_id: int) -> list[str]:
-    from sqlalchemy import select
-
-    from storage.models import ApplicationPreference, Kindergarten
-
-    return list((await ctx.session.execute(
-        select(Kindergarten.code).join(ApplicationPreference, ApplicationPreference.kindergarten_id == Kindergarten.id)
-        .where(ApplicationPreference.application_id == app_id)
-        .order_by(ApplicationPreference.rank))).scalars())
+    try:
+        found = await kz.sandbox_example(phone)
+    except LookupError:
+        raise RuntimeError("the sandbox city has no waiting application") from None
+    return {"example": found.number, "example_iin": found.child_iin, "kindergarten": found.kindergarten,
+            "birth_year": found.birth_year, "language": found.language}
