@@ -1,11 +1,15 @@
-"""Scheduled work while the bot runs, in Asia/Almaty (DESIGN.md §2, issue 4).
+"""Scheduled work while the bot runs, in Asia/Almaty. ``daily_jobs`` is the one table of what runs
+at which minute of the local day: APScheduler's cron jobs are made from it, and the sandbox's clock
+(bot/sandbox/clock.py) runs the same table when it is moved forward.
 
 * ``sweeps``: the idempotent sweeps (offers closing at the window's end, deadlines, stop-lists,
   reminders, free seats) every ``every_seconds``: the safety net that catches anything late.
 * ``window-close-HHMM``: a sweep a few seconds after each claim window's end (the distinct end
   minutes of the rule profiles; 20:00 by default), so that offers close and the passed seats open
   to everyone on time; ``window-open-HHMM``: a sweep a few seconds after each window's start, so
-  that seats freed overnight are offered and the day's reminders go out as the window opens.
+  that seats freed overnight are offered and the day's reminders go out as the window opens;
+  ``window-remind-HHMM``: a sweep as the offers' last reminder falls due (``OFFER_AHEAD`` before
+  the end).
   The profiles are read again every ``refresh_seconds`` and these jobs follow them.
 * ``deadlines``: a sweep a few seconds after local midnight, when show-up, documents and stop-list
   deadlines end (the end of their day).
@@ -26,6 +30,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -34,6 +39,7 @@ from apscheduler.triggers.cron import CronTrigger
 from bot import metrics
 from services.calendar import ALMATY
 from services.kezek import Kezek
+from services.reminders import OFFER_AHEAD
 
 log = logging.getLogger("kezek.scheduler")
 T = TypeVar("T")
@@ -106,6 +112,10 @@ async def catch_up(kz: Kezek) -> None:
     await snapshot_job(kz)
 
 
+ACTIONS: dict[str, Callable[[Kezek], Awaitable[object]]] = {
+    "sweep": sweep_job, "snapshot": snapshot_job, "digest": moves_job}
+
+
 # --- the rule profiles' windows ------------------------------------------------------------------
 
 async def profile_windows(kz: Kezek) -> set[tuple[int, int]]:
@@ -113,31 +123,55 @@ async def profile_windows(kz: Kezek) -> set[tuple[int, int]]:
     return await kz.profile_windows() or {DEFAULT_WINDOW}
 
 
-def edge_trigger(minute_of_day: int, second: int = EDGE_SECOND) -> CronTrigger:
-    """Every day at ``minute_of_day`` (after local midnight) + ``second`` seconds, Almaty time.
-    Days off included: a sweep then finds nothing to do, and the calendar stays in the services."""
-    hour, minute = divmod(minute_of_day % (24 * 60), 60)
-    return CronTrigger(hour=hour, minute=minute, second=second, timezone=ALMATY)
+# --- the schedule: one table -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Daily:
+    """A job at a fixed moment of the local day: ``minute`` after midnight, ``second`` past it."""
+
+    minute: int
+    action: str  # "sweep" | "snapshot" | "digest" (ACTIONS)
+    second: int = 0
 
 
-def _edge_jobs(windows: Iterable[tuple[int, int]]) -> dict[str, int]:
-    jobs: dict[str, int] = {}
+def window_jobs(windows: Iterable[tuple[int, int]]) -> dict[str, Daily]:
+    """The sweeps at the claim windows' edges, and as the offers' last reminder falls due."""
+    ahead = int(OFFER_AHEAD.total_seconds() // 60)
+    jobs: dict[str, Daily] = {}
     for open_minute, close_minute in windows:
-        for edge, minute in (("open", open_minute), ("close", close_minute)):
-            hh, mm = divmod(minute % (24 * 60), 60)
-            jobs[f"window-{edge}-{hh:02d}{mm:02d}"] = minute
+        for edge, minute in (("open", open_minute), ("close", close_minute), ("remind", close_minute - ahead)):
+            minute %= 24 * 60
+            hh, mm = divmod(minute, 60)
+            jobs[f"window-{edge}-{hh:02d}{mm:02d}"] = Daily(minute, "sweep", EDGE_SECOND)
     return jobs
+
+
+def daily_jobs(windows: Iterable[tuple[int, int]], *, snapshot_hour: int = 0,
+               digest_hour: int = 10) -> dict[str, Daily]:
+    """Every job at a moment of the day, by id: what the scheduler runs and the sandbox replays."""
+    return {
+        # Show-up, documents and stop-list deadlines end at local midnight (the end of their day).
+        "deadlines": Daily(0, "sweep", EDGE_SECOND),
+        **window_jobs(windows),
+        "snapshot": Daily(snapshot_hour * 60 + SNAPSHOT_MINUTE, "snapshot"),
+        "digest": Daily(digest_hour * 60, "digest"),
+    }
+
+
+def _cron(job: Daily) -> CronTrigger:
+    hour, minute = divmod(job.minute, 60)
+    return CronTrigger(hour=hour, minute=minute, second=job.second, timezone=ALMATY)
 
 
 def set_window_jobs(scheduler: AsyncIOScheduler, kz: Kezek, windows: Iterable[tuple[int, int]]) -> None:
     """Make the window-edge jobs those of ``windows``: add the new edges, drop the gone ones."""
-    wanted = _edge_jobs(windows)
+    wanted = window_jobs(windows)
     for job in scheduler.get_jobs():
         if job.id.startswith("window-") and job.id not in wanted:
             job.remove()
-    for job_id, minute in wanted.items():
+    for job_id, daily in wanted.items():
         if scheduler.get_job(job_id) is None:
-            scheduler.add_job(sweep_job, edge_trigger(minute), args=[kz], id=job_id, **_JOB)
+            scheduler.add_job(ACTIONS[daily.action], _cron(daily), args=[kz], id=job_id, **_JOB)
 
 
 async def refresh_job(scheduler: AsyncIOScheduler, kz: Kezek) -> None:
@@ -160,13 +194,8 @@ def make_scheduler(kz: Kezek, *, every_seconds: float = 30, snapshot_hour: int =
     scheduler = AsyncIOScheduler(timezone=ALMATY)
     scheduler.add_job(sweep_job, "interval", args=[kz], seconds=every_seconds, id="sweeps",
                       max_instances=1, coalesce=True, replace_existing=True)
-    set_window_jobs(scheduler, kz, windows)
-    # Show-up, documents and stop-list deadlines end at local midnight (the end of their day).
-    scheduler.add_job(sweep_job, edge_trigger(0), args=[kz], id="deadlines", **_JOB)
-    scheduler.add_job(snapshot_job, CronTrigger(hour=snapshot_hour, minute=SNAPSHOT_MINUTE, timezone=ALMATY),
-                      args=[kz], id="snapshot", **_JOB)
-    scheduler.add_job(moves_job, CronTrigger(hour=digest_hour, minute=0, timezone=ALMATY),
-                      args=[kz], id="digest", **_JOB)
+    for job_id, daily in daily_jobs(windows, snapshot_hour=snapshot_hour, digest_hour=digest_hour).items():
+        scheduler.add_job(ACTIONS[daily.action], _cron(daily), args=[kz], id=job_id, **_JOB)
     scheduler.add_job(refresh_job, "interval", args=[scheduler, kz], seconds=refresh_seconds,
                       id="windows", max_instances=1, coalesce=True, replace_existing=True)
     return scheduler

@@ -14,6 +14,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func, select
 
 from bot.jobs import catch_up, make_scheduler, profile_windows, refresh_job, run_scheduler, sweep_job
+from bot.sandbox.clock import schedule_between
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.queue import get_application, queue_number
@@ -76,21 +77,34 @@ async def test_cron_jobs_fire_at_almaty_instants(kz: Kezek, world: World) -> Non
     assert next_fire(s, "digest", almaty(2026, 9, 7, 10, 0, 1)) == almaty(2026, 9, 8, 10, 0)
     # 20:00:05 Almaty is 15:00:05 UTC (UTC+5 all year)
     assert next_fire(s, "window-close-2000", monday_morning).astimezone(UTC).hour == 15
-    assert {j.id for j in s.get_jobs()} == {"sweeps", "window-open-0900", "window-close-2000", "deadlines",
-                                           "snapshot", "digest", "windows"}
+    assert next_fire(s, "window-remind-1800", monday_morning) == almaty(2026, 9, 7, 18, 0, 5)  # offers' reminder
+    assert {j.id for j in s.get_jobs()} == {"sweeps", "window-open-0900", "window-close-2000", "window-remind-1800",
+                                           "deadlines", "snapshot", "digest", "windows"}
+
+
+async def test_the_sandbox_clock_replays_the_schedulers_own_table(kz: Kezek, world: World) -> None:
+    """One schedule (bot.jobs.daily_jobs): moving the sandbox's clock over a day runs a job at
+    every minute the scheduler's cron jobs fire, and at no other."""
+    s = await scheduler_of(kz)
+    start = almaty(2026, 9, 7, 0, 0, 30)
+    moments = await schedule_between(kz, start, start + dt.timedelta(days=1))
+    fired = {next_fire(s, j.id, start) for j in s.get_jobs() if j.id not in ("sweeps", "windows")}
+    assert len(fired) == 6  # midnight, 00:05, 09:00, 10:00, 18:00, 20:00
+    assert {at.replace(second=0) for at, _ in moments} == {at.replace(second=0) for at in fired}
 
 
 async def test_window_jobs_follow_the_rule_profiles(kz: Kezek, clock: FrozenClock) -> None:
     await World(kz, clock).setup(profile={"window_open": "06:50"})
     s = await scheduler_of(kz)
     ids = {j.id for j in s.get_jobs() if j.id.startswith("window-")}
-    assert ids == {"window-open-0900", "window-open-0650", "window-close-2000"}
+    assert ids == {"window-open-0900", "window-open-0650", "window-close-2000", "window-remind-1800"}
     assert next_fire(s, "window-open-0650", almaty(2026, 9, 7, 10, 0)) == almaty(2026, 9, 8, 6, 50, 5)
     # an operator changes the profile while the bot runs: the refresh follows it
     await kz.upsert_profiles([{"code": "custom", "window_open": "08:00", "window_close": "18:30"}])
     await refresh_job(s, kz)
     ids = {j.id for j in s.get_jobs() if j.id.startswith("window-")}
-    assert ids == {"window-open-0900", "window-close-2000", "window-open-0800", "window-close-1830"}
+    assert ids == {"window-open-0900", "window-close-2000", "window-remind-1800", "window-open-0800",
+                   "window-close-1830", "window-remind-1630"}
 
 
 # --- 20:00 ---------------------------------------------------------------------------------------

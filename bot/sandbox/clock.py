@@ -24,11 +24,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from bot.jobs import EDGE_SECOND, SNAPSHOT_MINUTE, profile_windows
+from bot.jobs import EDGE_SECOND, daily_jobs, profile_windows
 from services.calendar import ALMATY
 from services.clock import SandboxClock
 from services.kezek import Kezek
-from services.reminders import OFFER_AHEAD
 from storage.db import Database
 from storage.models import SandboxClockRow
 
@@ -78,13 +77,10 @@ def _moments(start: dt.datetime, end: dt.datetime, minutes: dict[int, set[str]])
 async def schedule_between(kz: Kezek, start: dt.datetime, end: dt.datetime, *, snapshot_hour: int = 0,
                            digest_hour: int = 10) -> list[tuple[dt.datetime, set[str]]]:
     """What the scheduler runs between ``start`` (excluded) and ``end``: (moment, jobs) in order."""
-    minutes: dict[int, set[str]] = {0: {"sweep"}}
-    for open_minute, close_minute in await profile_windows(kz):
-        ahead = int(OFFER_AHEAD.total_seconds() // 60)
-        for minute in (open_minute, close_minute, close_minute - ahead):
-            minutes.setdefault(minute % (24 * 60), set()).add("sweep")
-    minutes.setdefault(snapshot_hour * 60 + SNAPSHOT_MINUTE, set()).add("snapshot")
-    minutes.setdefault(digest_hour * 60, set()).add("digest")
+    minutes: dict[int, set[str]] = {}
+    table = daily_jobs(await profile_windows(kz), snapshot_hour=snapshot_hour, digest_hour=digest_hour)
+    for job in table.values():  # (the sandbox runs each a few seconds past its minute, after the edge)
+        minutes.setdefault(job.minute, set()).add(job.action)
     return _moments(start, end, minutes)
 
 
