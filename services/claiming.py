@@ -19,7 +19,7 @@ from services.directory import KindergartenInfo
 from services.errors import SeatNotFound
 from services.facade import FacadeBase, is_row_id, linked_application
 from services.validation import mask_iin
-from storage.db import Hot, json_rows, json_rows_of
+from storage.hot import Hot, json_rows, json_rows_of
 from storage.models import (
     Application,
     AppStatus,

@@ -37,7 +37,7 @@ from services.errors import (
     ValidationError,
 )
 from services.validation import normalise_email, normalise_phone, validate_iin
-from storage.db import Hot, HotReader, fetch_all
+from storage.hot import Hot, HotReader, fetch_all
 from storage.models import (
     Application,
     ApplicationPreference,

@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, true
 
-from storage.db import Hot, HotReader
+from storage.hot import Hot, HotReader
 from storage.models import Application, AppStatus
 from storage.queue_versions import queue_version
 

@@ -26,7 +26,7 @@ from services.errors import ReferralNotFound
 from services.facade import FacadeBase, linked_application
 from services.queue_numbers import QueueNumbers
 from services.validation import mask_iin
-from storage.db import Hot, HotReader, json_rows, json_rows_of
+from storage.hot import Hot, HotReader, json_rows, json_rows_of
 from storage.models import (
     Application,
     ApplicationPreference,

@@ -15,39 +15,32 @@ Two kinds of unit of work:
   PostgreSQL a small read runs without a transaction of its own (autocommit: no BEGIN and
   ROLLBACK round trips; each statement reads a committed snapshot).
 * ``hot()`` — the reads every update makes (the chat's language, the status cards): ``Hot``
-  statements, SELECTs built with SQLAlchemy Core and compiled by it once per dialect (bound
-  parameters, its type processing of values), run straight on the driver's connection. Through
-  SQLAlchemy's execution machinery (pool checkout, events, cache key, result metadata) such a read
-  cost 20 to 30 times what SQLite spent on the statement: 140 µs against 5 µs for the language
-  lookup. On SQLite a few plain ``sqlite3`` connections (read-only, ``query_only``) serve them in
-  the loop's thread, each read one deferred transaction (one snapshot); on PostgreSQL a few
-  asyncpg connections of their own (autocommit; asyncpg prepares and caches the statements). Not
-  the engine's pool: its checkout pinged the server first (``pool_pre_ping``), a round trip that
-  cost more CPU than the read. Instead a read whose connection turns out dead (a server restart)
-  is sent again once on a new connection.
-"""
+  statements run straight on the driver's connection (``storage.hot``, which says why). On SQLite
+  a few plain ``sqlite3`` connections (read-only, ``query_only``) serve them in the loop's thread,
+  each read one deferred transaction (one snapshot); on PostgreSQL a few asyncpg connections of
+  their own (autocommit; asyncpg prepares and caches the statements). Not the engine's pool: its
+  checkout pinged the server first (``pool_pre_ping``), a round trip that cost more CPU than the
+  read. Instead a read whose connection turns out dead (a server restart) is sent again once on a
+  new connection.
+
+The measurements behind the pool sizes and the hot reads are in BENCHMARKS.md (the sections named
+beside each constant), not here: figures in code go stale."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-from collections import namedtuple
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
-from sqlalchemy import Select, String, event, literal_column
+from sqlalchemy import event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import visitors
-from sqlalchemy.sql.elements import BindParameter
-from sqlalchemy.sql.functions import FunctionElement
 
+from storage.hot import Hot, HotReader  # noqa: F401 - Hot: still imported from here by some services
 from storage.private_files import private_sqlite
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -56,19 +49,19 @@ SQLITE_CACHE_KIB = 64 * 1024  # page cache per connection (SQLite's default is 2
 SQLITE_MMAP_BYTES = 1 << 30  # read the file through the OS page cache without copies
 # Connections each pool keeps open (pool_size) and may open beyond that for a burst (max_overflow).
 # An overflow connection is closed as soon as it goes back, so a pool smaller than the usual
-# concurrency opens and closes connections all the time: at 64 updates in flight the default
-# 5 (+10) opened one every ~15 checkouts, each a new thread, six PRAGMAs and a cold page cache on
-# SQLite, a login on PostgreSQL. The in-loop SQLite reads hold a connection without yielding (their
-# statements run in the loop's thread), so a few connections serve any number of updates and a
-# burst waits its turn instead of opening more.
+# concurrency opens and closes connections all the time, each a new thread, six PRAGMAs and a cold
+# page cache on SQLite, a login on PostgreSQL (the default 5 + 10 did under the load benchmark:
+# BENCHMARKS.md, "2026-12-01: what changed", "Connection churn"). The in-loop SQLite reads hold a
+# connection without yielding (their statements run in the loop's thread), so a few connections
+# serve any number of updates and a burst waits its turn instead of opening more.
 POOLS = {"inline": (8, 0), "sqlite": (8, 8), "postgresql": (16, 8)}
 HOT_SQLITE_KEPT = 4  # idle sqlite3 connections kept for hot reads (one is enough unless a read awaits)
 # asyncpg connections for hot reads (each read awaits the server): at most this many per process,
 # kept open; a read beyond them waits for one to come back (opening one per read beyond a smaller
 # pool cost more than the read: a login each). These reads take a fraction of a millisecond of
-# server CPU: more of them at once only makes the server switch between its backends. With two
-# instances on two cores, 4 each instead of 10 gave 636-674 /status a second against 530-660
-# (four runs each, taken in turn) and a steadier p95 (158-164 ms against 149-294 at 64 in flight).
+# server CPU: more of them at once only makes the server switch between its backends. Fewer gave
+# more /status a second and a steadier p95 than 10 did (the A/B: BENCHMARKS.md, "2026-12-02:
+# PostgreSQL + Redis from 0.30 to about half the echo").
 HOT_PG_SIZE = 4
 
 
@@ -165,167 +158,6 @@ def _make_sqlite_engine(url: str, immediate: bool, *, inline: bool = False, **kw
 
     return engine
 
-# --- hot reads -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Plan:
-    """A ``Hot`` statement compiled for one dialect."""
-
-    sql: str
-    binds: tuple[tuple[str | None, Any, Callable[[Any], Any] | None], ...]  # (parameter | None: constant, value, processor)
-    row: type
-    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column index, result processor)
-
-    def args(self, params: Mapping[str, Any]) -> list[Any]:
-        out = []
-        for name, value, process in self.binds:
-            if name is not None:
-                value = params[name]
-            out.append(process(value) if process is not None else value)
-        return out
-
-    def rows(self, raw: Sequence[Sequence[Any]]) -> list[Any]:
-        make, processors = self.row._make, self.processors
-        if not processors:
-            return [make(r) for r in raw]
-        out = []
-        for r in raw:
-            values = list(r)
-            for i, process in processors:
-                values[i] = process(values[i])
-            out.append(make(values))
-        return out
-
-
-class Hot:
-    """A Core SELECT for ``Database.hot()``: compiled by SQLAlchemy once per dialect (its SQL,
-    bound parameters and type processing), executed on the driver. Its rows are named tuples of
-    the statement's column keys. Parameters are ``bindparam`` names; the statement's own literal
-    values (``status == AppStatus.QUEUED``, ``coalesce(x, 0)``) are written into the SQL as
-    literals by their type (``_inline_constants``), so that the server plans the statement once
-    with them: PostgreSQL runs hot reads on a generic plan (``Database._hot_pg_connect``), and a
-    generic plan cannot match a partial index's WHERE to a parameter. IN lists that SQLAlchemy
-    expands at execution (``in_()``) are refused when compiled: write ``or_()`` of comparisons
-    instead."""
-
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
-        self._plans: dict[str, _Plan] = {}
-
-    def plan(self, dialect: Dialect) -> _Plan:
-        plan = self._plans.get(dialect.name)
-        if plan is None:
-            plan = self._plans[dialect.name] = self._compile(dialect)
-        return plan
-
-    def _compile(self, dialect: Dialect) -> _Plan:
-        compiled = _inline_constants(self.statement, dialect).compile(dialect=dialect)
-        sql = str(compiled)
-        if "POSTCOMPILE" in sql or compiled.positiontup is None:
-            raise ValueError("a hot statement cannot hold an expanding IN or non-positional parameters")
-        binds = []
-        for name in compiled.positiontup:
-            bind = compiled.binds[name]
-            constant = not bind.required and bind.callable is None
-            binds.append((None if constant else name, bind.value if constant else None,
-                          bind.type.dialect_impl(dialect).bind_processor(dialect)))
-        columns = list(self.statement.selected_columns)
-        keys = list(self.statement.selected_columns.keys())
-        processors = tuple((i, p) for i, col in enumerate(columns)
-                           if (p := col.type.dialect_impl(dialect).result_processor(dialect, None)) is not None)
-        row = namedtuple("HotRow", keys, rename=True)  # type: ignore[misc]
-        return _Plan(sql, tuple(binds), row, processors)
-
-
-def _inline_constants(statement: Select[Any], dialect: Dialect) -> Select[Any]:
-    """``statement`` with each bound constant (a value written in the statement, not a
-    ``bindparam`` name a caller fills) as a SQL literal rendered by its type for ``dialect``
-    (escaped by SQLAlchemy's literal processors; they are the code's own constants, never a
-    caller's value). A constant whose type renders no literal stays a bound value."""
-    def literal(element: Any, **_kw: Any) -> Any:
-        if isinstance(element, BindParameter) and not element.required and element.callable is None \
-                and element.value is not None and not element.expanding:
-            process = element.type.literal_processor(dialect)
-            if process is not None:
-                return literal_column(process(element.value), type_=element.type)
-        return None
-
-    return visitors.replacement_traverse(statement, {}, literal)
-
-
-class json_rows(FunctionElement[str]):
-    """SQL aggregate: the group's rows as one JSON text, an array of arrays of the given
-    expressions (``json_group_array(json_array(...))`` on SQLite, ``json_agg(json_build_array(...))``
-    on PostgreSQL). The order of the rows is not defined: carry a column to sort them by. An empty
-    group gives ``[]`` on SQLite and NULL on PostgreSQL; ``json_rows_of`` reads either. It lets a
-    correlated subquery bring a card's few child rows along in its one round trip."""
-
-    type = String()
-    name = "json_rows"
-    inherit_cache = True
-
-
-@compiles(json_rows, "sqlite")
-def _json_rows_sqlite(element: json_rows, compiler: Any, **kw: Any) -> str:
-    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
-
-
-@compiles(json_rows, "postgresql")
-def _json_rows_pg(element: json_rows, compiler: Any, **kw: Any) -> str:
-    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
-
-
-def json_rows_of(value: str | None) -> list[list[Any]]:
-    """The rows of a ``json_rows`` value."""
-    return json.loads(value) if value else []
-
-
-def _pg_connection_lost() -> tuple[type[BaseException], ...]:
-    import asyncpg
-
-    # (InternalClientError: a statement sent while the connection was taking in the server's
-    # FATAL goodbye)
-    return (asyncpg.exceptions.InterfaceError, asyncpg.exceptions.PostgresConnectionError,
-            asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.InternalClientError, ConnectionError)
-
-
-class HotReader:
-    """One hot read: ``all``/``first`` run ``Hot`` statements in it (one snapshot on SQLite; on
-    PostgreSQL each statement reads a committed snapshot of its own)."""
-
-    def __init__(self, dialect: Dialect, sqlite: sqlite3.Connection | None = None, pg: Any = None,
-                 reconnect: Callable[[], Any] | None = None) -> None:
-        self.dialect, self._sqlite, self._pg, self._reconnect = dialect, sqlite, pg, reconnect
-
-    async def all(self, hot: Hot, params: Mapping[str, Any] | None = None) -> list[Any]:
-        plan = hot.plan(self.dialect)
-        args = plan.args(params or {})
-        if self._sqlite is not None:
-            return plan.rows(self._sqlite.execute(plan.sql, args).fetchall())
-        try:
-            return plan.rows(await self._pg.fetch(plan.sql, *args))
-        except _pg_connection_lost():
-            if self._reconnect is None:
-                raise
-            # A kept connection the server dropped (a restart, an idle timeout): a read can be
-            # sent again, once, on a new one.
-            self._pg.terminate()
-            self._pg = await self._reconnect()
-            return plan.rows(await self._pg.fetch(plan.sql, *args))
-
-    async def first(self, hot: Hot, params: Mapping[str, Any] | None = None) -> Any:
-        rows = await self.all(hot, params)
-        return rows[0] if rows else None
-
-
-async def fetch_all(db: Any, hot: Hot, params: Mapping[str, Any]) -> list[Any]:
-    """Rows of ``hot`` through a ``HotReader``, or through a SQLAlchemy session or connection
-    (the same statement, SQLAlchemy's own execution)."""
-    if isinstance(db, HotReader):
-        return await db.all(hot, params)
-    return list((await db.execute(hot.statement, params)).all())
-
-
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = normalise_url(url)
@@ -417,10 +249,9 @@ class Database:
         # A generic plan for every hot read, from its first execution. With the default
         # (``auto``) PostgreSQL planned the status cards' statement anew on every execution: its
         # estimate of the generic plan stayed above the custom ones', and planning that join of
-        # eight tables and five subqueries cost more than the execution (3.1 ms a card against
-        # 1.0 ms on a generic plan, one connection, 2,000 applications in one queue, right after a
-        # claim run left the table's visibility map behind). Hot statements are
-        # index lookups whose constants are literals (``Hot``), so one plan serves every value.
+        # eight tables and five subqueries cost more than executing it (BENCHMARKS.md, "2026-12-02,
+        # second session"). Hot statements are index lookups whose constants are literals
+        # (``storage.hot.Hot``), so one plan serves every value.
         return await asyncpg.connect(dsn, timeout=10, server_settings={"plan_cache_mode": "force_generic_plan"})
 
     @asynccontextmanager

@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy import bindparam, event, func, select, text
 
 import storage.db
-from storage.db import POOLS, Database, Hot
+from storage.db import POOLS, Database
+from storage.hot import Hot
 from storage.models import Chat, UTCDateTime
 
 NOW = dt.datetime(2026, 9, 7, 5, 0, tzinfo=dt.UTC)
