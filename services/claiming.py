@@ -7,31 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import bindparam, case, func, literal_column, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import select
 
 from services import offers
 from services.calendar import WorkingCalendar
-from services.context import DEFAULT_PROFILE_CODE, Ctx
+from services.context import Ctx
 from services.directory import KindergartenInfo
 from services.errors import SeatNotFound
 from services.facade import FacadeBase, is_row_id, linked_application
+from services.reads import seats as seat_reads
 from services.validation import mask_iin
-from storage.hot import Hot, json_rows, json_rows_of
-from storage.models import (
-    Application,
-    AppStatus,
-    CalendarDay,
-    ChatLink,
-    District,
-    Group,
-    Kindergarten,
-    RuleProfile,
-    Seat,
-    SeatStatus,
-)
+from storage.models import Application, AppStatus, Group, Kindergarten
 
 
 @dataclass(frozen=True)
@@ -131,31 +118,15 @@ async def _choices(ctx: Ctx, app: Application, *, state_order_only: bool) -> Cla
                         choices, window_open, next_at, hours)
 
 
-def _state_order_statement() -> Any:
-    """/seats in one round trip: each application linked to the chat with its rule profile's
-    claim window and private-kindergarten age (the district's own profile, else the default: what
-    ``Ctx.profile`` reads) and, for a waiting one, the open state-order seats of its district as
-    ``json_rows`` of (seat id, group id, language, kindergarten code, names, address, group name).
-    A district whose profile is missing gives NULLs: the caller then reads the slow way."""
-    A, S, K, G = Application, Seat, aliased(Kindergarten), aliased(Group)
-    default = select(RuleProfile.id).where(RuleProfile.code == DEFAULT_PROFILE_CODE).scalar_subquery()
-    seats = (select(json_rows(S.id, S.group_id, S.language, K.code, K.name_ru, K.name_kk, K.address, G.name))
-             .select_from(S).join(K, K.id == S.kindergarten_id).outerjoin(G, G.id == S.group_id)
-             .where(S.district_id == A.district_id, S.status == SeatStatus.OPEN, S.private.is_(True))
-             .scalar_subquery())
-    return (select(A.id, A.number, A.child_iin, A.status, A.birth_date,
-                   RuleProfile.window_open_minute, RuleProfile.window_close_minute,
-                   RuleProfile.private_min_age_years,
-                   case((A.status == AppStatus.QUEUED, seats), else_=literal_column("NULL")).label("seats"))
-            .join(ChatLink, ChatLink.application_id == A.id)
-            .join(District, District.id == A.district_id)
-            .outerjoin(RuleProfile, RuleProfile.id == func.coalesce(District.profile_id, default))
-            .where(ChatLink.chat_id == bindparam("chat_id"))
-            .order_by(ChatLink.linked_at, A.id))
-
-
-_STATE_ORDER = Hot(_state_order_statement())
-_CALENDAR = Hot(select(CalendarDay.day, CalendarDay.working, CalendarDay.name))
+def _state_order_screen(linked: seat_reads.LinkedSeats, calendar: WorkingCalendar, now: dt.datetime) -> ClaimChoices:
+    """/seats for one linked application: its state-order seats (``services.reads.seats``) and its
+    profile's claim window."""
+    seats = [(s.seat_id, s.group_id, s.language, offers.VIA_STATE_ORDER, s.kindergarten, s.group_name, None)
+             for s in linked.seats]
+    window_open, next_at, hours = _window(calendar, now, linked.rules.window_open_minute,
+                                          linked.rules.window_close_minute)
+    return ClaimChoices(linked.application_id, linked.number, mask_iin(linked.child_iin),
+                        linked.status == AppStatus.QUEUED, _merge(seats), window_open, next_at, hours)
 
 
 class ClaimFacade(FacadeBase):
@@ -168,37 +139,20 @@ class ClaimFacade(FacadeBase):
 
     async def state_order_choices(self, chat_id: int) -> list[ClaimChoices]:
         """For each application linked to the chat: the state-order seats open to it (none to an
-        application not waiting). Two hot reads (``_STATE_ORDER``, the calendar's overrides)."""
+        application not waiting). Two hot reads (``services.reads.seats``)."""
         now = self.clock.now()
         async with self.db.hot() as db:
-            rows = await db.all(_STATE_ORDER, {"chat_id": chat_id})
-            if not rows:
-                return []
-            calendar = WorkingCalendar({r.day: (r.working, r.name) for r in await db.all(_CALENDAR)})
-        if any(r.window_open_minute is None for r in rows):  # no profile row (see _state_order_statement)
+            found = await seat_reads.read(db, chat_id, now)
+        if found is None:  # a district without a profile row (see seat_reads.read)
             return await self._state_order_choices_read(chat_id)
-        out = []
-        for r in rows:
-            seats = []
-            if r.status == AppStatus.QUEUED and offers.old_enough_for_private(r.birth_date, calendar, now,
-                                                                              r.private_min_age_years):
-                seats = [(seat_id, group_id, language, offers.VIA_STATE_ORDER,
-                          KindergartenInfo(code, name_ru, name_kk, address or ""), group_name or "", None)
-                         for seat_id, group_id, language, code, name_ru, name_kk, address, group_name
-                         in sorted(json_rows_of(r.seats), key=lambda x: (x[3], x[0]))]
-            window_open, next_at, hours = _window(calendar, now, r.window_open_minute, r.window_close_minute)
-            out.append(ClaimChoices(r.id, r.number, mask_iin(r.child_iin), r.status == AppStatus.QUEUED,
-                                    _merge(seats), window_open, next_at, hours))
-        return out
+        linked, calendar = found
+        return [_state_order_screen(one, calendar, now) for one in linked]
 
     async def _state_order_choices_read(self, chat_id: int) -> list[ClaimChoices]:
-        """``state_order_choices`` through the ORM and ``offers.available_seats``' rules (the
-        reference the hot read is tested against)."""
+        """``state_order_choices`` through the ORM and ``offers.seats_open_to``'s rules (the
+        reference the hot read is tested against: ``services.reads.seats.reference``)."""
         async with self.reading(small=True) as ctx:
-            apps = (await ctx.session.execute(
-                select(Application).join(ChatLink, ChatLink.application_id == Application.id)
-                .where(ChatLink.chat_id == chat_id).order_by(ChatLink.linked_at, Application.id))).scalars().all()
-            return [await _choices(ctx, app, state_order_only=True) for app in apps]
+            return [_state_order_screen(one, ctx.calendar, ctx.now) for one in await seat_reads.reference(ctx, chat_id)]
 
     async def claim_preview(self, chat_id: int, application_id: int, seat_id: int) -> ClaimPreview:
         """Every rule of the claim checked, nothing changed: the kindergarten, the group and the

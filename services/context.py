@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,22 @@ from services.calendar import WorkingCalendar
 from storage.models import AuditEntry, CalendarDay, District, OutboxMessage, RuleProfile
 
 DEFAULT_PROFILE_CODE = "default"
+# The fields of a rule profile that are rules (RULES.md, "Rule profile"): every column of the model
+# but its identity. ``Ctx.profile`` loads them all; a hot read that needs the profile selects these
+# (``services.reads.profile``), so a column added to ``RuleProfile`` reaches both with no edit.
+RULE_FIELDS: tuple[str, ...] = tuple(c.key for c in RuleProfile.__table__.columns
+                                     if c.key not in ("id", "code", "name"))
+
+
+def profile_id_of(district_id: Any) -> Any:
+    """SQL: the id of the rule profile a district follows, its own else the default one (RULES.md,
+    "Rule profile"); NULL when neither exists. ``district_id``: a value, or a column of the outer
+    query (of an alias, when that query reads ``districts`` itself). ``Ctx.profile`` and the hot
+    reads (``services.reads``) both take the rule from here."""
+    # (each subquery reads its own table even where the outer query holds that table too)
+    own = select(District.profile_id).where(District.id == district_id).correlate_except(District)
+    default = select(RuleProfile.id).where(RuleProfile.code == DEFAULT_PROFILE_CODE).correlate(None)
+    return func.coalesce(own.scalar_subquery(), default.scalar_subquery())
 
 
 @dataclass
@@ -57,10 +73,8 @@ class Ctx:
     async def profile(self, district_id: int) -> RuleProfile:
         if district_id not in self._profiles:
             # The district's own profile if it has one, else the default, in one query.
-            own = select(District.profile_id).where(District.id == district_id).scalar_subquery()
             prof = (await self.session.execute(
-                select(RuleProfile).where(or_(RuleProfile.id == own, RuleProfile.code == DEFAULT_PROFILE_CODE))
-                .order_by(RuleProfile.code == DEFAULT_PROFILE_CODE).limit(1)
+                select(RuleProfile).where(RuleProfile.id == profile_id_of(district_id))
             )).scalar_one_or_none()
             if prof is None:  # a database without the seeded default row
                 prof = RuleProfile(code=DEFAULT_PROFILE_CODE, name="Default")

@@ -37,7 +37,6 @@ from services.errors import (
     ValidationError,
 )
 from services.validation import normalise_email, normalise_phone, validate_iin
-from storage.hot import Hot, HotReader, fetch_all
 from storage.models import (
     Application,
     ApplicationPreference,
@@ -370,35 +369,28 @@ async def queue_number(session: AsyncSession, app: Application) -> int | None:
     return 1 + (await session.execute(q)).scalar_one()
 
 
-async def move_causes(session: AsyncSession | HotReader, app: Application,
-                      since: dt.datetime) -> dict[str, int]:
-    """The signed sum of moves per cause, from events ahead of ``app`` after ``since`` (``app``:
-    an Application or a row with its queue key)."""
-    params = {"district_id": app.district_id, "birth_year": app.birth_year, "since": since,
-              "app_id": app.id, "rank": app.priv_rank, "submitted_at": app.submitted_at, "number": app.number}
-    return {cause: int(total) for cause, total in await fetch_all(session, _MOVE_CAUSES, params) if total}
-
-
-_MOVE_CAUSES = Hot(
-    select(QueueEvent.cause, func.sum(QueueEvent.delta)).where(
-        QueueEvent.district_id == bindparam("district_id"), QueueEvent.birth_year == bindparam("birth_year"),
-        QueueEvent.at > bindparam("since", type_=UTCDateTime()),
-        QueueEvent.application_id != bindparam("app_id"),
-        tuple_(QueueEvent.priv_rank, QueueEvent.submitted_at, QueueEvent.number) < tuple_(
-            bindparam("rank"), bindparam("submitted_at", type_=UTCDateTime()), bindparam("number")),
-    ).group_by(QueueEvent.cause))
+def _ahead(app: Application, since: dt.datetime) -> tuple[Any, ...]:
+    """SQL: the queue events ahead of ``app`` after ``since``: in its queue, not its own, with a
+    queue key before its own."""
+    E = QueueEvent
+    return (E.district_id == app.district_id, E.birth_year == app.birth_year, E.at > since,
+            E.application_id != app.id, key_before(*key_of(app), cols=(E.priv_rank, E.submitted_at, E.number)))
 
 
 async def events_ahead(session: AsyncSession, app: Application,
                        since: dt.datetime) -> list[tuple[dt.datetime, int, str]]:
     """(moment, signed move, cause) of the queue events ahead of ``app`` after ``since``, oldest first."""
     E = QueueEvent
-    q = (select(E.at, E.delta, E.cause).where(
-        E.district_id == app.district_id, E.birth_year == app.birth_year, E.at > since,
-        E.application_id != app.id,
-        key_before(*key_of(app), cols=(E.priv_rank, E.submitted_at, E.number)),
-    ).order_by(E.at, E.id))
+    q = select(E.at, E.delta, E.cause).where(*_ahead(app, since)).order_by(E.at, E.id)
     return [(at, delta, cause) for at, delta, cause in (await session.execute(q)).all()]
+
+
+async def move_causes(session: AsyncSession, app: Application, since: dt.datetime) -> dict[str, int]:
+    """The signed sum of moves per cause, from the events ahead of ``app`` after ``since`` (a
+    /status card reads the same on the driver: ``services.reads.moves``)."""
+    E = QueueEvent
+    q = select(E.cause, func.sum(E.delta)).where(*_ahead(app, since)).group_by(E.cause)
+    return {cause: int(total) for cause, total in (await session.execute(q)).all() if total}
 
 
 def numbers_over_time(current: int, events: Sequence[tuple[dt.datetime, int, str]], since: dt.datetime,

@@ -26,34 +26,14 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import bindparam, func, select, true
-
-from storage.hot import Hot, HotReader
-from storage.models import Application, AppStatus
-from storage.queue_versions import queue_version
+from services.reads.ranking import RANKING
+from storage.hot import HotReader
 
 Queue = tuple[int, int]  # (district_id, birth_year)
 
 MAX_ENTRIES = 2_000_000  # applications kept in all, per process (32 MB)
 RELOAD_SECONDS = 1.0
-
-
-def _ranking_statement() -> Any:
-    A = Application
-    ranked = (select(A.id, func.row_number().over(order_by=(A.priv_rank, A.submitted_at, A.number)).label("n"))
-              .where(A.district_id == bindparam("district_id"), A.birth_year == bindparam("birth_year"),
-                     A.status == AppStatus.QUEUED)
-              .subquery())
-    version = select(queue_version(bindparam("district_id"), bindparam("birth_year")).label("version")).subquery()
-    # One row at least (the version), with an empty queue too.
-    return (select(version.c.version, ranked.c.id, ranked.c.n)
-            .select_from(version.outerjoin(ranked, true()))
-            .order_by(ranked.c.id))
-
-
-_RANKING = Hot(_ranking_statement())
 
 
 @dataclass
@@ -121,7 +101,7 @@ class QueueNumbers:
         return ranking.number_of(app_id) if ranking.version == version else None
 
     async def _load(self, db: HotReader, queue: Queue) -> Ranking:
-        rows = await db.all(_RANKING, {"district_id": queue[0], "birth_year": queue[1]})
+        rows = await db.all(RANKING, {"district_id": queue[0], "birth_year": queue[1]})
         self.loads += 1
         ranking = Ranking(int(rows[0].version), array("q", (r.id for r in rows if r.id is not None)),
                           array("q", (r.n for r in rows if r.id is not None)), self.monotonic())

@@ -14,8 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, literal_column, select, tuple_
-from sqlalchemy.orm import aliased
+from sqlalchemy import select
 
 from services import queue
 from services.calendar import ALMATY
@@ -25,25 +24,11 @@ from services.directory import KindergartenInfo
 from services.errors import ReferralNotFound
 from services.facade import FacadeBase, linked_application
 from services.queue_numbers import QueueNumbers
+from services.reads import cards as card_reads
+from services.reads import moves as move_reads
 from services.validation import mask_iin
-from storage.hot import Hot, HotReader, json_rows, json_rows_of
-from storage.models import (
-    Application,
-    ApplicationPreference,
-    AppStatus,
-    ChatLink,
-    District,
-    DocsState,
-    Kindergarten,
-    Offer,
-    OfferStatus,
-    QueueEvent,
-    QueueLook,
-    Referral,
-    ReferralStatus,
-    UTCDateTime,
-)
-from storage.queue_versions import queue_version
+from storage.hot import HotReader
+from storage.models import Application, AppStatus, DocsState, Referral, ReferralStatus
 
 log = logging.getLogger("kezek.status")
 
@@ -152,80 +137,10 @@ class HistoryView:
     moves: list[HistoryMove] = field(default_factory=list)  # latest first
 
 
-def _forecast_net() -> Any:
-    """SQL: the net signed move of the outer query's application over the forecast window (what
-    ``forecast_of`` takes as ``net``; a range of ix_queue_events_queue_at): the events ahead of it
-    after ``:window_from`` (now - FORECAST_DAYS) and after it joined. NULL, with nothing read, for
-    an application not waiting or that joined after ``:joined_by`` (now - FORECAST_MIN_DAYS): too
-    early for a forecast."""
-    A, E = Application, QueueEvent
-    net = select(func.coalesce(func.sum(E.delta), 0)).where(
-        E.district_id == A.district_id, E.birth_year == A.birth_year,
-        E.at > bindparam("window_from", type_=UTCDateTime()), E.at > A.created_at,
-        E.application_id != A.id,
-        tuple_(E.priv_rank, E.submitted_at, E.number) < tuple_(A.priv_rank, A.submitted_at, A.number),
-    ).scalar_subquery()
-    return case((and_(A.status == AppStatus.QUEUED, A.created_at <= bindparam("joined_by", type_=UTCDateTime())),
-                 net), else_=None)
-
-
-def _preferred_rows() -> Any:
-    """SQL: the outer query's application's preferred kindergartens as ``json_rows`` of
-    (rank, code, name_ru, name_kk); none for an "any kindergarten" application (not shown)."""
-    A, P = Application, ApplicationPreference
-    K = aliased(Kindergarten)  # not the referral's kindergarten of the outer query
-    rows = (select(json_rows(P.rank, K.code, K.name_ru, K.name_kk))
-            .select_from(P).join(K, K.id == P.kindergarten_id)
-            .where(P.application_id == A.id).scalar_subquery())
-    return case((A.any_kindergarten.is_(False), rows), else_=None)
-
-
-def _card_statement(*, count: bool) -> Select[Any]:
-    """One round trip for every card of a chat: each linked application with its district, its
-    queue's version (``storage.queue_versions``) and, with ``count``, its queue number (a
-    correlated count on ix_applications_queue: ``services.queue_numbers`` spares it), open offer (at most one:
-    uq_offers_open_application), this chat's last look, a live referral (at most one:
-    uq_referrals_live_application) with its kindergarten, the preferred kindergartens and the
-    forecast's move over the last days. Core columns, not ORM objects: the cards are read-only,
-    and loading instances cost more than the query. One statement, so one snapshot on
-    PostgreSQL too, and one round trip instead of three: each costs the bot more CPU (the
-    socket write and the wake-up) than the server spends on these index lookups."""
-    A = Application
-    return (
-        select(A.id, A.number, A.child_iin, A.birth_year, A.status, A.privilege, A.any_kindergarten,
-               A.district_id, A.priv_rank, A.submitted_at, A.stoplist_until, A.created_at,
-               District.name_ru.label("district_ru"), District.name_kk.label("district_kk"),
-               queue_version(A.district_id, A.birth_year).label("queue_version"),
-               (queue.count_ahead() if count else literal_column("NULL")).label("ahead"),
-               Offer.id.label("offer_id"), Offer.expires_at.label("offer_expires_at"),
-               QueueLook.number.label("look_number"), QueueLook.at.label("look_at"),
-               Referral.id.label("referral_id"), Referral.showup_due_at, Referral.docs_state,
-               Referral.docs_due_at,
-               Kindergarten.code.label("kg_code"), Kindergarten.name_ru.label("kg_name_ru"),
-               Kindergarten.name_kk.label("kg_name_kk"), Kindergarten.address.label("kg_address"),
-               _preferred_rows().label("preferred"), _forecast_net().label("forecast_net"))
-        .join(ChatLink, ChatLink.application_id == A.id)
-        .join(District, District.id == A.district_id)
-        .outerjoin(Offer, and_(Offer.application_id == A.id, Offer.status == OfferStatus.OPEN))
-        .outerjoin(QueueLook, and_(QueueLook.application_id == A.id, QueueLook.viewer == bindparam("viewer")))
-        # A waiting application holds no live referral.
-        .outerjoin(Referral, and_(Referral.application_id == A.id, A.status != AppStatus.QUEUED,
-                                  # (literal values, as in the partial index's WHERE, so that
-                                  # SQLite uses it: bound values it cannot match to the index)
-                                  Referral.status.in_([literal_column(f"'{s}'") for s in ReferralStatus.LIVE])))
-        .outerjoin(Kindergarten, Kindergarten.id == Referral.kindergarten_id)
-        .where(ChatLink.chat_id == bindparam("chat_id"))
-        .order_by(ChatLink.linked_at, A.number)
-    )
-
-
-_CARDS = Hot(_card_statement(count=False))
-_CARDS_COUNTED = Hot(_card_statement(count=True))
-
-
-def _preferred_of(row: Any) -> list[KindergartenInfo]:
-    return [KindergartenInfo(code, name_ru, name_kk)
-            for _rank, code, name_ru, name_kk in sorted(json_rows_of(row.preferred), key=lambda r: r[0])]
+def card_params(chat_id: int, now: dt.datetime) -> dict[str, Any]:
+    """The parameters of a chat's cards statement (``services.reads.cards``) at ``now``."""
+    return {"chat_id": chat_id, "viewer": chat_viewer(chat_id), "window_from": now - dt.timedelta(days=FORECAST_DAYS),
+            "joined_by": now - dt.timedelta(days=FORECAST_MIN_DAYS)}
 
 
 def _local_day(moment: dt.datetime) -> dt.date:
@@ -234,7 +149,7 @@ def _local_day(moment: dt.datetime) -> dt.date:
 
 def forecast_of(app: Any, number: int, net: int | None, now: dt.datetime) -> Forecast:
     """At the pace of the queue ahead over the last FORECAST_DAYS days (or since the application
-    joined): ``net``, the signed move over that window (``_forecast_net``; None or anything when
+    joined): ``net``, the signed move over that window (``services.reads.cards``; None or anything when
     the window is shorter than FORECAST_MIN_DAYS). ``app``: an Application or a row with its
     ``created_at`` and ``stoplist_until``."""
     since = max(now - dt.timedelta(days=FORECAST_DAYS), app.created_at)
@@ -247,14 +162,14 @@ def forecast_of(app: Any, number: int, net: int | None, now: dt.datetime) -> For
 
 async def _card(db: HotReader, now: dt.datetime, row: Any, number: int | None,
                 look: tuple[int, dt.datetime] | None) -> StatusCard:
-    """The card of one row of ``_CARDS`` (``queue.view``'s rules, on columns); ``number``: its
+    """The card of one row of ``services.reads.cards`` (``queue.view``'s rules, on columns); ``number``: its
     queue number (None: not waiting); ``look``: the number this chat saw last and since when
     (None: never)."""
     look_number, look_at = look if look is not None else (None, None)
     state = queue.state_of(row.status, row.stoplist_until, row.offer_id is not None, now)
     causes: dict[str, int] = {}
     if look_number is not None and number is not None and number != look_number:
-        causes = await queue.move_causes(db, row, look_at)
+        causes = await move_reads.move_causes(db, row, look_at)
     until: dt.datetime | None = None
     docs_due_at: dt.datetime | None = None
     referral_kg: KindergartenInfo | None = None
@@ -278,7 +193,7 @@ async def _card(db: HotReader, now: dt.datetime, row: Any, number: int | None,
         application_id=row.id, number=row.number, child_iin_masked=mask_iin(row.child_iin),
         district_name_ru=row.district_ru, district_name_kk=row.district_kk,
         birth_year=row.birth_year, status=row.status, state=state, privilege=row.privilege,
-        any_kindergarten=row.any_kindergarten, preferred=[] if row.any_kindergarten else _preferred_of(row),
+        any_kindergarten=row.any_kindergarten, preferred=[] if row.any_kindergarten else card_reads.preferred_of(row),
         queue_number=number, previous_number=look_number, previous_at=look_at,
         causes=causes, until=until, docs_due_at=docs_due_at,
         referral_kindergarten=referral_kg, referral_id=referral_id, forecast=forecast,
@@ -390,13 +305,12 @@ class StatusFacade(FacadeBase):
         viewer = chat_viewer(chat_id)
         now = self.clock.now()
         looks = self._looks
-        params = {"chat_id": chat_id, "viewer": viewer, "window_from": now - dt.timedelta(days=FORECAST_DAYS),
-                  "joined_by": now - dt.timedelta(days=FORECAST_MIN_DAYS)}
-        async with self.db.hot() as db:  # on the driver, no ORM (see _card_statement, storage.db.Hot)
-            rows = await db.all(_CARDS, params)
+        params = card_params(chat_id, now)
+        async with self.db.hot() as db:  # on the driver, no ORM (services.reads.cards, storage.hot)
+            rows = await db.all(card_reads.CARDS, params)
             numbers = await self._numbers_of(db, rows)
             if numbers is None:  # a queue at a version not kept here: count them live (one snapshot)
-                rows = await db.all(_CARDS_COUNTED, params)
+                rows = await db.all(card_reads.CARDS_COUNTED, params)
                 numbers = [1 + row.ahead if row.status == AppStatus.QUEUED else None for row in rows]
             cards = []
             for row, number in zip(rows, numbers, strict=True):
