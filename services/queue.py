@@ -431,9 +431,15 @@ class QueueView:
 
     @property
     def delta(self) -> int | None:
-        if self.number is None or self.previous is None:
-            return None
-        return self.number - self.previous
+        return number_move(self.number, self.previous)
+
+
+def number_move(number: int | None, previous: int | None) -> int | None:
+    """The signed move of a queue number since the one the viewer saw before (negative: it came
+    closer); None when it is not waiting or the viewer never looked."""
+    if number is None or previous is None:
+        return None
+    return number - previous
 
 
 def state_of(status: str, stoplist_until: dt.datetime | None, offer_open: bool, now: dt.datetime) -> str:

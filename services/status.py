@@ -109,9 +109,7 @@ class StatusCard:
 
     @property
     def delta(self) -> int | None:
-        if self.queue_number is None or self.previous_number is None:
-            return None
-        return self.queue_number - self.previous_number
+        return queue.number_move(self.queue_number, self.previous_number)
 
     @property
     def offer_open(self) -> bool:
