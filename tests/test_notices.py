@@ -265,6 +265,19 @@ def fallback(lang: str) -> str:
     return render(lang, replace(sample(NoticeKind.WITHDRAWN), kind="something_new")).text
 
 
+def test_a_kind_another_version_wrote_reads_as_a_generic_notice() -> None:
+    # (a rolled-back deployment meets rows of a kind it does not know: they still reach the parent)
+    notice = replace(sample(NoticeKind.TURN_CAME), kind="something_new")
+    assert render("ru", notice).text == gettext("ru", "There is news about {application}: see /status.",
+                                                application=gettext("ru", "application {number} (child's IIN {iin})",
+                                                                    number="A00001", iin="230315*****1"))
+    assert render("ru", notice).markup is None
+    copy = render_email(notice)
+    assert copy.subject == "Kezek: " + " / ".join(
+        gettext(lang, "Notice about the kindergarten queue") for lang in ("kk", "ru"))
+    assert f"{gettext('ru', 'Offer open until')}: " in copy.text  # its deadlines, by their usual keys
+
+
 def test_the_stored_kinds_never_change() -> None:
     # The outbox stores these strings: renaming a member's value would strand the rows written
     # before (a new kind adds its value here).

@@ -317,6 +317,11 @@ DEADLINE_LABELS: dict[Deadline, str] = {
     Deadline.STOPLIST: N_("On the stop-list until"),
 }
 
+# The deadlines of a kind another version of Kezek wrote: those under the payload keys the kinds
+# known here use for them.
+_UNKNOWN_KIND_DEADLINES = ((Deadline.OFFER, "expires_at"), (Deadline.SHOWUP, "showup_due_at"),
+                           (Deadline.DOCS, "docs_due_at"), (Deadline.STOPLIST, "stoplist_until"))
+
 # No kind, action or deadline without its words: this module does not import otherwise.
 require_every(NoticeKind, RENDERERS, "bot.notices.RENDERERS")
 require_every(NoticeKind, SUBJECTS, "bot.notices.SUBJECTS")
@@ -360,7 +365,7 @@ def _email_details(lang: str, n: Notice) -> list[tuple[str, str]]:
         if n.extra.get("queue_number"):
             rows.append((gettext(lang, "Queue number"), format_number(lang, int(n.extra["queue_number"]))))
     kind = kind_of(n.kind)
-    for deadline, key in KINDS[kind].deadlines if kind is not None else ():
+    for deadline, key in KINDS[kind].deadlines if kind is not None else _UNKNOWN_KIND_DEADLINES:
         if n.payload.get(key):
             rows.append((gettext(lang, DEADLINE_LABELS[deadline]), _deadline(lang, n.payload[key], "utc")))
     return rows
