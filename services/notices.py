@@ -67,7 +67,7 @@ class NoticeSetting(StrEnum):
 class NoticeAttachment(StrEnum):
     """A file that goes with a notice (made by the bot when it is sent)."""
 
-    REFERRAL_PDF = "referral_pdf"  # the referral with its QR code (bot/referral_pdf.py)
+    REFERRAL_PDF = "referral_pdf"  # the referral with its QR code (handlers/views/referral_pdf.py)
 
 
 class BotAction(StrEnum):

@@ -334,8 +334,8 @@ def test_every_kind_shows_its_table_row(kind: NoticeKind) -> None:
 
 
 def test_only_the_referral_pdf_is_attached() -> None:
-    # bot/referral_pdf.notice_attachments makes the one file there is: a new NoticeAttachment
-    # needs its maker there.
+    # handlers/views/referral_pdf.notice_attachments makes the one file there is: a new
+    # NoticeAttachment needs its maker there.
     assert set(NoticeAttachment) == {NoticeAttachment.REFERRAL_PDF}
     assert [k for k, s in KINDS.items() if s.attachment] == [NoticeKind.REFERRAL_ISSUED]
 

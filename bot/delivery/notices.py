@@ -323,11 +323,11 @@ _UNKNOWN_KIND_DEADLINES = ((Deadline.OFFER, "expires_at"), (Deadline.SHOWUP, "sh
                            (Deadline.DOCS, "docs_due_at"), (Deadline.STOPLIST, "stoplist_until"))
 
 # No kind, action or deadline without its words: this module does not import otherwise.
-require_every(NoticeKind, RENDERERS, "bot.notices.RENDERERS")
-require_every(NoticeKind, SUBJECTS, "bot.notices.SUBJECTS")
-require_every(BotAction, BUTTONS, "bot.notices.BUTTONS")
-require_every(BotAction, ACT_IN_BOT, "bot.notices.ACT_IN_BOT")
-require_every(Deadline, DEADLINE_LABELS, "bot.notices.DEADLINE_LABELS")
+require_every(NoticeKind, RENDERERS, "bot.delivery.notices.RENDERERS")
+require_every(NoticeKind, SUBJECTS, "bot.delivery.notices.SUBJECTS")
+require_every(BotAction, BUTTONS, "bot.delivery.notices.BUTTONS")
+require_every(BotAction, ACT_IN_BOT, "bot.delivery.notices.ACT_IN_BOT")
+require_every(Deadline, DEADLINE_LABELS, "bot.delivery.notices.DEADLINE_LABELS")
 
 
 @dataclass(frozen=True)
