@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.calendar import WorkingCalendar
+from services.notices import NoticeKind, Payload, outbox_row
 from storage.models import AuditEntry, CalendarDay, District, OutboxMessage, RuleProfile
 
 DEFAULT_PROFILE_CODE = "default"
@@ -89,12 +90,11 @@ class Ctx:
             "entity_id": entity_id, "data": data,
         })
 
-    def notify(self, kind: str, application_id: int | None, dedupe_key: str, **payload: Any) -> None:
-        self._outbox.append({
-            "dedupe_key": dedupe_key, "kind": kind, "application_id": application_id,
-            "payload": payload, "created_at": self.now, "status": "pending", "attempts": 0,
-            "next_attempt_at": self.now,
-        })
+    def notify(self, kind: NoticeKind, application_id: int | None, dedupe_key: str,
+               payload: Payload | None = None) -> None:
+        """Write a notice with this change (``services.notices``: ``TypeError`` for a kind that
+        is not a ``NoticeKind`` or a payload that is not the kind's)."""
+        self._outbox.append(outbox_row(kind, application_id, dedupe_key, payload, self.now))
 
     async def insert_ignore(self, model: type, rows: list[dict[str, Any]], key: str | list[str]) -> None:
         """Insert the rows whose unique ``key`` (a column or the columns of a unique constraint)

@@ -20,10 +20,11 @@ import datetime as dt
 import hashlib
 import re
 
+from services.notices import NoticeKind
 from services.signing import Signer
 
 PURPOSE = "link"
-REGISTRATION_KIND = "registration"
+REGISTRATION_KIND = NoticeKind.REGISTRATION  # (the kind is defined in services.notices)
 LINK_TOKEN_TTL = dt.timedelta(days=14)
 
 # Telegram's rule for a bot's username (5-32 characters, ends in "bot"; compared case-insensitively).

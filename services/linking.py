@@ -55,6 +55,7 @@ from services import deep_link, queue, signing
 from services.chats import ensure_chat
 from services.context import Ctx
 from services.errors import KezekError, LinkFailed, LinkLocked, RuleViolation
+from services.notices import CODE_KINDS, LinkCodeIssued, NoticeKind
 from services.signing import Signer, TokenError
 from services.validation import mask_email, mask_iin, normalise_phone, validate_iin
 from storage.models import Application, ChatLink, LinkAttempt, LinkCode, OutboxMessage, UsedToken
@@ -71,10 +72,9 @@ METHOD_CONTACT = "contact"
 METHOD_EMAIL = "email"
 METHOD_DEEP_LINK = "deep_link"  # the registration e-mail's one-tap link
 
-# E-mailed codes per chat (link codes and e-mail confirmation codes together).
+# E-mailed codes per chat (every code notice, services.notices.CODE_KINDS, together).
 CODE_MAIL_LIMIT = 3
 CODE_MAIL_WINDOW = dt.timedelta(hours=1)
-CODE_NOTICE_KINDS = ("link_code", "email_code")
 
 # PostgreSQL's advisory locks of the two-int4 key space: (this namespace, the chat id folded to
 # 32 bits). storage.queue_versions uses (19290, 1); services.offers the one-bigint space (another
@@ -232,7 +232,7 @@ def new_code() -> str:
     return f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
 
 
-def code_notice_key(kind: str, chat_id: int) -> str:
+def code_notice_key(kind: NoticeKind, chat_id: int) -> str:
     """The dedupe key of a code notice: ``<kind>:<chat id>:<random>`` (each code is a new notice;
     the prefix is what the rate limit counts)."""
     return f"{kind}:{chat_id}:{secrets.token_hex(8)}"
@@ -241,11 +241,11 @@ def code_notice_key(kind: str, chat_id: int) -> str:
 async def code_mail_allowed_at(ctx: Ctx, chat_id: int) -> dt.datetime | None:
     """When the chat may have the next code e-mailed, or None when it may now."""
     since = ctx.now - CODE_MAIL_WINDOW
-    prefixes = [OutboxMessage.dedupe_key.startswith(f"{kind}:{chat_id}:", autoescape=True)
-                for kind in CODE_NOTICE_KINDS]
+    kinds = sorted(CODE_KINDS)
+    prefixes = [OutboxMessage.dedupe_key.startswith(f"{kind}:{chat_id}:", autoescape=True) for kind in kinds]
     recent = list((await ctx.session.execute(
         select(OutboxMessage.created_at)
-        .where(OutboxMessage.kind.in_(CODE_NOTICE_KINDS), or_(*prefixes), OutboxMessage.created_at > since)
+        .where(OutboxMessage.kind.in_(kinds), or_(*prefixes), OutboxMessage.created_at > since)
         .order_by(OutboxMessage.created_at.desc()).limit(CODE_MAIL_LIMIT))).scalars())
     if len(recent) < CODE_MAIL_LIMIT:
         return None
@@ -280,7 +280,7 @@ async def send_email_code(ctx: Ctx, chat_id: int, number: str, iin: str) -> Link
     await ctx.session.execute(delete(LinkCode).where(LinkCode.chat_id == chat_id))
     ctx.session.add(LinkCode(chat_id=chat_id, application_id=app.id, code_hash=_code_hash(chat_id, code),
                              expires_at=ctx.now + CODE_TTL, attempts=0))
-    ctx.notify("link_code", app.id, code_notice_key("link_code", chat_id), code=code)
+    ctx.notify(NoticeKind.LINK_CODE, app.id, code_notice_key(NoticeKind.LINK_CODE, chat_id), LinkCodeIssued(code=code))
     ctx.audit("link_code_sent", "application", app.id, chat_id=chat_id)  # never the code
     await ctx.session.flush()
     return LinkTarget.of(app)

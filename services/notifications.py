@@ -30,9 +30,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select, update
 
 from services.context import Ctx
-from services.deep_link import REGISTRATION_KIND
 from services.directory import KindergartenInfo
 from services.facade import FacadeBase
+from services.notices import EMAIL_ONLY, NoticeKind
 from services.pacing import Pacer
 from services.queue import count_ahead
 from services.settings import notice_wanted
@@ -56,10 +56,6 @@ TELEGRAM = "telegram"
 EMAIL = "email"
 CHANNELS = (TELEGRAM, EMAIL)
 
-# Codes travel by e-mail only, to the address being proven; so does the registration notice with
-# its deep link (services/deep_link.py): the application's address is what the link proves.
-CODE_KINDS = frozenset({"link_code", "email_code"})
-EMAIL_ONLY = CODE_KINDS | {REGISTRATION_KIND}
 MAX_ATTEMPTS = 8
 # How long a delivery a sender took stays its own without a sign of life: the sender renews it
 # every third of this while it holds it, so only a dead sender's deliveries come due again.
@@ -112,7 +108,7 @@ class Notice:
     channel: str
     target: str
     lang: str
-    kind: str
+    kind: str  # as stored: a NoticeKind's value (services.notices), or a kind another version wrote
     payload: dict[str, Any]
     application_id: int | None
     number: str | None = None
@@ -172,6 +168,9 @@ async def route_outbox(ctx: Ctx, limit: int = 500) -> int:
         payload = row.payload or {}
         app = apps.get(row.application_id) if row.application_id is not None else None
         if row.kind in EMAIL_ONLY:
+            # Codes go to the address being proven (the payload's); so does the registration
+            # notice with its deep link (services/deep_link.py): the application's address is
+            # what the link proves.
             address = payload.get("email") or (app.email if app is not None else None)
             if address:
                 add(row, EMAIL, str(address), "kk")
@@ -228,7 +227,7 @@ async def claim_due(ctx: Ctx, channel: str, limit: int = 50, lease: dt.timedelta
     groups = {g.id: g for g in (await ctx.session.execute(
         select(Group).where(Group.id.in_(group_ids)))).scalars()} if group_ids else {}
     # The registration e-mail tells the queue and the number as they are when it is sent.
-    reg_ids = {o.application_id for o in rows if o.kind == REGISTRATION_KIND and o.application_id is not None}
+    reg_ids = {o.application_id for o in rows if o.kind == NoticeKind.REGISTRATION and o.application_id is not None}
     queues = {r.id: r for r in (await ctx.session.execute(
         select(Application.id, Application.status, Application.birth_year, District.name_ru, District.name_kk,
                count_ahead().label("ahead"))
@@ -237,7 +236,7 @@ async def claim_due(ctx: Ctx, channel: str, limit: int = 50, lease: dt.timedelta
     out = []
     for row in rows:
         extra: dict[str, Any] = {}
-        q = queues.get(row.application_id) if row.kind == REGISTRATION_KIND else None
+        q = queues.get(row.application_id) if row.kind == NoticeKind.REGISTRATION else None
         if q is not None:
             extra = {"district_ru": q.name_ru, "district_kk": q.name_kk, "birth_year": q.birth_year,
                      "queue_number": 1 + int(q.ahead) if q.status == AppStatus.QUEUED else None,

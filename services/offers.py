@@ -39,6 +39,13 @@ from services.errors import (
     TooYoungForPrivate,
     UnknownKindergarten,
 )
+from services.notices import (
+    NoticeKind,
+    OfferClosed,
+    OfferMade,
+    ReferralIssued,
+    SeatsOpened,
+)
 from services.queue import REFERRAL, WITHDRAWN, get_application, queue_event, release_offers
 from storage.models import (
     Application,
@@ -240,8 +247,8 @@ async def _fill_queue(ctx: Ctx, kg_id: int, district_id: int, birth_year: int,
         offer_id = offer_by_seat[seat_id]
         made.append((offer_id, seat_id, cand.number))
         ctx.audit("offer.make", "offer", offer_id, application_id=cand.id, seat_id=seat_id)
-        ctx.notify("turn_came", cand.id, f"offer:{offer_id}", offer_id=offer_id, seat_id=seat_id,
-                   kindergarten_id=kg_id, expires_at=expires.isoformat(), batch=batch)
+        ctx.notify(NoticeKind.TURN_CAME, cand.id, f"offer:{offer_id}", OfferMade(
+            offer_id=offer_id, seat_id=seat_id, kindergarten_id=kg_id, expires_at=expires, batch=batch))
     return made
 
 
@@ -281,8 +288,8 @@ async def expire_offers(ctx: Ctx) -> int:
             .values(status=SeatStatus.OPEN, opened_at=offer.expires_at)
             .execution_options(synchronize_session=False))
         ctx.audit("offer.expire", "offer", offer.id, application_id=offer.application_id, seat_id=seat.id)
-        ctx.notify("offer_expired", offer.application_id, f"offer-expired:{offer.id}",
-                   offer_id=offer.id, seat_id=seat.id)
+        ctx.notify(NoticeKind.OFFER_EXPIRED, offer.application_id, f"offer-expired:{offer.id}",
+                   OfferClosed(offer_id=offer.id, seat_id=seat.id))
         key = (seat.district_id, seat.birth_year)
         opened[key] = max(opened.get(key, offer.expires_at), offer.expires_at)
     for (district_id, birth_year), at in opened.items():
@@ -308,8 +315,9 @@ async def _announce_open_seats(ctx: Ctx, district_id: int, birth_year: int, at: 
             or_(A.stoplist_until.is_(None), A.stoplist_until <= ctx.now), A.id > last_id,
         ).order_by(A.id).limit(ANNOUNCE_PAGE))).scalars().all()
         for app_id in page:
-            ctx.notify("seats_open", app_id, f"seats-open:{district_id}:{birth_year}:{at.isoformat()}:{app_id}",
-                       district_id=district_id, birth_year=birth_year, seats=len(seats))
+            ctx.notify(NoticeKind.SEATS_OPEN, app_id,
+                       f"seats-open:{district_id}:{birth_year}:{at.isoformat()}:{app_id}",
+                       SeatsOpened(district_id=district_id, birth_year=birth_year, seats=len(seats)))
         await ctx.flush()
         if len(page) < ANNOUNCE_PAGE:
             return
@@ -464,10 +472,9 @@ async def claim(ctx: Ctx, app_number: str, seat_id: int, confirmed_by: str | Non
         queue_event(ctx, app, -1, REFERRAL)
         ctx.audit("referral.issue", "referral", referral.id, application_id=app.id, seat_id=seat.id,
                   via=plan.via, confirmed_by=confirmed_by)
-        ctx.notify("referral_issued", app.id, f"referral:{referral.id}", referral_id=referral.id,
-                   kindergarten_id=seat.kindergarten_id, group_id=seat.group_id,
-                   showup_due_at=plan.showup_due_at.isoformat(),
-                   docs_due_at=docs_due.isoformat() if docs_due else None)
+        ctx.notify(NoticeKind.REFERRAL_ISSUED, app.id, f"referral:{referral.id}", ReferralIssued(
+            referral_id=referral.id, kindergarten_id=seat.kindergarten_id, group_id=seat.group_id,
+            showup_due_at=plan.showup_due_at, docs_due_at=docs_due))
         referrals.append(referral)
     if released:
         await fill_free_seats(ctx, released)
@@ -524,7 +531,7 @@ async def withdraw(ctx: Ctx, number: str) -> Application:
     queue_event(ctx, app, -1, WITHDRAWN)
     released = await release_offers(ctx, app.id)
     ctx.audit("application.withdraw", "application", app.id)
-    ctx.notify("withdrawn", app.id, f"withdrawn:{app.id}")
+    ctx.notify(NoticeKind.WITHDRAWN, app.id, f"withdrawn:{app.id}")
     if released:
         await fill_free_seats(ctx, released)
     return app

@@ -23,7 +23,7 @@ from sqlalchemy.orm import aliased
 
 from services import parsing as p
 from services.context import Ctx
-from services.deep_link import REGISTRATION_KIND, registration_key, token_expiry
+from services.deep_link import registration_key, token_expiry
 from services.errors import (
     ApplicationClosed,
     ApplicationNotFound,
@@ -36,6 +36,7 @@ from services.errors import (
     UnknownKindergarten,
     ValidationError,
 )
+from services.notices import NoticeKind, Registration, outbox_row
 from services.validation import normalise_email, normalise_phone, validate_iin
 from storage.models import (
     Application,
@@ -272,17 +273,16 @@ async def _registration_to_new_addresses(ctx: Ctx, addresses: dict[int, str]) ->
     for chunk in _chunks(sorted(addresses), 500):
         linked.update((await ctx.session.execute(
             select(ChatLink.application_id).where(ChatLink.application_id.in_(chunk)))).scalars())
-    expires = token_expiry(ctx.now).isoformat()
+    expires = token_expiry(ctx.now)
     notices = [_registration_notice(ctx, app_id, registration_key(app_id, email), expires)
                for app_id, email in addresses.items() if app_id not in linked]
     if notices:
         await ctx.insert_ignore(OutboxMessage, notices, "dedupe_key")
 
 
-def _registration_notice(ctx: Ctx, app_id: int, dedupe_key: str, link_expires_at: str) -> dict[str, Any]:
-    return {"dedupe_key": dedupe_key, "kind": REGISTRATION_KIND, "application_id": app_id,
-            "payload": {"link_expires_at": link_expires_at}, "created_at": ctx.now, "status": "pending",
-            "attempts": 0, "next_attempt_at": ctx.now}
+def _registration_notice(ctx: Ctx, app_id: int, dedupe_key: str, link_expires_at: dt.datetime) -> dict[str, Any]:
+    return outbox_row(NoticeKind.REGISTRATION, app_id, dedupe_key, Registration(link_expires_at=link_expires_at),
+                      ctx.now)
 
 
 async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tuple[int, int]],
@@ -292,7 +292,7 @@ async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tupl
     one-tap deep link: services/deep_link.py), so a bulk load of 100,000 stays a few hundred
     statements and never holds more than a chunk of rows."""
     session = ctx.session
-    link_expires_at = token_expiry(ctx.now).isoformat()
+    link_expires_at = token_expiry(ctx.now)
     cols = ("number", "child_iin", "child_name", "birth_date", "birth_year", "district_id", "language",
             "privilege", "priv_rank", "submitted_at", "phone", "email", "twin_group", "any_kindergarten")
     for chunk in _chunks(items, 2000):

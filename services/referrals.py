@@ -30,6 +30,15 @@ from services.errors import (
     ReferralNotFound,
     ShowUpDeadlinePassed,
 )
+from services.notices import (
+    Admitted,
+    NoticeKind,
+    PrivilegeDropped,
+    ReferralAnnulled,
+    ReferralNotice,
+    Removed,
+    StoplistEnded,
+)
 from services.offers import fill_free_seats
 from services.queue import PRIVILEGE_DROPPED, RETURNED, queue_event
 from storage.models import (
@@ -82,8 +91,8 @@ async def admit(ctx: Ctx, referral_id: int) -> Referral:
         .values(status=AppStatus.ADMITTED, updated_at=ctx.now).execution_options(synchronize_session=False))
     await ctx.session.refresh(ref)
     ctx.audit("referral.admit", "referral", ref.id, application_id=ref.application_id)
-    ctx.notify("admitted", ref.application_id, f"admitted:{ref.id}", referral_id=ref.id,
-               kindergarten_id=ref.kindergarten_id)
+    ctx.notify(NoticeKind.ADMITTED, ref.application_id, f"admitted:{ref.id}",
+               Admitted(referral_id=ref.id, kindergarten_id=ref.kindergarten_id))
     return ref
 
 
@@ -109,22 +118,22 @@ async def decide_documents(ctx: Ctx, referral_id: int, accepted: bool, reason: o
                                   .execution_options(synchronize_session=False))
         files = await close_documents(ctx, ref.id, DocumentStatus.ACCEPTED, ctx.now)
         ctx.audit("documents.accept", "referral", ref.id, application_id=ref.application_id, files=files)
-        ctx.notify("documents_accepted", ref.application_id, f"docs-accepted:{ref.id}", referral_id=ref.id)
+        ctx.notify(NoticeKind.DOCUMENTS_ACCEPTED, ref.application_id, f"docs-accepted:{ref.id}",
+                   ReferralNotice(referral_id=ref.id))
     else:
         files = await close_documents(ctx, ref.id, DocumentStatus.REJECTED, ctx.now, code, text)
         ctx.audit("documents.reject", "referral", ref.id, application_id=ref.application_id, files=files,
                   reason=code, note=text)
-        details = {k: v for k, v in (("rejection", code), ("note", text)) if v is not None}
-        await annul(ctx, ref, DOCS_REJECTED, ctx.now, details=details)
+        await annul(ctx, ref, DOCS_REJECTED, ctx.now, rejection=code, note=text)
         await fill_free_seats(ctx, [ref.seat_id])
     return ref
 
 
-async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime,
-                details: dict[str, object] | None = None) -> bool:
-    """Annul a live referral with the consequences the rules attach to ``reason``; ``details``
-    go into the notice (a rejection's reason code and note). Documents still waiting for a
-    decision are closed.
+async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime, *,
+                rejection: str | None = None, note: str | None = None) -> bool:
+    """Annul a live referral with the consequences the rules attach to ``reason``; a rejection's
+    reason code and note go into its notice (``privilege_dropped``). Documents still waiting for
+    a decision are closed.
 
     Returns False (and changes nothing) when the referral was no longer live."""
     docs_state = {DOCS_MISSED: DocsState.MISSED, DOCS_REJECTED: DocsState.REJECTED}.get(reason)
@@ -155,25 +164,26 @@ async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime,
     if drop_privilege:
         app.privilege, app.priv_rank = Privilege.NONE, Privilege.RANK[Privilege.NONE]
         app.docs_state = docs_state  # type: ignore[assignment]
-    payload = {"referral_id": ref.id, "reason": reason, "effective_at": effective_at.isoformat(), **(details or {})}
     if reason == NO_SHOW:
         app.missed_referrals += 1
         if app.missed_referrals >= profile.removal_on_annulment:
             app.status = AppStatus.REMOVED
             ctx.audit("application.remove", "application", app.id, missed=app.missed_referrals)
-            ctx.notify("removed", app.id, f"removed:{app.id}", **payload, missed=app.missed_referrals)
+            ctx.notify(NoticeKind.REMOVED, app.id, f"removed:{app.id}", Removed(
+                referral_id=ref.id, reason=reason, effective_at=effective_at, missed=app.missed_referrals))
         else:
             app.status = AppStatus.QUEUED
             day = ctx.calendar.effective_date(effective_at)
             app.stoplist_until = (ctx.calendar.deadline_after(day, profile.stoplist_working_days)
                                   if profile.stoplist_working_days else None)
             queue_event(ctx, app, +1, RETURNED)
-            ctx.notify("referral_annulled", app.id, f"annulled:{ref.id}", **payload,
-                       stoplist_until=app.stoplist_until.isoformat() if app.stoplist_until else None)
+            ctx.notify(NoticeKind.REFERRAL_ANNULLED, app.id, f"annulled:{ref.id}", ReferralAnnulled(
+                referral_id=ref.id, reason=reason, effective_at=effective_at, stoplist_until=app.stoplist_until))
     else:
         app.status = AppStatus.QUEUED
         queue_event(ctx, app, +1, PRIVILEGE_DROPPED)
-        ctx.notify("privilege_dropped", app.id, f"annulled:{ref.id}", **payload)
+        ctx.notify(NoticeKind.PRIVILEGE_DROPPED, app.id, f"annulled:{ref.id}", PrivilegeDropped(
+            referral_id=ref.id, reason=reason, effective_at=effective_at, rejection=rejection, note=note))
     ctx.audit("referral.annul", "referral", ref.id, application_id=app.id, reason=reason,
               effective_at=effective_at.isoformat())
     return True
@@ -227,6 +237,6 @@ async def end_stoplists(ctx: Ctx) -> int:
         if res.rowcount == 1:
             ctx.audit("stoplist.end", "application", app.id, until=until.isoformat())
             if app.status == AppStatus.QUEUED:
-                ctx.notify("stoplist_ended", app.id, f"stoplist-end:{app.id}:{until.isoformat()}",
-                           until=until.isoformat())
+                ctx.notify(NoticeKind.STOPLIST_ENDED, app.id, f"stoplist-end:{app.id}:{until.isoformat()}",
+                           StoplistEnded(until=until))
     return len(apps)

@@ -15,6 +15,13 @@ from sqlalchemy import String, and_, cast, func, literal, select, tuple_
 
 from services.calendar import WorkingCalendar
 from services.context import Ctx
+from services.notices import (
+    NoticeKind,
+    OfferReminder,
+    Payload,
+    QueueMoved,
+    ReferralDeadline,
+)
 from services.queue import QUEUE_KEY, record_look
 from storage.models import (
     Application,
@@ -57,15 +64,15 @@ async def remind(ctx: Ctx) -> int:
     """Reminders for the open offers closing soon (2 hours before the window ends) and for the
     show-up and privilege-documents deadlines of referrals (from the start of the working day
     before the deadline's day). One reminder per offer or referral and deadline (dedupe keys)."""
-    due: list[tuple[str, str, int, dict[str, object]]] = []  # kind, dedupe key, application, payload
+    due: list[tuple[NoticeKind, str, int, Payload]] = []  # kind, dedupe key, application, payload
     offers = (await ctx.session.execute(select(Offer.id, Offer.application_id, Offer.made_at, Offer.expires_at).where(
         Offer.status == OfferStatus.OPEN, Offer.expires_at > ctx.now,
         Offer.expires_at <= ctx.now + OFFER_AHEAD))).all()
     for offer_id, app_id, made_at, expires_at in offers:
         if made_at >= expires_at - OFFER_AHEAD:
             continue  # offered this late, the "your turn" alert itself is fresh
-        due.append(("reminder_offer", f"reminder-offer:{offer_id}", app_id,
-                    {"offer_id": offer_id, "expires_at": expires_at.isoformat()}))
+        due.append((NoticeKind.REMINDER_OFFER, f"reminder-offer:{offer_id}", app_id,
+                    OfferReminder(offer_id=offer_id, expires_at=expires_at)))
 
     # A reminder is due today only if the deadline's day is at most the next working day (no
     # working day lies between today and it), i.e. the deadline is at most the end of that day.
@@ -78,16 +85,16 @@ async def remind(ctx: Ctx) -> int:
         .order_by(Referral.id))).all()
     for ref, district_id in rows:
         open_minute = (await ctx.profile(district_id)).window_open_minute
-        deadlines = [("reminder_showup", f"reminder-showup:{ref.id}", ref.showup_due_at)]
+        deadlines = [(NoticeKind.REMINDER_SHOWUP, f"reminder-showup:{ref.id}", ref.showup_due_at)]
         if ref.docs_state == DocsState.PENDING and ref.docs_due_at is not None:
-            deadlines.append(("reminder_docs", f"reminder-docs:{ref.id}", ref.docs_due_at))
+            deadlines.append((NoticeKind.REMINDER_DOCS, f"reminder-docs:{ref.id}", ref.docs_due_at))
         for kind, key, due_at in deadlines:
             if not ctx.now < due_at:
                 continue  # passed: the deadline sweep annuls it
             start = referral_reminder_from(ctx.calendar, due_at, open_minute)
             if ctx.now < start or ref.issued_at >= start:
                 continue  # not yet; or issued when the reminder was due: its own notice is fresh
-            due.append((kind, key, ref.application_id, {"referral_id": ref.id, "due_at": due_at.isoformat()}))
+            due.append((kind, key, ref.application_id, ReferralDeadline(referral_id=ref.id, due_at=due_at)))
     if not due:
         return 0
     # A reminder stays due for hours (a referral's for a day or more): skip those written
@@ -98,7 +105,7 @@ async def remind(ctx: Ctx) -> int:
     count = 0
     for kind, key, app_id, payload in due:
         if key not in written:
-            ctx.notify(kind, app_id, key, **payload)
+            ctx.notify(kind, app_id, key, payload)
             count += 1
     return count
 
@@ -139,8 +146,8 @@ async def announce_moves(ctx: Ctx) -> int:
         if previous == number:
             continue
         if previous is not None:
-            ctx.notify("queue_moved", app_id, f"moved:{chat_id}:{app_id}:{number}:{day}",
-                       chat_id=chat_id, number=number, previous=previous)
+            ctx.notify(NoticeKind.QUEUE_MOVED, app_id, f"moved:{chat_id}:{app_id}:{number}:{day}",
+                       QueueMoved(chat_id=chat_id, number=number, previous=previous))
             count += 1
         await record_look(ctx, app_id, notice_viewer(chat_id), number)
     return count

@@ -3,7 +3,8 @@ e-mail address for copies (confirmed with a code sent to that address) and unlin
 
 * Optional notices: queue number moved (opt-in), deadline reminders, seats open to everyone. The
   mandatory ones (your turn, referral, annulment, stop-list, removal) always come:
-  ``notice_wanted`` is the one place that decides, for the outbox sender.
+  ``notice_wanted`` decides for the outbox sender, from the ``setting`` of each kind in
+  ``services.notices.KINDS``.
 * The e-mail code is stored only as a hash (bound to the chat and the address), never logged or
   audited; it travels once, in the payload of the ``email_code`` outbox notice, to the NEW address.
   Codes e-mailed per chat are rate-limited together with link codes (``linking.CodeRateLimited``).
@@ -29,6 +30,13 @@ from services.chats import CHAT_DEFAULTS, chat_viewer, ensure_chat
 from services.context import Ctx
 from services.errors import InvalidEmail, RuleViolation, ValidationError
 from services.facade import FacadeBase, linked_application
+from services.notices import (
+    EmailCodeIssued,
+    NoticeKind,
+    NoticeSetting,
+    require_every,
+    spec_of,
+)
 from services.validation import normalise_email
 from storage.db import Hot
 from storage.models import Chat, ChatLink, QueueLook
@@ -36,12 +44,14 @@ from storage.models import Chat, ChatLink, QueueLook
 EMAIL_CODE_TTL = dt.timedelta(minutes=15)
 EMAIL_CODE_MAX_TRIES = 5
 
-# setting key (callback data, API) -> Chat column
+# setting key (callback data, API) -> Chat column; which notices each one turns off is
+# services.notices.KINDS's ``setting``.
 NOTICE_KEYS: dict[str, str] = {
-    "moves": "notify_moves",
-    "reminders": "notify_reminders",
-    "open_seats": "notify_open_seats",
+    NoticeSetting.MOVES: "notify_moves",
+    NoticeSetting.REMINDERS: "notify_reminders",
+    NoticeSetting.OPEN_SEATS: "notify_open_seats",
 }
+require_every(NoticeSetting, NOTICE_KEYS, "services.settings.NOTICE_KEYS")
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -102,15 +112,13 @@ _CHAT_SETTINGS = Hot(select(Chat.language, Chat.notify_moves, Chat.notify_remind
 
 
 def notice_wanted(chat: Chat, kind: str) -> bool:
-    """Whether ``chat`` wants an outbox notice of ``kind``: the optional ones follow the chat's
-    settings, every other notice (mandatory ones included) always comes."""
-    if kind == "queue_moved":
-        return bool(chat.notify_moves)
-    if kind.startswith("reminder_"):
-        return bool(chat.notify_reminders)
-    if kind == "seats_open":
-        return bool(chat.notify_open_seats)
-    return True
+    """Whether ``chat`` wants an outbox notice of ``kind``: an optional one (its ``setting`` in
+    ``services.notices.KINDS``) follows the chat's setting; every other notice (the mandatory
+    ones, and a kind this version does not know) always comes."""
+    spec = spec_of(kind)
+    if spec is None or spec.setting is None:
+        return True
+    return bool(getattr(chat, NOTICE_KEYS[spec.setting]))
 
 
 # --- services ----------------------------------------------------------------------------------------
@@ -158,8 +166,8 @@ async def request_email(ctx: Ctx, chat_id: int, raw_email: str) -> str:
     chat.email_code_attempts = 0
     chat.updated_at = ctx.now
     # The code goes to the NEW address (that is what it proves), so the notice carries it.
-    ctx.notify("email_code", None, linking.code_notice_key("email_code", chat_id),
-               chat_id=chat_id, email=email, code=code)
+    ctx.notify(NoticeKind.EMAIL_CODE, None, linking.code_notice_key(NoticeKind.EMAIL_CODE, chat_id),
+               EmailCodeIssued(chat_id=chat_id, email=email, code=code))
     ctx.audit("email_code_sent", "chat", chat_id)  # never the address or the code
     await ctx.session.flush()
     return email

@@ -22,6 +22,7 @@ from services.clock import FrozenClock
 from services.errors import LinkFailed, LinkLocked
 from services.kezek import Kezek
 from services.linking import CodeRateLimited, LinkTarget
+from services.notices import CODE_KINDS
 from services.validation import make_iin
 from storage.db import Database
 from storage.models import ChatLink, LinkAttempt, OutboxMessage
@@ -139,7 +140,7 @@ async def test_a_burst_of_code_requests_mails_at_most_the_limit(kz: Kezek, world
     assert len(until) == 1 and until.pop() > kz.clock.now()
     async with kz.reading(with_calendar=False) as ctx:
         mailed = (await ctx.session.execute(select(func.count()).select_from(OutboxMessage).where(
-            OutboxMessage.kind.in_(linking.CODE_NOTICE_KINDS)))).scalar_one()
+            OutboxMessage.kind.in_(CODE_KINDS)))).scalar_one()
     assert mailed == linking.CODE_MAIL_LIMIT
     link_codes = await outbox_codes(kz)
     if link_codes:

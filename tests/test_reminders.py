@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from bot.delivery.notices import render
 from services.clock import FrozenClock
 from services.kezek import Kezek
+from services.notices import NoticeKind
 from services.notifications import TELEGRAM
 from storage.models import Chat, OutboxMessage
 from tests.conftest import World, almaty
@@ -22,7 +23,8 @@ CHAT, OTHER = 1001, 2002
 
 async def notices(kz: Kezek, kind: str) -> list[dict[str, Any]]:
     async with kz.reading() as ctx:
-        rows = (await ctx.session.execute(select(OutboxMessage).where(OutboxMessage.kind == kind)
+        # (NoticeKind: a misspelt kind fails, it does not read as none)
+        rows = (await ctx.session.execute(select(OutboxMessage).where(OutboxMessage.kind == NoticeKind(kind))
                                           .order_by(OutboxMessage.id))).scalars().all()
         return [dict(r.payload, application_id=r.application_id) for r in rows]
 
@@ -144,7 +146,7 @@ async def test_move_notices_only_for_chats_that_asked(kz: Kezek, world: World, c
     await kz.route_notices()
     port = Port()
     await kz.deliver_due(TELEGRAM, port)
-    [notice] = [n for n in port.sent if n.kind == "queue_moved"]
+    [notice] = [n for n in port.sent if n.kind == NoticeKind.QUEUE_MOVED]
     assert notice.target == str(CHAT)  # not the other parent, who did not ask
     text = render("kk", notice).text
     assert "1" in text and mine["number"] in text

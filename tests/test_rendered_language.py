@@ -347,11 +347,12 @@ async def walk_the_bot(tg: Harness, kz: Kezek, world: World, clock: FrozenClock,
 async def _outbox(kz: Kezek, kind: str) -> list[Any]:
     from sqlalchemy import select
 
+    from services.notices import NoticeKind
     from storage.models import OutboxMessage
 
-    async with kz.reading() as ctx:
+    async with kz.reading() as ctx:  # (NoticeKind: a misspelt kind fails, it does not read as none)
         return list((await ctx.session.execute(
-            select(OutboxMessage).where(OutboxMessage.kind == kind).order_by(OutboxMessage.id))).scalars())
+            select(OutboxMessage).where(OutboxMessage.kind == NoticeKind(kind)).order_by(OutboxMessage.id))).scalars())
 
 
 async def _app_id(kz: Kezek, number: str) -> int:

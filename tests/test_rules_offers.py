@@ -16,14 +16,15 @@ from services.errors import (
     SeatNotAvailable,
     TooYoungForPrivate,
 )
+from services.notices import NoticeKind
 from storage.models import Offer, OutboxMessage, Seat
 from tests.conftest import World, almaty
 
 
 async def outbox(kz, kind: str) -> list[OutboxMessage]:
-    async with kz.reading() as ctx:
+    async with kz.reading() as ctx:  # (NoticeKind: a misspelt kind fails, it does not read as none)
         return list((await ctx.session.execute(
-            select(OutboxMessage).where(OutboxMessage.kind == kind).order_by(OutboxMessage.id))).scalars())
+            select(OutboxMessage).where(OutboxMessage.kind == NoticeKind(kind)).order_by(OutboxMessage.id))).scalars())
 
 
 async def test_seat_goes_to_the_first_eligible_and_the_parent_is_alerted(world: World, kz) -> None:

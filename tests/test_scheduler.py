@@ -17,6 +17,7 @@ from bot.jobs import catch_up, make_scheduler, profile_windows, refresh_job, run
 from bot.sandbox.clock import schedule_between
 from services.clock import FrozenClock
 from services.kezek import Kezek
+from services.notices import NoticeKind
 from services.queue import get_application, queue_number
 from storage.models import OutboxMessage, QueueSnapshot, Referral
 from tests.conftest import World, almaty
@@ -46,8 +47,8 @@ async def fire(scheduler: AsyncIOScheduler, job_id: str, clock: FrozenClock) -> 
 async def outbox(kz: Kezek, kind: str | None = None) -> list[OutboxMessage]:
     async with kz.reading() as ctx:
         q = select(OutboxMessage).order_by(OutboxMessage.id)
-        if kind:
-            q = q.where(OutboxMessage.kind == kind)
+        if kind:  # (NoticeKind: a misspelt kind fails, it does not read as none)
+            q = q.where(OutboxMessage.kind == NoticeKind(kind))
         return list((await ctx.session.execute(q)).scalars())
 
 

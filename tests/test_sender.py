@@ -21,6 +21,7 @@ from bot.bench.standin import TOKEN, BotApiStandIn
 from bot.delivery.sender import SendPolicy, drain_once
 from services.clock import FrozenClock
 from services.kezek import Kezek
+from services.notices import NoticeKind
 from services.notifications import EMAIL, LEASE, TELEGRAM, Notice
 from services.pacing import Pacer, _Window
 from storage.models import Application, Chat, ChatLink, Delivery, OutboxMessage
@@ -117,7 +118,7 @@ async def test_a_chat_that_blocked_the_bot_keeps_its_email_copies_and_comes_back
     async with kz.reading() as ctx:
         routed = (await ctx.session.execute(
             select(OutboxMessage.kind, Delivery.channel).join(OutboxMessage, OutboxMessage.id == Delivery.outbox_id)
-            .where(OutboxMessage.kind != "turn_came"))).all()
+            .where(OutboxMessage.kind != NoticeKind.TURN_CAME))).all()
     assert routed and {c for _, c in routed} == {EMAIL}
 
     # The parent unblocks the bot and writes to it: the next alert reaches the chat again.

@@ -18,6 +18,7 @@ from services.clock import FrozenClock
 from services.errors import InvalidEmail, ValidationError
 from services.kezek import Kezek
 from services.linking import CodeRateLimited
+from services.notices import NoticeKind
 from services.settings import (
     ChatSettings,
     EmailCodeExpired,
@@ -68,19 +69,22 @@ def other_code(code: str) -> str:
 # --- notice_wanted ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("kind", "moves", "reminders", "open_seats", "wanted"), [
-    ("queue_moved", True, False, False, True),
-    ("queue_moved", False, True, True, False),
-    ("reminder_showup", False, True, False, True),
-    ("reminder_documents", True, False, True, False),
-    ("seats_open", False, False, True, True),
-    ("seats_open", True, True, False, False),
+    (NoticeKind.QUEUE_MOVED, True, False, False, True),
+    (NoticeKind.QUEUE_MOVED, False, True, True, False),
+    (NoticeKind.REMINDER_SHOWUP, False, True, False, True),
+    (NoticeKind.REMINDER_DOCS, True, False, True, False),
+    (NoticeKind.REMINDER_OFFER, True, False, True, False),
+    (NoticeKind.SEATS_OPEN, False, False, True, True),
+    (NoticeKind.SEATS_OPEN, True, True, False, False),
     # Mandatory notices come whatever the settings say.
-    ("your_turn", False, False, False, True),
-    ("referral_issued", False, False, False, True),
-    ("referral_annulled", False, False, False, True),
-    ("stoplist_started", False, False, False, True),
-    ("removed", False, False, False, True),
-    ("email_code", False, False, False, True),
+    (NoticeKind.TURN_CAME, False, False, False, True),
+    (NoticeKind.REFERRAL_ISSUED, False, False, False, True),
+    (NoticeKind.REFERRAL_ANNULLED, False, False, False, True),
+    (NoticeKind.STOPLIST_ENDED, False, False, False, True),
+    (NoticeKind.REMOVED, False, False, False, True),
+    (NoticeKind.EMAIL_CODE, False, False, False, True),
+    # So does a kind another version of Kezek wrote (as the outbox row stores it).
+    ("something_new", False, False, False, True),
 ])
 def test_notice_wanted(kind: str, moves: bool, reminders: bool, open_seats: bool, wanted: bool) -> None:
     chat = Chat(id=1, notify_moves=moves, notify_reminders=reminders, notify_open_seats=open_seats)
@@ -457,4 +461,4 @@ async def test_the_link_dialogue_tells_about_the_limit(tg: Harness, kz: Kezek, w
     assert refusal in [m.text for m in sent(calls)] + [a.text for a in answers(calls)]
     async with kz.reading() as ctx:
         kinds = (await ctx.session.execute(select(OutboxMessage.kind))).scalars().all()
-    assert "link_code" not in kinds
+    assert NoticeKind.LINK_CODE not in kinds

@@ -1,6 +1,11 @@
 """The words of each notice: a Telegram message in the chat's language (with a button where the
 parent has something to do) and an e-mail copy in Kazakh and Russian (text and HTML from the
-Jinja2 templates in bot/delivery/templates/email)."""
+Jinja2 templates in bot/delivery/templates/email).
+
+Every ``NoticeKind`` has a renderer (``RENDERERS``) and a subject (``SUBJECTS``): this module does
+not import while one is missing. What is a property of the kind rather than a text (the button,
+what the e-mail asks the parent to do in the bot, the deadlines of the details) is read from
+``services.notices.KINDS``; the words for those properties are here."""
 
 from __future__ import annotations
 
@@ -18,11 +23,20 @@ from handlers.callbacks import SeatsCallback
 from locales import LANGUAGES, N_, gettext, ngettext
 from locales.formats import format_datetime, format_deadline, format_number, parse_moment
 from locales.names import annul_reason, language_name
-from services.deep_link import REGISTRATION_KIND
 from services.email import EmailContent
-from services.notifications import CODE_KINDS, EMAIL, Attachment, Notice
+from services.notices import (
+    CODE_KINDS,
+    KINDS,
+    BotAction,
+    Deadline,
+    NoticeKind,
+    kind_of,
+    require_every,
+)
+from services.notifications import EMAIL, Attachment, Notice
 
 LANGS_IN_EMAIL = ("kk", "ru")
+MISSING = "—"  # a value the notice does not have, in its words
 
 
 @dataclass(frozen=True)
@@ -39,16 +53,16 @@ def _zone(n: Notice) -> str:
 
 def _deadline(lang: str, value: Any, zone: str | None = None) -> str:
     moment = parse_moment(value) if value else None
-    return format_deadline(lang, moment, zone=zone) if moment is not None else "—"
+    return format_deadline(lang, moment, zone=zone) if moment is not None else MISSING
 
 
 def _kg(lang: str, n: Notice) -> str:
-    return n.kindergarten.name(lang) if n.kindergarten is not None else "—"
+    return n.kindergarten.name(lang) if n.kindergarten is not None else MISSING
 
 
 def _app(lang: str, n: Notice) -> str:
-    return gettext(lang, "application {number} (child's IIN {iin})", number=n.number or "—",
-                   iin=n.child_iin_masked or "—")
+    return gettext(lang, "application {number} (child's IIN {iin})", number=n.number or MISSING,
+                   iin=n.child_iin_masked or MISSING)
 
 
 def _seats_button(lang: str, n: Notice, label: str) -> InlineKeyboardMarkup | None:
@@ -79,7 +93,7 @@ def rejection_text(lang: str, code: str | None) -> str | None:
     return gettext(lang, msgid) if msgid else None
 
 
-def _privilege_dropped(lang: str, n: Notice) -> Rendered:
+def _privilege_dropped(lang: str, n: Notice) -> str:
     lines = [gettext(lang, "{application}: {reason}, so the referral has been annulled and the child has moved "
                            "to the general queue.", application=_app(lang, n), reason=_reason(lang, n))]
     why = rejection_text(lang, n.payload.get("rejection"))
@@ -88,31 +102,30 @@ def _privilege_dropped(lang: str, n: Notice) -> Rendered:
     note = n.payload.get("note")
     if isinstance(note, str) and note.strip():
         lines.append(gettext(lang, "The operator's comment: «{note}»", note=note.strip()))
-    return Rendered("\n".join(lines))
+    return "\n".join(lines)
 
 
-def _turn_came(lang: str, n: Notice) -> Rendered:
+def _turn_came(lang: str, n: Notice) -> str:
     text = gettext(lang, "Your turn has come! A seat at {kindergarten} is offered to {application}. "
                          "Claim it by {until}, or it goes to everyone.",
                    kindergarten=_kg(lang, n), application=_app(lang, n),
                    until=_deadline(lang, n.payload.get("expires_at"), _zone(n)))
     if n.payload.get("batch"):
         text += "\n" + gettext(lang, "Twins are placed together: one claim takes the seats for all of them.")
-    return Rendered(text, _seats_button(lang, n, N_("Choose a seat")))
+    return text
 
 
-def _seats_open(lang: str, n: Notice) -> Rendered:
+def _seats_open(lang: str, n: Notice) -> str:
     count = int(n.payload.get("seats") or 0)
-    text = ngettext(
+    return ngettext(
         lang, "{count} seat for your child's birth year is now open to everyone ({application}). "
               "The first to claim it gets it.",
         "{count} seats for your child's birth year are now open to everyone ({application}). "
         "The first to claim them get them.", count, count=format_number(lang, count),
         application=_app(lang, n))
-    return Rendered(text, _seats_button(lang, n, N_("See the seats")))
 
 
-def _referral_issued(lang: str, n: Notice) -> Rendered:
+def _referral_issued(lang: str, n: Notice) -> str:
     lines = [gettext(lang, "A referral to {kindergarten} has been issued for {application}.",
                      kindergarten=_kg(lang, n), application=_app(lang, n))]
     if n.group_name:
@@ -122,22 +135,24 @@ def _referral_issued(lang: str, n: Notice) -> Rendered:
     if n.payload.get("docs_due_at"):  # (the zone was said in the line above)
         lines.append(gettext(lang, "Privilege documents are due by {due}.",
                              due=_deadline(lang, n.payload.get("docs_due_at"))))
-    return Rendered("\n".join(lines))
+    return "\n".join(lines)
 
 
-def _annulled(lang: str, n: Notice) -> Rendered:
+def _annulled(lang: str, n: Notice) -> str:
     text = gettext(lang, "The referral of {application} has been annulled: {reason}. The child is back "
                          "in the queue at the old place.", application=_app(lang, n), reason=_reason(lang, n))
     if n.payload.get("stoplist_until"):
         text += "\n" + gettext(lang, "Until {until} no new seat can be offered (stop-list).",
                                until=_deadline(lang, n.payload.get("stoplist_until"), _zone(n)))
-    return Rendered(text)
+    return text
 
 
-def _simple(msgid: str, **fields: Callable[[str, Notice], str]) -> Callable[[str, Notice], Rendered]:
-    def render(lang: str, n: Notice) -> Rendered:
-        return Rendered(gettext(lang, msgid, application=_app(lang, n),
-                                **{k: f(lang, n) for k, f in fields.items()}))
+Renderer = Callable[[str, Notice], str]  # (language, notice) -> the message's text
+
+
+def _simple(msgid: str, **fields: Callable[[str, Notice], str]) -> Renderer:
+    def render(lang: str, n: Notice) -> str:
+        return gettext(lang, msgid, application=_app(lang, n), **{k: f(lang, n) for k, f in fields.items()})
     return render
 
 
@@ -167,15 +182,15 @@ def _queue_number(lang: str, n: Notice) -> str:
     try:
         return format_number(lang, int(n.payload["number"]))
     except (KeyError, TypeError, ValueError):
-        return "—"
+        return MISSING
 
 
 def _district(lang: str, n: Notice) -> str:
     name = n.extra.get("district_kk" if lang == "kk" else "district_ru") or n.extra.get("district_ru")
-    return str(name) if name else "—"
+    return str(name) if name else MISSING
 
 
-def _registration(lang: str, n: Notice) -> Rendered:
+def _registration(lang: str, n: Notice) -> str:
     """The registration e-mail (services/deep_link.py). Its queue and number are read when it is
     sent (``claim_due`` puts them in ``extra``, with ``as_of``), so the number is the one of that
     moment and says so; the deep link (``extra["link"]``, added by the e-mail port) is left out
@@ -198,58 +213,66 @@ def _registration(lang: str, n: Notice) -> Rendered:
                              until=_deadline(lang, n.extra.get("link_expires_at"), _zone(n))))
     else:
         lines.append(gettext(lang, "To get the queue's notices in Telegram, open the Kezek bot and send /link."))
-    return Rendered("\n".join(lines))
+    return "\n".join(lines)
 
 
-RENDERERS: dict[str, Callable[[str, Notice], Rendered]] = {
-    "turn_came": _turn_came,
-    "seats_open": _seats_open,
-    "referral_issued": _referral_issued,
-    "referral_annulled": _annulled,
-    "offer_expired": _simple(N_("The offer of a seat for {application} has expired; the seat is now open "
+K = NoticeKind
+RENDERERS: dict[NoticeKind, Renderer] = {
+    K.TURN_CAME: _turn_came,
+    K.SEATS_OPEN: _seats_open,
+    K.REFERRAL_ISSUED: _referral_issued,
+    K.REFERRAL_ANNULLED: _annulled,
+    K.OFFER_EXPIRED: _simple(N_("The offer of a seat for {application} has expired; the seat is now open "
                                 "to every child of the birth year.")),
-    "admitted": _simple(N_("{application}: the child has been admitted to {kindergarten}. Congratulations!"),
+    K.ADMITTED: _simple(N_("{application}: the child has been admitted to {kindergarten}. Congratulations!"),
                         kindergarten=_kg),
-    "documents_accepted": _simple(N_("{application}: the privilege documents have been accepted.")),
-    "removed": _simple(N_("{application} has been removed from the queue: referrals were not taken to "
+    K.DOCUMENTS_ACCEPTED: _simple(N_("{application}: the privilege documents have been accepted.")),
+    K.REMOVED: _simple(N_("{application} has been removed from the queue: referrals were not taken to "
                           "the kindergarten in time.")),
-    "privilege_dropped": _privilege_dropped,
-    "stoplist_ended": _simple(N_("{application}: the stop-list has ended; seats can be offered again.")),
-    "withdrawn": _simple(N_("{application} has been withdrawn from the queue.")),
-    "reminder_offer": _simple(N_("Reminder: the seat offered to {application} can be claimed until {until}."),
+    K.PRIVILEGE_DROPPED: _privilege_dropped,
+    K.STOPLIST_ENDED: _simple(N_("{application}: the stop-list has ended; seats can be offered again.")),
+    K.WITHDRAWN: _simple(N_("{application} has been withdrawn from the queue.")),
+    K.REMINDER_OFFER: _simple(N_("Reminder: the seat offered to {application} can be claimed until {until}."),
                               until=_payload_deadline("expires_at")),
-    "reminder_showup": _simple(N_("Reminder: take the referral of {application} to the kindergarten by {due}."),
+    K.REMINDER_SHOWUP: _simple(N_("Reminder: take the referral of {application} to the kindergarten by {due}."),
                                due=_payload_deadline("due_at")),
-    "reminder_docs": _simple(N_("Reminder: the privilege documents of {application} are due by {due}."),
+    K.REMINDER_DOCS: _simple(N_("Reminder: the privilege documents of {application} are due by {due}."),
                              due=_payload_deadline("due_at")),
-    "queue_moved": _simple(N_("{application}: the queue number is now {number} ({delta})."),
+    K.QUEUE_MOVED: _simple(N_("{application}: the queue number is now {number} ({delta})."),
                            number=_queue_number, delta=_delta),
-    "link_code": _simple(N_("Your code to link {application} in the Kezek bot: {code}. It is valid for "
+    K.LINK_CODE: _simple(N_("Your code to link {application} in the Kezek bot: {code}. It is valid for "
                             "15 minutes. If you did not ask for it, ignore this e-mail."), code=_code),
-    "registration": _registration,
-    "email_code": _simple(N_("Your code to confirm this address in the Kezek bot: {code}. It is valid "
+    K.REGISTRATION: _registration,
+    K.EMAIL_CODE: _simple(N_("Your code to confirm this address in the Kezek bot: {code}. It is valid "
                              "for 15 minutes. If you did not ask for it, ignore this e-mail."), code=_code),
 }
 
-SUBJECTS: dict[str, str] = {
-    "turn_came": N_("Your turn has come"),
-    "seats_open": N_("Seats are open to everyone"),
-    "referral_issued": N_("Referral issued"),
-    "referral_annulled": N_("Referral annulled"),
-    "offer_expired": N_("The offer has expired"),
-    "admitted": N_("The child has been admitted"),
-    "documents_accepted": N_("Privilege documents accepted"),
-    "removed": N_("Removed from the queue"),
-    "privilege_dropped": N_("Moved to the general queue"),
-    "stoplist_ended": N_("The stop-list has ended"),
-    "withdrawn": N_("Withdrawn from the queue"),
-    "reminder_offer": N_("Reminder: the offer ends soon"),
-    "reminder_showup": N_("Reminder: take the referral to the kindergarten"),
-    "reminder_docs": N_("Reminder: privilege documents are due"),
-    "queue_moved": N_("Your queue number has changed"),
-    "link_code": N_("Your code"),
-    "email_code": N_("Your code"),
-    "registration": N_("The application is in the queue"),
+SUBJECTS: dict[NoticeKind, str] = {
+    K.TURN_CAME: N_("Your turn has come"),
+    K.SEATS_OPEN: N_("Seats are open to everyone"),
+    K.REFERRAL_ISSUED: N_("Referral issued"),
+    K.REFERRAL_ANNULLED: N_("Referral annulled"),
+    K.OFFER_EXPIRED: N_("The offer has expired"),
+    K.ADMITTED: N_("The child has been admitted"),
+    K.DOCUMENTS_ACCEPTED: N_("Privilege documents accepted"),
+    K.REMOVED: N_("Removed from the queue"),
+    K.PRIVILEGE_DROPPED: N_("Moved to the general queue"),
+    K.STOPLIST_ENDED: N_("The stop-list has ended"),
+    K.WITHDRAWN: N_("Withdrawn from the queue"),
+    K.REMINDER_OFFER: N_("Reminder: the offer ends soon"),
+    K.REMINDER_SHOWUP: N_("Reminder: take the referral to the kindergarten"),
+    K.REMINDER_DOCS: N_("Reminder: privilege documents are due"),
+    K.QUEUE_MOVED: N_("Your queue number has changed"),
+    K.LINK_CODE: N_("Your code"),
+    K.EMAIL_CODE: N_("Your code"),
+    K.REGISTRATION: N_("The application is in the queue"),
+}
+del K
+
+# The label of the seats button (KINDS' ``button``) of each action.
+BUTTONS: dict[BotAction, str] = {
+    BotAction.CLAIM_OFFERED_SEAT: N_("Choose a seat"),
+    BotAction.CLAIM_OPEN_SEAT: N_("See the seats"),
 }
 
 
@@ -260,12 +283,14 @@ def attachment_note(lang: str) -> str:
 
 
 def render(lang: str, notice: Notice) -> Rendered:
-    """The Telegram message for ``notice`` in ``lang``."""
-    renderer = RENDERERS.get(notice.kind)
-    if renderer is None:
+    """The Telegram message for ``notice`` in ``lang``, with its kind's button (KINDS)."""
+    kind = kind_of(notice.kind)
+    if kind is None:  # a kind another version of Kezek wrote (each NoticeKind has its words)
         return Rendered(gettext(lang, "There is news about {application}: see /status.",
                                 application=_app(lang, notice)))
-    return renderer(lang, notice)
+    spec = KINDS[kind]
+    markup = _seats_button(lang, notice, BUTTONS[spec.action]) if spec.button and spec.action else None
+    return Rendered(RENDERERS[kind](lang, notice), markup)
 
 
 # --- the e-mail copy ----------------------------------------------------------------------------------
@@ -278,22 +303,31 @@ _jinja = jinja2.Environment(
     autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=True),
     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
-# Kinds whose Telegram message has a button: the e-mail says where to press it.
-_ACT_IN_BOT = {
-    "turn_came": N_("To claim the seat, open the Kezek bot in Telegram and send /status."),
-    "seats_open": N_("To claim a seat, open the Kezek bot in Telegram and send /status."),
-    "reminder_offer": N_("To claim the seat, open the Kezek bot in Telegram and send /status."),
+# What a kind asks the parent to do in the bot (KINDS' ``action``): the e-mail says where to do it.
+ACT_IN_BOT: dict[BotAction, str] = {
+    BotAction.CLAIM_OFFERED_SEAT: N_("To claim the seat, open the Kezek bot in Telegram and send /status."),
+    BotAction.CLAIM_OPEN_SEAT: N_("To claim a seat, open the Kezek bot in Telegram and send /status."),
 }
 
-# Deadlines shown in the details: (label, payload key, only for these kinds or any kind).
-_DATE_DETAILS: tuple[tuple[str, str, frozenset[str] | None], ...] = (
-    (N_("Offer open until"), "expires_at", None),
-    (N_("Referral valid until"), "showup_due_at", None),
-    (N_("Referral valid until"), "due_at", frozenset({"reminder_showup"})),
-    (N_("Privilege documents due by"), "docs_due_at", None),
-    (N_("Privilege documents due by"), "due_at", frozenset({"reminder_docs"})),
-    (N_("On the stop-list until"), "stoplist_until", None),
-)
+# The label of each deadline in the details (which a kind shows: KINDS' ``deadlines``).
+DEADLINE_LABELS: dict[Deadline, str] = {
+    Deadline.OFFER: N_("Offer open until"),
+    Deadline.SHOWUP: N_("Referral valid until"),
+    Deadline.DOCS: N_("Privilege documents due by"),
+    Deadline.STOPLIST: N_("On the stop-list until"),
+}
+
+# The deadlines of a kind another version of Kezek wrote: those under the payload keys the kinds
+# known here use for them.
+_UNKNOWN_KIND_DEADLINES = ((Deadline.OFFER, "expires_at"), (Deadline.SHOWUP, "showup_due_at"),
+                           (Deadline.DOCS, "docs_due_at"), (Deadline.STOPLIST, "stoplist_until"))
+
+# No kind, action or deadline without its words: this module does not import otherwise.
+require_every(NoticeKind, RENDERERS, "bot.delivery.notices.RENDERERS")
+require_every(NoticeKind, SUBJECTS, "bot.delivery.notices.SUBJECTS")
+require_every(BotAction, BUTTONS, "bot.delivery.notices.BUTTONS")
+require_every(BotAction, ACT_IN_BOT, "bot.delivery.notices.ACT_IN_BOT")
+require_every(Deadline, DEADLINE_LABELS, "bot.delivery.notices.DEADLINE_LABELS")
 
 
 @dataclass(frozen=True)
@@ -325,25 +359,28 @@ def _email_details(lang: str, n: Notice) -> list[tuple[str, str]]:
         rows.append((gettext(lang, "Group"), n.group_name))
     if n.payload.get("language") in LANGUAGES:
         rows.append((gettext(lang, "Language of the group"), language_name(lang, str(n.payload["language"]))))
-    if n.kind == REGISTRATION_KIND and n.extra.get("birth_year"):
+    if n.kind == NoticeKind.REGISTRATION and n.extra.get("birth_year"):
         rows.append((gettext(lang, "District"), _district(lang, n)))
         rows.append((gettext(lang, "Children born in"), str(n.extra["birth_year"])))
         if n.extra.get("queue_number"):
             rows.append((gettext(lang, "Queue number"), format_number(lang, int(n.extra["queue_number"]))))
-    for label, key, kinds in _DATE_DETAILS:
-        if n.payload.get(key) and (kinds is None or n.kind in kinds):
-            rows.append((gettext(lang, label), _deadline(lang, n.payload[key], "utc")))
+    kind = kind_of(n.kind)
+    for deadline, key in KINDS[kind].deadlines if kind is not None else _UNKNOWN_KIND_DEADLINES:
+        if n.payload.get(key):
+            rows.append((gettext(lang, DEADLINE_LABELS[deadline]), _deadline(lang, n.payload[key], "utc")))
     return rows
 
 
 def _email_section(lang: str, n: Notice, subject_id: str, attached: bool) -> EmailSection:
     # (worded as an e-mail whatever channel the notice came through: deadlines with the UTC offset)
     paragraphs = [line for line in render(lang, replace(n, channel=EMAIL)).text.split("\n") if line.strip()]
-    if n.kind in _ACT_IN_BOT and n.application_id is not None:
-        paragraphs.append(gettext(lang, _ACT_IN_BOT[n.kind]))
+    kind = kind_of(n.kind)
+    action = KINDS[kind].action if kind is not None else None
+    if action is not None and n.application_id is not None:
+        paragraphs.append(gettext(lang, ACT_IN_BOT[action]))
     if attached:
         paragraphs.append(attachment_note(lang))
-    link = n.extra.get("link") if n.kind == REGISTRATION_KIND else None
+    link = n.extra.get("link") if n.kind == NoticeKind.REGISTRATION else None
     return EmailSection(
         lang=lang, title=gettext(lang, subject_id), paragraphs=paragraphs, details=_email_details(lang, n),
         footer=gettext(lang, "This is an automatic message of Kezek, the kindergarten queue bot. "
@@ -355,7 +392,8 @@ def render_email(notice: Notice, attachments: Sequence[Attachment] = ()) -> Emai
     """The e-mail copy of ``notice``: a subject and a plain-text and an HTML body, each in Kazakh
     and then Russian (an e-mail address has no chosen language), and the ``attachments`` (the
     referral's PDF), which the text mentions."""
-    subject_id = SUBJECTS.get(notice.kind, N_("Notice about the kindergarten queue"))
+    kind = kind_of(notice.kind)
+    subject_id = SUBJECTS[kind] if kind is not None else N_("Notice about the kindergarten queue")
     subject = "Kezek: " + " / ".join(gettext(lang, subject_id) for lang in LANGS_IN_EMAIL)
     sections = [_email_section(lang, notice, subject_id, bool(attachments)) for lang in LANGS_IN_EMAIL]
     context = {"subject": subject, "sections": sections}

@@ -25,6 +25,7 @@ from locales.formats import format_date, format_deadline
 from locales.names import annul_reason, language_name
 from services import referral_check as rc
 from services.errors import ReferralNotFound
+from services.notices import NoticeAttachment, spec_of
 from services.notifications import Attachment, Notice
 from services.referral_check import ReferralDocument, ReferralFacts, Verdict
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # fpdf2 and segno (and numpy, which fpdf2 loads) are imported
 
 log = logging.getLogger("kezek.referral_pdf")
 
-REFERRAL_KIND = "referral_issued"
 PDF_TYPE = "application/pdf"
 LABEL_WIDTH = 68.0  # mm
 QR_SIZE = 46.0  # mm: a phone reads it from arm's length, and a worn print still scans
@@ -224,7 +224,8 @@ Attachments = Callable[[Notice], Awaitable[list[Attachment]]]
 
 
 def notice_attachments(documents: DocumentSource, langs: Sequence[str] | None = None) -> Attachments:
-    """What goes with a notice: the referral's PDF with "referral issued", nothing otherwise.
+    """What goes with a notice: the referral's PDF with a kind whose ``attachment`` is
+    ``REFERRAL_PDF`` (services.notices.KINDS: "referral issued"), nothing otherwise.
 
     ``langs``: the pages (None: the notice's language, for a chat). Reading the referral may fail
     like any read (the database away): the error goes up and the delivery is retried. A PDF that
@@ -232,7 +233,9 @@ def notice_attachments(documents: DocumentSource, langs: Sequence[str] | None = 
     without it; the kindergarten can still check the referral by its number."""
 
     async def attachments(notice: Notice) -> list[Attachment]:
-        if notice.kind != REFERRAL_KIND or not notice.payload.get("referral_id"):
+        spec = spec_of(notice.kind)
+        if spec is None or spec.attachment is not NoticeAttachment.REFERRAL_PDF \
+                or not notice.payload.get("referral_id"):
             return []
         referral_id = int(notice.payload["referral_id"])
         try:
