@@ -73,6 +73,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.bench import CHECKOUT
 from bot.bench.load_claims import Step, bench_now, check_claims, claim_script, claimer_count, is_issued, send_alerts
 from bot.bench.outbox import chat_language
 from bot.bench.standin import TOKEN, BotApiStandIn
@@ -250,8 +251,7 @@ class Fleet:
 def _base_env() -> dict[str, str]:
     # Our settings only: a KEZEK_* variable of the caller's shell must not change the benchmark.
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEZEK_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
-                                                      env.get("PYTHONPATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH", "")]))
     return env
 
 

@@ -59,6 +59,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.bench import CHECKOUT
 from bot.bench.queue import BENCH_NOW, _remove_db, _World
 from services.queue import ARRIVAL
 from storage.models import AppStatus, DocsState, Privilege
@@ -519,11 +520,12 @@ def run_child(op: str, url: str, params: dict[str, Any], workdir: str) -> dict[s
         os.unlink(result_path)
     env = dict(os.environ)
     env.pop("KEZEK_DATABASE_URL", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH", "")]))
     with open(os.path.join(workdir, f"{op}.log"), "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "bot.bench.memory", "child", op, url,
                                  json.dumps(params), result_path],
                                 stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=str(Path(__file__).resolve().parent.parent))
+                                cwd=str(CHECKOUT))
         wall0 = time.perf_counter()
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - wall0
