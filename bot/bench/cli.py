@@ -123,7 +123,9 @@ def bench_dispatch(parents: int, rounds: int, db_path: str, pg_url: str | None, 
 def bench_memory(sizes: tuple[int, ...], db_path: str, pg_url: str | None, json_path: str | None) -> None:
     """Peak resident memory of a fresh process per operation (start-up, /status deep in a big queue,
     nightly snapshot, sweep, outbox routing of a fan-out, digest, CSV import) over a database of N
-    applications, and the database's size: to show memory does not grow with N."""
+    applications, and the database's size: to show memory does not grow with N. Each process first
+    loads what production runs the operation in (a whole `kezek run`; `kezek import` for the
+    import): the baseline, then the operation's growth above it."""
     from bot.bench.memory import run_memory_bench
 
     report = asyncio.run(run_memory_bench(sizes, db_path=db_path, pg_url=pg_url, out=click.echo))
