@@ -61,6 +61,7 @@ import asyncio
 import csv
 import datetime as dt
 import json
+import logging
 import os
 import random
 import sqlite3
@@ -456,7 +457,7 @@ class RunProcess:
 
     def __init__(self, kz: Any, workdir: str) -> None:
         import bot.cli.main  # noqa: F401 - the `kezek` command, the process's entry point
-        import storage.migrate  # the migrate check `kezek run` does first
+        import storage.migrate  # noqa: F401 - the migrate check `kezek run` does first
         from bot import logsafe
         from bot.api.server import make_api_app
         from bot.config import Settings
@@ -473,7 +474,9 @@ class RunProcess:
             _env_file=None, bot_token=BOT_TOKEN, bot_api_url="http://127.0.0.1:9", api_token="b" * 40,
             webhook_url="https://kezek-bench.invalid", webhook_secret="bench-memory_Secret-1",
             mail_dir=Path(workdir) / "mail")
-        logsafe.install(self.settings.log_level)
+        logsafe.install(self.settings.log_level)  # and the loggers bot.cli.main.serve quiets
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        logging.getLogger("aiogram.event").setLevel(logging.WARNING)
         self.kz = kz
         kz.document_checker = DocumentChecker(self.settings.document_check_seconds,
                                               self.settings.document_check_workers)
