@@ -208,3 +208,16 @@ def test_the_scale_summary_leads_with_the_cpu_and_gives_a_busy_run_no_ratio() ->
     assert lines[2:] == ["| load_sqlite | 1.9 (1.0) | 520.0 | 20.0 / 40.0 / 60.0 | 1000.0 → 910.0 | 0.52 | goal met |",
                          "| moderate_sqlite | 3.0 (1.0) | 635.0 | 10.0 / 20.0 / 30.0 | 500.0 → 1000.0 | — | "
                          "machine busy: no verdict |"]
+
+
+def test_the_instances_run_this_checkouts_code(tmp_path: Path) -> None:
+    """Started from their log folder, the bot and echo processes import ``bot`` from this checkout
+    (not from an installed kezek, which may be another checkout's)."""
+    import subprocess
+
+    from bot.bench import CHECKOUT
+    from bot.bench.load import _base_env
+
+    found = subprocess.run([sys.executable, "-c", "import bot; print(bot.__file__)"], env=_base_env(), cwd=tmp_path,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(found) == CHECKOUT / "bot" / "__init__.py"
