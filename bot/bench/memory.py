@@ -449,7 +449,7 @@ PACKAGES = ("aiogram", "aiohttp", "apscheduler", "alembic", "sqlalchemy", "pydan
 
 class RunProcess:
     """What a ``kezek run`` process (the bot in webhook mode, the registry API, the scheduler and the
-    senders: ``bot.cli.main.serve`` and ``bot.telegram.runner.run``) imports and builds before it
+    senders: ``bot.cli.serve.serve`` and ``bot.telegram.runner.run``) imports and builds before it
     serves, without a network call: the settings, the Bot and its HTTP session, the FSM storage and
     the throttle, the Dispatcher with every router, the webhook application, the registry API's
     application, the scheduler with its jobs (not started), the mailer, the senders' policy and
@@ -474,7 +474,7 @@ class RunProcess:
             _env_file=None, bot_token=BOT_TOKEN, bot_api_url="http://127.0.0.1:9", api_token="b" * 40,
             webhook_url="https://kezek-bench.invalid", webhook_secret="bench-memory_Secret-1",
             mail_dir=Path(workdir) / "mail")
-        logsafe.install(self.settings.log_level)  # and the loggers bot.cli.main.serve quiets
+        logsafe.install(self.settings.log_level)  # and the loggers bot.cli.serve.serve quiets
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         logging.getLogger("aiogram.event").setLevel(logging.WARNING)
         self.kz = kz
