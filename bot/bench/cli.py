@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from bot.bench import ECHO_TOLERANCE, NO_VERDICT_EXIT
+
 
 @click.group()
 def bench() -> None:
@@ -73,21 +75,28 @@ def bench_outbox(alerts: int, raw_alerts: int, concurrency: int, raw_concurrency
 @click.option("--timeout", type=float, default=15.0, show_default=True, help="Seconds to wait for one reply.")
 @click.option("--log-dir", default=None, help="Where the processes' logs go (default: a new temporary folder).")
 @click.option("--profile", is_flag=True, help="Run the Kezek instances under cProfile (kezek-N.prof in the log folder).")
+@click.option("--echo-tolerance", type=float, default=ECHO_TOLERANCE, show_default=True,
+              help="How far the echo measured before and after Kezek may differ (rate or CPU per update) "
+                   "for a verdict; more: 'machine busy', no verdict, exit status 3.")
 @click.option("--json", "json_path", default=None, metavar="FILE", help="Also write the figures here.")
 def bench_load(parents: int, instances: int, concurrency: int, menu_rounds: int, db_path: str, pg_url: str | None,
                redis_url: str | None, echo: bool, timeout: float, log_dir: str | None, profile: bool,
-               json_path: str | None) -> None:
+               echo_tolerance: float, json_path: str | None) -> None:
     """N parents sending /status and menu presses as webhook updates to K `kezek run` instances
-    (Bot API stand-in on loopback): updates per second and p50/p95/p99 from update to reply; the
-    same against a bare aiogram echo bot."""
+    (Bot API stand-in on loopback): the bot's CPU per update, updates per second and p50/p95/p99
+    from update to reply; the same against a bare aiogram echo bot (Kezek's HTTP session) before and
+    after Kezek's phases. When the echo moved between the two, the machine was busy: no verdict,
+    exit status 3."""
     from bot.bench.load import run_load_bench
 
     report = asyncio.run(run_load_bench(parents=parents, instances=instances, concurrency=concurrency,
                                         menu_rounds=menu_rounds, db_path=db_path, db_url=pg_url,
                                         redis_url=redis_url, echo=echo, timeout=timeout, log_dir=log_dir,
-                                        profile=profile, out=click.echo))
+                                        profile=profile, echo_tolerance=echo_tolerance, out=click.echo))
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2))
+    if report.get("verdict") == "no verdict":
+        sys.exit(NO_VERDICT_EXIT)
 
 
 @bench.command("dispatch")
@@ -98,17 +107,23 @@ def bench_load(parents: int, instances: int, concurrency: int, menu_rounds: int,
 @click.option("--postgres", "pg_url", default=None, metavar="URL",
               help="Use this PostgreSQL database instead (its tables are emptied).")
 @click.option("--redis", "redis_url", default=None, metavar="URL", help="Redis for the FSM, the chat locks and the throttle.")
+@click.option("--echo-tolerance", type=float, default=ECHO_TOLERANCE, show_default=True,
+              help="How far the echo measured before and after Kezek may differ for a ratio; more: "
+                   "'machine busy', no ratio, exit status 3.")
 @click.option("--json", "json_path", default=None, metavar="FILE", help="Also write the figures here.")
 def bench_dispatch(parents: int, rounds: int, db_path: str, pg_url: str | None, redis_url: str | None,
-                   json_path: str | None) -> None:
+                   echo_tolerance: float, json_path: str | None) -> None:
     """The CPU one /status costs inside the bot: the real Dispatcher fed in-process with a Bot
-    session that answers at once (no HTTP), against a bare aiogram echo Dispatcher."""
+    session that answers at once (no HTTP), against a bare aiogram echo Dispatcher measured before
+    and after it."""
     from bot.bench.dispatch import run_dispatch_bench
 
     report = asyncio.run(run_dispatch_bench(parents=parents, rounds=rounds, db_path=db_path, db_url=pg_url,
-                                            redis_url=redis_url, out=click.echo))
+                                            redis_url=redis_url, tolerance=echo_tolerance, out=click.echo))
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2))
+    if report["echo_moved"]:
+        sys.exit(NO_VERDICT_EXIT)
 
 
 @bench.command("memory")
@@ -123,7 +138,9 @@ def bench_dispatch(parents: int, rounds: int, db_path: str, pg_url: str | None, 
 def bench_memory(sizes: tuple[int, ...], db_path: str, pg_url: str | None, json_path: str | None) -> None:
     """Peak resident memory of a fresh process per operation (start-up, /status deep in a big queue,
     nightly snapshot, sweep, outbox routing of a fan-out, digest, CSV import) over a database of N
-    applications, and the database's size: to show memory does not grow with N."""
+    applications, and the database's size: to show memory does not grow with N. Each process first
+    loads what production runs the operation in (a whole `kezek run`; `kezek import` for the
+    import): the baseline, then the operation's growth above it."""
     from bot.bench.memory import run_memory_bench
 
     report = asyncio.run(run_memory_bench(sizes, db_path=db_path, pg_url=pg_url, out=click.echo))
@@ -177,15 +194,8 @@ def bench_scale(parents: int, instances: int, applications: int, pg_url: str | N
 
     runs = asyncio.run(all_runs())
     click.echo("== summary ==")
-    click.echo("| run | /status updates/s | p50 / p95 / p99 ms | echo updates/s | ratio | bot CPU ms per /status |")
-    click.echo("| --- | --- | --- | --- | --- | --- |")
-    for key, report in runs.items():
-        if not key.startswith(("load_", "moderate_", "unloaded_")):
-            continue
-        st, echo = report["phases"]["status"], report["phases"].get("echo", {})
-        click.echo(f"| {key} | {st['updates_per_second']} | {st['p50_ms']} / {st['p95_ms']} / {st['p99_ms']} | "
-                   f"{echo.get('updates_per_second')} | {report.get('status_vs_echo')} | "
-                   f"{st['bot_cpu_ms_per_update']} |")
+    for line in scale_summary(runs):
+        click.echo(line)
     if json_path:
         Path(json_path).write_text(json.dumps(runs, indent=2, default=str))
     ok = all(r.get("all_answered", True) for k, r in runs.items() if k != "memory")
@@ -193,3 +203,26 @@ def bench_scale(parents: int, instances: int, applications: int, pg_url: str | N
         ok = ok and runs["memory"]["all_exited_cleanly"]
     if not ok:
         sys.exit(1)
+    if any(r.get("verdict") == "no verdict" for k, r in runs.items() if k != "memory"):
+        sys.exit(NO_VERDICT_EXIT)
+
+
+def scale_summary(runs: dict[str, Any]) -> list[str]:
+    """The summary table of ``kezek bench scale``: one row per load run, the bot's CPU per /status
+    first; a run whose echo moved between before and after says "machine busy" and has no ratio."""
+    lines = [("| run | bot CPU ms per /status (echo) | /status updates/s | p50 / p95 / p99 ms | "
+              "echo updates/s, before → after | ratio | verdict |"),
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for key, report in runs.items():
+        if not key.startswith(("load_", "moderate_", "unloaded_")):
+            continue
+        st = report["phases"]["status"]
+        echo, ceiling = report.get("echo", {}), report.get("echo_ceiling", {})
+        verdict = report.get("verdict", "—")
+        busy = verdict == "no verdict"
+        lines.append(f"| {key} | {st['bot_cpu_ms_per_update']} ({ceiling.get('bot_cpu_ms_per_update')}) | "
+                     f"{st['updates_per_second']} | {st['p50_ms']} / {st['p95_ms']} / {st['p99_ms']} | "
+                     f"{echo.get('rate_before')} → {echo.get('rate_after')} | "
+                     f"{'—' if busy else report.get('status_vs_echo')} | "
+                     f"{'machine busy: no verdict' if busy else verdict} |")
+    return lines

@@ -24,8 +24,17 @@ Method
   answered when a reply arrived; the webhook's response (sent after the handler finished, since
   ``handle_in_background=False``) must also be 200. A second reply to one update is counted as
   ``extra``.
-* **Phases** (a short warm-up of 10 updates per instance goes first, not measured):
-  ``status`` — every parent sends ``/status`` once (the figure the goal is about);
+* **The echo bot** (the framework's ceiling): K processes of ``python -m bot.bench.load --echo-server
+  PORT``: a bare aiogram Dispatcher with one handler answering every message with its text, served
+  by aiogram's ``SimpleRequestHandler`` with the secret (like ``bot.telegram.webhook``), its Bot on
+  the HTTP session Kezek's bot uses (``bot.telegram.runner.make_session``: the same session class
+  and JSON bodies, the same connection limits, the same Bot API server URL): what Kezek saves in
+  its session is the ceiling's too, and the two differ by what runs between the webhook and the
+  reply (middlewares, handlers, the database). Both fleets start together and run to the end (an idle process costs no
+  CPU).
+* **Phases** (a short warm-up of 10 updates per instance goes first for each fleet, not measured):
+  ``echo_before`` — every parent's ``/status`` to the echo bots;
+  ``status`` — every parent sends ``/status`` once to Kezek (the figure the goal is about);
   ``menu`` — every parent presses the reply-keyboard buttons "My queue status", "Available seats",
   "Settings" and "Help" (in its chat's language), ``menu_rounds`` times;
   ``claim`` — the first ``claim_share`` of the parents in queue order (default a quarter) each got
@@ -36,19 +45,26 @@ Method
   latency is per step (``by_kind``: ``seats``, ``preview``, ``confirm``). Afterwards the database is
   checked (``claim_check``): each claiming parent has exactly one referral, no seat two;
   ``issued_replies`` counts the parents whose last reply was "Referral issued ...";
-  ``echo`` — the same ``/status`` updates to K echo-bot processes (``python -m bot.bench.load
-  --echo-server PORT``: a Dispatcher with one handler answering every message with its text,
-  served by aiogram's ``SimpleRequestHandler`` with the secret, like ``bot.telegram.webhook``).
-* **Figures** per phase: updates per second (updates / wall time from the first POST to the last
-  reply), p50 / p95 / p99 / max latency, unanswered and non-200 counts, the CPU seconds the bot
-  processes used (from ``/proc``; ms of bot CPU per update) and their resident memory at the end.
-  The ratio is Kezek's ``/status`` rate over the echo rate (goal: at least 0.5, with p95 under 50 ms).
-  With ``concurrency`` parents in flight the latency includes queueing once the CPU is saturated
-  (Little's law: about concurrency / rate); ``concurrency=1`` gives the unloaded service time.
+  ``echo_after`` — the echo bots again, the same updates as ``echo_before``.
+* **Figures** per phase: the CPU seconds the bot processes used (from ``/proc``: ms of bot CPU per
+  update, the first column: the steadiest figure), updates per second (updates / wall time from the
+  first POST to the last reply), p50 / p95 / p99 / max latency, unanswered and non-200 counts, and
+  the processes' resident memory at the end. With ``concurrency`` parents in flight the latency
+  includes queueing once the CPU is saturated (Little's law: about concurrency / rate);
+  ``concurrency=1`` gives the unloaded service time.
+* **The verdict** (``judge``; its first line is Kezek's bot CPU per ``/status`` against the echo's,
+  and how many times the echo's it is). The two echo phases must agree: when their rates or their
+  CPU per update differ by more than ``echo_tolerance`` (15 %, the larger over the smaller), other
+  load on the machine changed between the phases, so no ratio of them means anything: the verdict
+  is "machine busy: echo moved from X to Y; no verdict" and ``kezek bench load`` exits with status
+  3. Otherwise the ceiling is the faster echo rate and the cheaper echo CPU of the two (the ceiling
+  least flattering to Kezek), the ratio is Kezek's ``/status`` rate over it, and the goal (the
+  ratio at least 0.5, the ``/status`` p95 under 50 ms) is "met" or "not met".
 
 Everything runs on one machine: the load generator and the stand-in (one process), the bot
 processes and the database server share its cores, so the figures are the machine's, not Kezek's
-alone; the bot's CPU per update is the steadier figure. Every process started here is terminated
+alone: the bot's CPU per update is the steadier figure, and the echo measured on both sides of
+Kezek's phases tells whether the machine stayed the same. Every process started here is terminated
 (killed after a timeout) on the way out, errors included.
 """
 
@@ -72,7 +88,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiogram import Bot
+from aiohttp import web
 
+from bot.bench import CHECKOUT, ECHO_TOLERANCE, NO_VERDICT_EXIT
 from bot.bench.load_claims import Step, bench_now, check_claims, claim_script, claimer_count, is_issued, send_alerts
 from bot.bench.outbox import chat_language
 from bot.bench.standin import TOKEN, BotApiStandIn
@@ -83,6 +102,7 @@ WEBHOOK_PATH = "/telegram/webhook"
 MENU_KEYS = ("status", "seats", "settings", "help")
 WARMUP_PER_INSTANCE = 10
 REPLY_METHODS = frozenset({"sendmessage", "editmessagetext"})
+ECHO_BOT = web.AppKey("echo_bot", Bot)  # the echo application's Bot (for a look at its session)
 
 
 # --- the stand-in with a reply hook ------------------------------------------------------------------
@@ -250,8 +270,7 @@ class Fleet:
 def _base_env() -> dict[str, str]:
     # Our settings only: a KEZEK_* variable of the caller's shell must not change the benchmark.
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEZEK_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
-                                                      env.get("PYTHONPATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH", "")]))
     return env
 
 
@@ -290,20 +309,19 @@ def echo_instances(k: int, *, api_url: str, logs: Path) -> list[Instance]:
 
 # --- the echo bot (the framework's ceiling) ---------------------------------------------------------
 
-async def serve_echo(port: int, api_url: str, secret: str, token: str = TOKEN) -> None:
-    """A bare aiogram bot: one handler answering every message with its text, behind aiogram's
-    ``SimpleRequestHandler`` (secret checked, handled before the response) and ``/healthz``; until
-    SIGTERM/SIGINT."""
-    import signal
-
-    from aiogram import Bot, Dispatcher
-    from aiogram.client.session.aiohttp import AiohttpSession
-    from aiogram.client.telegram import TelegramAPIServer
+def build_echo_app(api_url: str, secret: str, token: str = TOKEN) -> web.Application:
+    """The echo bot's web application: a bare aiogram Dispatcher with one handler answering every
+    message with its text, behind aiogram's ``SimpleRequestHandler`` (secret checked, handled before
+    the response) and ``/healthz``. Its Bot talks through the HTTP session Kezek's bot uses
+    (``bot.telegram.runner.make_session``: the same session class, JSON bodies, connection limits
+    and Bot API server URL): what Kezek saves in its session, the ceiling saves too."""
+    from aiogram import Dispatcher
     from aiogram.types import Message
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
-    from aiohttp import web
 
-    bot = Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url.rstrip("/"))))
+    from bot.telegram.runner import make_session
+
+    bot = Bot(token, session=make_session(api_url))
     dp = Dispatcher()
 
     @dp.message()
@@ -314,11 +332,19 @@ async def serve_echo(port: int, api_url: str, secret: str, token: str = TOKEN) -
         return web.Response(text="ok")
 
     app = web.Application()
+    app[ECHO_BOT] = bot
     app.router.add_get("/healthz", healthz)
     SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret,
                          handle_in_background=False).register(app, path=WEBHOOK_PATH)
     setup_application(app, dp, bot=bot)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    return app
+
+
+async def serve_echo(port: int, api_url: str, secret: str, token: str = TOKEN) -> None:
+    """The echo bot (``build_echo_app``) on loopback ``port`` until SIGTERM/SIGINT."""
+    import signal
+
+    runner = web.AppRunner(build_echo_app(api_url, secret, token), handle_signals=False, access_log=None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -534,9 +560,12 @@ async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency
                          menu_rounds: int = 1, db_path: str = "/tmp/kezek-bench-load.sqlite3",
                          db_url: str | None = None, redis_url: str | None = None, echo: bool = True,
                          timeout: float = 15.0, log_dir: str | None = None, profile: bool = False,
-                         claim_share: float = 0.25, out: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the load benchmark; returns its figures (``phases`` with ``status``, ``menu`` and, with
-    ``echo``, ``echo``; ``status_vs_echo``, ``goal_met``...) and prints a short table through ``out``.
+                         claim_share: float = 0.25, echo_tolerance: float = ECHO_TOLERANCE,
+                         out: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the load benchmark; returns its figures (``phases``: with ``echo``, ``echo_before`` first,
+    then ``status``, ``menu``, ``claim``, with ``echo``, ``echo_after`` last; and the verdict of
+    ``judge``: ``verdict``, ``goal_met``, ``cpu_times_echo``, ``status_vs_echo``, ``echo``...) and
+    prints a short table and the verdict through ``out``.
 
     ``db_url``: a PostgreSQL URL (its tables are emptied) instead of the SQLite file ``db_path``
     (recreated); ``redis_url``: shared FSM, event isolation and throttle for the instances;
@@ -544,7 +573,8 @@ async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency
     the seat offered to them (phase ``claim``; 0 skips it; the figures of its database check are
     ``claim_check``); ``timeout``: seconds to wait for one reply;
     ``log_dir``: where the processes' logs go (default: a new temporary directory); ``profile``: run
-    the Kezek instances under cProfile (``kezek-N.prof`` in the log directory; slows them down)."""
+    the Kezek instances under cProfile (``kezek-N.prof`` in the log directory; slows them down);
+    ``echo_tolerance``: how far the two echo phases may differ for a verdict (``judge``)."""
     from services.clock import FrozenClock
     from services.kezek import Kezek
     from storage.db import Database
@@ -589,36 +619,44 @@ async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency
                 finally:
                     await db.dispose()
                 out(f"  {alerts} \"your turn\" alerts sent by the outbox sender to the stand-in")
-            targets: list[tuple[str, list[Instance]]] = [
-                ("kezek", kezek_instances(instances, api_url=api.base_url, db_url=url, redis_url=redis_url,
-                                          logs=logs, profile_dir=logs if profile else None, now=bench_now()))]
-            if echo:
-                targets.append(("echo", echo_instances(instances, api_url=api.base_url, logs=logs)))
-            for target, group in targets:
+            kezek_group = kezek_instances(instances, api_url=api.base_url, db_url=url, redis_url=redis_url, logs=logs,
+                                          profile_dir=logs if profile else None, now=bench_now())
+            echo_group = echo_instances(instances, api_url=api.base_url, logs=logs) if echo else []
+            # Both fleets run the whole time (an idle process costs no CPU): the echo is measured
+            # before Kezek's phases and again after them, with the same warm processes, so that a
+            # change of the machine's other load in between shows (``judge``). They start one
+            # after the other, each with its own time to get ready.
+            for group in (kezek_group, echo_group):
                 await fleet.start(group)
                 await wait_healthy(http, group)
-                load = Load(api, http, group, concurrency=concurrency, timeout=timeout)
-                # Warm-up (not measured): the first requests build models, pools and caches.
-                await load.play("warm-up", status_scripts(chats[:warm_chats]))
-                plan: list[tuple[str, list[tuple[int, str, Script]]]]
-                if target == "kezek":
-                    plan = [("status", status_scripts(chats))]
-                    if menu_rounds:
-                        plan.append(("menu", menu_scripts(chats, menu_rounds)))
-                    if claimers:
-                        plan.append(("claim", claim_scripts(claim_chats)))
-                else:
-                    plan = [("echo", status_scripts(chats))]
-                for name, scripts in plan:
-                    result = await load.play(name, scripts)
-                    phases[name] = result.figures()
-                    out(f"  {name}: {result.answered}/{result.updates} answered in {result.seconds:.2f} s")
-                    if name == "claim":
-                        phases[name]["issued_replies"] = sum(
-                            1 for i, chat in enumerate(claim_chats)
-                            if is_issued(chat_language(i), api.replies.get(chat, {}).get("text")))
-                        claim_check = await check_claims(url, claim_chats)
-                await fleet.close()
+            loads = {"kezek": Load(api, http, kezek_group, concurrency=concurrency, timeout=timeout)}
+            if echo_group:
+                loads["echo"] = Load(api, http, echo_group, concurrency=concurrency, timeout=timeout)
+            plan: list[tuple[str, str, list[tuple[int, str, Script]]]] = []
+            if echo:
+                plan.append(("echo", "echo_before", status_scripts(chats)))
+            plan.append(("kezek", "status", status_scripts(chats)))
+            if menu_rounds:
+                plan.append(("kezek", "menu", menu_scripts(chats, menu_rounds)))
+            if claimers:
+                plan.append(("kezek", "claim", claim_scripts(claim_chats)))
+            if echo:
+                plan.append(("echo", "echo_after", status_scripts(chats)))
+            warmed: set[str] = set()
+            for target, name, scripts in plan:
+                load = loads[target]
+                if target not in warmed:  # (not measured): the first requests build models, pools, caches
+                    await load.play("warm-up", status_scripts(chats[:warm_chats]))
+                    warmed.add(target)
+                result = await load.play(name, scripts)
+                phases[name] = result.figures()
+                out(f"  {name}: {result.answered}/{result.updates} answered in {result.seconds:.2f} s")
+                if name == "claim":
+                    phases[name]["issued_replies"] = sum(
+                        1 for i, chat in enumerate(claim_chats)
+                        if is_issued(chat_language(i), api.replies.get(chat, {}).get("text")))
+                    claim_check = await check_claims(url, claim_chats)
+            await fleet.close()
             extra = api.extra
         finally:
             await fleet.close()
@@ -630,11 +668,7 @@ async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency
     }
     if claim_check is not None:
         report["claim_check"] = claim_check
-    status, ceiling = phases.get("status"), phases.get("echo")
-    if status and ceiling and ceiling["updates_per_second"]:
-        report["status_vs_echo"] = round(status["updates_per_second"] / ceiling["updates_per_second"], 3)
-        report["goal_met"] = bool(report["status_vs_echo"] >= 0.5 and status["p95_ms"] is not None
-                                  and status["p95_ms"] < 50)
+    judge(report, echo_tolerance)
     report["all_answered"] = all(p["unanswered"] == 0 and p["non_200"] == 0 and p["skipped"] == 0
                                  for p in phases.values())
     for line in format_table(report):
@@ -642,26 +676,102 @@ async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency
     return report
 
 
+def _change(before: float | None, after: float | None) -> float | None:
+    """How far two figures differ: the larger over the smaller, less one (0.15: 15 %, either way)."""
+    if not before or not after:
+        return None
+    return max(before, after) / min(before, after) - 1
+
+
+def judge(report: dict[str, Any], tolerance: float = ECHO_TOLERANCE) -> None:
+    """The verdict on the goal, into ``report`` (its ``phases``: ``status``, ``echo_before`` and
+    ``echo_after``); nothing without both echo phases.
+
+    * ``echo`` — the two echo phases (rate and bot CPU per update, before and after) and how far
+      they moved (``rate_change``, ``cpu_change``: the larger over the smaller, less one);
+    * ``echo_ceiling`` — the faster rate and the cheaper CPU of the two: the ceiling least
+      flattering to Kezek;
+    * ``status_cpu_ms_per_update`` (the primary figure) and ``cpu_times_echo`` (it over the
+      ceiling's), ``status_vs_echo`` (Kezek's /status rate over the ceiling's rate): the two ratios
+      None when the echo moved;
+    * ``verdict`` — "no verdict" when the echo moved by more than ``tolerance`` in rate or in CPU per
+      update (other load on the machine changed between the phases: no ratio of them means
+      anything) or an echo phase answered nothing; else "goal met" / "goal not met" (the goal:
+      ``status_vs_echo`` at least 0.5 and the /status p95 under 50 ms); ``goal_met`` is None, True
+      or False accordingly."""
+    phases = report["phases"]
+    status, before, after = phases.get("status"), phases.get("echo_before"), phases.get("echo_after")
+    if not (status and before and after):
+        return
+    rates = (before["updates_per_second"], after["updates_per_second"])
+    cpus = (before["bot_cpu_ms_per_update"], after["bot_cpu_ms_per_update"])
+    rate_change, cpu_change = _change(*rates), _change(*cpus)
+    moved = rate_change is None or rate_change > tolerance or (cpu_change is not None and cpu_change > tolerance)
+    report["echo_tolerance"] = tolerance
+    report["echo"] = {"rate_before": rates[0], "rate_after": rates[1],
+                      "rate_change": None if rate_change is None else round(rate_change, 3),
+                      "cpu_ms_before": cpus[0], "cpu_ms_after": cpus[1],
+                      "cpu_change": None if cpu_change is None else round(cpu_change, 3), "moved": moved}
+    ceiling_rate = max((r for r in rates if r), default=None)
+    ceiling_cpu = min((c for c in cpus if c), default=None)
+    report["echo_ceiling"] = {"updates_per_second": ceiling_rate, "bot_cpu_ms_per_update": ceiling_cpu}
+    status_cpu = status["bot_cpu_ms_per_update"]
+    report["status_cpu_ms_per_update"] = status_cpu
+    report["cpu_times_echo"] = round(status_cpu / ceiling_cpu, 2) if status_cpu and ceiling_cpu else None
+    report["status_vs_echo"] = (round(status["updates_per_second"] / ceiling_rate, 3)
+                                if ceiling_rate and status["updates_per_second"] else None)
+    if moved:  # no ratio to a ceiling that moved: the phases keep the figures
+        report["status_vs_echo"] = report["cpu_times_echo"] = None
+        report["verdict"], report["goal_met"] = "no verdict", None
+        return
+    met = bool(report["status_vs_echo"] is not None and report["status_vs_echo"] >= 0.5
+               and status["p95_ms"] is not None and status["p95_ms"] < 50)
+    report["verdict"], report["goal_met"] = ("goal met" if met else "goal not met"), met
+
+
+def verdict_lines(report: dict[str, Any]) -> list[str]:
+    """The verdict (``judge``), its first line the bot's CPU per /status against the echo's."""
+    if "verdict" not in report:
+        return []
+    echo, ceiling = report["echo"], report["echo_ceiling"]
+    tolerance = f"{report['echo_tolerance'] * 100:g} %"
+    rates = f"{echo['rate_before']} → {echo['rate_after']} updates/s"
+    cpus = f"{echo['cpu_ms_before']} → {echo['cpu_ms_after']} ms CPU per update"
+    if report["verdict"] == "no verdict":
+        lines = [(f"bot CPU per /status: {report['status_cpu_ms_per_update']} ms (the echo {echo['cpu_ms_before']} "
+                  f"before, {echo['cpu_ms_after']} after)")]
+        if echo["cpu_change"] is not None and (echo["rate_change"] is None or echo["cpu_change"] > echo["rate_change"]):
+            moved, also = f"from {echo['cpu_ms_before']} to {echo['cpu_ms_after']} ms CPU per update", rates
+        else:
+            moved, also = f"from {echo['rate_before']} to {echo['rate_after']} updates/s", cpus
+        lines.append(f"machine busy: echo moved {moved} ({also}; tolerance {tolerance}); no verdict")
+        return lines
+    lines = [(f"bot CPU per /status: {report['status_cpu_ms_per_update']} ms, the echo "
+              f"{ceiling['bot_cpu_ms_per_update']} ms ({report['cpu_times_echo']} times the echo's)")]
+    lines.append(f"/status vs echo ceiling: {report['status_vs_echo']} of its rate, p95 "
+                 f"{report['phases']['status']['p95_ms']} ms (goal >= 0.5, p95 < 50 ms: "
+                 f"{'met' if report['goal_met'] else 'not met'})")
+    lines.append(f"echo before and after Kezek: {rates}, {cpus} (within {tolerance})")
+    return lines
+
+
 def format_table(report: dict[str, Any]) -> list[str]:
-    lines = ["| phase | updates | answered | updates/s | p50 ms | p95 ms | p99 ms | max ms | bot CPU ms/update |",
+    lines = ["| phase | bot CPU ms/update | updates | answered | updates/s | p50 ms | p95 ms | p99 ms | max ms |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, p in report["phases"].items():
-        lines.append(f"| {name} | {p['updates']} | {p['answered']} | {p['updates_per_second']} | {p['p50_ms']} | "
-                     f"{p['p95_ms']} | {p['p99_ms']} | {p['max_ms']} | {p['bot_cpu_ms_per_update']} |")
+        lines.append(f"| {name} | {p['bot_cpu_ms_per_update']} | {p['updates']} | {p['answered']} | "
+                     f"{p['updates_per_second']} | {p['p50_ms']} | {p['p95_ms']} | {p['p99_ms']} | {p['max_ms']} |")
         if name == "claim":  # one row per step of the flow
             for kind, k in p.get("by_kind", {}).items():
-                lines.append(f"| claim: {kind} | {k['n']} | {k['n']} | | {k['p50_ms']} | {k['p95_ms']} | "
-                             f"{k['p99_ms']} | {k['max_ms']} | |")
+                lines.append(f"| claim: {kind} | | {k['n']} | {k['n']} | | {k['p50_ms']} | {k['p95_ms']} | "
+                             f"{k['p99_ms']} | {k['max_ms']} |")
     check = report.get("claim_check")
     if check is not None:
         lines.append(f"claim check (database): {check['with_one_referral']}/{check['claimers']} claiming parents "
                      f"with exactly one referral, {check['with_several_referrals']} with several, "
                      f"{check['seats_with_two_referrals']} seats with two referrals, {check['seats_taken']} seats "
                      f"taken for {check['referrals']} referrals: {'ok' if check['ok'] else 'NOT OK'}")
-    if "status_vs_echo" in report:
-        lines.append(f"/status vs echo ceiling: {report['status_vs_echo']} (goal >= 0.5, p95 < 50 ms: "
-                     f"{'met' if report['goal_met'] else 'not met'})")
-    return lines
+    return lines + verdict_lines(report)
 
 
 # --- command line (the echo server; a stand-alone run) ----------------------------------------------
@@ -684,6 +794,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for one reply")
     parser.add_argument("--log-dir", default=None)
     parser.add_argument("--profile", action="store_true", help="cProfile the Kezek instances")
+    parser.add_argument("--echo-tolerance", type=float, default=ECHO_TOLERANCE,
+                        help="how far the echo before and after may differ for a verdict (0.15: 15 %%)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the figures here")
     args = parser.parse_args(argv)
     if args.echo_server is not None:
@@ -693,9 +805,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                                         concurrency=args.concurrency, menu_rounds=args.menu_rounds,
                                         db_path=args.db_path, db_url=args.postgres, redis_url=args.redis,
                                         echo=not args.no_echo, timeout=args.timeout, log_dir=args.log_dir,
-                                        profile=args.profile, claim_share=args.claim_share))
+                                        profile=args.profile, claim_share=args.claim_share,
+                                        echo_tolerance=args.echo_tolerance))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+    if report.get("verdict") == "no verdict":
+        sys.exit(NO_VERDICT_EXIT)
 
 
 if __name__ == "__main__":

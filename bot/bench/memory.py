@@ -17,17 +17,30 @@ apart and is not what is measured. Then, through the real services and a frozen 
   year (200 "your turn" offers that expire at 20:00 — the evening's fan-out).
 
 Each operation then runs in a **fresh child process** (``python -m bot.bench.memory child ...``),
-one after the other on the same database; its peak resident memory is the kernel's high-water mark
-of the child's address space (``VmHWM`` in ``/proc/self/status``, read as the operation ends; the
-parent checks the exit status with ``wait4``); the child also samples ``/proc/self/status`` every
-few milliseconds to split the peak into anonymous memory (the process's own heap: Python objects,
-SQLite's page cache) and file-backed pages (SQLite reads its file through ``mmap``: those pages
-are the OS page cache, shared and reclaimable, and they grow with the file by design). Each child
-imports only what its operation needs: importing aiogram alone takes ~170 MiB, which every bot
-process carries (``startup`` shows it). The operations:
+one after the other on the same database, which first loads what the production process that runs
+the operation loads, and only then runs it:
 
-``startup``  migrate check (Alembic at head), the dispatcher with every router, the first reads a
-             ``kezek run`` makes (the rule profiles' windows, whether notices are due);
+* every operation but ``import`` runs, in production, inside a ``kezek run`` process (the bot, the
+  scheduler, the senders, the registry API): the child builds one (``RunProcess``: the ``kezek``
+  command, the Bot with Kezek's HTTP session, the FSM storage and throttle, the Dispatcher with every
+  router, the webhook and registry API applications, the scheduler's jobs, the mailer and the
+  senders' port), connecting to nothing (no Telegram, no listening socket), and runs the operation
+  on the ``Kezek`` its Dispatcher uses. aiogram's import is most of what this costs;
+* ``import`` is ``kezek import applications``, a process of its own: the child loads the ``kezek``
+  command (which does not import aiogram) and runs it.
+
+The child's resident memory then (``VmRSS`` after a garbage collection) is the operation's
+**baseline**; its **peak** is the kernel's high-water mark of the child's address space (``VmHWM``
+in ``/proc/self/status``, read as the operation ends; the parent checks the exit status with
+``wait4``), and the **growth** (peak − baseline) is what the operation itself added. The child also
+samples ``/proc/self/status`` every few milliseconds to split the peak into anonymous memory (the
+process's own heap: Python objects, SQLite's page cache) and file-backed pages (SQLite reads its
+file through ``mmap``: those pages are the OS page cache, shared and reclaimable, and they grow with
+the file by design), and reports which of aiogram, aiohttp, APScheduler, Alembic, SQLAlchemy and
+pydantic it had loaded at the baseline. The operations:
+
+``startup``  migrate check (Alembic at head) and the first reads a ``kezek run`` makes (the rule
+             profiles' windows, whether notices are due), after the process is built;
 ``status``   a parent's ``/status`` card (and its history chart) for the last application of the
              largest queue, with a move since the chat's last look;
 ``snapshot`` the nightly queue-number snapshot (N rows written, one window pass per queue);
@@ -38,7 +51,8 @@ process carries (``startup`` shows it). The operations:
 ``digest``   the daily "your number moved" notices for the chats that asked for them;
 ``import``   ``kezek import applications`` of a CSV of 10,000 further applications (the real CLI).
 
-The figures print as a markdown table (one column per size) and, with ``--json``, to a file.
+The figures print as a markdown table (one column per size: peak = baseline + growth) and, with
+``--json``, to a file (``baseline_rss_mb``, ``peak_rss_mb``, ``growth_mb``, ``process``, ``loaded``...).
 """
 
 from __future__ import annotations
@@ -47,6 +61,7 @@ import asyncio
 import csv
 import datetime as dt
 import json
+import logging
 import os
 import random
 import sqlite3
@@ -59,6 +74,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.bench import CHECKOUT
 from bot.bench.queue import BENCH_NOW, _remove_db, _World
 from services.queue import ARRIVAL
 from storage.models import AppStatus, DocsState, Privilege
@@ -80,7 +96,7 @@ SWEEP_AT = BENCH_NOW.replace(hour=20, minute=0, second=5)
 BATCH = 20_000
 OPS = ("startup", "status", "snapshot", "sweep", "route", "digest", "import")
 OP_WHAT = {
-    "startup": "start-up: migrate check, dispatcher, first reads",
+    "startup": "start-up: migrate check, first reads",
     "status": "/status card + history, last of the largest queue",
     "snapshot": "nightly queue snapshot (N rows)",
     "sweep": "sweep at 20:00: offers expire, seats open to the birth year, deadlines",
@@ -173,7 +189,7 @@ class _Rows:
 
 def _generate(world: _World, total: int, district_ids: dict[str, int],
               kg_ids: dict[str, int]) -> Iterator[_Rows]:
-    from bot.bench.outbox import chat_language  # (aiogram: the parent only, not in every child)
+    from bot.bench.outbox import chat_language
 
     load_at = _utc_naive(LOAD_AT)
     n = 0
@@ -426,33 +442,79 @@ async def seed(url: str, applications: int, *, seed_value: int = 1, csv_path: st
 
 # --- the operations, each in its own child -------------------------------------------------------------
 
-async def _op_async(op: str, url: str, params: dict[str, Any]) -> dict[str, Any]:
-    from services.clock import FrozenClock
-    from services.kezek import Kezek
-    from storage.db import Database
+BOT_TOKEN = "123456:" + "A" * 35  # well-formed; no request is ever made with it
+# What a `kezek run` process has loaded before its first update; the child reports which it holds.
+PACKAGES = ("aiogram", "aiohttp", "apscheduler", "alembic", "sqlalchemy", "pydantic")
 
-    moments = {"startup": BENCH_NOW, "status": BENCH_NOW + dt.timedelta(minutes=1),
-               "snapshot": BENCH_NOW + dt.timedelta(minutes=2), "sweep": SWEEP_AT,
-               "route": SWEEP_AT + dt.timedelta(seconds=5), "digest": SWEEP_AT + dt.timedelta(seconds=30)}
-    db = Database(url)
-    kz = Kezek(db, FrozenClock(moments[op]))
+
+class RunProcess:
+    """What a ``kezek run`` process (the bot in webhook mode, the registry API, the scheduler and the
+    senders: ``bot.cli.serve.serve`` and ``bot.telegram.runner.run``) imports and builds before it
+    serves, without a network call: the settings, the Bot and its HTTP session, the FSM storage and
+    the throttle, the Dispatcher with every router, the webhook application, the registry API's
+    application, the scheduler with its jobs (not started), the mailer, the senders' policy and
+    Telegram port. The operation then runs on the same ``Kezek`` the Dispatcher's handlers use."""
+
+    def __init__(self, kz: Any, workdir: str) -> None:
+        import bot.cli.main  # noqa: F401 - the `kezek` command, the process's entry point
+        import storage.migrate  # noqa: F401 - the migrate check `kezek run` does first
+        from bot import logsafe
+        from bot.api.server import make_api_app
+        from bot.config import Settings
+        from bot.delivery.mail import make_mailer
+        from bot.delivery.sender import SendPolicy, telegram_port
+        from bot.jobs import make_scheduler
+        from bot.telegram.app import build_dispatcher, make_storage
+        from bot.telegram.runner import make_bot
+        from bot.telegram.throttling import make_throttle
+        from bot.telegram.webhook import build_webhook_app
+        from services.doc_check import DocumentChecker
+
+        self.settings = Settings(  # type: ignore[call-arg]
+            _env_file=None, bot_token=BOT_TOKEN, bot_api_url="http://127.0.0.1:9", api_token="b" * 40,
+            webhook_url="https://kezek-bench.invalid", webhook_secret="bench-memory_Secret-1",
+            mail_dir=Path(workdir) / "mail")
+        logsafe.install(self.settings.log_level)  # and the loggers bot.cli.serve.serve quiets
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+        self.kz = kz
+        kz.document_checker = DocumentChecker(self.settings.document_check_seconds,
+                                              self.settings.document_check_workers)
+        self.bot = make_bot(self.settings)
+        fsm, isolation = make_storage(self.settings)
+        throttle = make_throttle(self.settings, redis=getattr(fsm, "redis", None))
+        self.dp = build_dispatcher(kz, storage=fsm, events_isolation=isolation, throttle=throttle)
+        self.webhook_app = build_webhook_app(self.dp, self.bot, self.settings)
+        self.api_app = make_api_app(kz, self.settings)
+        self.scheduler = make_scheduler(kz, every_seconds=self.settings.sweep_seconds,
+                                        snapshot_hour=self.settings.snapshot_hour,
+                                        digest_hour=self.settings.digest_hour)
+        self.mailer = make_mailer(self.settings, kz.clock)
+        self.policy = SendPolicy.from_settings(self.settings)
+        self.telegram_send = telegram_port(self.bot)
+
+    async def close(self) -> None:
+        await self.bot.session.close()
+
+
+OP_MOMENTS = {"startup": BENCH_NOW, "status": BENCH_NOW + dt.timedelta(minutes=1),
+              "snapshot": BENCH_NOW + dt.timedelta(minutes=2), "sweep": SWEEP_AT,
+              "route": SWEEP_AT + dt.timedelta(seconds=5), "digest": SWEEP_AT + dt.timedelta(seconds=30)}
+
+
+async def _op_async(op: str, url: str, params: dict[str, Any], process: RunProcess) -> dict[str, Any]:
+    kz = process.kz
     try:
         if op == "startup":
-            from aiogram import Bot
-
             from bot.jobs import profile_windows
-            from bot.telegram.app import build_dispatcher
             from storage.migrate import upgrade_async
 
             t0 = time.perf_counter()
             await upgrade_async(url)  # at head: the migrate check `kezek run` does first
             migrate_s = round(time.perf_counter() - t0, 2)
-            dp = build_dispatcher(kz)
-            bot = Bot("123456:" + "A" * 35)
             windows = await profile_windows(kz)
             due = await kz.notices_due()
-            await bot.session.close()
-            return {"migrate_check_s": migrate_s, "routers": len(dp.sub_routers), "windows": len(windows),
+            return {"migrate_check_s": migrate_s, "routers": len(process.dp.sub_routers), "windows": len(windows),
                     "notices_due": due}
         if op == "status":
             cards = await kz.status_cards(DEEP_CHAT)
@@ -477,18 +539,36 @@ async def _op_async(op: str, url: str, params: dict[str, Any]) -> dict[str, Any]
             return {"notices": await kz.announce_moves()}
         raise ValueError(op)
     finally:
-        await db.dispose()
+        await process.close()
+        await kz.db.dispose()
 
 
 def child_main(op: str, url: str, params_json: str, result_path: str) -> None:
-    """Run one operation in this (fresh) process and write what it saw to ``result_path``."""
+    """Run one operation in this (fresh) process and write what it saw to ``result_path``: first
+    what the production process of the operation loads (``kezek import``: the ``kezek`` command;
+    every other operation: a whole ``kezek run`` process, ``RunProcess``), its resident memory then
+    (the baseline), then the operation and the high-water mark."""
+    import gc
+
     params = json.loads(params_json)
     sampler = _Sampler()
     sampler.sample()
     sampler.start()
+    start = _status_kib()
+    process: RunProcess | None = None
     if op == "import":
         from bot.cli.main import cli
-    before = _status_kib()
+        kind = "kezek import"
+    else:
+        from services.clock import FrozenClock
+        from services.kezek import Kezek
+        from storage.db import Database
+
+        process = RunProcess(Kezek(Database(url), FrozenClock(OP_MOMENTS[op])), os.path.dirname(result_path))
+        kind = "kezek run"
+    gc.collect()
+    baseline = _status_kib()
+    loaded = {name: name in sys.modules for name in PACKAGES}
     t0 = time.perf_counter()
     if op == "import":
         iso = (SWEEP_AT + dt.timedelta(minutes=1)).isoformat()
@@ -496,15 +576,19 @@ def child_main(op: str, url: str, params_json: str, result_path: str) -> None:
                  standalone_mode=False)
         result: dict[str, Any] = {"rows": IMPORT_ROWS}
     else:
-        result = asyncio.run(_op_async(op, url, params))
+        assert process is not None
+        result = asyncio.run(_op_async(op, url, params, process))
     seconds = time.perf_counter() - t0
     sampler.stop.set()
     sampler.join()
     sampler.sample()
     end = _status_kib()
     Path(result_path).write_text(json.dumps({
-        "seconds": round(seconds, 2), "result": result,
-        "rss_before_kib": before.get("VmRSS", 0), "hwm_kib": end.get("VmHWM", 0),
+        "seconds": round(seconds, 2), "result": result, "process": kind, "loaded": loaded,
+        "modules": len(sys.modules), "code": str(Path(sys.modules["bot"].__file__ or "").parent.parent),
+        "rss_start_kib": start.get("VmRSS", 0),
+        "baseline_rss_kib": baseline.get("VmRSS", 0), "baseline_anon_kib": baseline.get("RssAnon", 0),
+        "hwm_kib": end.get("VmHWM", 0),
         "peak_anon_kib": sampler.peak.get("RssAnon", 0), "peak_file_kib": sampler.peak.get("RssFile", 0),
         "peak_shmem_kib": sampler.peak.get("RssShmem", 0),
         "sqlite_heap_peak_kib": _sqlite_heap_peak_kib() if url.startswith("sqlite") else None,
@@ -519,11 +603,12 @@ def run_child(op: str, url: str, params: dict[str, Any], workdir: str) -> dict[s
         os.unlink(result_path)
     env = dict(os.environ)
     env.pop("KEZEK_DATABASE_URL", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH", "")]))
     with open(os.path.join(workdir, f"{op}.log"), "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "bot.bench.memory", "child", op, url,
                                  json.dumps(params), result_path],
                                 stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=str(Path(__file__).resolve().parent.parent))
+                                cwd=str(CHECKOUT))
         wall0 = time.perf_counter()
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - wall0
@@ -536,8 +621,13 @@ def run_child(op: str, url: str, params: dict[str, Any], workdir: str) -> dict[s
         child = json.loads(Path(result_path).read_text())
         figures.update({
             "seconds": child["seconds"], "result": child["result"],
-            "rss_before_op_mb": _mib(child["rss_before_kib"]), "peak_rss_mb": _mib(child["hwm_kib"]),
+            "process": child["process"], "loaded": child["loaded"], "modules": child["modules"], "code": child["code"],
+            "rss_start_mb": _mib(child["rss_start_kib"]),
+            "baseline_rss_mb": _mib(child["baseline_rss_kib"]), "baseline_anon_mb": _mib(child["baseline_anon_kib"]),
+            "peak_rss_mb": _mib(child["hwm_kib"]),
+            "growth_mb": _mib(child["hwm_kib"] - child["baseline_rss_kib"]),
             "peak_anon_mb": _mib(child["peak_anon_kib"]),
+            "growth_anon_mb": _mib(child["peak_anon_kib"] - child["baseline_anon_kib"]),
             "peak_file_mb": _mib(child["peak_file_kib"] + child["peak_shmem_kib"]),
         })
         if child.get("sqlite_heap_peak_kib") is not None:
@@ -571,21 +661,23 @@ async def run_size(applications: int, *, db_path: str, pg_url: str | None, workd
             out(f"  {op}: FAILED (exit {r['exit_code']})\n{r.get('log_tail', '')}")
             continue
         sqlite_heap = f", SQLite's heap {r['sqlite_heap_peak_mb']:5.1f}" if "sqlite_heap_peak_mb" in r else ""
-        out(f"  {op:9} peak RSS {r['peak_rss_mb']:7.1f} MiB (anon {r['peak_anon_mb']:6.1f}{sqlite_heap}, "
-            f"file-backed {r['peak_file_mb']:6.1f}; {r['rss_before_op_mb']:5.1f} before the op) "
-            f"in {r['seconds']:6.2f} s: {json.dumps(r['result'], default=str)}")
+        out(f"  {op:9} peak RSS {r['peak_rss_mb']:7.1f} MiB = {r['baseline_rss_mb']:6.1f} {r['process']} "
+            f"+ {r['growth_mb']:6.1f} the op (anon {r['peak_anon_mb']:6.1f}{sqlite_heap}, "
+            f"file-backed {r['peak_file_mb']:6.1f}) in {r['seconds']:6.2f} s: {json.dumps(r['result'], default=str)}")
     figures["db_size_end_mb"] = round(await db_size_bytes(url) / 2**20, 1)
     figures["all_exited_cleanly"] = all(r["exit_code"] == 0 for r in figures["ops"].values())
     return figures
 
 
 def format_table(runs: list[dict[str, Any]]) -> list[str]:
-    """One row per operation, one column per run: peak RSS MiB (anonymous, of which SQLite's own
-    heap, / file-backed), seconds."""
+    """One row per operation, one column per run: peak RSS MiB = the baseline (the production process
+    loaded, before the operation) + the operation's growth (the peak's anonymous part, of which
+    SQLite's own heap, / file-backed), seconds."""
     if not runs:
         return []
     head = [f"{r['applications']:,} ({r['backend']})" for r in runs]
-    lines = ["| operation | " + " | ".join(f"{h}: peak RSS MiB (anon [SQLite heap] / file), s" for h in head)
+    lines = ["| operation | " + " | ".join(f"{h}: peak RSS MiB = baseline + the op (anon [SQLite heap] / file), s"
+                                          for h in head)
              + " |", "| --- |" + " --- |" * len(runs)]
     for op in OPS:
         cells = []
@@ -597,8 +689,8 @@ def format_table(runs: list[dict[str, Any]]) -> list[str]:
                 cells.append(f"FAILED ({f['exit_code']})")
             else:
                 heap = f" [{f['sqlite_heap_peak_mb']:,.1f}]" if "sqlite_heap_peak_mb" in f else ""
-                cells.append(f"**{f['peak_rss_mb']:,.1f}** ({f['peak_anon_mb']:,.1f}{heap} / "
-                             f"{f['peak_file_mb']:,.1f}), {f['seconds']:,.1f} s")
+                cells.append(f"**{f['peak_rss_mb']:,.1f}** = {f['baseline_rss_mb']:,.1f} + **{f['growth_mb']:,.1f}** "
+                             f"({f['peak_anon_mb']:,.1f}{heap} / {f['peak_file_mb']:,.1f}), {f['seconds']:,.1f} s")
         lines.append(f"| {op}: {OP_WHAT[op]} | " + " | ".join(cells) + " |")
     lines.append("| seeding (bulk insert + state) | " + " | ".join(
         f"{r['seed']['seed_s']:,.0f} s ({r['seed']['bulk_s']:,.0f} s + {r['seed']['state_s']:,.0f} s)"
@@ -628,8 +720,8 @@ async def run_memory_bench(sizes: Sequence[int] = (1_000_000,), *, db_path: str 
             a, b = first["ops"].get(op, {}).get(key), last["ops"].get(op, {}).get(key)
             return None if a is None or b is None else round(b - a, 1)
 
-        report["growth"] = {op: {"peak_rss_mb": grew(op, "peak_rss_mb"), "peak_anon_mb": grew(op, "peak_anon_mb")}
-                            for op in ops}
+        report["growth"] = {op: {"peak_rss_mb": grew(op, "peak_rss_mb"), "peak_anon_mb": grew(op, "peak_anon_mb"),
+                                 "growth_mb": grew(op, "growth_mb")} for op in ops}
     out("")
     for line in format_table(runs):
         out(line)

@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiogram import Bot
 from sqlalchemy import select
@@ -101,7 +101,7 @@ class StandInProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.base_url = ""
 
-    async def __aenter__(self) -> StandInProcess:
+    async def __aenter__(self) -> Self:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot.bench.standin", *self.args, stdout=asyncio.subprocess.PIPE)
         assert self.proc.stdout is not None

@@ -44,7 +44,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -136,7 +136,7 @@ class BotApiStandIn:
         self.downloads: list[str] = []  # the file paths fetched from /file/
 
     # --- life cycle --------------------------------------------------------------------------------
-    async def start(self) -> BotApiStandIn:
+    async def start(self) -> Self:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self.handle)
         app.router.add_get("/_stats", self.stats_handler)
@@ -156,7 +156,7 @@ class BotApiStandIn:
             await asyncio.wait_for(self._runner.cleanup(), 15)
             self._runner = None
 
-    async def __aenter__(self) -> BotApiStandIn:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *_exc: object) -> None:
