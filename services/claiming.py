@@ -22,7 +22,6 @@ from services.validation import mask_iin
 from storage.db import Hot, json_rows, json_rows_of
 from storage.models import (
     Application,
-    AppStatus,
     CalendarDay,
     ChatLink,
     District,
@@ -30,8 +29,8 @@ from storage.models import (
     Kindergarten,
     RuleProfile,
     Seat,
-    SeatStatus,
 )
+from storage.vocab import AppStatus, SeatStatus
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from services import parsing as p
 from services.context import Ctx
 from services.errors import DuplicateInBatch, InvalidField, KezekError, RowErrors, UnknownDistrict, UnknownProfile
-from storage.models import CalendarDay, District, Kindergarten, KindergartenKind, RuleProfile
+from storage.models import CalendarDay, District, Kindergarten, RuleProfile
+from storage.vocab import KindergartenKind
 
 PROFILE_FIELDS: dict[str, tuple[int, int]] = {
     "offer_windows": (1, 10),

@@ -31,8 +31,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, true
 
 from storage.db import Hot, HotReader
-from storage.models import Application, AppStatus
+from storage.models import Application
 from storage.queue_versions import queue_version
+from storage.vocab import AppStatus
 
 Queue = tuple[int, int]  # (district_id, birth_year)
 

@@ -26,7 +26,8 @@ from services.errors import (
     RowErrors,
 )
 from services.facade import is_row_id
-from storage.models import Application, Group, Kindergarten, Offer, OfferStatus, Referral, ReferralStatus, Seat
+from storage.models import Application, Group, Kindergarten, Offer, Referral, Seat
+from storage.vocab import OfferStatus, ReferralStatus
 
 
 @dataclass(frozen=True)

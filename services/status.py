@@ -30,20 +30,17 @@ from storage.db import Hot, HotReader, json_rows, json_rows_of
 from storage.models import (
     Application,
     ApplicationPreference,
-    AppStatus,
     ChatLink,
     District,
-    DocsState,
     Kindergarten,
     Offer,
-    OfferStatus,
     QueueEvent,
     QueueLook,
     Referral,
-    ReferralStatus,
     UTCDateTime,
 )
 from storage.queue_versions import queue_version
+from storage.vocab import AppStatus, DocsState, OfferStatus, ReferralStatus
 
 log = logging.getLogger("kezek.status")
 

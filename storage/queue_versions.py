@@ -27,7 +27,8 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import AppStatus, QueueChange, QueueVersion
+from storage.models import QueueChange, QueueVersion
+from storage.vocab import AppStatus
 
 # The columns of the waiting order: a change of any of them, on a waiting application (before or
 # after), is a change of its queue.

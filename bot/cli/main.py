@@ -29,8 +29,8 @@ from services.documents import REJECTION_REASONS
 from services.errors import KezekError
 from services.kezek import Kezek
 from storage.db import Database
-from storage.models import DocumentStatus
 from storage.private_files import private_sqlite, sqlite_file
+from storage.vocab import DocumentStatus
 
 T = TypeVar("T")
 
@@ -435,7 +435,7 @@ def documents_reject(state: State, referral: int, reason: str | None, note: str 
 
 
 @documents.command("list")
-@click.option("--status", "status", type=click.Choice([*DocumentStatus.ALL, "all"]), default=DocumentStatus.PENDING,
+@click.option("--status", "status", type=click.Choice([*DocumentStatus.ALL, "all"]), default=DocumentStatus.PENDING.value,
               show_default=True, help="Which documents: waiting for a decision, decided, or all.")
 @click.option("--referral", type=int, default=None, help="Only the documents of this referral.")
 @click.option("--json", "as_json", is_flag=True, help="JSON, for a script.")

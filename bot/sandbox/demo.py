@@ -109,7 +109,8 @@ async def pick_example(kz: Kezek, phone: str | None = None) -> dict[str, Any]:
 
     from services.queue import QUEUE_KEY
     from storage.models import Application as A
-    from storage.models import AppStatus, Kindergarten, KindergartenKind
+    from storage.models import Kindergarten
+    from storage.vocab import AppStatus, KindergartenKind
 
     async with kz.unit("demo", with_calendar=False) as ctx:
         s = ctx.session
