@@ -111,3 +111,38 @@ def test_every_migration_goes_down_one_step_and_up_again(backend: str, tmp_path:
             command.upgrade(cfg, rev.revision)
             assert on_database(url, schema) == made[-1], f"{rev.revision} again made another schema"
 
+
+def test_no_migration_imports_live_code() -> None:
+    """A migration does what it did when it was written: it imports Alembic and SQLAlchemy only, never
+    the project (storage.models, storage.queue_versions, storage.vocab...), whose later changes
+    would change it."""
+    import ast
+
+    from storage.migrate import MIGRATIONS
+
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        modules |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert {m.split(".")[0] for m in modules} <= {"alembic", "sqlalchemy"}, path.name
+
+
+def test_a_new_migration_is_written_without_live_code(tmp_path: Path) -> None:
+    """Autogenerate (README: "New migration") writes a UTC moment's column as its plain DDL, and the
+    template imports nothing of the project."""
+    import os
+    import sqlite3
+
+    from storage.migrate import MIGRATIONS, upgrade
+
+    path = tmp_path / "kezek.sqlite3"
+    upgrade(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:  # a column of the models the database lacks: a UTC moment
+        conn.execute("ALTER TABLE chats DROP COLUMN blocked_at")
+    cfg = alembic_config(f"sqlite:///{path}")
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_locations", os.pathsep.join([str(MIGRATIONS / "versions"), str(tmp_path)]))
+    script = command.revision(cfg, message="scratch", autogenerate=True, version_path=str(tmp_path), rev_id="9001")
+    source = Path(script.path).read_text()  # type: ignore[union-attr]
+    assert "sa.Column('blocked_at', sa.DateTime(timezone=False), nullable=True)" in source
+    assert "storage" not in source

@@ -1,6 +1,7 @@
 """Alembic environment (async). Run through ``kezek db upgrade`` or ``storage.migrate``."""
 
 import asyncio
+from typing import Any
 
 from alembic import context
 from sqlalchemy import pool
@@ -8,10 +9,18 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.db import normalise_url
-from storage.models import Base
+from storage.models import Base, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _render_item(type_: str, obj: Any, autogen_context: Any) -> Any:
+    """Autogenerate writes a UTC moment's column as its plain DDL, so that a new migration imports
+    no live code (storage.models)."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=False)"
+    return False
 
 
 def _do_run(connection: Connection) -> None:
@@ -19,6 +28,7 @@ def _do_run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        render_item=_render_item,
         compare_type=True,
     )
     with context.begin_transaction():
