@@ -214,7 +214,8 @@ class QueueChange(Base):
     every read at that version (``services.queue_numbers``).
 
     Trap for later migrations: a ``batch_alter_table`` of ``applications`` on SQLite rebuilds the
-    table and drops its triggers; create them again after it (``storage.queue_triggers``)."""
+    table and drops its triggers; such a migration creates them again itself, from a frozen copy
+    of their DDL, or the migration environment refuses it (``storage.queue_versions``)."""
 
     __tablename__ = "queue_changes"
     __table_args__ = (Index("ix_queue_changes_queue", "district_id", "birth_year"),)
