@@ -40,12 +40,13 @@ from bot import metrics
 from services.calendar import ALMATY
 from services.kezek import Kezek
 from services.reminders import OFFER_AHEAD
+from storage.vocab import DEFAULT_WINDOW_CLOSE_MINUTE, DEFAULT_WINDOW_OPEN_MINUTE
 
 log = logging.getLogger("kezek.scheduler")
 T = TypeVar("T")
 
 # The default claim window (RULES.md, "Claim window": 09:00-20:00), as minutes after local midnight.
-DEFAULT_WINDOW = (9 * 60, 20 * 60)
+DEFAULT_WINDOW = (DEFAULT_WINDOW_OPEN_MINUTE, DEFAULT_WINDOW_CLOSE_MINUTE)
 # Seconds after a window's edge its sweep runs (the edge itself is exclusive: at 20:00:00 the
 # offer is closed already, so a sweep then closes it; a few seconds leave room for clock skew).
 EDGE_SECOND = 5

@@ -18,7 +18,8 @@ from services.errors import SeatNotFound
 from services.facade import FacadeBase, is_row_id, linked_application
 from services.reads import seats as seat_reads
 from services.validation import mask_iin
-from storage.models import Application, AppStatus, Group, Kindergarten
+from storage.models import Application, Group, Kindergarten
+from storage.vocab import AppStatus
 
 
 @dataclass(frozen=True)

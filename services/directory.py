@@ -15,7 +15,8 @@ from sqlalchemy import select
 from services import parsing as p
 from services.context import Ctx
 from services.errors import DuplicateInBatch, InvalidField, KezekError, RowErrors, UnknownDistrict, UnknownProfile
-from storage.models import CalendarDay, District, Kindergarten, KindergartenKind, RuleProfile
+from storage.models import CalendarDay, District, Kindergarten, RuleProfile
+from storage.vocab import DEFAULT_WINDOW_CLOSE_MINUTE, DEFAULT_WINDOW_OPEN_MINUTE, KindergartenKind
 
 PROFILE_FIELDS: dict[str, tuple[int, int]] = {
     "offer_windows": (1, 10),
@@ -101,8 +102,8 @@ async def upsert_profiles(ctx: Ctx, rows: Sequence[p.Row]) -> int:
         out: dict[str, Any] = {
             "code": p.code(row, "code"),
             "name": p.text(row, "name", max_len=200, required=False),
-            "window_open_minute": _minute(row, "window_open", 9 * 60),
-            "window_close_minute": _minute(row, "window_close", 20 * 60),
+            "window_open_minute": _minute(row, "window_open", DEFAULT_WINDOW_OPEN_MINUTE),
+            "window_close_minute": _minute(row, "window_close", DEFAULT_WINDOW_CLOSE_MINUTE),
             "twins_together": p.boolean(row, "twins_together", default=True),
         }
         defaults = RuleProfile.__table__.c

@@ -64,12 +64,10 @@ from services.facade import FacadeBase, is_row_id, linked_application
 from storage.models import (
     Application,
     ChatLink,
-    DocsState,
     Document,
-    DocumentStatus,
     Referral,
-    ReferralStatus,
 )
+from storage.vocab import DocsState, DocumentStatus, ReferralStatus
 
 log = logging.getLogger("kezek.documents")
 

@@ -40,7 +40,6 @@ from services.validation import mask_email, mask_iin
 from storage.db import Hot
 from storage.models import (
     Application,
-    AppStatus,
     Chat,
     ChatLink,
     Delivery,
@@ -49,6 +48,7 @@ from storage.models import (
     Kindergarten,
     OutboxMessage,
 )
+from storage.vocab import AppStatus
 
 log = logging.getLogger("kezek.notices")
 

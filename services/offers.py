@@ -50,21 +50,16 @@ from services.queue import REFERRAL, WITHDRAWN, get_application, queue_event, re
 from storage.models import (
     Application,
     ApplicationPreference,
-    AppStatus,
-    DocsState,
     Group,
     Kindergarten,
-    KindergartenKind,
     Offer,
-    OfferStatus,
-    Privilege,
     QueueState,
     Referral,
     RuleProfile,
     Seat,
-    SeatStatus,
     UTCDateTime,
 )
+from storage.vocab import AppStatus, DocsState, KindergartenKind, OfferStatus, Privilege, SeatStatus
 
 A = Application
 

@@ -41,23 +41,18 @@ from services.validation import normalise_email, normalise_phone, validate_iin
 from storage.models import (
     Application,
     ApplicationPreference,
-    AppStatus,
     ChatLink,
     District,
-    DocsState,
     Kindergarten,
     Offer,
-    OfferStatus,
     OutboxMessage,
-    Privilege,
     QueueEvent,
     QueueLook,
     Referral,
-    ReferralStatus,
     Seat,
-    SeatStatus,
     UTCDateTime,
 )
+from storage.vocab import AppStatus, DocsState, OfferStatus, Privilege, ReferralStatus, SeatStatus
 
 A = Application
 OPEN_STATUSES = (AppStatus.QUEUED, AppStatus.REFERRED)

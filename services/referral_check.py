@@ -35,7 +35,8 @@ from services.errors import ReferralNotFound
 from services.facade import FacadeBase, is_row_id
 from services.signing import Signer, TokenError
 from services.validation import mask_iin
-from storage.models import Application, DocsState, Group, Kindergarten, Referral, ReferralStatus
+from storage.models import Application, Group, Kindergarten, Referral
+from storage.vocab import DocsState, ReferralStatus
 
 log = logging.getLogger("kezek.referrals")
 

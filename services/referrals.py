@@ -43,15 +43,10 @@ from services.offers import fill_free_seats
 from services.queue import PRIVILEGE_DROPPED, RETURNED, queue_event
 from storage.models import (
     Application,
-    AppStatus,
-    DocsState,
-    DocumentStatus,
-    Privilege,
     Referral,
-    ReferralStatus,
     Seat,
-    SeatStatus,
 )
+from storage.vocab import AppStatus, DocsState, DocumentStatus, Privilege, ReferralStatus, SeatStatus
 
 NO_SHOW = "no_show"
 DOCS_MISSED = "docs_missed"

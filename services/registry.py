@@ -30,20 +30,8 @@ from services.errors import (
 )
 from services.facade import FacadeBase, is_row_id
 from services.health import Due, due_backlog
-from storage.models import (
-    Application,
-    ApplicationPreference,
-    AppStatus,
-    Group,
-    Kindergarten,
-    KindergartenKind,
-    Offer,
-    OfferStatus,
-    Referral,
-    ReferralStatus,
-    RuleProfile,
-    Seat,
-)
+from storage.models import Application, ApplicationPreference, Group, Kindergarten, Offer, Referral, RuleProfile, Seat
+from storage.vocab import AppStatus, KindergartenKind, OfferStatus, ReferralStatus
 
 
 @dataclass(frozen=True)

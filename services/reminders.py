@@ -25,17 +25,14 @@ from services.notices import (
 from services.queue import QUEUE_KEY, record_look
 from storage.models import (
     Application,
-    AppStatus,
     Chat,
     ChatLink,
-    DocsState,
     Offer,
-    OfferStatus,
     OutboxMessage,
     QueueLook,
     Referral,
-    ReferralStatus,
 )
+from storage.vocab import AppStatus, DocsState, OfferStatus, ReferralStatus
 
 # How long before the end of the claim window an open offer's reminder goes out.
 OFFER_AHEAD = dt.timedelta(hours=2)

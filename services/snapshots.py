@@ -22,7 +22,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from services.calendar import WorkingCalendar
 from services.context import Ctx
 from services.queue import QUEUE_KEY
-from storage.models import Application, AppStatus, QueueSnapshot
+from storage.models import Application, QueueSnapshot
+from storage.vocab import AppStatus
 
 A = Application
 

@@ -28,7 +28,8 @@ from services.reads import cards as card_reads
 from services.reads import moves as move_reads
 from services.validation import mask_iin
 from storage.hot import HotReader
-from storage.models import Application, AppStatus, DocsState, Referral, ReferralStatus
+from storage.models import Application, Referral
+from storage.vocab import AppStatus, DocsState, ReferralStatus
 
 log = logging.getLogger("kezek.status")
 

@@ -22,7 +22,9 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Blocking; runs its own event loop. Call from sync code (the CLI)."""
+    """Blocking; runs its own event loop. Call from sync code (the CLI). One transaction; every
+    step's result is checked for the queue triggers, and a database at the newest revision that
+    lacks them gets them back (storage/migrations/env.py, storage/queue_versions.py)."""
     private_sqlite(url)  # a new SQLite file 0600 (and its folder 0700) before SQLite makes it
     command.upgrade(alembic_config(url), revision)
 

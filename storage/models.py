@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from storage import vocab  # (the module, not its names: the vocabulary is imported from there)
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -64,62 +66,6 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-# --- status vocabularies (strings in the database, constants in code) -------------------------
-
-class AppStatus:
-    QUEUED = "queued"  # waiting in the queue (stop-listed ones included)
-    REFERRED = "referred"  # holds an issued referral, out of the queue
-    ADMITTED = "admitted"  # closed: the kindergarten admitted the child
-    REMOVED = "removed"  # removed from the queue for good
-    WITHDRAWN = "withdrawn"  # withdrawn by the registry
-
-
-class Privilege:
-    OUT_OF_TURN = "out_of_turn"  # внеочередное
-    FIRST = "first"  # первоочередное
-    NONE = "none"  # общая очередь
-
-    RANK = {OUT_OF_TURN: 0, FIRST: 1, NONE: 2}
-    ALL = (OUT_OF_TURN, FIRST, NONE)
-
-
-class DocsState:
-    NOT_REQUIRED = "not_required"
-    PENDING = "pending"
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    MISSED = "missed"
-
-
-class SeatStatus:
-    FREE = "free"  # published, waiting for an eligible application
-    OFFERED = "offered"  # offered to one application in queue order
-    OPEN = "open"  # open to everyone eligible (after a passed offer, or state-order private)
-    TAKEN = "taken"  # a live referral holds it
-    WITHDRAWN = "withdrawn"
-
-
-class OfferStatus:
-    OPEN = "open"
-    CLAIMED = "claimed"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-
-
-class ReferralStatus:
-    ISSUED = "issued"
-    ADMITTED = "admitted"
-    ANNULLED = "annulled"
-
-    LIVE = (ISSUED, ADMITTED)
-
-
-class KindergartenKind:
-    STATE = "state"
-    PRIVATE = "private_state_order"
-    ALL = (STATE, PRIVATE)
-
-
 # --- reference data ------------------------------------------------------------------------------
 
 class RuleProfile(Base):
@@ -130,8 +76,8 @@ class RuleProfile(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
-    window_open_minute: Mapped[int] = mapped_column(Integer, default=9 * 60)
-    window_close_minute: Mapped[int] = mapped_column(Integer, default=20 * 60)
+    window_open_minute: Mapped[int] = mapped_column(Integer, default=vocab.DEFAULT_WINDOW_OPEN_MINUTE)
+    window_close_minute: Mapped[int] = mapped_column(Integer, default=vocab.DEFAULT_WINDOW_CLOSE_MINUTE)
     offer_windows: Mapped[int] = mapped_column(Integer, default=1)
     showup_working_days: Mapped[int] = mapped_column(Integer, default=5)
     stoplist_working_days: Mapped[int] = mapped_column(Integer, default=10)
@@ -164,7 +110,7 @@ class Kindergarten(Base):
     name_ru: Mapped[str] = mapped_column(String(300))
     name_kk: Mapped[str] = mapped_column(String(300))
     address: Mapped[str] = mapped_column(String(300), default="")
-    kind: Mapped[str] = mapped_column(String(30), default=KindergartenKind.STATE)
+    kind: Mapped[str] = mapped_column(String(30), default=vocab.KindergartenKind.STATE)
     languages: Mapped[str] = mapped_column(String(20), default="ru,kk")
 
 
@@ -202,13 +148,13 @@ class Application(Base):
     birth_year: Mapped[int] = mapped_column(Integer)
     district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"))
     language: Mapped[str] = mapped_column(String(2), default="ru")
-    privilege: Mapped[str] = mapped_column(String(20), default=Privilege.NONE)
+    privilege: Mapped[str] = mapped_column(String(20), default=vocab.Privilege.NONE)
     priv_rank: Mapped[int] = mapped_column(Integer, default=2)
-    docs_state: Mapped[str] = mapped_column(String(20), default=DocsState.NOT_REQUIRED)
+    docs_state: Mapped[str] = mapped_column(String(20), default=vocab.DocsState.NOT_REQUIRED)
     submitted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     phone: Mapped[str] = mapped_column(String(16))
     email: Mapped[str] = mapped_column(String(254))
-    status: Mapped[str] = mapped_column(String(20), default=AppStatus.QUEUED)
+    status: Mapped[str] = mapped_column(String(20), default=vocab.AppStatus.QUEUED)
     missed_referrals: Mapped[int] = mapped_column(Integer, default=0)
     stoplist_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     any_kindergarten: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -268,7 +214,8 @@ class QueueChange(Base):
     every read at that version (``services.queue_numbers``).
 
     Trap for later migrations: a ``batch_alter_table`` of ``applications`` on SQLite rebuilds the
-    table and drops its triggers; create them again after it (``storage.queue_triggers``)."""
+    table and drops its triggers; such a migration creates them again itself, from a frozen copy
+    of their DDL, or the migration environment refuses it (``storage.queue_versions``)."""
 
     __tablename__ = "queue_changes"
     __table_args__ = (Index("ix_queue_changes_queue", "district_id", "birth_year"),)
@@ -339,7 +286,7 @@ class Seat(Base):
     birth_year: Mapped[int] = mapped_column(Integer)
     language: Mapped[str] = mapped_column(String(2))
     private: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(20), default=SeatStatus.FREE)
+    status: Mapped[str] = mapped_column(String(20), default=vocab.SeatStatus.FREE)
     published_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
@@ -365,7 +312,7 @@ class Offer(Base):
     batch: Mapped[str | None] = mapped_column(String(40), default=None)
     made_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(20), default=OfferStatus.OPEN)
+    status: Mapped[str] = mapped_column(String(20), default=vocab.OfferStatus.OPEN)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
@@ -393,13 +340,13 @@ class Referral(Base):
     kindergarten_id: Mapped[int] = mapped_column(ForeignKey("kindergartens.id"))
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"))
     via: Mapped[str] = mapped_column(String(20))  # offer | open | state_order
-    privilege: Mapped[str] = mapped_column(String(20), default=Privilege.NONE)
+    privilege: Mapped[str] = mapped_column(String(20), default=vocab.Privilege.NONE)
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     confirmed_by: Mapped[str] = mapped_column(String(100))
     showup_due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    docs_state: Mapped[str] = mapped_column(String(20), default=DocsState.NOT_REQUIRED)
+    docs_state: Mapped[str] = mapped_column(String(20), default=vocab.DocsState.NOT_REQUIRED)
     docs_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
-    status: Mapped[str] = mapped_column(String(20), default=ReferralStatus.ISSUED)
+    status: Mapped[str] = mapped_column(String(20), default=vocab.ReferralStatus.ISSUED)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     annul_reason: Mapped[str | None] = mapped_column(String(30), default=None)
 
@@ -567,14 +514,6 @@ class UsedToken(Base):
 
 # --- privilege documents sent in the chat (services/documents.py) ---------------------------------
 
-class DocumentStatus:
-    PENDING = "pending"  # waiting for the operator's decision
-    ACCEPTED = "accepted"  # the referral's documents were accepted
-    REJECTED = "rejected"  # the referral's documents were rejected
-    CLOSED = "closed"  # the referral ended without a decision (a deadline passed)
-    ALL = (PENDING, ACCEPTED, REJECTED, CLOSED)
-
-
 class Document(Base):
     """A file a parent sent in the chat for a referral's privilege documents. The bytes are in the
     document store (services/doc_storage.py) under ``storage_key``, a generated name; the row holds
@@ -598,7 +537,7 @@ class Document(Base):
     width: Mapped[int | None] = mapped_column(Integer, default=None)
     height: Mapped[int | None] = mapped_column(Integer, default=None)
     sha256: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20), default=DocumentStatus.PENDING)
+    status: Mapped[str] = mapped_column(String(20), default=vocab.DocumentStatus.PENDING)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     reason: Mapped[str | None] = mapped_column(String(30), default=None)  # a rejection reason code

@@ -18,6 +18,16 @@ id can commit first.)
 
 PostgreSQL: statement triggers with transition tables (a bulk insert or update writes one row per
 queue per statement). SQLite: row triggers.
+
+The DDL here is the live one: migration 0009 installed a frozen copy of it, and a test holds the two
+alike (tests/test_queue_triggers.py); a change here needs a migration that installs it. The trap:
+on SQLite, Alembic's ``batch_alter_table`` rebuilds a table (a new one, copied, renamed) and the
+old table's triggers go with it, silently. So the migration environment (storage/migrations/env.py)
+checks after every step that ``applications`` still has its queue triggers while ``queue_changes``
+exists (``missing_triggers``) and refuses a step that lost them; a migration that rebuilds
+``applications`` creates them again itself, from its own frozen copy of this DDL. A database found
+without them at head (damaged by hand, or by an older migration) is repaired when it is migrated,
+which ``kezek run`` does first (``repair_triggers``).
 """
 
 from __future__ import annotations
@@ -25,9 +35,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import AppStatus, QueueChange, QueueVersion
+from storage.models import QueueChange, QueueVersion
+from storage.vocab import AppStatus
 
 # The columns of the waiting order: a change of any of them, on a waiting application (before or
 # after), is a change of its queue.
@@ -98,6 +110,44 @@ def drop_triggers_sql(dialect: str) -> list[str]:
         out.append(f"DROP TRIGGER IF EXISTS tr_applications_queue_{event} ON applications")
         out.append(f"DROP FUNCTION IF EXISTS kezek_queue_changed_{event}()")
     return out
+
+
+TRIGGERS = tuple(f"tr_applications_queue_{event}" for event in _SQLITE_TRIGGERS)
+
+
+def missing_triggers(connection: Connection) -> list[str]:
+    """The queue triggers ``applications`` lacks (a disabled one on PostgreSQL counts as lacking),
+    on a database that counts queue changes (``queue_changes`` exists: migration 0009 or later);
+    none before that. ``connection``: a synchronous one (``AsyncConnection.run_sync``)."""
+    if connection.dialect.name == "sqlite":
+        if connection.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue_changes'").first() is None:
+            return []
+        found = {name for (name,) in connection.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'applications'")}
+    else:
+        if connection.exec_driver_sql("SELECT to_regclass('queue_changes')").scalar() is None:
+            return []
+        found = {name for (name,) in connection.exec_driver_sql(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass('applications') "
+            "AND NOT tgisinternal AND tgenabled <> 'D'")}
+    return [name for name in TRIGGERS if name not in found]
+
+
+def repair_triggers(connection: Connection) -> list[str]:
+    """Create the queue triggers again when some are missing (the live DDL: only on a database at
+    the newest revision), and move the version of every queue: a change made while they were
+    missing was not counted, so a queue number kept for a version may be stale. Returns the
+    triggers that were missing (nothing done when none). In the caller's transaction."""
+    missing = missing_triggers(connection)
+    if missing:
+        dialect = connection.dialect.name
+        for statement in [*drop_triggers_sql(dialect), *create_triggers_sql(dialect)]:
+            connection.exec_driver_sql(statement)
+        connection.exec_driver_sql(
+            "INSERT INTO queue_changes (district_id, birth_year) SELECT district_id, birth_year FROM "
+            "applications UNION SELECT district_id, birth_year FROM queue_versions")
+    return missing
 
 
 def queue_version(district_id: Any, birth_year: Any) -> Any:

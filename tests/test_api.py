@@ -18,12 +18,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 import bot.api.routes as api_module
-from bot.api.openapi import openapi
 from bot.api.auth import AuthGuard
 from bot.api.errors import request_language
+from bot.api.openapi import openapi
 from bot.api.server import make_api_app, serve_api
-from bot.sandbox.clock import parse_iso_duration as parse_duration
 from bot.config import Settings
+from bot.sandbox.clock import parse_iso_duration as parse_duration
 from services.calendar import ALMATY
 from services.clock import FrozenClock, SandboxClock
 from services.kezek import Kezek

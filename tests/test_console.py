@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from bot.config import Settings
 from bot.sandbox.console import CHAT_ID, DEMO_PHONE, run_console
-from bot.sandbox.terminal import html_to_text, parse_duration
 from bot.sandbox.demo import seed
+from bot.sandbox.terminal import html_to_text, parse_duration
 from handlers.start import LANGUAGE_LABELS
 from locales import gettext
 from locales.errors import error_text

@@ -22,7 +22,7 @@ from locales.names import FIELD_NAMES, cause_text, field_text, privilege_text, s
 from services import errors as E
 from services import queue
 from services.calendar import ALMATY
-from storage.models import AppStatus, Privilege
+from storage.vocab import AppStatus, Privilege
 
 ROOT = Path(__file__).resolve().parent.parent
 POT = ROOT / "locales" / "messages.pot"

@@ -37,10 +37,10 @@ from bot.delivery.sender import drain_once, telegram_port
 from handlers.callbacks import SeatsCallback
 from locales import gettext
 from locales.formats import format_deadline, format_number
+from services import notices as n
 from services.clock import FrozenClock
 from services.directory import KindergartenInfo
 from services.email import EmailContent, FolderSender, SmtpSender
-from services import notices as n
 from services.kezek import Kezek
 from services.notices import KINDS, BotAction, Deadline, NoticeAttachment, NoticeKind
 from services.notifications import EMAIL, MAX_ATTEMPTS, TELEGRAM, Notice, RetryLater, Undeliverable

@@ -47,27 +47,21 @@ from storage.hot import Hot
 from storage.models import (
     Application,
     ApplicationPreference,
-    AppStatus,
     Base,
     CalendarDay,
     Chat,
     ChatLink,
     District,
-    DocsState,
     Group,
     Kindergarten,
-    KindergartenKind,
     Offer,
-    OfferStatus,
-    Privilege,
     QueueEvent,
     QueueLook,
     Referral,
-    ReferralStatus,
     RuleProfile,
     Seat,
-    SeatStatus,
 )
+from storage.vocab import AppStatus, DocsState, KindergartenKind, OfferStatus, Privilege, ReferralStatus, SeatStatus
 from tests.conftest import almaty
 
 # Derandomized in CI by the profile tests/conftest.py loads; not shrunk: a failure shows its whole

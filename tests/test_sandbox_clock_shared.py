@@ -22,7 +22,8 @@ from services.clock import FrozenClock, SystemClock
 from services.errors import OutsideClaimWindow
 from services.kezek import Kezek
 from storage.db import Database
-from storage.models import Offer, OfferStatus
+from storage.models import Offer
+from storage.vocab import OfferStatus
 from tests.conftest import World
 
 ROOT = Path(__file__).resolve().parent.parent

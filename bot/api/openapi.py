@@ -12,7 +12,7 @@ from typing import Any
 from bot.api.schemas import MAX_REPORTED_ERRORS, request_schemas
 from bot.config import Settings
 from services.documents import MAX_FILES
-from storage.models import DocumentStatus, Privilege
+from storage.vocab import DocumentStatus, Privilege
 
 API_VERSION = "1.0.0"
 

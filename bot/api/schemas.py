@@ -32,7 +32,7 @@ from services.errors import (  # noqa: F401 (MAX_REPORTED_ERRORS: the answers' c
     MissingField,
     RowErrors,
 )
-from storage.models import KindergartenKind, Privilege
+from storage.vocab import KindergartenKind, Privilege
 
 # services.parsing: a code, control characters refused in text (tab and newline allowed there).
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$"

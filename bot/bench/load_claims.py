@@ -159,7 +159,8 @@ async def check_claims(db_url: str, chats: Sequence[int]) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from storage.db import Database
-    from storage.models import Application, AppStatus, ChatLink, Referral, Seat, SeatStatus
+    from storage.models import Application, ChatLink, Referral, Seat
+    from storage.vocab import AppStatus, SeatStatus
 
     db = Database(db_url)
     try:

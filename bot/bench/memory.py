@@ -77,8 +77,8 @@ from typing import Any
 from bot.bench import CHECKOUT
 from bot.bench.queue import BENCH_NOW, _remove_db, _World
 from services.queue import ARRIVAL
-from storage.models import AppStatus, DocsState, Privilege
 from storage.queue_versions import FOLD_PG_SQL, FOLD_SQLITE_SQL
+from storage.vocab import AppStatus, DocsState, Privilege
 
 DISTRICTS = 20
 BIRTH_YEARS = 7

@@ -16,7 +16,7 @@ from locales.formats import format_datetime, format_deadline, format_size
 from locales.names import document_status_text, document_type_text
 from services.documents import REJECTION_REASONS
 from services.kezek import Kezek
-from storage.models import DocumentStatus
+from storage.vocab import DocumentStatus
 
 
 @cli.group()

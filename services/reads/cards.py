@@ -25,19 +25,17 @@ from storage.hot import Hot, json_rows, json_rows_of
 from storage.models import (
     Application,
     ApplicationPreference,
-    AppStatus,
     ChatLink,
     District,
     Kindergarten,
     Offer,
-    OfferStatus,
     QueueEvent,
     QueueLook,
     Referral,
-    ReferralStatus,
     UTCDateTime,
 )
 from storage.queue_versions import queue_version
+from storage.vocab import AppStatus, OfferStatus, ReferralStatus
 
 
 def _forecast_net() -> Any:

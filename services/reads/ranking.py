@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import queue
 from storage.hot import Hot
-from storage.models import Application, AppStatus
+from storage.models import Application
 from storage.queue_versions import queue_version
+from storage.vocab import AppStatus
 
 
 def _statement() -> Any:

@@ -22,16 +22,8 @@ from services.context import Ctx
 from services.directory import KindergartenInfo
 from services.reads import profile
 from storage.hot import Hot, HotReader, json_rows, json_rows_of
-from storage.models import (
-    Application,
-    AppStatus,
-    CalendarDay,
-    ChatLink,
-    Group,
-    Kindergarten,
-    Seat,
-    SeatStatus,
-)
+from storage.models import Application, CalendarDay, ChatLink, Group, Kindergarten, Seat
+from storage.vocab import AppStatus, SeatStatus
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ Create Date: 2026-11-25 11:39:47.812254
 """
 from alembic import op
 import sqlalchemy as sa
-import storage.models
 
 
+# The UTC moments' columns: sa.DateTime(timezone=False), the DDL of storage.models.UTCDateTime
+# (naive UTC); a migration imports no live code, so a later change of the models cannot change it.
 revision = '0001'
 down_revision = None
 branch_labels = None
@@ -18,7 +19,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table('audit_log',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=False), nullable=False),
     sa.Column('actor', sa.String(length=100), nullable=False),
     sa.Column('action', sa.String(length=60), nullable=False),
     sa.Column('entity', sa.String(length=30), nullable=False),
@@ -41,11 +42,11 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=40), nullable=False),
     sa.Column('application_id', sa.BigInteger(), nullable=True),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('created_at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=False), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', storage.models.UTCDateTime(), nullable=False),
-    sa.Column('sent_at', storage.models.UTCDateTime(), nullable=True),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=False), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=False), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
     sa.UniqueConstraint('dedupe_key', name=op.f('uq_outbox_dedupe_key'))
@@ -58,9 +59,9 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('district_id', sa.Integer(), nullable=False),
     sa.Column('birth_year', sa.Integer(), nullable=False),
-    sa.Column('at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=False), nullable=False),
     sa.Column('priv_rank', sa.Integer(), nullable=False),
-    sa.Column('submitted_at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('submitted_at', sa.DateTime(timezone=False), nullable=False),
     sa.Column('number', sa.String(length=40), nullable=False),
     sa.Column('delta', sa.Integer(), nullable=False),
     sa.Column('cause', sa.String(length=30), nullable=False),
@@ -116,16 +117,16 @@ def upgrade() -> None:
     sa.Column('privilege', sa.String(length=20), nullable=False),
     sa.Column('priv_rank', sa.Integer(), nullable=False),
     sa.Column('docs_state', sa.String(length=20), nullable=False),
-    sa.Column('submitted_at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('submitted_at', sa.DateTime(timezone=False), nullable=False),
     sa.Column('phone', sa.String(length=16), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('missed_referrals', sa.Integer(), nullable=False),
-    sa.Column('stoplist_until', storage.models.UTCDateTime(), nullable=True),
+    sa.Column('stoplist_until', sa.DateTime(timezone=False), nullable=True),
     sa.Column('any_kindergarten', sa.Boolean(), nullable=False),
     sa.Column('twin_group', sa.String(length=40), nullable=True),
-    sa.Column('created_at', storage.models.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=False), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=False), nullable=False),
     sa.ForeignKeyConstraint(['district_id'], ['districts.id'], name=op.f('fk_applications_district_id_districts')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_applications')),
     sa.UniqueConstraint('number', name=op.f('uq_applications_number'))
@@ -177,7 +178,7 @@ def upgrade() -> None:
     sa.Column('application_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('viewer', sa.String(length=60), nullable=False),
     sa.Column('number', sa.Integer(), nullable=False),
-    sa.Column('at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=False), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['applications.id'], name=op.f('fk_queue_looks_application_id_applications'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('application_id', 'viewer', name=op.f('pk_queue_looks'))
     )
@@ -190,8 +191,8 @@ def upgrade() -> None:
     sa.Column('language', sa.String(length=2), nullable=False),
     sa.Column('private', sa.Boolean(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('published_at', storage.models.UTCDateTime(), nullable=False),
-    sa.Column('opened_at', storage.models.UTCDateTime(), nullable=True),
+    sa.Column('published_at', sa.DateTime(timezone=False), nullable=False),
+    sa.Column('opened_at', sa.DateTime(timezone=False), nullable=True),
     sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_seats_group_id_groups')),
     sa.ForeignKeyConstraint(['kindergarten_id'], ['kindergartens.id'], name=op.f('fk_seats_kindergarten_id_kindergartens')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_seats'))
@@ -205,10 +206,10 @@ def upgrade() -> None:
     sa.Column('seat_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('application_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('batch', sa.String(length=40), nullable=True),
-    sa.Column('made_at', storage.models.UTCDateTime(), nullable=False),
-    sa.Column('expires_at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('made_at', sa.DateTime(timezone=False), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=False), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('closed_at', storage.models.UTCDateTime(), nullable=True),
+    sa.Column('closed_at', sa.DateTime(timezone=False), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['applications.id'], name=op.f('fk_offers_application_id_applications')),
     sa.ForeignKeyConstraint(['seat_id'], ['seats.id'], name=op.f('fk_offers_seat_id_seats')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_offers'))
@@ -227,13 +228,13 @@ def upgrade() -> None:
     sa.Column('group_id', sa.Integer(), nullable=False),
     sa.Column('via', sa.String(length=20), nullable=False),
     sa.Column('privilege', sa.String(length=20), nullable=False),
-    sa.Column('issued_at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('issued_at', sa.DateTime(timezone=False), nullable=False),
     sa.Column('confirmed_by', sa.String(length=100), nullable=False),
-    sa.Column('showup_due_at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('showup_due_at', sa.DateTime(timezone=False), nullable=False),
     sa.Column('docs_state', sa.String(length=20), nullable=False),
-    sa.Column('docs_due_at', storage.models.UTCDateTime(), nullable=True),
+    sa.Column('docs_due_at', sa.DateTime(timezone=False), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('closed_at', storage.models.UTCDateTime(), nullable=True),
+    sa.Column('closed_at', sa.DateTime(timezone=False), nullable=True),
     sa.Column('annul_reason', sa.String(length=30), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['applications.id'], name=op.f('fk_referrals_application_id_applications')),
     sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_referrals_group_id_groups')),
@@ -248,7 +249,7 @@ def upgrade() -> None:
         batch_op.create_index('uq_referrals_live_application', ['application_id'], unique=True, sqlite_where=sa.text("status IN ('issued', 'admitted')"), postgresql_where=sa.text("status IN ('issued', 'admitted')"))
         batch_op.create_index('uq_referrals_live_seat', ['seat_id'], unique=True, sqlite_where=sa.text("status IN ('issued', 'admitted')"), postgresql_where=sa.text("status IN ('issued', 'admitted')"))
 
-    # The default rule profile of DESIGN.md section 1 (a district without a profile uses it).
+    # The default rule profile (RULES.md, "Rule profile"; a district without a profile uses it).
     op.bulk_insert(sa.table(
         "rule_profiles", sa.column("code"), sa.column("name"), sa.column("window_open_minute"),
         sa.column("window_close_minute"), sa.column("offer_windows"), sa.column("showup_working_days"),

@@ -7,8 +7,9 @@ Create Date: 2026-11-25 13:30:00.000000
 import sqlalchemy as sa
 from alembic import op
 
-import storage.models
 
+# The UTC moments' columns: sa.DateTime(timezone=False), the DDL of storage.models.UTCDateTime
+# (naive UTC); a migration imports no live code, so a later change of the models cannot change it.
 revision = '0002'
 down_revision = '0001'
 branch_labels = None
@@ -19,8 +20,8 @@ def upgrade() -> None:
     op.create_table('chats',
     sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('language', sa.String(length=2), nullable=True),
-    sa.Column('created_at', storage.models.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=False), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=False), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_chats'))
     )
 

@@ -7,8 +7,9 @@ Create Date: 2026-11-25 13:53:12.503944
 import sqlalchemy as sa
 from alembic import op
 
-import storage.models
 
+# The UTC moments' columns: sa.DateTime(timezone=False), the DDL of storage.models.UTCDateTime
+# (naive UTC); a migration imports no live code, so a later change of the models cannot change it.
 revision = '0004'
 down_revision = '0003'
 branch_labels = None
@@ -24,9 +25,9 @@ def upgrade() -> None:
     sa.Column('lang', sa.String(length=2), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('created_at', storage.models.UTCDateTime(), nullable=False),
-    sa.Column('next_attempt_at', storage.models.UTCDateTime(), nullable=False),
-    sa.Column('sent_at', storage.models.UTCDateTime(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=False), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=False), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=False), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['outbox_id'], ['outbox.id'], name=op.f('fk_deliveries_outbox_id_outbox')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries')),
@@ -42,7 +43,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('email', sa.String(length=320), nullable=True))
         batch_op.add_column(sa.Column('email_pending', sa.String(length=320), nullable=True))
         batch_op.add_column(sa.Column('email_code_hash', sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column('email_code_expires_at', storage.models.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('email_code_expires_at', sa.DateTime(timezone=False), nullable=True))
         batch_op.add_column(sa.Column('email_code_attempts', sa.Integer(), server_default='0', nullable=False))
 
 

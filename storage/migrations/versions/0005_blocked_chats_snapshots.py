@@ -6,9 +6,10 @@ Create Date: 2026-11-25 15:00:26.721846
 """
 from alembic import op
 import sqlalchemy as sa
-import storage.models
 
 
+# The UTC moments' columns: sa.DateTime(timezone=False), the DDL of storage.models.UTCDateTime
+# (naive UTC); a migration imports no live code, so a later change of the models cannot change it.
 revision = '0005'
 down_revision = '0004'
 branch_labels = None
@@ -24,7 +25,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('day', 'application_id', name=op.f('pk_queue_snapshots'))
     )
     with op.batch_alter_table('chats', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('blocked_at', storage.models.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('blocked_at', sa.DateTime(timezone=False), nullable=True))
 
 
 

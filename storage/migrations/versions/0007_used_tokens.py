@@ -7,8 +7,9 @@ Create Date: 2026-11-27 10:00:00.000000
 import sqlalchemy as sa
 from alembic import op
 
-import storage.models
 
+# The UTC moments' columns: sa.DateTime(timezone=False), the DDL of storage.models.UTCDateTime
+# (naive UTC); a migration imports no live code, so a later change of the models cannot change it.
 revision = '0007'
 down_revision = '0006'
 branch_labels = None
@@ -21,7 +22,7 @@ def upgrade() -> None:
     sa.Column('purpose', sa.String(length=16), nullable=False),
     sa.Column('subject_id', sa.BigInteger(), nullable=False),
     sa.Column('chat_id', sa.BigInteger(), nullable=True),
-    sa.Column('used_at', storage.models.UTCDateTime(), nullable=False),
+    sa.Column('used_at', sa.DateTime(timezone=False), nullable=False),
     sa.PrimaryKeyConstraint('digest', name=op.f('pk_used_tokens'))
     )
 

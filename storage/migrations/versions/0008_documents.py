@@ -7,8 +7,9 @@ Create Date: 2026-12-01 21:30:00.000000
 import sqlalchemy as sa
 from alembic import op
 
-import storage.models
 
+# The UTC moments' columns: sa.DateTime(timezone=False), the DDL of storage.models.UTCDateTime
+# (naive UTC); a migration imports no live code, so a later change of the models cannot change it.
 revision = '0008'
 down_revision = '0007'
 branch_labels = None
@@ -29,8 +30,8 @@ def upgrade() -> None:
     sa.Column('height', sa.Integer(), nullable=True),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('received_at', storage.models.UTCDateTime(), nullable=False),
-    sa.Column('decided_at', storage.models.UTCDateTime(), nullable=True),
+    sa.Column('received_at', sa.DateTime(timezone=False), nullable=False),
+    sa.Column('decided_at', sa.DateTime(timezone=False), nullable=True),
     sa.Column('reason', sa.String(length=30), nullable=True),
     sa.Column('note', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['applications.id'], name=op.f('fk_documents_application_id_applications')),
