@@ -48,7 +48,8 @@ def documents_reject(state: State, referral: int, reason: str | None, note: str 
 
 
 @documents.command("list")
-@click.option("--status", "status", type=click.Choice([*DocumentStatus.ALL, "all"]), default=DocumentStatus.PENDING,
+@click.option("--status", "status", type=click.Choice([*DocumentStatus.ALL, "all"]),
+              default=DocumentStatus.PENDING.value,
               show_default=True, help="Which documents: waiting for a decision, decided, or all.")
 @click.option("--referral", type=int, default=None, help="Only the documents of this referral.")
 @click.option("--json", "as_json", is_flag=True, help="JSON, for a script.")
