@@ -235,7 +235,10 @@ class Instance:
             await proc.wait()
 
 
-async def wait_healthy(http: aiohttp.ClientSession, instances: Sequence[Instance], timeout: float = 90.0) -> None:
+async def wait_healthy(http: aiohttp.ClientSession, instances: Sequence[Instance], timeout: float = 180.0) -> None:
+    """Wait until each of ``instances`` answers ``GET /healthz`` (RuntimeError with its log's tail
+    when it died). ``timeout``: the group's deadline in seconds, far above a start-up's few seconds:
+    on a machine that other work slowed, importing aiogram alone has taken a minute."""
     deadline = time.monotonic() + timeout
     for inst in instances:
         while True:
