@@ -35,7 +35,8 @@ class BotProcess:
     async def start(self) -> BotProcess:
         with self.log_path.open("wb") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "from bot.cli.main import main; main()", "--db", self.db_url, *self.args, *self.command,
+                sys.executable, "-c", "from bot.cli.main import main; main()", "--db", self.db_url,
+                *self.args, *self.command,
                 cwd=ROOT, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
         return self
 

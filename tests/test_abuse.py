@@ -107,7 +107,9 @@ async def test_odd_messages_in_every_state(tg: Harness, kz: Kezek, linked: dict[
 
 
 FORGED = [
-    "claim:abc:1:c", "claim:1:2:z", "claim:-5:-5:c", "seats:", "seats:99999999999999999999999", "hist:99999999999999999999", "unl:yes:-99999999999999999999", "hist:x", "docs:p:99999999999999999999", "docs:zz:1", "docs:h:",
+    "claim:abc:1:c", "claim:1:2:z", "claim:-5:-5:c", "seats:", "seats:99999999999999999999999",
+    "hist:99999999999999999999", "unl:yes:-99999999999999999999", "hist:x", "docs:p:99999999999999999999",
+    "docs:zz:1", "docs:h:",
     "unl:1:2:3:4", "ntc:moves:7", "stg:nonsense", "lang:en", "link:email", "x" * 64, "", ":", "claim:::",
 ]
 

@@ -694,7 +694,7 @@ async def test_sandbox_a_referral_walks_to_annulment(sandbox: tuple[TestClient, 
 def test_datetimes_are_rendered_in_almaty_time() -> None:
     from bot.api.bodies import json_response
 
-    resp = json_response({"at": dt.datetime(2026, 9, 7, 15, 0, tzinfo=dt.timezone.utc), "day": dt.date(2026, 9, 7)})
+    resp = json_response({"at": dt.datetime(2026, 9, 7, 15, 0, tzinfo=dt.UTC), "day": dt.date(2026, 9, 7)})
     assert resp.text == '{"at": "2026-09-07T20:00:00+05:00", "day": "2026-09-07"}'
     assert ALMATY.key == "Asia/Almaty"
 
@@ -827,7 +827,8 @@ async def test_a_header_with_a_nul_byte_gets_the_json_error_and_one_clean_log_li
         conforms(body, {"$ref": "#/components/schemas/Error"})
         assert b"FAKE-SECRET" not in raw
         # the API still answers
-        raw = await _raw_exchange(unused_tcp_port, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = await _raw_exchange(unused_tcp_port,
+                                  b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert raw.startswith(b"HTTP/1.1 200"), raw
     finally:
         task.cancel()

@@ -72,6 +72,6 @@ async def test_memory_bench_tiny(tmp_path: Path) -> None:
     assert table[0].startswith("| operation |") and "baseline" in table[0]
     assert len(table) == 2 + len(OPS) + 2
     status = run["ops"]["status"]
-    assert any(line.startswith("| status:") and f"**{status['peak_rss_mb']:,.1f}** = {status['baseline_rss_mb']:,.1f} + "
-               in line for line in table)
+    peak = f"**{status['peak_rss_mb']:,.1f}** = {status['baseline_rss_mb']:,.1f} + "
+    assert any(line.startswith("| status:") and peak in line for line in table)
     assert any(line.startswith("  sweep") and "kezek run +" in line for line in lines)

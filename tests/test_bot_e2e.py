@@ -89,8 +89,9 @@ async def test_the_stand_in_speaks_enough_bot_api(api: BotApiStandIn) -> None:
         assert photo.photo and photo.caption == "queue"
         await bot.send_document(CHAT_ID, BufferedInputFile(b"a,b\n1,2\n", filename="history.csv"))
         [photo_call], [doc_call] = api.sent("sendPhoto"), api.sent("sendDocument")
-        assert (photo_call.params["photo"].filename, photo_call.params["photo"].content) == ("chart.png", b"\x89PNG fake")
-        assert (doc_call.params["document"].filename, doc_call.params["document"].content) == ("history.csv", b"a,b\n1,2\n")
+        photo, doc = photo_call.params["photo"], doc_call.params["document"]
+        assert (photo.filename, photo.content) == ("chart.png", b"\x89PNG fake")
+        assert (doc.filename, doc.content) == ("history.csv", b"a,b\n1,2\n")
         assert [c.method for c in api.calls] == ["getMe", "sendMessage", "editMessageText", "editMessageReplyMarkup",
                                                  "deleteMessage", "sendPhoto", "sendDocument"]
         # Webhooks: set, inspect, getUpdates refused meanwhile, delete.
@@ -112,7 +113,8 @@ async def test_the_stand_in_speaks_enough_bot_api(api: BotApiStandIn) -> None:
         assert (await api.wait_for("sendMessage", lambda c: c.text == "thanks", timeout=5)).chat_id == CHAT_ID
         pressed = api.press(CHAT_ID, "a:1", api.sent()[0])
         assert pressed["callback_query"]["message"]["message_id"] == sent.message_id
-        assert [u.update_id for u in await bot.get_updates(offset=got.update_id + 1, timeout=1)] == [pressed["update_id"]]
+        later = await bot.get_updates(offset=got.update_id + 1, timeout=1)
+        assert [u.update_id for u in later] == [pressed["update_id"]]
     finally:
         await bot.session.close()
 

@@ -29,7 +29,7 @@ from locales.formats import format_datetime
 from services import deep_link, linking
 from services.clock import FrozenClock
 from services.email import FolderSender
-from services.errors import LinkFailed, LinkLocked
+from services.errors import BulkRejected, LinkFailed, LinkLocked
 from services.kezek import Kezek
 from services.referral_check import referral_token
 from services.signing import TokenError
@@ -120,7 +120,7 @@ async def test_a_bulk_import_notifies_every_new_application(kz: Kezek, world: Wo
 
 
 async def test_a_rejected_bulk_load_notifies_nobody(kz: Kezek, world: World) -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(BulkRejected):
         await kz.import_applications([world.row(), {**world.row(), "child_iin": "123"}])
     assert await registration_notices(kz) == []
 

@@ -230,7 +230,8 @@ async def test_each_accepted_type_is_kept_and_answered(
     info, data = await kz.document_file(doc.id)
     assert data == content and info.application == row["number"]
     async with kz.reading() as ctx:
-        [audit] = (await ctx.session.execute(select(AuditEntry).where(AuditEntry.action == "documents.upload"))).scalars()
+        uploads = select(AuditEntry).where(AuditEntry.action == "documents.upload")
+        [audit] = (await ctx.session.execute(uploads)).scalars()
     assert audit.entity_id == ref.id and audit.data["document_id"] == doc.id
     assert row["child_iin"] not in json.dumps(audit.data)
 
@@ -482,7 +483,8 @@ async def test_the_review_through_the_api_and_the_parent_reads_the_reason(
         assert (second["mime"], second["pages"]) == ("application/pdf", 2)
         assert second["due"] == "2026-09-15T00:00:00+05:00" and first["received_at"].endswith("+05:00")
         assert row["child_iin"] not in json.dumps(body) and row["phone"] not in json.dumps(body)
-        assert (await call(client, "GET", "/documents", status=200, params={"referral": ref.id}))["documents"] == body["documents"]
+        listed = await call(client, "GET", "/documents", status=200, params={"referral": ref.id})
+        assert listed["documents"] == body["documents"]
         for doc, content, mime in ((first, scan, "image/jpeg"), (second, paper, "application/pdf")):
             resp = await client.get(f"/api/v1/documents/{doc['id']}/file", headers=AUTH)
             assert resp.status == 200 and resp.content_type == mime and await resp.read() == content

@@ -131,7 +131,7 @@ async def drain_until_idle(kz: Kezek, mailer: SmtpSender, batch: int = 10) -> No
 
 
 def aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)  # SQLite reads naive UTC
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)  # SQLite reads naive UTC
 
 
 def past_the_retry_time(clock: FrozenClock, rows: list[tuple[Any, ...]]) -> None:
@@ -397,7 +397,7 @@ def test_every_subject_and_sender_name_survives_folding(kind: str) -> None:
     assert (kk, ru) == (gettext("kk", SUBJECTS[kind]), gettext("ru", SUBJECTS[kind]))
     for name in SENDER_NAMES:
         msg = build_message(f"{name} <noreply@kezek.kz>", "parent@example.kz", content, message_key="kezek-7",
-                            at=dt.datetime(2026, 9, 7, 5, tzinfo=dt.timezone.utc))
+                            at=dt.datetime(2026, 9, 7, 5, tzinfo=dt.UTC))
         for raw in (bytes(msg), flatten_message(msg)):
             parsed = BytesParser(policy=policy.default).parsebytes(raw)
             assert str(parsed["Subject"]) == content.subject, raw[:600]

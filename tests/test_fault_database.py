@@ -42,8 +42,9 @@ update's ``language_code`` (the chat's chosen language cannot be read then), nev
 48-58 such answers during the stop, 1-2 around the restart, every other update served (13-28
 after the start, the first one within 0.5 s: ``pool_pre_ping`` replaces the dead connections). ``/healthz``
 answered 503 "unavailable: the database does not answer" at each of its probes during the stop (one
-every 0.5 s: 12, or more while fewer than 10 updates were answered) and 200 after. The log has one ``handler failed: <kind> in update N (message)`` record per failed
-update, each with its ~20 frame locations (no source, no values)."""
+every 0.5 s: 12, or more while fewer than 10 updates were answered) and 200 after. The log has
+one ``handler failed: <kind> in update N (message)`` record per failed update, each with its ~20
+frame locations (no source, no values)."""
 
 from __future__ import annotations
 

@@ -32,8 +32,9 @@ def environment(folder: Path, **settings: str) -> dict[str, str]:
 
 
 def kezek(folder: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=folder, env=environment(folder, **settings),
-                          capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=folder,
+                          env=environment(folder, **settings), capture_output=True, text=True, timeout=180,
+                          stdin=subprocess.DEVNULL)
 
 
 def files(folder: Path) -> list[str]:

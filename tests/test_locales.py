@@ -287,7 +287,7 @@ def test_bulk_rejected_renders_its_count(count: int, ru_tail: str) -> None:
 
 
 def test_errors_with_moments_show_almaty_time() -> None:
-    stop = E.StopListed(until=dt.datetime(2024, 5, 17, 19, 0, tzinfo=dt.timezone.utc).isoformat())
+    stop = E.StopListed(until=dt.datetime(2024, 5, 17, 19, 0, tzinfo=dt.UTC).isoformat())
     # The exclusive end (local midnight) is shown as the last minute of the last day.
     assert "до 17 мая 2024 г., 23:59" in _plain(error_text("ru", stop))
     assert "17 мамыр, 23:59" in _plain(error_text("kk", stop))
@@ -346,7 +346,7 @@ def test_status_texts(status: str) -> None:
 
 
 def test_status_with_until() -> None:
-    until = dt.datetime(2024, 5, 17, 19, 0, tzinfo=dt.timezone.utc)
+    until = dt.datetime(2024, 5, 17, 19, 0, tzinfo=dt.UTC)
     assert _plain(status_text("ru", "stop_listed", until=until)) == "В стоп-листе до 17 мая 2024 г., 23:59"
     assert "23:59" in status_text("kk", "referred", until=until)
     assert status_text("ru", "admitted", until=until) == status_text("ru", "admitted")
@@ -366,11 +366,11 @@ def test_format_date_and_datetime() -> None:
     assert _plain(format_date("ru", day)) == "17 мая 2024 г."
     assert "мамыр" in format_date("kk", day)
     assert format_date("ru", day) != format_date("kk", day)
-    moment = dt.datetime(2024, 5, 17, 4, 30, tzinfo=dt.timezone.utc)  # 09:30 in Almaty (UTC+5)
+    moment = dt.datetime(2024, 5, 17, 4, 30, tzinfo=dt.UTC)  # 09:30 in Almaty (UTC+5)
     assert _plain(format_datetime("ru", moment)) == "17 мая 2024 г., 09:30"
     assert "09:30" in format_datetime("kk", moment)
     assert format_datetime("ru", moment) != format_datetime("kk", moment)
-    late = dt.datetime(2024, 5, 17, 20, 30, tzinfo=dt.timezone.utc)  # 01:30 on the 18th in Almaty
+    late = dt.datetime(2024, 5, 17, 20, 30, tzinfo=dt.UTC)  # 01:30 on the 18th in Almaty
     assert _plain(format_date("ru", late)) == "18 мая 2024 г."
     assert _plain(format_datetime("ru", dt.datetime(2024, 5, 17, 9, 30, tzinfo=ALMATY))) == "17 мая 2024 г., 09:30"
     assert re.sub(r"\D", "", format_number("ru", 12345)) == "12345"
@@ -409,7 +409,7 @@ def test_kazakh_says_what_is_meant() -> None:
               "older in the district.")
     assert error_text("kk", E.DocumentsNotPending(state="rejected")) == \
         "Жеңілдікті растайтын құжаттарды қабылдаудан бас тартылып қойған."
-    locked = error_text("kk", E.LinkLocked(until=dt.datetime(2026, 12, 5, 10, tzinfo=dt.timezone.utc)))
+    locked = error_text("kk", E.LinkLocked(until=dt.datetime(2026, 12, 5, 10, tzinfo=dt.UTC)))
     assert "қайталап көруге болатын уақыт" in locked
     assert status_text("kk", "waiting") == "Кезекте тұр"
 

@@ -56,7 +56,8 @@ async def api_client(kz: Kezek) -> AsyncIterator[TestClient]:
         yield client
 
 
-async def scrape(client: TestClient, path: str = "/api/v1/metrics") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+async def scrape(client: TestClient, path: str = "/api/v1/metrics"
+                 ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The samples of one scrape, by (name, sorted labels); the API's needs the token."""
     resp = await client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.status == 200

@@ -31,7 +31,7 @@ async def link_all(kz: Kezek, numbers: list[str]) -> dict[str, int]:
     async with kz.unit() as ctx:
         ids = dict((await ctx.session.execute(select(Application.number, Application.id)
                                               .where(Application.number.in_(numbers)))).all())
-        for i, number in enumerate(numbers):
+        for number in numbers:
             chat = FIRST_CHAT + len(chats) + int(number[1:]) * 10
             chats[number] = chat
             ctx.session.add(Chat(id=chat, language="ru", created_at=ctx.now, updated_at=ctx.now))

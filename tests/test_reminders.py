@@ -70,7 +70,7 @@ async def test_showup_and_documents_reminders_one_working_day_before(kz: Kezek, 
         assert (await kz.run_sweeps())["reminders"] == 0
     [showup] = await notices(kz, "reminder_showup")
     [docs] = await notices(kz, "reminder_docs")
-    assert showup["due_at"] == docs["due_at"] == almaty(2026, 9, 15).astimezone(dt.timezone.utc).isoformat()
+    assert showup["due_at"] == docs["due_at"] == almaty(2026, 9, 15).astimezone(dt.UTC).isoformat()
     assert showup["referral_id"] == docs["referral_id"] == ref.id
 
 

@@ -399,7 +399,7 @@ def email_sections(text: str) -> list[str]:
     parts = body.split("-" * 40)
     footers = [line for line in footer.splitlines() if line.strip()]
     assert len(parts) == len(footers) == 2
-    return [part + "\n" + foot for part, foot in zip(parts, footers)]
+    return [part + "\n" + foot for part, foot in zip(parts, footers, strict=True)]
 
 
 def test_every_notice_and_its_email_copy(shown: Shown) -> None:
@@ -492,7 +492,7 @@ async def test_the_referral_pdf(kz: Kezek, world: World, shown: Shown) -> None:
 
     pages = [page.extract_text() for page in PdfReader(io.BytesIO(referral_pdf(document, ["kk", "ru"]))).pages]
     assert len(pages) == 2
-    for lang, page in zip(("kk", "ru"), pages):
+    for lang, page in zip(("kk", "ru"), pages, strict=True):
         page = " ".join(page.replace("\u202f", " ").replace("\xa0", " ").split())
         # The verification command and request are typed as they are, and so is the token.
         for literal in (document.token, VERIFY_COMMAND, VERIFY_PATH):

@@ -34,7 +34,7 @@ async def test_seat_goes_to_the_first_eligible_and_the_parent_is_alerted(world: 
     assert sorted(n for _, _, n in pub.offers) == [b, c]
     alerts = await outbox(kz, "turn_came")
     assert len(alerts) == 2
-    assert alerts[0].payload["expires_at"] == almaty(2026, 9, 7, 20, 0).astimezone(dt.timezone.utc).isoformat()
+    assert alerts[0].payload["expires_at"] == almaty(2026, 9, 7, 20, 0).astimezone(dt.UTC).isoformat()
     pub2 = await world.publish(1, kg="KG2")
     assert [n for _, _, n in pub2.offers] == [a]
 
@@ -96,7 +96,7 @@ async def test_passed_offer_opens_the_seat_to_the_birth_year_and_costs_nothing(w
     clock.set(almaty(2026, 9, 8, 8, 59))
     with pytest.raises(OutsideClaimWindow) as err:
         await kz.claim(b, seat, confirmed_by="tg:b")
-    assert err.value.params["opens_at"] == almaty(2026, 9, 8, 9, 0).astimezone(dt.timezone.utc).isoformat()
+    assert err.value.params["opens_at"] == almaty(2026, 9, 8, 9, 0).astimezone(dt.UTC).isoformat()
     with pytest.raises(NotEligibleForSeat):
         await kz.claim(c, seat, confirmed_by="tg:c")
     clock.set(almaty(2026, 9, 8, 9, 0))

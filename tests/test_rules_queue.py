@@ -51,7 +51,7 @@ async def test_number_moves_toward_one_as_referrals_are_issued_ahead(world: Worl
     assert (await world.kz.queue_view(c, viewer="tg:9")).number == 3
     clock.advance(minutes=5)
     pub = await world.publish(2)
-    for offer_id, seat_id, number in pub.offers:
+    for _offer_id, seat_id, number in pub.offers:
         await world.kz.claim(number, seat_id, confirmed_by="tg:x")
     view = await world.kz.queue_view(c, viewer="tg:9")
     assert (view.number, view.previous, view.delta) == (1, 3, -2)

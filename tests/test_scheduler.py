@@ -22,7 +22,7 @@ from services.queue import get_application, queue_number
 from storage.models import OutboxMessage, QueueSnapshot, Referral
 from tests.conftest import World, almaty
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 async def scheduler_of(kz: Kezek) -> AsyncIOScheduler:

@@ -41,7 +41,7 @@ async def linked_parents(kz: Kezek, world: World, count: int, lang: str = "ru") 
         apps = dict((await ctx.session.execute(select(Application.number, Application.id))).all())
         ctx.session.add_all([Chat(id=c, language=lang, created_at=ctx.now, updated_at=ctx.now) for c in chats])
         ctx.session.add_all([ChatLink(chat_id=c, application_id=apps[r["number"]], linked_at=ctx.now,
-                                      method="contact") for c, r in zip(chats, rows)])
+                                      method="contact") for c, r in zip(chats, rows, strict=True)])
     return chats
 
 

@@ -291,7 +291,8 @@ async def test_settings_screen_and_toggles(tg: Harness, kz: Kezek, lang: str) ->
     assert sent(calls) == [] and answers(calls)
     assert edit.text == screen(lang, moves=True)
     assert f"{g('Queue number changes')}: {g('on')}" in edit.text
-    assert (g("Turn off: {notice}", notice=g("Queue number changes")), "ntc:moves:0") in inline_buttons(edit.reply_markup)
+    turn_off = g("Turn off: {notice}", notice=g("Queue number changes"))
+    assert (turn_off, "ntc:moves:0") in inline_buttons(edit.reply_markup)
     assert (await kz.chat_settings(CHAT_ID)).notify_moves is True
     # A double press changes nothing more.
     await tg.press("ntc:moves:1")

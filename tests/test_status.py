@@ -180,7 +180,7 @@ async def test_buffered_looks_show_the_move_at_once_and_are_written_in_one_go(
     with pytest.raises(ConnectionError):
         await kz.flush_looks()
     kz.unit = real_unit  # type: ignore[method-assign]
-    assert looks.get(app_id, "chat:%d" % CHAT_ID) == (3, first_look)
+    assert looks.get(app_id, f"chat:{CHAT_ID}") == (3, first_look)
     assert await kz.flush_looks() == 1
     assert await stored() == [(3, first_look)]
     assert await kz.flush_looks() == 0

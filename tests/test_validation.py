@@ -27,7 +27,7 @@ def test_valid_iin_passes_and_encodes_the_birth_date() -> None:
 def test_known_real_format_iin() -> None:
     # 900101 3 0001 ?: computed by hand with weights 1..11 -> check digit
     digits = "90010130001"
-    total = sum(int(d) * w for d, w in zip(digits, range(1, 12))) % 11
+    total = sum(int(d) * w for d, w in zip(digits, range(1, 12), strict=True)) % 11
     assert iin_check_digit(digits) == total
     assert validate_iin(digits + str(total)) == digits + str(total)
 
@@ -36,9 +36,9 @@ def test_second_weight_row_is_used_when_the_first_gives_ten() -> None:
     # find a prefix whose first checksum is 10 and check the second row decides
     for serial in range(10000):
         head = f"2103045{serial:04d}"
-        first = sum(int(d) * w for d, w in zip(head, range(1, 12))) % 11
+        first = sum(int(d) * w for d, w in zip(head, range(1, 12), strict=True)) % 11
         if first == 10:
-            second = sum(int(d) * w for d, w in zip(head, (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2))) % 11
+            second = sum(int(d) * w for d, w in zip(head, (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2), strict=True)) % 11
             assert iin_check_digit(head) == (None if second == 10 else second)
             if second != 10:
                 assert validate_iin(head + str(second))
