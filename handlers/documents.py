@@ -83,7 +83,8 @@ def how_to_text(lang: str, target: docs.Target, now: dt.datetime) -> str:
         ngettext(lang, "{count} file received so far.", "{count} files received so far.", target.received,
                  count=format_number(lang, target.received)),
         gettext(lang, "Files are accepted until {due} ({left}).",
-                due=format_deadline(lang, target.docs_due_at, zone="local"), left=left_text(lang, target.docs_due_at, now)),
+                due=format_deadline(lang, target.docs_due_at, zone="local"),
+                left=left_text(lang, target.docs_due_at, now)),
     ])
 
 
@@ -133,19 +134,19 @@ async def _download(bot: Bot, file_id: str, declared: int | None) -> bytes:
             raise docs.DocumentTooLarge(max=docs.MAX_MEGABYTES)
         return data
     url = session.api.file_url(bot.token, file.file_path)
-    data = bytearray()
+    streamed = bytearray()
     try:
         async for chunk in session.stream_content(url=url, timeout=DOWNLOAD_TIMEOUT, chunk_size=65536,
                                                   raise_for_status=True):
-            data += chunk
-            if len(data) > docs.MAX_BYTES:
+            streamed += chunk
+            if len(streamed) > docs.MAX_BYTES:
                 raise docs.DocumentTooLarge(max=docs.MAX_MEGABYTES)
     except KezekError:
         raise
     except Exception as exc:  # noqa: BLE001 - a network fault, a 4xx/5xx of the file server
         log.warning("file download failed: %s", type(exc).__name__)
         raise _Failed() from None
-    return bytes(data)
+    return bytes(streamed)
 
 
 async def _take(bot: Bot, kz: Kezek, lang: str, chat_id: int, target: docs.Target, file: dict[str, Any]) -> str:
@@ -188,8 +189,9 @@ async def on_file(message: Message, kz: Kezek, lang: str, bot: Bot, state: FSMCo
 
 
 async def on_other_media(message: Message, lang: str) -> None:
-    await message.answer(gettext(lang, "Videos, animations, voice and audio messages are not accepted. Privilege documents "
-                                       "are sent as photos of the pages, or as JPEG, PNG or PDF files."))
+    await message.answer(gettext(
+        lang, "Videos, animations, voice and audio messages are not accepted. Privilege documents "
+              "are sent as photos of the pages, or as JPEG, PNG or PDF files."))
 
 
 async def on_button(callback: CallbackQuery, callback_data: DocsCallback, kz: Kezek, lang: str, bot: Bot,

@@ -333,7 +333,8 @@ ERROR_SENTENCES: dict[str, str] = {
         "photo of the document, or the scan as an ordinary JPEG, PNG or PDF file."),
     "document_too_large": N_("The file is too large: at most {max} MB is accepted. Send a smaller file, or a photo of "
         "each page."),
-    "document_unreadable": N_("The file is damaged or cannot be opened. Please send it again, or photograph the pages."),
+    "document_unreadable": N_(
+        "The file is damaged or cannot be opened. Please send it again, or photograph the pages."),
     "documents_need_link": N_("To send privilege documents, first link your application with /link."),
     "image_too_many_pixels": N_("The image is too large: at most {max} megapixels. Send a smaller photo."),
     "image_too_small": N_("The image is too small to read: {width}×{height} pixels, and at least "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib.resources
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from babel import Locale
@@ -59,7 +59,7 @@ def _format_int(code: str, number: int) -> str:
 
 def _aware(moment: dt.datetime) -> dt.datetime:
     # The storage layer hands out aware UTC datetimes; a naive one is taken as UTC too.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def format_date(lang: str | None, d: dt.date | dt.datetime, format: str = "long") -> str:
@@ -95,7 +95,8 @@ class ZoneOnce:
         return zone
 
 
-def format_datetime(lang: str | None, moment: dt.datetime, date_format: str = "long",
+def format_datetime(lang: str | None, moment: dt.datetime,
+                    date_format: Literal["full", "long", "medium", "short"] = "long",
                     time_format: str = "short", zone: str | None = None) -> str:
     """A moment in Asia/Almaty time: e.g. '17 мая 2024 г., 09:30' / '2024 ж. 17 мамыр, 09:30';
     with ``zone`` ('local' | 'utc') followed by the zone (``zone_text``)."""
@@ -103,7 +104,7 @@ def format_datetime(lang: str | None, moment: dt.datetime, date_format: str = "l
     local = _aware(moment).astimezone(ALMATY)
     date_part = babel_dates.format_date(local.date(), date_format, locale=locale)
     time_part = babel_dates.format_time(local, time_format, tzinfo=ALMATY, locale=locale)
-    pattern = babel_dates.get_datetime_format(date_format, locale=locale)
+    pattern = str(babel_dates.get_datetime_format(date_format, locale=locale))  # ("{1}, {0}": typed as a pattern)
     text = pattern.replace("'", "").replace("{1}", date_part).replace("{0}", time_part)
     return f"{text} {zone_text(lang, zone)}" if zone else text
 

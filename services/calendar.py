@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _almaty() -> ZoneInfo:

@@ -38,15 +38,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.doc_decode import (  # noqa: F401 - the verdicts, named here too
-    ENCRYPTED,
-    OK,
-    TOO_COMPLEX,
-    TOO_MANY_PIXELS,
-    UNREADABLE,
-    inspect,
-    jpeg_scans,
-)
+# The verdicts and the decoder's measures, named here too ("X as X": re-exported).
+from services.doc_decode import ENCRYPTED as ENCRYPTED
+from services.doc_decode import OK as OK
+from services.doc_decode import TOO_COMPLEX as TOO_COMPLEX
+from services.doc_decode import TOO_MANY_PIXELS as TOO_MANY_PIXELS
+from services.doc_decode import UNREADABLE as UNREADABLE
+from services.doc_decode import inspect as inspect
+from services.doc_decode import jpeg_scans as jpeg_scans
 
 log = logging.getLogger("kezek.documents")
 
@@ -129,7 +128,7 @@ class DocumentChecker:
         self.started += 1
         try:
             out, _ = await asyncio.wait_for(proc.communicate(data), self.budget)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._kill(proc)
             log.warning("a document check was stopped at its budget of %.1f s", self.budget)
             return {"verdict": TOO_COMPLEX}

@@ -55,7 +55,7 @@ def _inspect_image(data: bytes, kind: str, max_pixels: int) -> dict[str, Any]:
 
 
 def _inspect_pdf(data: bytes) -> dict[str, Any]:
-    from pypdf import PdfReader
+    from pypdf import PasswordType, PdfReader
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -63,7 +63,7 @@ def _inspect_pdf(data: bytes) -> dict[str, Any]:
             try:
                 opened = reader.decrypt("")  # an owner password only: it opens for reading
             except Exception:  # noqa: BLE001 - an unknown cipher, a missing crypto library
-                opened = 0
+                opened = PasswordType.NOT_DECRYPTED
             if not opened:
                 return {"verdict": ENCRYPTED}
         pages = len(reader.pages)

@@ -43,9 +43,9 @@ import datetime as dt
 import hashlib
 import logging
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services import doc_check
@@ -283,17 +283,18 @@ async def targets(ctx: Ctx, chat_id: int, application_id: int | None = None) -> 
     rows = (await ctx.session.execute(q)).all()
     if not rows:
         raise DocumentsNeedLink()
-    waiting = [r for r in rows if r[2] is not None and r[3] == DocsState.PENDING and r[4] is not None]
-    live = [r for r in waiting if ctx.now < r[4]]
+    waiting = [(app_id, number, ref_id, due) for app_id, number, ref_id, docs_state, due in rows
+               if ref_id is not None and docs_state == DocsState.PENDING and due is not None]
+    live = [w for w in waiting if ctx.now < w[3]]
     if not live:
         if waiting:
-            raise DocumentsNotPending(state="deadline_passed", due_at=max(r[4] for r in waiting).isoformat())
+            raise DocumentsNotPending(state="deadline_passed", due_at=max(w[3] for w in waiting).isoformat())
         raise NoDocumentsAwaited()
     counts = dict((await ctx.session.execute(
         select(Document.referral_id, func.count()).where(Document.referral_id.in_([r[2] for r in live]))
         .group_by(Document.referral_id))).all())
     return [Target(app_id, number, ref_id, due, int(counts.get(ref_id, 0)))
-            for app_id, number, ref_id, _, due in live]
+            for app_id, number, ref_id, due in live]
 
 
 @dataclass(frozen=True)
@@ -478,9 +479,9 @@ async def document_info(ctx: Ctx, document_id: int) -> DocumentInfo:
 async def close_documents(ctx: Ctx, referral_id: int, status: str, at: dt.datetime,
                           reason: str | None = None, note: str | None = None) -> int:
     """The decision on a referral's pending documents (accepted, rejected, or closed by a deadline)."""
-    res = await ctx.session.execute(
+    res = cast(CursorResult[Any], await ctx.session.execute(
         update(Document).where(Document.referral_id == referral_id, Document.status == DocumentStatus.PENDING)
-        .values(status=status, decided_at=at, reason=reason, note=note).execution_options(synchronize_session=False))
+        .values(status=status, decided_at=at, reason=reason, note=note).execution_options(synchronize_session=False)))
     return int(res.rowcount or 0)
 
 

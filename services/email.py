@@ -36,7 +36,7 @@ import os
 import re
 from dataclasses import dataclass
 from email.header import Header
-from email.headerregistry import HeaderRegistry, UniqueAddressHeader, UniqueUnstructuredHeader
+from email.headerregistry import BaseHeader, HeaderRegistry, UniqueAddressHeader, UniqueUnstructuredHeader
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.policy import default as default_policy
@@ -114,20 +114,23 @@ def _encoded_words(text: str, name: str, policy: EmailPolicy) -> str:
     return Header(text, "utf-8", maxlinelen=76, header_name=name).encode(linesep=policy.linesep)
 
 
-class _WholeSubject(UniqueUnstructuredHeader):
-    def fold(self, *, policy: EmailPolicy) -> str:  # type: ignore[override]
+# BaseHeader is what HeaderRegistry mixes into every header class: named as a base here, it changes
+# nothing in the method order, and the types know these classes as headers (typeshed declares
+# max_count and init one way on the mixins and another on BaseHeader: [misc]).
+class _WholeSubject(UniqueUnstructuredHeader, BaseHeader):  # type: ignore[misc]
+    def fold(self, *, policy: EmailPolicy) -> str:  # type: ignore[override]  # (only EmailPolicy has utf8)
         text = str(self)
         if policy.utf8 or text.isascii():  # (an SMTPUTF8 message carries the text as it is)
-            return super().fold(policy=policy)  # type: ignore[misc]
+            return super().fold(policy=policy)
         return f"{self.name}: {_encoded_words(text, self.name, policy)}{policy.linesep}"
 
 
-class _WholeSender(UniqueAddressHeader):
-    def fold(self, *, policy: EmailPolicy) -> str:  # type: ignore[override]
-        addresses = self.addresses  # type: ignore[attr-defined]
+class _WholeSender(UniqueAddressHeader, BaseHeader):  # type: ignore[misc]
+    def fold(self, *, policy: EmailPolicy) -> str:  # type: ignore[override]  # (only EmailPolicy has utf8)
+        addresses = self.addresses
         if policy.utf8 or len(addresses) != 1 or addresses[0].display_name.isascii() \
                 or not addresses[0].addr_spec.isascii():
-            return super().fold(policy=policy)  # type: ignore[misc]
+            return super().fold(policy=policy)
         address = addresses[0]
         words = _encoded_words(address.display_name, self.name, policy)
         last = words.rsplit(policy.linesep, 1)[-1]
@@ -135,7 +138,7 @@ class _WholeSender(UniqueAddressHeader):
         return f"{self.name}: {words}{gap}<{address.addr_spec}>{policy.linesep}"
 
 
-def _mail_policy() -> EmailPolicy:
+def _mail_policy() -> EmailPolicy[EmailMessage]:
     headers = HeaderRegistry()
     headers.map_to_type("subject", _WholeSubject)
     headers.map_to_type("from", _WholeSender)
@@ -247,7 +250,7 @@ class SmtpSender:
             if 500 <= exc.code < 600:
                 raise Undeliverable(_smtp_reason(exc.code, exc.message)) from exc
             raise RetryLater(None, _smtp_reason(exc.code, exc.message)) from exc
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise self._server_trouble(f"smtp server unreachable: {type(exc).__name__}") from exc
         self._fine()
 

@@ -193,7 +193,7 @@ class LinkLocked(RuleViolation):
     code = "link_locked"
 
     @property
-    def until(self):  # type: ignore[no-untyped-def]
+    def until(self) -> Any:
         return self.params.get("until")
 
 

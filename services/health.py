@@ -62,5 +62,5 @@ def _age(now: dt.datetime, oldest: dt.datetime | str | None) -> float:
     if isinstance(oldest, str):
         oldest = dt.datetime.fromisoformat(oldest)
     if oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=dt.timezone.utc)
+        oldest = oldest.replace(tzinfo=dt.UTC)
     return (now - oldest).total_seconds()

@@ -98,7 +98,8 @@ class Pacer:
             await self._sleep_until(taken[-1])
         while True:
             now = self._time()
-            slot = self._overall.reserve(now, self._resume_at) if self._overall is not None else [max(now, self._resume_at)]
+            slot = (self._overall.reserve(now, self._resume_at) if self._overall is not None
+                    else [max(now, self._resume_at)])
             await self._sleep_until(slot)
             if self._time() >= self._resume_at:  # a hold that came while we slept: wait it out
                 return taken + [slot]

@@ -103,7 +103,7 @@ def date(row: Row, field: str) -> dt.date:
             pass
     for fmt in ("%Y-%m-%d", "%d.%m.%Y"):
         try:
-            return dt.datetime.strptime(raw, fmt).date()
+            return dt.datetime.strptime(raw, fmt).date()  # noqa: DTZ007 - a calendar date, not a moment
         except ValueError:
             continue
     raise InvalidField(field=field, reason="date")
@@ -123,7 +123,7 @@ def moment(row: Row, field: str) -> dt.datetime:
             raise InvalidField(field=field, reason="datetime") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ALMATY)
-    return parsed.astimezone(dt.timezone.utc)
+    return parsed.astimezone(dt.UTC)
 
 
 def code_list(row: Row, field: str) -> list[str]:

@@ -203,7 +203,8 @@ class Signer:
             raise ValueError(f"unknown token purpose: {purpose!r}")
         name, ident, expires_at, payload, mac = self._parse(token)
         # (every key is tried, so that the time taken does not tell which one matched)
-        matches = [hmac.compare_digest(mac, self._mac(name, payload, bound, key)) for key in (self._key, *self._previous)]
+        matches = [hmac.compare_digest(mac, self._mac(name, payload, bound, key))
+                   for key in (self._key, *self._previous)]
         if not any(matches):
             raise TokenError("bad_signature")
         if name != purpose:

@@ -14,8 +14,9 @@ that race on an empty day write each row once."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
-from sqlalchemy import Date, bindparam, func, select
+from sqlalchemy import CursorResult, Date, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -54,9 +55,11 @@ async def take_snapshot(ctx: Ctx, day: dt.date | None = None) -> int:
     if await has_snapshot(ctx, day):
         return 0
     insert_ = pg_insert if ctx.is_postgres else sqlite_insert
-    stmt = (insert_(QueueSnapshot.__table__).from_select(["day", "application_id", "number"], _NUMBERED)
+    table = cast(Table, QueueSnapshot.__table__)  # (typed as any FromClause; a mapped class's is a Table)
+    stmt = (insert_(table).from_select(["day", "application_id", "number"], _NUMBERED)
             .on_conflict_do_nothing(index_elements=["day", "application_id"]))
-    written = max((await ctx.session.execute(stmt, {"day": day})).rowcount or 0, 0)
+    result = cast(CursorResult[Any], await ctx.session.execute(stmt, {"day": day}))
+    written = max(result.rowcount or 0, 0)
     if written:
         ctx.audit("queue.snapshot", "queue_snapshot", None, day=day.isoformat(), rows=written)
     return written

@@ -18,9 +18,9 @@ _CENTURY = {"1": 1800, "2": 1800, "3": 1900, "4": 1900, "5": 2000, "6": 2000}
 def iin_check_digit(first11: str) -> int | None:
     """The official ИИН check digit of the first 11 digits, or None when no digit is valid."""
     digits = [int(c) for c in first11]
-    c = sum(d * w for d, w in zip(digits, _W1)) % 11
+    c = sum(d * w for d, w in zip(digits, _W1, strict=True)) % 11
     if c == 10:
-        c = sum(d * w for d, w in zip(digits, _W2)) % 11
+        c = sum(d * w for d, w in zip(digits, _W2, strict=True)) % 11
         if c == 10:
             return None
     return c

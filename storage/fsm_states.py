@@ -32,7 +32,7 @@ async def load(db: Database, older_than: dt.datetime) -> list[tuple[Key, str | N
         await session.execute(delete(FsmState).where(FsmState.updated_at < older_than))
         rows = (await session.execute(select(*_KEY_COLUMNS, FsmState.state, FsmState.data,
                                              FsmState.updated_at))).all()
-    return [(tuple(r[:6]), r.state, dict(r.data or {}), r.updated_at) for r in rows]  # type: ignore[misc]
+    return [(tuple(r[:6]), r.state, dict(r.data or {}), r.updated_at) for r in rows]
 
 
 async def save(db: Database, key: Key, state: str | None, data: dict[str, Any], at: dt.datetime) -> None:

@@ -25,7 +25,7 @@ OBJECT_MAX_BYTES = 64 * 1024
 
 def _default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
         return aware.astimezone(ALMATY).isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -69,6 +69,12 @@ async def read_json(request: web.Request, *, max_bytes: int | None = None) -> An
 
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 _SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _after_space(text: str, pos: int) -> int:
+    """The position after the JSON white space at ``pos`` (``_SPACE`` matches the empty string too)."""
+    match = _SPACE.match(text, pos)
+    return match.end() if match is not None else pos
 ROWS_PER_TURN = 200  # array items parsed between two turns of the event loop
 
 
@@ -77,7 +83,7 @@ async def _array_items(text: str, max_rows: int) -> list[Any]:
     turn of the event loop every ``ROWS_PER_TURN``: 413 ``too_many_rows`` at item ``max_rows + 1``,
     before the rest is even parsed (a 4 MB ``[{},{},...]`` costs what 5,001 items cost)."""
     items: list[Any] = []
-    pos = _SPACE.match(text, 1).end()  # type: ignore[union-attr]
+    pos = _after_space(text, 1)
     if text.startswith("]", pos):
         end = pos + 1
     else:
@@ -88,9 +94,9 @@ async def _array_items(text: str, max_rows: int) -> list[Any]:
             items.append(item)
             if len(items) % ROWS_PER_TURN == 0:
                 await asyncio.sleep(0)
-            pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+            pos = _after_space(text, pos)
             if text.startswith(",", pos):
-                pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+                pos = _after_space(text, pos + 1)
                 continue
             if text.startswith("]", pos):
                 end = pos + 1

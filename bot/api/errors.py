@@ -11,13 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.api import schemas as shapes
 from bot.api.base import SETTINGS, ApiError, log
 from bot.api.bodies import json_response
 from locales import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext
 from locales.errors import error_text
 from locales.formats import format_number
 from services.errors import (
+    MAX_REPORTED_ERRORS,
     BulkRejected,
     KezekError,
     NotFound,
@@ -43,7 +43,7 @@ API_MESSAGES: dict[str, str] = {
 
 # --- language and errors -------------------------------------------------------------------------
 
-def request_language(request: web.Request) -> str:
+def request_language(request: web.BaseRequest) -> str:
     """The best of ru | kk by ``Accept-Language`` (q-values respected; ties: first listed), else ru."""
     best_q, best = 0.0, DEFAULT_LANGUAGE
     for part in request.headers.get("Accept-Language", "").split(","):
@@ -95,7 +95,7 @@ def domain_error_body(lang: str, exc: KezekError) -> dict[str, Any]:
     body: dict[str, Any] = {"error": exc.code, "message": error_text(lang, exc)}
     if isinstance(exc, BulkRejected):
         # The first MAX_REPORTED_ERRORS; error_count says how many there are in all.
-        body["errors"] = [_error_item(lang, e, i) for i, e in exc.errors[:shapes.MAX_REPORTED_ERRORS]]
+        body["errors"] = [_error_item(lang, e, i) for i, e in exc.errors[:MAX_REPORTED_ERRORS]]
         body["error_count"] = int(exc.params.get("count", len(exc.errors)))
     elif isinstance(exc, ValidationError):
         body["errors"] = [_error_item(lang, exc, None)]
@@ -113,8 +113,10 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large
 def _route_of(request: web.BaseRequest) -> str:
     """The route's pattern (``/api/v1/applications/{number}``): never the values in the path.
     "(no route)" for a request aiohttp could not parse (it never reached the router)."""
+    if not isinstance(request, web.Request):  # (a BaseRequest has no match_info)
+        return "(no route)"
     try:
-        match_info = request.match_info  # type: ignore[attr-defined]
+        match_info = request.match_info
         info = match_info.get_info() if match_info.http_exception is None else {}
     except (AssertionError, AttributeError):  # aiohttp asserts a routed request; a malformed one is not
         return "(no route)"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.api.schemas import MAX_REPORTED_ERRORS, request_schemas
+from bot.api.schemas import request_schemas
 from bot.config import Settings
 from services.documents import MAX_FILES
+from services.errors import MAX_REPORTED_ERRORS
 from storage.vocab import DocumentStatus, Privilege
 
 API_VERSION = "1.0.0"

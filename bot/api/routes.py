@@ -232,21 +232,29 @@ def parse_clock_move(body: dict[str, Any], now: dt.datetime) -> tuple[dt.timedel
     if has_advance and has_set:
         raise InvalidField(field="set", reason="exclusive")
     if has_advance:
-        raw = body["advance"]
-        if not isinstance(raw, str):
-            raise InvalidField(field="advance", reason="type")
-        if raw.strip().startswith("-"):
-            raise InvalidField(field="advance", reason="negative")
-        if not _DURATION.fullmatch(raw):  # what the OpenAPI document says: no "P", "PT", weeks, spaces
-            raise InvalidField(field="advance", reason="duration")
-        try:
-            delta = parse_duration(raw)
-        except ValueError:
-            raise InvalidField(field="advance", reason="duration") from None
-        if delta > MAX_MOVE:
-            raise InvalidField(field="advance", reason="range", min="PT0S", max="P366D")
-        return delta, None
-    raw = body["set"]
+        return _advance(body["advance"]), None
+    return None, _set_to(body["set"], now)
+
+
+def _advance(raw: Any) -> dt.timedelta:
+    """``parse_clock_move``'s ``advance``: an ISO 8601 duration, forward, at most ``MAX_MOVE``."""
+    if not isinstance(raw, str):
+        raise InvalidField(field="advance", reason="type")
+    if raw.strip().startswith("-"):
+        raise InvalidField(field="advance", reason="negative")
+    if not _DURATION.fullmatch(raw):  # what the OpenAPI document says: no "P", "PT", weeks, spaces
+        raise InvalidField(field="advance", reason="duration")
+    try:
+        delta = parse_duration(raw)
+    except ValueError:
+        raise InvalidField(field="advance", reason="duration") from None
+    if delta > MAX_MOVE:
+        raise InvalidField(field="advance", reason="range", min="PT0S", max="P366D")
+    return delta
+
+
+def _set_to(raw: Any, now: dt.datetime) -> dt.datetime:
+    """``parse_clock_move``'s ``set``: a moment with its offset, not before ``now``, at most ``MAX_MOVE`` ahead."""
     if not isinstance(raw, str):
         raise InvalidField(field="set", reason="type")
     try:
@@ -259,7 +267,7 @@ def parse_clock_move(body: dict[str, Any], now: dt.datetime) -> tuple[dt.timedel
         raise InvalidField(field="set", reason="past")
     if at - now > MAX_MOVE:
         raise InvalidField(field="set", reason="range")
-    return None, at
+    return at
 
 
 async def post_sandbox_clock(request: web.Request) -> web.Response:

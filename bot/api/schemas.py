@@ -20,12 +20,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter
 from pydantic import ValidationError as PydanticError
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from services import parsing as p
 from services.documents import NOTE_MAX, REJECTION_REASONS
-from services.errors import (  # noqa: F401 (MAX_REPORTED_ERRORS: the answers' cap, for bot.api.errors and bot.api.openapi)
-    MAX_REPORTED_ERRORS,
+from services.errors import (
     InvalidField,
     InvalidIIN,
     KezekError,
@@ -55,15 +55,21 @@ OptionalCode = Annotated[StrictStr, Field(max_length=40, pattern=OPTIONAL_CODE_P
 Language = Literal["ru", "kk"]
 
 
+def _both_languages() -> list[Language]:
+    return ["ru", "kk"]
+
+
 def _unique(items: list[Any]) -> list[Any]:
     if len(set(items)) != len(items):
         raise PydanticCustomError("duplicates", "each item at most once")
     return items
 
 
-def _text(max_length: int, **kw: Any) -> Any:
-    return Annotated[StrictStr, Field(min_length=kw.pop("min_length", 1), max_length=max_length,
-                                      pattern=TEXT_PATTERN, **kw)]
+# Names and addresses: text without control characters (tab and newline allowed), at most so long.
+Text200 = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
+Text300 = Annotated[StrictStr, Field(min_length=1, max_length=300, pattern=TEXT_PATTERN)]
+OptionalText200 = Annotated[StrictStr, Field(min_length=0, max_length=200, pattern=TEXT_PATTERN)]
+OptionalText300 = Annotated[StrictStr, Field(min_length=0, max_length=300, pattern=TEXT_PATTERN)]
 
 
 class _Body(BaseModel):
@@ -72,20 +78,20 @@ class _Body(BaseModel):
 
 class District(_Body):
     code: Code
-    name_ru: _text(200)  # type: ignore[valid-type]
-    name_kk: _text(200)  # type: ignore[valid-type]
+    name_ru: Text200
+    name_kk: Text200
     profile: OptionalCode = Field("", description="Code of a rule profile; empty: the default profile.")
 
 
 class Kindergarten(_Body):
     code: Code
     district: Code
-    name_ru: _text(300)  # type: ignore[valid-type]
-    name_kk: _text(300)  # type: ignore[valid-type]
-    address: _text(300, min_length=0) = ""  # type: ignore[valid-type]
+    name_ru: Text300
+    name_kk: Text300
+    address: OptionalText300 = ""
     kind: Literal[KindergartenKind.ALL] = KindergartenKind.STATE  # type: ignore[valid-type]
     languages: list[Language] | Annotated[StrictStr, Field(pattern=LANGUAGES_PATTERN)] = Field(
-        default_factory=lambda: ["ru", "kk"], description="Languages of instruction (a list, or "
+        default_factory=_both_languages, description="Languages of instruction (a list, or "
         "\"ru,kk\"), each once; default both.")
 
 
@@ -93,7 +99,7 @@ class Application(_Body):
     number: Code
     child_iin: StrictStr = Field(pattern=IIN_PATTERN, description="12 digits; the check digit and the "
                                  "birth date it encodes are verified.")
-    child_name: _text(200)  # type: ignore[valid-type]
+    child_name: Text200
     birth_date: StrictStr = Field(pattern=DATE_PATTERN, description="YYYY-MM-DD or DD.MM.YYYY; at most "
                                   "8 years ago, not in the future.")
     district: Code
@@ -115,7 +121,7 @@ class CalendarDay(_Body):
     working: StrictBool = Field(description="false: a day off (a moved holiday); true: a declared "
                                 "working day (a working weekend). Operators' days win over the "
                                 "built-in calendar.")
-    name: _text(200, min_length=0) = ""  # type: ignore[valid-type]
+    name: OptionalText200 = ""
 
 
 class SeatsRequest(_Body):
@@ -211,13 +217,17 @@ def _domain_error(model: type[_Body], error: ErrorDetails) -> KezekError:
     field = str(loc[0])
     info = model.model_fields.get(field)
     required = info is not None and info.is_required()
-    ctx = error.get("ctx") or {}
     if kind == "missing" or (required and error.get("input") is None and len(loc) == 1):
         return MissingField(field=field)
     if field == "languages":
         return InvalidField(field=field, reason="choice", options="ru, kk")
     if kind == "string_too_short" and len(loc) == 1:
         return MissingField(field=field) if required else InvalidField(field=field, reason="type")
+    return _invalid_field(field, kind, error.get("ctx") or {}, info)
+
+
+def _invalid_field(field: str, kind: str, ctx: dict[str, Any], info: FieldInfo | None) -> KezekError:
+    """``_domain_error`` for a value that is there but does not fit, by pydantic's error type."""
     if kind == "string_too_long":
         return InvalidField(field=field, reason="too_long", max=ctx.get("max_length"))
     if kind == "string_pattern_mismatch":

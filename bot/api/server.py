@@ -96,7 +96,7 @@ class ApiRequestHandler(web.RequestHandler):
                      message: str | None = None) -> web.StreamResponse:
         if request.writer.output_size > 0:  # an answer is under way: nothing else can be sent
             raise ConnectionError("Response is sent already, cannot send another response")
-        lang = request_language(request)  # type: ignore[arg-type]
+        lang = request_language(request)
         if status >= 500:
             where = _frames(exc) if exc is not None else "-"
             log.error("API: a request failed outside the handlers: %s at %s", type(exc).__name__, where)

@@ -2,6 +2,7 @@
 entry point; the commands by topic; rows: CSV/JSON files read for `kezek import`;
 operator_errors: one-line localized refusals for a bad setting or an unreachable database."""
 
-from bot.cli.main import cli, main
+from bot.cli.base import cli
+from bot.cli.main import main  # (which registers every command on cli)
 
 __all__ = ["cli", "main"]

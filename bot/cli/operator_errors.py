@@ -60,25 +60,30 @@ def _expected(field: str) -> OperatorError:
         return OperatorError(N_("one of: {choices}"), choices=", ".join(map(str, typing.get_args(kind))))
     if kind is bool:
         return OperatorError(N_("true or false (1 or 0)"))
+    if kind is int or kind is float:
+        return _number(info.metadata, whole=kind is int)
+    return OperatorError(N_("a value of the form the README's settings table shows"))
+
+
+def _number(metadata: list[Any], *, whole: bool) -> OperatorError:
+    """``_expected`` of a numeric setting: the number and its bounds (pydantic's ``ge``, ``gt``, ``le``)."""
     bounds: dict[str, Any] = {}
-    for item in info.metadata:
+    for item in metadata:
         for name in ("ge", "gt", "le"):
             if getattr(item, name, None) is not None:
                 bounds[name] = getattr(item, name)
-    if kind is int:
+    if whole:
         if "ge" in bounds and "le" in bounds:
             return OperatorError(N_("a whole number from {low} to {high}"), low=bounds["ge"], high=bounds["le"])
         if "ge" in bounds:
             return OperatorError(N_("a whole number, at least {low}"), low=bounds["ge"])
         return OperatorError(N_("a whole number"))
-    if kind is float:
-        if "gt" in bounds and "le" in bounds:
-            return OperatorError(N_("a number greater than {low} and at most {high}"), low=bounds["gt"],
-                                 high=bounds["le"])
-        if "ge" in bounds:
-            return OperatorError(N_("a number, at least {low}"), low=bounds["ge"])
-        return OperatorError(N_("a number"))
-    return OperatorError(N_("a value of the form the README's settings table shows"))
+    if "gt" in bounds and "le" in bounds:
+        return OperatorError(N_("a number greater than {low} and at most {high}"), low=bounds["gt"],
+                             high=bounds["le"])
+    if "ge" in bounds:
+        return OperatorError(N_("a number, at least {low}"), low=bounds["ge"])
+    return OperatorError(N_("a number"))
 
 
 def settings_errors(exc: ValidationError) -> list[OperatorError]:
@@ -148,13 +153,13 @@ def _not_migrated() -> OperatorError:
 
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
-    todo = [exc]
+    todo: list[BaseException | None] = [exc]
     while todo:
         item = todo.pop()
         if item is None or any(item is s for s in seen):
             continue
         seen.append(item)
-        todo += [item.__cause__, item.__context__, getattr(item, "orig", None)]  # type: ignore[list-item]
+        todo += [item.__cause__, item.__context__, getattr(item, "orig", None)]
         todo += list(getattr(item, "exceptions", ()))  # an ExceptionGroup
     return seen
 
@@ -176,7 +181,7 @@ def database_error(exc: BaseException, url: str) -> OperatorError | None:
     except ArgumentError:
         return None
     postgres = parsed.drivername.startswith("postgresql")
-    where = {"host": parsed.host or "localhost", "port": parsed.port or 5432}
+    where: dict[str, Any] = {"host": parsed.host or "localhost", "port": parsed.port or 5432}
     for item in _chain(exc):
         name = type(item).__name__
         if name == "UndefinedTableError" or (isinstance(item, sqlite3.OperationalError)

@@ -76,18 +76,17 @@ def import_(state: State, kind: str, file: Path) -> None:
     bar = Progress(len(rows), state.t("Importing"), sys.stderr)
     try:
         if kind == "applications":
-            result = state.run(lambda kz: kz.import_applications(rows, progress=bar.update), first_row=first_row)
+            report = state.run(lambda kz: kz.import_applications(rows, progress=bar.update), first_row=first_row)
+            done = state.t("Applications: {created} new, {updated} updated, {unchanged} unchanged.",
+                           created=report.created, updated=report.updated, unchanged=report.unchanged)
         else:
             call = {"profiles": Kezek.upsert_profiles, "districts": Kezek.upsert_districts,
                     "kindergartens": Kezek.upsert_kindergartens}[kind]
-            result = state.run(lambda kz: call(kz, Reporting(rows, bar)), first_row=first_row)
+            done = state.t("Saved: {count}.", count=state.run(lambda kz: call(kz, Reporting(rows, bar)),
+                                                               first_row=first_row))
     finally:
         bar.finish()
-    if kind == "applications":
-        click.echo(state.t("Applications: {created} new, {updated} updated, {unchanged} unchanged.",
-                           created=result.created, updated=result.updated, unchanged=result.unchanged))
-    else:
-        click.echo(state.t("Saved: {count}.", count=result))
+    click.echo(done)
 
 
 @cli.group()

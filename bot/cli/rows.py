@@ -15,10 +15,13 @@ import csv
 import json
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from locales import gettext
 from locales.names import field_text
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 DELIMITERS = ",;\t"
 
@@ -38,8 +41,9 @@ def columns(kind: str) -> tuple[list[str], list[str]]:
 
     if kind == "profiles":  # (services.directory.upsert_profiles; no API body)
         return ["code"], ["name", "window_open", "window_close", "twins_together", *PROFILE_FIELDS]
-    model = {"districts": shapes.District, "kindergartens": shapes.Kindergarten,
-             "applications": shapes.Application}[kind]
+    models: dict[str, type[BaseModel]] = {"districts": shapes.District, "kindergartens": shapes.Kindergarten,
+                                          "applications": shapes.Application}
+    model = models[kind]
     required = [name for name, field in model.model_fields.items() if field.is_required()]
     optional = [name for name, field in model.model_fields.items() if not field.is_required()]
     return required, optional

@@ -4,11 +4,12 @@ the parts asked for (the bot, the registry API, the scheduler, the senders) unti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,8 +17,14 @@ from bot import logsafe
 from bot.cli.base import State, cli, pass_state
 from bot.config import Settings, get_settings
 from locales.errors import error_text
+from services.clock import Clock
 from services.kezek import Kezek
 from storage.db import Database
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+
+    from bot.telegram.runner import BackgroundJob
 
 # --- demo ----------------------------------------------------------------------------------------
 
@@ -118,10 +125,8 @@ def run_console_demo(state: State, settings: Settings, clock: Any, phone: str, c
             await asyncio.gather(*beside, return_exceptions=True)
             await db.dispose()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(go())
-    except KeyboardInterrupt:
-        pass
 
 
 # --- the Telegram bot ----------------------------------------------------------------------------
@@ -141,22 +146,10 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
     """Serve ``parts`` until SIGINT/SIGTERM (exit 0): the bot (polling or webhook), the registry
     API, the scheduler and the outbox senders, in one process, sharing one clock (the sandbox's
     test clock in sandbox mode)."""
-    from bot.api.base import MIN_TOKEN_LENGTH
     from bot.telegram.runner import MissingTokenError, WebhookConfigError, run, run_headless
     from storage.migrate import upgrade
 
-    if parts.bot and not settings.bot_token.strip():
-        click.echo(state.t("No bot token is configured: set KEZEK_BOT_TOKEN (from @BotFather)."), err=True)
-        sys.exit(2)
-    if parts.api and settings.api_token and len(settings.api_token) < MIN_TOKEN_LENGTH:
-        click.echo(state.t("KEZEK_API_TOKEN is too short: use at least {count} characters "
-                           "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))').",
-                           count=MIN_TOKEN_LENGTH), err=True)
-        sys.exit(2)
-    problem = settings.webhook_problem() if parts.bot else None
-    if problem:
-        click.echo(state.t("The webhook settings are not valid: {problem}.", problem=problem), err=True)
-        sys.exit(2)
+    _refuse_unservable(state, settings, parts)
     logsafe.install(settings.log_level)  # KEZEK_LOG_LEVEL; no personal data at any level
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job and run
     # Not a line per update ("Update id=... is handled. Duration ..."): /metrics counts and times
@@ -167,45 +160,9 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
     click.echo(starting or state.t("The bot is starting; stop it with Ctrl+C."))
 
     async def go() -> None:
-        from bot.delivery.mail import make_mailer
-        from bot.delivery.sender import SendPolicy, outbox_loop
-        from bot.jobs import run_scheduler
-        from bot.telegram.runner import make_bot
-
         db = Database(state.url)
         kz = state.kezek(db, clock)
-        jobs: list[Any] = []
-        if parts.api:
-            from bot.api.server import serve_api
-
-            async def api(_bot: Any) -> None:
-                await serve_api(kz, settings, sandbox_clock=sandbox_clock)
-
-            jobs.append(api)
-        if parts.scheduler:
-            async def scheduler(_bot: Any) -> None:
-                await run_scheduler(kz, every_seconds=settings.sweep_seconds,
-                                    snapshot_hour=settings.snapshot_hour, digest_hour=settings.digest_hour)
-
-            jobs.append(scheduler)
-        if sandbox_clock is not None:  # moved by another process on the same sandbox: followed
-            from bot.sandbox.clock import follow_stored_clock
-
-            async def follow(_bot: Any) -> None:
-                await follow_stored_clock(db, sandbox_clock)
-
-            jobs.append(follow)
-        sender_bot = None
-        if parts.senders:
-            mailer = make_mailer(settings, clock)
-            if not parts.bot and settings.bot_token.strip():
-                sender_bot = make_bot(settings)  # Telegram notices without serving updates
-
-            async def senders(bot: Any) -> None:
-                await outbox_loop(kz, bot or sender_bot, mailer, idle=settings.outbox_idle_seconds,
-                                  policy=SendPolicy.from_settings(settings))
-
-            jobs.append(senders)
+        jobs, sender_bot = _background_jobs(kz, db, settings, parts, clock, sandbox_clock)
         try:
             if parts.bot:
                 await run(settings, kz, background=jobs)
@@ -235,6 +192,69 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
         click.echo(line.text(state.lang), err=True)
         sys.exit(line.code)
     click.echo(stopped or state.t("The bot has stopped."))
+
+
+def _refuse_unservable(state: State, settings: Settings, parts: Parts) -> None:
+    """``serve``'s checks of the settings before anything starts: a line and exit 2."""
+    from bot.api.base import MIN_TOKEN_LENGTH
+
+    if parts.bot and not settings.bot_token.strip():
+        click.echo(state.t("No bot token is configured: set KEZEK_BOT_TOKEN (from @BotFather)."), err=True)
+        sys.exit(2)
+    if parts.api and settings.api_token and len(settings.api_token) < MIN_TOKEN_LENGTH:
+        click.echo(state.t("KEZEK_API_TOKEN is too short: use at least {count} characters "
+                           "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))').",
+                           count=MIN_TOKEN_LENGTH), err=True)
+        sys.exit(2)
+    problem = settings.webhook_problem() if parts.bot else None
+    if problem:
+        click.echo(state.t("The webhook settings are not valid: {problem}.", problem=problem), err=True)
+        sys.exit(2)
+
+
+def _background_jobs(kz: Kezek, db: Database, settings: Settings, parts: Parts, clock: Clock,
+                     sandbox_clock: Any) -> tuple[list[BackgroundJob], Bot | None]:
+    """What ``serve`` runs beside the bot (or alone): the API, the scheduler, the sandbox clock's
+    follower and the senders, each as ``parts`` says; and the bot the senders use when the process
+    serves no updates (closed by ``serve``), or None."""
+    from bot.delivery.mail import make_mailer
+    from bot.delivery.sender import SendPolicy, outbox_loop
+    from bot.jobs import run_scheduler
+    from bot.telegram.runner import make_bot
+
+    jobs: list[BackgroundJob] = []
+    if parts.api:
+        from bot.api.server import serve_api
+
+        async def api(_bot: Bot | None) -> None:
+            await serve_api(kz, settings, sandbox_clock=sandbox_clock)
+
+        jobs.append(api)
+    if parts.scheduler:
+        async def scheduler(_bot: Bot | None) -> None:
+            await run_scheduler(kz, every_seconds=settings.sweep_seconds,
+                                snapshot_hour=settings.snapshot_hour, digest_hour=settings.digest_hour)
+
+        jobs.append(scheduler)
+    if sandbox_clock is not None:  # moved by another process on the same sandbox: followed
+        from bot.sandbox.clock import follow_stored_clock
+
+        async def follow(_bot: Bot | None) -> None:
+            await follow_stored_clock(db, sandbox_clock)
+
+        jobs.append(follow)
+    sender_bot = None
+    if parts.senders:
+        mailer = make_mailer(settings, clock)
+        if not parts.bot and settings.bot_token.strip():
+            sender_bot = make_bot(settings)  # Telegram notices without serving updates
+
+        async def senders(bot: Bot | None) -> None:
+            await outbox_loop(kz, bot or sender_bot, mailer, idle=settings.outbox_idle_seconds,
+                              policy=SendPolicy.from_settings(settings))
+
+        jobs.append(senders)
+    return jobs, sender_bot
 
 
 @cli.command("run")

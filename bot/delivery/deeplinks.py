@@ -56,7 +56,7 @@ class BotUsername:
             return None
         try:
             me = await self._bot.get_me()
-        except Exception as exc:  # noqa: BLE001 - any failure of getMe: try the e-mail later
+        except Exception as exc:  # any failure of getMe: try the e-mail later
             raise RetryLater(None, f"the bot's username is unknown: getMe failed ({type(exc).__name__})") from exc
         self._name = deep_link.valid_username(me.username)
         return self._name

@@ -84,6 +84,17 @@ async def schedule_between(kz: Kezek, start: dt.datetime, end: dt.datetime, *, s
     return _moments(start, end, minutes)
 
 
+def _target(start: dt.datetime, advance: dt.timedelta | None, to: dt.datetime | None) -> dt.datetime:
+    """Where ``move_clock`` goes: ``start + advance``, or ``to`` (with its offset); exactly one given."""
+    if advance is not None and to is None:
+        return start + advance
+    if to is not None and advance is None:
+        if to.tzinfo is None:
+            raise ClockMoveError("the time needs a UTC offset")
+        return to.astimezone(dt.UTC)
+    raise ClockMoveError("give either advance or to")
+
+
 async def move_clock(kz: Kezek, clock: SandboxClock, *, advance: dt.timedelta | None = None,
                      to: dt.datetime | None = None, snapshot_hour: int = 0,
                      digest_hour: int = 10) -> dict[str, Any]:
@@ -91,11 +102,7 @@ async def move_clock(kz: Kezek, clock: SandboxClock, *, advance: dt.timedelta | 
     in between at its own moment, then the sweeps at the new time. Returns the new time and, for
     each moment where something happened, what did."""
     start = clock.now()
-    if (advance is None) == (to is None):
-        raise ClockMoveError("give either advance or to")
-    if to is not None and to.tzinfo is None:
-        raise ClockMoveError("the time needs a UTC offset")
-    target = start + advance if advance is not None else to.astimezone(dt.UTC)  # type: ignore[union-attr]
+    target = _target(start, advance, to)
     if target < start:
         raise ClockMoveError("the sandbox clock only moves forward")
     if target - start > MAX_MOVE:

@@ -331,8 +331,10 @@ class Console:
     # --- the Bot API, drawn ---------------------------------------------------------------------------
 
     def _ours(self, chat_id: int | str | None) -> bool:
+        if chat_id is None:
+            return False
         try:
-            return int(chat_id) == self.chat_id  # type: ignore[arg-type]
+            return int(chat_id) == self.chat_id
         except (TypeError, ValueError):
             return False
 
@@ -400,43 +402,55 @@ class Console:
             self._show(message, self._text(text, self._parse_mode(bot, method)), mark="✎")
             return message.as_(bot)
         if isinstance(method, AnswerCallbackQuery):
-            if method.text:  # an alert (a box the user must close) or a toast
-                mark = "┃ " if method.show_alert else "‣ "
-                self.emit(*[INDENT + mark + line.strip() for line in _wrap(clean(method.text), "")])
-            if method.url:
-                self.emit(INDENT + "↗ " + clean(method.url))
+            self._answered(method)
             return True
         if isinstance(method, SendPhoto | SendDocument):
-            is_photo = isinstance(method, SendPhoto)
-            file = method.photo if is_photo else method.document
-            inline = method.reply_markup if isinstance(method.reply_markup, InlineKeyboardMarkup) else None
-            content: dict[str, Any] = {"caption": method.caption, "reply_markup": inline}
-            if is_photo:
-                content["photo"] = [PhotoSize(file_id="console", file_unique_id="console", width=1, height=1)]
-            else:
-                content["document"] = Document(file_id="console", file_unique_id="console")
-            message = self._bot_message(bot, method.chat_id, **content)
-            if self._ours(method.chat_id):
-                path = await self._save(bot, message.message_id, file, "picture.png" if is_photo else "file")
-                extra: tuple[str, ...] = ()
-                if path is not None and is_photo:
-                    extra = tuple(_wrap("🖼 " + await self.t("The picture is saved to {path}.", path=str(path))))
-                elif path is not None:  # e.g. the referral's PDF
-                    extra = tuple(_wrap("📄 " + await self.t("The file is saved to {path}.", path=str(path))))
-                self._show(message, self._text(method.caption, self._parse_mode(bot, method)),
-                           markup=method.reply_markup, extra=extra)
-            return message
+            return await self._sent_file(bot, method)
         if isinstance(method, DeleteMessage):
-            if self._ours(method.chat_id):
-                gone = self.messages.pop(int(method.message_id), None)
-                if gone is not None:
-                    for number in [n for n, (mid, _b) in self.inline.items() if mid == gone.message_id]:
-                        del self.inline[number]
-                    first = clean(gone.text or gone.caption or "").split("\n", 1)[0][: WIDTH - 8]
-                    self.emit(INDENT + self._dim(f"✕ {first}"))
+            self._deleted(method)
             return True
         # SetMyCommands, DeleteWebhook, SendChatAction...: nothing to show.
         return True
+
+    def _answered(self, method: AnswerCallbackQuery) -> None:
+        if method.text:  # an alert (a box the user must close) or a toast
+            mark = "┃ " if method.show_alert else "‣ "
+            self.emit(*[INDENT + mark + line.strip() for line in _wrap(clean(method.text), "")])
+        if method.url:
+            self.emit(INDENT + "↗ " + clean(method.url))
+
+    async def _sent_file(self, bot: Bot, method: SendPhoto | SendDocument) -> Message:
+        inline = method.reply_markup if isinstance(method.reply_markup, InlineKeyboardMarkup) else None
+        content: dict[str, Any] = {"caption": method.caption, "reply_markup": inline}
+        file: InputFile | str
+        if isinstance(method, SendPhoto):
+            file = method.photo
+            content["photo"] = [PhotoSize(file_id="console", file_unique_id="console", width=1, height=1)]
+        else:
+            file = method.document
+            content["document"] = Document(file_id="console", file_unique_id="console")
+        message = self._bot_message(bot, method.chat_id, **content)
+        if self._ours(method.chat_id):
+            is_photo = isinstance(method, SendPhoto)
+            path = await self._save(bot, message.message_id, file, "picture.png" if is_photo else "file")
+            extra: tuple[str, ...] = ()
+            if path is not None and is_photo:
+                extra = tuple(_wrap("🖼 " + await self.t("The picture is saved to {path}.", path=str(path))))
+            elif path is not None:  # e.g. the referral's PDF
+                extra = tuple(_wrap("📄 " + await self.t("The file is saved to {path}.", path=str(path))))
+            self._show(message, self._text(method.caption, self._parse_mode(bot, method)),
+                       markup=method.reply_markup, extra=extra)
+        return message
+
+    def _deleted(self, method: DeleteMessage) -> None:
+        if not self._ours(method.chat_id):
+            return
+        gone = self.messages.pop(int(method.message_id), None)
+        if gone is not None:
+            for number in [n for n, (mid, _b) in self.inline.items() if mid == gone.message_id]:
+                del self.inline[number]
+            first = clean(gone.text or gone.caption or "").split("\n", 1)[0][: WIDTH - 8]
+            self.emit(INDENT + self._dim(f"✕ {first}"))
 
     # --- the parent's side ----------------------------------------------------------------------------
 
@@ -773,7 +787,7 @@ class Console:
 
 
 def _read_mail(path: Path) -> EmailMessage:
-    return message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[return-value]
+    return message_from_bytes(path.read_bytes(), policy=policy.default)
 
 
 async def run_console(kz: Kezek, settings: Settings, clock: SandboxClock, *, phone: str, example: dict[str, Any],

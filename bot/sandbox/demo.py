@@ -54,10 +54,11 @@ async def seed(kz: Kezek, applications: int = 3000, seed: int = 7, phone: str | 
     now = kz.clock.now()
     await kz.upsert_districts([{"code": c, "name_ru": ru, "name_kk": kk} for c, ru, kk in DISTRICTS])
     kgs: list[dict[str, Any]] = []
-    for code, ru, kk in DISTRICTS:
+    for code, _ru, _kk in DISTRICTS:
         for i in range(1, 5):
             kgs.append({"code": f"{code}-{i:02d}", "district": code, "name_ru": f"Ясли-сад №{i * 7 + 100}",
-                        "name_kk": f"№{i * 7 + 100} бөбекжай-бақша", "address": f"{rnd.choice(STREETS)}, {rnd.randint(1, 200)}",
+                        "name_kk": f"№{i * 7 + 100} бөбекжай-бақша",
+                        "address": f"{rnd.choice(STREETS)}, {rnd.randint(1, 200)}",
                         "languages": rnd.choice(["ru,kk", "kk", "ru,kk"])})
         kgs.append({"code": f"{code}-P1", "district": code, "name_ru": "Частный детский сад «Балапан»",
                     "name_kk": "«Балапан» жеке балабақшасы", "address": f"{rnd.choice(STREETS)}, {rnd.randint(1, 200)}",

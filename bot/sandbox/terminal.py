@@ -110,6 +110,11 @@ def _button_rows(rows: list[list[str]], indent: str = INDENT) -> list[str]:
     return lines
 
 
+def _settle(future: asyncio.Future[str | None], line: str | None) -> None:
+    if not future.done():
+        future.set_result(line)
+
+
 class _StdinReader:
     """Lines from stdin, read on demand by a daemon thread (``input()``, so line editing works): a
     Ctrl+C or the end of the demo never waits for a line that does not come."""
@@ -132,7 +137,7 @@ class _StdinReader:
             except Exception:  # noqa: BLE001 - a closed or broken stdin ends the demo
                 line = None
             try:
-                loop.call_soon_threadsafe(lambda f=future, v=line: f.done() or f.set_result(v))
+                loop.call_soon_threadsafe(_settle, future, line)
             except RuntimeError:  # the loop is gone
                 return
             if line is None:

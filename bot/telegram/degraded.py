@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
@@ -20,6 +20,8 @@ from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 log = logging.getLogger("kezek.redis")
 
 RETRY_SECONDS = 30.0  # while degraded, Redis is tried again this often
+
+T = TypeVar("T")
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -65,28 +67,28 @@ class FallbackStorage(BaseStorage):
         """The Redis client (the throttle shares its pool)."""
         return getattr(self.primary, "redis", None)
 
-    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, use: Callable[[BaseStorage], Awaitable[T]]) -> T:
         if not self.outage.active:
             try:
-                result = await getattr(self.primary, name)(*args, **kwargs)
+                result = await use(self.primary)
             except self.outage.errors as exc:
                 self.outage.failed(exc)
             else:
                 self.outage.answered()
                 return result
-        return await getattr(self.fallback, name)(*args, **kwargs)
+        return await use(self.fallback)
 
     async def set_state(self, key: StorageKey, state: Any = None) -> None:
-        await self._call("set_state", key, state)
+        await self._call(lambda storage: storage.set_state(key, state))
 
     async def get_state(self, key: StorageKey) -> str | None:
-        return await self._call("get_state", key)  # type: ignore[no-any-return]
+        return await self._call(lambda storage: storage.get_state(key))
 
     async def set_data(self, key: StorageKey, data: Any) -> None:
-        await self._call("set_data", key, data)
+        await self._call(lambda storage: storage.set_data(key, data))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        return await self._call("get_data", key)  # type: ignore[no-any-return]
+        return await self._call(lambda storage: storage.get_data(key))
 
     async def close(self) -> None:
         with contextlib.suppress(*self.outage.errors):

@@ -120,8 +120,8 @@ class DatabaseStorage(BaseStorage):
             current = dialogues.get(k)
             if current is not None and current.at + self.TTL_SECONDS <= now:
                 current = None  # expired: what is changed starts from nothing
-            state = change["state"] if "state" in change else (current.state if current else None)
-            data = change["data"] if "data" in change else (current.data if current else {})
+            state = change.get("state", current.state if current else None)
+            data = change.get("data", current.data if current else {})
             if state is None and not data:
                 if k in dialogues:
                     await fsm_states.remove(self.db, k)

@@ -26,7 +26,7 @@ from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods import TelegramMethod
 from aiogram.methods.base import Response
 from aiogram.types import BotCommand, BotCommandScopeDefault
-from aiohttp import ClientError, web
+from aiohttp import ClientError, ClientTimeout, web
 
 from bot.config import Settings
 from bot.telegram.app import build_dispatcher, make_storage
@@ -116,9 +116,9 @@ class KezekSession(AiohttpSession):
         url = self.api.api_url(token=bot.token, method=method.__api_method__)
         try:
             async with session.post(url, data=self.json_dumps(payload), headers=_JSON_BODY,
-                                    timeout=self.timeout if timeout is None else timeout) as resp:
+                                    timeout=ClientTimeout(total=self.timeout if timeout is None else timeout)) as resp:
                 raw_result = await resp.text()
-        except asyncio.TimeoutError as e:
+        except TimeoutError as e:
             raise TelegramNetworkError(method=method, message="Request timeout error") from e
         except ClientError as e:
             raise TelegramNetworkError(method=method, message=f"{type(e).__name__}: {e}") from e
@@ -213,13 +213,18 @@ def _log_tasks() -> None:
         log.warning("task %s waits at:%s", task.get_name(), frames or " (not started)")
 
 
+def _stop(sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info("received %s", sig.name)
+    stop.set()
+
+
 def _stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
     """SIGINT/SIGTERM set ``stop`` (SIGUSR1 logs the tasks, ``_log_tasks``); returns the undo."""
     loop = asyncio.get_running_loop()
     installed = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, lambda s=sig: (log.info("received %s", s.name), stop.set()))
+            loop.add_signal_handler(sig, _stop, sig, stop)
             installed.append(sig)
 
     if hasattr(signal, "SIGUSR1"):

@@ -154,7 +154,7 @@ class ThrottleMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         chat_id = self._counted_chat(event, data)
-        if chat_id is None:
+        if chat_id is None or not isinstance(event, Update):  # (counted: an Update)
             return await handler(event, data)
         counted = data.pop(THROTTLE_COUNTED, None)
         if counted is not None and counted[0] == chat_id:

@@ -5,7 +5,8 @@ load balancer; ARCHITECTURE.md and bot/deploy/README.md).
   whose ``X-Telegram-Bot-Api-Secret-Token`` header is not the configured secret (any header: a
   non-ASCII one too, compared as bytes in constant time) gets 401 and is not processed; with the
   right secret, a body that is not JSON or not a valid Update gets 400, and the log says the
-  error's type only (pydantic's message would quote the fields' values: an IIN a parent typed). The update is handled before the response (Telegram waits up to a minute; aiogram moves
+  error's type only (pydantic's message would quote the fields' values: an IIN a parent typed).
+  The update is handled before the response (Telegram waits up to a minute; aiogram moves
   a slower handler to the background after 55 s), so a graceful shutdown finishes it.
 * ``GET /healthz``: 200 "ok" (for the load balancer); 503 with a line of text saying why when the
   database does not answer or the senders are stuck (the rules: ``bot.metrics``; with no service
@@ -29,6 +30,7 @@ import logging
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.methods import TelegramMethod
 from aiogram.types import Update
 from aiogram.types.update import UpdateTypeLookupError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
@@ -117,7 +119,7 @@ class KezekRequestHandler(SimpleRequestHandler):
 
     async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
         update = await self._update(bot, request)
-        result = await self.dispatcher.feed_webhook_update(bot, update, **self.data)
+        result: TelegramMethod[Any] | None = await self.dispatcher.feed_webhook_update(bot, update, **self.data)
         return web.Response(body=self._build_response_writer(bot=bot, result=result))
 
     # (Kezek answers Telegram after handling the update, ``handle_in_background=False``; were it
