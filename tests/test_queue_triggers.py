@@ -102,7 +102,7 @@ async def test_the_triggers_count_every_change_of_a_waiting_order_and_nothing_el
         before = await versions(db, here, there)
         await change()
         after = await versions(db, here, there)
-        assert [int(a > b) for a, b in zip(after, before)] == moved, what
+        assert [int(a > b) for a, b in zip(after, before, strict=True)] == moved, what
 
 
 # --- a migration that loses them ------------------------------------------------------------------
@@ -202,7 +202,7 @@ def test_a_database_found_without_its_triggers_is_repaired_when_migrated(
 
     async def moved(kz: Kezek, db: Database) -> None:  # a waiting one's key: a change of its queue
         await sql(db, "UPDATE applications SET submitted_at = :at WHERE number = :n",
-                  at=dt.datetime(2023, 1, 1, 4, 0), n=first)
+                  at=dt.datetime(2023, 1, 1, 4, 0), n=first)  # noqa: DTZ001 - raw SQL: the stored form
 
     with empty_database(backend, tmp_path) as url:
         upgrade(url)

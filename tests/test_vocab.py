@@ -50,7 +50,8 @@ def test_each_member_is_the_word_the_database_stores(vocabulary: type) -> None:
     for member in vocabulary:  # type: ignore[attr-defined]
         word = member.value
         assert member == word and hash(member) == hash(word)
-        assert (str(member), f"{member}", "%s" % member, format(member, ">3")[-len(word):]) == (word,) * 4
+        assert (str(member), f"{member}", "%s" % member,  # noqa: UP031 - %-formatting is what is tested
+                format(member, ">3")[-len(word):]) == (word,) * 4
         assert json.dumps({member: [member]}) == json.dumps({word: [word]})
 
 
