@@ -10,6 +10,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str | None]:
-    """A fresh PostgreSQL database for this test session, migrated once."""
-    if not PG_URL:
-        yield None
-        return
-    name = f"kezek_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def new_pg_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on KEZEK_TEST_POSTGRES_URL's server; dropped afterwards."""
+    assert PG_URL
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = normalise_url(PG_URL)
 
     async def run(sql: str) -> None:
@@ -65,10 +64,21 @@ def pg_database() -> Iterator[str | None]:
         await engine.dispose()
 
     asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    url = admin.rsplit("/", 1)[0] + "/" + name
-    upgrade(url)
-    yield url
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield admin.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this test session, migrated once."""
+    if not PG_URL:
+        yield None
+        return
+    with new_pg_database("kezek_test") as url:
+        upgrade(url)
+        yield url
 
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -5,7 +5,6 @@ that fails, or leaves a table, an index, a trigger or a function behind, fails h
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,13 +13,12 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.db import normalise_url
 from storage.migrate import alembic_config
-from tests.conftest import BACKENDS, PG_URL
+from tests.conftest import BACKENDS, PG_URL, new_pg_database
 
 
 @contextmanager
@@ -31,20 +29,8 @@ def empty_database(backend: str, tmp_path: Path) -> Iterator[str]:
         return
     if not PG_URL:
         pytest.skip("PostgreSQL not configured: set KEZEK_TEST_POSTGRES_URL (.ci/run does)")
-    name = f"kezek_migrations_{uuid.uuid4().hex[:10]}"
-    admin = normalise_url(PG_URL)
-
-    async def run(sql: str) -> None:
-        engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
-        async with engine.connect() as conn:
-            await conn.execute(text(sql))
-        await engine.dispose()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.rsplit("/", 1)[0] + "/" + name
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with new_pg_database("kezek_migrations") as url:
+        yield url
 
 
 def on_database(url: str, read: Any) -> Any:
