@@ -1,4 +1,4 @@
-"""Linking a Telegram chat to an application (DESIGN.md §3 "Link").
+"""Linking a Telegram chat to an application (the /link screen; RULES.md "Queue").
 
 Application number → child IIN → proof that the chat belongs to the applicant: the sender's own
 Telegram contact whose phone equals the application's phone, or a one-time code sent to the

@@ -1,5 +1,6 @@
-"""A chat's settings (DESIGN.md §3 "/settings", "/unlink"): the optional notices it gets, its own
-e-mail address for copies (confirmed with a code sent to that address) and unlinking an application.
+"""A chat's settings (the /settings and /unlink screens of handlers/settings.py): the optional
+notices it gets, its own e-mail address for copies (confirmed with a code sent to that address) and
+unlinking an application.
 
 * Optional notices: queue number moved (opt-in), deadline reminders, seats open to everyone. The
   mandatory ones (your turn, referral, annulment, stop-list, removal) always come:

@@ -1,4 +1,4 @@
-"""The status screen (DESIGN.md §3 "Status"): one card per linked application, the history of its
+"""The status screen (RULES.md "Queue"; the /status screen): one card per linked application, the history of its
 queue number, and a forecast of when the turn may come at the recent pace.
 
 No aiogram here: the cards are plain dataclasses that the bot layer renders. The viewer of a chat

@@ -2,8 +2,8 @@
 routes and drains the outbox while the bot runs.
 
 Telegram's limits are kept on our side (``services.pacing.Pacer``: 30 messages a second overall,
-one a second per chat, both settings). aiogram never retries ``TelegramRetryAfter`` (DESIGN.md
-section 5): a 429 pauses every send for Telegram's ``retry_after`` and the delivery stays due
+one a second per chat, both settings). aiogram never retries ``TelegramRetryAfter`` (ARCHITECTURE.md
+"Library traps"): a 429 pauses every send for Telegram's ``retry_after`` and the delivery stays due
 without losing a try. 5xx and network errors or timeouts are retried with backoff. A 403 (the user
 blocked the bot) gives that delivery up and marks the chat blocked; its e-mail copies go on.
 
