@@ -62,13 +62,26 @@ def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
-def format_date(lang: str | None, d: dt.date | dt.datetime, format: str = "long") -> str:
-    """A date in the language's CLDR pattern ('short' | 'medium' | 'long' | 'full' or a pattern).
+# A formal document's long date (the referral PDF): the official Kazakh "2026 жылғы 5 желтоқсан"
+# in place of CLDR's "2026 ж. 5 желтоқсан", which is fine in a chat. Russian's long date
+# ("5 декабря 2026 г.") is already the formal one.
+FORMAL_LONG: dict[str, str] = {"kk": "y 'жылғы' d MMMM"}
+
+
+def _date_pattern(code: str, format: str, formal: bool) -> str:
+    return FORMAL_LONG.get(code, format) if formal and format == "long" else format
+
+
+def format_date(lang: str | None, d: dt.date | dt.datetime, format: str = "long", *,
+                formal: bool = False) -> str:
+    """A date in the language's CLDR pattern ('short' | 'medium' | 'long' | 'full' or a pattern);
+    ``formal``: a document's long date (``FORMAL_LONG``).
 
     A datetime is first moved to Asia/Almaty, so it shows the local calendar day."""
     if isinstance(d, dt.datetime):
         d = _aware(d).astimezone(ALMATY).date()
-    return _format_day(normalize_language(lang), d, format)
+    code = normalize_language(lang)
+    return _format_day(code, d, _date_pattern(code, format, formal))
 
 
 # The zone after a time: 'local' in Telegram and the CLI, 'utc' (with the offset) in what may be
@@ -97,24 +110,26 @@ class ZoneOnce:
 
 def format_datetime(lang: str | None, moment: dt.datetime,
                     date_format: Literal["full", "long", "medium", "short"] = "long",
-                    time_format: str = "short", zone: str | None = None) -> str:
+                    time_format: str = "short", zone: str | None = None, *, formal: bool = False) -> str:
     """A moment in Asia/Almaty time: e.g. '17 мая 2024 г., 09:30' / '2024 ж. 17 мамыр, 09:30';
-    with ``zone`` ('local' | 'utc') followed by the zone (``zone_text``)."""
+    with ``zone`` ('local' | 'utc') followed by the zone (``zone_text``); ``formal`` as in
+    ``format_date``."""
     locale = _locale(lang)
     local = _aware(moment).astimezone(ALMATY)
-    date_part = babel_dates.format_date(local.date(), date_format, locale=locale)
+    date_part = format_date(lang, local.date(), date_format, formal=formal)
     time_part = babel_dates.format_time(local, time_format, tzinfo=ALMATY, locale=locale)
     pattern = str(babel_dates.get_datetime_format(date_format, locale=locale))  # ("{1}, {0}": typed as a pattern)
     text = pattern.replace("'", "").replace("{1}", date_part).replace("{0}", time_part)
     return f"{text} {zone_text(lang, zone)}" if zone else text
 
 
-def format_deadline(lang: str | None, moment: dt.datetime, zone: str | None = None) -> str:
+def format_deadline(lang: str | None, moment: dt.datetime, zone: str | None = None, *,
+                    formal: bool = False) -> str:
     """A deadline kept as an exclusive instant: local midnight shows as 23:59 of the day before."""
     local = _aware(moment).astimezone(ALMATY)
     if (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0):
         local -= dt.timedelta(minutes=1)
-    return format_datetime(lang, local, zone=zone)
+    return format_datetime(lang, local, zone=zone, formal=formal)
 
 
 def format_number(lang: str | None, number: int | float) -> str:

@@ -24,7 +24,7 @@ from bot.delivery.notices import attachment_note, render
 from bot.delivery.sender import SendPolicy, drain_once
 from handlers.views.referral_pdf import page_lines, referral_pdf
 from locales import gettext
-from locales.formats import format_date, format_deadline
+from locales.formats import ALMATY, format_date, format_deadline
 from services.clock import FrozenClock
 from services.email import FolderSender
 from services.kezek import Kezek
@@ -105,8 +105,8 @@ async def test_the_pdf_in_both_languages_reads_back_with_every_kazakh_letter(
         for label, value in page_lines(lang, document.facts):
             assert plain(label) in page and plain(value) in page, (lang, label, value)
         assert row["number"] in page and document.facts.child_iin_masked in page
-        assert plain(format_deadline(lang, document.facts.valid_until)) in page
-        assert plain(format_date(lang, document.facts.issued_at)) in page
+        assert plain(format_deadline(lang, document.facts.valid_until, formal=True)) in page
+        assert plain(format_date(lang, document.facts.issued_at, formal=True)) in page
         assert "kezek referrals verify" in page and "/api/v1/referrals/verify?token=" in page
         assert document.token in page  # typed in when the QR code cannot be scanned
         # No personal data beyond the masked IIN.
@@ -115,6 +115,18 @@ async def test_the_pdf_in_both_languages_reads_back_with_every_kazakh_letter(
     assert KG_NAME_KK in kk and "Ясли-сад «Акбота»" in ru
     assert "Алматы, Әуезов көшесі, 12" in kk and "Алматы, Әуезов көшесі, 12" in ru
     assert row["child_iin"].encode() not in data
+
+
+async def test_the_kazakh_page_writes_its_dates_in_the_formal_style(kz: Kezek, kazakh_world: World) -> None:
+    """A formal Kazakh document writes «2026 жылғы 5 желтоқсан», not the chat's «2026 ж. 5 желтоқсан»."""
+    ref, _row = await issue(kazakh_world, privilege="first")
+    document = await kz.referral_document(ref.id)
+    kk, ru = pdf_pages(referral_pdf(document, ["kk", "ru"]))
+    issued = document.facts.issued_at.astimezone(ALMATY)
+    month = format_date("kk", issued, "MMMM")
+    assert f"{issued.year} жылғы {issued.day} {month}" in kk
+    assert " ж. " not in kk
+    assert plain(format_date("ru", issued)) in ru  # Russian keeps its long date («5 декабря 2026 г.»)
 
 
 async def test_one_language_makes_one_page(kz: Kezek, kazakh_world: World) -> None:

@@ -76,12 +76,12 @@ def page_lines(lang: str, facts: ReferralFacts) -> list[tuple[str, str]]:
         (gettext(lang, "Group"), facts.group_name or "—"),
         (gettext(lang, "Language of the group"), language_name(lang, facts.group_language)),
         (gettext(lang, "Children born in"), str(facts.birth_year)),
-        (gettext(lang, "Issued on"), format_date(lang, facts.issued_at)),
-        (gettext(lang, "Referral valid until"), format_deadline(lang, facts.valid_until, zone="utc")),
+        (gettext(lang, "Issued on"), format_date(lang, facts.issued_at, formal=True)),
+        (gettext(lang, "Referral valid until"), format_deadline(lang, facts.valid_until, zone="utc", formal=True)),
     ]
     if facts.docs_due_at is not None:  # (the page may be read abroad: each deadline with its offset)
         rows.append((gettext(lang, "Privilege documents due by"),
-                     format_deadline(lang, facts.docs_due_at, zone="utc")))
+                     format_deadline(lang, facts.docs_due_at, zone="utc", formal=True)))
     return rows
 
 
@@ -145,11 +145,11 @@ def _page(pdf: FPDF, lang: str, document: ReferralDocument, qr: bytes) -> None:
     pdf.ln(2)
     pdf.set_font("DejaVu", "", 10.5)
     pdf.multi_cell(0, 5.5, gettext(lang, "Take it to the kindergarten by {due}, or it is annulled.",
-                                   due=format_deadline(lang, facts.valid_until, zone="utc")),
+                                   due=format_deadline(lang, facts.valid_until, zone="utc", formal=True)),
                    new_x="LMARGIN", new_y="NEXT", align="L")
     if facts.docs_due_at is not None:
         pdf.multi_cell(0, 5.5, gettext(lang, "Privilege documents are due by {due}.",
-                                       due=format_deadline(lang, facts.docs_due_at)),
+                                       due=format_deadline(lang, facts.docs_due_at, formal=True)),
                        new_x="LMARGIN", new_y="NEXT", align="L")
     pdf.ln(6)
 
