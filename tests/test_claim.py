@@ -132,6 +132,29 @@ async def test_claim_outside_the_window_changes_nothing(tg: Harness, kz: Kezek, 
                         at=format_datetime("ru", almaty(2026, 9, 7, 9, 0))) in listing.text
 
 
+async def test_in_the_sandbox_the_refusal_is_followed_by_how_to_move_the_clock(
+        tg: Harness, kz: Kezek, clock: FrozenClock, offered: dict[str, Any]) -> None:
+    """`kezek demo` with a real bot: outside the window the parent is told, after the refusal, when
+    the window opens and the command that moves the sandbox clock there; production says nothing more."""
+    from bot.sandbox.hint import WindowHintMiddleware
+    from bot.telegram.app import build_dispatcher
+
+    sandbox = Harness(build_dispatcher(kz, extra=[WindowHintMiddleware(clock)]))
+    seat_id = (await kz.claim_choices(CHAT_ID, offered["app_id"])).choices[0].seat_id
+    clock.set(almaty(2026, 9, 7, 8, 30))  # the Monday, half an hour before the window opens
+    press = ClaimCallback(app=offered["app_id"], seat=seat_id, step="c").pack()
+    assert not sent(await tg.press(press))  # production: the alert only
+    for lang in ("ru", "kk"):
+        calls = await sandbox.press(press, language_code=lang)
+        [alert] = answers(calls)
+        assert alert.show_alert and "09:00" in alert.text
+        [hint] = sent(calls)
+        assert format_datetime(lang, almaty(2026, 9, 7, 9, 0), zone="local") in hint.text
+        assert "kezek sandbox clock --advance 30m" in hint.text
+    assert await referrals(kz) == 0
+    await sandbox.bot.session.close()
+
+
 async def test_expired_offer_cannot_be_claimed(tg: Harness, kz: Kezek, clock: FrozenClock,
                                                offered: dict[str, Any]) -> None:
     seat_id = (await kz.claim_choices(CHAT_ID, offered["app_id"])).choices[0].seat_id

@@ -165,7 +165,7 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
         jobs, sender_bot = _background_jobs(kz, db, settings, parts, clock, sandbox_clock)
         try:
             if parts.bot:
-                await run(settings, kz, background=jobs)
+                await run(settings, kz, background=jobs, extra=_sandbox_middlewares(sandbox_clock))
             else:
                 await run_headless(jobs)
         finally:
@@ -192,6 +192,16 @@ def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any 
         click.echo(line.text(state.lang), err=True)
         sys.exit(line.code)
     click.echo(stopped or state.t("The bot has stopped."))
+
+
+def _sandbox_middlewares(sandbox_clock: Any) -> list[Any]:
+    """In the sandbox, a claim refused outside the window is followed in the chat by the command
+    that moves the sandbox clock there (bot.sandbox.hint)."""
+    if sandbox_clock is None:
+        return []
+    from bot.sandbox.hint import WindowHintMiddleware
+
+    return [WindowHintMiddleware(sandbox_clock)]
 
 
 def _refuse_unservable(state: State, settings: Settings, parts: Parts) -> None:

@@ -203,15 +203,6 @@ def compact_duration(delta: dt.timedelta) -> str:
     return "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n) or "1m"
 
 
-def iso_duration(delta: dt.timedelta) -> str:
-    """``P2DT14H5M``: what ``POST /api/v1/sandbox/clock`` reads as ``advance`` (whole minutes)."""
-    minutes = int(delta.total_seconds() // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    time = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M")) if n)
-    return f"P{days}D" + (f"T{time}" if time else "") if days else f"PT{time or '1M'}"
-
-
 def window_opens(exc: Any) -> dt.datetime | None:
     """When the claim window opens next, from an ``outside_claim_window`` refusal (None: unknown)."""
     from locales.formats import parse_moment
@@ -223,18 +214,17 @@ def window_opens(exc: Any) -> dt.datetime | None:
 
 def window_hint(lang: str, exc: Any, now: dt.datetime, *, console: bool = False) -> str:
     """A claim refused outside the claim window, in the sandbox: when the window opens (with the
-    zone) and how to move the sandbox's clock there (``!advance`` in the console, the API's clock
-    route otherwise)."""
+    zone) and how to move the sandbox's clock there (``!advance`` in the console, the command
+    ``kezek sandbox clock --advance`` otherwise: the CLI and the Telegram bot of ``kezek demo``)."""
     from locales import gettext
     from locales.formats import format_datetime
 
     opens = window_opens(exc)
+    delta = dt.timedelta(hours=1) if opens is None else time_to(opens, now)
+    command = f"!advance {compact_duration(delta)}" if console else \
+        f"kezek sandbox clock --advance {compact_duration(delta)}"
     if opens is None:
-        command = "!advance 1h" if console else 'POST /api/v1/sandbox/clock {"advance": "PT1H"}'
         return gettext(lang, "In the sandbox, move the clock forward to the claim window: {command}",
-                            command=command)
-    delta = time_to(opens, now)
-    command = (f"!advance {compact_duration(delta)}" if console
-               else f'POST /api/v1/sandbox/clock {{"advance": "{iso_duration(delta)}"}}')
+                       command=command)
     return gettext(lang, "The claim window opens {moment}. In the sandbox, move the clock there: {command}",
-                        moment=format_datetime(lang, opens, zone="local"), command=command)
+                   moment=format_datetime(lang, opens, zone="local"), command=command)

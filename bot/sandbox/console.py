@@ -27,8 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
-import inspect
 import logging
 import re
 import sys
@@ -77,6 +75,8 @@ from bot.config import Settings
 from bot.delivery.mail import make_mailer
 from bot.delivery.sender import SendPolicy, outbox_loop
 from bot.sandbox.clock import window_hint
+from bot.sandbox.hint import WindowWatch
+from bot.sandbox.report import done_text, moved_lines
 from bot.sandbox.terminal import (
     INDENT,
     WIDTH,
@@ -91,41 +91,17 @@ from bot.sandbox.terminal import (
 from bot.telegram.app import build_dispatcher
 from locales import LANGUAGES, N_, gettext, normalize_language
 from locales.errors import error_text
-from locales.formats import format_datetime, format_number, parse_moment
+from locales.formats import format_datetime
 from locales.names import language_name
 from services.calendar import ALMATY
 from services.clock import SandboxClock
 from services.email import EmailSender
-from services.errors import KezekError, OutsideClaimWindow
+from services.errors import KezekError
 from services.kezek import Kezek
 from services.pacing import Pacer
 
 log = logging.getLogger("kezek.console")
 
-
-class _WindowWatch:
-    """The service facade as the console's bot sees it: a call refused because the claim window is
-    closed (an evening, a weekend) is remembered, so that the console can say, after the bot's
-    answer, when the window opens and how to move the sandbox clock there."""
-
-    def __init__(self, kz: Kezek) -> None:
-        self._kz = kz
-        self.refused: OutsideClaimWindow | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._kz, name)
-        if not inspect.iscoroutinefunction(value):
-            return value
-
-        @functools.wraps(value)
-        async def watched(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return await value(*args, **kwargs)
-            except OutsideClaimWindow as exc:
-                self.refused = exc
-                raise
-
-        return watched
 
 # The demo parent's chat (a private chat: its id is the user's id).
 CHAT_ID = 100001
@@ -165,16 +141,6 @@ USAGE = {
     "lang": "!lang ru|kk",
     "mail": "!mail [N]",
 }
-# What the sweeps and the sandbox clock report (bot.sandbox.clock.move_clock, Kezek.run_sweeps).
-DONE_LABELS: dict[str, str] = {
-    "offers_expired": N_("offers expired"),
-    "offers_made": N_("offers made"),
-    "no_show": N_("referrals annulled: not taken to the kindergarten in time"),
-    "docs_missed": N_("referrals annulled: privilege documents not brought in time"),
-    "stoplists_ended": N_("stop-lists ended"),
-    "reminders": N_("reminders sent"),
-    "moves_announced": N_("queue moves announced"),
-}
 
 class ConsoleSession(BaseSession):
     """A Bot session that draws each Bot API call on the console instead of calling Telegram."""
@@ -210,7 +176,7 @@ class Console:
         self.language_code = normalize_language(settings.lang)
         self.session = ConsoleSession(self)
         self.bot = Bot(BOT_TOKEN, session=self.session)
-        self.watch = _WindowWatch(kz)
+        self.watch = WindowWatch(kz)
         self.dp = build_dispatcher(self.watch)  # type: ignore[arg-type]
         # The bot's messages in this chat (for edits and for the message a button belongs to).
         self.messages: dict[int, Message] = {}
@@ -628,19 +594,10 @@ class Console:
                                       count=len(result.seat_ids) - len(result.offers)))
         await self.say(*lines)
 
-    def _done_text(self, lang: str, done: dict[str, Any]) -> str:
-        parts = []
-        for key, value in done.items():
-            if key in ("at", "snapshot_rows") or not value:  # the nightly snapshot is bookkeeping
-                continue
-            label = DONE_LABELS.get(key)
-            parts.append(f"{gettext(lang, label) if label else key}: {format_number(lang, value)}")
-        return "; ".join(parts)
-
     async def op_sweep(self, _args: list[str]) -> None:
         done = await self.kz.run_sweeps()
         lang = await self.lang()
-        await self.say(self._done_text(lang, done) or gettext(lang, "Nothing fell due."))
+        await self.say(done_text(lang, done) or gettext(lang, "Nothing fell due."))
 
     async def op_advance(self, args: list[str]) -> None:
         from bot.sandbox.clock import MAX_MOVE, ClockMoveError, move_clock
@@ -665,15 +622,7 @@ class Console:
             await self.say(gettext(lang, "The sandbox clock moves at most {days} days at once.",
                                         days=MAX_MOVE.days))
             return
-        lines = [gettext(lang, "The sandbox clock is now at {moment}.",
-                              moment=format_datetime(lang, self.clock.now()))]
-        for step in moved.get("sweeps", []):
-            at = parse_moment(step.get("at"))
-            what = self._done_text(lang, step)
-            if what:
-                lines.append(f"  {format_datetime(lang, at, 'short') if at else step.get('at')}: {what}")
-        if len(lines) == 1:
-            lines.append(gettext(lang, "Nothing fell due."))
+        lines = moved_lines(lang, self.clock.now(), moved)
         await self.say(*lines)
 
     async def op_now(self, _args: list[str]) -> None:

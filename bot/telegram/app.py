@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from aiogram import Dispatcher, F
+from aiogram import BaseMiddleware, Dispatcher, F
 from aiogram.enums import ChatType
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 
@@ -56,13 +57,16 @@ def make_storage(settings: Settings, *,
 
 def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,
                      events_isolation: BaseEventIsolation | None = None,
-                     throttle: ThrottleMiddleware | None = None) -> Dispatcher:
+                     throttle: ThrottleMiddleware | None = None,
+                     extra: Sequence[BaseMiddleware] = ()) -> Dispatcher:
     """A Dispatcher whose handlers get ``kz`` (the service facade) and ``lang`` ('ru' | 'kk').
 
     ``storage``: FSM storage (when None: the dialogues in kezek's database, ``DatabaseStorage``);
     ``events_isolation``: aiogram's event isolation (none when None); ``throttle``: the per-chat
-    limit (none when None; ``bot.telegram.runner`` builds one from the settings). The Dispatcher closes the
-    storage and the throttle on shutdown."""
+    limit (none when None; ``bot.telegram.runner`` builds one from the settings); ``extra``: outer
+    update middlewares after the context (they see ``kz`` and ``lang``), e.g. the sandbox's
+    ``bot.sandbox.hint.WindowHintMiddleware``. The Dispatcher closes the storage and the throttle on
+    shutdown."""
     # With Redis, bot.telegram.gate.ChatGate takes the place of aiogram's FSM middleware (the lock, the
     # state and the throttle's count in one round trip).
     gate = ChatGate.over(storage, events_isolation)
@@ -86,6 +90,8 @@ def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,
         dp.update.outer_middleware(throttle)
         dp.shutdown.register(throttle.close)
     dp.update.outer_middleware(context)
+    for middleware in extra:
+        dp.update.outer_middleware(middleware)
     # Kezek talks to parents one to one; messages in groups are left alone.
     dp.message.filter(Magic(F.chat.type == ChatType.PRIVATE))
     # /status outside a dialogue first (handlers.status.build_first_router: the same answer,

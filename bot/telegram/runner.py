@@ -19,7 +19,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
-from aiogram import Bot, Dispatcher
+from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNetworkError
@@ -254,9 +254,11 @@ async def run_headless(background: Sequence[BackgroundJob], *, handle_signals: b
 
 
 async def run(settings: Settings, kezek: Kezek, *, background: Sequence[BackgroundJob] = (),
-              handle_signals: bool = True, stop: asyncio.Event | None = None) -> None:
+              handle_signals: bool = True, stop: asyncio.Event | None = None,
+              extra: Sequence[BaseMiddleware] = ()) -> None:
     """Serve the bot until SIGINT/SIGTERM (or ``stop`` is set, or the task is cancelled); always
-    closes the bot session, the FSM storage and the throttle's store.
+    closes the bot session, the FSM storage and the throttle's store. ``extra``: more outer update
+    middlewares (``build_dispatcher``).
 
     Raises ``MissingTokenError`` or ``WebhookConfigError`` before any network I/O."""
     problem = settings.webhook_problem()
@@ -267,7 +269,7 @@ async def run(settings: Settings, kezek: Kezek, *, background: Sequence[Backgrou
     try:
         storage, isolation = make_storage(settings)
         throttle = make_throttle(settings, redis=getattr(storage, "redis", None))
-        dp = build_dispatcher(kezek, storage=storage, events_isolation=isolation, throttle=throttle)
+        dp = build_dispatcher(kezek, storage=storage, events_isolation=isolation, throttle=throttle, extra=extra)
         # The numbers parents saw are written in groups (services.status.LookBuffer), and the
         # rest when the bot stops.
         kezek.buffer_looks(LOOK_FLUSH_SECONDS)
