@@ -6,6 +6,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -103,6 +104,17 @@ class Settings(BaseSettings):
     # checked (the OpenAPI document's maxItems). A bigger load: several requests, or `kezek import`.
     api_max_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
 
+    # --- the public referral page (bot/web: what the referral's QR code opens) ---------------------
+    # The https base the public reaches Kezek's page on, behind the reverse proxy
+    # (https://kezek.example.kz; http only for localhost): the QR code of a referral PDF opens
+    # <public_url>/r/<code>, and `kezek run` serves that page on page_host:page_port. Empty: no
+    # page; the QR code holds the bare code, which the registry checks.
+    public_url: str = ""
+    page_host: str = "127.0.0.1"
+    page_port: Annotated[int, Field(ge=1, le=65535)] = 8082
+    # Checks one client (one address) may make on the page a minute; more get a "try again" page.
+    page_rate: Annotated[int, Field(ge=1, le=10_000)] = 30
+
     # --- signed tokens (the referral's QR code; services/signing.py) -------------------------------
     # The HMAC key (at least 32 characters, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))').
     # Empty: a random key made once and kept in the database, which every instance and the CLI
@@ -122,6 +134,11 @@ class Settings(BaseSettings):
 
     # Telegram user ids of the operators (KEZEK_ADMIN_IDS=1,2,3).
     admin_ids: Annotated[list[int], NoDecode] = []
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_base(cls, value: str) -> str:
+        return public_base(value)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -185,6 +202,20 @@ class Settings(BaseSettings):
 
     def webhook_full_url(self) -> str:
         return self.webhook_url.strip().rstrip("/") + self.webhook_path
+
+
+def public_base(value: str) -> str:
+    """``KEZEK_PUBLIC_URL`` checked: empty, or an https base without a query or fragment (http only
+    for localhost, a sandbox on one machine); given back without the trailing slash."""
+    text = value.strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    local = parts.scheme == "http" and (parts.hostname or "") in ("localhost", "127.0.0.1", "::1")
+    if (parts.scheme != "https" and not local) or not parts.netloc or parts.query or parts.fragment \
+            or "@" in parts.netloc or any(c.isspace() for c in text):
+        raise ValueError("an https base address")
+    return text.rstrip("/")
 
 
 @lru_cache

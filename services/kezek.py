@@ -41,15 +41,17 @@ class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, Refer
     ``signing_key``: the key of signed tokens (KEZEK_SIGNING_KEY); None: the database's own;
     ``previous_signing_keys``: keys whose tokens still verify (KEZEK_SIGNING_KEY_PREVIOUS).
     ``document_store``: where privilege documents sent in the chat are kept (KEZEK_DOCUMENTS_DIR);
-    None: a folder under ``services.documents.DEFAULT_DIR``, made on first use."""
+    None: a folder under ``services.documents.DEFAULT_DIR``, made on first use.
+    ``public_url``: the public referral page's base (KEZEK_PUBLIC_URL), which referral QR codes open."""
 
     def __init__(self, db: Database, clock: Clock, *, signing_key: bytes | None = None,
                  previous_signing_keys: tuple[bytes, ...] = (),
-                 document_store: DocumentStore | None = None) -> None:
+                 document_store: DocumentStore | None = None, public_url: str = "") -> None:
         super().__init__(db, clock)
         self._signing_key = signing_key
         self._previous_signing_keys = previous_signing_keys
         self.document_store = document_store
+        self.public_url = public_url
 
     # --- registry ---------------------------------------------------------------------------
     async def upsert_profiles(self, rows: Sequence[Row], actor: str = "registry") -> int:

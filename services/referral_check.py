@@ -34,7 +34,7 @@ from services.directory import KindergartenInfo
 from services.errors import ReferralNotFound
 from services.facade import FacadeBase, is_row_id
 from services.signing import Signer, TokenError
-from services.validation import mask_iin
+from services.validation import initials, mask_iin
 from storage.models import Application, Group, Kindergarten, Referral
 from storage.vocab import DocsState, ReferralStatus
 
@@ -68,6 +68,7 @@ class ReferralFacts:
     docs_due_at: dt.datetime | None
     closed_at: dt.datetime | None  # when it was admitted or annulled
     annul_reason: str | None
+    child_initials: str = ""  # «А. А.»: all the public page shows of the child
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,17 @@ class ReferralDocument:
 
     facts: ReferralFacts
     token: str
+    address: str | None = None  # <KEZEK_PUBLIC_URL>/r/<token> when the service has a public page
+
+    @property
+    def qr_content(self) -> str:
+        """What the QR code holds: the page's address, else the bare token (checked by the registry)."""
+        return self.address or self.token
+
+    @property
+    def page(self) -> str | None:
+        """The page where the code can be typed by hand (the address without the code)."""
+        return self.address.rsplit("/", 1)[0] if self.address else None
 
 
 @dataclass(frozen=True)
@@ -116,7 +128,7 @@ def verdict_as_dict(verdict: Verdict) -> dict[str, Any]:
     return {"state": verdict.state, "genuine": verdict.genuine, "valid": verdict.valid, "referral": referral}
 
 
-_FACTS = (select(Referral, Application.number, Kindergarten, Group)
+_FACTS = (select(Referral, Application.number, Kindergarten, Group, Application.child_name)
           .join(Application, Application.id == Referral.application_id)
           .join(Kindergarten, Kindergarten.id == Referral.kindergarten_id)
           .join(Group, Group.id == Referral.group_id))
@@ -129,13 +141,13 @@ async def referral_facts(ctx: Ctx, referral_id: int) -> ReferralFacts:
     row = (await ctx.session.execute(_FACTS.where(Referral.id == referral_id))).one_or_none()
     if row is None:
         raise ReferralNotFound()
-    ref, number, kg, group = row
+    ref, number, kg, group, child_name = row
     return ReferralFacts(
         referral_id=ref.id, application=number, child_iin_masked=mask_iin(ref.child_iin),
         kindergarten=KindergartenInfo.of(kg), group_name=group.name or "", group_language=group.language,
         birth_year=group.birth_year, status=ref.status, issued_at=ref.issued_at,
         valid_until=ref.showup_due_at, docs_state=ref.docs_state, docs_due_at=ref.docs_due_at,
-        closed_at=ref.closed_at, annul_reason=ref.annul_reason)
+        closed_at=ref.closed_at, annul_reason=ref.annul_reason, child_initials=initials(child_name))
 
 
 def state_of(facts: ReferralFacts, now: dt.datetime) -> str:
@@ -150,13 +162,23 @@ def state_of(facts: ReferralFacts, now: dt.datetime) -> str:
     return VALID
 
 
+# The public page that checks a code (bot/web/page.py serves it): <KEZEK_PUBLIC_URL>/r/<code>.
+PAGE_PATH = "/r"
+
+
+def check_address(public_url: str, token: str) -> str:
+    """The address a referral's QR code opens when the service has a public page."""
+    return f"{public_url.rstrip('/')}{PAGE_PATH}/{token}"
+
+
 def referral_token(signer: Signer, referral_id: int) -> str:
     return signer.sign(PURPOSE, referral_id)
 
 
-async def referral_document(ctx: Ctx, signer: Signer, referral_id: int) -> ReferralDocument:
+async def referral_document(ctx: Ctx, signer: Signer, referral_id: int, public_url: str = "") -> ReferralDocument:
     facts = await referral_facts(ctx, referral_id)
-    return ReferralDocument(facts, referral_token(signer, referral_id))
+    token = referral_token(signer, referral_id)
+    return ReferralDocument(facts, token, check_address(public_url, token) if public_url else None)
 
 
 async def verify(ctx: Ctx, signer: Signer, token: str) -> Verdict:
@@ -183,6 +205,7 @@ class ReferralCheckFacade(FacadeBase):
     _signing_key: bytes | None = None  # KEZEK_SIGNING_KEY; None: the database's key
     _previous_signing_keys: tuple[bytes, ...] = ()  # KEZEK_SIGNING_KEY_PREVIOUS
     _signer: Signer | None = None
+    public_url: str = ""  # KEZEK_PUBLIC_URL: the referral's QR code opens the public page there
 
     async def signer(self) -> Signer:
         if self._signer is None:
@@ -199,7 +222,7 @@ class ReferralCheckFacade(FacadeBase):
     async def referral_document(self, referral_id: int) -> ReferralDocument:
         signer = await self.signer()
         async with self.reading(with_calendar=False) as ctx:
-            return await referral_document(ctx, signer, referral_id)
+            return await referral_document(ctx, signer, referral_id, self.public_url)
 
     async def verify_referral(self, token: str) -> Verdict:
         signer = await self.signer()

@@ -89,6 +89,13 @@ def mask_iin(iin: str) -> str:
     return iin[:2] + "•" * 8 + iin[-2:] if len(iin) == 12 else "•" * len(iin)
 
 
+def initials(name: str) -> str:
+    """A person's initials, as the public referral page shows a child: «Абенова Айсулу» → «А. А.»
+    (at most three, letters only; empty for a name without letters)."""
+    letters = [next((c for c in word if c.isalpha()), "") for word in name.split()]
+    return " ".join(f"{c.upper()}." for c in letters if c)[:12]
+
+
 def mask_phone(phone: str) -> str:
     return phone[:4] + "•••••" + phone[-2:] if len(phone) > 6 else "•" * len(phone)
 

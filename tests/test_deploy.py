@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.api.base import MIN_TOKEN_LENGTH
 from bot.cli.main import cli
 from bot.config import Settings
+from bot.web.page import make_page_app
+from services.kezek import Kezek
 from storage.db import normalise_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,6 +151,8 @@ def test_compose_runs_two_webhook_instances_after_one_migration() -> None:
         assert env["KEZEK_REDIS_URL"].startswith("redis://redis:"), f"{name}: one Redis for all"
         # Inside a container the servers must listen beyond loopback for nginx to reach them.
         assert env["KEZEK_WEBHOOK_HOST"] == "0.0.0.0" and env["KEZEK_API_HOST"] == "0.0.0.0"
+        assert env["KEZEK_PAGE_HOST"] == "0.0.0.0", f"{name}: nginx reaches the referral page"
+        assert f"server {name}:{env['KEZEK_PAGE_PORT']}" in NGINX.read_text(encoding="utf-8"), name
         assert svc["env_file"] == "kezek.env" or "kezek.env" in svc["env_file"]
         assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -248,8 +252,16 @@ def test_nginx_exposes_only_the_webhook_and_health_publicly(monkeypatch: pytest.
     conf = NGINX.read_text(encoding="utf-8")
     public = server_blocks(conf)["443"]
     locations = re.findall(r"location\s+=\s+(\S+)\s*\{", public)
-    assert set(locations) == {settings.webhook_path, "/healthz"}
-    assert set(locations) <= routes, f"nginx forwards to routes the instances do not serve: {routes}"
+    assert set(locations) == {settings.webhook_path, "/healthz", "/r"}
+    # The referral page (bot/web/page.py): /r (the form) and /r/<code>, GET only, the client's
+    # address passed on for the page's per-client limit.
+    page_routes = {r.canonical for r in make_page_app(Kezek.__new__(Kezek), settings).router.resources()}
+    prefixes = re.findall(r"location\s+(/\S*)\s*\{", public)
+    assert set(prefixes) == {"/", "/r/"}
+    assert {"/r", "/r/{code}"} <= page_routes
+    assert set(locations) <= routes | page_routes, f"nginx forwards to routes no server has: {routes}"
+    page = re.search(r"location\s+/r/\s*\{(.*?)\n\s*\}", public, re.S)
+    assert page and "limit_except GET" in page[1] and "proxy_set_header X-Real-IP $remote_addr" in page[1]
     assert re.search(r"location\s+/\s*\{\s*return 404;", public), "everything else must be refused"
     assert "ssl_certificate " in public and "client_max_body_size" in public
     assert "proxy_set_header X-Telegram-Bot-Api-Secret-Token $http_x_telegram_bot_api_secret_token" in public

@@ -150,6 +150,23 @@ async def test_the_qr_code_decodes_to_a_token_that_verifies_and_a_modified_one_d
         assert (await kz.verify_referral(modified)).state == "refused"
 
 
+async def test_with_a_public_page_the_qr_code_opens_it_and_the_paper_says_how(
+        kz: Kezek, kazakh_world: World) -> None:
+    """KEZEK_PUBLIC_URL set: the QR code holds the page's address with the signed code, and the paper
+    tells the kindergarten to scan it with a phone (no command, no API); the code still verifies."""
+    ref, _ = await issue(kazakh_world)
+    kz.public_url = "https://kezek.example.kz"
+    document = await kz.referral_document(ref.id)
+    data = referral_pdf(document, ["kk", "ru"])
+    [address, _same] = qr_tokens(data)
+    assert address == f"https://kezek.example.kz/r/{document.token}"
+    assert (await kz.verify_referral(address.rsplit("/", 1)[1])).state == "valid"
+    for lang, page in zip(("kk", "ru"), pdf_pages(data), strict=True):
+        assert "kezek referrals verify" not in page and "/api/v1/" not in page
+        assert "https://kezek.example.kz/r" in page and document.token in page
+        assert plain(gettext(lang, "For the kindergarten: check this referral")) in page
+
+
 # --- delivery: Telegram ---------------------------------------------------------------------------
 
 @pytest.fixture

@@ -33,7 +33,8 @@ T = TypeVar("T")
 
 class State:
     def __init__(self, url: str, lang: str, now: dt.datetime | None, signing_key: bytes | None = None,
-                 documents_dir: Path | None = None, previous_signing_keys: tuple[bytes, ...] = ()) -> None:
+                 documents_dir: Path | None = None, previous_signing_keys: tuple[bytes, ...] = (),
+                 public_url: str = "") -> None:
         self.url, self.lang = url, lang
         self.now = now  # --now: wins over a sandbox's clock
         self.clock: Clock = FrozenClock(now) if now else SystemClock()
@@ -42,13 +43,15 @@ class State:
         self.signing_key = signing_key  # KEZEK_SIGNING_KEY; None: the database's key
         self.previous_signing_keys = previous_signing_keys  # KEZEK_SIGNING_KEY_PREVIOUS
         self.documents_dir = documents_dir  # KEZEK_DOCUMENTS_DIR
+        self.public_url = public_url  # KEZEK_PUBLIC_URL
 
     def kezek(self, db: Database, clock: Clock | None = None) -> Kezek:
         from services.doc_storage import FolderDocumentStore
 
         store = FolderDocumentStore(self.documents_dir) if self.documents_dir is not None else None
         return Kezek(db, clock or self.clock, signing_key=self.signing_key,
-                     previous_signing_keys=self.previous_signing_keys, document_store=store)
+                     previous_signing_keys=self.previous_signing_keys, document_store=store,
+                     public_url=self.public_url)
 
     def t(self, msgid: str, **params: Any) -> str:
         return gettext(self.lang, msgid, **params)
@@ -165,4 +168,4 @@ def cli(ctx: click.Context, url: str | None, lang: str | None, now: dt.datetime 
         private_sqlite(url)
     logsafe.protect([logging.lastResort] if logging.lastResort else [])  # (what commands log unconfigured)
     ctx.obj = State(url, lang or settings.lang, now, settings.signing_key_bytes(), settings.documents_dir,
-                    settings.previous_signing_keys())
+                    settings.previous_signing_keys(), settings.public_url)

@@ -53,6 +53,8 @@ def _expected(field: str) -> OperatorError:
         return OperatorError(N_("empty, or 32 to 512 bytes long"))
     if field == "admin_ids":
         return OperatorError(N_("Telegram user ids separated by commas"))
+    if field == "public_url":
+        return OperatorError(N_("empty, or an https:// address such as https://kezek.example.kz"))
     if info is None:
         return OperatorError(N_("a value of the form the README's settings table shows"))
     kind = info.annotation

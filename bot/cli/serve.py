@@ -99,7 +99,8 @@ def demo(state: State, applications: int, phone: str | None, console: bool, seed
     if not bot_on:
         click.echo(state.t("No bot token is configured: the Telegram bot is off. Try it in this terminal: "
                            "kezek demo --console"))
-    serve(state, settings, Parts(bot=bot_on, api=True, scheduler=True, senders=True), sandbox_clock=clock)
+    serve(state, settings, Parts(bot=bot_on, api=True, scheduler=True, senders=True, page=True),
+          sandbox_clock=clock)
 
 
 def run_console_demo(state: State, settings: Settings, clock: Any, phone: str, city: dict[str, Any]) -> None:
@@ -139,6 +140,7 @@ class Parts:
     api: bool = False
     scheduler: bool = True
     senders: bool = True
+    page: bool = False  # the public referral page (bot/web/page.py)
 
 
 def serve(state: State, settings: Settings, parts: Parts, *, sandbox_clock: Any = None,
@@ -233,6 +235,13 @@ def _background_jobs(kz: Kezek, db: Database, settings: Settings, parts: Parts, 
     from bot.telegram.runner import make_bot
 
     jobs: list[BackgroundJob] = []
+    if parts.page and settings.public_url:
+        from bot.web.page import serve_page
+
+        async def page(_bot: Bot | None) -> None:
+            await serve_page(kz, settings)
+
+        jobs.append(page)
     if parts.api:
         from bot.api.server import serve_api
 
@@ -276,8 +285,11 @@ def _background_jobs(kz: Kezek, db: Database, settings: Settings, parts: Parts, 
               help="Run the scheduled sweeps, snapshot and digest.")
 @click.option("--senders/--no-senders", "senders_on", default=True, show_default=True,
               help="Send the outbox (Telegram with a token, e-mail always).")
+@click.option("--page/--no-page", "page_on", default=True, show_default=True,
+              help="Serve the public referral page that the QR codes open (only with KEZEK_PUBLIC_URL set).")
 @pass_state
-def run_bot(state: State, bot_on: bool, api_on: bool | None, scheduler_on: bool, senders_on: bool) -> None:
+def run_bot(state: State, bot_on: bool, api_on: bool | None, scheduler_on: bool, senders_on: bool,
+            page_on: bool) -> None:
     """Run the bot, the registry API, the scheduler and the senders until SIGINT/SIGTERM, each
     switchable: long polling, or a webhook server when KEZEK_WEBHOOK_URL is set (with
     KEZEK_WEBHOOK_SECRET). KEZEK_BOT_API_URL points at another Bot API server; KEZEK_REDIS_URL
@@ -293,5 +305,5 @@ def run_bot(state: State, bot_on: bool, api_on: bool | None, scheduler_on: bool,
 
         upgrade(state.url)
         sandbox_clock = state.run(lambda kz: open_sandbox_clock(kz.db, state.now))
-    serve(state, settings, Parts(bot=bot_on, api=api_on, scheduler=scheduler_on, senders=senders_on),
-          sandbox_clock=sandbox_clock)
+    serve(state, settings, Parts(bot=bot_on, api=api_on, scheduler=scheduler_on, senders=senders_on,
+                                 page=page_on), sandbox_clock=sandbox_clock)

@@ -169,11 +169,17 @@ def _page(pdf: FPDF, lang: str, document: ReferralDocument, qr: bytes) -> None:
     # Translators: the placeholder for the verification code in a command, in capitals (ru, kk: КОД).
     code = gettext(lang, "CODE")
     beside(6, gettext(lang, "For the kindergarten: check this referral"), ("DejaVu", "B", 11))
-    beside(5, gettext(
-        lang, "Scan the QR code or type the verification code below, then check it with the command "
-              "{command} or in the Kezek API: {request}. The answer says whether the referral is "
-              "genuine and still valid, already used or annulled.",
-        command=f"«{VERIFY_COMMAND} {code}»", request=f"{VERIFY_PATH}{code}"), ("DejaVu", "", 9.5))
+    if document.page:  # the public page: a phone's camera is all the kindergarten needs
+        beside(5, gettext(
+            lang, "Scan the QR code with a phone's camera: the page that opens says whether the referral "
+                  "is genuine and still valid, already used or annulled. Without a camera, open {page} "
+                  "and type the verification code below.", page=document.page), ("DejaVu", "", 9.5))
+    else:
+        beside(5, gettext(
+            lang, "Scan the QR code or type the verification code below, then check it with the command "
+                  "{command} or in the Kezek API: {request}. The answer says whether the referral is "
+                  "genuine and still valid, already used or annulled.",
+            command=f"«{VERIFY_COMMAND} {code}»", request=f"{VERIFY_PATH}{code}"), ("DejaVu", "", 9.5))
     pdf.ln(2)
     beside(5, gettext(lang, "Verification code"), ("DejaVu", "", 9))
     beside(6, document.token, ("DejaVuMono", "", 11))
@@ -202,7 +208,7 @@ def referral_pdf(document: ReferralDocument, langs: Sequence[str]) -> bytes:
     pdf.set_author("Kezek")
     pdf.set_creator("Kezek")
     pdf.set_creation_date(document.facts.issued_at)
-    qr = qr_png(document.token)
+    qr = qr_png(document.qr_content)
     for lang in langs:
         _page(pdf, lang, document, qr)
     return bytes(pdf.output())

@@ -1,0 +1,1 @@
+"""The public web page: what a referral's QR code opens (``bot.web.page``)."""

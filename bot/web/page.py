@@ -1,0 +1,268 @@
+"""The public referral page: what a phone camera opens from the QR code of a referral PDF.
+
+``GET /r/<code>`` (and ``GET /r?code=<code>``, the form for a code typed from the paper) shows, in
+Kazakh or Russian (``?lang=``, else the browser's ``Accept-Language``, with a switch), whether the
+referral is genuine and its state (valid, admitted, annulled, expired), the kindergarten, the
+group, its language and birth year, the show-up deadline with its time zone, and the child's
+initials — nothing more: no IIN, no application number, no name. A forged, altered, cut or unknown
+code gets the same clear page ("not a genuine referral"); the reason goes to the log with the
+code's fingerprint, never the code (``services.referral_check``).
+
+Bounded: a code longer than ``MAX_CODE`` is refused without a look-up; each client (its address;
+behind the reverse proxy, ``X-Real-IP``) may check ``page_rate`` codes a minute (``PageLimiter``,
+one process's count). Every answer carries a strict Content-Security-Policy (no script at all,
+the one inline stylesheet by its hash), ``Referrer-Policy: no-referrer`` (the code in the address
+goes nowhere else), ``nosniff``, no framing and ``Cache-Control: no-store``. The access log names
+the route, never the code.
+
+Served by ``kezek run`` on ``page_host:page_port`` when ``KEZEK_PUBLIC_URL`` is set
+(``serve_page``); bot/deploy/nginx.conf passes ``/r`` to it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from bot.api.errors import request_language
+from bot.config import Settings
+from locales import LANGUAGES, N_, gettext
+from locales.formats import format_date, format_deadline
+from locales.names import language_name
+from services import referral_check as rc
+from services.kezek import Kezek
+
+log = logging.getLogger("kezek.page")
+
+PREFIX = rc.PAGE_PATH
+MAX_CODE = 200  # a referral code is 27 characters; anything much longer is not one
+LANG_LABELS = {"kk": "Қазақша", "ru": "Русский"}  # Kazakh first, as state services show them
+# The page's own words (the template shows them translated; here, so that pybabel extracts them).
+WORDS = {
+    "title": N_("Referral check"),
+    "code": N_("The verification code from the referral:"),
+    "check": N_("Check"),
+    "footer": N_("Kezek: the electronic queue to kindergartens"),
+}
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+STYLE = (Path(__file__).with_name("templates") / "page.css").read_text(encoding="utf-8")
+_STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; img-src 'self' data:; "
+                                "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+# --- who is asking, and how often --------------------------------------------------------------
+
+def client_of(request: web.BaseRequest) -> str:
+    """The client's address: the connection's, or ``X-Real-IP`` when the connection comes from the
+    reverse proxy (a loopback or private address: nginx on the same host or network)."""
+    remote = request.remote or "unknown"
+    forwarded = request.headers.get("X-Real-IP", "").strip()
+    try:
+        peer = ipaddress.ip_address(remote)
+        if forwarded and (peer.is_loopback or peer.is_private):
+            return str(ipaddress.ip_address(forwarded))
+    except ValueError:
+        pass
+    return remote
+
+
+class PageLimiter:
+    """At most ``rate`` checks a minute per client (a sliding window of their moments), for at most
+    ``clients`` clients at once (the longest idle forgotten first): bounded memory."""
+
+    def __init__(self, rate: int, *, window: float = 60.0, clients: int = 10_000,
+                 now: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.window, self.clients, self.now = rate, window, clients, now
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def allow(self, client: str) -> bool:
+        now = self.now()
+        moments = self._seen.pop(client, None) or deque(maxlen=self.rate)
+        while moments and moments[0] <= now - self.window:
+            moments.popleft()
+        allowed = len(moments) < self.rate
+        if allowed:
+            moments.append(now)
+        self._seen[client] = moments  # (the most recent last)
+        while len(self._seen) > self.clients:
+            self._seen.popitem(last=False)
+        return allowed
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PageState:
+    """One verdict as the page shows it: a tone for the colour, a headline and a sentence."""
+
+    tone: str  # ok | used | bad
+    headline: str
+    sentence: str
+
+
+def page_state(lang: str, verdict: rc.Verdict) -> PageState:
+    facts = verdict.facts
+    if verdict.state == rc.REFUSED or facts is None:
+        return PageState("bad", gettext(lang, "Not a genuine referral"),
+                         gettext(lang, "This code is not a genuine Kezek referral: it is forged, altered or "
+                                       "incomplete. Do not admit the child on it; ask the parent for the "
+                                       "referral from the Kezek bot or the e-mail."))
+    if verdict.state == rc.VALID:
+        return PageState("ok", gettext(lang, "Genuine referral: valid"),
+                         gettext(lang, "The child may be admitted to this kindergarten until {due}.",
+                                 due=format_deadline(lang, facts.valid_until, zone="local")))
+    if verdict.state == rc.ADMITTED:
+        return PageState("used", gettext(lang, "Genuine referral: already used"),
+                         gettext(lang, "The child was admitted on {date}.",
+                                 date=format_date(lang, facts.closed_at or facts.issued_at)))
+    if verdict.state == rc.ANNULLED:
+        return PageState("bad", gettext(lang, "Genuine referral: annulled"),
+                         gettext(lang, "It was annulled on {date}. The child cannot be admitted on it.",
+                                 date=format_date(lang, facts.closed_at or facts.valid_until)))
+    return PageState("bad", gettext(lang, "Genuine referral: expired"),
+                     gettext(lang, "Its deadline passed ({due}). The child cannot be admitted on it.",
+                             due=format_deadline(lang, facts.valid_until, zone="local")))
+
+
+def page_rows(lang: str, facts: rc.ReferralFacts) -> list[tuple[str, str]]:
+    """What the page tells of a genuine referral: no more than a kindergarten needs at the door."""
+    return [
+        (gettext(lang, "Kindergarten"), facts.kindergarten.name(lang)),
+        (gettext(lang, "Group"), facts.group_name or "—"),
+        (gettext(lang, "Language of the group"), language_name(lang, facts.group_language)),
+        (gettext(lang, "Children born in"), str(facts.birth_year)),
+        (gettext(lang, "Referral valid until"), format_deadline(lang, facts.valid_until, zone="local")),
+        (gettext(lang, "Child's initials"), facts.child_initials or "—"),
+    ]
+
+
+def _language(request: web.Request) -> str:
+    chosen = request.query.get("lang", "")
+    return chosen if chosen in LANGUAGES else request_language(request)
+
+
+def _render(request: web.Request, lang: str, status: int = 200, **context: Any) -> web.Response:
+    typed = request.query.get("code", "")
+    keep = f"code={quote(typed[:MAX_CODE], safe='')}&" if typed else ""  # (a typed code stays on a switch)
+    switch = [(LANG_LABELS[code], f"?{keep}lang={code}", code, code == lang) for code in LANG_LABELS]
+    html = _TEMPLATES.get_template("page.html").render(
+        lang=lang, style=STYLE, switch=switch, words={k: gettext(lang, v) for k, v in WORDS.items()},
+        form_action=PREFIX, **context)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8",
+                        headers={"Content-Language": lang})
+
+
+async def _check(request: web.Request, code: str) -> web.Response:
+    lang = _language(request)
+    if not request.app[LIMITER].allow(client_of(request)):
+        return _render(request, lang, 429, state=None, rows=[], message=gettext(
+            lang, "Too many checks from this device. Please try again in a minute."))
+    if len(code) > MAX_CODE:
+        verdict = rc.Verdict(rc.REFUSED)
+    else:
+        verdict = await request.app[KZ].verify_referral(code)
+    rows = page_rows(lang, verdict.facts) if verdict.facts is not None else []
+    return _render(request, lang, state=page_state(lang, verdict), rows=rows, message=None)
+
+
+async def by_path(request: web.Request) -> web.Response:
+    return await _check(request, request.match_info["code"])
+
+
+async def by_form(request: web.Request) -> web.Response:
+    code = request.query.get("code", "").strip()
+    if code:
+        return await _check(request, code)
+    return _render(request, _language(request), state=None, rows=[], message=None)
+
+
+def route_name(request: web.BaseRequest) -> str:
+    """The route's pattern (``/r/{code}``), never the path with its code."""
+    route = request.match_info.route.resource if isinstance(request, web.Request) else None
+    return route.canonical if route is not None else "unmatched"
+
+
+@web.middleware
+async def headers_middleware(request: web.Request,
+                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """The security headers on every answer; a page, not aiohttp's text, for an unknown path; a
+    crash is logged by its type and answered with a plain page (no traceback reaches the browser)."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        lang = _language(request)
+        message = gettext(lang, "There is no such page. Scan the QR code of the referral again.") \
+            if exc.status == 404 else gettext(lang, "This request cannot be answered.")
+        response = _render(request, lang, exc.status if exc.status >= 400 else 400, state=None, rows=[],
+                           message=message)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the page answers; the log has the kind of fault
+        log.error("page %s failed: %s", route_name(request), type(exc).__name__)
+        lang = _language(request)
+        response = _render(request, lang, 500, state=None, rows=[], message=gettext(
+            lang, "The check is not available right now. Please try again in a few minutes."))
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+class PageAccessLogger(AbstractAccessLogger):
+    """One line a request with the route's pattern, never the code in the path or the query, nor
+    the client's address."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info("page %s %s %s %.1f ms", request.method, route_name(request), response.status,
+                         time * 1000)
+
+
+KZ = web.AppKey("kz", Kezek)
+LIMITER = web.AppKey("limiter", PageLimiter)
+
+
+def make_page_app(kz: Kezek, settings: Settings, *, limiter: PageLimiter | None = None) -> web.Application:
+    app = web.Application(middlewares=[headers_middleware], client_max_size=4096)
+    app[KZ] = kz
+    app[LIMITER] = limiter or PageLimiter(settings.page_rate)
+    app.router.add_get(PREFIX, by_form)
+    app.router.add_get(f"{PREFIX}/", by_form)
+    app.router.add_get(f"{PREFIX}/{{code}}", by_path)
+    return app
+
+
+async def serve_page(kz: Kezek, settings: Settings) -> None:
+    """Serve the page on ``settings.page_host:page_port`` until cancelled."""
+    runner = web.AppRunner(make_page_app(kz, settings), handle_signals=False,
+                           access_log_class=PageAccessLogger, shutdown_timeout=5)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.page_host, settings.page_port).start()
+        log.info("referral page on http://%s:%s%s (public: %s%s)", settings.page_host, settings.page_port,
+                 PREFIX, settings.public_url, PREFIX)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
