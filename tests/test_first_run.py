@@ -202,6 +202,9 @@ def test_a_missing_postgresql_database(tmp_path: Path, pg_base: str) -> None:
                                                       "значение или от 32 до 512 байт."),
     ("KEZEK_SMTP_TLS", "maybe", "kk", "KEZEK_SMTP_TLS баптауы қате берілген: true немесе false (1 немесе 0) "
                                       "болуы керек."),
+    ("KEZEK_PUBLIC_URL", "http://kezek.kz/x", "kk", "KEZEK_PUBLIC_URL баптауы қате берілген: бос мән немесе "
+                                                    "https:// мекенжайы, мысалы https://kezek.example.kz болуы керек."),
+    ("KEZEK_PAGE_PORT", "70000", "ru", "Настройка KEZEK_PAGE_PORT задана неверно: нужно целое число от 1 до 65535."),
 ])
 def test_a_wrong_setting_is_one_localized_line(tmp_path: Path, setting: str, value: str, lang: str,
                                                 line: str) -> None:
