@@ -68,3 +68,11 @@ class ReferralPdfCallback(CallbackData, prefix="refpdf"):
 class UnlinkCallback(CallbackData, prefix="unl"):
     action: str  # 'ask' | 'yes' | 'no'
     app_id: int
+
+
+class StaffCallback(CallbackData, prefix="staff"):
+    """A kindergarten staff member's press on a referral (handlers/staff.py): ``act`` "a" (the
+    child has come: admit) or "n" (the child has not come)."""
+
+    ref: int
+    act: str

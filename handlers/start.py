@@ -14,6 +14,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from handlers import staff
 from handlers.callbacks import LangCallback
 from handlers.filters import Magic
 from handlers.link import failed_text, linked_text, locked_text, remember_language
@@ -63,7 +64,17 @@ def link_outcome_text(lang: str, outcome: LinkTarget | LinkFailed | LinkLocked) 
 
 async def start_with_token(message: Message, command: CommandObject, state: FSMContext, kz: Kezek,
                            lang: str) -> None:
-    """``/start <token>``: link at once, then go on as /start does."""
+    """``/start <token>``: link at once, then go on as /start does; a staff invitation or a
+    referral's code goes to the kindergarten's side (handlers/staff.py)."""
+    token = (command.args or "").strip()
+    purpose = kz.token_purpose(token)
+    if purpose in ("staff", "referral"):
+        await state.clear()
+        if purpose == "staff":
+            await staff.accept_invitation(message, token, kz, lang)
+        else:
+            await staff.show_referral(message, token, kz, lang)
+        return
     chat_id = message.chat.id
     chosen = await kz.chat_language(chat_id)  # before the link, which may remember a language
     await state.clear()  # a /link dialogue left half-way ends here

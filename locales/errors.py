@@ -71,6 +71,10 @@ ERROR_MESSAGES: dict[str, str] = {
     "not_eligible_for_seat": N_(
         "This seat is not for your child: it is in another district or for another year of birth."),
     "confirmation_required": N_("Please confirm that you take this seat."),
+    "staff_invite_invalid": N_("This invitation link does not work: it has expired, has been used or has been "
+                               "withdrawn. Ask the operator for a new one."),
+    "not_staff": N_("Only the staff of the kindergarten the referral is for see it here. Anyone can check it "
+                    "on the page its QR code opens."),
 }
 
 _INVALID_REASONS: dict[str, str] = {

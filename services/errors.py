@@ -212,3 +212,15 @@ def all_error_classes() -> list[type[KezekError]]:
         out.append(cls)
         stack.extend(cls.__subclasses__())
     return out
+
+
+class StaffInviteInvalid(KezekError):
+    """An invitation link that is forged, expired, already used or revoked: one answer for all."""
+
+    code = "staff_invite_invalid"
+
+
+class NotStaff(KezekError):
+    """The account is not staff of the referral's kindergarten (or of any)."""
+
+    code = "not_staff"

@@ -23,6 +23,7 @@ from services.parsing import Row
 from services.referral_check import ReferralCheckFacade
 from services.registry import RegistryFacade
 from services.settings import SettingsFacade
+from services.staff import StaffFacade
 from services.status import StatusFacade
 from storage.db import Database
 from storage.models import Application, OutboxMessage, Referral, Seat
@@ -32,7 +33,7 @@ from storage.queue_versions import fold_queue_changes
 T = TypeVar("T")
 
 
-class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, ReferralCheckFacade,
+class Kezek(StatusFacade, ClaimFacade, SettingsFacade, NotificationFacade, StaffFacade, ReferralCheckFacade,
             DocumentsFacade, RegistryFacade, FacadeBase):
     """The whole facade. Parts for one front-end flow live beside their services
     (services/status.py, services/claiming.py, services/settings.py, services/referral_check.py,

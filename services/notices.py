@@ -53,6 +53,7 @@ class NoticeKind(StrEnum):
     LINK_CODE = "link_code"  # a code to link a chat, to the application's address
     EMAIL_CODE = "email_code"  # a code to confirm a chat's own address, to that address
     REGISTRATION = "registration"  # the application is registered; the one-tap deep link
+    NO_SHOW_REPORTED = "no_show_reported"  # the kindergarten says the child has not come yet
 
 
 class NoticeSetting(StrEnum):
@@ -282,6 +283,7 @@ KINDS: Mapping[NoticeKind, NoticeSpec] = {
     K.LINK_CODE: NoticeSpec(LinkCodeIssued, email_only=True, code=True),
     K.EMAIL_CODE: NoticeSpec(EmailCodeIssued, email_only=True, code=True),
     K.REGISTRATION: NoticeSpec(Registration, email_only=True),
+    K.NO_SHOW_REPORTED: NoticeSpec(ReferralDeadline, deadlines=((Deadline.SHOWUP, "due_at"),)),
 }
 del K
 

@@ -52,6 +52,7 @@ from storage.models import SigningKey
 PURPOSES: dict[str, int] = {
     "referral": 1,  # the QR code of a referral PDF (services/referral_check.py)
     "link": 2,  # one-tap linking deep links (/start <token>)
+    "staff": 3,  # an invitation to act as a kindergarten's staff (services/staff.py)
 }
 _PURPOSE_NAMES = {code: name for name, code in PURPOSES.items()}
 
@@ -195,6 +196,15 @@ class Signer:
         if ident >= 1 << 63:  # no row has it (and a BIGINT could not hold it)
             raise TokenError("malformed")
         return ident
+
+    @classmethod
+    def claimed_purpose(cls, token: object) -> str | None:
+        """The purpose a well-formed token names, NOT verified (None when malformed): for sending
+        ``/start <token>`` to the flow that verifies it."""
+        try:
+            return cls._parse(token)[0]
+        except TokenError:
+            return None
 
     def verify(self, purpose: str, token: str, *, now: dt.datetime, bound: str | None = None) -> Claims:
         """The claims of a genuine, unexpired token made for ``purpose`` (and ``bound`` to that

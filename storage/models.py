@@ -544,6 +544,41 @@ class Document(Base):
     note: Mapped[str | None] = mapped_column(Text, default=None)  # the operator's words
 
 
+# --- kindergarten staff (services/staff.py) -----------------------------------------------------------------
+
+class StaffInvite(Base):
+    """An operator's invitation for one person to act as a kindergarten's staff in the bot. Its link
+    carries a signed token (purpose ``staff``) naming this row and its expiry; it works once:
+    ``used_at`` is set by a conditional update, so of two accounts racing with one link one wins."""
+
+    __tablename__ = "staff_invites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kindergarten_id: Mapped[int] = mapped_column(ForeignKey("kindergartens.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))  # the operator (an actor name)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    used_by: Mapped[int | None] = mapped_column(BigInteger, default=None)  # the Telegram user
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class StaffMember(Base):
+    """A Telegram account bound to a kindergarten as its staff: it sees that kindergarten's
+    referrals in full and records admissions. Revoked: ``revoked_at`` set (the row stays for the
+    audit's sake); invited again: the same row, active again."""
+
+    __tablename__ = "staff"
+    __table_args__ = (UniqueConstraint("kindergarten_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kindergarten_id: Mapped[int] = mapped_column(ForeignKey("kindergartens.id"))
+    user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    invite_id: Mapped[int | None] = mapped_column(ForeignKey("staff_invites.id"), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 # --- dialogues of the bot (bot/telegram/fsm_storage.py: aiogram's FSM without Redis) ----------------------
 
 class FsmState(Base):

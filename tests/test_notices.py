@@ -238,6 +238,7 @@ SAMPLES: dict[NoticeKind, n.Payload] = {
     NoticeKind.WITHDRAWN: n.NoDetails(),
     NoticeKind.REMINDER_OFFER: n.OfferReminder(offer_id=1, expires_at=AT),
     NoticeKind.REMINDER_SHOWUP: n.ReferralDeadline(referral_id=7, due_at=AT),
+    NoticeKind.NO_SHOW_REPORTED: n.ReferralDeadline(referral_id=7, due_at=AT),
     NoticeKind.REMINDER_DOCS: n.ReferralDeadline(referral_id=7, due_at=AT),
     NoticeKind.QUEUE_MOVED: n.QueueMoved(chat_id=CHAT_ID, number=4, previous=9),
     NoticeKind.LINK_CODE: n.LinkCodeIssued(code="123456"),
@@ -284,7 +285,8 @@ def test_the_stored_kinds_never_change() -> None:
     assert {k.value for k in NoticeKind} == {
         "turn_came", "offer_expired", "seats_open", "referral_issued", "referral_annulled", "admitted",
         "documents_accepted", "removed", "privilege_dropped", "stoplist_ended", "withdrawn", "reminder_offer",
-        "reminder_showup", "reminder_docs", "queue_moved", "link_code", "email_code", "registration"}
+        "reminder_showup", "reminder_docs", "queue_moved", "link_code", "email_code", "registration",
+        "no_show_reported"}
     assert set(KINDS) == set(NoticeKind)
 
 
@@ -484,6 +486,14 @@ async def _email_code(world: World, clock: FrozenClock) -> None:
     await world.kz.request_email(CHAT_ID, "parent@example.kz")
 
 
+async def _no_show_reported(world: World, clock: FrozenClock) -> None:
+    ref = await _take_seat(world, await _one(world))
+    kindergarten = (await world.kz.referral_document(ref.id)).facts.kindergarten.code
+    invitation = await world.kz.invite_staff(kindergarten)
+    await world.kz.accept_staff_invite(invitation.token, 555)
+    await world.kz.staff_no_show(ref.id, 555)
+
+
 PRODUCERS: dict[NoticeKind, Callable[[World, FrozenClock], Awaitable[None]]] = {
     NoticeKind.TURN_CAME: _offered,
     NoticeKind.OFFER_EXPIRED: _offer_expired,
@@ -503,6 +513,7 @@ PRODUCERS: dict[NoticeKind, Callable[[World, FrozenClock], Awaitable[None]]] = {
     NoticeKind.LINK_CODE: _link_code,
     NoticeKind.EMAIL_CODE: _email_code,
     NoticeKind.REGISTRATION: _registered,
+    NoticeKind.NO_SHOW_REPORTED: _no_show_reported,
 }
 
 

@@ -181,3 +181,19 @@ def test_the_public_url_must_be_an_https_base() -> None:
         with pytest.raises(ValueError):
             public_base(wrong)
     assert check_address("https://kezek.example.kz", "TOKEN") == "https://kezek.example.kz/r/TOKEN"
+
+
+async def test_a_genuine_code_offers_the_staff_the_bot_and_a_forged_one_does_not(kz: Kezek, world: World) -> None:
+    from bot.delivery.deeplinks import BotUsername
+
+    _ref, _row, token = await referral(world)
+    app = make_page_app(kz, Settings(page_rate=1000), username=BotUsername("kezek_test_bot"))
+    async with TestClient(TestServer(app)) as client:
+        _, body, _ = await get(client, f"/r/{token}", "kk")
+        assert f'href="https://t.me/kezek_test_bot?start={token}"' in body
+        assert gettext("kk", "Open in Telegram") in text_of(body)
+        _, body, _ = await get(client, f"/r/{token[:-6]}AAAAAA", "kk")
+        assert "t.me" not in body
+    async with TestClient(TestServer(make_page_app(kz, Settings(page_rate=1000)))) as client:
+        _, body, _ = await get(client, f"/r/{token}")  # the bot's name unknown: no link
+        assert "t.me" not in body

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
@@ -119,13 +120,17 @@ DROP_ONE = """
 """
 
 
+# The newest revision of the repository: the throwaway one comes after it.
+HEAD = str(ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head())
+
+
 def throwaway(tmp_path: Path, url: str, body: str) -> Any:
     """An Alembic configuration of ``url`` with one more revision after the head: ``body``."""
     folder = tmp_path / "throwaway"
     folder.mkdir()
     (folder / "9001_throwaway.py").write_text(
         "import sqlalchemy as sa\nfrom alembic import op\n\n"
-        "revision = '9001'\ndown_revision = '0011'\nbranch_labels = None\ndepends_on = None\n\n\n"
+        f"revision = '9001'\ndown_revision = '{HEAD}'\nbranch_labels = None\ndepends_on = None\n\n\n"
         f"def upgrade() -> None:\n{body}\n\ndef downgrade() -> None:\n    pass\n")
     cfg = alembic_config(url)
     cfg.set_main_option("path_separator", "os")
@@ -153,7 +158,7 @@ def test_a_batch_rebuild_of_applications_on_sqlite_is_refused_and_changes_nothin
                                         r"tr_applications_queue_insert, .*batch_alter_table"):
         command.upgrade(throwaway(tmp_path, url, REBUILD), "head")
     assert on_database(url, state) == before  # the whole step rolled back: no scratch column, no temp table
-    assert before[0] == "0011" and before[3] == sorted(TRIGGERS)
+    assert before[0] == HEAD and before[3] == sorted(TRIGGERS)
 
 
 def test_a_rebuild_that_creates_the_triggers_again_from_its_own_copy_goes_through(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bot.cli import documents, operations, registry, sandbox, seats, serve  # noqa: F401 - each registers its commands
+from bot.cli import documents, operations, registry, sandbox, seats, serve, staff  # noqa: F401 - each registers its commands
 from bot.cli.base import cli
 
 

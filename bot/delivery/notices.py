@@ -238,6 +238,9 @@ RENDERERS: dict[NoticeKind, Renderer] = {
                                due=_payload_deadline("due_at")),
     K.REMINDER_DOCS: _simple(N_("Reminder: the privilege documents of {application} are due by {due}."),
                              due=_payload_deadline("due_at")),
+    K.NO_SHOW_REPORTED: _simple(N_("{application}: the kindergarten says the child has not come yet. The "
+                                   "referral holds until {due}: take the child there before then, or the "
+                                   "referral will be annulled."), due=_payload_deadline("due_at")),
     K.QUEUE_MOVED: _simple(N_("{application}: the queue number is now {number} ({delta})."),
                            number=_queue_number, delta=_delta),
     K.LINK_CODE: _simple(N_("Your code to link {application} in the Kezek bot: {code}. It is valid for "
@@ -266,6 +269,7 @@ SUBJECTS: dict[NoticeKind, str] = {
     K.LINK_CODE: N_("Your code"),
     K.EMAIL_CODE: N_("Your code"),
     K.REGISTRATION: N_("The application is in the queue"),
+    K.NO_SHOW_REPORTED: N_("The kindergarten is waiting for the child"),
 }
 del K
 

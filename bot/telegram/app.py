@@ -13,7 +13,7 @@ from bot.telegram.fsm_storage import DatabaseStorage
 from bot.telegram.gate import ChatGate
 from bot.telegram.middlewares import ContextMiddleware, ErrorBoundaryMiddleware, UpdateMetricsMiddleware
 from bot.telegram.throttling import ThrottleMiddleware
-from handlers import claim, documents, fallback, link, seats, settings, start, status, unlink
+from handlers import claim, documents, fallback, link, seats, settings, staff, start, status, unlink
 from handlers import help as help_handlers
 from handlers.filters import Magic
 from services.kezek import Kezek
@@ -99,6 +99,7 @@ def build_dispatcher(kezek: Kezek, storage: BaseStorage | None = None,
     dp.include_router(status.build_first_router())
     dp.include_routers(start.build_router(), help_handlers.build_router(), link.build_router(),
                        settings.build_router(), unlink.build_router(), status.build_router(),
-                       claim.build_router(), seats.build_router(), documents.build_router())
+                       claim.build_router(), seats.build_router(), documents.build_router(),
+                       staff.build_router())
     dp.include_router(fallback.build_router())  # last: whatever nobody else handled
     return dp

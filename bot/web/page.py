@@ -39,10 +39,12 @@ from aiohttp.abc import AbstractAccessLogger
 
 from bot.api.errors import request_language
 from bot.config import Settings
+from bot.delivery.deeplinks import BotUsername
 from locales import LANGUAGES, N_, gettext
 from locales.formats import format_date, format_deadline
 from locales.names import language_name
 from services import referral_check as rc
+from services.deep_link import deep_link
 from services.kezek import Kezek
 
 log = logging.getLogger("kezek.page")
@@ -56,6 +58,8 @@ WORDS = {
     "code": N_("The verification code from the referral:"),
     "check": N_("Check"),
     "footer": N_("Kezek: the electronic queue to kindergartens"),
+    "staff": N_("For the kindergarten's staff: the referral in full, and the child's arrival recorded in one tap."),
+    "open": N_("Open in Telegram"),
 }
 
 _TEMPLATES = jinja2.Environment(
@@ -179,14 +183,21 @@ def _render(request: web.Request, lang: str, status: int = 200, **context: Any) 
 async def _check(request: web.Request, code: str) -> web.Response:
     lang = _language(request)
     if not request.app[LIMITER].allow(client_of(request)):
-        return _render(request, lang, 429, state=None, rows=[], message=gettext(
+        return _render(request, lang, 429, state=None, rows=[], staff_link=None, message=gettext(
             lang, "Too many checks from this device. Please try again in a minute."))
     if len(code) > MAX_CODE:
         verdict = rc.Verdict(rc.REFUSED)
     else:
         verdict = await request.app[KZ].verify_referral(code)
     rows = page_rows(lang, verdict.facts) if verdict.facts is not None else []
-    return _render(request, lang, state=page_state(lang, verdict), rows=rows, message=None)
+    staff_link = None
+    if verdict.genuine:  # the staff of its kindergarten see it in full in the bot (handlers/staff.py)
+        try:
+            name = await request.app[USERNAME].get()
+        except Exception:  # noqa: BLE001 - getMe failed: the page goes without the link this time
+            name = None
+        staff_link = deep_link(name, code) if name else None
+    return _render(request, lang, state=page_state(lang, verdict), rows=rows, message=None, staff_link=staff_link)
 
 
 async def by_path(request: web.Request) -> web.Response:
@@ -197,7 +208,7 @@ async def by_form(request: web.Request) -> web.Response:
     code = request.query.get("code", "").strip()
     if code:
         return await _check(request, code)
-    return _render(request, _language(request), state=None, rows=[], message=None)
+    return _render(request, _language(request), state=None, rows=[], message=None, staff_link=None)
 
 
 def route_name(request: web.BaseRequest) -> str:
@@ -218,13 +229,13 @@ async def headers_middleware(request: web.Request,
         message = gettext(lang, "There is no such page. Scan the QR code of the referral again.") \
             if exc.status == 404 else gettext(lang, "This request cannot be answered.")
         response = _render(request, lang, exc.status if exc.status >= 400 else 400, state=None, rows=[],
-                           message=message)
+                           message=message, staff_link=None)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the page answers; the log has the kind of fault
         log.error("page %s failed: %s", route_name(request), type(exc).__name__)
         lang = _language(request)
-        response = _render(request, lang, 500, state=None, rows=[], message=gettext(
+        response = _render(request, lang, 500, state=None, rows=[], staff_link=None, message=gettext(
             lang, "The check is not available right now. Please try again in a few minutes."))
     response.headers.update(SECURITY_HEADERS)
     return response
@@ -241,12 +252,17 @@ class PageAccessLogger(AbstractAccessLogger):
 
 KZ = web.AppKey("kz", Kezek)
 LIMITER = web.AppKey("limiter", PageLimiter)
+USERNAME = web.AppKey("username", BotUsername)
 
 
-def make_page_app(kz: Kezek, settings: Settings, *, limiter: PageLimiter | None = None) -> web.Application:
+def make_page_app(kz: Kezek, settings: Settings, *, limiter: PageLimiter | None = None,
+                  username: BotUsername | None = None) -> web.Application:
+    """The page's application. ``username``: the bot's, for the staff's "Open in Telegram" link
+    (KEZEK_BOT_USERNAME; else the bot's getMe once a bot is attached; without either, no link)."""
     app = web.Application(middlewares=[headers_middleware], client_max_size=4096)
     app[KZ] = kz
     app[LIMITER] = limiter or PageLimiter(settings.page_rate)
+    app[USERNAME] = username or BotUsername(settings.bot_username)
     app.router.add_get(PREFIX, by_form)
     app.router.add_get(f"{PREFIX}/", by_form)
     app.router.add_get(f"{PREFIX}/{{code}}", by_path)
@@ -255,7 +271,14 @@ def make_page_app(kz: Kezek, settings: Settings, *, limiter: PageLimiter | None 
 
 async def serve_page(kz: Kezek, settings: Settings) -> None:
     """Serve the page on ``settings.page_host:page_port`` until cancelled."""
-    runner = web.AppRunner(make_page_app(kz, settings), handle_signals=False,
+    username = BotUsername(settings.bot_username)
+    bot = None
+    if username.known is None and settings.bot_token.strip():
+        from bot.telegram.runner import make_bot
+
+        bot = make_bot(settings)
+        username.attach(bot)
+    runner = web.AppRunner(make_page_app(kz, settings, username=username), handle_signals=False,
                            access_log_class=PageAccessLogger, shutdown_timeout=5)
     await runner.setup()
     try:
@@ -265,4 +288,6 @@ async def serve_page(kz: Kezek, settings: Settings) -> None:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+        if bot is not None:
+            await bot.session.close()
 
