@@ -12,6 +12,7 @@ The message is the staff member's language (the chat's, as everywhere)."""
 from __future__ import annotations
 
 from aiogram import Bot, Router
+from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
@@ -20,13 +21,14 @@ from handlers.menu import edit_or_send
 from handlers.views.referral_pdf import page_lines, verdict_text
 from locales import gettext
 from locales.errors import error_text
-from locales.formats import format_deadline
+from locales.formats import ZoneOnce, format_deadline
+from locales.names import docs_state_text
 from services import referral_check as rc
 from services.errors import KezekError
 from services.kezek import Kezek
-from services.staff import StaffReferral
+from services.staff import Desk, StaffReferral
 
-ADMIT, NO_SHOW = "a", "n"
+ADMIT, NO_SHOW, OPEN = "a", "n", "o"
 
 
 def staff_card_text(lang: str, card: StaffReferral) -> str:
@@ -59,7 +61,8 @@ async def accept_invitation(message: Message, token: str, kz: Kezek, lang: str) 
     await message.answer(gettext(
         lang, "You are now staff of {kindergarten} in Kezek. When a parent brings a referral, scan its QR "
               "code with your phone and press «Open in Telegram»: the referral opens here in full, and the "
-              "child's arrival is recorded with one tap.", kindergarten=kindergarten.name(lang)))
+              "child's arrival is recorded with one tap.", kindergarten=kindergarten.name(lang))
+        + "\n\n" + gettext(lang, "Send /desk to see the referrals waiting for a child."))
 
 
 async def show_referral(message: Message, token: str, kz: Kezek, lang: str) -> None:
@@ -74,8 +77,58 @@ async def show_referral(message: Message, token: str, kz: Kezek, lang: str) -> N
     await message.answer(staff_card_text(lang, card), reply_markup=staff_card_keyboard(lang, card))
 
 
+def desk_text(lang: str, desk: Desk) -> str:
+    if not desk.entries:
+        return gettext(lang, "No referrals are waiting for a child now.")
+    lines = [gettext(lang, "Referrals waiting for a child, the soonest deadline first:")]
+    zone = ZoneOnce("local")
+    for entry in desk.entries:
+        line = gettext(lang, "№{id}: {child}, group {group}, until {due}", id=entry.referral_id,
+                       child=entry.child_name, group=entry.group_name or "—",
+                       due=format_deadline(lang, entry.showup_due_at, zone=zone.take()))
+        if entry.docs_state != "not_required":
+            line += "; " + gettext(lang, "privilege documents: {state}", state=docs_state_text(lang, entry.docs_state))
+        lines.append("• " + line)
+    if desk.total > len(desk.entries):
+        lines.append(gettext(lang, "The {shown} soonest of {total} are shown.", shown=len(desk.entries),
+                             total=desk.total))
+    return "\n".join(lines)
+
+
+def desk_keyboard(desk: Desk) -> InlineKeyboardMarkup | None:
+    if not desk.entries:
+        return None
+    builder = InlineKeyboardBuilder()
+    for entry in desk.entries:
+        builder.button(text=f"№{entry.referral_id} {entry.child_name}"[:60],
+                       callback_data=StaffCallback(ref=entry.referral_id, act=OPEN))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+async def show_desk(message: Message, kz: Kezek, lang: str) -> None:
+    """/desk: the referrals waiting at the staff member's kindergarten, with a button for each."""
+    if message.from_user is None:
+        return
+    try:
+        found = await kz.staff_desk(message.from_user.id)
+    except KezekError as exc:
+        await message.answer(error_text(lang, exc))
+        return
+    await message.answer(desk_text(lang, found), reply_markup=desk_keyboard(found))
+
+
 async def press(callback: CallbackQuery, callback_data: StaffCallback, kz: Kezek, lang: str, bot: Bot) -> None:
     user_id = callback.from_user.id
+    if callback_data.act == OPEN:
+        try:
+            card = await kz.staff_referral(callback_data.ref, user_id)
+        except KezekError as exc:
+            await callback.answer(error_text(lang, exc), show_alert=True)
+            return
+        await callback.answer()
+        await bot.send_message(user_id, staff_card_text(lang, card), reply_markup=staff_card_keyboard(lang, card))
+        return
     try:
         if callback_data.act == ADMIT:
             card = await kz.staff_admit(callback_data.ref, user_id)
@@ -97,5 +150,6 @@ async def press(callback: CallbackQuery, callback_data: StaffCallback, kz: Kezek
 
 def build_router() -> Router:
     router = Router(name="staff")
+    router.message.register(show_desk, Command("desk"))
     router.callback_query.register(press, StaffCallback.filter())
     return router

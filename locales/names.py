@@ -133,6 +133,20 @@ DOCUMENT_TYPES: dict[str, str] = {
 }
 
 
+# A referral's privilege documents as a whole (storage.vocab.DocsState), for the kindergarten's desk.
+DOCS_STATES: dict[str, str] = {
+    "not_required": N_("not needed"),
+    "pending": N_("awaited"),
+    "accepted": N_("confirmed"),
+    "rejected": N_("turned down"),
+    "missed": N_("not brought in time"),
+}
+
+
+def docs_state_text(lang: str | None, state: str) -> str:
+    return _named(lang, DOCS_STATES, state)
+
+
 def document_status_text(lang: str | None, status: str) -> str:
     return _named(lang, DOCUMENT_STATUSES, status)
 

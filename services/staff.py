@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 
 from services import referral_check as rc
 from services import referrals, signing
@@ -44,7 +44,7 @@ from services.errors import (
 from services.facade import is_row_id
 from services.notices import NoticeKind, ReferralDeadline
 from services.signing import Signer, TokenError
-from storage.models import Application, Kindergarten, Referral, StaffInvite, StaffMember
+from storage.models import Application, Group, Kindergarten, Referral, StaffInvite, StaffMember
 from storage.vocab import ReferralStatus
 
 log = logging.getLogger("kezek.staff")
@@ -183,6 +183,46 @@ async def kindergartens_of(ctx: Ctx, user_id: int) -> set[int]:
         StaffMember.user_id == user_id, StaffMember.revoked_at.is_(None)))).scalars())
 
 
+DESK_SIZE = 20  # the soonest deadlines shown at once (a Telegram message holds 4,096 characters)
+
+
+@dataclass(frozen=True)
+class DeskEntry:
+    """A referral waiting at a kindergarten's door: what the desk lists of it."""
+
+    referral_id: int
+    child_name: str
+    group_name: str
+    showup_due_at: dt.datetime
+    docs_state: str
+    docs_due_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Desk:
+    entries: list[DeskEntry]  # the ``DESK_SIZE`` soonest deadlines
+    total: int  # all of them
+
+
+async def desk(ctx: Ctx, user_id: int, *, size: int = DESK_SIZE) -> Desk:
+    """The referrals to the staff member's kindergartens that wait for the child (issued, the
+    show-up deadline not passed), the soonest deadline first; ``NotStaff`` for anyone else."""
+    kindergartens = await kindergartens_of(ctx, user_id)
+    if not kindergartens:
+        raise NotStaff()
+    waiting = (Referral.kindergarten_id.in_(kindergartens), Referral.status == ReferralStatus.ISSUED,
+               Referral.showup_due_at > ctx.now)
+    total = (await ctx.session.execute(select(func.count()).select_from(Referral).where(*waiting))).scalar_one()
+    rows = (await ctx.session.execute(
+        select(Referral.id, Application.child_name, Group.name, Referral.showup_due_at, Referral.docs_state,
+               Referral.docs_due_at)
+        .join(Application, Application.id == Referral.application_id)
+        .join(Group, Group.id == Referral.group_id)
+        .where(*waiting).order_by(Referral.showup_due_at, Referral.id).limit(size))).all()
+    return Desk([DeskEntry(ident, name, group or "", due, docs, docs_due)
+                 for ident, name, group, due, docs, docs_due in rows], int(total))
+
+
 async def _staff_referral_row(ctx: Ctx, referral_id: int, user_id: int) -> Referral:
     """The referral, when ``user_id`` is staff of its kindergarten; ``NotStaff`` otherwise (an
     unknown referral too: staff of one kindergarten learn nothing of other ids)."""
@@ -258,6 +298,10 @@ class StaffFacade(rc.ReferralCheckFacade):
                 return await staff_referral(ctx, claims.id, user_id)
             except ReferralNotFound:
                 raise NotStaff() from None
+
+    async def staff_desk(self, user_id: int) -> Desk:
+        async with self.reading(with_calendar=False) as ctx:
+            return await desk(ctx, user_id)
 
     async def staff_referral(self, referral_id: int, user_id: int) -> StaffReferral:
         async with self.reading(with_calendar=False) as ctx:

@@ -46,6 +46,7 @@ from babel.messages.pofile import read_po
 
 import locales
 from bot.telegram.app import build_dispatcher
+from handlers.callbacks import StaffCallback
 from locales import gettext, normalize_language, po_path, translator
 from locales.errors import ERROR_SENTENCES, error_text
 from locales.formats import ZONES
@@ -318,6 +319,17 @@ async def walk_the_bot(tg: Harness, kz: Kezek, world: World, clock: FrozenClock,
     cards = await say("/status with referrals", text="/status")
     for data in inline(cards):
         await press(f"card button {data.split(':')[0]}", data)
+    # The kindergarten's side: an invitation, the referral from its code, the desk and its buttons.
+    ref_id = await _referral_id(kz, app_first)
+    invitation = await kz.invite_staff("KG1")
+    await say("staff invitation", text=f"/start {invitation.token}")
+    await say("staff invitation used", text=f"/start {invitation.token}")
+    await say("staff opens the referral", text=f"/start {(await kz.referral_document(ref_id)).token}")
+    desk = await say("/desk", text="/desk")
+    await press("desk: open", inline(desk)[0])
+    await press("the child has not come", StaffCallback(ref=ref_id, act="n").pack())
+    await press("the child has come", StaffCallback(ref=ref_id, act="a").pack())
+    await press("the child has come again", StaffCallback(ref=ref_id, act="a").pack())
     # Outside the claim window; /seats with a state-order seat of a private kindergarten.
     await world.apps(world.row())
     await world.publish(2, "PRIV")
@@ -353,6 +365,16 @@ async def _outbox(kz: Kezek, kind: str) -> list[Any]:
     async with kz.reading() as ctx:  # (NoticeKind: a misspelt kind fails, it does not read as none)
         return list((await ctx.session.execute(
             select(OutboxMessage).where(OutboxMessage.kind == NoticeKind(kind)).order_by(OutboxMessage.id))).scalars())
+
+
+async def _referral_id(kz: Kezek, application_id: int) -> int:
+    from sqlalchemy import select
+
+    from storage.models import Referral
+
+    async with kz.reading() as ctx:
+        return int((await ctx.session.execute(
+            select(Referral.id).where(Referral.application_id == application_id))).scalar_one())
 
 
 async def _app_id(kz: Kezek, number: str) -> int:

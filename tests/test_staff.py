@@ -74,10 +74,11 @@ async def test_an_invitation_binds_once_and_the_staff_admit_in_one_tap(
     ref, code, kindergarten = await issued(world)
     invitation = await kz.invite_staff(kindergarten)
     [welcome] = sent(await as_user(tg, STAFF, f"/start {invitation.token}", lang))
-    assert welcome.text == gettext(
+    assert welcome.text.startswith(gettext(
         lang, "You are now staff of {kindergarten} in Kezek. When a parent brings a referral, scan its QR "
               "code with your phone and press «Open in Telegram»: the referral opens here in full, and the "
-              "child's arrival is recorded with one tap.", kindergarten=invitation.kindergarten.name(lang))
+              "child's arrival is recorded with one tap.", kindergarten=invitation.kindergarten.name(lang)))
+    assert "/desk" in welcome.text
     # The same link again, by anyone: it worked once.
     [again] = sent(await as_user(tg, STRANGER, f"/start {invitation.token}", lang))
     assert again.text == error_text(lang, StaffInviteInvalid())
@@ -167,3 +168,26 @@ async def test_two_accounts_racing_with_one_link_bind_one(kz: Kezek, world: Worl
     assert sum(not isinstance(r, BaseException) for r in results) == 1
     assert all(isinstance(r, StaffInviteInvalid) for r in results if isinstance(r, BaseException))
     assert len([r for r in await kz.staff_list(kindergarten) if r.kind == "staff"]) == 1
+
+
+async def test_the_desk_lists_the_waiting_referrals_soonest_first_and_opens_each(
+        tg: Harness, kz: Kezek, world: World, clock: FrozenClock) -> None:
+    first, _code, kindergarten = await issued(world)
+    clock.advance(dt.timedelta(days=1))
+    second, _code2, _ = await issued(world)
+    await bind(tg, kz, kindergarten, STAFF, "kk")
+    [listing] = sent(await as_user(tg, STAFF, "/desk", "kk"))
+    assert listing.text.startswith(gettext("kk", "Referrals waiting for a child, the soonest deadline first:"))
+    assert listing.text.index(f"№{first.id}:") < listing.text.index(f"№{second.id}:")
+    assert "(Астана уақытымен)" in listing.text
+    buttons = [b.callback_data for row in listing.reply_markup.inline_keyboard for b in row]
+    assert buttons == [StaffCallback(ref=first.id, act="o").pack(), StaffCallback(ref=second.id, act="o").pack()]
+    [card] = sent(await press_as(tg, STAFF, buttons[1], "kk"))
+    assert "Абенова Айсулу" in card.text and card.reply_markup is not None
+
+    await press_as(tg, STAFF, StaffCallback(ref=first.id, act="a").pack(), "kk")  # admitted: off the desk
+    [listing] = sent(await as_user(tg, STAFF, "/desk", "kk"))
+    assert f"№{first.id}:" not in listing.text and f"№{second.id}:" in listing.text
+    # A parent or a stranger has no desk.
+    [answer] = sent(await as_user(tg, STRANGER, "/desk"))
+    assert answer.text == error_text("ru", NotStaff())
