@@ -37,7 +37,7 @@ from services.pacing import Pacer
 from services.queue import count_ahead
 from services.settings import notice_wanted
 from services.validation import mask_email, mask_iin
-from storage.db import Hot
+from storage.hot import Hot
 from storage.models import (
     Application,
     Chat,
@@ -505,7 +505,7 @@ class NotificationFacade(FacadeBase):
     async def chat_seen(self, chat_id: int) -> str | None:
         """A chat wrote to the bot: its chosen language (None: not chosen yet). A chat that had
         blocked the bot has evidently unblocked it: its Telegram notices resume."""
-        async with self.db.hot() as db:  # every update comes here first: on the driver (storage.db.Hot)
+        async with self.db.hot() as db:  # every update comes here first: on the driver (storage.hot.Hot)
             row = await db.first(_CHAT_SEEN, {"chat_id": chat_id})
         if row is None:
             return None

@@ -39,7 +39,7 @@ from services.notices import (
     spec_of,
 )
 from services.validation import normalise_email
-from storage.db import Hot
+from storage.hot import Hot
 from storage.models import Chat, ChatLink, QueueLook
 
 EMAIL_CODE_TTL = dt.timedelta(minutes=15)
@@ -248,7 +248,7 @@ async def unlink(ctx: Ctx, chat_id: int, application_id: int) -> linking.LinkTar
 
 class SettingsFacade(FacadeBase):
     async def chat_settings(self, chat_id: int) -> ChatSettings:
-        async with self.db.hot() as db:  # the «Settings» button: on the driver (storage.db.Hot)
+        async with self.db.hot() as db:  # the «Settings» button: on the driver (storage.hot.Hot)
             return ChatSettings.of(await db.first(_CHAT_SETTINGS, {"chat_id": chat_id}))
 
     async def set_notice(self, chat_id: int, key: str, on: bool) -> ChatSettings:

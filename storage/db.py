@@ -40,7 +40,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from storage.hot import Hot, HotReader  # noqa: F401 - Hot: still imported from here by some services
+from storage.hot import HotReader
 from storage.private_files import private_sqlite
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000

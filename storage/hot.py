@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from sqlalchemy import Select, String, literal_column
 from sqlalchemy.engine import Dialect
@@ -29,18 +29,47 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.functions import FunctionElement
 
+# Any SELECT, whatever its columns (SQLAlchemy 2.1 types a Select by the tuple of its columns' types).
+AnySelect = Select[*tuple[Any, ...]]
+
+
+class Record(tuple[Any, ...]):
+    """A named tuple whose fields are known only at run time (a statement's column keys, the rule
+    profile's columns): ``record_type`` makes such classes. A field is read by name (``row.number``,
+    typed ``Any``); a row is built by keyword or from values (``_make``), like any named tuple."""
+
+    __slots__ = ()
+    _fields: tuple[str, ...]
+
+    if TYPE_CHECKING:  # (what the named tuple made by ``record_type`` provides at run time)
+        def __new__(cls, *values: Any, **fields: Any) -> Self: ...
+
+        def __getattr__(self, name: str) -> Any: ...
+
+        @classmethod
+        def _make(cls, values: Iterable[Any]) -> Self: ...
+
+        def _asdict(self) -> dict[str, Any]: ...
+
+
+def record_type(name: str, fields: Iterable[str], *, rename: bool = False) -> type[Record]:
+    """A ``Record`` class of these fields: a ``collections.namedtuple`` (``rename``: a field name
+    that is not an identifier becomes ``_<index>``) that is also a ``Record``."""
+    return cast(type[Record], type(name, (namedtuple(name, fields, rename=rename), Record), {"__slots__": ()}))
+
 
 @dataclass(frozen=True)
 class _Plan:
     """A ``Hot`` statement compiled for one dialect."""
 
     sql: str
-    binds: tuple[tuple[str | None, Any, Callable[[Any], Any] | None], ...]  # (parameter | None: constant, value, processor)
-    row: type
+    # (parameter | None: a constant, value, processor)
+    binds: tuple[tuple[str | None, Any, Callable[[Any], Any] | None], ...]
+    row: type[Record]
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column index, result processor)
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
-        out = []
+        out: list[Any] = []
         for name, value, process in self.binds:
             if name is not None:
                 value = params[name]
@@ -71,7 +100,7 @@ class Hot:
     expands at execution (``in_()``) are refused when compiled: write ``or_()`` of comparisons
     instead."""
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: AnySelect) -> None:
         self.statement = statement
         self._plans: dict[str, _Plan] = {}
 
@@ -96,11 +125,10 @@ class Hot:
         keys = list(self.statement.selected_columns.keys())
         processors = tuple((i, p) for i, col in enumerate(columns)
                            if (p := col.type.dialect_impl(dialect).result_processor(dialect, None)) is not None)
-        row = namedtuple("HotRow", keys, rename=True)  # type: ignore[misc]
-        return _Plan(sql, tuple(binds), row, processors)
+        return _Plan(sql, tuple(binds), record_type("HotRow", keys, rename=True), processors)
 
 
-def _inline_constants(statement: Select[Any], dialect: Dialect) -> Select[Any]:
+def _inline_constants(statement: AnySelect, dialect: Dialect) -> AnySelect:
     """``statement`` with each bound constant (a value written in the statement, not a
     ``bindparam`` name a caller fills) as a SQL literal rendered by its type for ``dialect``
     (escaped by SQLAlchemy's literal processors; they are the code's own constants, never a
@@ -113,7 +141,8 @@ def _inline_constants(statement: Select[Any], dialect: Dialect) -> Select[Any]:
                 return literal_column(process(element.value), type_=element.type)
         return None
 
-    return visitors.replacement_traverse(statement, {}, literal)
+    # (replacement_traverse gives back an element of the type it was given: a copy of the SELECT)
+    return cast(AnySelect, visitors.replacement_traverse(statement, {}, literal))
 
 
 class json_rows(FunctionElement[str]):

@@ -32,9 +32,9 @@ which ``kezek run`` does first (``repair_triggers``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text
+from sqlalchemy import CursorResult, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -191,7 +191,7 @@ async def fold_queue_changes(session: AsyncSession) -> int:
     """Move the queues' changes into their bases, in the caller's write transaction (a short one
     of its own: it holds the fold's lock until it ends); no version changes. Returns how many
     changes were folded."""
-    if session.bind.dialect.name != "sqlite":
+    if session.get_bind().dialect.name != "sqlite":
         if not (await session.execute(_FOLD_LOCK)).scalar():
             return 0
         return int((await session.execute(text(FOLD_PG_SQL))).scalar() or 0)
@@ -199,5 +199,5 @@ async def fold_queue_changes(session: AsyncSession) -> int:
     if last is None:
         return 0
     await session.execute(text(FOLD_SQLITE_SQL[0]), {"last": last})
-    result = await session.execute(text(FOLD_SQLITE_SQL[1]), {"last": last})
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    result = cast(CursorResult[Any], await session.execute(text(FOLD_SQLITE_SQL[1]), {"last": last}))
+    return int(result.rowcount or 0)

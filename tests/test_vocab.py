@@ -15,7 +15,8 @@ from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 
 import storage.models
 from services.kezek import Kezek
-from storage.db import Database, Hot
+from storage.db import Database
+from storage.hot import Hot
 from storage.models import Application, Kindergarten, RuleProfile
 from storage.vocab import (
     DEFAULT_WINDOW_CLOSE_MINUTE,

@@ -12,9 +12,11 @@ that ends at the newest revision repairs a database found without them (``repair
 
 import asyncio
 import logging
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from alembic import context
+from alembic.runtime.migration import MigrationContext, MigrationInfo
 from sqlalchemy import event, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -50,7 +52,8 @@ class _QueueTriggerGuard:
     def start(self) -> None:
         self.whole = not missing_triggers(self.connection)
 
-    def __call__(self, *, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+    def __call__(self, ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any],
+                 run_args: Mapping[str, Any]) -> None:
         missing = missing_triggers(self.connection)
         if missing and self.whole:
             revision = step.up_revision_id if step.is_upgrade else ", ".join(step.down_revision_ids) or "base"
@@ -101,8 +104,15 @@ def _sqlite_transactions(engine: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _url() -> str:
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:  # (storage.migrate and ``kezek db`` always set it)
+        raise RuntimeError("alembic: no sqlalchemy.url in the configuration")
+    return normalise_url(url)
+
+
 async def _run_async() -> None:
-    url = normalise_url(config.get_main_option("sqlalchemy.url"))
+    url = _url()
     engine = create_async_engine(url, poolclass=pool.NullPool)
     if engine.dialect.name == "sqlite":
         _sqlite_transactions(engine)
@@ -113,7 +123,7 @@ async def _run_async() -> None:
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=normalise_url(config.get_main_option("sqlalchemy.url")),
+        url=_url(),
         target_metadata=target_metadata,
         literal_binds=True,
     )
