@@ -4,6 +4,8 @@ No aiogram here: the bot layer passes plain chat ids."""
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,8 +20,16 @@ async def get_language(session: AsyncSession, chat_id: int) -> str | None:
     return (await session.execute(select(Chat.language).where(Chat.id == chat_id))).scalar_one_or_none()
 
 
+class NoticeDefaults(TypedDict):
+    """A chat's notice settings (``services.settings.NOTICE_KEYS``' columns)."""
+
+    notify_moves: bool
+    notify_reminders: bool
+    notify_open_seats: bool
+
+
 # A chat's settings before it changes any (the columns' defaults in storage.models say the same).
-CHAT_DEFAULTS = {"notify_moves": False, "notify_reminders": True, "notify_open_seats": True}
+CHAT_DEFAULTS: NoticeDefaults = {"notify_moves": False, "notify_reminders": True, "notify_open_seats": True}
 
 
 def chat_viewer(chat_id: int) -> str:

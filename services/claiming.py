@@ -6,6 +6,7 @@ replayed from another chat or stale."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -84,7 +85,8 @@ def _hhmm(minute: int) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
-def _merge(seats: list[tuple[int, int | None, str, str, KindergartenInfo, str, str | None]]) -> list[SeatChoice]:
+def _merge(seats: Sequence[tuple[int, int | None, str, str, KindergartenInfo, str, dt.datetime | None]]
+           ) -> list[SeatChoice]:
     """Seats (id, group id, language, via, kindergarten, group name, expires at), in the order to
     show them, as one choice per group and way (an offer: one each)."""
     merged: dict[tuple[int | None, str], SeatChoice] = {}
@@ -95,7 +97,7 @@ def _merge(seats: list[tuple[int, int | None, str, str, KindergartenInfo, str, s
             merged[key] = SeatChoice(prev.seat_id, prev.kindergarten, prev.group_name, prev.language,
                                      prev.via, prev.expires_at, prev.count + 1)
             continue
-        merged[key] = SeatChoice(seat_id, kg, group_name, language, via, expires_at, 1)  # type: ignore[arg-type]
+        merged[key] = SeatChoice(seat_id, kg, group_name, language, via, expires_at, 1)
     order = {offers.VIA_OFFER: 0, offers.VIA_OPEN: 1, offers.VIA_STATE_ORDER: 2}
     return sorted(merged.values(), key=lambda c: (order.get(c.via, 9), c.kindergarten.code, c.seat_id))
 

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Insert, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -81,7 +81,7 @@ class Ctx:
                 prof = RuleProfile(code=DEFAULT_PROFILE_CODE, name="Default")
                 self.session.add(prof)
                 await self.session.flush()
-            self._profiles[district_id] = prof  # type: ignore[assignment]
+            self._profiles[district_id] = prof
         return self._profiles[district_id]
 
     def audit(self, action: str, entity: str, entity_id: int | None = None, **data: Any) -> None:
@@ -103,6 +103,7 @@ class Ctx:
             return
         table = model.__table__  # type: ignore[attr-defined]
         keys = [key] if isinstance(key, str) else key
+        stmt: Insert
         if self.dialect == "postgresql":
             stmt = pg_insert(table).on_conflict_do_nothing(index_elements=keys)
         elif self.dialect == "sqlite":

@@ -18,8 +18,9 @@ dated by the deadline, not by when the sweep happened to run."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from services.context import Ctx
 from services.documents import close_documents, parse_rejection
@@ -76,9 +77,9 @@ async def admit(ctx: Ctx, referral_id: int) -> Referral:
         # a closed application is never reopened by a later documents decision.
         assert ref.docs_due_at is not None
         raise DocumentsPending(due_at=ref.docs_due_at.isoformat())
-    res = await ctx.session.execute(
+    res = cast(CursorResult[Any], await ctx.session.execute(
         update(Referral).where(Referral.id == ref.id, Referral.status == ReferralStatus.ISSUED)
-        .values(status=ReferralStatus.ADMITTED, closed_at=ctx.now).execution_options(synchronize_session=False))
+        .values(status=ReferralStatus.ADMITTED, closed_at=ctx.now).execution_options(synchronize_session=False)))
     if res.rowcount != 1:
         raise ReferralNotActive(status="changed")
     await ctx.session.execute(
@@ -134,12 +135,11 @@ async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime,
     docs_state = {DOCS_MISSED: DocsState.MISSED, DOCS_REJECTED: DocsState.REJECTED}.get(reason)
     values: dict[str, object] = {"status": ReferralStatus.ANNULLED, "closed_at": effective_at,
                                  "annul_reason": reason}
-    drop_privilege = docs_state is not None
     if docs_state is not None:
         values["docs_state"] = docs_state
-    res = await ctx.session.execute(
+    res = cast(CursorResult[Any], await ctx.session.execute(
         update(Referral).where(Referral.id == ref.id, Referral.status == ReferralStatus.ISSUED).values(**values)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)))
     if res.rowcount != 1:
         return False
     await close_documents(ctx, ref.id, DocumentStatus.CLOSED, effective_at, reason)
@@ -156,9 +156,9 @@ async def annul(ctx: Ctx, ref: Referral, reason: str, effective_at: dt.datetime,
     await ctx.session.refresh(app)
     profile = await ctx.profile(app.district_id)
     app.updated_at = ctx.now
-    if drop_privilege:
+    if docs_state is not None:  # the privilege is dropped with its documents
         app.privilege, app.priv_rank = Privilege.NONE, Privilege.RANK[Privilege.NONE]
-        app.docs_state = docs_state  # type: ignore[assignment]
+        app.docs_state = docs_state
     if reason == NO_SHOW:
         app.missed_referrals += 1
         if app.missed_referrals >= profile.removal_on_annulment:
@@ -226,9 +226,9 @@ async def end_stoplists(ctx: Ctx) -> int:
     for app in apps:
         until = app.stoplist_until
         assert until is not None
-        res = await ctx.session.execute(
+        res = cast(CursorResult[Any], await ctx.session.execute(
             update(Application).where(Application.id == app.id, Application.stoplist_until == until)
-            .values(stoplist_until=None).execution_options(synchronize_session=False))
+            .values(stoplist_until=None).execution_options(synchronize_session=False)))
         if res.rowcount == 1:
             ctx.audit("stoplist.end", "application", app.id, until=until.isoformat())
             if app.status == AppStatus.QUEUED:

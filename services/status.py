@@ -167,8 +167,8 @@ async def _card(db: HotReader, now: dt.datetime, row: Any, number: int | None,
     look_number, look_at = look if look is not None else (None, None)
     state = queue.state_of(row.status, row.stoplist_until, row.offer_id is not None, now)
     causes: dict[str, int] = {}
-    if look_number is not None and number is not None and number != look_number:
-        causes = await move_reads.move_causes(db, row, look_at)
+    if look is not None and number is not None and number != look[0]:
+        causes = await move_reads.move_causes(db, row, look[1])
     until: dt.datetime | None = None
     docs_due_at: dt.datetime | None = None
     referral_kg: KindergartenInfo | None = None
@@ -317,14 +317,15 @@ class StatusFacade(FacadeBase):
                 if look is None and row.look_number is not None:
                     look = (row.look_number, row.look_at)
                 cards.append(await _card(db, now, row, number, look))
-        changed = [c for c in cards if c.queue_number is not None and c.queue_number != c.previous_number]
+        # (application id, the number it shows now) of the cards whose number moved
+        changed = [(c.application_id, n) for c in cards if (n := c.queue_number) is not None and n != c.previous_number]
         if changed and looks is not None:
-            for card in changed:
-                looks.add(card.application_id, viewer, card.queue_number, now)  # type: ignore[arg-type]
+            for app_id, number in changed:
+                looks.add(app_id, viewer, number, now)
         elif changed:
             async with self.unit(viewer, with_calendar=False) as ctx:
-                for card in changed:
-                    await queue.record_look(ctx, card.application_id, viewer, card.queue_number)  # type: ignore[arg-type]
+                for app_id, number in changed:
+                    await queue.record_look(ctx, app_id, viewer, number)
         return cards
 
     async def _numbers_of(self, db: HotReader, rows: list[Any]) -> list[int | None] | None:

@@ -11,17 +11,16 @@ parent's order (``queue.preferred_codes``) and the forecast's move over its wind
 from __future__ import annotations
 
 import json
-from collections import namedtuple
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, literal_column, select, tuple_
+from sqlalchemy import and_, bindparam, case, func, literal_column, select, tuple_
 from sqlalchemy.orm import aliased
 
 from services import queue
 from services.context import Ctx
 from services.directory import KindergartenInfo
-from storage.hot import Hot, json_rows, json_rows_of
+from storage.hot import AnySelect, Hot, Record, json_rows, json_rows_of, record_type
 from storage.models import (
     Application,
     ApplicationPreference,
@@ -66,7 +65,7 @@ def _preferred_rows() -> Any:
     return case((A.any_kindergarten.is_(False), rows), else_=None)
 
 
-def _card_statement(*, count: bool) -> Select[Any]:
+def _card_statement(*, count: bool) -> AnySelect:
     """One round trip for every card of a chat: each linked application with its district, its
     queue's version (``storage.queue_versions``) and, with ``count``, its queue number (a
     correlated count on ix_applications_queue: ``services.queue_numbers`` spares it), open offer (at most one:
@@ -111,7 +110,7 @@ def _card_statement(*, count: bool) -> Select[Any]:
 CARDS = Hot(_card_statement(count=False))
 CARDS_COUNTED = Hot(_card_statement(count=True))
 # A row of ``reference``: the statement's columns, by the same names.
-CardRow = namedtuple("CardRow", CARDS.statement.selected_columns.keys())  # type: ignore[misc]
+CardRow = record_type("CardRow", CARDS.statement.selected_columns.keys())
 
 
 def preferred_of(row: Any) -> list[KindergartenInfo]:
@@ -120,7 +119,7 @@ def preferred_of(row: Any) -> list[KindergartenInfo]:
             for _rank, code, name_ru, name_kk in sorted(json_rows_of(row.preferred), key=lambda r: r[0])]
 
 
-async def reference(ctx: Ctx, params: Mapping[str, Any]) -> list[Any]:
+async def reference(ctx: Ctx, params: Mapping[str, Any]) -> list[Record]:
     """``CARDS_COUNTED``'s rows for ``params`` (its parameters), read through the ORM: ``queue.view``
     (number, open offer, last look, live referral), ``queue.events_ahead`` summed over the
     forecast's window, the preferences in their rank order."""
@@ -128,7 +127,7 @@ async def reference(ctx: Ctx, params: Mapping[str, Any]) -> list[Any]:
     apps = (await session.execute(
         select(Application).join(ChatLink, ChatLink.application_id == Application.id)
         .where(ChatLink.chat_id == params["chat_id"]).order_by(ChatLink.linked_at, Application.number))).scalars().all()
-    out = []
+    out: list[Record] = []
     for app in apps:
         view = await queue.view(ctx, app.number, params["viewer"], with_preferred=False)
         offer = view.open_offers[0] if view.open_offers else None

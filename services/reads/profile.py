@@ -8,15 +8,16 @@ and that each read gives ``Ctx.profile``'s values)."""
 
 from __future__ import annotations
 
-from collections import namedtuple
 from typing import Any
 
 from services.context import RULE_FIELDS, profile_id_of
+from storage.hot import Record, record_type
 from storage.models import RuleProfile
 
 PREFIX = "profile_"
-# One profile's rules, as the hot reads give them (``RuleProfile``'s attributes of the same names).
-Rules = namedtuple("Rules", RULE_FIELDS)  # type: ignore[misc]
+# One profile's rules, as the hot reads give them (``RuleProfile``'s attributes of the same names):
+# a ``Record``, its fields RULE_FIELDS.
+Rules = record_type("Rules", RULE_FIELDS)
 
 
 def joined(district_id: Any) -> tuple[Any, Any]:
@@ -31,13 +32,13 @@ def columns() -> list[Any]:
     return [RuleProfile.id.label(PREFIX + "id")] + [getattr(RuleProfile, f).label(PREFIX + f) for f in RULE_FIELDS]
 
 
-def rules_of(row: Any) -> Rules | None:
+def rules_of(row: Any) -> Record | None:
     """The rules of a row holding ``columns()``; None when it found no profile row."""
     if getattr(row, PREFIX + "id") is None:
         return None
     return Rules._make(getattr(row, PREFIX + f) for f in RULE_FIELDS)
 
 
-def rules_from(profile: RuleProfile) -> Rules:
+def rules_from(profile: RuleProfile) -> Record:
     """The rules of a profile read through the ORM (``Ctx.profile``)."""
     return Rules._make(getattr(profile, f) for f in RULE_FIELDS)

@@ -21,7 +21,7 @@ from services.calendar import WorkingCalendar
 from services.context import Ctx
 from services.directory import KindergartenInfo
 from services.reads import profile
-from storage.hot import Hot, HotReader, json_rows, json_rows_of
+from storage.hot import Hot, HotReader, Record, json_rows, json_rows_of
 from storage.models import Application, CalendarDay, ChatLink, Group, Kindergarten, Seat
 from storage.vocab import AppStatus, SeatStatus
 
@@ -43,7 +43,7 @@ class LinkedSeats:
     number: str
     child_iin: str
     status: str
-    rules: profile.Rules  # its district's rule profile
+    rules: Record  # its district's rule profile (a ``profile.Rules``)
     # The state-order seats open to it now (none unless it waits and is old enough), by
     # kindergarten code and seat id.
     seats: tuple[StateOrderSeat, ...]
@@ -84,7 +84,7 @@ async def read(db: HotReader, chat_id: int, now: dt.datetime) -> tuple[list[Link
     if not rows:
         return [], WorkingCalendar()  # (nothing to show the window for: the overrides are not read)
     calendar = WorkingCalendar({r.day: (r.working, r.name) for r in await db.all(CALENDAR)})
-    out = []
+    out: list[LinkedSeats] = []
     for r in rows:
         rules = profile.rules_of(r)
         if rules is None:
