@@ -25,9 +25,9 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import CursorResult, bindparam, func, or_, select, update
 
 from services.context import Ctx
 from services.directory import KindergartenInfo
@@ -148,7 +148,22 @@ async def route_outbox(ctx: Ctx, limit: int = 500) -> int:
     rows = (await ctx.session.execute(q)).scalars().all()
     if not rows:
         return 0
-    app_ids = {r.application_id for r in rows if r.application_id is not None}
+    apps, chats_of = await _recipients(ctx, {r.application_id for r in rows if r.application_id is not None})
+    deliveries: list[dict[str, Any]] = []
+    for row in rows:
+        app = apps.get(row.application_id) if row.application_id is not None else None
+        chats = chats_of.get(row.application_id, []) if row.application_id is not None else []
+        deliveries += [{"outbox_id": row.id, "channel": channel, "target": target, "lang": lang,
+                        "status": "pending", "attempts": 0, "created_at": ctx.now, "next_attempt_at": ctx.now}
+                       for channel, target, lang in _routes(row, app, chats)]
+        row.status = "routed"
+    if deliveries:
+        await ctx.insert_ignore(Delivery, deliveries, ["outbox_id", "channel", "target"])
+    return len(rows)
+
+
+async def _recipients(ctx: Ctx, app_ids: set[int]) -> tuple[dict[int, Application], dict[int, list[Chat]]]:
+    """The applications by id, and the chats linked to each (in the order they linked)."""
     apps: dict[int, Application] = {}
     chats_of: dict[int, list[Chat]] = {}
     if app_ids:
@@ -158,43 +173,34 @@ async def route_outbox(ctx: Ctx, limit: int = 500) -> int:
                 select(ChatLink.application_id, Chat).join(Chat, Chat.id == ChatLink.chat_id)
                 .where(ChatLink.application_id.in_(app_ids)).order_by(ChatLink.linked_at))).all():
             chats_of.setdefault(app_id, []).append(chat)
-    deliveries: list[dict[str, Any]] = []
+    return apps, chats_of
 
-    def add(row: OutboxMessage, channel: str, target: str, lang: str) -> None:
-        deliveries.append({"outbox_id": row.id, "channel": channel, "target": target, "lang": lang,
-                           "status": "pending", "attempts": 0, "created_at": ctx.now, "next_attempt_at": ctx.now})
 
-    for row in rows:
-        payload = row.payload or {}
-        app = apps.get(row.application_id) if row.application_id is not None else None
-        if row.kind in EMAIL_ONLY:
-            # Codes go to the address being proven (the payload's); so does the registration
-            # notice with its deep link (services/deep_link.py): the application's address is
-            # what the link proves.
-            address = payload.get("email") or (app.email if app is not None else None)
-            if address:
-                add(row, EMAIL, str(address), "kk")
-        else:
-            chats = chats_of.get(row.application_id, []) if row.application_id is not None else []
-            only = payload.get("chat_id")
-            if only is not None:  # a notice for one chat (e.g. its queue number moved)
-                chats = [c for c in chats if c.id == only]
-            emails: list[str] = []
-            for chat in chats:
-                if not notice_wanted(chat, row.kind):
-                    continue
-                if chat.blocked_at is None:  # a chat that blocked the bot keeps only its e-mail copy
-                    add(row, TELEGRAM, str(chat.id), chat.language or "ru")
-                if chat.email:
-                    emails.append(chat.email)
-            if app is not None and app.email and only is None:
-                emails.insert(0, app.email)  # the official copy of every notice
-            for address in dict.fromkeys(e.lower() for e in emails):
-                add(row, EMAIL, address, "kk")  # e-mails carry both languages
-        row.status = "routed"
-    if deliveries:
-        await ctx.insert_ignore(Delivery, deliveries, ["outbox_id", "channel", "target"])
-    return len(rows)
+def _routes(row: OutboxMessage, app: Application | None, chats: list[Chat]) -> list[tuple[str, str, str]]:
+    """The deliveries of an outbox row: (channel, target, language) for each recipient."""
+    payload = row.payload or {}
+    if row.kind in EMAIL_ONLY:
+        # Codes go to the address being proven (the payload's); so does the registration
+        # notice with its deep link (services/deep_link.py): the application's address is
+        # what the link proves.
+        address = payload.get("email") or (app.email if app is not None else None)
+        return [(EMAIL, str(address), "kk")] if address else []
+    only = payload.get("chat_id")
+    if only is not None:  # a notice for one chat (e.g. its queue number moved)
+        chats = [c for c in chats if c.id == only]
+    routes: list[tuple[str, str, str]] = []
+    emails: list[str] = []
+    for chat in chats:
+        if not notice_wanted(chat, row.kind):
+            continue
+        if chat.blocked_at is None:  # a chat that blocked the bot keeps only its e-mail copy
+            routes.append((TELEGRAM, str(chat.id), chat.language or "ru"))
+        if chat.email:
+            emails.append(chat.email)
+    if app is not None and app.email and only is None:
+        emails.insert(0, app.email)  # the official copy of every notice
+    # e-mails carry both languages
+    return routes + [(EMAIL, address, "kk") for address in dict.fromkeys(e.lower() for e in emails)]
 
 
 # --- sending -------------------------------------------------------------------------------------------
@@ -236,10 +242,10 @@ async def claim_due(ctx: Ctx, channel: str, limit: int = 50, lease: dt.timedelta
     out = []
     for row in rows:
         extra: dict[str, Any] = {}
-        q = queues.get(row.application_id) if row.kind == NoticeKind.REGISTRATION else None
-        if q is not None:
-            extra = {"district_ru": q.name_ru, "district_kk": q.name_kk, "birth_year": q.birth_year,
-                     "queue_number": 1 + int(q.ahead) if q.status == AppStatus.QUEUED else None,
+        place = queues.get(row.application_id) if row.kind == NoticeKind.REGISTRATION else None
+        if place is not None:
+            extra = {"district_ru": place.name_ru, "district_kk": place.name_kk, "birth_year": place.birth_year,
+                     "queue_number": 1 + int(place.ahead) if place.status == AppStatus.QUEUED else None,
                      "as_of": ctx.now}
         payload = dict(row.payload or {})
         app = apps.get(row.application_id) if row.application_id is not None else None
@@ -314,23 +320,23 @@ async def renew_leases(ctx: Ctx, ids: list[int], lease: dt.timedelta = LEASE) ->
     lease that has not run out yet is renewed: one that has may already be another sender's."""
     if not ids:
         return 0
-    result = await ctx.session.execute(
+    result = cast(CursorResult[Any], await ctx.session.execute(
         update(Delivery).where(Delivery.id.in_(ids), Delivery.status == "pending", Delivery.next_attempt_at > ctx.now)
-        .values(next_attempt_at=ctx.now + lease).execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        .values(next_attempt_at=ctx.now + lease).execution_options(synchronize_session=False)))
+    return int(result.rowcount or 0)
 
 
 async def defer_due(ctx: Ctx, channel: str, refusal: RetryLater) -> int:
     """The channel as a whole refused (Telegram's 429, the SMTP server away): everything due on it
     that no sender holds waits as long as the refused delivery, with its reason, no try used;
     how many. (Without this, the next rounds would each knock on the closed door again.)"""
-    result = await ctx.session.execute(
+    result = cast(CursorResult[Any], await ctx.session.execute(
         update(Delivery).where(Delivery.channel == channel, Delivery.status == "pending",
                                Delivery.next_attempt_at <= ctx.now)
         .values(next_attempt_at=ctx.now + dt.timedelta(seconds=max(refusal.seconds or 1, 1)),
                 last_error=refusal.reason[:200])
-        .execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        .execution_options(synchronize_session=False)))
+    return int(result.rowcount or 0)
 
 
 async def scrub_codes(ctx: Ctx) -> None:
@@ -345,6 +351,140 @@ async def scrub_codes(ctx: Ctx) -> None:
 
 
 Send = Callable[[Notice], Awaitable[None]]
+
+
+class _SendRound:
+    """One round of ``NotificationFacade.deliver_due`` on a channel: the deliveries it leased and
+    has not written the results of (``held``), the queue of those not started (``todo``), the
+    workers that send them, the heartbeat that renews their lease, and the loop that writes the
+    results (``run``)."""
+
+    def __init__(self, facade: NotificationFacade, channel: str, send: Send, limit: int, *, workers: int,
+                 ahead: int, pacer: Pacer | None, lease: dt.timedelta) -> None:
+        self.facade, self.channel, self.send, self.limit = facade, channel, send, limit
+        self.workers, self.ahead, self.pacer, self.lease = workers, ahead, pacer, lease
+        self.counts = {"sent": 0, "pending": 0, "failed": 0}
+        self.loop = asyncio.get_running_loop()
+        self.todo: asyncio.Queue[Notice] = asyncio.Queue()
+        self.held: dict[int, Notice] = {}  # leased by this round, result not yet written
+        self.outcomes: asyncio.Queue[Any] = asyncio.Queue()
+        self.renew = object()  # the heartbeat's mark in ``outcomes``
+        self.claimed, self.exhausted = 0, False
+        # The channel said "not now" (Telegram's 429, the SMTP server away or silent): the rest of
+        # this round is not tried, and what is due and not taken yet is deferred with it
+        # (``defer_due``): all wait the same (no try used), instead of each copy waiting out a
+        # timeout.
+        self.flood: list[RetryLater] = []
+        self.deferred = False  # the due deliveries not taken yet: deferred once for the flood
+
+    def take(self, notices: list[Notice], asked: int) -> None:
+        for notice in notices:
+            self.held[notice.delivery_id] = notice
+            self.todo.put_nowait(notice)
+        self.claimed += len(notices)
+        self.exhausted = self.exhausted or len(notices) < asked
+
+    async def attempt(self, notice: Notice) -> BaseException | None:
+        flood, pacer = self.flood, self.pacer
+        try:
+            if flood:
+                raise RetryLater(flood[0].seconds, flood[0].reason, flood=True)
+            if pacer is None:
+                await self.send(notice)
+            else:
+                async with pacer.slot(notice.target):
+                    await self.send(notice)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried or given up
+            if isinstance(exc, RetryLater) and exc.flood and not flood:
+                flood.append(exc)
+                if pacer is not None:
+                    pacer.hold(exc.seconds or 1)
+            # A channel-wide refusal (429, the SMTP server away) is logged once by its
+            # port; a line per delivery would bury that line under a whole fan-out's.
+            (log.debug if isinstance(exc, RetryLater) and exc.flood else log.warning)(
+                "delivery %s on %s: %s", notice.delivery_id, self.channel, type(exc).__name__)
+            return exc
+        return None
+
+    async def worker(self) -> None:
+        while True:
+            notice = await self.todo.get()
+            error = await self.attempt(notice)
+            # The slot is held until the result is written: what a crash can leave sent but
+            # not written down is at most ``concurrency`` deliveries.
+            written = self.loop.create_future()
+            self.outcomes.put_nowait((notice, error, written))
+            await written
+
+    async def heartbeat(self) -> None:
+        every = max(self.lease.total_seconds() / 3, 0.2)
+        while True:
+            await asyncio.sleep(every)
+            self.outcomes.put_nowait(self.renew)
+
+    def died(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self.outcomes.put_nowait(task)  # a send that died (the process stopping): end the round
+
+    async def run(self, first: list[Notice]) -> dict[str, int]:
+        self.take(first, min(self.ahead, self.limit))
+        tasks = [asyncio.create_task(self.worker()) for _ in range(self.workers)]
+        tasks.append(asyncio.create_task(self.heartbeat()))
+        for task in tasks:
+            task.add_done_callback(self.died)
+        try:
+            while self.held:
+                group = [await self.outcomes.get()]
+                while not self.outcomes.empty():
+                    group.append(self.outcomes.get_nowait())
+                results = []
+                for item in group:
+                    if isinstance(item, asyncio.Task):
+                        item.result()  # re-raises how it died
+                    elif item is not self.renew:
+                        results.append(item)
+                if results:
+                    await self._write(results)
+                if self.held and any(item is self.renew for item in group):
+                    await self._renew()
+                await self._top_up()
+        finally:
+            for task in tasks:
+                task.remove_done_callback(self.died)
+                task.cancel()
+        return self.counts
+
+    async def _write(self, results: list[tuple[Notice, BaseException | None, asyncio.Future[None]]]) -> None:
+        """The results that came back together, in one unit (a group commit); then their senders
+        may go on."""
+        async with self.facade.unit("sender", with_calendar=False) as ctx:
+            for status, n in (await record_results(ctx, [(n, e) for n, e, _ in results])).items():
+                self.counts[status] += n
+            if self.channel == EMAIL and any(n.kind in EMAIL_ONLY for n, _, _ in results):
+                await scrub_codes(ctx)
+            if self.flood and not self.deferred:  # counted with the round's retries, as if tried
+                self.counts["pending"] += await defer_due(ctx, self.channel, self.flood[0])
+                self.deferred = True
+        for notice, _, written in results:
+            del self.held[notice.delivery_id]
+            written.set_result(None)
+
+    async def _renew(self) -> None:
+        """The heartbeat's write. A failure (the database restarting) is logged, not fatal: the
+        sends in flight must still get their results written; the next beat tries again."""
+        try:
+            async with self.facade.unit("sender", with_calendar=False) as ctx:
+                await renew_leases(ctx, list(self.held), self.lease)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("outbox lease renewal failed: %s", type(exc).__name__)
+
+    async def _top_up(self) -> None:
+        """Lease more when half of what waits to start has started (not after a flood, nor past
+        ``limit``, nor once nothing more was due)."""
+        if not (self.flood or self.exhausted) and self.claimed < self.limit and self.todo.qsize() <= self.ahead // 2:
+            asked = min(self.ahead - self.todo.qsize(), self.limit - self.claimed)
+            async with self.facade.unit("sender", with_calendar=False) as ctx:
+                self.take(await claim_due(ctx, self.channel, asked, self.lease), asked)
 
 
 _CHAT_SEEN = Hot(select(Chat.language, Chat.blocked_at).where(Chat.id == bindparam("chat_id")))
@@ -376,131 +516,22 @@ class NotificationFacade(FacadeBase):
         heartbeat): when the process dies, what it held is due again within one lease."""
         workers = max(concurrency, 1)
         ahead = max(ahead if ahead is not None else 2 * workers, 1)
-        counts = {"sent": 0, "pending": 0, "failed": 0}
         async with self.unit("sender", with_calendar=False) as ctx:
             first = await claim_due(ctx, channel, min(ahead, limit), lease)
         if not first:
-            return counts
-        loop = asyncio.get_running_loop()
-        todo: asyncio.Queue[Notice] = asyncio.Queue()
-        held: dict[int, Notice] = {}  # leased by this round, result not yet written
-        outcomes: asyncio.Queue[Any] = asyncio.Queue()
-        renew = object()  # the heartbeat's mark in ``outcomes``
-        claimed, exhausted = 0, False
-        # The channel said "not now" (Telegram's 429, the SMTP server away or silent): the rest of
-        # this round is not tried, and what is due and not taken yet is deferred with it
-        # (``defer_due``): all wait the same (no try used), instead of each copy waiting out a
-        # timeout.
-        flood: list[RetryLater] = []
-        deferred = False  # the due deliveries not taken yet: deferred once for the flood
-
-        def take(notices: list[Notice], asked: int) -> None:
-            nonlocal claimed, exhausted
-            for notice in notices:
-                held[notice.delivery_id] = notice
-                todo.put_nowait(notice)
-            claimed += len(notices)
-            exhausted = exhausted or len(notices) < asked
-
-        async def attempt(notice: Notice) -> BaseException | None:
-            try:
-                if flood:
-                    raise RetryLater(flood[0].seconds, flood[0].reason, flood=True)
-                if pacer is None:
-                    await send(notice)
-                else:
-                    async with pacer.slot(notice.target):
-                        await send(notice)
-            except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried or given up
-                if isinstance(exc, RetryLater) and exc.flood and not flood:
-                    flood.append(exc)
-                    if pacer is not None:
-                        pacer.hold(exc.seconds or 1)
-                # A channel-wide refusal (429, the SMTP server away) is logged once by its
-                # port; a line per delivery would bury that line under a whole fan-out's.
-                (log.debug if isinstance(exc, RetryLater) and exc.flood else log.warning)(
-                    "delivery %s on %s: %s", notice.delivery_id, channel, type(exc).__name__)
-                return exc
-            return None
-
-        async def worker() -> None:
-            while True:
-                notice = await todo.get()
-                error = await attempt(notice)
-                # The slot is held until the result is written: what a crash can leave sent but
-                # not written down is at most ``concurrency`` deliveries.
-                written = loop.create_future()
-                outcomes.put_nowait((notice, error, written))
-                await written
-
-        async def heartbeat() -> None:
-            every = max(lease.total_seconds() / 3, 0.2)
-            while True:
-                await asyncio.sleep(every)
-                outcomes.put_nowait(renew)
-
-        def died(task: asyncio.Task[None]) -> None:
-            if task.cancelled() or task.exception() is not None:
-                outcomes.put_nowait(task)  # a send that died (the process stopping): end the round
-
-        take(first, min(ahead, limit))
-        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
-        tasks.append(asyncio.create_task(heartbeat()))
-        for task in tasks:
-            task.add_done_callback(died)
-        try:
-            while held:
-                group = [await outcomes.get()]
-                while not outcomes.empty():
-                    group.append(outcomes.get_nowait())
-                results = []
-                for item in group:
-                    if isinstance(item, asyncio.Task):
-                        item.result()  # re-raises how it died
-                    elif item is not renew:
-                        results.append(item)
-                if results:
-                    async with self.unit("sender", with_calendar=False) as ctx:
-                        for status, n in (await record_results(ctx, [(n, e) for n, e, _ in results])).items():
-                            counts[status] += n
-                        if channel == EMAIL and any(n.kind in EMAIL_ONLY for n, _, _ in results):
-                            await scrub_codes(ctx)
-                        if flood and not deferred:  # counted with the round's retries, as if tried
-                            counts["pending"] += await defer_due(ctx, channel, flood[0])
-                            deferred = True
-                    for notice, _, written in results:
-                        del held[notice.delivery_id]
-                        written.set_result(None)
-                if held and any(item is renew for item in group):
-                    await self._renew(list(held), lease)
-                if not (flood or exhausted) and claimed < limit and todo.qsize() <= ahead // 2:
-                    asked = min(ahead - todo.qsize(), limit - claimed)
-                    async with self.unit("sender", with_calendar=False) as ctx:
-                        take(await claim_due(ctx, channel, asked, lease), asked)
-        finally:
-            for task in tasks:
-                task.remove_done_callback(died)
-                task.cancel()
-        return counts
-
-    async def _renew(self, ids: list[int], lease: dt.timedelta) -> None:
-        """The heartbeat's write. A failure (the database restarting) is logged, not fatal: the
-        sends in flight must still get their results written; the next beat tries again."""
-        try:
-            async with self.unit("sender", with_calendar=False) as ctx:
-                await renew_leases(ctx, ids, lease)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("outbox lease renewal failed: %s", type(exc).__name__)
+            return {"sent": 0, "pending": 0, "failed": 0}
+        return await _SendRound(self, channel, send, limit, workers=workers, ahead=ahead, pacer=pacer,
+                                lease=lease).run(first)
 
     async def withhold_pending(self, kind: str) -> int:
         """Mark the pending (unrouted) notices of ``kind`` done without sending them; how many.
         The demo's made-up families get no registration e-mails (thousands would bury the
         tester's own mail)."""
         async with self.unit("system", with_calendar=False) as ctx:
-            result = await ctx.session.execute(
+            result = cast(CursorResult[Any], await ctx.session.execute(
                 update(OutboxMessage).where(OutboxMessage.kind == kind, OutboxMessage.status == "pending")
-                .values(status="done").execution_options(synchronize_session=False))
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+                .values(status="done").execution_options(synchronize_session=False)))
+            return int(result.rowcount or 0)
 
     async def chat_seen(self, chat_id: int) -> str | None:
         """A chat wrote to the bot: its chosen language (None: not chosen yet). A chat that had
@@ -513,7 +544,8 @@ class NotificationFacade(FacadeBase):
             async with self.unit("telegram", with_calendar=False) as ctx:
                 await ctx.session.execute(update(Chat).where(Chat.id == chat_id).values(blocked_at=None)
                                           .execution_options(synchronize_session=False))
-        return row.language
+        language: str | None = row.language
+        return language
 
     async def outbox_report(self, failed_limit: int = 20) -> dict[str, Any]:
         """For operators: the outbox and deliveries by status, what is due and how late, how many

@@ -16,9 +16,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, insert, literal, or_, select, text, tuple_, update
+from sqlalchemy import CursorResult, and_, exists, insert, literal, or_, select, text, tuple_, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -146,16 +146,21 @@ def _eligible(ctx: Ctx, kg_id: int, district_id: int, birth_year: int) -> list[A
     ]
 
 
+# An application that may be offered a seat: (id, priv_rank, submitted_at, number, twin_group).
+_Candidate = Row[int, int, dt.datetime, str, str | None]
+_CANDIDATE_COLUMNS = (A.id, A.priv_rank, A.submitted_at, A.number, A.twin_group)
+
+
 class _Candidates:
     """Eligible applications in queue order, fetched lazily by keyset pages."""
 
     def __init__(self, ctx: Ctx, filters: list[Any], page: int) -> None:
         self.ctx, self.filters, self.page = ctx, filters, page
-        self.buf: deque[Row[Any]] = deque()
+        self.buf: deque[_Candidate] = deque()
         self.after: tuple[int, dt.datetime, str] | None = None
         self.done = False
 
-    async def peek(self, used: set[int]) -> Row[Any] | None:
+    async def peek(self, used: set[int]) -> _Candidate | None:
         while True:
             while self.buf and self.buf[0].id in used:
                 self.buf.popleft()
@@ -163,7 +168,7 @@ class _Candidates:
                 return self.buf[0]
             if self.done:
                 return None
-            q = select(A.id, A.priv_rank, A.submitted_at, A.number, A.twin_group).where(*self.filters)
+            q = select(*_CANDIDATE_COLUMNS).where(*self.filters)
             if self.after is not None:
                 r, s, n = self.after
                 q = q.where(tuple_(A.priv_rank, A.submitted_at, A.number) > tuple_(
@@ -185,50 +190,102 @@ async def _lock_queue(ctx: Ctx, district_id: int, birth_year: int) -> None:
                                   {"k": district_id * 10_000 + birth_year})
 
 
+_Pick = tuple[_Candidate, int, str | None]  # (candidate, seat id, batch)
+
+
+class _Picker:
+    """Who gets the seats of one queue's fill, in queue order: the first eligible application;
+    while the profile's interleave is owed, the first general one instead of a first-priority one;
+    twins together when the profile keeps them together (all of them, or none of them now)."""
+
+    def __init__(self, ctx: Ctx, profile: RuleProfile, filters: list[Any], district_id: int, birth_year: int,
+                 page: int) -> None:
+        self.ctx, self.profile, self.filters = ctx, profile, filters
+        self.district_id, self.birth_year = district_id, birth_year
+        self.main = _Candidates(ctx, filters, page)
+        self.general: _Candidates | None = None
+        self.state: QueueState | None = None  # the queue's interleave count, with an interleave
+        self.used: set[int] = set()
+
+    async def load_state(self) -> None:
+        """The queue's count of general applications owed (made at 0 the first time)."""
+        if not self.profile.interleave_general_per_first:
+            return
+        state = await self.ctx.session.get(QueueState, (self.district_id, self.birth_year))
+        if state is None:
+            state = QueueState(district_id=self.district_id, birth_year=self.birth_year, general_owed=0)
+            self.ctx.session.add(state)
+        self.state = state
+
+    async def picks(self, seat_ids: list[int]) -> list[_Pick]:
+        remaining = deque(seat_ids)
+        picks: list[_Pick] = []
+        while remaining:
+            cand = await self._next()
+            if cand is None:
+                break
+            members = await self._members(cand, len(remaining))
+            if members is None:
+                continue
+            for m in members:
+                self.used.add(m.id)
+                picks.append((m, remaining.popleft(), cand.twin_group if len(members) > 1 else None))
+            self._count(cand)
+        return picks
+
+    async def _next(self) -> _Candidate | None:
+        cand = await self.main.peek(self.used)
+        if cand is None:
+            return None
+        state = self.state
+        if state is not None and state.general_owed > 0 and cand.priv_rank == Privilege.RANK[Privilege.FIRST]:
+            self.general = self.general or _Candidates(
+                self.ctx, [*self.filters, A.priv_rank == Privilege.RANK[Privilege.NONE]], 16)
+            first_general = await self.general.peek(self.used)
+            if first_general is not None:
+                return first_general
+        return cand
+
+    async def _members(self, cand: _Candidate, room: int) -> list[_Candidate] | None:
+        """Who is offered a seat with ``cand`` (itself, or its batch of twins); None: none of them
+        now (a twin not eligible, or fewer seats left than twins), and they are passed over."""
+        if not (cand.twin_group and self.profile.twins_together):
+            return [cand]
+        members = await _twins(self.ctx, cand.twin_group, self.filters, self.district_id, self.birth_year)
+        if members is None or len(members) > room:
+            self.used.update(m.id for m in (members or [cand]))
+            self.used.add(cand.id)
+            return None
+        return members
+
+    def _count(self, cand: _Candidate) -> None:
+        """The interleave after an offer to ``cand``: a first-priority one owes the profile's count
+        of general ones, a general one pays one back."""
+        state = self.state
+        if state is None:
+            return
+        if cand.priv_rank == Privilege.RANK[Privilege.FIRST]:
+            state.general_owed = self.profile.interleave_general_per_first
+        elif cand.priv_rank == Privilege.RANK[Privilege.NONE] and state.general_owed > 0:
+            state.general_owed -= 1
+
+
 async def _fill_queue(ctx: Ctx, kg_id: int, district_id: int, birth_year: int,
                       seat_ids: list[int]) -> list[tuple[int, int, str]]:
     await _lock_queue(ctx, district_id, birth_year)
     profile = await ctx.profile(district_id)
     expires = ctx.calendar.window_end_after(ctx.now, profile.window_close_minute, profile.offer_windows)
-    filters = _eligible(ctx, kg_id, district_id, birth_year)
-    main = _Candidates(ctx, filters, page=max(2 * len(seat_ids), 16))
-    general: _Candidates | None = None
-    interleave = profile.interleave_general_per_first
-    state = None
-    if interleave:
-        state = await ctx.session.get(QueueState, (district_id, birth_year))
-        if state is None:
-            state = QueueState(district_id=district_id, birth_year=birth_year, general_owed=0)
-            ctx.session.add(state)
-    remaining = deque(seat_ids)
-    used: set[int] = set()
-    picks: list[tuple[Row[Any], int, str | None]] = []  # (candidate, seat id, batch)
-    while remaining:
-        cand = await main.peek(used)
-        if cand is None:
-            break
-        if state is not None and state.general_owed > 0 and cand.priv_rank == Privilege.RANK[Privilege.FIRST]:
-            general = general or _Candidates(ctx, [*filters, A.priv_rank == Privilege.RANK[Privilege.NONE]], 16)
-            first_general = await general.peek(used)
-            if first_general is not None:
-                cand = first_general
-        members = [cand]
-        if cand.twin_group and profile.twins_together:
-            members = await _twins(ctx, cand.twin_group, filters, district_id, birth_year)
-            if members is None or len(members) > len(remaining):
-                used.update(m.id for m in (members or [cand]))
-                used.add(cand.id)
-                continue
-        for m in members:
-            used.add(m.id)
-            picks.append((m, remaining.popleft(), cand.twin_group if len(members) > 1 else None))
-        if state is not None:
-            if cand.priv_rank == Privilege.RANK[Privilege.FIRST]:
-                state.general_owed = interleave
-            elif cand.priv_rank == Privilege.RANK[Privilege.NONE] and state.general_owed > 0:
-                state.general_owed -= 1
+    picker = _Picker(ctx, profile, _eligible(ctx, kg_id, district_id, birth_year), district_id, birth_year,
+                     page=max(2 * len(seat_ids), 16))
+    await picker.load_state()
+    picks = await picker.picks(seat_ids)
     if not picks:
         return []
+    return await _make_offers(ctx, kg_id, expires, picks)
+
+
+async def _make_offers(ctx: Ctx, kg_id: int, expires: dt.datetime, picks: list[_Pick]) -> list[tuple[int, int, str]]:
+    """The offers of the picks, their seats offered, the audit and the "your turn" notices."""
     result = await ctx.session.execute(insert(Offer).returning(Offer.id, Offer.seat_id), [{
         "seat_id": seat_id, "application_id": cand.id, "batch": batch, "made_at": ctx.now,
         "expires_at": expires, "status": OfferStatus.OPEN,
@@ -248,9 +305,9 @@ async def _fill_queue(ctx: Ctx, kg_id: int, district_id: int, birth_year: int,
 
 
 async def _twins(ctx: Ctx, group: str, filters: list[Any], district_id: int,
-                 birth_year: int) -> list[Row[Any]] | None:
+                 birth_year: int) -> list[_Candidate] | None:
     """The twins of a batch in queue order, or None when one of them may not be offered now."""
-    cols = (A.id, A.priv_rank, A.submitted_at, A.number, A.twin_group)
+    cols = _CANDIDATE_COLUMNS
     waiting = (await ctx.session.execute(select(*cols).where(
         A.twin_group == group, A.district_id == district_id, A.birth_year == birth_year,
         A.status == AppStatus.QUEUED).order_by(A.priv_rank, A.submitted_at, A.number))).all()
@@ -269,10 +326,10 @@ async def expire_offers(ctx: Ctx) -> int:
     opened: dict[tuple[int, int], dt.datetime] = {}
     count = 0
     for offer in due:
-        res = await ctx.session.execute(
+        res = cast(CursorResult[Any], await ctx.session.execute(
             update(Offer).where(Offer.id == offer.id, Offer.status == OfferStatus.OPEN)
             .values(status=OfferStatus.EXPIRED, closed_at=offer.expires_at)
-            .execution_options(synchronize_session=False))
+            .execution_options(synchronize_session=False)))
         if res.rowcount != 1:
             continue
         count += 1
@@ -365,36 +422,8 @@ async def plan_claim(ctx: Ctx, app_number: str, seat_id: int, *, lock: bool = Fa
     kg = await ctx.session.get(Kindergarten, seat.kindergarten_id)
     assert kg is not None
     profile = await ctx.profile(seat.district_id)
-    if app.status != AppStatus.QUEUED:
-        raise NotWaiting(status=app.status)
-    if app.district_id != seat.district_id:
-        raise NotEligibleForSeat()
-    if app.stoplist_until is not None and app.stoplist_until > ctx.now:
-        raise StopListed(until=app.stoplist_until.isoformat())
-    offers: list[Offer] = []
-    if seat.status == SeatStatus.OFFERED:
-        offer = (await ctx.session.execute(select(Offer).where(
-            Offer.seat_id == seat.id, Offer.status == OfferStatus.OPEN))).scalar_one_or_none()
-        if offer is None or offer.application_id != app.id:
-            raise SeatNotAvailable()
-        if offer.expires_at <= ctx.now:
-            raise OfferExpired(expired_at=offer.expires_at.isoformat())
-        offers = [offer]
-        if offer.batch:
-            offers = list((await ctx.session.execute(select(Offer).where(
-                Offer.batch == offer.batch, Offer.status == OfferStatus.OPEN,
-                Offer.expires_at == offer.expires_at).order_by(Offer.id))).scalars())
-        via = VIA_OFFER
-    elif seat.status == SeatStatus.OPEN and seat.private:
-        if not old_enough_for_private(app.birth_date, ctx.calendar, ctx.now, profile.private_min_age_years):
-            raise TooYoungForPrivate(min_age=profile.private_min_age_years)
-        via = VIA_STATE_ORDER
-    elif seat.status == SeatStatus.OPEN:
-        if app.birth_year != seat.birth_year:
-            raise NotEligibleForSeat()
-        via = VIA_OPEN
-    else:
-        raise SeatNotAvailable()
+    _check_claimant(ctx, app, seat)
+    via, offers = await _claim_way(ctx, app, seat, profile)
     if not ctx.calendar.in_window(ctx.now, profile.window_open_minute, profile.window_close_minute):
         opens = ctx.calendar.next_window_open(ctx.now, profile.window_open_minute, profile.window_close_minute)
         raise OutsideClaimWindow(opens_at=opens.isoformat())
@@ -404,6 +433,48 @@ async def plan_claim(ctx: Ctx, app_number: str, seat_id: int, *, lock: bool = Fa
     return ClaimPlan(app, seat, kg, profile, via, offers, showup_deadline(ctx, profile), docs_due)
 
 
+def _check_claimant(ctx: Ctx, app: Application, seat: Seat) -> None:
+    """The application may claim a seat of this district now: it waits, and is not stop-listed."""
+    if app.status != AppStatus.QUEUED:
+        raise NotWaiting(status=app.status)
+    if app.district_id != seat.district_id:
+        raise NotEligibleForSeat()
+    if app.stoplist_until is not None and app.stoplist_until > ctx.now:
+        raise StopListed(until=app.stoplist_until.isoformat())
+
+
+async def _claim_way(ctx: Ctx, app: Application, seat: Seat, profile: RuleProfile) -> tuple[str, list[Offer]]:
+    """How the application may take this seat (``VIA_OFFER``, ``VIA_STATE_ORDER``, ``VIA_OPEN``) and
+    the offers the claim closes; the rule's error when it may not."""
+    if seat.status == SeatStatus.OFFERED:
+        return VIA_OFFER, await _offers_claimed(ctx, app, seat)
+    if seat.status == SeatStatus.OPEN and seat.private:
+        if not old_enough_for_private(app.birth_date, ctx.calendar, ctx.now, profile.private_min_age_years):
+            raise TooYoungForPrivate(min_age=profile.private_min_age_years)
+        return VIA_STATE_ORDER, []
+    if seat.status == SeatStatus.OPEN:
+        if app.birth_year != seat.birth_year:
+            raise NotEligibleForSeat()
+        return VIA_OPEN, []
+    raise SeatNotAvailable()
+
+
+async def _offers_claimed(ctx: Ctx, app: Application, seat: Seat) -> list[Offer]:
+    """The open offer of an offered seat, which must be this application's and not expired, and
+    the rest of its batch (twins are claimed together)."""
+    offer = (await ctx.session.execute(select(Offer).where(
+        Offer.seat_id == seat.id, Offer.status == OfferStatus.OPEN))).scalar_one_or_none()
+    if offer is None or offer.application_id != app.id:
+        raise SeatNotAvailable()
+    if offer.expires_at <= ctx.now:
+        raise OfferExpired(expired_at=offer.expires_at.isoformat())
+    if not offer.batch:
+        return [offer]
+    return list((await ctx.session.execute(select(Offer).where(
+        Offer.batch == offer.batch, Offer.status == OfferStatus.OPEN,
+        Offer.expires_at == offer.expires_at).order_by(Offer.id))).scalars())
+
+
 async def claim(ctx: Ctx, app_number: str, seat_id: int, confirmed_by: str | None) -> list[Referral]:
     """Take the seat and issue the referral (twins of a batch: one referral each, together)."""
     if not confirmed_by:
@@ -411,34 +482,34 @@ async def claim(ctx: Ctx, app_number: str, seat_id: int, confirmed_by: str | Non
     plan = await plan_claim(ctx, app_number, seat_id, lock=True)
     pairs: list[tuple[Application, Seat, Offer | None]] = []
     if plan.offers:
-        for offer in plan.offers:
-            app = plan.application if offer.application_id == plan.application.id else \
-                await ctx.session.get(Application, offer.application_id)
-            seat = plan.seat if offer.seat_id == plan.seat.id else await ctx.session.get(Seat, offer.seat_id)
+        for closed in plan.offers:
+            app = plan.application if closed.application_id == plan.application.id else \
+                await ctx.session.get(Application, closed.application_id)
+            seat = plan.seat if closed.seat_id == plan.seat.id else await ctx.session.get(Seat, closed.seat_id)
             assert app is not None and seat is not None
-            pairs.append((app, seat, offer))
+            pairs.append((app, seat, closed))
     else:
         pairs.append((plan.application, plan.seat, None))
     referrals = []
     released: list[int] = []
     for app, seat, offer in pairs:
         expected = SeatStatus.OFFERED if offer is not None else SeatStatus.OPEN
-        res = await ctx.session.execute(
+        res = cast(CursorResult[Any], await ctx.session.execute(
             update(Seat).where(Seat.id == seat.id, Seat.status == expected)
-            .values(status=SeatStatus.TAKEN).execution_options(synchronize_session=False))
+            .values(status=SeatStatus.TAKEN).execution_options(synchronize_session=False)))
         if res.rowcount != 1:
             raise SeatNotAvailable()
-        res = await ctx.session.execute(
+        res = cast(CursorResult[Any], await ctx.session.execute(
             update(Application).where(Application.id == app.id, Application.status == AppStatus.QUEUED)
             .values(status=AppStatus.REFERRED, updated_at=ctx.now)
-            .execution_options(synchronize_session=False))
+            .execution_options(synchronize_session=False)))
         if res.rowcount != 1:
             raise NotWaiting(status="changed")
         if offer is not None:
-            res = await ctx.session.execute(
+            res = cast(CursorResult[Any], await ctx.session.execute(
                 update(Offer).where(Offer.id == offer.id, Offer.status == OfferStatus.OPEN)
                 .values(status=OfferStatus.CLAIMED, closed_at=ctx.now)
-                .execution_options(synchronize_session=False))
+                .execution_options(synchronize_session=False)))
             if res.rowcount != 1:
                 raise SeatNotAvailable()
         # Claiming another seat closes this application's own open offer; that seat goes on.

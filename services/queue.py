@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, func, insert, literal, select, tuple_
+from sqlalchemy import and_, bindparam, delete, func, insert, literal, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +38,7 @@ from services.errors import (
 )
 from services.notices import NoticeKind, Registration, outbox_row
 from services.validation import normalise_email, normalise_phone, validate_iin
+from storage.hot import AnySelect
 from storage.models import (
     Application,
     ApplicationPreference,
@@ -154,14 +155,56 @@ _DATA_FIELDS = ("child_iin", "child_name", "birth_date", "birth_year", "district
 async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
                               progress: Callable[[int], None] | None = None) -> ImportReport:
     """Upsert applications by number, all or nothing: any bad row rejects the whole request."""
-    items: list[dict[str, Any]] = []
     errors = RowErrors()  # the first bad rows and a count (services.errors.MAX_REPORTED_ERRORS)
+    items = await _parse_rows(rows, ctx.now, errors)
+    _check_duplicates(items, errors)
+    kgs = await _check_places(ctx.session, items, errors)
+    good = [it for it in items if it]
+    existing, other_open = await _holders(ctx.session, good)
+    _check_holders(items, existing, other_open, errors)
+    errors.raise_any()
+
+    report = ImportReport()
+    released: list[int] = []
+    readdressed: dict[int, str] = {}  # waiting applications given another e-mail address: id -> address
+    new_rows: list[dict[str, Any]] = []
+    for item in good:
+        app = existing.get(item["number"])
+        if app is None:
+            new_rows.append(item)
+            continue
+        if progress is not None:
+            progress(1)
+        moved = await _update_application(ctx, app, item, kgs, readdressed)
+        if moved is None:
+            report.unchanged += 1
+            continue
+        report.updated += 1
+        released += moved
+    if readdressed:
+        await _registration_to_new_addresses(ctx, readdressed)
+    if new_rows:
+        await _insert_new(ctx, new_rows, kgs, progress)
+        report.created = len(new_rows)
+    report.released_seats = released
+    return report
+
+
+async def _parse_rows(rows: Sequence[p.Row], now: dt.datetime, errors: RowErrors) -> list[dict[str, Any]]:
+    """The rows parsed (``parse_application``), in their order; a bad row is an empty item, its
+    error noted."""
+    items: list[dict[str, Any]] = []
     async for index, row in p.in_turns(rows):
         try:
-            items.append(parse_application(row, ctx.now))
+            items.append(parse_application(row, now))
         except KezekError as exc:
             errors.add(index, exc)
             items.append({})
+    return items
+
+
+def _check_duplicates(items: list[dict[str, Any]], errors: RowErrors) -> None:
+    """A number or a child twice in one request: the later row is wrong."""
     seen_numbers: dict[str, int] = {}
     seen_children: dict[str, int] = {}
     for index, item in enumerate(items):
@@ -174,7 +217,12 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
         seen_numbers[item["number"]] = index
         seen_children[item["child_iin"]] = index
 
-    session = ctx.session
+
+async def _check_places(session: AsyncSession, items: list[dict[str, Any]],
+                        errors: RowErrors) -> dict[str, tuple[int, int]]:
+    """Each item's district (its id set as ``district_id``) and preferred kindergartens (of that
+    district) must exist; ``any_kindergarten`` set. Returns the kindergartens named: code -> (id,
+    district id)."""
     districts = {d.code: d.id for d in (await session.execute(select(District))).scalars()}
     wanted_kgs = {c for it in items if it for c in it["preferred"]}
     kgs: dict[str, tuple[int, int]] = {}
@@ -194,11 +242,14 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
                 errors.add(index, UnknownKindergarten(field="preferred_kindergartens", value=c))
                 break
         item["any_kindergarten"] = not item["preferred"]
+    return kgs
 
-    # Existing applications, and other open applications of the same child.
+
+async def _holders(session: AsyncSession, good: list[dict[str, Any]]) -> tuple[dict[str, Application], dict[str, str]]:
+    """The applications that exist already by number, and the numbers of the open applications
+    of the items' children (IIN -> number)."""
     existing: dict[str, Application] = {}
     other_open: dict[str, str] = {}
-    good = [it for it in items if it]
     for chunk in _chunks([it["number"] for it in good], 500):
         for app in (await session.execute(select(A).where(A.number.in_(chunk)))).scalars():
             existing[app.number] = app
@@ -206,6 +257,13 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
         q = select(A.child_iin, A.number).where(A.child_iin.in_(chunk), A.status.in_(OPEN_STATUSES))
         for iin, number in (await session.execute(q)).all():
             other_open[iin] = number
+    return existing, other_open
+
+
+def _check_holders(items: list[dict[str, Any]], existing: dict[str, Application], other_open: dict[str, str],
+                   errors: RowErrors) -> None:
+    """A child waits under one open application only, and a closed application keeps its place in
+    the queue (its queue fields do not change)."""
     for index, item in enumerate(items):
         if not item:
             continue
@@ -217,47 +275,34 @@ async def import_applications(ctx: Ctx, rows: Sequence[p.Row],
             getattr(app, f) != item[f] for f in _QUEUE_FIELDS if f in item
         ):
             errors.add(index, ApplicationClosed(field="number", status=app.status))
-    errors.raise_any()
 
-    report = ImportReport()
+
+async def _update_application(ctx: Ctx, app: Application, item: dict[str, Any], kgs: dict[str, tuple[int, int]],
+                              readdressed: dict[int, str]) -> list[int] | None:
+    """Apply an item to its existing application: its changed fields, a move in its queue (the
+    seats its offers held are returned, to go on to the next in line), its preferences; a waiting
+    application's new address is noted in ``readdressed``. None when nothing changed."""
+    changed = {f: item[f] for f in _DATA_FIELDS if getattr(app, f) != item[f]}
+    old_prefs = await preferred_codes(ctx.session, app.id)
+    if not changed and old_prefs == item["preferred"]:
+        return None
     released: list[int] = []
-    readdressed: dict[int, str] = {}  # waiting applications given another e-mail address: id -> address
-    new_rows = []
-    for item in good:
-        app = existing.get(item["number"])
-        if app is None:
-            new_rows.append(item)
-            continue
-        if progress is not None:
-            progress(1)
-        changed = {f: item[f] for f in _DATA_FIELDS if getattr(app, f) != item[f]}
-        old_prefs = await preferred_codes(session, app.id)
-        if not changed and old_prefs == item["preferred"]:
-            report.unchanged += 1
-            continue
-        report.updated += 1
-        queue_moves = any(f in changed for f in _QUEUE_FIELDS)
-        if queue_moves and app.status == AppStatus.QUEUED:
-            queue_event(ctx, app, -1, CHANGED)
-        for f, v in changed.items():
-            setattr(app, f, v)
-        app.updated_at = ctx.now
-        if queue_moves and app.status == AppStatus.QUEUED:
-            queue_event(ctx, app, +1, CHANGED)
-            # An offer was made for the old place in the old queue: it goes on to the next.
-            released += await release_offers(ctx, app.id)
-        if old_prefs != item["preferred"]:
-            await _set_preferences(ctx, app.id, [kgs[c][0] for c in item["preferred"]], replace=True)
-        if changed.get("email") and app.status == AppStatus.QUEUED:
-            readdressed[app.id] = changed["email"]
-        ctx.audit("application.update", "application", app.id, fields=sorted(changed))
-    if readdressed:
-        await _registration_to_new_addresses(ctx, readdressed)
-    if new_rows:
-        await _insert_new(ctx, new_rows, kgs, progress)
-        report.created = len(new_rows)
-    report.released_seats = released
-    return report
+    queue_moves = any(f in changed for f in _QUEUE_FIELDS)
+    if queue_moves and app.status == AppStatus.QUEUED:
+        queue_event(ctx, app, -1, CHANGED)
+    for f, v in changed.items():
+        setattr(app, f, v)
+    app.updated_at = ctx.now
+    if queue_moves and app.status == AppStatus.QUEUED:
+        queue_event(ctx, app, +1, CHANGED)
+        # An offer was made for the old place in the old queue: it goes on to the next.
+        released = await release_offers(ctx, app.id)
+    if old_prefs != item["preferred"]:
+        await _set_preferences(ctx, app.id, [kgs[c][0] for c in item["preferred"]], replace=True)
+    if changed.get("email") and app.status == AppStatus.QUEUED:
+        readdressed[app.id] = changed["email"]
+    ctx.audit("application.update", "application", app.id, fields=sorted(changed))
+    return released
 
 
 async def _registration_to_new_addresses(ctx: Ctx, addresses: dict[int, str]) -> None:
@@ -297,7 +342,9 @@ async def _insert_new(ctx: Ctx, items: list[dict[str, Any]], kgs: dict[str, tupl
         } for it in chunk]
         result = await session.execute(insert(A).returning(A.id, A.number), values)
         ids = {number: id_ for id_, number in result.all()}
-        prefs, events, notices = [], [], []
+        prefs: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        notices: list[dict[str, Any]] = []
         for it in chunk:
             app_id = ids[it["number"]]
             prefs.extend({"application_id": app_id, "kindergarten_id": kgs[c][0], "rank": r}
@@ -345,7 +392,7 @@ def _chunks(seq: Sequence[Any] | Iterable[Any], size: int) -> Iterable[list[Any]
 # --- reading the queue ---------------------------------------------------------------------------
 
 async def get_application(session: AsyncSession, number: str, *, for_update: bool = False) -> Application:
-    q: Select[Any] = select(A).where(A.number == str(number).strip())
+    q = select(A).where(A.number == str(number).strip())
     if for_update:
         q = q.with_for_update()
     app = (await session.execute(q)).scalar_one_or_none()
@@ -465,7 +512,7 @@ def count_ahead() -> Any:
             + ahead(lambda o: (o.priv_rank == A.priv_rank, o.submitted_at == A.submitted_at, o.number < A.number)))
 
 
-def _view_statement(with_look: bool) -> Select[Any]:
+def _view_statement(with_look: bool) -> AnySelect:
     """One round trip for the queue view: the application, its district, its queue number
     (a correlated count on ix_applications_queue), its open offer (at most one, by
     uq_offers_open_application) and, for a viewer, their last look. Built once: constructing a
