@@ -152,7 +152,7 @@ class ClaimFacade(FacadeBase):
         return [_state_order_screen(one, calendar, now) for one in linked]
 
     async def _state_order_choices_read(self, chat_id: int) -> list[ClaimChoices]:
-        """``state_order_choices`` through the ORM and ``offers.seats_open_to``'s rules (the
+        """``state_order_choices`` through the ORM and ``offers.state_order_seats``'s rule (the
         reference the hot read is tested against: ``services.reads.seats.reference``)."""
         async with self.reading(small=True) as ctx:
             return [_state_order_screen(one, ctx.calendar, ctx.now) for one in await seat_reads.reference(ctx, chat_id)]

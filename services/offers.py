@@ -564,14 +564,7 @@ async def seats_open_to(ctx: Ctx, app: Application, *, state_order_only: bool = 
     """``available_seats`` of an application the caller has read already."""
     if app.status != AppStatus.QUEUED:
         return []
-    profile = await ctx.profile(app.district_id)
-    out: list[AvailableSeat] = []
-    rows = (await ctx.session.execute(
-        select(Seat, Kindergarten).join(Kindergarten, Kindergarten.id == Seat.kindergarten_id).where(
-            Seat.district_id == app.district_id, Seat.status == SeatStatus.OPEN, Seat.private.is_(True),
-        ).order_by(Kindergarten.code, Seat.id))).all()
-    if old_enough_for_private(app.birth_date, ctx.calendar, ctx.now, profile.private_min_age_years):
-        out += [AvailableSeat(s, k, VIA_STATE_ORDER, None) for s, k in rows]
+    out = await state_order_seats(ctx, app)
     if state_order_only:
         return out
     offered = (await ctx.session.execute(
@@ -585,6 +578,24 @@ async def seats_open_to(ctx: Ctx, app: Application, *, state_order_only: bool = 
             Seat.status == SeatStatus.OPEN, Seat.private.is_(False)).order_by(Seat.id))).all()
     out += [AvailableSeat(s, k, VIA_OPEN, None) for s, k in opened]
     return out
+
+
+async def state_order_seats(ctx: Ctx, app: Application) -> list[AvailableSeat]:
+    """The /seats rule: the state-order seats open to ``app`` now, by kindergarten code and seat id.
+    They are the open seats of its district's private kindergartens, for a waiting application
+    whose child is old enough on the claim day (``old_enough_for_private``, its profile's age).
+    This is the ORM reference of the hot read ``services.reads.seats``: the statement there writes
+    the same rule in SQL, and tests/test_reads_equivalence.py holds the two to one answer."""
+    if app.status != AppStatus.QUEUED:
+        return []
+    profile = await ctx.profile(app.district_id)
+    if not old_enough_for_private(app.birth_date, ctx.calendar, ctx.now, profile.private_min_age_years):
+        return []
+    rows = (await ctx.session.execute(
+        select(Seat, Kindergarten).join(Kindergarten, Kindergarten.id == Seat.kindergarten_id).where(
+            Seat.district_id == app.district_id, Seat.status == SeatStatus.OPEN, Seat.private.is_(True),
+        ).order_by(Kindergarten.code, Seat.id))).all()
+    return [AvailableSeat(s, k, VIA_STATE_ORDER, None) for s, k in rows]
 
 
 async def withdraw(ctx: Ctx, number: str) -> Application:

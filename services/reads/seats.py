@@ -1,9 +1,9 @@
 """/seats in one round trip: the state-order seats open to each application a chat has linked, with
 its district's rule profile (``read``); and ``reference``, the same read through the ORM and the
-rules' own functions (``Ctx.profile``, ``offers.seats_open_to``), which it must agree with.
+rules' own functions (``Ctx.profile``, ``offers.state_order_seats``), which it must agree with.
 
 What the statement writes out in SQL: the state-order seats of a district (the open seats of its
-private kindergartens: ``offers.seats_open_to``) and the profile the district follows (through
+private kindergartens: ``offers.state_order_seats``) and the profile the district follows (through
 ``services.reads.profile``, which takes ``Ctx.profile``'s rule from ``services.context``). The age
 rule and the claim window are applied in Python, by the rules' own functions."""
 
@@ -101,14 +101,14 @@ async def read(db: HotReader, chat_id: int, now: dt.datetime) -> tuple[list[Link
 
 
 async def reference(ctx: Ctx, chat_id: int) -> list[LinkedSeats]:
-    """``read``'s applications through the ORM: ``Ctx.profile`` and ``offers.seats_open_to``."""
+    """``read``'s applications through the ORM: ``Ctx.profile`` and ``offers.state_order_seats``."""
     apps = (await ctx.session.execute(
         select(Application).join(ChatLink, ChatLink.application_id == Application.id)
         .where(ChatLink.chat_id == chat_id).order_by(ChatLink.linked_at, Application.id))).scalars().all()
     out = []
     for app in apps:
         seats = []
-        for s in await offers.seats_open_to(ctx, app, state_order_only=True):
+        for s in await offers.state_order_seats(ctx, app):
             group = await ctx.session.get(Group, s.seat.group_id)
             seats.append(StateOrderSeat(s.seat.id, s.seat.group_id, s.seat.language,
                                         KindergartenInfo.of(s.kindergarten), group.name if group else ""))
