@@ -149,7 +149,7 @@ async def _drain(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, policy:
         rounds[EMAIL] = kz.deliver_due(EMAIL, mail, policy.batch,
                                        concurrency=policy.email_concurrency, lease=policy.lease)
     results = await asyncio.gather(*rounds.values())
-    for channel, counts in zip(rounds, results):
+    for channel, counts in zip(rounds, results, strict=True):
         meter.delivered(channel, counts)
     return sum(sum(counts.values()) for counts in results)
 
@@ -164,12 +164,12 @@ async def outbox_loop(kz: Kezek, bot: Bot | None, mailer: EmailSender | None, *,
     policy.usernames.attach(bot)  # the e-mail loop has no bot of its own: the deep links need its username
     # The health check judges these channels by this process's rounds from now on.
     metrics.current().senders_started(c for c, port in ((TELEGRAM, bot), (EMAIL, mailer)) if port is not None)
-    ports = [(bot, None)] if bot is not None else []
+    ports: list[tuple[Bot | None, EmailSender | None]] = [(bot, None)] if bot is not None else []
     ports += [(None, mailer)] if mailer is not None else []
     if not ports:
         return
     wakes = [asyncio.Event() for _ in ports] if wake is not None else [None] * len(ports)
-    loops = [_channel_loop(kz, b, m, idle, policy, w) for (b, m), w in zip(ports, wakes)]
+    loops = [_channel_loop(kz, b, m, idle, policy, w) for (b, m), w in zip(ports, wakes, strict=True)]
     if wake is not None:
         loops.append(_fan_out_wake(wake, [w for w in wakes if w is not None]))
     await asyncio.gather(*loops)
