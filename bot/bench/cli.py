@@ -74,7 +74,8 @@ def bench_outbox(alerts: int, raw_alerts: int, concurrency: int, raw_concurrency
               help="Also measure a bare aiogram echo bot (the framework's ceiling).")
 @click.option("--timeout", type=float, default=15.0, show_default=True, help="Seconds to wait for one reply.")
 @click.option("--log-dir", default=None, help="Where the processes' logs go (default: a new temporary folder).")
-@click.option("--profile", is_flag=True, help="Run the Kezek instances under cProfile (kezek-N.prof in the log folder).")
+@click.option("--profile", is_flag=True,
+              help="Run the Kezek instances under cProfile (kezek-N.prof in the log folder).")
 @click.option("--echo-tolerance", type=float, default=ECHO_TOLERANCE, show_default=True,
               help="How far the echo measured before and after Kezek may differ (rate or CPU per update) "
                    "for a verdict; more: 'machine busy', no verdict, exit status 3.")
@@ -100,13 +101,15 @@ def bench_load(parents: int, instances: int, concurrency: int, menu_rounds: int,
 
 
 @bench.command("dispatch")
-@click.option("--parents", type=int, default=2_000, show_default=True, help="Linked parents, one /status each per round.")
+@click.option("--parents", type=int, default=2_000, show_default=True,
+              help="Linked parents, one /status each per round.")
 @click.option("--rounds", type=int, default=5, show_default=True, help="Rounds over all parents; the best counts.")
 @click.option("--db-path", default="/tmp/kezek-bench-dispatch.sqlite3", show_default=True,
               help="The benchmark's own SQLite file (emptied first).")
 @click.option("--postgres", "pg_url", default=None, metavar="URL",
               help="Use this PostgreSQL database instead (its tables are emptied).")
-@click.option("--redis", "redis_url", default=None, metavar="URL", help="Redis for the FSM, the chat locks and the throttle.")
+@click.option("--redis", "redis_url", default=None, metavar="URL",
+              help="Redis for the FSM, the chat locks and the throttle.")
 @click.option("--echo-tolerance", type=float, default=ECHO_TOLERANCE, show_default=True,
               help="How far the echo measured before and after Kezek may differ for a ratio; more: "
                    "'machine busy', no ratio, exit status 3.")

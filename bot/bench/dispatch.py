@@ -93,8 +93,9 @@ def _echo_dispatcher() -> Dispatcher:
     return dp
 
 
-async def run_dispatch_bench(*, parents: int = 2000, rounds: int = 5, db_path: str = "/tmp/kezek-bench-dispatch.sqlite3",
-                             db_url: str | None = None, redis_url: str | None = None,
+async def run_dispatch_bench(*, parents: int = 2000, rounds: int = 5,
+                             db_path: str = "/tmp/kezek-bench-dispatch.sqlite3", db_url: str | None = None,
+                             redis_url: str | None = None,
                              tolerance: float = ECHO_TOLERANCE, out: Callable[[str], None] = print) -> dict[str, Any]:
     """Returns ``kezek_ms`` and ``echo_ms`` (CPU per update; the echo's the cheaper of
     ``echo_before_ms`` and ``echo_after_ms``), ``echo_moved`` (they differ by more than
@@ -121,7 +122,7 @@ async def run_dispatch_bench(*, parents: int = 2000, rounds: int = 5, db_path: s
     first_chat = FIRST_CHAT + (time.time_ns() // 1000 % 10**6) * 10**6  # fresh throttle keys in Redis
     await prepare_database(url, parents, first_chat)
     db = Database(url)
-    settings = Settings(_env_file=None, bot_token="42:BENCH", redis_url=redis_url or "")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, bot_token="42:BENCH", redis_url=redis_url or "")
     storage, isolation = make_storage(settings, prefix=f"kezek-bench-{first_chat}")
     # The throttle as in production, its limit raised above the rounds (one window holds them all).
     throttle = make_throttle(settings.model_copy(update={"throttle_rate": rounds + 2}),

@@ -550,7 +550,7 @@ def menu_scripts(chats: Sequence[int], rounds: int) -> list[tuple[int, str, Scri
     from handlers.menu import MENU
     from locales import gettext
 
-    out = []
+    out: list[tuple[int, str, Script]] = []
     for i, chat in enumerate(chats):
         lang = chat_language(i)
         out.append((chat, lang, [(key, gettext(lang, MENU[key])) for _ in range(rounds) for key in MENU_KEYS]))
@@ -558,6 +558,34 @@ def menu_scripts(chats: Sequence[int], rounds: int) -> list[tuple[int, str, Scri
 
 
 # --- the benchmark ----------------------------------------------------------------------------------
+
+def _fresh_sqlite(db_path: str) -> str:
+    """The URL of the SQLite file ``db_path``, removed first with its journals."""
+    path = Path(db_path).resolve()  # the instances run in the log directory
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(str(path) + suffix).unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _phases(chats: list[int], claim_chats: list[int], *, echo: bool,
+            menu_rounds: int) -> list[tuple[str, str, list[tuple[int, str, Script]]]]:
+    """The phases in their order, each (fleet, phase name, the parents' scripts): with ``echo``, the
+    echo bot first and last; Kezek's /status, menu (``menu_rounds``: 0, none) and claim (none
+    without ``claim_chats``)."""
+    plan: list[tuple[str, str, list[tuple[int, str, Script]]]] = []
+    if echo:
+        plan.append(("echo", "echo_before", status_scripts(chats)))
+    plan.append(("kezek", "status", status_scripts(chats)))
+    if menu_rounds:
+        plan.append(("kezek", "menu", menu_scripts(chats, menu_rounds)))
+    if claim_chats:
+        plan.append(("kezek", "claim", claim_scripts(claim_chats)))
+    if echo:
+        plan.append(("echo", "echo_after", status_scripts(chats)))
+    return plan
+
 
 async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency: int = 64,
                          menu_rounds: int = 1, db_path: str = "/tmp/kezek-bench-load.sqlite3",
@@ -586,15 +614,7 @@ async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency
         raise ValueError("parents, instances and concurrency must be at least 1")
     logs = (Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="kezek-bench-load-"))).resolve()
     logs.mkdir(parents=True, exist_ok=True)
-    if db_url is None:
-        path = Path(db_path).resolve()  # the instances run in the log directory
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            with contextlib.suppress(FileNotFoundError):
-                Path(str(path) + suffix).unlink()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{path}"
-    else:
-        url = db_url
+    url = db_url if db_url is not None else _fresh_sqlite(db_path)
     # A fresh range of chat ids every run: no throttle window or Redis key of an earlier run applies.
     first_chat = 10**10 + (time.time_ns() // 1000 % 10**6) * 10**6
     warm_chats = max(1, min(parents, WARMUP_PER_INSTANCE * instances))
@@ -635,18 +655,8 @@ async def run_load_bench(*, parents: int = 2000, instances: int = 2, concurrency
             loads = {"kezek": Load(api, http, kezek_group, concurrency=concurrency, timeout=timeout)}
             if echo_group:
                 loads["echo"] = Load(api, http, echo_group, concurrency=concurrency, timeout=timeout)
-            plan: list[tuple[str, str, list[tuple[int, str, Script]]]] = []
-            if echo:
-                plan.append(("echo", "echo_before", status_scripts(chats)))
-            plan.append(("kezek", "status", status_scripts(chats)))
-            if menu_rounds:
-                plan.append(("kezek", "menu", menu_scripts(chats, menu_rounds)))
-            if claimers:
-                plan.append(("kezek", "claim", claim_scripts(claim_chats)))
-            if echo:
-                plan.append(("echo", "echo_after", status_scripts(chats)))
             warmed: set[str] = set()
-            for target, name, scripts in plan:
+            for target, name, scripts in _phases(chats, claim_chats, echo=echo, menu_rounds=menu_rounds):
                 load = loads[target]
                 if target not in warmed:  # (not measured): the first requests build models, pools, caches
                     await load.play("warm-up", status_scripts(chats[:warm_chats]))

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from bot.bench.queue import BENCH_NOW, _remove_db
 from bot.bench.standin import TOKEN
 from bot.delivery.sender import SendPolicy, drain_once
-from bot.telegram.runner import make_session
+from bot.telegram.runner import KezekSession, make_session
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.pacing import Pacer
@@ -113,9 +113,10 @@ class StandInProcess:
             self.proc.terminate()
             await self.proc.wait()
 
-    async def stats(self, bot: Bot) -> dict[str, Any]:
-        session = await bot.session.create_session()
-        async with session.get(f"{self.base_url}/_stats") as response:
+    async def stats(self, session: KezekSession) -> dict[str, Any]:
+        """What the stand-in accepted and refused, asked through the bot's own HTTP session."""
+        http = await session.create_session()
+        async with http.get(f"{self.base_url}/_stats") as response:
             return dict(json.loads(await response.text()))
 
 
@@ -139,7 +140,7 @@ async def run_phase(db_url: str, alerts: int, *, rate: float, chat_rate: float, 
                 while await drain_once(kz, bot, None, policy):
                     pass
                 elapsed = time.perf_counter() - started
-                seen = await api.stats(bot)
+                seen = await api.stats(session)
             finally:
                 await session.close()
         report = await kz.outbox_report(0)

@@ -186,131 +186,9 @@ async def run_queue_bench(
     try:
         await kz.upsert_districts(world.district_rows())
         await kz.upsert_kindergartens(world.kindergarten_rows())
-
-        # --- load ---------------------------------------------------------------------------
-        out(f"Loading through Kezek.import_applications in requests of {batch_size:,} rows…")
-        import_s = 0.0
-        gen_s = 0.0
-        batch_rates: list[float] = []
-        wall0 = time.perf_counter()
-        last_report = wall0
-        loaded = 0
-        g0 = time.perf_counter()
-        for rows in world.batches(applications, batch_size):
-            t1 = time.perf_counter()
-            gen_s += t1 - g0
-            report = await kz.import_applications(rows)
-            t2 = time.perf_counter()
-            if report.created != len(rows):
-                raise RuntimeError(f"import created {report.created} of {len(rows)} rows")
-            import_s += t2 - t1
-            batch_rates.append(len(rows) / (t2 - t1))
-            loaded += len(rows)
-            if t2 - last_report > 15 or loaded == applications:
-                out(f"  {loaded:>10,} rows  {loaded / import_s:8,.0f} rows/s overall, "
-                    f"last request {batch_rates[-1]:8,.0f} rows/s")
-                last_report = t2
-            g0 = time.perf_counter()
-        wall_s = time.perf_counter() - wall0
-        figures.update({
-            "load_s": round(import_s, 2),
-            "load_rows_per_s": round(applications / import_s) if import_s else None,
-            "load_wall_s": round(wall_s, 2),
-            "load_generate_s": round(gen_s, 2),
-            "load_first_request_rows_per_s": round(batch_rates[0]) if batch_rates else None,
-            "load_last_request_rows_per_s": round(batch_rates[-1]) if batch_rates else None,
-        })
-        async with db.read() as session:
-            waiting = (await session.execute(select(func.count()).select_from(Application).where(
-                Application.status == "queued"))).scalar_one()
-        figures["waiting"] = waiting
-        out(f"  loaded {waiting:,} waiting applications in {import_s:.1f} s "
-            f"= {figures['load_rows_per_s']:,} rows/s (service time; {wall_s:.1f} s wall incl. "
-            f"{gen_s:.1f} s generating rows)")
-
-        # --- reads --------------------------------------------------------------------------
-        distinct = max(1, min(applications, (reads + 1) // 2))
-        sample = [f"Q{n:08d}" for n in rng.sample(range(1, applications + 1), distinct)]
-        first: list[float] = []
-        second: list[float] = []
-        with_previous = 0
-        for pass_no, bucket in ((1, first), (2, second)):
-            if pass_no == 2:
-                # A minute later, so the second look moves the recorded look (an UPDATE), as
-                # it does for a parent who checks again.
-                clock.advance(minutes=1)
-            order = list(sample)
-            rng.shuffle(order)
-            for number in order:
-                if len(first) + len(second) >= reads:
-                    break
-                t1 = time.perf_counter()
-                view = await kz.queue_view(number, viewer=VIEWER)
-                bucket.append(time.perf_counter() - t1)
-                if view.number is None:
-                    raise RuntimeError(f"{number} has no queue number")
-                if pass_no == 2 and view.previous is not None:
-                    with_previous += 1
-        all_reads = first + second
-        s_all, s_first, s_second = _summary_ms(all_reads), _summary_ms(first), _summary_ms(second)
-        figures.update({
-            "reads": len(all_reads),
-            "read_median_ms": s_all["median_ms"], "read_p99_ms": s_all["p99_ms"],
-            "read_max_ms": s_all["max_ms"],
-            "read_first_look_median_ms": s_first["median_ms"], "read_first_look_p99_ms": s_first["p99_ms"],
-            "read_second_look_median_ms": s_second["median_ms"],
-            "read_second_look_p99_ms": s_second["p99_ms"],
-            "reads_with_previous_look": with_previous,
-        })
-        out(f"Queue-number reads (Kezek.queue_view, viewer={VIEWER!r}, records the look): "
-            f"{len(all_reads):,} reads of {distinct:,} applications")
-        out(f"  all:         median {s_all['median_ms']:.2f} ms   p99 {s_all['p99_ms']:.2f} ms   "
-            f"max {s_all['max_ms']:.2f} ms")
-        out(f"  first look:  median {s_first['median_ms']:.2f} ms   p99 {s_first['p99_ms']:.2f} ms")
-        out(f"  second look: median {s_second['median_ms']:.2f} ms   p99 {s_second['p99_ms']:.2f} ms "
-            f"({with_previous:,} saw a previous look)")
-
-        # --- seats --------------------------------------------------------------------------
-        targets = [(kc, year) for kcs in world.kg_codes.values() for kc in kcs for year in world.years]
-        publications: list[dict[str, Any]] = []
-        left = seats
-        while left > 0:
-            kc, year = rng.choice(targets)
-            count = min(seats_per_publication, left)
-            publications.append({"kindergarten": kc, "birth_year": year,
-                                 "language": rng.choice(("ru", "kk")), "count": count})
-            left -= count
-        out(f"Publishing {seats:,} seats in {len(publications):,} publications "
-            f"(Kezek.publish_seats, {seats_per_publication} seats each)…")
-        per_pub: list[float] = []
-        offers_made = 0
-        t0 = time.perf_counter()
-        last_report = t0
-        for i, row in enumerate(publications, 1):
-            t1 = time.perf_counter()
-            result = await kz.publish_seats(row)
-            t2 = time.perf_counter()
-            per_pub.append(t2 - t1)
-            offers_made += len(result.offers)
-            if t2 - last_report > 15:
-                out(f"  {i:>6,} publications, {offers_made:,} offers, {t2 - t0:.1f} s")
-                last_report = t2
-        publish_s = time.perf_counter() - t0
-        s_pub = _summary_ms(per_pub)
-        tenth = max(1, len(per_pub) // 10)
-        figures.update({
-            "seats": seats, "publications": len(publications), "offers_made": offers_made,
-            "publish_s": round(publish_s, 3),
-            "seats_per_s": round(seats / publish_s) if publish_s else 0,
-            "publication_median_ms": s_pub["median_ms"], "publication_p99_ms": s_pub["p99_ms"],
-            "publication_first_tenth_mean_ms": round(sum(per_pub[:tenth]) / tenth * 1000, 3),
-            "publication_last_tenth_mean_ms": round(sum(per_pub[-tenth:]) / tenth * 1000, 3),
-        })
-        out(f"  {seats:,} seats published in {publish_s:.2f} s ({figures['seats_per_s']:,} seats/s), "
-            f"{offers_made:,} offers made")
-        out(f"  per publication: median {s_pub['median_ms']:.2f} ms   p99 {s_pub['p99_ms']:.2f} ms   "
-            f"first tenth mean {figures['publication_first_tenth_mean_ms']:.2f} ms, "
-            f"last tenth mean {figures['publication_last_tenth_mean_ms']:.2f} ms")
+        figures.update(await _load_phase(kz, db, world, applications, batch_size, out))
+        figures.update(await _read_phase(kz, clock, rng, applications, reads, out))
+        figures.update(await _publish_phase(kz, world, rng, seats, seats_per_publication, out))
     finally:
         await db.dispose()
     figures["db_size_mb"] = round(sum(
@@ -329,6 +207,145 @@ async def run_queue_bench(
         f"10,000 seats < 10 s: {said(verdict['seats_10k_under_10s'])}"
         + ("" if seats <= 10_000 else " (scaled to 10,000 seats)"))
     out(f"Database: {figures['db_size_mb']:,} MB")
+    return figures
+
+
+async def _load_phase(kz: Kezek, db: Database, world: _World, applications: int, batch_size: int,
+                      out: Callable[[str], Any]) -> dict[str, Any]:
+    """The load: ``applications`` rows through Kezek.import_applications in requests of
+    ``batch_size``; its figures."""
+    out(f"Loading through Kezek.import_applications in requests of {batch_size:,} rows…")
+    import_s = 0.0
+    gen_s = 0.0
+    batch_rates: list[float] = []
+    wall0 = time.perf_counter()
+    last_report = wall0
+    loaded = 0
+    g0 = time.perf_counter()
+    for rows in world.batches(applications, batch_size):
+        t1 = time.perf_counter()
+        gen_s += t1 - g0
+        report = await kz.import_applications(rows)
+        t2 = time.perf_counter()
+        if report.created != len(rows):
+            raise RuntimeError(f"import created {report.created} of {len(rows)} rows")
+        import_s += t2 - t1
+        batch_rates.append(len(rows) / (t2 - t1))
+        loaded += len(rows)
+        if t2 - last_report > 15 or loaded == applications:
+            out(f"  {loaded:>10,} rows  {loaded / import_s:8,.0f} rows/s overall, "
+                f"last request {batch_rates[-1]:8,.0f} rows/s")
+            last_report = t2
+        g0 = time.perf_counter()
+    wall_s = time.perf_counter() - wall0
+    figures: dict[str, Any] = {
+        "load_s": round(import_s, 2),
+        "load_rows_per_s": round(applications / import_s) if import_s else None,
+        "load_wall_s": round(wall_s, 2),
+        "load_generate_s": round(gen_s, 2),
+        "load_first_request_rows_per_s": round(batch_rates[0]) if batch_rates else None,
+        "load_last_request_rows_per_s": round(batch_rates[-1]) if batch_rates else None,
+    }
+    async with db.read() as session:
+        waiting = (await session.execute(select(func.count()).select_from(Application).where(
+            Application.status == "queued"))).scalar_one()
+    figures["waiting"] = waiting
+    out(f"  loaded {waiting:,} waiting applications in {import_s:.1f} s "
+        f"= {figures['load_rows_per_s']:,} rows/s (service time; {wall_s:.1f} s wall incl. "
+        f"{gen_s:.1f} s generating rows)")
+    return figures
+
+
+async def _read_phase(kz: Kezek, clock: FrozenClock, rng: random.Random, applications: int, reads: int,
+                      out: Callable[[str], Any]) -> dict[str, Any]:
+    """The reads: ``reads`` queue-number looks at a sample of the applications, each looked at
+    twice (the second a minute later, which moves the recorded look); their figures."""
+    distinct = max(1, min(applications, (reads + 1) // 2))
+    sample = [f"Q{n:08d}" for n in rng.sample(range(1, applications + 1), distinct)]
+    first: list[float] = []
+    second: list[float] = []
+    with_previous = 0
+    for pass_no, bucket in ((1, first), (2, second)):
+        if pass_no == 2:
+            # A minute later, so the second look moves the recorded look (an UPDATE), as
+            # it does for a parent who checks again.
+            clock.advance(minutes=1)
+        order = list(sample)
+        rng.shuffle(order)
+        for number in order:
+            if len(first) + len(second) >= reads:
+                break
+            t1 = time.perf_counter()
+            view = await kz.queue_view(number, viewer=VIEWER)
+            bucket.append(time.perf_counter() - t1)
+            if view.number is None:
+                raise RuntimeError(f"{number} has no queue number")
+            if pass_no == 2 and view.previous is not None:
+                with_previous += 1
+    all_reads = first + second
+    s_all, s_first, s_second = _summary_ms(all_reads), _summary_ms(first), _summary_ms(second)
+    out(f"Queue-number reads (Kezek.queue_view, viewer={VIEWER!r}, records the look): "
+        f"{len(all_reads):,} reads of {distinct:,} applications")
+    out(f"  all:         median {s_all['median_ms']:.2f} ms   p99 {s_all['p99_ms']:.2f} ms   "
+        f"max {s_all['max_ms']:.2f} ms")
+    out(f"  first look:  median {s_first['median_ms']:.2f} ms   p99 {s_first['p99_ms']:.2f} ms")
+    out(f"  second look: median {s_second['median_ms']:.2f} ms   p99 {s_second['p99_ms']:.2f} ms "
+        f"({with_previous:,} saw a previous look)")
+    return {
+        "reads": len(all_reads),
+        "read_median_ms": s_all["median_ms"], "read_p99_ms": s_all["p99_ms"],
+        "read_max_ms": s_all["max_ms"],
+        "read_first_look_median_ms": s_first["median_ms"], "read_first_look_p99_ms": s_first["p99_ms"],
+        "read_second_look_median_ms": s_second["median_ms"],
+        "read_second_look_p99_ms": s_second["p99_ms"],
+        "reads_with_previous_look": with_previous,
+    }
+
+
+async def _publish_phase(kz: Kezek, world: _World, rng: random.Random, seats: int, seats_per_publication: int,
+                         out: Callable[[str], Any]) -> dict[str, Any]:
+    """The seats: ``seats`` published through Kezek.publish_seats, ``seats_per_publication`` at a
+    time in random kindergartens and birth years (each offered in queue order); their figures."""
+    targets = [(kc, year) for kcs in world.kg_codes.values() for kc in kcs for year in world.years]
+    publications: list[dict[str, Any]] = []
+    left = seats
+    while left > 0:
+        kc, year = rng.choice(targets)
+        count = min(seats_per_publication, left)
+        publications.append({"kindergarten": kc, "birth_year": year,
+                             "language": rng.choice(("ru", "kk")), "count": count})
+        left -= count
+    out(f"Publishing {seats:,} seats in {len(publications):,} publications "
+        f"(Kezek.publish_seats, {seats_per_publication} seats each)…")
+    per_pub: list[float] = []
+    offers_made = 0
+    t0 = time.perf_counter()
+    last_report = t0
+    for i, row in enumerate(publications, 1):
+        t1 = time.perf_counter()
+        result = await kz.publish_seats(row)
+        t2 = time.perf_counter()
+        per_pub.append(t2 - t1)
+        offers_made += len(result.offers)
+        if t2 - last_report > 15:
+            out(f"  {i:>6,} publications, {offers_made:,} offers, {t2 - t0:.1f} s")
+            last_report = t2
+    publish_s = time.perf_counter() - t0
+    s_pub = _summary_ms(per_pub)
+    tenth = max(1, len(per_pub) // 10)
+    figures: dict[str, Any] = {
+        "seats": seats, "publications": len(publications), "offers_made": offers_made,
+        "publish_s": round(publish_s, 3),
+        "seats_per_s": round(seats / publish_s) if publish_s else 0,
+        "publication_median_ms": s_pub["median_ms"], "publication_p99_ms": s_pub["p99_ms"],
+        "publication_first_tenth_mean_ms": round(sum(per_pub[:tenth]) / tenth * 1000, 3),
+        "publication_last_tenth_mean_ms": round(sum(per_pub[-tenth:]) / tenth * 1000, 3),
+    }
+    out(f"  {seats:,} seats published in {publish_s:.2f} s ({figures['seats_per_s']:,} seats/s), "
+        f"{offers_made:,} offers made")
+    out(f"  per publication: median {s_pub['median_ms']:.2f} ms   p99 {s_pub['p99_ms']:.2f} ms   "
+        f"first tenth mean {figures['publication_first_tenth_mean_ms']:.2f} ms, "
+        f"last tenth mean {figures['publication_last_tenth_mean_ms']:.2f} ms")
     return figures
 
 

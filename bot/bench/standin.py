@@ -228,8 +228,10 @@ class BotApiStandIn:
                    caption: str | None = None, language_code: str | None = "ru",
                    deliver: bool = True) -> dict[str, Any]:
         """A photo message: Telegram's sizes (two thumbnails, then ``content`` as the largest)."""
-        sizes = [{**self.add_file(content[:64] + b"thumb"), "width": max(1, width // 16), "height": max(1, height // 16)},
-                 {**self.add_file(content[:64] + b"small"), "width": max(1, width // 4), "height": max(1, height // 4)},
+        sizes = [{**self.add_file(content[:64] + b"thumb"), "width": max(1, width // 16),
+                  "height": max(1, height // 16)},
+                 {**self.add_file(content[:64] + b"small"), "width": max(1, width // 4),
+                  "height": max(1, height // 4)},
                  {**self.add_file(content), "width": width, "height": height}]
         extra = {"caption": caption} if caption else {}
         return self.queue(deliver, message=self.message(chat_id, language_code, photo=sizes, **extra))
@@ -404,66 +406,80 @@ class BotApiStandIn:
         return message
 
     async def _answer(self, method: str, params: dict[str, Any]) -> Any:
-        if method == "getme":
-            return self.bot_user
         if method == "getupdates":
             if self.webhook:
                 return web.json_response({"ok": False, "error_code": 409, "description":
                                           "Conflict: can't use getUpdates method while webhook is active; "
                                           "use deleteWebhook to delete the webhook first"}, status=409)
             return await self._get_updates(params)
-        if method == "sendmessage":
-            return self._sent_message(params, text=params.get("text", ""))
-        if method in ("editmessagetext", "editmessagereplymarkup"):
-            if "inline_message_id" in params:
-                return True
-            content = {"text": params["text"]} if "text" in params else {"text": "…"}
-            message = self._sent_message(params, **content)
-            message["message_id"] = int(params.get("message_id") or message["message_id"])
-            message["edit_date"] = int(time.time())
-            return message
-        if method == "sendphoto":
-            photo = params.get("photo")
-            size = len(photo.content) if isinstance(photo, Upload) else 0
-            return self._sent_message(params, photo=[{"file_id": f"photo{len(self.calls)}",
-                                                      "file_unique_id": f"p{len(self.calls)}",
-                                                      "width": 800, "height": 600, "file_size": size}],
-                                      **({"caption": params["caption"]} if "caption" in params else {}))
-        if method == "senddocument":
-            document = params.get("document")
-            doc: dict[str, Any] = {"file_id": f"doc{len(self.calls)}", "file_unique_id": f"d{len(self.calls)}"}
-            if isinstance(document, Upload):
-                doc.update(file_name=document.filename, file_size=len(document.content))
-            return self._sent_message(params, document=doc,
-                                      **({"caption": params["caption"]} if "caption" in params else {}))
-        if method == "getfile":
-            file_id = str(params.get("file_id", ""))
-            if file_id not in self.files:
-                return self._error(400, "Bad Request: invalid file_id")
-            path, content = self.files[file_id]
-            if len(content) > BOT_FILE_LIMIT:
-                return self._error(400, "Bad Request: file is too big")
-            return {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(content),
-                    "file_path": path}
-        if method == "setwebhook":
-            self.webhook = {"url": params.get("url", ""), "secret_token": params.get("secret_token"),
-                            "allowed_updates": params.get("allowed_updates")}
-            if params.get("drop_pending_updates") in (True, "true", "True"):
-                self.updates.clear()
+        answer = _ANSWERS.get(method)
+        if answer is None:  # answerCallbackQuery, setMyCommands, deleteMessage, sendChatAction, ...
             return True
-        if method == "deletewebhook":
-            self.webhook = {}
-            if params.get("drop_pending_updates") in (True, "true", "True"):
-                self.updates.clear()
+        return answer(self, params)
+
+    def _get_me(self, _params: dict[str, Any]) -> Any:
+        return self.bot_user
+
+    def _send_message(self, params: dict[str, Any]) -> Any:
+        return self._sent_message(params, text=params.get("text", ""))
+
+    def _edit_message(self, params: dict[str, Any]) -> Any:
+        if "inline_message_id" in params:
             return True
-        if method == "getwebhookinfo":
-            info: dict[str, Any] = {"url": self.webhook.get("url", ""), "has_custom_certificate": False,
-                                    "pending_update_count": len(self.updates)}
-            if self.webhook.get("allowed_updates"):
-                info["allowed_updates"] = self.webhook["allowed_updates"]
-            return info
-        # answerCallbackQuery, setMyCommands, deleteMessage, sendChatAction, ...
+        content = {"text": params["text"]} if "text" in params else {"text": "…"}
+        message = self._sent_message(params, **content)
+        message["message_id"] = int(params.get("message_id") or message["message_id"])
+        message["edit_date"] = int(time.time())
+        return message
+
+    @staticmethod
+    def _caption(params: dict[str, Any]) -> dict[str, Any]:
+        return {"caption": params["caption"]} if "caption" in params else {}
+
+    def _send_photo(self, params: dict[str, Any]) -> Any:
+        photo = params.get("photo")
+        size = len(photo.content) if isinstance(photo, Upload) else 0
+        return self._sent_message(params, photo=[{"file_id": f"photo{len(self.calls)}",
+                                                  "file_unique_id": f"p{len(self.calls)}",
+                                                  "width": 800, "height": 600, "file_size": size}],
+                                  **self._caption(params))
+
+    def _send_document(self, params: dict[str, Any]) -> Any:
+        document = params.get("document")
+        doc: dict[str, Any] = {"file_id": f"doc{len(self.calls)}", "file_unique_id": f"d{len(self.calls)}"}
+        if isinstance(document, Upload):
+            doc.update(file_name=document.filename, file_size=len(document.content))
+        return self._sent_message(params, document=doc, **self._caption(params))
+
+    def _get_file(self, params: dict[str, Any]) -> Any:
+        file_id = str(params.get("file_id", ""))
+        if file_id not in self.files:
+            return self._error(400, "Bad Request: invalid file_id")
+        path, content = self.files[file_id]
+        if len(content) > BOT_FILE_LIMIT:
+            return self._error(400, "Bad Request: file is too big")
+        return {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(content),
+                "file_path": path}
+
+    def _set_webhook(self, params: dict[str, Any]) -> Any:
+        self.webhook = {"url": params.get("url", ""), "secret_token": params.get("secret_token"),
+                        "allowed_updates": params.get("allowed_updates")}
+        if params.get("drop_pending_updates") in (True, "true", "True"):
+            self.updates.clear()
         return True
+
+    def _delete_webhook(self, params: dict[str, Any]) -> Any:
+        self.webhook = {}
+        if params.get("drop_pending_updates") in (True, "true", "True"):
+            self.updates.clear()
+        return True
+
+    def _get_webhook_info(self, _params: dict[str, Any]) -> Any:
+        info: dict[str, Any] = {"url": self.webhook.get("url", ""), "has_custom_certificate": False,
+                                "pending_update_count": len(self.updates)}
+        if self.webhook.get("allowed_updates"):
+            info["allowed_updates"] = self.webhook["allowed_updates"]
+        return info
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
@@ -481,6 +497,22 @@ class BotApiStandIn:
             async with self._changed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), left)
+
+
+# The answer to each Bot API method the stand-in knows, by its lower-cased name (getUpdates apart:
+# ``_answer``); any other method answers True.
+_ANSWERS: dict[str, Callable[[BotApiStandIn, dict[str, Any]], Any]] = {
+    "getme": BotApiStandIn._get_me,
+    "sendmessage": BotApiStandIn._send_message,
+    "editmessagetext": BotApiStandIn._edit_message,
+    "editmessagereplymarkup": BotApiStandIn._edit_message,
+    "sendphoto": BotApiStandIn._send_photo,
+    "senddocument": BotApiStandIn._send_document,
+    "getfile": BotApiStandIn._get_file,
+    "setwebhook": BotApiStandIn._set_webhook,
+    "deletewebhook": BotApiStandIn._delete_webhook,
+    "getwebhookinfo": BotApiStandIn._get_webhook_info,
+}
 
 
 async def _serve(args: argparse.Namespace) -> None:
