@@ -54,6 +54,7 @@ class NoticeKind(StrEnum):
     EMAIL_CODE = "email_code"  # a code to confirm a chat's own address, to that address
     REGISTRATION = "registration"  # the application is registered; the one-tap deep link
     NO_SHOW_REPORTED = "no_show_reported"  # the kindergarten says the child has not come yet
+    STAFF_INVITE = "staff_invite"  # an operator's invitation to act for a kindergarten, to the address given
 
 
 class NoticeSetting(StrEnum):
@@ -230,6 +231,14 @@ class EmailCodeIssued(Payload):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StaffInvited(Payload):
+    email: str = field(repr=False)  # the address the operator gave
+    code: str = field(repr=False)  # the invitation's token (scrubbed from the outbox once sent)
+    kindergarten_id: int
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True, kw_only=True)
 class Registration(Payload):
     link_expires_at: dt.datetime  # when the e-mail's deep link stops working
 
@@ -284,6 +293,7 @@ KINDS: Mapping[NoticeKind, NoticeSpec] = {
     K.EMAIL_CODE: NoticeSpec(EmailCodeIssued, email_only=True, code=True),
     K.REGISTRATION: NoticeSpec(Registration, email_only=True),
     K.NO_SHOW_REPORTED: NoticeSpec(ReferralDeadline, deadlines=((Deadline.SHOWUP, "due_at"),)),
+    K.STAFF_INVITE: NoticeSpec(StaffInvited, email_only=True),
 }
 del K
 

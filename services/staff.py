@@ -42,8 +42,9 @@ from services.errors import (
     UnknownKindergarten,
 )
 from services.facade import is_row_id
-from services.notices import NoticeKind, ReferralDeadline
+from services.notices import NoticeKind, ReferralDeadline, StaffInvited
 from services.signing import Signer, TokenError
+from services.validation import normalise_email
 from storage.models import Application, Group, Kindergarten, Referral, StaffInvite, StaffMember
 from storage.vocab import ReferralStatus
 
@@ -94,7 +95,11 @@ async def _kindergarten(ctx: Ctx, code: str) -> Kindergarten:
     return kg
 
 
-async def invite(ctx: Ctx, signer: Signer, kindergarten_code: str, *, days: int = INVITE_DAYS) -> Invitation:
+async def invite(ctx: Ctx, signer: Signer, kindergarten_code: str, *, days: int = INVITE_DAYS,
+                 email: str | None = None) -> Invitation:
+    """A one-time invitation; with ``email``, its link is also e-mailed to that address (the
+    token leaves the outbox once the e-mail went)."""
+    address = normalise_email(email) if email is not None else None  # (InvalidEmail before anything)
     kg = await _kindergarten(ctx, kindergarten_code)
     row = StaffInvite(kindergarten_id=kg.id, created_at=ctx.now, created_by=ctx.actor[:64],
                       expires_at=ctx.now + dt.timedelta(days=days))
@@ -102,6 +107,9 @@ async def invite(ctx: Ctx, signer: Signer, kindergarten_code: str, *, days: int 
     await ctx.session.flush()
     ctx.audit("staff.invite", "kindergarten", kg.id, invite_id=row.id)
     token = signer.sign(PURPOSE, row.id, expires_at=row.expires_at)
+    if address is not None:
+        ctx.notify(NoticeKind.STAFF_INVITE, None, f"staff-invite:{row.id}",
+                   StaffInvited(email=address, code=token, kindergarten_id=kg.id, expires_at=row.expires_at))
     return Invitation(row.id, KindergartenInfo.of(kg), token, row.expires_at)
 
 
@@ -266,10 +274,10 @@ class StaffFacade(rc.ReferralCheckFacade):
     check's)."""
 
     async def invite_staff(self, kindergarten_code: str, *, actor: str = "operator",
-                           days: int = INVITE_DAYS) -> Invitation:
+                           days: int = INVITE_DAYS, email: str | None = None) -> Invitation:
         signer = await self.signer()
         async with self.unit(actor, with_calendar=False) as ctx:
-            return await invite(ctx, signer, kindergarten_code, days=days)
+            return await invite(ctx, signer, kindergarten_code, days=days, email=email)
 
     async def accept_staff_invite(self, token: str, user_id: int) -> KindergartenInfo:
         signer = await self.signer()

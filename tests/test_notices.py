@@ -239,6 +239,7 @@ SAMPLES: dict[NoticeKind, n.Payload] = {
     NoticeKind.REMINDER_OFFER: n.OfferReminder(offer_id=1, expires_at=AT),
     NoticeKind.REMINDER_SHOWUP: n.ReferralDeadline(referral_id=7, due_at=AT),
     NoticeKind.NO_SHOW_REPORTED: n.ReferralDeadline(referral_id=7, due_at=AT),
+    NoticeKind.STAFF_INVITE: n.StaffInvited(email="kg@example.kz", code="abc", kindergarten_id=1, expires_at=AT),
     NoticeKind.REMINDER_DOCS: n.ReferralDeadline(referral_id=7, due_at=AT),
     NoticeKind.QUEUE_MOVED: n.QueueMoved(chat_id=CHAT_ID, number=4, previous=9),
     NoticeKind.LINK_CODE: n.LinkCodeIssued(code="123456"),
@@ -286,7 +287,7 @@ def test_the_stored_kinds_never_change() -> None:
         "turn_came", "offer_expired", "seats_open", "referral_issued", "referral_annulled", "admitted",
         "documents_accepted", "removed", "privilege_dropped", "stoplist_ended", "withdrawn", "reminder_offer",
         "reminder_showup", "reminder_docs", "queue_moved", "link_code", "email_code", "registration",
-        "no_show_reported"}
+        "no_show_reported", "staff_invite"}
     assert set(KINDS) == set(NoticeKind)
 
 
@@ -494,6 +495,10 @@ async def _no_show_reported(world: World, clock: FrozenClock) -> None:
     await world.kz.staff_no_show(ref.id, 555)
 
 
+async def _staff_invited(world: World, clock: FrozenClock) -> None:
+    await world.kz.invite_staff("KG1", email="kg1@example.kz")
+
+
 PRODUCERS: dict[NoticeKind, Callable[[World, FrozenClock], Awaitable[None]]] = {
     NoticeKind.TURN_CAME: _offered,
     NoticeKind.OFFER_EXPIRED: _offer_expired,
@@ -514,6 +519,7 @@ PRODUCERS: dict[NoticeKind, Callable[[World, FrozenClock], Awaitable[None]]] = {
     NoticeKind.EMAIL_CODE: _email_code,
     NoticeKind.REGISTRATION: _registered,
     NoticeKind.NO_SHOW_REPORTED: _no_show_reported,
+    NoticeKind.STAFF_INVITE: _staff_invited,
 }
 
 

@@ -191,3 +191,31 @@ async def test_the_desk_lists_the_waiting_referrals_soonest_first_and_opens_each
     # A parent or a stranger has no desk.
     [answer] = sent(await as_user(tg, STRANGER, "/desk"))
     assert answer.text == error_text("ru", NotStaff())
+
+
+async def test_an_invitation_e_mailed_carries_its_link_and_leaves_no_token_behind(
+        kz: Kezek, world: World, tmp_path: Any) -> None:
+    from aiogram import Bot
+
+    from bot.delivery.deeplinks import BotUsername
+    from bot.delivery.sender import SendPolicy, drain_once
+    from services.email import FolderSender
+    from services.errors import InvalidEmail
+
+    _ref, _code, kindergarten = await issued(world)
+    with pytest.raises(InvalidEmail):  # checked before anything is written
+        await kz.invite_staff(kindergarten, email="not an address")
+    invitation = await kz.invite_staff(kindergarten, email="Zhanar.Kg1@Example.kz")
+    usernames = BotUsername("kezek_bot")
+    usernames.attach(Bot("42:TEST"))
+    while await drain_once(kz, None, FolderSender(kz.clock, tmp_path), SendPolicy(usernames=usernames)):
+        pass
+    from email import message_from_bytes, policy
+
+    mails = [message_from_bytes(m.read_bytes(), policy=policy.default) for m in tmp_path.glob("*.eml")]
+    [mail] = [m for m in mails if str(m["To"]).lower() == "zhanar.kg1@example.kz"]
+    text = mail.get_body(("plain",)).get_content()
+    assert f"https://t.me/kezek_bot?start={invitation.token}" in text
+    [row] = await notices(kz, "staff_invite")
+    assert row.payload["code"] == "******" and invitation.token not in str(row.payload)
+    assert len([r for r in await kz.staff_list(kindergarten) if r.kind == "invite"]) == 1

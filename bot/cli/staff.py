@@ -44,17 +44,21 @@ def bot_username(settings: Settings) -> str | None:
 @click.option("--kindergarten", required=True, metavar="CODE", help="The kindergarten's code, as the registry gave it.")
 @click.option("--days", type=click.IntRange(1, 30), default=INVITE_DAYS, show_default=True,
               help="How long the link works (it works once).")
+@click.option("--email", default=None, metavar="ADDRESS",
+              help="Also e-mail the link to this address (the person's own), in Kazakh and Russian.")
 @pass_state
-def staff_invite(state: State, kindergarten: str, days: int) -> None:
+def staff_invite(state: State, kindergarten: str, days: int, email: str | None) -> None:
     """A one-time link that makes the Telegram account opening it staff of the kindergarten. Give
     it to that person only: whoever opens it first becomes staff."""
-    invitation = state.run(lambda kz: kz.invite_staff(kindergarten, actor="cli", days=days))
+    invitation = state.run(lambda kz: kz.invite_staff(kindergarten, actor="cli", days=days, email=email))
     name = bot_username(get_settings())
     until = format_datetime(state.lang, invitation.expires_at, zone="local")
     click.echo(state.t("Invitation {id} to {kindergarten}, valid once until {until}:",
                        id=invitation.id, kindergarten=invitation.kindergarten.name(state.lang), until=until))
     if name is not None:
         click.echo(deep_link(name, invitation.token))
+    if email is not None:
+        click.echo(state.t("The link is also on its way to the address given."))
     else:
         click.echo(state.t("The bot's username is not known (set KEZEK_BOT_USERNAME): in the bot, the staff "
                            "member sends /start {token}", token=invitation.token))

@@ -19,6 +19,7 @@ from aiogram import Bot
 from locales.formats import parse_moment
 from services import deep_link
 from services.kezek import Kezek
+from services.notices import NoticeKind
 from services.notifications import Notice, RetryLater
 
 log = logging.getLogger("kezek.deeplinks")
@@ -66,8 +67,11 @@ NoticeHook = Callable[[Notice], Awaitable[Notice]]
 
 
 def registration_links(kz: Kezek, usernames: BotUsername) -> NoticeHook:
-    """The hook of the e-mail port: a registration notice gets its deep link (``extra["link"]``)."""
+    """The hook of the e-mail port: a registration notice gets its deep link (``extra["link"]``);
+    so does a staff invitation (its token is in the payload, the bot's name is not)."""
     async def add(notice: Notice) -> Notice:
+        if notice.kind == NoticeKind.STAFF_INVITE:
+            return await _invitation_link(notice)
         if notice.kind != deep_link.REGISTRATION_KIND or notice.application_id is None:
             return notice
         expires_at = parse_moment(notice.payload.get("link_expires_at"))
@@ -84,4 +88,16 @@ def registration_links(kz: Kezek, usernames: BotUsername) -> NoticeHook:
         token = deep_link.link_token(await kz.signer(), notice.application_id, expires_at, notice.target)
         return dataclasses.replace(notice, extra={
             **notice.extra, "link": deep_link.deep_link(username, token), "link_expires_at": expires_at})
+
+    async def _invitation_link(notice: Notice) -> Notice:
+        try:
+            username = await usernames.get()
+        except RetryLater:
+            if notice.attempts < FALLBACK_AFTER:
+                raise
+            username = None
+        token = str(notice.payload.get("code", ""))
+        if username is None or not token:
+            return notice  # the e-mail says to send /start with the code in the bot
+        return dataclasses.replace(notice, extra={**notice.extra, "link": deep_link.deep_link(username, token)})
     return add

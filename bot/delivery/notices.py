@@ -190,6 +190,24 @@ def _district(lang: str, n: Notice) -> str:
     return str(name) if name else MISSING
 
 
+def _staff_invite(lang: str, n: Notice) -> str:
+    """An operator's invitation to act for a kindergarten in the bot (services/staff.py): the link
+    (``extra["link"]``, added by the e-mail port), else the command with the code."""
+    kindergarten = n.kindergarten.name(lang) if n.kindergarten is not None else ""
+    lines = [gettext(lang, "You are invited to act for the kindergarten in the Kezek bot: {kindergarten}. "
+                           "As its staff you will see its referrals in full and record the children's "
+                           "arrival.", kindergarten=kindergarten)]
+    link = n.extra.get("link")
+    if link:
+        lines.append(gettext(lang, "Open this link on the phone where you use Telegram: {link}", link=link))
+    else:
+        lines.append(gettext(lang, "Open the Kezek bot in Telegram and send: /start {code}",
+                             code=str(n.payload.get("code", ""))))
+    lines.append(gettext(lang, "The invitation works once, until {until}. If you did not expect it, ignore this "
+                               "e-mail.", until=_deadline(lang, n.payload.get("expires_at"), _zone(n))))
+    return "\n".join(lines)
+
+
 def _registration(lang: str, n: Notice) -> str:
     """The registration e-mail (services/deep_link.py). Its queue and number are read when it is
     sent (``claim_due`` puts them in ``extra``, with ``as_of``), so the number is the one of that
@@ -246,6 +264,7 @@ RENDERERS: dict[NoticeKind, Renderer] = {
     K.LINK_CODE: _simple(N_("Your code to link {application} in the Kezek bot: {code}. It is valid for "
                             "15 minutes. If you did not ask for it, ignore this e-mail."), code=_code),
     K.REGISTRATION: _registration,
+    K.STAFF_INVITE: _staff_invite,
     K.EMAIL_CODE: _simple(N_("Your code to confirm this address in the Kezek bot: {code}. It is valid "
                              "for 15 minutes. If you did not ask for it, ignore this e-mail."), code=_code),
 }
@@ -270,6 +289,7 @@ SUBJECTS: dict[NoticeKind, str] = {
     K.EMAIL_CODE: N_("Your code"),
     K.REGISTRATION: N_("The application is in the queue"),
     K.NO_SHOW_REPORTED: N_("The kindergarten is waiting for the child"),
+    K.STAFF_INVITE: N_("Invitation to the Kezek bot"),
 }
 del K
 
@@ -384,7 +404,7 @@ def _email_section(lang: str, n: Notice, subject_id: str, attached: bool) -> Ema
         paragraphs.append(gettext(lang, ACT_IN_BOT[action]))
     if attached:
         paragraphs.append(attachment_note(lang))
-    link = n.extra.get("link") if n.kind == NoticeKind.REGISTRATION else None
+    link = n.extra.get("link") if n.kind in (NoticeKind.REGISTRATION, NoticeKind.STAFF_INVITE) else None
     return EmailSection(
         lang=lang, title=gettext(lang, subject_id), paragraphs=paragraphs, details=_email_details(lang, n),
         footer=gettext(lang, "This is an automatic message of Kezek, the kindergarten queue bot. "
