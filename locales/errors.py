@@ -1,10 +1,11 @@
 """A domain error as one sentence for a parent or an operator, in their language.
 
-An error is anything with a stable ``code`` and ``params`` (``services.errors.KezekError``; this
-package does not import it). Every error text lives here: a renderer for the codes whose wording
-depends on their params, else a message whose ``{placeholders}`` are the params (dates and
-moments formatted in the reader's language). ``tests/test_locales.py`` checks that every error
-class of the services has its own message in both languages.
+An error is anything with a stable ``code`` and ``params`` (``services.errors.KezekError``, and
+the registry API's own ``bot.api.base.ApiError``; this package imports neither). Every error text
+lives here: a renderer for the codes whose wording depends on their params, else a message whose
+``{placeholders}`` are the params (dates and moments formatted in the reader's language).
+``tests/test_locales.py`` checks that every error class of the services has its own message in
+both languages.
 
     error_text(lang, exc) -> str
     error_lines(lang, exc, *, first_row=1) -> list[str]
@@ -301,7 +302,32 @@ def _document_type(lang: str, params: dict[str, Any]) -> str:
     return gettext(lang, "This type of file is not accepted. Send a photo, a JPEG or PNG image, or a PDF file.")
 
 
+# The registry API's own refusals (bot/api): the HTTP layer's, not the domain's.
+API_ERRORS: dict[str, str] = {
+    "unauthorized": N_("A valid access token is required: send it in the header "
+                       "Authorization: Bearer <token>."),
+    "api_not_configured": N_("The API is not configured: the server has no access token."),
+    "too_many_attempts": N_("Too many requests with a wrong access token. Please try again later."),
+    "bad_json": N_("The request body is not valid JSON."),
+    "not_array": N_("The request body must be a JSON array of objects."),
+    "not_object": N_("The request body must be a JSON object."),
+    "method_not_allowed": N_("This method is not allowed here."),
+    "body_too_large": N_("The request body is too large: at most {max} bytes."),
+    "bad_request": N_("The request is not valid HTTP (e.g. a header with a forbidden character)."),
+    "too_many_rows": N_("Too many records in one request: at most {max}. Send them in several requests."),
+}
+
+
+def _numbers_in_words(msgid: str) -> _Renderer:
+    """``msgid`` with its whole-number params written the reader's way (65 536)."""
+    def render(lang: str, params: dict[str, Any]) -> str:
+        values = {k: format_number(lang, v) if isinstance(v, int) else v for k, v in params.items()}
+        return gettext(lang, msgid, **values)
+    return render
+
+
 ERROR_RENDERERS: dict[str, _Renderer] = {
+    **{code: _numbers_in_words(msgid) for code, msgid in API_ERRORS.items()},
     "document_type_refused": _document_type,
     "invalid_field": _invalid_field,
     "missing_field": _missing_field,

@@ -13,9 +13,8 @@ from aiohttp import web
 
 from bot.api.base import SETTINGS, ApiError, log
 from bot.api.bodies import json_response
-from locales import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext
+from locales import DEFAULT_LANGUAGE, LANGUAGES
 from locales.errors import error_text
-from locales.formats import format_number
 from services.errors import (
     MAX_REPORTED_ERRORS,
     BulkRejected,
@@ -23,23 +22,6 @@ from services.errors import (
     NotFound,
     ValidationError,
 )
-
-# Messages of the API's own errors (the domain's come from error_text).
-API_MESSAGES: dict[str, str] = {
-    "unauthorized": N_("A valid access token is required: send it in the header "
-                       "Authorization: Bearer <token>."),
-    "api_not_configured": N_("The API is not configured: the server has no access token."),
-    "too_many_attempts": N_("Too many requests with a wrong access token. Please try again later."),
-    "bad_json": N_("The request body is not valid JSON."),
-    "not_array": N_("The request body must be a JSON array of objects."),
-    "not_object": N_("The request body must be a JSON object."),
-    "method_not_allowed": N_("This method is not allowed here."),
-    "body_too_large": N_("The request body is too large: at most {max} bytes."),
-    "bad_request": N_("The request is not valid HTTP (e.g. a header with a forbidden character)."),
-    "too_many_rows": N_("Too many records in one request: at most {max}. Send them in several requests."),
-}
-
-
 
 # --- language and errors -------------------------------------------------------------------------
 
@@ -66,11 +48,8 @@ def request_language(request: web.BaseRequest) -> str:
 
 
 def _api_error_body(lang: str, code: str, params: dict[str, Any]) -> dict[str, Any]:
-    msgid = API_MESSAGES.get(code)
-    if msgid is None:
-        return {"error": code, "message": error_text(lang, KezekError())}
-    values = {k: format_number(lang, v) if isinstance(v, int) else v for k, v in params.items()}
-    return {"error": code, "message": gettext(lang, msgid, **values)}
+    """The body of a refusal of the HTTP layer (its sentence: ``locales.errors.API_ERRORS``)."""
+    return {"error": code, "message": error_text(lang, ApiError(0, code, **params))}
 
 
 def _error_item(lang: str, exc: KezekError, index: int | None) -> dict[str, Any]:
