@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.api import schemas as shapes
+from bot.api.answers import Answer
 from bot.api.base import SETTINGS, ApiError
 from services.calendar import ALMATY
 
@@ -34,7 +35,12 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def json_response(data: Any, status: int = 200, *, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(data: Answer | dict[str, Any], status: int = 200, *,
+                  headers: dict[str, str] | None = None) -> web.Response:
+    """An answer (``bot.api.answers``; a plain dict: the OpenAPI document) as JSON, moments in
+    Almaty time."""
+    if isinstance(data, Answer):
+        data = data.body()
     return web.Response(text=json.dumps(data, default=_default, ensure_ascii=False), status=status,
                         content_type="application/json", headers=headers)
 

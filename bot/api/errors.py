@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
+from bot.api.answers import Error, ErrorItem
 from bot.api.base import SETTINGS, ApiError, log
 from bot.api.bodies import json_response
 from locales import DEFAULT_LANGUAGE, LANGUAGES
@@ -47,17 +47,25 @@ def request_language(request: web.BaseRequest) -> str:
     return best
 
 
-def _api_error_body(lang: str, code: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The body of a refusal of the HTTP layer (its sentence: ``locales.errors.API_ERRORS``)."""
-    return {"error": code, "message": error_text(lang, ApiError(0, code, **params))}
+def api_error_body(lang: str, exc: ApiError, *, details: bool = True) -> Error:
+    """A refusal of the HTTP layer: its code, its sentence (``locales.errors.API_ERRORS``) and its
+    params in machine form (``details``: ``{"max": 5000}``) unless ``details`` is false."""
+    message = error_text(lang, exc)
+    if details and exc.params:
+        return Error(error=exc.code, message=message, details=dict(exc.params))
+    return Error(error=exc.code, message=message)
 
 
-def _error_item(lang: str, exc: KezekError, index: int | None) -> dict[str, Any]:
+def internal_error_body(lang: str) -> Error:
+    """Anything unexpected: no detail at all."""
+    return Error(error="internal", message=error_text(lang, KezekError()))
+
+
+def _error_item(lang: str, exc: KezekError, index: int | None) -> ErrorItem:
     params = exc.params
-    item: dict[str, Any] = {"index": index, "field": params.get("field"), "reason": exc.code}
+    item = ErrorItem(index=index, field=params.get("field"), reason=exc.code, message=error_text(lang, exc))
     if isinstance(params.get("reason"), str):
-        item["detail"] = params["reason"]
-    item["message"] = error_text(lang, exc)
+        item.detail = params["reason"]
     return item
 
 
@@ -70,20 +78,20 @@ def domain_status(exc: KezekError) -> int:
     return 409
 
 
-def domain_error_body(lang: str, exc: KezekError) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": exc.code, "message": error_text(lang, exc)}
+def domain_error_body(lang: str, exc: KezekError) -> Error:
+    message = error_text(lang, exc)
     if isinstance(exc, BulkRejected):
         # The first MAX_REPORTED_ERRORS; error_count says how many there are in all.
-        body["errors"] = [_error_item(lang, e, i) for i, e in exc.errors[:MAX_REPORTED_ERRORS]]
-        body["error_count"] = int(exc.params.get("count", len(exc.errors)))
-    elif isinstance(exc, ValidationError):
-        body["errors"] = [_error_item(lang, exc, None)]
-    else:
-        # Rule violations: their params say when (a deadline, the next window) in machine form.
-        details = {k: v for k, v in exc.params.items() if isinstance(v, str | int | float | bool)}
-        if details:
-            body["details"] = details
-    return body
+        return Error(error=exc.code, message=message,
+                     errors=[_error_item(lang, e, i) for i, e in exc.errors[:MAX_REPORTED_ERRORS]],
+                     error_count=int(exc.params.get("count", len(exc.errors))))
+    if isinstance(exc, ValidationError):
+        return Error(error=exc.code, message=message, errors=[_error_item(lang, exc, None)])
+    # Rule violations: their params say when (a deadline, the next window) in machine form.
+    details = {k: v for k, v in exc.params.items() if isinstance(v, str | int | float | bool)}
+    if details:
+        return Error(error=exc.code, message=message, details=details)
+    return Error(error=exc.code, message=message)
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
@@ -115,10 +123,7 @@ async def errors_middleware(request: web.Request,
     try:
         return await handler(request)
     except ApiError as exc:
-        body = _api_error_body(lang, exc.code, exc.params)
-        if exc.params:  # the limit in machine form: {"max": 5000}
-            body["details"] = dict(exc.params)
-        return json_response(body, exc.status, headers=headers | exc.headers)
+        return json_response(api_error_body(lang, exc), exc.status, headers=headers | exc.headers)
     except KezekError as exc:
         return json_response(domain_error_body(lang, exc), domain_status(exc), headers=headers)
     except web.HTTPException as exc:
@@ -126,13 +131,14 @@ async def errors_middleware(request: web.Request,
             raise
         code = _HTTP_CODES.get(exc.status)
         if code == "not_found":
-            body = {"error": code, "message": error_text(lang, NotFound())}
-        elif code == "body_too_large":
-            body = _api_error_body(lang, code, {"max": request.app[SETTINGS].api_max_body_bytes})
+            body = Error(error=code, message=error_text(lang, NotFound()))
+        elif code == "body_too_large":  # aiohttp's own limit: the sentence says it (no details)
+            body = api_error_body(lang, ApiError(exc.status, code, max=request.app[SETTINGS].api_max_body_bytes),
+                                  details=False)
         elif code is not None:
-            body = _api_error_body(lang, code, {})
+            body = api_error_body(lang, ApiError(exc.status, code))
         else:
-            body = {"error": f"http_{exc.status}", "message": error_text(lang, ValidationError())}
+            body = Error(error=f"http_{exc.status}", message=error_text(lang, ValidationError()))
         extra = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         return json_response(body, exc.status, headers=headers | extra)
     except asyncio.CancelledError:
@@ -140,5 +146,4 @@ async def errors_middleware(request: web.Request,
     except Exception as exc:  # noqa: BLE001 - the API answers 500 and logs without personal data
         log.error("API %s %s failed: %s at %s", request.method, _route_of(request), type(exc).__name__,
                   _frames(exc))
-        return json_response({"error": "internal", "message": error_text(lang, KezekError())}, 500,
-                             headers=headers)
+        return json_response(internal_error_body(lang), 500, headers=headers)

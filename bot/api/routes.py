@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from bot import metrics as metrics_module
+from bot.api import answers
 from bot.api import schemas as shapes
 from bot.api.base import KZ, SANDBOX_CLOCK, SANDBOX_LOCK, SETTINGS, log
 from bot.api.bodies import json_response, read_object, read_rows
@@ -37,11 +38,11 @@ async def health(request: web.Request) -> web.Response:
     state = await metrics_module.check_health(request.app[KZ])
     if not state.database:
         log.warning("API health: the database is unavailable")
-        return json_response({"status": "unavailable", "database": "unavailable"}, 503)
+        return json_response(answers.Health(status="unavailable", database="unavailable"), 503)
     if not state.ok:
-        return json_response({"status": "unavailable", "database": "ok", "senders": "stuck",
-                              "problems": state.problems}, 503)
-    return json_response({"status": "ok", "database": "ok"})
+        return json_response(answers.Health(status="unavailable", database="ok", senders="stuck",
+                                            problems=state.problems), 503)
+    return json_response(answers.Health(status="ok", database="ok"))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -60,19 +61,19 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 async def post_districts(request: web.Request) -> web.Response:
     rows = await read_rows(request, shapes.District)
-    return json_response({"upserted": await request.app[KZ].upsert_districts(rows, actor=ACTOR)})
+    return json_response(answers.Upserted(upserted=await request.app[KZ].upsert_districts(rows, actor=ACTOR)))
 
 
 async def post_kindergartens(request: web.Request) -> web.Response:
     rows = await read_rows(request, shapes.Kindergarten)
-    return json_response({"upserted": await request.app[KZ].upsert_kindergartens(rows, actor=ACTOR)})
+    return json_response(answers.Upserted(upserted=await request.app[KZ].upsert_kindergartens(rows, actor=ACTOR)))
 
 
 async def post_applications(request: web.Request) -> web.Response:
     now = request.app[KZ].clock.now()
     rows = await read_rows(request, shapes.Application, lambda row: queue_service.parse_application(row, now))
     report = await request.app[KZ].import_applications(rows, actor=ACTOR)
-    return json_response({"created": report.created, "updated": report.updated, "unchanged": report.unchanged})
+    return json_response(answers.ImportReport.model_validate(report))
 
 
 _NUMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,39}")  # services.parsing.code
@@ -83,7 +84,7 @@ async def get_application(request: web.Request) -> web.Response:
     if not _NUMBER.fullmatch(number):  # no such number can exist (and NUL never reaches the database)
         raise ApplicationNotFound()
     status = await request.app[KZ].application_status(number)
-    return json_response(registry.as_dict(status))
+    return json_response(answers.ApplicationStatus.model_validate(status))
 
 
 async def post_seats(request: web.Request) -> web.Response:
@@ -92,8 +93,8 @@ async def post_seats(request: web.Request) -> web.Response:
     kz = request.app[KZ]
     result = await kz.publish_seats(body, actor=ACTOR)
     offers = await kz.offers_info([offer_id for offer_id, _, _ in result.offers])
-    return json_response({"seats": result.seat_ids, "private": result.private,
-                          "offers": [registry.as_dict(o) for o in offers]})
+    return json_response(answers.SeatsResult(seats=result.seat_ids, private=result.private,
+                                             offers=[answers.Offer.model_validate(o) for o in offers]))
 
 
 def _row_id(raw: str) -> int | None:
@@ -112,7 +113,7 @@ def _referral_id(request: web.Request) -> int:
 
 async def _referral_answer(kz: Kezek, referral_id: int) -> web.Response:
     info = await kz.referral_info(referral_id)
-    return json_response({"referral": registry.as_dict(info)})
+    return json_response(answers.ReferralAnswer(referral=answers.Referral.model_validate(info)))
 
 
 async def post_admission(request: web.Request) -> web.Response:
@@ -149,7 +150,8 @@ async def get_documents(request: web.Request) -> web.Response:
             raise InvalidField(field="referral", reason="integer")
     found = await request.app[KZ].review_documents(request.query.get("status", "pending"), referral,
                                                    _DOCUMENT_LIST_MAX)
-    return json_response({"documents": [d.as_dict() for d in found]}, headers={"Cache-Control": "no-store"})
+    return json_response(answers.DocumentList(documents=[answers.Document.model_validate(d.as_dict()) for d in found]),
+                         headers={"Cache-Control": "no-store"})
 
 
 async def get_document_file(request: web.Request) -> web.Response:
@@ -182,32 +184,32 @@ async def get_referral_verify(request: web.Request) -> web.Response:
     if token is None or not token.strip():
         raise MissingField(field="token")
     verdict = await request.app[KZ].verify_referral(token)
-    body = verdict_as_dict(verdict) | {"message": verdict_text(request_language(request), verdict)}
-    return json_response(body, headers={"Cache-Control": "no-store"})
+    answer = answers.ReferralVerdict.model_validate(
+        verdict_as_dict(verdict) | {"message": verdict_text(request_language(request), verdict)})
+    return json_response(answer, headers={"Cache-Control": "no-store"})
 
 
 async def post_calendar_days(request: web.Request) -> web.Response:
     rows = await read_rows(request, shapes.CalendarDay, registry.calendar_day)
     count = await request.app[KZ].set_calendar_days(rows, actor=ACTOR)
-    return json_response({"days": count})
+    return json_response(answers.CalendarResult(days=count))
 
 
 async def get_stats(request: web.Request) -> web.Response:
     kz = request.app[KZ]
     stats = await kz.stats()
     report = await kz.outbox_report(failed_limit=0)
-    stats["backlog"] = {
-        "outbox_pending": int(report["outbox"].get("pending", 0)),
-        "deliveries": {channel: {"pending": int(counts.get("pending", 0)), "due_now": counts["due_now"],
-                                 "oldest_due_seconds": counts["oldest_due_seconds"],
-                                 "failed": int(counts.get("failed", 0))}
-                       for channel, counts in report["deliveries"].items()},
-    }
-    return json_response(stats)
+    backlog = answers.Backlog(
+        outbox_pending=int(report["outbox"].get("pending", 0)),
+        deliveries={channel: answers.ChannelBacklog(pending=int(counts.get("pending", 0)), due_now=counts["due_now"],
+                                                    oldest_due_seconds=counts["oldest_due_seconds"],
+                                                    failed=int(counts.get("failed", 0)))
+                    for channel, counts in report["deliveries"].items()})
+    return json_response(answers.Stats.model_validate(stats | {"backlog": backlog}))
 
 
 async def get_outbox(request: web.Request) -> web.Response:
-    return json_response(await request.app[KZ].outbox_report())
+    return json_response(answers.OutboxReport.model_validate(await request.app[KZ].outbox_report()))
 
 
 # --- sandbox -------------------------------------------------------------------------------------
@@ -217,7 +219,7 @@ def _sandbox_clock(request: web.Request) -> SandboxClock:
 
 
 async def get_sandbox_clock(request: web.Request) -> web.Response:
-    return json_response({"now": _sandbox_clock(request).now()})
+    return json_response(answers.Clock(now=_sandbox_clock(request).now()))
 
 
 _DURATION = re.compile(shapes.DURATION_PATTERN.removeprefix("^").removesuffix("$"))
@@ -287,7 +289,7 @@ async def post_sandbox_clock(request: web.Request) -> web.Response:
     result["now"] = clock.now()
     result["sweeps"] = [{**step, "at": _moment(step["at"])} if isinstance(step, dict) and "at" in step else step
                         for step in result.get("sweeps", [])]
-    return json_response(result)
+    return json_response(answers.ClockMoved.model_validate(result))
 
 
 def _moment(value: Any) -> Any:

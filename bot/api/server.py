@@ -42,9 +42,16 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bot.api.auth import GUARD, AuthGuard, auth_middleware
-from bot.api.base import API_PREFIX, KZ, MIN_TOKEN_LENGTH, SANDBOX_CLOCK, SANDBOX_LOCK, SETTINGS, log
+from bot.api.base import API_PREFIX, KZ, MIN_TOKEN_LENGTH, SANDBOX_CLOCK, SANDBOX_LOCK, SETTINGS, ApiError, log
 from bot.api.bodies import json_response
-from bot.api.errors import _api_error_body, _frames, _route_of, errors_middleware, request_language
+from bot.api.errors import (
+    _frames,
+    _route_of,
+    api_error_body,
+    errors_middleware,
+    internal_error_body,
+    request_language,
+)
 from bot.api.routes import (
     get_application,
     get_document_file,
@@ -66,11 +73,7 @@ from bot.api.routes import (
     post_seats,
 )
 from bot.config import Settings
-from locales.errors import error_text
 from services.clock import SandboxClock
-from services.errors import (
-    KezekError,
-)
 from services.kezek import Kezek
 
 # --- the application -----------------------------------------------------------------------------
@@ -100,10 +103,10 @@ class ApiRequestHandler(web.RequestHandler):
         if status >= 500:
             where = _frames(exc) if exc is not None else "-"
             log.error("API: a request failed outside the handlers: %s at %s", type(exc).__name__, where)
-            body = {"error": "internal", "message": error_text(lang, KezekError())}
+            body = internal_error_body(lang)
         else:
             log.warning("API: a malformed HTTP request refused (%s): %d", type(exc).__name__, status)
-            body = _api_error_body(lang, "bad_request", {})
+            body = api_error_body(lang, ApiError(status, "bad_request"))
         resp = json_response(body, status, headers={"Content-Language": lang})
         resp.force_close()
         return resp
