@@ -1,2 +1,3 @@
-"""The registry API: the aiohttp routes (server), the request models (schemas) and the OpenAPI document
-(openapi). The kindergarten registry and operators use it; its routes call the Kezek facade only."""
+"""The registry API: the aiohttp routes (server, routes), the request and answer models (schemas,
+answers) and the OpenAPI document made from them (openapi). The kindergarten registry and
+operators use it; its routes call the Kezek facade only."""

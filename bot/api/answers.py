@@ -64,9 +64,7 @@ class ErrorItem(Answer):
     message: str
 
 
-class Error(Answer):
-    """Every error answer: ``errors`` for bad input, ``details`` for a rule or a limit."""
-
+class Error(Answer):  # every error answer: errors for bad input, details for a rule or a limit
     error: str = Field(description="A stable machine code, e.g. bulk_rejected, unauthorized, bad_json, not_array, "
                        "referral_not_found, outside_claim_window.")
     message: str = Field(description="The same in words, in the language of Accept-Language (ru | kk; default ru).")
@@ -223,8 +221,8 @@ class CalendarResult(Answer):
 
 # --- the service ----------------------------------------------------------------------------------
 
-class Counts(RootModel[dict[str, int]]):
-    """Counts by status (or by reason)."""
+class Counts(RootModel[dict[str, int]]):  # by status, or by reason
+    pass
 
 
 class ChannelBacklog(Answer):

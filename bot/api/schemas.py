@@ -1,6 +1,7 @@
 """The shapes of the registry API's request bodies, as pydantic models: one source for the check
 the server makes before anything reaches the services AND for the schemas of the OpenAPI document
-(``bot/api/openapi.py`` takes ``request_schemas()``), so the two cannot say different things.
+(``bot/api/openapi.py`` takes their JSON schemas), so the two cannot say different things. The
+answers' shapes are in ``bot/api/answers.py``.
 
 The models check shape only (types, lengths, patterns, choices): strict types (a JSON ``true`` is
 never a string or a number, ``"false"`` never a boolean, ``null`` never a string). The rules that
@@ -156,44 +157,6 @@ class ClockSet(_Body):
 ARRAY_BODIES: dict[str, type[_Body]] = {"District": District, "Kindergarten": Kindergarten,
                                         "Application": Application, "CalendarDay": CalendarDay}
 OBJECT_BODIES: dict[str, type[_Body]] = {"SeatsRequest": SeatsRequest, "DocumentsDecision": DocumentsDecision}
-
-
-def _schema(model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    _strip_titles(schema)
-    return schema
-
-
-def _strip_titles(node: Any) -> None:
-    if isinstance(node, dict):
-        node.pop("title", None)
-        for key, value in node.items():
-            if key != "properties":
-                _strip_titles(value)
-            else:
-                for prop in value.values():
-                    _strip_titles(prop)
-    elif isinstance(node, list):
-        for item in node:
-            _strip_titles(item)
-
-
-@cache
-def _request_schemas() -> dict[str, dict[str, Any]]:
-    out = {name: _schema(model) for name, model in {**ARRAY_BODIES, **OBJECT_BODIES}.items()}
-    out["ClockMove"] = {
-        "type": "object",
-        "description": "Exactly one of advance and set. The clock only moves forward, by at most 366 days.",
-        "oneOf": [_schema(ClockAdvance), _schema(ClockSet)],
-    }
-    return out
-
-
-def request_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON schemas (OpenAPI 3.1) of the request bodies, by component name (a fresh copy)."""
-    import copy
-
-    return copy.deepcopy(_request_schemas())
 
 
 # --- checking --------------------------------------------------------------------------------------
