@@ -51,6 +51,7 @@ from storage.vocab import ReferralStatus
 log = logging.getLogger("kezek.staff")
 
 PURPOSE = "staff"
+MAX_INVITE_ID = 2**31 - 1  # staff_invites.id is a 32-bit INTEGER
 INVITE_DAYS = 7  # an invitation link works for a week, once
 
 
@@ -148,6 +149,10 @@ async def revoke(ctx: Ctx, kindergarten_code: str, *, user_id: int | None = None
     kindergarten: how many were ended (0: nothing active matched)."""
     kg = await _kindergarten(ctx, kindergarten_code)
     ended = 0
+    if user_id is not None and not is_row_id(user_id):
+        user_id = None  # (no account has it: nothing matches)
+    if invite_id is not None and not 1 <= invite_id <= MAX_INVITE_ID:
+        invite_id = None
     if user_id is not None:
         res = cast(CursorResult[Any], await ctx.session.execute(
             update(StaffMember).where(StaffMember.kindergarten_id == kg.id, StaffMember.user_id == user_id,
@@ -275,6 +280,10 @@ class StaffFacade(rc.ReferralCheckFacade):
 
     async def invite_staff(self, kindergarten_code: str, *, actor: str = "operator",
                            days: int = INVITE_DAYS, email: str | None = None) -> Invitation:
+        if email is not None:
+            normalise_email(email)  # (a bad address or kindergarten makes nothing, not even a key)
+        async with self.reading(with_calendar=False) as ctx:
+            await _kindergarten(ctx, kindergarten_code)
         signer = await self.signer()
         async with self.unit(actor, with_calendar=False) as ctx:
             return await invite(ctx, signer, kindergarten_code, days=days, email=email)

@@ -74,4 +74,7 @@ def test_mistakes_are_one_line_and_change_nothing(run: Any, tmp_path: Path, user
     assert unknown.exit_code == 1 and "Traceback" not in unknown.output and len(unknown.output.splitlines()) == 1
     both = run("staff", "revoke", "--kindergarten", "KG1", "--user", "1", "--invite", "1")
     assert both.exit_code == 2 and gettext("ru", "Give either --user or --invite.") in both.output
+    for option, value in (("--invite", str(2**40)), ("--user", str(2**70))):  # beyond any column: nothing matches
+        huge = run("staff", "revoke", "--kindergarten", "KG1", option, value)
+        assert huge.exit_code == 1 and "Traceback" not in huge.output, huge.output
     assert gettext("ru", "No staff and no open invitations.") in run("staff", "list").output

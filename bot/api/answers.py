@@ -148,6 +148,34 @@ class ReferralAnswer(Answer):
     referral: Referral
 
 
+class StaffInvitation(Answer):
+    id: int
+    kindergarten: str = Field(description="The kindergarten's code.")
+    token: str = Field(description="The invitation's code: whoever sends the bot /start <token> first (or opens "
+                       "the link) becomes the kindergarten's staff. Give it to that person only.")
+    link: str | None = Field(description="https://t.me/<bot>?start=<token>; null when the bot's username is not "
+                             "configured (KEZEK_BOT_USERNAME).")
+    expires_at: Moment
+    emailed: bool = Field(description="The link is also on its way to the address given.")
+
+
+class StaffEntry(Answer):
+    kindergarten: str
+    kind: Literal["staff", "invite"] = Field(description="A bound account, or an invitation not used yet.")
+    id: int
+    user_id: int | None = Field(description="The staff member's Telegram user id; null for an invitation.")
+    since: Moment
+    expires_at: Moment | None = Field(description="An invitation's; null for staff.")
+
+
+class StaffList(Answer):
+    staff: list[StaffEntry]
+
+
+class Ended(Answer):
+    ended: Count = Field(description="1: ended; 0: nothing active matched (already ended).")
+
+
 class VerifiedKindergarten(Answer):
     code: str
     name_ru: str

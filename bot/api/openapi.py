@@ -186,6 +186,23 @@ ROUTES: tuple[Route, ...] = (
     Route("get", "/outbox", "outbox", "service",
           "The outbox and deliveries by status, what is due, the latest failures (recipients masked)",
           "The report.", answers.OutboxReport),
+    Route("post", "/staff/invites", "inviteStaff", "staff",
+          "A one-time Telegram link that makes the account opening it first the kindergarten's staff (it sees its "
+          "referrals in full and records admissions in the bot); optionally e-mailed", "Invited.",
+          answers.StaffInvitation, body=requests.StaffInviteRequest),
+    Route("get", "/staff", "listStaff", "staff", "The staff bound to each kindergarten and the invitations not used "
+          "yet", "The list, by kindergarten, oldest first.", answers.StaffList,
+          other={"422": (answers.Error, "A kindergarten code that is not one (error: invalid_field) or that no "
+                                        "kindergarten has (error: unknown_kindergarten).")},
+          params=({"name": "kindergarten", "in": "query", "required": False,
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 40, "pattern": requests.CODE_PATTERN},
+                   "description": "Only this kindergarten's."},)),
+    Route("post", "/staff/revoke", "revokeStaff", "staff",
+          "End a staff member's binding: it opens nothing from then on", "Done (ended 0: it had already ended).",
+          answers.Ended, body=requests.StaffRevokeRequest),
+    Route("post", "/staff/invites/revoke", "revokeStaffInvite", "staff", "Withdraw an invitation not used yet",
+          "Done (ended 0: it had been used, withdrawn or had expired).", answers.Ended,
+          body=requests.InviteRevokeRequest),
     Route("get", "/sandbox/clock", "getSandboxClock", "sandbox",
           "Sandbox only (KEZEK_SANDBOX=1; 404 otherwise): the test clock", "Now, on the test clock.",
           answers.Clock, errors=("404",)),
@@ -194,7 +211,7 @@ ROUTES: tuple[Route, ...] = (
           "at its moment (offers expire at 20:00, deadlines annul referrals, stop-lists end)", "Moved.",
           answers.ClockMoved, body="ClockMove", errors=("404",)),
 )
-TAGS = ("registry", "seats", "referrals", "calendar", "service", "sandbox")
+TAGS = ("registry", "seats", "referrals", "staff", "calendar", "service", "sandbox")
 
 
 # --- the schemas, from the models -----------------------------------------------------------------

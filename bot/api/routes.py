@@ -19,6 +19,7 @@ from bot.sandbox.clock import parse_iso_duration as parse_duration
 from services import queue as queue_service
 from services import registry
 from services.clock import SandboxClock
+from services.deep_link import deep_link, valid_username
 from services.errors import (
     ApplicationNotFound,
     InvalidField,
@@ -27,6 +28,7 @@ from services.errors import (
 )
 from services.facade import is_row_id
 from services.kezek import Kezek
+from services.staff import INVITE_DAYS
 
 # --- handlers ------------------------------------------------------------------------------------
 
@@ -210,6 +212,42 @@ async def get_stats(request: web.Request) -> web.Response:
 
 async def get_outbox(request: web.Request) -> web.Response:
     return json_response(answers.OutboxReport.model_validate(await request.app[KZ].outbox_report()))
+
+
+# --- kindergarten staff --------------------------------------------------------------------------------
+
+async def post_staff_invite(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    shapes.check_object(shapes.StaffInviteRequest, body)
+    invitation = await request.app[KZ].invite_staff(
+        body["kindergarten"], actor=ACTOR, days=body.get("days", INVITE_DAYS), email=body.get("email"))
+    name = valid_username(request.app[SETTINGS].bot_username)
+    return json_response(answers.StaffInvitation(
+        id=invitation.id, kindergarten=invitation.kindergarten.code, token=invitation.token,
+        link=deep_link(name, invitation.token) if name else None, expires_at=invitation.expires_at,
+        emailed=body.get("email") is not None))
+
+
+async def get_staff(request: web.Request) -> web.Response:
+    kindergarten = request.query.get("kindergarten")  # (given empty: refused, as the document says)
+    if kindergarten is not None and not (len(kindergarten) <= 40 and re.fullmatch(shapes.CODE_PATTERN, kindergarten)):
+        raise InvalidField(field="kindergarten", reason="type")
+    rows = await request.app[KZ].staff_list(kindergarten)
+    return json_response(answers.StaffList(staff=[answers.StaffEntry.model_validate(r) for r in rows]))
+
+
+async def post_staff_revoke(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    shapes.check_object(shapes.StaffRevokeRequest, body)
+    ended = await request.app[KZ].revoke_staff(body["kindergarten"], user_id=body["user_id"], actor=ACTOR)
+    return json_response(answers.Ended(ended=ended))
+
+
+async def post_invite_revoke(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    shapes.check_object(shapes.InviteRevokeRequest, body)
+    ended = await request.app[KZ].revoke_staff(body["kindergarten"], invite_id=body["invite_id"], actor=ACTOR)
+    return json_response(answers.Ended(ended=ended))
 
 
 # --- sandbox -------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from services.errors import (
     MissingField,
     RowErrors,
 )
+from services.staff import INVITE_DAYS, MAX_INVITE_ID
 from storage.vocab import KindergartenKind, Privilege
 
 # services.parsing: a code, control characters refused in text (tab and newline allowed there).
@@ -142,6 +143,23 @@ class DocumentsDecision(_Body):
                                    description="Rejections only (optional): the operator's own words, quoted "
                                    "to the parent as they are (one line; a note without a reason is reason "
                                    "other).")
+
+
+class StaffInviteRequest(_Body):
+    kindergarten: Code
+    email: StrictStr | None = Field(None, min_length=3, max_length=254,
+                                    description="Also e-mail the one-time link to this address (the person's own).")
+    days: StrictInt = Field(INVITE_DAYS, ge=1, le=30, description="How long the link works (it works once).")
+
+
+class StaffRevokeRequest(_Body):
+    kindergarten: Code
+    user_id: StrictInt = Field(ge=1, le=2**63 - 1, description="The staff member's Telegram user id (GET /staff).")
+
+
+class InviteRevokeRequest(_Body):
+    kindergarten: Code
+    invite_id: StrictInt = Field(ge=1, le=MAX_INVITE_ID, description="An invitation not used yet (GET /staff).")
 
 
 class ClockAdvance(_Body):

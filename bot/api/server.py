@@ -59,6 +59,7 @@ from bot.api.routes import (
     get_outbox,
     get_referral_verify,
     get_sandbox_clock,
+    get_staff,
     get_stats,
     health,
     metrics,
@@ -68,9 +69,12 @@ from bot.api.routes import (
     post_calendar_days,
     post_districts,
     post_documents,
+    post_invite_revoke,
     post_kindergartens,
     post_sandbox_clock,
     post_seats,
+    post_staff_invite,
+    post_staff_revoke,
 )
 from bot.config import Settings
 from services.clock import SandboxClock
@@ -158,6 +162,10 @@ def make_api_app(kz: Kezek, settings: Settings, *, sandbox_clock: SandboxClock |
     r.add_get(f"{p}/documents", get_documents, allow_head=False)
     r.add_get(f"{p}/documents/{{id}}/file", get_document_file, allow_head=False)
     r.add_post(f"{p}/calendar/days", post_calendar_days)
+    r.add_post(f"{p}/staff/invites", post_staff_invite)
+    r.add_get(f"{p}/staff", get_staff, allow_head=False)
+    r.add_post(f"{p}/staff/revoke", post_staff_revoke)
+    r.add_post(f"{p}/staff/invites/revoke", post_invite_revoke)
     r.add_get(f"{p}/stats", get_stats, allow_head=False)
     r.add_get(f"{p}/outbox", get_outbox, allow_head=False)
     if settings.sandbox and sandbox_clock is not None:
