@@ -15,6 +15,8 @@ at which minute of the local day: APScheduler's cron jobs are made from it, and 
   deadlines end (the end of their day).
 * ``snapshot``: the nightly queue-number snapshot a few minutes past ``snapshot_hour``.
 * ``digest``: the opt-in "your number moved" notices once a day at ``digest_hour``.
+* ``staff-digest``: on working days at 08:00, each kindergarten's staff are told how many referrals
+  wait for a child with a deadline ending today or on the next working day (services/staff.py).
 
 The database is the source of truth: every job calls an idempotent service, so a late, repeated or
 parallel run (a restart, two instances) changes nothing twice. A failing job logs its error kind
@@ -52,6 +54,8 @@ DEFAULT_WINDOW = (DEFAULT_WINDOW_OPEN_MINUTE, DEFAULT_WINDOW_CLOSE_MINUTE)
 EDGE_SECOND = 5
 # Minutes past the snapshot hour the snapshot is taken (after the midnight sweeps).
 SNAPSHOT_MINUTE = 5
+# The kindergarten staff's morning digest, Asia/Almaty (before the doors open).
+STAFF_DIGEST_MINUTE = 8 * 60
 # A cron run missed by up to this many seconds (a busy loop, a suspended machine) still runs.
 MISFIRE_GRACE = 3600
 _JOB = {"max_instances": 1, "coalesce": True, "misfire_grace_time": MISFIRE_GRACE, "replace_existing": True}
@@ -106,6 +110,13 @@ async def moves_job(kz: Kezek) -> int | None:
     return sent
 
 
+async def staff_digest_job(kz: Kezek) -> int | None:
+    sent = await _run("staff_digest", "staff digest", kz.staff_digest)
+    if sent:
+        log.info("staff digests: %d", sent)
+    return sent
+
+
 async def catch_up(kz: Kezek) -> None:
     """What a bot that was down missed: every sweep that fell due (windows that closed, deadlines
     that passed, reminders), then today's snapshot if it was not taken. Safe to run any time."""
@@ -114,7 +125,7 @@ async def catch_up(kz: Kezek) -> None:
 
 
 ACTIONS: dict[str, Callable[[Kezek], Awaitable[object]]] = {
-    "sweep": sweep_job, "snapshot": snapshot_job, "digest": moves_job}
+    "sweep": sweep_job, "snapshot": snapshot_job, "digest": moves_job, "staff_digest": staff_digest_job}
 
 
 # --- the rule profiles' windows ------------------------------------------------------------------
@@ -131,7 +142,7 @@ class Daily:
     """A job at a fixed moment of the local day: ``minute`` after midnight, ``second`` past it."""
 
     minute: int
-    action: str  # "sweep" | "snapshot" | "digest" (ACTIONS)
+    action: str  # "sweep" | "snapshot" | "digest" | "staff_digest" (ACTIONS)
     second: int = 0
 
 
@@ -156,6 +167,7 @@ def daily_jobs(windows: Iterable[tuple[int, int]], *, snapshot_hour: int = 0,
         **window_jobs(windows),
         "snapshot": Daily(snapshot_hour * 60 + SNAPSHOT_MINUTE, "snapshot"),
         "digest": Daily(digest_hour * 60, "digest"),
+        "staff-digest": Daily(STAFF_DIGEST_MINUTE, "staff_digest"),
     }
 
 

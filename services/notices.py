@@ -55,6 +55,7 @@ class NoticeKind(StrEnum):
     REGISTRATION = "registration"  # the application is registered; the one-tap deep link
     NO_SHOW_REPORTED = "no_show_reported"  # the kindergarten says the child has not come yet
     STAFF_INVITE = "staff_invite"  # an operator's invitation to act for a kindergarten, to the address given
+    STAFF_DIGEST = "staff_digest"  # a working morning: referrals due soon, to a kindergarten's staff member
 
 
 class NoticeSetting(StrEnum):
@@ -239,6 +240,14 @@ class StaffInvited(Payload):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StaffDigest(Payload):
+    chat_id: int  # the staff member's chat: the one chat this notice is for
+    kindergarten_id: int
+    count: int  # referrals waiting for a child whose show-up deadline ends by ``until``
+    until: dt.datetime
+
+
+@dataclass(frozen=True, kw_only=True)
 class Registration(Payload):
     link_expires_at: dt.datetime  # when the e-mail's deep link stops working
 
@@ -255,6 +264,8 @@ class NoticeSpec:
     setting: NoticeSetting | None = None
     # E-mail only: never to a chat; to the payload's "email", else the application's address.
     email_only: bool = False
+    # For a kindergarten's staff member: to the payload's "chat_id" only, by Telegram, no e-mail copy.
+    staff: bool = False
     # A one-time code: e-mail only, counted by the per-chat rate limit of e-mailed codes, scrubbed
     # from the outbox once sent, and its e-mail shows nothing but the code.
     code: bool = False
@@ -294,6 +305,7 @@ KINDS: Mapping[NoticeKind, NoticeSpec] = {
     K.REGISTRATION: NoticeSpec(Registration, email_only=True),
     K.NO_SHOW_REPORTED: NoticeSpec(ReferralDeadline, deadlines=((Deadline.SHOWUP, "due_at"),)),
     K.STAFF_INVITE: NoticeSpec(StaffInvited, email_only=True),
+    K.STAFF_DIGEST: NoticeSpec(StaffDigest, staff=True),
 }
 del K
 
@@ -315,6 +327,8 @@ def _check_table() -> None:
                 raise RuntimeError(f"KINDS[{kind}]: {key!r} is not a field of {spec.payload.__name__}")
         if spec.code and not spec.email_only:
             raise RuntimeError(f"KINDS[{kind}]: a code goes by e-mail only")
+        if spec.staff and (spec.email_only or "chat_id" not in names):
+            raise RuntimeError(f"KINDS[{kind}]: a staff notice goes to its payload's chat_id by Telegram")
         if spec.button and spec.action is None:
             raise RuntimeError(f"KINDS[{kind}]: a button needs its action")
 
@@ -323,6 +337,7 @@ _check_table()
 
 # Derived sets (one definition: the table).
 EMAIL_ONLY: frozenset[NoticeKind] = frozenset(k for k, s in KINDS.items() if s.email_only)
+STAFF_KINDS: frozenset[NoticeKind] = frozenset(k for k, s in KINDS.items() if s.staff)
 CODE_KINDS: frozenset[NoticeKind] = frozenset(k for k, s in KINDS.items() if s.code)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -32,7 +32,7 @@ from sqlalchemy import CursorResult, bindparam, func, or_, select, update
 from services.context import Ctx
 from services.directory import KindergartenInfo
 from services.facade import FacadeBase
-from services.notices import EMAIL_ONLY, NoticeKind
+from services.notices import EMAIL_ONLY, STAFF_KINDS, NoticeKind
 from services.pacing import Pacer
 from services.queue import count_ahead
 from services.settings import notice_wanted
@@ -149,10 +149,13 @@ async def route_outbox(ctx: Ctx, limit: int = 500) -> int:
     if not rows:
         return 0
     apps, chats_of = await _recipients(ctx, {r.application_id for r in rows if r.application_id is not None})
+    staff_chats = await _staff_chats(ctx, rows)
     deliveries: list[dict[str, Any]] = []
     for row in rows:
         app = apps.get(row.application_id) if row.application_id is not None else None
         chats = chats_of.get(row.application_id, []) if row.application_id is not None else []
+        if row.kind in STAFF_KINDS:
+            chats = staff_chats.get(int((row.payload or {}).get("chat_id", 0)), [])
         deliveries += [{"outbox_id": row.id, "channel": channel, "target": target, "lang": lang,
                         "status": "pending", "attempts": 0, "created_at": ctx.now, "next_attempt_at": ctx.now}
                        for channel, target, lang in _routes(row, app, chats)]
@@ -176,9 +179,21 @@ async def _recipients(ctx: Ctx, app_ids: set[int]) -> tuple[dict[int, Applicatio
     return apps, chats_of
 
 
+async def _staff_chats(ctx: Ctx, rows: Sequence[OutboxMessage]) -> dict[int, list[Chat]]:
+    """The chats of the staff notices' recipients (their language, whether they blocked the bot);
+    a staff member who never wrote has no row yet: one in Russian stands in."""
+    wanted = {int((r.payload or {}).get("chat_id", 0)) for r in rows if r.kind in STAFF_KINDS}
+    if not wanted:
+        return {}
+    found = {c.id: c for c in (await ctx.session.execute(select(Chat).where(Chat.id.in_(wanted)))).scalars()}
+    return {chat_id: [found.get(chat_id) or Chat(id=chat_id, language=None)] for chat_id in wanted}
+
+
 def _routes(row: OutboxMessage, app: Application | None, chats: list[Chat]) -> list[tuple[str, str, str]]:
     """The deliveries of an outbox row: (channel, target, language) for each recipient."""
     payload = row.payload or {}
+    if row.kind in STAFF_KINDS:  # a kindergarten's staff member: the one chat, no e-mail copy
+        return [(TELEGRAM, str(c.id), c.language or "ru") for c in chats if c.blocked_at is None]
     if row.kind in EMAIL_ONLY:
         # Codes go to the address being proven (the payload's); so does the registration
         # notice with its deep link (services/deep_link.py): the application's address is

@@ -42,7 +42,7 @@ from services.errors import (
     UnknownKindergarten,
 )
 from services.facade import is_row_id
-from services.notices import NoticeKind, ReferralDeadline, StaffInvited
+from services.notices import NoticeKind, ReferralDeadline, StaffDigest, StaffInvited
 from services.signing import Signer, TokenError
 from services.validation import normalise_email
 from storage.models import Application, Group, Kindergarten, Referral, StaffInvite, StaffMember
@@ -236,6 +236,29 @@ async def desk(ctx: Ctx, user_id: int, *, size: int = DESK_SIZE) -> Desk:
                  for ident, name, group, due, docs, docs_due in rows], int(total))
 
 
+async def morning_digest(ctx: Ctx) -> int:
+    """On a working day: each staff member whose kindergarten has referrals waiting for a child
+    with a deadline ending today or on the next working day is told how many (once a day: the
+    notice's key holds the date). The number of notices written."""
+    today = ctx.calendar.local_date(ctx.now)
+    if not ctx.calendar.is_working_day(today):
+        return 0
+    until = ctx.calendar.deadline_after(today, 1)  # the end of the next working day
+    due = (select(Referral.kindergarten_id, func.count())
+           .where(Referral.status == ReferralStatus.ISSUED, Referral.showup_due_at > ctx.now,
+                  Referral.showup_due_at <= until)
+           .group_by(Referral.kindergarten_id))
+    counts = {kg: int(n) for kg, n in (await ctx.session.execute(due)).all()}
+    if not counts:
+        return 0
+    members = (await ctx.session.execute(select(StaffMember.user_id, StaffMember.kindergarten_id).where(
+        StaffMember.revoked_at.is_(None), StaffMember.kindergarten_id.in_(counts)))).all()
+    for user_id, kg_id in members:
+        ctx.notify(NoticeKind.STAFF_DIGEST, None, f"staff-digest:{user_id}:{kg_id}:{today.isoformat()}",
+                   StaffDigest(chat_id=user_id, kindergarten_id=kg_id, count=counts[kg_id], until=until))
+    return len(members)
+
+
 async def _staff_referral_row(ctx: Ctx, referral_id: int, user_id: int) -> Referral:
     """The referral, when ``user_id`` is staff of its kindergarten; ``NotStaff`` otherwise (an
     unknown referral too: staff of one kindergarten learn nothing of other ids)."""
@@ -333,6 +356,11 @@ class StaffFacade(rc.ReferralCheckFacade):
         async with self.unit(actor_of(user_id)) as ctx:
             await staff_no_show(ctx, referral_id, user_id)
             return await staff_referral(ctx, referral_id, user_id)
+
+    async def staff_digest(self) -> int:
+        """The working morning's digest for kindergarten staff (``morning_digest``); idempotent."""
+        async with self.unit("scheduler") as ctx:
+            return await morning_digest(ctx)
 
     def token_purpose(self, token: str) -> str | None:
         """What a ``/start`` parameter is, unverified: "link", "staff", "referral" or None."""

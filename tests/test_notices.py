@@ -240,6 +240,7 @@ SAMPLES: dict[NoticeKind, n.Payload] = {
     NoticeKind.REMINDER_SHOWUP: n.ReferralDeadline(referral_id=7, due_at=AT),
     NoticeKind.NO_SHOW_REPORTED: n.ReferralDeadline(referral_id=7, due_at=AT),
     NoticeKind.STAFF_INVITE: n.StaffInvited(email="kg@example.kz", code="abc", kindergarten_id=1, expires_at=AT),
+    NoticeKind.STAFF_DIGEST: n.StaffDigest(chat_id=CHAT_ID, kindergarten_id=1, count=3, until=AT),
     NoticeKind.REMINDER_DOCS: n.ReferralDeadline(referral_id=7, due_at=AT),
     NoticeKind.QUEUE_MOVED: n.QueueMoved(chat_id=CHAT_ID, number=4, previous=9),
     NoticeKind.LINK_CODE: n.LinkCodeIssued(code="123456"),
@@ -287,7 +288,7 @@ def test_the_stored_kinds_never_change() -> None:
         "turn_came", "offer_expired", "seats_open", "referral_issued", "referral_annulled", "admitted",
         "documents_accepted", "removed", "privilege_dropped", "stoplist_ended", "withdrawn", "reminder_offer",
         "reminder_showup", "reminder_docs", "queue_moved", "link_code", "email_code", "registration",
-        "no_show_reported", "staff_invite"}
+        "no_show_reported", "staff_invite", "staff_digest"}
     assert set(KINDS) == set(NoticeKind)
 
 
@@ -499,6 +500,14 @@ async def _staff_invited(world: World, clock: FrozenClock) -> None:
     await world.kz.invite_staff("KG1", email="kg1@example.kz")
 
 
+async def _staff_digested(world: World, clock: FrozenClock) -> None:
+    ref = await _take_seat(world, await _one(world))
+    kindergarten = (await world.kz.referral_document(ref.id)).facts.kindergarten.code
+    await world.kz.accept_staff_invite((await world.kz.invite_staff(kindergarten)).token, 555)
+    clock.set(almaty(2026, 9, 11, 8, 0))  # Friday morning: the deadline ends on Monday
+    await world.kz.staff_digest()
+
+
 PRODUCERS: dict[NoticeKind, Callable[[World, FrozenClock], Awaitable[None]]] = {
     NoticeKind.TURN_CAME: _offered,
     NoticeKind.OFFER_EXPIRED: _offer_expired,
@@ -520,6 +529,7 @@ PRODUCERS: dict[NoticeKind, Callable[[World, FrozenClock], Awaitable[None]]] = {
     NoticeKind.REGISTRATION: _registered,
     NoticeKind.NO_SHOW_REPORTED: _no_show_reported,
     NoticeKind.STAFF_INVITE: _staff_invited,
+    NoticeKind.STAFF_DIGEST: _staff_digested,
 }
 
 

@@ -81,7 +81,8 @@ async def test_the_schedule_of_a_day(skz: Kezek, sworld: World) -> None:
     start = almaty(2026, 9, 7, 8, 0)
     moments = await schedule_between(skz, start, start + dt.timedelta(days=1))
     times = [(m.astimezone(ALMATY).strftime("%H:%M:%S"), sorted(jobs)) for m, jobs in moments]
-    assert times == [("09:00:05", ["sweep"]), ("10:00:05", ["digest"]), ("18:00:05", ["sweep"]),
+    assert times == [("08:00:05", ["staff_digest"]), ("09:00:05", ["sweep"]), ("10:00:05", ["digest"]),
+                     ("18:00:05", ["sweep"]),
                      ("20:00:05", ["sweep"]), ("00:00:05", ["sweep"]), ("00:05:05", ["snapshot"])]
 
 

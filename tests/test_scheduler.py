@@ -80,7 +80,7 @@ async def test_cron_jobs_fire_at_almaty_instants(kz: Kezek, world: World) -> Non
     assert next_fire(s, "window-close-2000", monday_morning).astimezone(UTC).hour == 15
     assert next_fire(s, "window-remind-1800", monday_morning) == almaty(2026, 9, 7, 18, 0, 5)  # offers' reminder
     assert {j.id for j in s.get_jobs()} == {"sweeps", "window-open-0900", "window-close-2000", "window-remind-1800",
-                                           "deadlines", "snapshot", "digest", "windows"}
+                                           "deadlines", "snapshot", "digest", "staff-digest", "windows"}
 
 
 async def test_the_sandbox_clock_replays_the_schedulers_own_table(kz: Kezek, world: World) -> None:
@@ -90,7 +90,7 @@ async def test_the_sandbox_clock_replays_the_schedulers_own_table(kz: Kezek, wor
     start = almaty(2026, 9, 7, 0, 0, 30)
     moments = await schedule_between(kz, start, start + dt.timedelta(days=1))
     fired = {next_fire(s, j.id, start) for j in s.get_jobs() if j.id not in ("sweeps", "windows")}
-    assert len(fired) == 6  # midnight, 00:05, 09:00, 10:00, 18:00, 20:00
+    assert len(fired) == 7  # midnight, 00:05, 08:00, 09:00, 10:00, 18:00, 20:00
     assert {at.replace(second=0) for at, _ in moments} == {at.replace(second=0) for at in fired}
 
 

@@ -23,9 +23,9 @@ from services.clock import FrozenClock
 from services.errors import NotStaff, StaffInviteInvalid
 from services.kezek import Kezek
 from services.referral_check import Verdict
-from storage.models import AuditEntry, OutboxMessage, Referral
+from storage.models import AuditEntry, Delivery, OutboxMessage, Referral
 from storage.vocab import ReferralStatus
-from tests.conftest import World
+from tests.conftest import World, almaty
 from tests.test_bot_start import BOT_USER, Harness, answers, edits, sent
 
 STAFF, OTHER_STAFF, STRANGER = 7101, 7102, 7103
@@ -219,3 +219,30 @@ async def test_an_invitation_e_mailed_carries_its_link_and_leaves_no_token_behin
     [row] = await notices(kz, "staff_invite")
     assert row.payload["code"] == "******" and invitation.token not in str(row.payload)
     assert len([r for r in await kz.staff_list(kindergarten) if r.kind == "invite"]) == 1
+
+
+async def test_the_morning_digest_tells_the_staff_of_deadlines_ending_by_the_next_working_day(
+        kz: Kezek, world: World, clock: FrozenClock) -> None:
+    from services.notifications import EMAIL, TELEGRAM
+
+    ref, _code, kindergarten = await issued(world)  # Monday: the show-up deadline ends next Monday
+    await kz.accept_staff_invite((await kz.invite_staff(kindergarten)).token, STAFF)
+    await kz.accept_staff_invite((await kz.invite_staff(kindergarten)).token, OTHER_STAFF)
+    await kz.revoke_staff(kindergarten, user_id=OTHER_STAFF)
+    clock.set(almaty(2026, 9, 9, 8, 0))  # Wednesday: Monday is beyond Thursday
+    assert await kz.staff_digest() == 0
+    clock.set(almaty(2026, 9, 12, 8, 0))  # Saturday: no digest on a day off
+    assert await kz.staff_digest() == 0
+    clock.set(almaty(2026, 9, 11, 8, 0))  # Friday: the next working day is Monday
+    assert await kz.staff_digest() == 1
+    assert await kz.staff_digest() == 1  # run again (a restart, a second instance): still one notice
+    [notice] = await notices(kz, "staff_digest")
+    assert notice.payload["chat_id"] == STAFF and notice.payload["count"] == 1
+    await kz.route_notices()
+    async with kz.reading() as ctx:
+        routes = {(d.channel, d.target) for d in (await ctx.session.execute(
+            select(Delivery).where(Delivery.outbox_id == notice.id))).scalars()}
+    assert routes == {(TELEGRAM, str(STAFF))} and EMAIL not in {c for c, _ in routes}
+    await kz.admit(ref.id)
+    clock.set(almaty(2026, 9, 14, 8, 0))  # Monday: nothing waits any more
+    assert await kz.staff_digest() == 0

@@ -208,6 +208,15 @@ def _staff_invite(lang: str, n: Notice) -> str:
     return "\n".join(lines)
 
 
+def _staff_digest(lang: str, n: Notice) -> str:
+    """A working morning's digest for a kindergarten's staff member (services/staff.py)."""
+    kindergarten = n.kindergarten.name(lang) if n.kindergarten is not None else ""
+    return gettext(lang, "Good morning! {kindergarten}: referrals waiting for a child whose deadline ends by "
+                         "{until}: {count}. Send /desk to see them.", kindergarten=kindergarten,
+                   until=_deadline(lang, n.payload.get("until"), _zone(n)),
+                   count=format_number(lang, int(n.payload.get("count", 0))))
+
+
 def _registration(lang: str, n: Notice) -> str:
     """The registration e-mail (services/deep_link.py). Its queue and number are read when it is
     sent (``claim_due`` puts them in ``extra``, with ``as_of``), so the number is the one of that
@@ -265,6 +274,7 @@ RENDERERS: dict[NoticeKind, Renderer] = {
                             "15 minutes. If you did not ask for it, ignore this e-mail."), code=_code),
     K.REGISTRATION: _registration,
     K.STAFF_INVITE: _staff_invite,
+    K.STAFF_DIGEST: _staff_digest,
     K.EMAIL_CODE: _simple(N_("Your code to confirm this address in the Kezek bot: {code}. It is valid "
                              "for 15 minutes. If you did not ask for it, ignore this e-mail."), code=_code),
 }
@@ -290,6 +300,7 @@ SUBJECTS: dict[NoticeKind, str] = {
     K.REGISTRATION: N_("The application is in the queue"),
     K.NO_SHOW_REPORTED: N_("The kindergarten is waiting for the child"),
     K.STAFF_INVITE: N_("Invitation to the Kezek bot"),
+    K.STAFF_DIGEST: N_("Referrals due soon"),
 }
 del K
 

@@ -122,6 +122,10 @@ async def move_clock(kz: Kezek, clock: SandboxClock, *, advance: dt.timedelta | 
             moved = await kz.announce_moves()
             if moved:
                 done["moves_announced"] = moved
+        if "staff_digest" in jobs:
+            told = await kz.staff_digest()
+            if told:
+                done["staff_digests"] = told
         if done:
             steps.append({"at": at.isoformat(), **done})
     clock.set(target)

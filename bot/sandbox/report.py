@@ -18,6 +18,7 @@ DONE_LABELS: dict[str, str] = {
     "stoplists_ended": N_("stop-lists ended"),
     "reminders": N_("reminders sent"),
     "moves_announced": N_("queue moves announced"),
+    "staff_digests": N_("morning digests for kindergarten staff"),
 }
 
 
