@@ -220,7 +220,7 @@ async def redis() -> AsyncIterator[tuple[Any, str]]:
 async def tg(kz: Kezek) -> AsyncIterator[Any]:
     """The real Dispatcher with a recording Bot session (tests/test_bot_start.py's Harness)."""
     from bot.telegram.app import build_dispatcher
-    from tests.test_bot_start import Harness
+    from tests.handlers.test_start import Harness
 
     harness = Harness(build_dispatcher(kz))
     yield harness
