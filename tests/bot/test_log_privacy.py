@@ -1,7 +1,7 @@
 """No personal data in logs at any level: the engines hide bound values (also
 in an error's text, which a handler may log), the drivers' value-carrying DEBUG lines stay off,
 and a filter on the handlers masks what slips through. The whole bot at DEBUG:
-tests/test_e2e_walk.py."""
+tests/e2e/test_e2e_walk.py."""
 
 from __future__ import annotations
 

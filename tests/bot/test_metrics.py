@@ -4,21 +4,17 @@ the webhook server show after updates, deliveries and sweeps, and when the healt
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiogram import Bot
 from aiogram.methods import SendMessage
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 import bot.metrics as metrics_module
-from bot.api.server import make_api_app
-from bot.config import Settings
-from bot.delivery.sender import SendPolicy, drain_once, outbox_loop
+from bot.delivery.sender import drain_once, outbox_loop
 from bot.jobs import snapshot_job, sweep_job
 from bot.metrics import Metrics, assess
 from bot.telegram.app import build_dispatcher
@@ -27,14 +23,13 @@ from services.clock import FrozenClock
 from services.email import EmailContent
 from services.health import ROUTER, Due
 from services.kezek import Kezek
-from services.pacing import Pacer
 from storage.db import Database
-from tests.bot.delivery.test_sender import linked_parents
-from tests.conftest import World
-from tests.handlers.test_start import CHAT_ID, Harness, RecordingSession
+from tests.support.api import AUTH, api_client, make_settings
+from tests.support.delivery import unlimited
+from tests.support.telegram import CHAT_ID, Harness, MockedBot
+from tests.support.world import World, linked_parents
 
 SECRET = "s3cret-Token_1"
-TOKEN = "registry-token-" + "x" * 32
 
 
 @pytest.fixture(autouse=True)
@@ -45,21 +40,10 @@ def meter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Metrics]:
     yield fresh
 
 
-def settings(**kw: Any) -> Settings:
-    kw.setdefault("api_token", TOKEN)
-    return Settings(_env_file=None, **kw)  # type: ignore[call-arg]
-
-
-@asynccontextmanager
-async def api_client(kz: Kezek) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_api_app(kz, settings()))) as client:
-        yield client
-
-
 async def scrape(client: TestClient, path: str = "/api/v1/metrics"
                  ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The samples of one scrape, by (name, sorted labels); the API's needs the token."""
-    resp = await client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+    resp = await client.get(path, headers=AUTH)
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain")
     text = await resp.text()
@@ -79,10 +63,6 @@ class Mailbox:
 
     async def send(self, to: str, content: EmailContent, *, message_key: str) -> None:
         self.sent.append(to)
-
-
-def unlimited() -> SendPolicy:
-    return SendPolicy(batch=500, concurrency=8, pacer=Pacer(0, 0))
 
 
 # --- updates ---------------------------------------------------------------------------------------
@@ -132,7 +112,7 @@ async def test_the_backlog_gauges_show_what_is_due_and_how_late(kz: Kezek, world
         assert value(samples, "kezek_outbox_due", channel="email") >= 3
         assert value(samples, "kezek_outbox_oldest_due_seconds", channel="telegram") == 90
 
-        await drain_once(kz, Bot("42:TEST", session=RecordingSession()), Mailbox(), unlimited())
+        await drain_once(kz, MockedBot(), Mailbox(), unlimited())
         samples = await scrape(client)
     assert value(samples, "kezek_outbox_due", channel="telegram") == 0
     assert value(samples, "kezek_outbox_oldest_due_seconds", channel="telegram") == 0
@@ -143,20 +123,14 @@ async def test_the_backlog_gauges_show_what_is_due_and_how_late(kz: Kezek, world
 
 
 async def test_failed_and_retried_sends_are_counted(kz: Kezek, world: World) -> None:
-    from aiogram.exceptions import TelegramForbiddenError, TelegramServerError
-
     blocked, flaky, fine = await linked_parents(kz, world, 3)
     await world.publish(3, "KG1")
 
-    class Refusing(RecordingSession):
-        async def make_request(self, bot: Bot, method: Any, timeout: int | None = None) -> Any:
-            if isinstance(method, SendMessage) and int(method.chat_id) == blocked:
-                raise TelegramForbiddenError(method, "Forbidden: bot was blocked by the user")
-            if isinstance(method, SendMessage) and int(method.chat_id) == flaky:
-                raise TelegramServerError(method, "Internal Server Error")
-            return await super().make_request(bot, method, timeout)
-
-    await drain_once(kz, Bot("42:TEST", session=Refusing()), None, unlimited())
+    refusing = MockedBot()
+    refusing.session.add_result_for(SendMessage, chat_id=blocked, error_code=403,
+                                    description="Forbidden: bot was blocked by the user")
+    refusing.session.add_result_for(SendMessage, chat_id=flaky, error_code=500, description="Internal Server Error")
+    await drain_once(kz, refusing, None, unlimited())
     async with api_client(kz) as client:
         samples = await scrape(client)
     assert value(samples, "kezek_deliveries_total", channel="telegram", result="sent") == 1
@@ -231,10 +205,10 @@ async def test_health_fails_while_deliveries_are_long_overdue_and_recovers_after
         assert any(p.startswith("telegram:") for p in body["problems"])
         assert any(p.startswith("email:") for p in body["problems"])
 
-        session = RecordingSession()
+        bot = MockedBot()
         mailbox = Mailbox()
-        await drain_once(kz, Bot("42:TEST", session=session), mailbox, unlimited())
-        assert sorted(int(c.chat_id) for c in session.requests if isinstance(c, SendMessage)) == chats
+        await drain_once(kz, bot, mailbox, unlimited())
+        assert sorted(int(c.chat_id) for c in bot.session.requests if isinstance(c, SendMessage)) == chats
 
         resp = await client.get("/api/v1/health")
         assert resp.status == 200
@@ -259,10 +233,10 @@ async def test_a_sender_of_this_process_that_makes_no_round_is_stuck_after_five_
         with monkeypatch.context() as m:
             m.setattr(kz, "deliver_due", refused)
             with pytest.raises(RuntimeError):
-                await drain_once(kz, Bot("42:TEST", session=RecordingSession()), Mailbox(), unlimited())
+                await drain_once(kz, MockedBot(), Mailbox(), unlimited())
         assert (await client.get("/api/v1/health")).status == 503
 
-        await drain_once(kz, Bot("42:TEST", session=RecordingSession()), Mailbox(), unlimited())
+        await drain_once(kz, MockedBot(), Mailbox(), unlimited())
         assert (await client.get("/api/v1/health")).status == 200
         samples = await scrape(client)
     assert value(samples, "kezek_sender_rounds_total", outcome="error") == 1
@@ -315,7 +289,7 @@ async def test_health_is_public_but_the_metrics_and_the_rest_are_not(kz: Kezek) 
 async def test_outbox_loop_registers_its_channels(kz: Kezek, meter: Metrics) -> None:
     import asyncio
 
-    task = asyncio.ensure_future(outbox_loop(kz, Bot("42:TEST", session=RecordingSession()), None, idle=0.01))
+    task = asyncio.ensure_future(outbox_loop(kz, MockedBot(), None, idle=0.01))
     try:
         deadline = asyncio.get_running_loop().time() + 30
         while meter.last_round is None:  # the first round: milliseconds, but the machine may be busy
@@ -334,7 +308,7 @@ async def test_outbox_loop_registers_its_channels(kz: Kezek, meter: Metrics) -> 
 async def test_the_webhook_server_serves_metrics_and_a_health_check(kz: Kezek, world: World,
                                                                     clock: FrozenClock, tmp_path: Path) -> None:
     harness = Harness(build_dispatcher(kz))
-    app = build_webhook_app(harness.dp, harness.bot, settings(webhook_secret=SECRET))
+    app = build_webhook_app(harness.dp, harness.bot, make_settings(webhook_secret=SECRET))
     try:
         async with TestClient(TestServer(app)) as client:
             resp = await client.get("/healthz")
@@ -362,7 +336,7 @@ async def test_the_webhook_server_serves_metrics_and_a_health_check(kz: Kezek, w
 
     broken = Kezek(Database(f"sqlite:///{tmp_path}/no/such/dir/kezek.sqlite3"), kz.clock)
     harness = Harness(build_dispatcher(broken))
-    app = build_webhook_app(harness.dp, harness.bot, settings(webhook_secret=SECRET))
+    app = build_webhook_app(harness.dp, harness.bot, make_settings(webhook_secret=SECRET))
     try:
         async with TestClient(TestServer(app)) as client:
             resp = await client.get("/healthz")

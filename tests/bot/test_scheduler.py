@@ -17,10 +17,9 @@ from bot.jobs import catch_up, make_scheduler, profile_windows, refresh_job, run
 from bot.sandbox.clock import schedule_between
 from services.clock import FrozenClock
 from services.kezek import Kezek
-from services.notices import NoticeKind
 from services.queue import get_application, queue_number
-from storage.models import OutboxMessage, QueueSnapshot, Referral
-from tests.conftest import World, almaty
+from storage.models import QueueSnapshot, Referral
+from tests.support.world import World, almaty, app_id, outbox
 
 UTC = dt.UTC
 
@@ -42,18 +41,6 @@ async def fire(scheduler: AsyncIOScheduler, job_id: str, clock: FrozenClock) -> 
     assert job is not None, job_id
     clock.set(job.trigger.get_next_fire_time(None, clock.now() + dt.timedelta(seconds=1)))
     return await job.func(*job.args, **job.kwargs)
-
-
-async def outbox(kz: Kezek, kind: str | None = None) -> list[OutboxMessage]:
-    async with kz.reading() as ctx:
-        q = select(OutboxMessage).order_by(OutboxMessage.id)
-        if kind:  # (NoticeKind: a misspelt kind fails, it does not read as none)
-            q = q.where(OutboxMessage.kind == NoticeKind(kind))
-        return list((await ctx.session.execute(q)).scalars())
-
-
-async def app_id(kz: Kezek, number: str) -> int:
-    return (await kz.queue_view(number)).application.id
 
 
 async def snapshot_rows(kz: Kezek, day: dt.date | None = None) -> dict[int, int]:
@@ -305,7 +292,7 @@ async def test_digest_once_a_day_at_its_hour(kz: Kezek, world: World, clock: Fro
     from sqlalchemy import update
 
     from storage.models import Chat
-    from tests.handlers.test_start import link
+    from tests.support.world import link
 
     ahead, mine = world.row(), world.row()
     await world.apps(ahead, mine)

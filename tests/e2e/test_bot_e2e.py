@@ -1,5 +1,5 @@
 """End to end: ``kezek run`` (long polling) as a separate process against the Bot API stand-in of
-tests/standin.py. The test plays the parent: /start, then a press on the Kazakh button of the
+tests/support/standin.py. The test plays the parent: /start, then a press on the Kazakh button of the
 picker the bot sent. Every wait is bounded."""
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from locales import gettext
-from tests.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, until
+from tests.support.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, until
+from tests.support.telegram import WELCOME
 
 CHAT_ID = 7001
-WELCOME = ("Welcome to Kezek! Here you can follow your child's place in the kindergarten queue and "
-           "get notices about seats. Use the menu below.")
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -1,5 +1,5 @@
 """The whole walk of a parent, end to end: ``kezek run`` as a separate process talking over real
-HTTP to the Bot API stand-in (tests/standin.py), on an SQLite file that the registry side (this
+HTTP to the Bot API stand-in (tests/support/standin.py), on an SQLite file that the registry side (this
 test, through the service facade) writes to at the same time.
 
 /start → Қазақша → /link (number, IIN, the parent's own contact) → /status shows the number →
@@ -32,8 +32,8 @@ from services.kezek import Kezek
 from services.validation import mask_iin
 from storage.db import Database
 from storage.migrate import upgrade_async
-from tests.conftest import World, almaty
-from tests.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, Call
+from tests.support.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, Call
+from tests.support.world import World, almaty
 
 CHAT = 7101
 CHAT2 = 7102

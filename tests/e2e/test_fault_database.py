@@ -1,5 +1,5 @@
 """PostgreSQL restarted and stopped for seconds under load (a restart during a fan-out), on a
-private cluster of its own (``tests/pgcluster.py``: initdb on a free loopback port,
+private cluster of its own (``tests/support/pgcluster.py``: initdb on a free loopback port,
 run as an unprivileged user when the tests run as root), so the shared server is never touched.
 Skipped, with the reason, where no cluster can be started (no server binaries, no such user).
 
@@ -60,7 +60,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.bench.outbox import FIRST_CHAT, chat_language, seed_fan_out, seed_linked_parents
 from bot.bench.queue import BENCH_NOW
@@ -72,9 +72,9 @@ from services.notifications import EMAIL, TELEGRAM
 from storage.db import Database
 from storage.migrate import upgrade_async
 from storage.models import Delivery
-from tests.conftest import registrations_sent
-from tests.pgcluster import PgCluster, free_port, unavailable
-from tests.standin import TOKEN, BotApiStandIn, BotProcess, until
+from tests.support.pgcluster import PgCluster, free_port, unavailable
+from tests.support.standin import TOKEN, BotApiStandIn, BotProcess, until
+from tests.support.world import by_status, registrations_sent
 
 ALERTS = 1500
 CONCURRENCY = 8
@@ -111,13 +111,6 @@ async def kz(db_url: str) -> AsyncIterator[Kezek]:
     db = Database(db_url)
     yield Kezek(db, FrozenClock(BENCH_NOW))
     await db.dispose()
-
-
-async def by_status(kz: Kezek, channel: str) -> dict[str, int]:
-    async with kz.reading(with_calendar=False) as ctx:
-        return dict((await ctx.session.execute(select(Delivery.status, func.count())
-                                               .where(Delivery.channel == channel)
-                                               .group_by(Delivery.status))).all())
 
 
 class FolderWatch:

@@ -84,7 +84,7 @@ from locales import gettext
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from storage.db import Database, normalise_url
-from tests.conftest import PG_URL, REDIS_URL, redis_client
+from tests.support.databases import PG_URL, REDIS_URL, redis_client
 
 pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"), pytest.mark.postgres]
 

@@ -61,10 +61,11 @@ from bot.bench.outbox import FIRST_CHAT, seed_fan_out
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM
 from storage.models import Delivery
-from tests.bot.delivery.test_email_copies import SmtpServer
-from tests.conftest import registrations_sent
-from tests.pgcluster import free_port
-from tests.standin import ROOT, TOKEN, BotApiStandIn, BotProcess, until
+from tests.support import ROOT
+from tests.support.delivery import SmtpServer
+from tests.support.pgcluster import free_port
+from tests.support.standin import TOKEN, BotApiStandIn, BotProcess, until
+from tests.support.world import registrations_sent
 
 ALERTS = 300
 RATE = 100.0  # Telegram messages a second (the sender's pacer)

@@ -20,8 +20,6 @@ from handlers.callbacks import (
     SeatsCallback,
     UnlinkCallback,
 )
-from handlers.link import LinkFlow
-from handlers.settings import EmailFlow
 from locales import gettext
 from services.kezek import Kezek
 from storage.models import (
@@ -36,8 +34,8 @@ from storage.models import (
     Referral,
     Seat,
 )
-from tests.conftest import World
-from tests.handlers.test_start import CHAT_ID, SORRY, Harness
+from tests.support.telegram import CHAT_ID, SORRY, STATES, Harness
+from tests.support.world import World
 
 ODD: dict[str, dict[str, Any]] = {
     "sticker": {"sticker": Sticker(file_id="s", file_unique_id="su", type="regular", width=512, height=512,
@@ -49,16 +47,6 @@ ODD: dict[str, dict[str, Any]] = {
     "long text": {"text": "Ә" * 4096},
     "odd text": {"text": "'; DROP TABLE applications; -- \u202e\u0000 <b>x</b> {number} %s"},
     "unknown command": {"text": "/frobnicate " + "x" * 500},
-}
-
-STATES: dict[str, State | None] = {
-    "no dialogue": None,
-    "link: number": LinkFlow.number,
-    "link: IIN": LinkFlow.iin,
-    "link: proof": LinkFlow.proof,
-    "link: code": LinkFlow.code,
-    "settings: e-mail": EmailFlow.address,
-    "settings: code": EmailFlow.code,
 }
 
 TABLES = (Application, Chat, ChatLink, Delivery, LinkCode, Offer, OutboxMessage, QueueLook, Referral, Seat)

@@ -20,10 +20,8 @@ from services.clock import FrozenClock
 from services.errors import NotLinked, OfferExpired, SeatNotAvailable
 from services.kezek import Kezek
 from storage.models import Referral
-from tests.conftest import World, almaty
-from tests.handlers.test_start import BOT_USER, CHAT_ID, Harness, answers, edits, inline_buttons, link, sent
-
-OTHER_CHAT = 2002
+from tests.support.telegram import BOT_USER, CHAT_ID, OTHER_CHAT, Harness, answers, edits, inline_buttons, sent
+from tests.support.world import World, almaty, link
 
 
 async def referrals(kz: Kezek) -> int:
@@ -37,7 +35,7 @@ async def press_from(tg: Harness, chat_id: int, data: str) -> list[TelegramMetho
                   from_user=BOT_USER, text="…")
     cb = CallbackQuery(id="forged", from_user=tg.user("ru", user_id=chat_id), chat_instance="ci",
                        message=msg, data=data)
-    return await tg._feed(Update(update_id=9999, callback_query=cb))
+    return await tg.feed(Update(update_id=9999, callback_query=cb))
 
 
 @pytest.fixture

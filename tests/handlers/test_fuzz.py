@@ -88,9 +88,9 @@ from services.kezek import Kezek
 from storage.db import Database
 from storage.models import Application, Base, ChatLink, Offer, Referral, Seat
 from storage.models import Chat as ChatRow
-from tests.conftest import BACKENDS, World, _truncate_pg, almaty
-from tests.handlers.test_abuse import STATES  # every dialogue state (None: no dialogue)
-from tests.handlers.test_start import BOT_USER, CHAT_ID, SORRY, Harness
+from tests.support.databases import BACKENDS, truncate_pg
+from tests.support.telegram import BOT_USER, CHAT_ID, SORRY, STATES, Harness  # STATES: every dialogue state
+from tests.support.world import World, almaty
 
 VICTIM = 4004       # linked to the other application; never sends anything here
 STRANGER = 7007     # a chat that has linked nothing
@@ -210,7 +210,7 @@ def prepared(request: pytest.FixtureRequest, sqlite_template: Path,
         db = Database(url)
         try:
             if db.is_postgres:
-                await _truncate_pg(db)  # the session's database: other tests' rows go
+                await truncate_pg(db)  # the session's database: other tests' rows go
             mine, other, mine_id, other_id, seats = await _build_world(db)
             if path is not None:
                 return Prepared("sqlite", f"sqlite:///{path.parent / 'case.sqlite3'}", mine, other, mine_id,

@@ -1,5 +1,5 @@
 """/link: linking a chat to an application (services.linking through the facade, and the dialogue
-through the real Dispatcher with the recording session of test_bot_start)."""
+through the real Dispatcher on the mocked Bot of tests/support/telegram.py)."""
 
 from __future__ import annotations
 
@@ -24,21 +24,9 @@ from services.clock import FrozenClock
 from services.errors import LinkFailed, LinkLocked
 from services.kezek import Kezek
 from services.validation import make_iin
-from storage.models import AuditEntry, ChatLink, LinkCode, OutboxMessage
-from tests.conftest import World
-from tests.handlers.test_start import CHAT_ID, Harness, sent
-
-OTHER_CHAT = 2002
-
-
-async def one_app(world: World) -> dict[str, Any]:
-    row = world.row()
-    await world.apps(row)
-    return row
-
-
-async def links(kz: Kezek, chat_id: int = CHAT_ID) -> list[str]:
-    return [t.number for t in await kz.linked_applications(chat_id)]
+from storage.models import AuditEntry, ChatLink, LinkCode
+from tests.support.telegram import CHAT_ID, OTHER_CHAT, Harness, sent, texts
+from tests.support.world import World, links, one_app, outbox_codes
 
 
 async def fail_once(kz: Kezek, row: dict[str, Any], chat_id: int = CHAT_ID) -> BaseException:
@@ -198,12 +186,6 @@ async def test_already_linked_counts_neither_way_on_every_path(kz: Kezek, world:
     assert await links(kz) == [a["number"]]
 
 
-async def outbox_codes(kz: Kezek) -> list[OutboxMessage]:
-    async with kz.reading() as ctx:
-        return list((await ctx.session.execute(
-            select(OutboxMessage).where(OutboxMessage.kind == "link_code").order_by(OutboxMessage.id))).scalars())
-
-
 async def test_email_code(kz: Kezek, world: World, clock: FrozenClock,
                           caplog: pytest.LogCaptureFixture) -> None:
     row = await one_app(world)
@@ -271,10 +253,6 @@ async def test_code_tries_are_limited(kz: Kezek, world: World) -> None:
 
 
 # --- the dialogue ------------------------------------------------------------------------------------
-
-def texts(calls: list[Any]) -> list[str]:
-    return [c.text for c in sent(calls)]
-
 
 @pytest.mark.parametrize("lang", ["ru", "kk"])
 async def test_whole_dialogue_with_a_contact(tg: Harness, kz: Kezek, world: World, lang: str) -> None:
@@ -346,7 +324,8 @@ async def test_failures_get_one_answer_and_a_lock(tg: Harness, kz: Kezek, world:
         last = texts(await tg.send(lang, text=row["child_iin"]))
     until = await kz.link_locked_until(CHAT_ID)
     assert until is not None
-    locked = locked_text(lang, until)  # (its wording and the date's format: tests/test_locales.py, locales/errors.py)
+    # (its wording and the date's format: tests/locales/test_locales.py, locales/errors.py)
+    locked = locked_text(lang, until)
     assert locked != locked_text("kk" if lang == "ru" else "ru", until)
     assert last == [locked]
     assert texts(await tg.send(lang, text="/link")) == [locked]

@@ -1,6 +1,6 @@
 """/settings: optional notices, the chat's own e-mail (confirmed with a code sent to it) and the rate
-limit of e-mailed codes — through the facade and through the real Dispatcher (the recording Bot
-session of test_bot_start)."""
+limit of e-mailed codes — through the facade and through the real Dispatcher (on the mocked
+Bot of tests/support/telegram.py)."""
 
 from __future__ import annotations
 
@@ -28,10 +28,9 @@ from services.settings import (
     notice_wanted,
 )
 from storage.models import AuditEntry, Chat, OutboxMessage
-from tests.conftest import World
-from tests.handlers.test_start import CHAT_ID, HINT, STALE, Harness, answers, edits, inline_buttons, sent
+from tests.support.telegram import CHAT_ID, HINT, OTHER_CHAT, STALE, Harness, answers, edits, inline_buttons, sent
+from tests.support.world import World, email_codes
 
-OTHER_CHAT = 2002
 LANGS = ["ru", "kk"]
 
 STICKER = Sticker(file_id="s", file_unique_id="su", type="regular", width=512, height=512,
@@ -44,12 +43,6 @@ CODE_PROMPT = "We have sent a 6-digit code to {email}. It is valid for 15 minute
 DONE = "Done! Copies of the notices will also go to {email}."
 CANCELLED = "Changing the e-mail cancelled."
 RATE_LIMITED = "Too many codes have been sent from this chat. You can ask for a new code after {until}."
-
-
-async def email_codes(kz: Kezek) -> list[OutboxMessage]:
-    async with kz.reading() as ctx:
-        return list((await ctx.session.execute(
-            select(OutboxMessage).where(OutboxMessage.kind == "email_code").order_by(OutboxMessage.id))).scalars())
 
 
 async def outbox_count(kz: Kezek) -> int:

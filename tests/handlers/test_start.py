@@ -1,32 +1,21 @@
 """The first slice of the Telegram front, driven through the real Dispatcher.
 
 Updates go in with ``dp.feed_update``; the Bot's session records every Bot API call instead of
-sending it (the pattern of aiogram's own tests/mocked_bot.py) and answers with canned results."""
+sending it and answers with canned results (tests/support/telegram.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import AsyncGenerator
-from itertools import count
 from typing import Any
 
 import pytest
-from aiogram import Bot, Dispatcher
-from aiogram.client.session.base import BaseSession
-from aiogram.methods import AnswerCallbackQuery, EditMessageText, GetMe, SendMessage, TelegramMethod
 from aiogram.types import (
-    CallbackQuery,
-    Chat,
     Document,
     InlineKeyboardMarkup,
     Location,
-    Message,
     PhotoSize,
     ReplyKeyboardMarkup,
     Sticker,
-    Update,
-    User,
 )
 from sqlalchemy import select
 
@@ -37,106 +26,8 @@ from services import chats
 from services.kezek import Kezek
 from storage.models import AuditEntry
 from storage.models import Chat as ChatRow
-
-BOT_USER = User(id=42, is_bot=True, first_name="Kezek", username="kezek_bot")
-CHAT_ID = 1001
-SORRY = "Something went wrong. Please try again later."
-HINT = "I did not understand this message. Please use the menu buttons below or send /help."
-WELCOME = ("Welcome to Kezek! Here you can follow your child's place in the kindergarten queue and "
-           "get notices about seats. Use the menu below.")
-STALE = "This button is no longer valid. Send /start to begin again."
-
-
-class RecordingSession(BaseSession):
-    """Records Bot API calls and answers them without any network."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests: list[TelegramMethod[Any]] = []
-        self._ids = count(500)
-
-    async def close(self) -> None:
-        pass
-
-    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
-        self.requests.append(method)
-        if isinstance(method, GetMe):
-            return BOT_USER
-        if isinstance(method, SendMessage):
-            return Message(message_id=next(self._ids), date=dt.datetime.now(dt.UTC),
-                           chat=Chat(id=int(method.chat_id), type="private"), from_user=BOT_USER,
-                           text=method.text)
-        return True
-
-    async def stream_content(self, url: str, headers: dict[str, Any] | None = None, timeout: int = 30,
-                             chunk_size: int = 65536, raise_for_status: bool = True) -> AsyncGenerator[bytes, None]:
-        yield b""
-
-
-class Harness:
-    def __init__(self, dp: Dispatcher) -> None:
-        self.dp = dp
-        self.session = RecordingSession()
-        self.bot = Bot("42:TEST", session=self.session)
-        self._update_ids = count(1)
-        self._message_ids = count(1)
-
-    def user(self, language_code: str | None = "ru", user_id: int = CHAT_ID) -> User:
-        return User(id=user_id, is_bot=False, first_name="Айгерим", language_code=language_code)
-
-    async def send(self, language_code: str | None = "ru", chat_type: str = "private",
-                   **content: Any) -> list[TelegramMethod[Any]]:
-        message = Message(message_id=next(self._message_ids), date=dt.datetime.now(dt.UTC),
-                          chat=Chat(id=CHAT_ID, type=chat_type), from_user=self.user(language_code),
-                          **content)
-        return await self._feed(Update(update_id=next(self._update_ids), message=message))
-
-    async def press(self, data: str, language_code: str | None = "ru") -> list[TelegramMethod[Any]]:
-        picker = Message(message_id=next(self._message_ids), date=dt.datetime.now(dt.UTC),
-                         chat=Chat(id=CHAT_ID, type="private"), from_user=BOT_USER, text="…")
-        callback = CallbackQuery(id=f"cb{next(self._update_ids)}", from_user=self.user(language_code),
-                                 chat_instance="ci", message=picker, data=data)
-        return await self._feed(Update(update_id=next(self._update_ids), callback_query=callback))
-
-    async def _feed(self, update: Update) -> list[TelegramMethod[Any]]:
-        start = len(self.session.requests)
-        await self.dp.feed_update(self.bot, update)
-        return self.session.requests[start:]
-
-
-def sent(calls: list[TelegramMethod[Any]]) -> list[SendMessage]:
-    return [c for c in calls if isinstance(c, SendMessage)]
-
-
-def answers(calls: list[TelegramMethod[Any]]) -> list[AnswerCallbackQuery]:
-    return [c for c in calls if isinstance(c, AnswerCallbackQuery)]
-
-
-def edits(calls: list[TelegramMethod[Any]]) -> list[EditMessageText]:
-    return [c for c in calls if isinstance(c, EditMessageText)]
-
-
-def inline_buttons(markup: Any) -> list[tuple[str, str]]:
-    """(label, callback data) of each button of an inline keyboard."""
-    assert isinstance(markup, InlineKeyboardMarkup)
-    return [(b.text, b.callback_data or "") for row in markup.inline_keyboard for b in row]
-
-
-async def link(kz: Kezek, row: dict[str, Any], chat_id: int = CHAT_ID) -> int:
-    """Link the application of ``row`` to ``chat_id`` with the parent's own contact."""
-    target = await kz.link_by_contact(chat_id, row["number"], row["child_iin"], row["phone"], chat_id, chat_id)
-    return target.application_id
-
-
-def button_texts(markup: Any) -> list[str]:
-    rows = markup.inline_keyboard if isinstance(markup, InlineKeyboardMarkup) else markup.keyboard
-    return [b.text for row in rows for b in row]
-
-
-async def stored_language(kz: Kezek, chat_id: int = CHAT_ID) -> str | None:
-    async with kz.reading(with_calendar=False) as ctx:
-        return await chats.get_language(ctx.session, chat_id)
-
+from tests.support.telegram import CHAT_ID, HINT, SORRY, STALE, WELCOME, Harness, MockedBot, answers, button_texts, sent
+from tests.support.world import stored_language
 
 # --- /start and the language picker ---------------------------------------------------------------
 
@@ -233,7 +124,7 @@ OTHER_MESSAGES: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("kind", list(OTHER_MESSAGES))
 async def test_other_messages_get_a_hint(tg: Harness, kz: Kezek, lang: str, kind: str) -> None:
     [reply] = sent(await tg.send(lang, **OTHER_MESSAGES[kind]))
-    if kind in ("photo", "document"):  # taken for privilege documents (tests/test_documents.py)
+    if kind in ("photo", "document"):  # taken for privilege documents (tests/handlers/documents)
         from services.documents import DocumentsNeedLink
 
         assert reply.text == error_text(lang, DocumentsNeedLink())
@@ -316,8 +207,9 @@ async def test_the_description_is_set_at_start_up_in_both_languages() -> None:
 
     from bot.telegram.runner import DESCRIPTION, SHORT_DESCRIPTION, set_commands
 
-    session = RecordingSession()
-    await set_commands(Bot("42:TEST", session=session))
+    bot = MockedBot()
+    await set_commands(bot)
+    session = bot.session
     long = {c.language_code: c.description for c in session.requests if isinstance(c, SetMyDescription)}
     short = {c.language_code: c.short_description for c in session.requests if isinstance(c, SetMyShortDescription)}
     assert set(long) == set(short) == {None, "kk", "ru"}

@@ -1,17 +1,15 @@
 """/status: the cards, the move of the number and its causes, the states, the History button
 (the moves as text and a PNG chart) and the forecast — through the real Dispatcher with the
-recording session of test_bot_start, in both languages."""
+mocked Bot of tests/support/telegram.py, in both languages."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
-from aiogram import Bot
 from aiogram.methods import SendDocument, SendMessage, SendPhoto, TelegramMethod
-from aiogram.types import Chat, InlineKeyboardMarkup, Message, PhotoSize
+from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy import select
 
 from bot.telegram.app import build_dispatcher
@@ -28,33 +26,10 @@ from services.clock import FrozenClock
 from services.errors import NotLinked, ReferralNotFound
 from services.kezek import Kezek
 from storage.models import Offer, QueueLook, Referral
-from tests.conftest import World, almaty
-from tests.handlers.test_start import BOT_USER, CHAT_ID, Harness, RecordingSession, answers, link, sent
+from tests.support.telegram import CHAT_ID, OTHER_CHAT, Harness, answers, sent
+from tests.support.world import World, almaty, link
 
-OTHER_CHAT = 2002
 LANGS = pytest.mark.parametrize("lang", ["ru", "kk"])
-
-
-class PhotoSession(RecordingSession):
-    """The recording session, answering SendPhoto with a Message too."""
-
-    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
-        if isinstance(method, SendPhoto):
-            self.requests.append(method)
-            return Message(message_id=next(self._ids), date=dt.datetime.now(dt.UTC),
-                           chat=Chat(id=int(method.chat_id), type="private"), from_user=BOT_USER,
-                           photo=[PhotoSize(file_id="f", file_unique_id="fu", width=640, height=340)],
-                           caption=method.caption)
-        return await super().make_request(bot, method, timeout)
-
-
-@pytest.fixture
-async def tg(kz: Kezek) -> AsyncGenerator[Harness, None]:
-    harness = Harness(build_dispatcher(kz))
-    harness.session = PhotoSession()
-    harness.bot = Bot("42:TEST", session=harness.session)
-    yield harness
-    await harness.bot.session.close()
 
 
 def photos(calls: list[TelegramMethod[Any]]) -> list[SendPhoto]:

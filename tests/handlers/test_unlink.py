@@ -1,5 +1,5 @@
 """/unlink: unlinking an application from one chat — through the facade and through the real
-Dispatcher (the recording Bot session of test_bot_start)."""
+Dispatcher (on the mocked Bot of tests/support/telegram.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from services.errors import NotLinked
 from services.kezek import Kezek
 from services.validation import mask_iin
 from storage.models import Application, AuditEntry, ChatLink, QueueLook
-from tests.conftest import World
-from tests.handlers.test_start import CHAT_ID, STALE, Harness, answers, edits, inline_buttons, link, sent
+from tests.support.telegram import CHAT_ID, OTHER_CHAT, STALE, Harness, answers, edits, inline_buttons, sent
+from tests.support.world import World, link
 
-OTHER_CHAT = 2002
 LANGS = ["ru", "kk"]
 NOT_LINKED = "This application is not linked to this chat. Link it with /link."
 NONE_LINKED = "No application is linked to this chat yet. To link one, send /link."

@@ -23,8 +23,8 @@ from services import errors as E
 from services import queue
 from services.calendar import ALMATY
 from storage.vocab import AppStatus, Privilege
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 POT = ROOT / "locales" / "messages.pot"
 README = ROOT / "locales" / "README.md"
 LANGS = ("ru", "kk")

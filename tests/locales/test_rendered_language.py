@@ -1,6 +1,6 @@
 """Every word a parent sees comes from the catalog of the chat's language.
 
-The bot is walked through the real Dispatcher (the recording Bot session of test_bot_start) in
+The bot is walked through the real Dispatcher (on the mocked Bot of tests/support/telegram.py) in
 Russian and in Kazakh: the picker, the menu, /help, /link, /status with its cards and history,
 /seats, the claim, /settings with its toggles and the e-mail dialogue, /unlink, stale buttons and
 other messages; then every notice (bot.delivery.notices.render), its e-mail copy (render_email, the Kazakh
@@ -19,12 +19,11 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiogram import Bot
 from aiogram.methods import (
     AnswerCallbackQuery,
     EditMessageText,
@@ -34,10 +33,8 @@ from aiogram.methods import (
     TelegramMethod,
 )
 from aiogram.types import (
-    Chat,
     Contact,
     InlineKeyboardMarkup,
-    Message,
     PhotoSize,
     ReplyKeyboardMarkup,
     Sticker,
@@ -45,7 +42,6 @@ from aiogram.types import (
 from babel.messages.pofile import read_po
 
 import locales
-from bot.telegram.app import build_dispatcher
 from handlers.callbacks import StaffCallback
 from locales import gettext, normalize_language, po_path, translator
 from locales.errors import ERROR_SENTENCES, error_text
@@ -57,8 +53,9 @@ from services.clock import FrozenClock
 from services.directory import KindergartenInfo
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM, Notice
-from tests.conftest import World, almaty
-from tests.handlers.test_start import BOT_USER, CHAT_ID, Harness, RecordingSession
+from tests.support.cli import app_csv, seed, write
+from tests.support.telegram import CHAT_ID, Harness
+from tests.support.world import World, almaty
 
 LANGS = ("ru", "kk")
 # Latin words a parent may read in a Russian or Kazakh text: names of products and formats.
@@ -185,27 +182,6 @@ def problems_of(record: Shown, data_words: set[str] = frozenset()) -> list[str]:
 
 
 # --- the walk through the Dispatcher -------------------------------------------------------------------
-
-class FileSession(RecordingSession):
-    """The recording session, answering a photo or a document with a Message too."""
-
-    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
-        if isinstance(method, (SendPhoto, SendDocument)):
-            self.requests.append(method)
-            return Message(message_id=next(self._ids), date=dt.datetime.now(dt.UTC),
-                           chat=Chat(id=int(method.chat_id), type="private"), from_user=BOT_USER,
-                           caption=method.caption)
-        return await super().make_request(bot, method, timeout)
-
-
-@pytest.fixture
-async def walk(kz: Kezek) -> AsyncGenerator[Harness, None]:
-    harness = Harness(build_dispatcher(kz))
-    harness.session = FileSession()
-    harness.bot = Bot("42:TEST", session=harness.session)
-    yield harness
-    await harness.bot.session.close()
-
 
 STICKER = Sticker(file_id="s", file_unique_id="su", type="regular", width=512, height=512,
                   is_animated=False, is_video=False)
@@ -387,9 +363,9 @@ async def _app_id(kz: Kezek, number: str) -> int:
 
 
 @pytest.mark.parametrize("lang", LANGS)
-async def test_every_screen_speaks_the_chats_language(walk: Harness, kz: Kezek, world: World,
+async def test_every_screen_speaks_the_chats_language(tg: Harness, kz: Kezek, world: World,
                                                      clock: FrozenClock, lang: str, shown: Shown) -> None:
-    await walk_the_bot(walk, kz, world, clock, lang, shown)
+    await walk_the_bot(tg, kz, world, clock, lang, shown)
     assert len([t for t in shown.texts if t[0] == lang]) > 80  # the walk did show the screens
     problems = problems_of(shown)
     assert not problems, "\n".join(problems)
@@ -526,7 +502,6 @@ async def test_the_referral_pdf(kz: Kezek, world: World, shown: Shown) -> None:
 
 # --- the operators' CLI ------------------------------------------------------------------------------
 
-from tests.bot.cli.test_cli import app_csv, run, seed, write  # noqa: E402,F401 (run: the CLI fixture)
 
 
 @pytest.mark.parametrize("lang", LANGS)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 FORBIDDEN_CALLS = {"reading", "unit", "unit_keeping"}  # services.facade.FacadeBase: the services' own
 
 

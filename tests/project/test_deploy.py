@@ -32,8 +32,9 @@ from bot.config import Settings
 from bot.web.page import make_page_app
 from services.kezek import Kezek
 from storage.db import normalise_url
+from tests.support import ROOT
+from tests.support.databases import PG_URL
 
-ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "bot" / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 ENV_EXAMPLE = DEPLOY / "kezek.env.example"
@@ -49,7 +50,6 @@ INSTALL = "/opt/kezek"
 # What a webhook deployment of several instances cannot run without.
 REQUIRED = {"KEZEK_BOT_TOKEN", "KEZEK_WEBHOOK_URL", "KEZEK_WEBHOOK_SECRET", "KEZEK_DATABASE_URL",
             "KEZEK_REDIS_URL", "KEZEK_API_TOKEN"}
-PG_URL = os.environ.get("KEZEK_TEST_POSTGRES_URL")
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -360,7 +360,7 @@ def test_the_image_runs_a_real_command() -> None:
     assert scripts and re.search(r'^kezek\s*=\s*"bot\.cli:main"', scripts[1], re.M), "kezek is the console script"
     assert parse_cli(cmd[0])[0] == "run"
     # Every COPY source from the checkout exists, and the image installs the wheel built from them
-    # (it carries the catalogs: tests/test_wheel.py), not an editable tree.
+    # (it carries the catalogs: tests/project/test_wheel.py), not an editable tree.
     copied = [arg.split()[:-1] for op, arg in instructions if op == "COPY" and not arg.startswith("--from=")]
     for sources in copied:
         for source in sources:

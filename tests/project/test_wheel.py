@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from locales import LOCALES_DIR, gettext, po_path
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "bot", "handlers", "services", "storage", "locales")
 WHEELHOUSE = Path(os.environ.get("KEZEK_WHEELHOUSE") or Path(tempfile.gettempdir()) / "kezek-wheelhouse")
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]

@@ -8,7 +8,7 @@ from services.errors import KezekError, NotWaiting, SeatNotAvailable
 from services.kezek import Kezek
 from storage.db import Database
 from storage.models import Referral
-from tests.conftest import World, almaty
+from tests.support.world import World, almaty
 
 
 async def test_two_parents_race_for_one_open_seat(world: World, kz, clock, db_url: str) -> None:

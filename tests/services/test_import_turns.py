@@ -18,7 +18,7 @@ import services.queue as queue_module
 from services import registry
 from services.errors import MAX_REPORTED_ERRORS, BulkRejected
 from services.kezek import Kezek
-from tests.conftest import World
+from tests.support.world import World
 
 ROWS = 2_000
 TURN = 50  # rows checked between two turns of the event loop (services.parsing.IN_TURNS)

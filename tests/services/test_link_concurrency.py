@@ -9,9 +9,8 @@ becomes the generic apology). SQLite and PostgreSQL (without Redis: nothing here
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -24,38 +23,10 @@ from services.kezek import Kezek
 from services.linking import CodeRateLimited, LinkTarget
 from services.notices import CODE_KINDS
 from services.validation import make_iin
-from storage.db import Database
 from storage.models import ChatLink, LinkAttempt, OutboxMessage
-from tests.conftest import World
-from tests.handlers.test_link import links, outbox_codes
-from tests.handlers.test_start import CHAT_ID
-
-INSTANCES = 3
-
-
-@pytest.fixture
-async def facades(kz: Kezek, db_url: str, clock: FrozenClock) -> AsyncIterator[list[Kezek]]:
-    """``kz`` and two more facades, each on a Database (an engine, a pool) of its own."""
-    others = [Database(db_url) for _ in range(INSTANCES - 1)]
-    try:
-        yield [kz, *(Kezek(d, clock) for d in others)]
-    finally:
-        for d in others:
-            await d.dispose()
-
-
-async def burst(facades: list[Kezek], calls: list[Callable[[Kezek], Awaitable[Any]]]) -> list[Any]:
-    """All the calls at once, round-robin over the facades; their results or exceptions, in order."""
-    return await asyncio.gather(*(call(facades[i % len(facades)]) for i, call in enumerate(calls)),
-                                return_exceptions=True)
-
-
-def kinds(results: list[Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in results:
-        name = type(r).__name__
-        out[name] = out.get(name, 0) + 1
-    return out
+from tests.support.concurrency import burst, kinds
+from tests.support.telegram import CHAT_ID
+from tests.support.world import World, links, outbox_codes
 
 
 async def failures_recorded(kz: Kezek) -> int:

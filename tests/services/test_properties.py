@@ -53,18 +53,13 @@ from storage.models import (
     RuleProfile,
     Seat,
 )
-from tests.conftest import World
+from tests.support.world import World, almaty
 
-# The default rule profile (RULES.md, "Rule profile").
 OPEN_MIN, CLOSE_MIN = 9 * 60, 20 * 60
 SHOWUP_WD, STOPLIST_WD, REMOVAL_AT = 5, 10, 2
 DOCS_WD, DOCS_CAL, PRIVATE_AGE = 5, 10, 3
 
 LIVE = ("issued", "admitted")
-
-
-def almaty(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=ALMATY)  # type: ignore[misc]
 
 
 # Starting moments: an ordinary working morning, a Saturday, and days just before public holidays

@@ -19,7 +19,8 @@ from services.kezek import Kezek
 from services.queue_numbers import QueueNumbers
 from storage.db import Database
 from storage.models import Application, Chat, ChatLink, QueueChange
-from tests.conftest import World, almaty
+from tests.support.databases import sql
+from tests.support.world import World, almaty
 
 FIRST_CHAT = 810_000
 
@@ -49,11 +50,6 @@ async def card_numbers(kz: Kezek, chats: dict[str, int]) -> dict[str, int | None
 
 async def live_numbers(kz: Kezek, chats: dict[str, int]) -> dict[str, int | None]:
     return {number: (await kz.queue_view(number)).number for number in chats}
-
-
-async def sql(db: Database, statement: str, **params: Any) -> None:
-    async with db.write() as session:
-        await session.execute(text(statement), params)
 
 
 @pytest.fixture

@@ -62,9 +62,8 @@ from storage.models import (
     Seat,
 )
 from storage.vocab import AppStatus, DocsState, KindergartenKind, OfferStatus, Privilege, ReferralStatus, SeatStatus
-from tests.conftest import almaty
+from tests.support.world import almaty
 
-# Derandomized in CI by the profile tests/conftest.py loads; not shrunk: a failure shows its whole
 # world and the rows that differ (shrinking these worlds took minutes).
 SETTINGS = settings(max_examples=10, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

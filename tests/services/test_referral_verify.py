@@ -23,8 +23,8 @@ from services.referral_check import verdict_as_dict
 from services.signing import MAX_TOKEN_CHARS, Signer, TokenError
 from storage.db import Database
 from storage.models import SigningKey
-from tests.bot.api.test_api import AUTH, KK, api_client, call
-from tests.conftest import World, almaty
+from tests.support.api import AUTH, KK, api_client, call
+from tests.support.world import World, almaty
 
 KEY = b"k" * 32
 NOW = almaty(2026, 9, 7, 10, 0)
@@ -227,18 +227,11 @@ async def test_refused_tokens_get_one_answer_and_a_log_line_without_the_token(
 @pytest.fixture
 def cli_referral(tmp_path: Path) -> tuple[Any, str]:
     """A CLI database with one referral (id 1) for application A1; (run, database url)."""
-    from click.testing import CliRunner
-
-    from bot.cli.main import cli
     from services.validation import make_iin
-    from tests.bot.cli.test_cli import app_csv, seed, write
+    from tests.support.cli import app_csv, cli_on, seed, write
 
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
-    runner = CliRunner()
-
-    def run(*args: str, now: str = "2026-09-07T10:00:00+05:00", lang: str = "ru") -> Any:
-        return runner.invoke(cli, ["--db", url, "--lang", lang, "--now", now, *args])
-
+    run = cli_on(url)
     assert run("db", "upgrade").exit_code == 0
     seed(run, tmp_path)
     iin = make_iin(dt.date(2023, 3, 15), 1)
@@ -252,7 +245,7 @@ def cli_referral(tmp_path: Path) -> tuple[Any, str]:
 
 def cli_token(run: Any, tmp_path: Path) -> str:
     """The token as a kindergarten gets it: from the QR code of the PDF the CLI writes."""
-    from tests.bot.delivery.test_referral_pdf import qr_tokens
+    from tests.support.documents import qr_tokens
 
     out = tmp_path / "referral.pdf"
     written = run("referrals", "pdf", "1", "--out", str(out))

@@ -14,9 +14,8 @@ from services.kezek import Kezek
 from services.notices import NoticeKind
 from services.notifications import TELEGRAM
 from storage.models import Chat, OutboxMessage
-from tests.bot.delivery.test_notices import Port
-from tests.conftest import World, almaty
-from tests.handlers.test_start import link
+from tests.support.delivery import Port
+from tests.support.world import World, almaty, link
 
 CHAT, OTHER = 1001, 2002
 

@@ -4,7 +4,6 @@ state-order private kindergartens, the privilege interleave and twins."""
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
 
 from services.calendar import ALMATY
 from services.errors import (
@@ -16,15 +15,8 @@ from services.errors import (
     SeatNotAvailable,
     TooYoungForPrivate,
 )
-from services.notices import NoticeKind
-from storage.models import Offer, OutboxMessage, Seat
-from tests.conftest import World, almaty
-
-
-async def outbox(kz, kind: str) -> list[OutboxMessage]:
-    async with kz.reading() as ctx:  # (NoticeKind: a misspelt kind fails, it does not read as none)
-        return list((await ctx.session.execute(
-            select(OutboxMessage).where(OutboxMessage.kind == NoticeKind(kind)).order_by(OutboxMessage.id))).scalars())
+from storage.models import Offer, Seat
+from tests.support.world import World, almaty, outbox
 
 
 async def test_seat_goes_to_the_first_eligible_and_the_parent_is_alerted(world: World, kz) -> None:

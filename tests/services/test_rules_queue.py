@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from services.errors import ApplicationClosed, BulkRejected, ChildAlreadyQueued, InvalidIIN, UnknownDistrict
 from storage.models import Application, AuditEntry, OutboxMessage, QueueEvent
-from tests.conftest import World, almaty
+from tests.support.world import World, almaty
 
 
 async def test_order_is_privilege_then_submission_then_number(world: World) -> None:

@@ -15,7 +15,7 @@ from services.errors import (
     StopListed,
 )
 from storage.models import OutboxMessage, Referral, Seat
-from tests.conftest import World, almaty
+from tests.support.world import World, almaty
 
 
 async def take_seat(world: World, number: str, **publish) -> Referral:

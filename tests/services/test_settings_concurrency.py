@@ -10,9 +10,9 @@ import contextlib
 
 from services.kezek import Kezek
 from services.settings import EMAIL_CODE_MAX_TRIES, EmailCodeMissing, EmailCodeTriesExceeded, EmailCodeWrong
-from tests.handlers.test_settings import email_codes
-from tests.handlers.test_start import CHAT_ID
-from tests.services.test_link_concurrency import burst, facades, kinds  # noqa: F401 (the fixture)
+from tests.support.concurrency import burst, kinds
+from tests.support.telegram import CHAT_ID
+from tests.support.world import email_codes
 
 
 async def test_a_burst_of_wrong_email_codes_gets_at_most_the_allowed_tries(kz: Kezek,

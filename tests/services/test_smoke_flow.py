@@ -1,4 +1,4 @@
-from tests.conftest import World
+from tests.support.world import World
 
 
 async def test_publish_offer_claim_admit(world: World) -> None:

@@ -4,9 +4,6 @@ that fails, or leaves a table, an index, a trigger or a function behind, fails h
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,36 +11,9 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from storage.db import normalise_url
 from storage.migrate import alembic_config
-from tests.conftest import BACKENDS, PG_URL, new_pg_database
-
-
-@contextmanager
-def empty_database(backend: str, tmp_path: Path) -> Iterator[str]:
-    """The URL of a new, empty database of ``backend`` (a PostgreSQL one is dropped after)."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
-        return
-    if not PG_URL:
-        pytest.skip("PostgreSQL not configured: set KEZEK_TEST_POSTGRES_URL (.ci/run does)")
-    with new_pg_database("kezek_migrations") as url:
-        yield url
-
-
-def on_database(url: str, read: Any) -> Any:
-    """``read(connection)`` on a synchronous connection to ``url``."""
-    async def go() -> Any:
-        engine = create_async_engine(normalise_url(url))
-        try:
-            async with engine.connect() as conn:
-                return await conn.run_sync(read)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+from tests.support.databases import BACKENDS, empty_database, on_database
 
 
 def schema(connection: Connection) -> list[tuple[Any, ...]]:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from services.clock import FrozenClock
@@ -26,8 +26,8 @@ from storage.db import Database
 from storage.migrate import MIGRATIONS, alembic_config, upgrade
 from storage.models import Application
 from storage.queue_versions import TRIGGERS, create_triggers_sql, missing_triggers, queue_version
-from tests.conftest import BACKENDS, World, almaty
-from tests.storage.test_migrations_stairway import empty_database, on_database
+from tests.support.databases import BACKENDS, empty_database, on_database, sql
+from tests.support.world import World, almaty
 
 
 def _words(sql: str) -> str:
@@ -70,11 +70,6 @@ async def test_the_queue_triggers_are_there_at_head_as_the_live_code_writes_them
 async def versions(db: Database, *queues: tuple[int, int]) -> list[int]:
     async with db.read() as session:
         return [int((await session.execute(select(queue_version(d, y)))).scalar_one()) for d, y in queues]
-
-
-async def sql(db: Database, statement: str, **params: Any) -> None:
-    async with db.write() as session:
-        await session.execute(text(statement), params)
 
 
 async def test_the_triggers_count_every_change_of_a_waiting_order_and_nothing_else(

@@ -30,9 +30,8 @@ from storage.vocab import (
     ReferralStatus,
     SeatStatus,
 )
-from tests.conftest import World
+from tests.support.world import World
 
-# The words in the database (and in the API, the CLI's JSON and the exports): never to change.
 STORED = {
     AppStatus: ["queued", "referred", "admitted", "removed", "withdrawn"],
     Privilege: ["out_of_turn", "first", "none"],

@@ -7,107 +7,46 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import types
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from aiohttp.test_utils import TestClient
 
 import bot.api.routes as api_module
 from bot.api.auth import AuthGuard
 from bot.api.errors import request_language
 from bot.api.openapi import openapi
 from bot.api.server import make_api_app, serve_api
-from bot.config import Settings
 from bot.sandbox.clock import parse_iso_duration as parse_duration
 from services.calendar import ALMATY
 from services.clock import FrozenClock, SandboxClock
 from services.kezek import Kezek
-from services.validation import make_iin
 from storage.db import Database
-from storage.models import Base
-from tests.conftest import World, almaty, registrations_sent
-
-TOKEN = "registry-token-" + "x" * 32
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-KK = {**AUTH, "Accept-Language": "kk"}
-
-def make_settings(**kw: Any) -> Settings:
-    kw.setdefault("api_token", TOKEN)
-    return Settings(_env_file=None, **kw)  # type: ignore[call-arg]
-
-
-@asynccontextmanager
-async def api_client(kz: Kezek, *, sandbox_clock: SandboxClock | None = None, guard: AuthGuard | None = None,
-                     **settings: Any) -> AsyncIterator[TestClient]:
-    app = make_api_app(kz, make_settings(**settings), sandbox_clock=sandbox_clock, guard=guard)
-    async with TestClient(TestServer(app)) as client:
-        yield client
+from tests.support.api import (
+    AUTH,
+    DOC,
+    KK,
+    TOKEN,
+    api_client,
+    app_row,
+    call,
+    conforms,
+    counts,
+    district_rows,
+    kindergarten_rows,
+    load_directory,
+    make_settings,
+    serving,
+)
+from tests.support.world import World, almaty, registrations_sent
 
 
 @pytest.fixture
 async def api(kz: Kezek) -> AsyncIterator[TestClient]:
     async with api_client(kz, api_max_body_bytes=64 * 1024) as client:
         yield client
-
-
-async def counts(kz: Kezek) -> dict[str, int]:
-    """Rows in every table: nothing may change on an error."""
-    out = {}
-    async with kz.reading(with_calendar=False) as ctx:
-        for table in Base.metadata.sorted_tables:
-            out[table.name] = (await ctx.session.execute(select(func.count()).select_from(table))).scalar_one()
-    return out
-
-
-DOC = openapi()
-
-
-def documented_schema(method: str, path: str, status: int) -> dict[str, Any]:
-    """The schema the OpenAPI document gives for this answer (an error body for a route or method
-    it does not list); fails when the document does not list the status at all."""
-    for template, ops in DOC["paths"].items():
-        if re.fullmatch(re.sub(r"\\{[^}]+\\}", ".+", re.escape(template)), path) and method.lower() in ops:
-            answer = ops[method.lower()]["responses"].get(str(status))
-            assert answer is not None, f"{method} {path} answered {status}: not in the OpenAPI document"
-            if "$ref" in answer:
-                answer = DOC["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]]
-            return answer["content"]["application/json"]["schema"]
-    return {"$ref": "#/components/schemas/Error"}
-
-
-def conforms(body: Any, schema: dict[str, Any]) -> None:
-    from jsonschema import Draft202012Validator
-
-    root = {**schema, "components": DOC["components"]}
-    Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(body)
-
-
-async def call(client: TestClient, method: str, path: str, *, status: int, headers: dict[str, str] | None = None,
-               **kw: Any) -> Any:
-    """One request; the answer must be JSON, have ``status`` and match the OpenAPI document."""
-    resp = await client.request(method, "/api/v1" + path, headers=AUTH if headers is None else headers, **kw)
-    assert resp.content_type == "application/json", (resp.status, await resp.text())
-    body = await resp.json()
-    assert resp.status == status, body
-    conforms(body, documented_schema(method, path, status))
-    return body
-
-
-def district_rows() -> list[dict[str, Any]]:
-    return [{"code": "ALM-BOS", "name_ru": "Бостандыкский район", "name_kk": "Бостандық ауданы"},
-            {"code": "ALM-MED", "name_ru": "Медеуский район", "name_kk": "Медеу ауданы"}]
-
-
-def kindergarten_rows() -> list[dict[str, Any]]:
-    return [{"code": "KG1", "district": "ALM-BOS", "name_ru": "Ясли-сад №1", "name_kk": "№1 бөбекжай-бақша",
-             "address": "ул. Тимирязева, 1", "languages": ["ru", "kk"]},
-            {"code": "PRIV", "district": "ALM-BOS", "name_ru": "Частный сад", "name_kk": "Жеке балабақша",
-             "kind": "private_state_order"}]
 
 
 # --- the service routes, auth and the document ---------------------------------------------------
@@ -236,20 +175,6 @@ def test_accept_language() -> None:
 
 
 # --- registry loads --------------------------------------------------------------------------------
-
-async def load_directory(api: TestClient) -> None:
-    assert await call(api, "POST", "/districts", json=district_rows(), status=200) == {"upserted": 2}
-    assert await call(api, "POST", "/kindergartens", json=kindergarten_rows(), status=200) == {"upserted": 2}
-
-
-def app_row(n: int, **kw: Any) -> dict[str, Any]:
-    birth = dt.date(2023, 3, 15)
-    return {"number": f"A{n:05d}", "child_iin": make_iin(birth, n * 10), "child_name": f"Ребёнок {n}",
-            "birth_date": birth.isoformat(), "district": "ALM-BOS", "language": "ru",
-            "preferred_kindergartens": [], "privilege": "none",
-            "submitted_at": (almaty(2024, 1, 1, 9, 0) + dt.timedelta(minutes=n)).isoformat(),
-            "phone": f"+7701{n:07d}", "email": f"parent{n}@example.kz", **kw}
-
 
 async def test_loads_and_the_status_of_an_application(api: TestClient, kz: Kezek) -> None:
     await load_directory(api)
@@ -776,27 +701,6 @@ def test_the_field_parsers_refuse_booleans_for_text_and_codes() -> None:
 
 # --- malformed HTTP ----------------------------------------------------------------
 
-async def _serving(kz: Kezek, port: int, **settings: Any) -> Any:
-    """serve_api on loopback, once /health answers (a deadline of 10 s)."""
-    import asyncio
-
-    import aiohttp
-
-    task = asyncio.create_task(serve_api(kz, make_settings(api_port=port, **settings)))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/api/v1/health") as resp:
-                    if resp.status == 200:
-                        return task
-            except aiohttp.ClientConnectionError:
-                pass
-            assert loop.time() < deadline, "the API did not start"
-            await asyncio.sleep(0.02)
-
-
 async def _raw_exchange(port: int, data: bytes) -> bytes:
     import asyncio
 
@@ -815,7 +719,7 @@ async def test_a_header_with_a_nul_byte_gets_the_json_error_and_one_clean_log_li
     import json
 
     caplog.set_level(logging.DEBUG)
-    task = await _serving(kz, unused_tcp_port)
+    task = await serving(kz, unused_tcp_port)
     try:
         raw = await _raw_exchange(unused_tcp_port, b"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\n"
                                                     b"Authorization: Bearer FAKE-SECRET-abc123\x00\r\n\r\n")

@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from services.kezek import Kezek
-from tests.bot.api.test_api import AUTH, KK, api_client, conforms, counts, documented_schema
+from tests.support.api import AUTH, KK, api_client, conforms, counts, documented_schema
 
 EMPTY_ROWS_4MB = b"[" + b",".join([b"{}"] * 1_400_000) + b"]"  # 4.2 MB, like the report
 LIST_ROUTES = ("/districts", "/kindergartens", "/applications", "/calendar/days")
@@ -79,7 +79,7 @@ async def test_errors_are_capped_at_50_and_counted(kz: Kezek) -> None:
 async def test_the_api_answers_others_while_it_checks_a_big_list(kz: Kezek, monkeypatch: pytest.MonkeyPatch) -> None:
     """/health is answered while the rows of a big load are being checked, not before nor after."""
     from services import queue
-    from tests.bot.api.test_api import app_row, load_directory
+    from tests.support.api import app_row, load_directory
 
     total = 20_000
     checked = [0]

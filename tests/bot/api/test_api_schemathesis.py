@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.kezek import Kezek
-from tests.bot.api.test_api import TOKEN, _serving
+from tests.support.api import TOKEN, serving
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ async def test_schemathesis_finds_no_server_error_and_no_disagreement(kz: Kezek,
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG, encoding="utf-8")
     st = Path(sys.executable).with_name("st")
-    task = await _serving(kz, unused_tcp_port)
+    task = await serving(kz, unused_tcp_port)
     try:
         proc = await asyncio.create_subprocess_exec(
             str(st), "--config-file", str(config), "run",

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from bot.bench import ECHO_TOLERANCE, NO_VERDICT_EXIT
 from bot.bench.dispatch import run_dispatch_bench
-from tests.conftest import REDIS_URL
+from tests.support.databases import REDIS_URL
 
 
 def _check_echo(report: dict[str, Any], line: str, tolerance: float = ECHO_TOLERANCE) -> None:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from bot.cli.main import cli
 from services.validation import make_iin
-from tests.bot.cli.test_cli import app_csv, run, seed, write  # noqa: F401 - `run` is a fixture
+from tests.support.cli import app_csv, seed, write
 
 TUESDAY_NEXT_WEEK = "2026-09-15T10:00:00+05:00"
 

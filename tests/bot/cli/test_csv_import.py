@@ -20,19 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
-from bot.cli.main import cli
 from locales import gettext
 from locales.names import field_text
 from services.validation import make_iin
 from storage.db import Database
 from storage.models import Application, Kindergarten
+from tests.support import ROOT
+from tests.support.cli import MONDAY, cli_on
+from tests.support.databases import truncate_pg
 
-MONDAY = "2026-09-07T10:00:00+05:00"
-ROOT = Path(__file__).resolve().parents[3]
 APP_HEADER = ["number", "child_iin", "child_name", "birth_date", "district", "preferred_kindergartens",
               "submitted_at", "phone", "email"]
 
@@ -81,21 +80,16 @@ def count(url: str, model: Any) -> int:
 
 @pytest.fixture
 def run(db_url: str, tmp_path: Path):
-    from tests.conftest import _truncate_pg
-
     async def clean() -> None:
         db = Database(db_url)
         try:
             if db.is_postgres:
-                await _truncate_pg(db)
+                await truncate_pg(db)
         finally:
             await db.dispose()
 
     asyncio.run(clean())
-    runner = CliRunner()
-
-    def invoke(*args: str, lang: str = "ru") -> Any:
-        return runner.invoke(cli, ["--db", db_url, "--lang", lang, "--now", MONDAY, *args])
+    invoke = cli_on(db_url)
 
     kgs = tmp_path / "kindergartens.csv"
     districts = tmp_path / "districts.csv"

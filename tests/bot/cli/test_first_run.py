@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parents[3]
-PG_URL = os.environ.get("KEZEK_TEST_POSTGRES_URL")  # (.ci/run sets it; tests/conftest.py)
+from tests.support import ROOT
+from tests.support.databases import PG_URL
+
 # The shape of a token @BotFather gives (not a real one).
 WELL_FORMED_TOKEN = "123456789:AAHfiqksKZ8WmR2zSjiQ7_v4TMAKdiHm9T0"
 

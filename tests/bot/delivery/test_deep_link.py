@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiogram import Bot
+from aiogram.methods import GetMe
 from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup
 from sqlalchemy import func, select
 
@@ -35,20 +35,13 @@ from services.referral_check import referral_token
 from services.signing import TokenError
 from services.validation import mask_iin
 from storage.models import Application, AuditEntry, ChatLink, Delivery, OutboxMessage, UsedToken
-from tests.conftest import World
-from tests.handlers.test_link import links, one_app
-from tests.handlers.test_start import CHAT_ID, Harness, RecordingSession, sent
+from tests.support.telegram import CHAT_ID, OTHER_CHAT, Harness, MockedBot, sent
+from tests.support.world import World, app_id, links, one_app
 
-OTHER_CHAT = 2002
 LANGS = ("ru", "kk")
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-async def app_id(kz: Kezek, number: str) -> int:
-    async with kz.reading(with_calendar=False) as ctx:
-        return (await ctx.session.execute(select(Application.id).where(Application.number == number))).scalar_one()
-
 
 async def registration_notices(kz: Kezek) -> list[OutboxMessage]:
     async with kz.reading(with_calendar=False) as ctx:
@@ -178,24 +171,20 @@ async def test_the_number_in_the_email_is_the_one_when_it_is_sent(kz: Kezek, wor
 
 async def test_username_comes_from_getme_when_not_configured(kz: Kezek, world: World, tmp_path: Path) -> None:
     row = await one_app(world)
-    session = RecordingSession()
     usernames = BotUsername()
-    usernames.attach(Bot("42:TEST", session=session))
+    usernames.attach(MockedBot())
     await drain_mail(kz, tmp_path, usernames)
     [mail] = mails_to(tmp_path, row["email"])
     assert LINK_RE.search(mail.get_body(("plain",)).get_content())
-
-
-class FailingGetMe(RecordingSession):
-    async def make_request(self, bot: Bot, method: Any, timeout: int | None = None) -> Any:
-        raise OSError("the Bot API is away")
 
 
 async def test_no_broken_link_when_the_username_is_unknown(kz: Kezek, world: World, clock: FrozenClock,
                                                            tmp_path: Path) -> None:
     row = await one_app(world)
     usernames = BotUsername()
-    usernames.attach(Bot("42:TEST", session=FailingGetMe()))
+    away = MockedBot()
+    away.session.add_result_for(GetMe, exception=OSError("the Bot API is away"), times=None)
+    usernames.attach(away)
     mailer = FolderSender(clock, tmp_path)
     # getMe fails: the e-mail waits (retried with backoff) rather than going without its link ...
     for _ in range(FALLBACK_AFTER - 1):

@@ -6,7 +6,6 @@ server leaves behind for operators."""
 from __future__ import annotations
 
 import datetime as dt
-import email
 import logging
 import re
 from collections import Counter
@@ -28,7 +27,8 @@ from services.email import EmailContent, MailerMisconfigured, SmtpSender
 from services.kezek import Kezek
 from services.notifications import EMAIL, MAX_ATTEMPTS, Notice, RetryLater, Undeliverable
 from storage.models import Delivery, OutboxMessage
-from tests.conftest import World, registrations_sent
+from tests.support.delivery import SmtpServer
+from tests.support.world import World, registrations_sent
 
 ESCAPED_KG_RU = "Сад <b>&</b> «Ромашка»"
 ESCAPED_KG_KK = "«Ромашка» <b>&</b> бақшасы"
@@ -36,57 +36,6 @@ KG_ADDRESS = "ул. Абая, 10 & 12"
 USER, PASSWORD = "kezek", "s3cret"
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")  # loopback only
 REFUSED = "parent25@refused.kz"  # an address the SMTP server refuses for good
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps what it accepts and refuses as the test tells it to."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.rcpt_answer: dict[str, str] = {}  # address domain -> SMTP answer to RCPT
-        self.data_answer: str | None = None
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
-        answer = self.rcpt_answer.get(address.rsplit("@", 1)[-1])
-        if answer:
-            return answer
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.data_answer:
-            return self.data_answer
-        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
-        return "250 OK"
-
-
-class SmtpServer:
-    """A real SMTP server on 127.0.0.1 that the test can stop and start again on the same port."""
-
-    def __init__(self, port: int, **options: Any) -> None:
-        self.port, self.options = port, options
-        self.inbox = Inbox()
-        self.controller: Any = None
-
-    def start(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **self.options)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-
-@pytest.fixture
-def smtp_server(unused_tcp_port: int) -> Iterator[SmtpServer]:
-    server = SmtpServer(unused_tcp_port)
-    server.start()
-    yield server
-    server.stop()
 
 
 def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:

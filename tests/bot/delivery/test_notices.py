@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiogram import Bot
-from aiogram.exceptions import TelegramForbiddenError, TelegramRetryAfter
-from aiogram.methods import SendMessage, TelegramMethod
+from aiogram.methods import SendMessage
 from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy import select, update
 
@@ -45,10 +43,9 @@ from services.kezek import Kezek
 from services.notices import KINDS, BotAction, Deadline, NoticeAttachment, NoticeKind
 from services.notifications import EMAIL, MAX_ATTEMPTS, TELEGRAM, Notice, RetryLater, Undeliverable
 from storage.models import Chat, Delivery, OutboxMessage
-from tests.conftest import World, almaty, registrations_sent
-from tests.handlers.test_start import CHAT_ID, RecordingSession, link
-
-OTHER_CHAT = 2002
+from tests.support.delivery import Port, SmtpServer
+from tests.support.telegram import CHAT_ID, OTHER_CHAT, MockedBot
+from tests.support.world import World, almaty, link, registrations_sent
 
 
 async def deliveries(kz: Kezek, kind: str | None = None) -> list[tuple[str, str, str, str]]:
@@ -58,20 +55,6 @@ async def deliveries(kz: Kezek, kind: str | None = None) -> list[tuple[str, str,
         if kind:  # (NoticeKind: a misspelt kind fails, it does not read as none)
             q = q.where(OutboxMessage.kind == NoticeKind(kind))
         return [tuple(r) for r in (await ctx.session.execute(q)).all()]  # type: ignore[misc]
-
-
-class Port:
-    """A channel that records what it was asked to send and fails as told."""
-
-    def __init__(self, *errors: BaseException | None) -> None:
-        self.errors = list(errors)
-        self.sent: list[Notice] = []
-
-    async def __call__(self, notice: Notice) -> None:
-        error = self.errors.pop(0) if self.errors else None
-        if error is not None:
-            raise error
-        self.sent.append(notice)
 
 
 @pytest.fixture
@@ -181,19 +164,6 @@ async def test_a_sender_that_died_mid_send_leaves_the_delivery_due(kz: Kezek, wo
     assert len(port.sent) == 2
 
 
-class FailingSession(RecordingSession):
-    def __init__(self, error: type[Exception]) -> None:
-        super().__init__()
-        self.error = error
-
-    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
-        if isinstance(method, SendMessage):
-            if self.error is TelegramRetryAfter:
-                raise TelegramRetryAfter(method=method, message="Too Many Requests", retry_after=17)
-            raise self.error(method=method, message="Forbidden: bot was blocked by the user")
-        return await super().make_request(bot, method, timeout)
-
-
 def a_notice(kind: str = "turn_came", **payload: Any) -> Notice:
     return Notice(delivery_id=1, channel=TELEGRAM, target=str(CHAT_ID), lang="ru", kind=kind,
                   payload=payload or {"expires_at": "2026-09-07T15:00:00"}, application_id=5,
@@ -201,17 +171,20 @@ def a_notice(kind: str = "turn_came", **payload: Any) -> Notice:
 
 
 async def test_telegram_port_maps_telegram_errors() -> None:
-    ok = RecordingSession()
-    await telegram_port(Bot("42:TEST", session=ok))(a_notice())
-    [msg] = [m for m in ok.requests if isinstance(m, SendMessage)]
+    bot = MockedBot()
+    await telegram_port(bot)(a_notice())
+    [msg] = [m for m in bot.session.requests if isinstance(m, SendMessage)]
     assert msg.chat_id == CHAT_ID and "A00001" in msg.text
     assert isinstance(msg.reply_markup, InlineKeyboardMarkup)
     assert msg.reply_markup.inline_keyboard[0][0].callback_data == SeatsCallback(app=5).pack()
+    bot.session.add_result_for(SendMessage, error_code=429, description="Too Many Requests: retry after 17",
+                               retry_after=17)
     with pytest.raises(RetryLater) as info:
-        await telegram_port(Bot("42:TEST", session=FailingSession(TelegramRetryAfter)))(a_notice())
+        await telegram_port(bot)(a_notice())
     assert info.value.seconds == 17
+    bot.session.add_result_for(SendMessage, error_code=403, description="Forbidden: bot was blocked by the user")
     with pytest.raises(Undeliverable):
-        await telegram_port(Bot("42:TEST", session=FailingSession(TelegramForbiddenError)))(a_notice())
+        await telegram_port(bot)(a_notice())
 
 
 # --- every kind: its words, its table row, its producer ---------------------------------------------
@@ -598,31 +571,9 @@ async def test_folder_sender_writes_a_readable_eml(tmp_path: Path, clock: Frozen
     assert "A00001" in msg.get_body(("html",)).get_content()
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if any(rcpt.endswith("@refused.kz") for rcpt in envelope.rcpt_tos):
-            return "550 no such user"
-        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp(unused_tcp_port: int) -> Any:
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=unused_tcp_port)
-    controller.start()
-    yield inbox, unused_tcp_port
-    controller.stop()
-
-
 async def test_smtp_sender_on_a_real_server(kz: Kezek, world: World, clock: FrozenClock,
-                                            linked: dict[str, Any], smtp: Any) -> None:
-    inbox, port = smtp
+                                            linked: dict[str, Any], smtp_server: SmtpServer) -> None:
+    inbox, port = smtp_server.inbox, smtp_server.port
     await world.publish(1, "KG1")
     mailer = SmtpSender(clock, "127.0.0.1", port, "Kezek <noreply@kezek.kz>", starttls=False)
     await drain_once(kz, None, mailer)
@@ -632,6 +583,7 @@ async def test_smtp_sender_on_a_real_server(kz: Kezek, world: World, clock: Froz
     assert linked["row"]["number"] in body
     assert gettext("kk", "Your turn has come") in msg["Subject"]
     assert "Ясли-сад №1" in body and "№1 бөбекжай-бақша" in body  # both languages
+    inbox.data_answer = "550 no such user"
     with pytest.raises(Undeliverable) as refused:
         await mailer.send("nobody@refused.kz", render_email(a_notice()), message_key="x")
     assert "550" in str(refused.value)  # the reason operators see in deliveries.last_error
@@ -643,7 +595,7 @@ async def test_smtp_down_means_retry_later(clock: FrozenClock, unused_tcp_port: 
         await mailer.send("parent@example.kz", EmailContent("s", "b", "<p>b</p>"), message_key="x")
 
 
-# --- the language review of 2026-12 (issue 18) -------------------------------------------------------
+# --- deadlines with their zone, numbers as in every other message --------------------------------------
 
 def test_deadlines_say_their_zone_once_in_a_chat_and_with_the_offset_in_an_email() -> None:
     notice = a_notice("referral_issued", showup_due_at="2026-09-14T19:00:00+00:00",

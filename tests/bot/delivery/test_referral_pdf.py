@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from bot.bench.standin import TOKEN, BotApiStandIn, Upload
 from bot.delivery.notices import attachment_note, render
-from bot.delivery.sender import SendPolicy, drain_once
+from bot.delivery.sender import drain_once
 from handlers.views.referral_pdf import page_lines, referral_pdf
 from locales import gettext
 from locales.formats import ALMATY, format_date, format_deadline
@@ -29,10 +29,10 @@ from services.clock import FrozenClock
 from services.email import FolderSender
 from services.kezek import Kezek
 from services.notifications import TELEGRAM
-from services.pacing import Pacer
 from storage.models import Delivery, OutboxMessage
-from tests.bot.delivery.test_sender import linked_parents
-from tests.conftest import World
+from tests.support.delivery import unlimited
+from tests.support.documents import qr_tokens
+from tests.support.world import World, linked_parents
 
 KAZAKH_LETTERS = "ӘҒҚҢӨҰҮҺІәғқңөұүһі"  # the letters Kazakh adds to the Russian alphabet
 # A kindergarten whose Kazakh name uses all of them (the registry's data is printed as it is).
@@ -46,19 +46,6 @@ def pdf_pages(data: bytes) -> list[str]:
     reader = PdfReader(io.BytesIO(data))
     return [" ".join(page.extract_text().replace("\u202f", " ").replace("\xa0", " ").split())
             for page in reader.pages]
-
-
-def qr_tokens(data: bytes) -> list[str]:
-    """What the QR code of each page says: the embedded image, decoded with zxing-cpp."""
-    import zxingcpp
-    from pypdf import PdfReader
-
-    found = []
-    for page in PdfReader(io.BytesIO(data)).pages:
-        for image in page.images:
-            found += [code.text for code in zxingcpp.read_barcodes(image.image)
-                      if code.format == zxingcpp.BarcodeFormat.QRCode]
-    return found
 
 
 def plain(text: str) -> str:
@@ -183,10 +170,6 @@ async def bot(api: BotApiStandIn) -> AsyncIterator[Bot]:
     await session.close()
 
 
-def unlimited() -> SendPolicy:
-    return SendPolicy(batch=50, concurrency=4, pacer=Pacer(0, 0))
-
-
 async def claim_for_chat(kz: Kezek, world: World, lang: str, bot: Bot) -> tuple[int, str, Any]:
     """A linked chat (in ``lang``) whose application gets a seat at AQB ("your turn" is sent) and
     claims it: the "referral issued" notice is what is due now."""
@@ -196,7 +179,7 @@ async def claim_for_chat(kz: Kezek, world: World, lang: str, bot: Bot) -> tuple[
          "address": "Алматы, Әуезов көшесі, 12", "languages": "ru,kk"}])
     pub = await world.publish(1, "AQB", birth_year=2023, language="kk")
     [(_, seat, number)] = pub.offers
-    await drain_once(kz, bot, None, unlimited())
+    await drain_once(kz, bot, None, unlimited(batch=50, concurrency=4))
     assert await telegram_status(kz, "turn_came") == ("sent", 1)
     [ref] = await kz.claim(number, seat, confirmed_by=f"telegram:{chat}")
     return chat, number, ref
@@ -214,7 +197,7 @@ async def telegram_status(kz: Kezek, kind: str) -> tuple[str, int]:
 async def test_the_telegram_notice_carries_the_pdf_in_the_chats_language(
         kz: Kezek, world: World, api: BotApiStandIn, bot: Bot, lang: str) -> None:
     chat, number, ref = await claim_for_chat(kz, world, lang, bot)
-    await drain_once(kz, bot, None, unlimited())
+    await drain_once(kz, bot, None, unlimited(batch=50, concurrency=4))
     [document] = api.sent("sendDocument")
     assert document.chat_id == chat
     upload = document.params["document"]
@@ -236,11 +219,11 @@ async def test_a_failed_upload_is_retried_like_a_message_and_arrives_once(
         kz: Kezek, world: World, clock: FrozenClock, api: BotApiStandIn, bot: Bot) -> None:
     chat, number, _ = await claim_for_chat(kz, world, "kk", bot)
     api.faults = {chat: ["500"]}  # the first upload fails on Telegram's side
-    await drain_once(kz, bot, None, unlimited())
+    await drain_once(kz, bot, None, unlimited(batch=50, concurrency=4))
     assert await telegram_status(kz, "referral_issued") == ("pending", 1)
-    assert await drain_once(kz, bot, None, unlimited()) == 0  # not before its retry time
+    assert await drain_once(kz, bot, None, unlimited(batch=50, concurrency=4)) == 0  # not before its retry time
     clock.advance(seconds=30)
-    await drain_once(kz, bot, None, unlimited())
+    await drain_once(kz, bot, None, unlimited(batch=50, concurrency=4))
     assert await telegram_status(kz, "referral_issued") == ("sent", 2)
     tries = api.sent("sendDocument")
     assert len(tries) == 2 and all(isinstance(t.params["document"], Upload) for t in tries)
@@ -252,10 +235,10 @@ async def test_a_flood_answer_to_an_upload_waits_without_using_a_try(
         kz: Kezek, world: World, clock: FrozenClock, api: BotApiStandIn, bot: Bot) -> None:
     chat, _, _ = await claim_for_chat(kz, world, "ru", bot)
     api.faults = {chat: ["429"]}
-    await drain_once(kz, bot, None, unlimited())
+    await drain_once(kz, bot, None, unlimited(batch=50, concurrency=4))
     assert await telegram_status(kz, "referral_issued") == ("pending", 0)
     clock.advance(seconds=5)
-    await drain_once(kz, bot, None, unlimited())
+    await drain_once(kz, bot, None, unlimited(batch=50, concurrency=4))
     assert await telegram_status(kz, "referral_issued") == ("sent", 1)
 
 
@@ -268,7 +251,7 @@ async def test_a_pdf_that_cannot_be_made_does_not_cost_the_parent_the_notice(
 
     monkeypatch.setattr(module, "referral_pdf", broken)
     chat, number, _ = await claim_for_chat(kz, world, "ru", bot)
-    await drain_once(kz, bot, None, unlimited())
+    await drain_once(kz, bot, None, unlimited(batch=50, concurrency=4))
     assert api.sent("sendDocument") == []
     group_line = gettext("ru", "Group: {group}", group="2023-kk")
     [message] = [c for c in api.sent("sendMessage") if c.text and group_line in c.text]
@@ -287,7 +270,7 @@ async def test_a_text_too_long_for_a_caption_goes_as_a_message_then_the_file(
     monkeypatch.setattr(sender, "render", long_render)
     chat, number, _ = await claim_for_chat(kz, world, "kk", bot)
     mark = api.mark()
-    await drain_once(kz, bot, None, unlimited())
+    await drain_once(kz, bot, None, unlimited(batch=50, concurrency=4))
     group_line = gettext("kk", "Group: {group}", group="2023-kk")
     referral = [c for c in api.calls[mark:] if c.chat_id == chat and (
         c.method == "sendDocument" or (c.method == "sendMessage" and group_line in (c.text or "")))]

@@ -24,25 +24,9 @@ from services.kezek import Kezek
 from services.notices import NoticeKind
 from services.notifications import EMAIL, LEASE, TELEGRAM, Notice
 from services.pacing import Pacer, _Window
-from storage.models import Application, Chat, ChatLink, Delivery, OutboxMessage
-from tests.bot.delivery.test_notices import Port
-from tests.conftest import World, registrations_sent
-
-FIRST_CHAT = 700_000
-
-
-async def linked_parents(kz: Kezek, world: World, count: int, lang: str = "ru") -> list[int]:
-    """``count`` waiting applications, each linked to its own chat (rows written directly: linking
-    itself is tested elsewhere); the chat ids, in queue order."""
-    rows = [world.row(birth_date=dt.date(2023, 1, 1) + dt.timedelta(days=i % 300)) for i in range(count)]
-    await world.apps(*rows)
-    chats = [FIRST_CHAT + i for i in range(count)]
-    async with kz.unit() as ctx:
-        apps = dict((await ctx.session.execute(select(Application.number, Application.id))).all())
-        ctx.session.add_all([Chat(id=c, language=lang, created_at=ctx.now, updated_at=ctx.now) for c in chats])
-        ctx.session.add_all([ChatLink(chat_id=c, application_id=apps[r["number"]], linked_at=ctx.now,
-                                      method="contact") for c, r in zip(chats, rows, strict=True)])
-    return chats
+from storage.models import Chat, Delivery, OutboxMessage
+from tests.support.delivery import Port, unlimited
+from tests.support.world import World, linked_parents, registrations_sent
 
 
 @pytest.fixture
@@ -64,10 +48,6 @@ async def statuses(kz: Kezek, channel: str = TELEGRAM) -> dict[str, tuple[str, i
         rows = (await ctx.session.execute(select(Delivery.target, Delivery.status, Delivery.attempts,
                                                  Delivery.last_error).where(Delivery.channel == channel))).all()
     return {r.target: (r.status, r.attempts, r.last_error) for r in rows}
-
-
-def unlimited() -> SendPolicy:
-    return SendPolicy(batch=500, concurrency=8, pacer=Pacer(0, 0))
 
 
 async def test_each_refusal_is_handled_as_telegram_means_it(kz: Kezek, world: World, clock: FrozenClock,

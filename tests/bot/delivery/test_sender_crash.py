@@ -6,22 +6,20 @@ sender processes share the fan-out (FOR UPDATE SKIP LOCKED) and never take the s
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.bench.standin import TOKEN, BotApiStandIn
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM
 from storage.models import Delivery
-from tests.bot.delivery.test_sender import linked_parents
-from tests.conftest import World, registrations_sent
-from tests.standin import BotProcess
+from tests.support.standin import BotProcess, until
+from tests.support.world import World, by_status, linked_parents, registrations_sent
 
 ALERTS = 2000
 CONCURRENCY = 8
@@ -31,23 +29,6 @@ CONCURRENCY = 8
 async def api() -> AsyncIterator[BotApiStandIn]:
     async with BotApiStandIn(keep_calls=False) as stand_in:
         yield stand_in
-
-
-async def until(check: Callable[[], object], what: str, timeout: float = 120.0, *procs: BotProcess) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check() if asyncio.iscoroutinefunction(check) else not check():
-        for proc in procs:
-            assert proc.alive() is None, proc.alive()
-        assert loop.time() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.02)
-
-
-async def by_status(kz: Kezek, channel: str) -> dict[str, int]:
-    async with kz.reading() as ctx:
-        return dict((await ctx.session.execute(select(Delivery.status, func.count())
-                                               .where(Delivery.channel == channel)
-                                               .group_by(Delivery.status))).all())
 
 
 async def test_a_sender_killed_mid_fan_out_delivers_everything_once(kz: Kezek, world: World, db_url: str,

@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.kezek import Kezek
 from services.notifications import EMAIL, TELEGRAM
 from storage.models import Delivery
-from tests.bot.delivery.test_sender import linked_parents
-from tests.conftest import World, registrations_sent
-from tests.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, until
+from tests.support.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, until
+from tests.support.world import World, by_status, linked_parents, registrations_sent
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -83,13 +82,6 @@ async def recorded_sent(kz: Kezek) -> set[int]:
     async with kz.reading(with_calendar=False) as ctx:
         return {int(t) for t in (await ctx.session.execute(select(Delivery.target).where(
             Delivery.channel == TELEGRAM, Delivery.status == "sent"))).scalars()}
-
-
-async def by_status(kz: Kezek, channel: str) -> dict[str, int]:
-    async with kz.reading(with_calendar=False) as ctx:
-        return dict((await ctx.session.execute(select(Delivery.status, func.count())
-                                               .where(Delivery.channel == channel)
-                                               .group_by(Delivery.status))).all())
 
 
 async def test_a_killed_sender_repeats_only_its_sends_in_flight_and_nobody_waits_out_its_lease(

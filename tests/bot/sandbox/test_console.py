@@ -32,10 +32,9 @@ from services.kezek import Kezek
 from services.validation import mask_iin
 from storage.db import Database
 from storage.models import Delivery
-from tests.conftest import almaty
+from tests.support.telegram import HINT, SORRY
+from tests.support.world import almaty
 
-SORRY = "Something went wrong. Please try again later."
-HINT = "I did not understand this message. Please use the menu buttons below or send /help."
 NO_BUTTONS = "There are no buttons to press now."
 NO_SUCH_BUTTON = "There is no button {button} now. Press one of these: {buttons}."
 

@@ -37,7 +37,7 @@ async def test_kezek_demo_keeps_its_files_to_its_owner(tmp_path, monkeypatch) ->
 
     import pytest
 
-    from tests.standin import START_UP, BotProcess
+    from tests.support.standin import START_UP, BotProcess
 
     if os.name != "posix":
         pytest.skip("POSIX permissions")
@@ -84,7 +84,8 @@ async def test_kezek_demo_and_a_second_terminal_share_the_sandbox_clock(tmp_path
     import aiohttp
 
     from services.calendar import ALMATY
-    from tests.standin import ROOT, START_UP, BotProcess
+    from tests.support import ROOT
+    from tests.support.standin import START_UP, BotProcess
 
     day = (dt.datetime.now(ALMATY) + dt.timedelta(days=14)).date()
     day += dt.timedelta(days=(7 - day.weekday()) % 7)  # a Monday, 10:00 in Almaty: the window is open

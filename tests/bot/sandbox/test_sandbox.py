@@ -12,7 +12,7 @@ from services.calendar import ALMATY
 from services.clock import FrozenClock, SandboxClock
 from services.kezek import Kezek
 from storage.db import Database
-from tests.conftest import World, almaty
+from tests.support.world import World, almaty
 
 
 @pytest.fixture

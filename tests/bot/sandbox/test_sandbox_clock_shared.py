@@ -10,7 +10,6 @@ import datetime as dt
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -24,9 +23,8 @@ from services.kezek import Kezek
 from storage.db import Database
 from storage.models import Offer
 from storage.vocab import OfferStatus
-from tests.conftest import World
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support import ROOT
+from tests.support.world import World
 
 
 def monday_ahead(days: int = 14) -> dt.datetime:

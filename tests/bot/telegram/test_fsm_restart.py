@@ -23,9 +23,9 @@ from locales import gettext
 from services.kezek import Kezek
 from storage.db import Database
 from storage.models import FsmState
-from tests.conftest import World, almaty
-from tests.handlers.test_start import CHAT_ID, HINT, Harness, sent
-from tests.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, until
+from tests.support.standin import START_UP, TOKEN, BotApiStandIn, BotProcess, until
+from tests.support.telegram import CHAT_ID, HINT, Harness, sent
+from tests.support.world import World, almaty
 
 NOW = almaty(2026, 9, 7, 10, 0)  # the clock of the kz fixture
 CHAT = 7201

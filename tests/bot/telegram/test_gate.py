@@ -18,9 +18,10 @@ from bot.telegram.gate import ChatGate
 from bot.telegram.throttling import TOO_MANY, RedisThrottleStore, ThrottleMiddleware
 from locales import gettext
 from services.kezek import Kezek
-from tests.bot.telegram.test_throttling import CHAT, OTHER, RATE, WINDOW, Chats, FakeTime, is_help, texts
-from tests.conftest import REDIS_URL
-from tests.handlers.test_start import Harness
+from tests.support.databases import REDIS_URL
+from tests.support.telegram import CHAT_ID, RATE, WINDOW, Chats, FakeTime, Harness, is_help, texts
+
+CHAT, OTHER = CHAT_ID, CHAT_ID + 1
 
 
 def instance(kz: Kezek, prefix: str, clock: FakeTime | None = None, url: str = REDIS_URL) -> Harness:

@@ -17,8 +17,9 @@ from bot.telegram.degraded import FallbackIsolation, FallbackStorage
 from bot.telegram.fsm_storage import DatabaseStorage
 from locales import gettext
 from services.kezek import Kezek
-from tests.conftest import REDIS_URL, World
-from tests.handlers.test_start import CHAT_ID, Harness, sent
+from tests.support.databases import REDIS_URL
+from tests.support.telegram import CHAT_ID, Harness, sent
+from tests.support.world import World
 
 
 def instance(kz: Kezek, prefix: str) -> Harness:
@@ -35,7 +36,7 @@ async def test_make_storage_follows_the_settings(kz: Kezek) -> None:
     storage, isolation = make_storage(Settings(_env_file=None))  # type: ignore[call-arg]
     assert storage is None and isolation is None
     # ... which build_dispatcher reads as the default: the dialogues in the bot's own database
-    # (tests/test_fsm_restart.py: they survive a restart).
+    # (tests/bot/telegram/test_fsm_restart.py: they survive a restart).
     dp = build_dispatcher(kz, storage=storage, events_isolation=isolation)
     assert isinstance(dp.fsm.storage, DatabaseStorage) and dp.fsm.storage.db is kz.db
     storage, isolation = make_storage(Settings(_env_file=None, redis_url=REDIS_URL))  # type: ignore[call-arg]
@@ -87,7 +88,7 @@ async def test_link_dialogue_survives_a_switch_of_instance(kz: Kezek, world: Wor
 async def test_a_dialogue_on_memory_storage_does_not_survive(kz: Kezek, world: World) -> None:
     """The contrast: in aiogram's MemoryStorage a new instance starts from scratch (so the test
     above shows something Redis gives; without Redis the default keeps the dialogues in the
-    database, tests/test_fsm_restart.py)."""
+    database, tests/bot/telegram/test_fsm_restart.py)."""
     row = world.row()
     await world.apps(row)
     first = Harness(build_dispatcher(kz, storage=MemoryStorage()))

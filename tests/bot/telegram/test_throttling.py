@@ -1,18 +1,14 @@
-"""Per-chat throttling (bot/telegram/throttling.py) through the real Dispatcher and the recording session of
-test_bot_start, on a fake time source (no sleeps): memory counters and Redis counters."""
+"""Per-chat throttling (bot/telegram/throttling.py) through the real Dispatcher on the mocked Bot of
+tests/support/telegram.py, on a fake time source (no sleeps): memory counters and Redis counters."""
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator
-from itertools import count
-from typing import Any
 
 import pytest
-from aiogram.methods import AnswerCallbackQuery, SendMessage, TelegramMethod
-from aiogram.types import CallbackQuery, Chat, Message, Update, User
+from aiogram.methods import AnswerCallbackQuery
 
 from bot.config import Settings
 from bot.telegram.app import build_dispatcher
@@ -25,22 +21,12 @@ from bot.telegram.throttling import (
     make_throttle,
 )
 from locales import gettext
-from services import chats
 from services.kezek import Kezek
-from tests.conftest import REDIS_URL, redis_client
-from tests.handlers.test_start import BOT_USER, Harness
+from tests.support.databases import REDIS_URL, redis_client
+from tests.support.telegram import CHAT_ID, RATE, WINDOW, Chats, FakeTime, Harness, is_help, texts
+from tests.support.world import stored_language
 
-CHAT, OTHER = 1001, 1002
-RATE, WINDOW = 3, 60.0
-HELP = "Kezek helps you follow the kindergarten queue. Commands:"
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000 * WINDOW + 1.0  # one second into a window
-
-    def __call__(self) -> float:
-        return self.now
+CHAT, OTHER = CHAT_ID, CHAT_ID + 1
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -59,47 +45,6 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[ThrottleStore]:
         await client.aclose()
 
 
-class Chats:
-    """Feeds messages and presses of several chats into one Dispatcher."""
-
-    def __init__(self, harness: Harness) -> None:
-        self.h = harness
-        self.ids = count(1)
-
-    async def feed(self, update: Update) -> list[TelegramMethod[Any]]:
-        start = len(self.h.session.requests)
-        await self.h.dp.feed_update(self.h.bot, update)
-        return self.h.session.requests[start:]
-
-    def user(self, chat_id: int) -> User:
-        return User(id=chat_id, is_bot=False, first_name="Айгерим", language_code="ru")
-
-    async def text(self, chat_id: int, text: str) -> list[TelegramMethod[Any]]:
-        message = Message(message_id=next(self.ids), date=dt.datetime.now(dt.UTC), text=text,
-                          chat=Chat(id=chat_id, type="private"), from_user=self.user(chat_id))
-        return await self.feed(Update(update_id=next(self.ids), message=message))
-
-    async def press(self, chat_id: int, data: str) -> list[TelegramMethod[Any]]:
-        under = Message(message_id=next(self.ids), date=dt.datetime.now(dt.UTC), text="…",
-                        chat=Chat(id=chat_id, type="private"), from_user=BOT_USER)
-        callback = CallbackQuery(id=f"cb{next(self.ids)}", from_user=self.user(chat_id), chat_instance="ci",
-                                 message=under, data=data)
-        return await self.feed(Update(update_id=next(self.ids), callback_query=callback))
-
-
-def texts(calls: list[TelegramMethod[Any]]) -> list[str]:
-    return [c.text for c in calls if isinstance(c, SendMessage)]
-
-
-def is_help(calls: list[TelegramMethod[Any]], lang: str = "ru") -> bool:
-    return len(texts(calls)) == 1 and texts(calls)[0].startswith(gettext(lang, HELP))
-
-
-async def language(kz: Kezek, chat_id: int) -> str | None:
-    async with kz.reading(with_calendar=False) as ctx:
-        return await chats.get_language(ctx.session, chat_id)
-
-
 @pytest.fixture
 async def setup(kz: Kezek, store: ThrottleStore) -> AsyncIterator[tuple[Chats, FakeTime]]:
     clock = FakeTime()
@@ -113,7 +58,7 @@ async def test_a_burst_gets_one_answer_and_no_handler_runs(setup: tuple[Chats, F
     tg, clock = setup
     # Within the limit: a language choice and two /help.
     await tg.press(CHAT, "lang:kk")
-    assert await language(kz, CHAT) == "kk"
+    assert await stored_language(kz, CHAT) == "kk"
     assert is_help(await tg.text(CHAT, "/help"), "kk")
     assert is_help(await tg.text(CHAT, "/help"), "kk")
     # Over it: one answer, in the chat's language; then silence.
@@ -123,7 +68,7 @@ async def test_a_burst_gets_one_answer_and_no_handler_runs(setup: tuple[Chats, F
     # A press over the limit: only a toast, and no effect (the language stays).
     calls = await tg.press(CHAT, "lang:ru")
     assert [(type(c), c.text) for c in calls] == [(AnswerCallbackQuery, gettext("kk", TOO_MANY))]
-    assert await language(kz, CHAT) == "kk"
+    assert await stored_language(kz, CHAT) == "kk"
     # Another chat is not limited by this one.
     assert is_help(await tg.text(OTHER, "/help"))
     # Later in the same window: still dropped.
@@ -133,7 +78,7 @@ async def test_a_burst_gets_one_answer_and_no_handler_runs(setup: tuple[Chats, F
     clock.now += 2
     calls = await tg.press(CHAT, "lang:ru")
     assert [c.text for c in calls if isinstance(c, AnswerCallbackQuery)] != [gettext("kk", TOO_MANY)]
-    assert await language(kz, CHAT) == "ru"
+    assert await stored_language(kz, CHAT) == "ru"
     assert is_help(await tg.text(CHAT, "/help"))
     assert is_help(await tg.text(CHAT, "/help"))
     assert texts(await tg.text(CHAT, "/help")) == [gettext("ru", TOO_MANY)]

@@ -1,5 +1,5 @@
 """Webhook mode: ``kezek run`` as a separate process with KEZEK_WEBHOOK_URL set, its Bot API calls
-going to the stand-in (tests/standin.py), the test posting updates the way Telegram does.
+going to the stand-in (tests/support/standin.py), the test posting updates the way Telegram does.
 Also: the refusal of a bad webhook configuration, and the runner's background jobs."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +20,8 @@ from bot.config import Settings
 from bot.telegram.runner import WebhookConfigError, run
 from locales import gettext
 from services.kezek import Kezek
-from tests.standin import TOKEN, BotApiStandIn, BotProcess
+from tests.support.pgcluster import free_port
+from tests.support.standin import TOKEN, BotApiStandIn, BotProcess
 
 SECRET = "s3cret-Token_1"
 PUBLIC = "https://kezek.example.test"
@@ -29,12 +29,6 @@ CHAT_ID = 7001
 INTRUDER = 8001
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ CLI (list, download the very bytes, accept, reject with a reason the parent read
 and the deadline sweep still annuls when nothing was accepted.
 
 The Telegram side runs through the real Dispatcher with a real aiohttp session against the Bot API
-stand-in (``bot/bench/standin.py``: getFile and the file server)."""
+stand-in (``bot/bench/standin.py``: getFile and the file server); the chat and its fixtures are in
+tests/support/documents.py and this folder's conftest.py."""
 
 from __future__ import annotations
 
@@ -15,20 +16,16 @@ import asyncio
 import datetime as dt
 import io
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import func, select
 
-from bot.bench.standin import TOKEN, BotApiStandIn, Call
+from bot.bench.standin import BotApiStandIn, Call
 from bot.delivery.notices import rejection_text
-from bot.delivery.sender import SendPolicy, drain_once
-from bot.telegram.app import build_dispatcher
+from bot.delivery.sender import drain_once
 from handlers.callbacks import DocsCallback
 from handlers.documents import left_text
 from handlers.status import card_keyboard
@@ -41,40 +38,15 @@ from services.clock import FrozenClock
 from services.doc_storage import FolderDocumentStore
 from services.errors import DocumentsNotPending, NotLinked
 from services.kezek import Kezek
-from services.pacing import Pacer
 from storage.models import AuditEntry, Document, OutboxMessage, Referral
-from tests.conftest import World, almaty
-from tests.handlers.test_start import link
+from tests.support.delivery import unlimited
+from tests.support.documents import CHAT, OTHER, Chat, alerts, files_on_disk, image, pdf, referral_for, replies, stored
+from tests.support.world import World, almaty
 
-CHAT = 5005
-OTHER = 6006
 LANGS = pytest.mark.parametrize("lang", ["ru", "kk"])
 
 
 # --- files to send ------------------------------------------------------------------------------------
-
-def image(width: int, height: int, fmt: str = "JPEG", mark: str = "") -> bytes:
-    from PIL import Image, ImageDraw
-
-    im = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(im)
-    for y in range(10, height, 60):
-        draw.text((20, y), f"Справка о праве на льготу {mark}", fill="black")
-    out = io.BytesIO()
-    im.save(out, fmt)
-    return out.getvalue()
-
-
-def pdf(pages: int = 1, mark: str = "") -> bytes:
-    from fpdf import FPDF
-
-    doc = FPDF()
-    for page in range(pages):
-        doc.add_page()
-        doc.set_font("helvetica", size=12)
-        doc.cell(text=f"Certificate {mark} page {page + 1}")
-    return bytes(doc.output())
-
 
 def locked_pdf() -> bytes:
     from pypdf import PdfReader, PdfWriter
@@ -93,93 +65,6 @@ def pixel_bomb() -> bytes:
     out = io.BytesIO()
     Image.new("1", (9000, 9000)).save(out, "PNG")
     return out.getvalue()
-
-
-# --- the parent's chat ----------------------------------------------------------------------------
-
-@pytest.fixture
-async def api() -> AsyncIterator[BotApiStandIn]:
-    async with BotApiStandIn() as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
-async def bot(api: BotApiStandIn) -> AsyncIterator[Bot]:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api.base_url), timeout=10)
-    bot = Bot(TOKEN, session=session)
-    yield bot
-    await session.close()
-
-
-@pytest.fixture
-def store(kz: Kezek, tmp_path: Path) -> FolderDocumentStore:
-    kz.document_store = FolderDocumentStore(tmp_path / "documents")
-    return kz.document_store
-
-
-@pytest.fixture
-def dp(kz: Kezek, store: FolderDocumentStore) -> Dispatcher:
-    return build_dispatcher(kz)
-
-
-class Chat:
-    """One parent's chat: updates go into the real Dispatcher, answers come back from the stand-in."""
-
-    def __init__(self, dp: Dispatcher, bot: Bot, api: BotApiStandIn, chat_id: int = CHAT) -> None:
-        self.dp, self.bot, self.api, self.chat_id = dp, bot, api, chat_id
-
-    async def feed(self, update: dict[str, Any]) -> list[Call]:
-        mark = self.api.mark()
-        await self.dp.feed_raw_update(self.bot, update)
-        return [c for c in self.api.calls[mark:] if c.method not in ("getFile",)]
-
-    async def photo(self, content: bytes, width: int, height: int) -> list[Call]:
-        return await self.feed(self.api.send_photo(self.chat_id, content, width, height, deliver=False))
-
-    async def document(self, content: bytes, name: str, mime: str | None = None, size: int | None = None) -> list[Call]:
-        return await self.feed(self.api.send_document(self.chat_id, content, name, mime, size=size, deliver=False))
-
-    async def press(self, data: str) -> list[Call]:
-        return await self.feed(self.api.press(self.chat_id, data, deliver=False))
-
-    async def text(self, text: str) -> list[Call]:
-        return await self.feed(self.api.send_text(self.chat_id, text, deliver=False))
-
-
-def replies(calls: list[Call]) -> list[str]:
-    return [c.text or "" for c in calls if c.method == "sendMessage"]
-
-
-def alerts(calls: list[Call]) -> list[str]:
-    return [c.params.get("text", "") for c in calls if c.method == "answerCallbackQuery"]
-
-
-@pytest.fixture
-def chat(dp: Dispatcher, bot: Bot, api: BotApiStandIn) -> Chat:
-    return Chat(dp, bot, api)
-
-
-async def referral_for(kz: Kezek, world: World, chat_id: int = CHAT, lang: str = "ru",
-                       privilege: str = "first") -> tuple[dict[str, Any], int, Referral]:
-    """An application of ``chat_id`` (in ``lang``) holding a referral; a privileged one awaits its
-    documents (due by 15 September 2026, 00:00 Almaty: five working days after Monday the 7th)."""
-    row = world.row(privilege=privilege)
-    await world.apps(row)
-    app_id = await link(kz, row, chat_id)
-    await kz.set_chat_language(chat_id, lang)
-    pub = await world.publish(1)
-    seat = next(s for _, s, n in pub.offers if n == row["number"])
-    [ref] = await kz.claim(row["number"], seat, confirmed_by=f"telegram:{chat_id}")
-    return row, app_id, ref
-
-
-async def stored(kz: Kezek) -> list[Document]:
-    async with kz.reading(with_calendar=False) as ctx:
-        return list((await ctx.session.execute(select(Document).order_by(Document.id))).scalars())
-
-
-def files_on_disk(store: FolderDocumentStore) -> list[Path]:
-    return sorted(p for p in store.root.rglob("*") if p.is_file()) if store.root.exists() else []
 
 
 # --- accepted ---------------------------------------------------------------------------------------
@@ -461,15 +346,11 @@ async def test_when_both_deadlines_pass_together_the_files_are_closed_too(
 
 # --- the operator's review: the API ------------------------------------------------------------------
 
-def unlimited() -> SendPolicy:
-    return SendPolicy(batch=50, concurrency=4, pacer=Pacer(0, 0))
-
-
 @LANGS
 async def test_the_review_through_the_api_and_the_parent_reads_the_reason(
         kz: Kezek, world: World, bot: Bot, api: BotApiStandIn, store: FolderDocumentStore, lang: str,
         tmp_path: Path) -> None:
-    from tests.bot.api.test_api import AUTH, KK, api_client, call, counts
+    from tests.support.api import AUTH, KK, api_client, call, counts
 
     row, app_id, ref = await referral_for(kz, world, lang=lang)
     scan, paper = image(1280, 960), pdf(2)
@@ -517,7 +398,7 @@ async def test_the_review_through_the_api_and_the_parent_reads_the_reason(
         assert (await call(client, "GET", "/documents", status=200))["documents"] == []
 
     # The parent is told the reason in the chat's language, the operator's words quoted.
-    while await drain_once(kz, bot, None, unlimited()):
+    while await drain_once(kz, bot, None, unlimited(batch=50, concurrency=4)):
         pass
     [notice] = [c for c in api.sent("sendMessage") if c.chat_id == CHAT and row["number"] in (c.text or "")
                 and gettext(lang, "Reason: {reason}.", reason=rejection_text(lang, "unreadable")) in c.text]
@@ -539,7 +420,7 @@ async def test_the_review_through_the_api_and_the_parent_reads_the_reason(
 
 
 async def test_accepting_through_the_api_marks_the_files(kz: Kezek, world: World, store: FolderDocumentStore) -> None:
-    from tests.bot.api.test_api import api_client, call
+    from tests.support.api import api_client, call
 
     _, app_id, ref = await referral_for(kz, world)
     await kz.submit_document(CHAT, app_id, pdf(1))
@@ -559,7 +440,7 @@ def test_the_review_through_the_cli(db_url: str, tmp_path: Path, monkeypatch: py
     from bot.cli.main import cli
     from bot.config import get_settings
     from storage.db import Database
-    from tests.conftest import _truncate_pg
+    from tests.support.databases import truncate_pg
 
     folder = tmp_path / "documents"
     monkeypatch.setenv("KEZEK_DOCUMENTS_DIR", str(folder))
@@ -570,7 +451,7 @@ def test_the_review_through_the_cli(db_url: str, tmp_path: Path, monkeypatch: py
         db = Database(db_url)
         try:
             if db.is_postgres:
-                await _truncate_pg(db)
+                await truncate_pg(db)
             kz = Kezek(db, FrozenClock(monday), document_store=FolderDocumentStore(folder))
             world = await World(kz, kz.clock).setup()  # type: ignore[arg-type]
             row, app_id, ref = await referral_for(kz, world)

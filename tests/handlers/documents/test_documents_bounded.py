@@ -16,7 +16,7 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -29,22 +29,9 @@ from services import documents as docs
 from services.doc_check import DocumentChecker
 from services.doc_storage import FolderDocumentStore
 from services.kezek import Kezek
-from tests.conftest import World, almaty
-from tests.handlers.documents.test_documents import (  # noqa: F401 - the fixtures of the parent's chat
-    CHAT,
-    Chat,
-    api,
-    bot,
-    chat,
-    dp,
-    files_on_disk,
-    image,
-    pdf,
-    referral_for,
-    replies,
-    store,
-    stored,
-)
+from tests.support.documents import CHAT, Chat, files_on_disk, image, pdf, referral_for, replies, stored
+from tests.support.standin import until
+from tests.support.world import World, almaty
 
 LANGS = pytest.mark.parametrize("lang", ["ru", "kk"])
 
@@ -98,21 +85,14 @@ def gone(pid: int) -> bool:
     return False
 
 
-async def until(condition: Callable[[], bool], deadline: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while not condition():
-        assert loop.time() < end, "the condition did not come true in time"
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 async def checker(kz: Kezek) -> AsyncIterator[DocumentChecker]:
     """A checker of the test's own: a budget of 2 seconds, and no scan limit, so that a crafted
     JPEG reaches the decoder and the budget."""
     kz.document_checker = DocumentChecker(budget=2.0, workers=2, max_scans=10**9)
     yield kz.document_checker
-    await until(lambda: kz.document_checker is not None and kz.document_checker.running == 0)
+    await until(lambda: kz.document_checker is not None and kz.document_checker.running == 0,
+                "no check running", 30)
 
 
 # --- refused -------------------------------------------------------------------------------------------
@@ -166,7 +146,7 @@ async def test_a_check_past_its_budget_is_stopped_and_the_parent_told(
     assert text == too_complex(lang) and "\n" not in text
     assert await stored(kz) == [] and files_on_disk(store) == []
     [pid] = checker.killed  # the worker was killed at the budget ...
-    await until(lambda: gone(pid))
+    await until(lambda: gone(pid), "the worker killed", 30)
     # ... and the next parent's file is checked as usual.
     [text] = replies(await chat.document(progressive(1600, 1200), "scan.jpg", "image/jpeg"))
     assert gettext(lang, "Received for application {number}: an image of {width}×{height} pixels.",
@@ -230,7 +210,7 @@ async def test_crafted_files_never_hold_up_charts_or_downloads(
     heavy = many_scans_jpeg(3000, 4000)
     crafted = [asyncio.create_task(kz.submit_document(CHAT, app_id, heavy))
                for _ in range(8)]  # more than asyncio's default thread pool has threads here
-    await until(lambda: checker.running == 2)
+    await until(lambda: checker.running == 2, "two checks running", 30)
     start = almaty(2026, 1, 1, 10, 0)
     points = [(start + dt.timedelta(days=9 * i), 60 - i) for i in range(30)]
     chart = asyncio.to_thread(render_history_png, points, "ru", "A00001")
@@ -242,7 +222,8 @@ async def test_crafted_files_never_hold_up_charts_or_downloads(
     for task in crafted:
         task.cancel()
     await asyncio.gather(*crafted, return_exceptions=True)
-    await until(lambda: checker.running == 0 and all(gone(pid) for pid in checker.killed))
+    await until(lambda: checker.running == 0 and all(gone(pid) for pid in checker.killed),
+                "every check over and its worker gone", 30)
     assert len(checker.killed) == 2  # the two running ones, killed when the uploads were cancelled
     assert [d.id for d in await stored(kz)] == [kept.document_id] and len(files_on_disk(store)) == 1
 

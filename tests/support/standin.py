@@ -11,9 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bot.bench.standin import TOKEN, BotApiError, BotApiStandIn, Call, Upload  # noqa: F401 - the tests' one import
-
-ROOT = Path(__file__).resolve().parent.parent
-
+from tests.support import ROOT
 
 # The first wait on a process includes its start-up (imports, migrations): slow on a busy CI box.
 START_UP = 90.0
