@@ -1,6 +1,10 @@
 """ARCHITECTURE.md's rule that every front end comes in through the facade: nothing under bot/
 (but the benchmarks) or handlers/ opens a unit of work or touches a session itself. (The import
-direction is checked by import-linter's contracts in pyproject.toml, run by .ci/run.)"""
+direction is checked by import-linter's contracts in pyproject.toml, run by .ci/run.)
+
+And the tests' own rule: a test module imports nothing of tests/ but tests/support (fixtures come
+from the conftest.py files, which import only tests/support too), so that a test file can be moved,
+renamed or deleted without breaking another one."""
 
 from __future__ import annotations
 
@@ -38,4 +42,52 @@ def test_front_ends_call_the_facade_only() -> None:
     assert front_end_files()
     offenders = {str(f.relative_to(ROOT)): found for f in front_end_files()
                  if (found := reaches_past_the_facade(f.read_text(encoding="utf-8")))}
+    assert not offenders, offenders
+
+
+# --- the tests import only tests/support ------------------------------------------------------------
+
+TESTS = ROOT / "tests"
+
+
+def imports_of_tests(source: str) -> list[str]:
+    """The imports of ``source`` that reach into tests/ outside tests/support (relative ones too)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                found.append(f"line {node.lineno}: from {'.' * node.level}{node.module or ''} import ...")
+                continue
+            module = node.module or ""
+            names = [f"{module}.{a.name}" for a in node.names] if module == "tests" else [module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            if (name == "tests" or name.startswith("tests.")) and not (
+                    name == "tests.support" or name.startswith("tests.support.")):
+                found.append(f"line {node.lineno}: {name}")
+    return found
+
+
+def test_the_check_sees_a_test_module_imported_by_another() -> None:
+    source = ("from tests.handlers.test_start import Harness\n"
+              "from tests.conftest import World\n"
+              "from tests import test_cli\n"
+              "import tests.bot.api.test_api\n"
+              "from .test_link import links\n"
+              "from tests.support.world import World\n"
+              "from tests.support import ROOT\n"
+              "from tests import support\n")
+    assert imports_of_tests(source) == ["line 1: tests.handlers.test_start", "line 2: tests.conftest",
+                                        "line 3: tests.test_cli", "line 4: tests.bot.api.test_api",
+                                        "line 5: from .test_link import ..."]
+
+
+def test_test_modules_import_only_the_support_package() -> None:
+    files = sorted(TESTS.rglob("*.py"))
+    assert any(f.name.startswith("test_") for f in files)
+    offenders = {str(f.relative_to(ROOT)): found for f in files
+                 if (found := imports_of_tests(f.read_text(encoding="utf-8")))}
     assert not offenders, offenders
