@@ -388,7 +388,7 @@ def test_languages_and_fallbacks() -> None:
     assert gettext("ru", "The field «{field}» must be from {min} to {max}.", field="x")
 
 
-# --- the language review of 2026-12: texts that said something else than meant -------------
+# --- texts that said something else than they meant ----------------------------------------
 
 def _all_strings(lang: str) -> list[str]:
     out = []

@@ -1,7 +1,7 @@
-"""Issue 16, 6, inside the services: a bulk load checks its rows in turns of the event loop (the
-bot and the API answer while a big import is being checked), and a load with many bad rows keeps
-the first of them and a count instead of one error object per row (bounded memory, whatever the
-size of the file). Both backends: the checks run before anything is written."""
+"""Inside the services, a bulk load checks its rows in turns of the event loop (the bot and the API
+answer while a big import is being checked), and a load with many bad rows keeps the first of them
+and a count instead of one error object per row (bounded memory, whatever the size of the file).
+Both backends: the checks run before anything is written."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Issue 16, item 17: ``kezek run`` SIGKILLed in the middle of a small fan-out (20 "your turn"
-alerts for 20 linked parents, Telegram's default pacing of 30 a second and 1 a second per chat,
-the default lease) and started again.
+"""``kezek run`` SIGKILLed in the middle of a small fan-out (20 "your turn" alerts for 20 linked
+parents, Telegram's default pacing of 30 a second and 1 a second per chat, the default lease) and
+started again.
 
 What a parent would notice, and what is asserted:
 

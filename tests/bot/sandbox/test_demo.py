@@ -70,7 +70,7 @@ async def test_kezek_demo_keeps_its_files_to_its_owner(tmp_path, monkeypatch) ->
 
 
 async def test_kezek_demo_and_a_second_terminal_share_the_sandbox_clock(tmp_path) -> None:
-    """Issue 18 (first run): `kezek demo` runs on the sandbox clock; the clock is moved three days
+    """A first run of the demo: `kezek demo` runs on the sandbox clock; the clock is moved three days
     by the API's clock route (as `!advance 3d` does in the console); a seat published from a second
     terminal with `kezek seats publish` (as the README says) is offered at the sandbox's moment, so
     the demo's sweeps do not close it seconds after "your turn"."""
