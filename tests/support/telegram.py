@@ -194,18 +194,18 @@ class Chats:
     async def feed(self, update: Update) -> list[TelegramMethod[Any]]:
         return await self.h.feed(update)
 
-    def user(self, chat_id: int) -> User:
-        return User(id=chat_id, is_bot=False, first_name="Айгерим", language_code="ru")
+    def user(self, chat_id: int, lang: str = "ru") -> User:
+        return User(id=chat_id, is_bot=False, first_name="Айгерим", language_code=lang)
 
-    async def text(self, chat_id: int, text: str) -> list[TelegramMethod[Any]]:
+    async def text(self, chat_id: int, text: str, lang: str = "ru") -> list[TelegramMethod[Any]]:
         message = Message(message_id=next(self.ids), date=dt.datetime.now(dt.UTC), text=text,
-                          chat=Chat(id=chat_id, type="private"), from_user=self.user(chat_id))
+                          chat=Chat(id=chat_id, type="private"), from_user=self.user(chat_id, lang))
         return await self.feed(Update(update_id=next(self.ids), message=message))
 
-    async def press(self, chat_id: int, data: str) -> list[TelegramMethod[Any]]:
+    async def press(self, chat_id: int, data: str, lang: str = "ru") -> list[TelegramMethod[Any]]:
         under = Message(message_id=next(self.ids), date=dt.datetime.now(dt.UTC), text="…",
                         chat=Chat(id=chat_id, type="private"), from_user=BOT_USER)
-        callback = CallbackQuery(id=f"cb{next(self.ids)}", from_user=self.user(chat_id), chat_instance="ci",
+        callback = CallbackQuery(id=f"cb{next(self.ids)}", from_user=self.user(chat_id, lang), chat_instance="ci",
                                  message=under, data=data)
         return await self.feed(Update(update_id=next(self.ids), callback_query=callback))
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from services.errors import StaffInviteInvalid
 from services.kezek import Kezek
-from tests.conftest import World
-from tests.test_api import AUTH, api_client, call, counts
+from tests.support.api import AUTH, api_client, call, counts
+from tests.support.world import World
 
 
 async def test_invite_list_and_revoke_through_the_api(kz: Kezek, world: World) -> None:

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from itertools import count
 from typing import Any
 
 import pytest
 from aiogram.methods import TelegramMethod
-from aiogram.types import CallbackQuery, Chat, Message, Update
 from sqlalchemy import select
 
 from handlers.callbacks import StaffCallback
@@ -23,27 +21,20 @@ from services.clock import FrozenClock
 from services.errors import NotStaff, StaffInviteInvalid
 from services.kezek import Kezek
 from services.referral_check import Verdict
-from storage.models import AuditEntry, Delivery, OutboxMessage, Referral
+from storage.models import AuditEntry, Delivery, Referral
 from storage.vocab import ReferralStatus
-from tests.conftest import World, almaty
-from tests.test_bot_start import BOT_USER, Harness, answers, edits, sent
+from tests.support.telegram import Chats, Harness, answers, edits, sent
+from tests.support.world import World, almaty, outbox
 
 STAFF, OTHER_STAFF, STRANGER = 7101, 7102, 7103
-_ids = count(50_000)
 
 
 async def as_user(tg: Harness, user_id: int, text: str, lang: str = "ru") -> list[TelegramMethod[Any]]:
-    message = Message(message_id=next(_ids), date=dt.datetime.now(dt.UTC), chat=Chat(id=user_id, type="private"),
-                      from_user=tg.user(lang, user_id=user_id), text=text)
-    return await tg._feed(Update(update_id=next(_ids), message=message))
+    return await Chats(tg).text(user_id, text, lang)
 
 
 async def press_as(tg: Harness, user_id: int, data: str, lang: str = "ru") -> list[TelegramMethod[Any]]:
-    shown = Message(message_id=next(_ids), date=dt.datetime.now(dt.UTC), chat=Chat(id=user_id, type="private"),
-                    from_user=BOT_USER, text="…")
-    callback = CallbackQuery(id=f"cb{next(_ids)}", from_user=tg.user(lang, user_id=user_id), chat_instance="ci",
-                             message=shown, data=data)
-    return await tg._feed(Update(update_id=next(_ids), callback_query=callback))
+    return await Chats(tg).press(user_id, data, lang)
 
 
 async def issued(world: World) -> tuple[Any, str, str]:
@@ -61,11 +52,6 @@ async def issued(world: World) -> tuple[Any, str, str]:
 async def bind(tg: Harness, kz: Kezek, kindergarten: str, user_id: int, lang: str = "ru") -> list[TelegramMethod[Any]]:
     invitation = await kz.invite_staff(kindergarten)
     return await as_user(tg, user_id, f"/start {invitation.token}", lang)
-
-
-async def notices(kz: Kezek, kind: str) -> list[OutboxMessage]:
-    async with kz.reading() as ctx:
-        return list((await ctx.session.execute(select(OutboxMessage).where(OutboxMessage.kind == kind))).scalars())
 
 
 @pytest.mark.parametrize("lang", ["ru", "kk"])
@@ -101,7 +87,7 @@ async def test_an_invitation_binds_once_and_the_staff_admit_in_one_tap(
         actors = set((await ctx.session.execute(select(AuditEntry.actor).where(
             AuditEntry.action == "referral.admit"))).scalars())
     assert actors == {f"staff:{STAFF}"}
-    assert len(await notices(kz, "admitted")) == 1  # the parent is told (chat and e-mail copy)
+    assert len(await outbox(kz, "admitted")) == 1  # the parent is told (chat and e-mail copy)
 
 
 async def test_a_child_not_come_tells_the_parent_and_annuls_nothing(
@@ -111,7 +97,7 @@ async def test_a_child_not_come_tells_the_parent_and_annuls_nothing(
     for _ in range(2):  # pressed twice: the parent is told once
         [alert] = answers(await press_as(tg, STAFF, StaffCallback(ref=ref.id, act="n").pack()))
         assert alert.show_alert and "(по времени Астаны)" in alert.text
-    [notice] = await notices(kz, "no_show_reported")
+    [notice] = await outbox(kz, "no_show_reported")
     assert notice.application_id == ref.application_id
     async with kz.reading() as ctx:
         assert (await ctx.session.get(Referral, ref.id)).status == ReferralStatus.ISSUED
@@ -138,7 +124,7 @@ async def test_nobody_but_the_kindergartens_staff_sees_the_referral_or_records_a
     assert alert.text == refusal
     async with kz.reading() as ctx:
         assert (await ctx.session.get(Referral, ref.id)).status == ReferralStatus.ISSUED
-    assert await notices(kz, "no_show_reported") == [] and await notices(kz, "admitted") == []
+    assert await outbox(kz, "no_show_reported") == [] and await outbox(kz, "admitted") == []
 
 
 async def test_revoked_staff_and_expired_or_revoked_invitations_open_nothing(
@@ -216,7 +202,7 @@ async def test_an_invitation_e_mailed_carries_its_link_and_leaves_no_token_behin
     [mail] = [m for m in mails if str(m["To"]).lower() == "zhanar.kg1@example.kz"]
     text = mail.get_body(("plain",)).get_content()
     assert f"https://t.me/kezek_bot?start={invitation.token}" in text
-    [row] = await notices(kz, "staff_invite")
+    [row] = await outbox(kz, "staff_invite")
     assert row.payload["code"] == "******" and invitation.token not in str(row.payload)
     assert len([r for r in await kz.staff_list(kindergarten) if r.kind == "invite"]) == 1
 
@@ -236,7 +222,7 @@ async def test_the_morning_digest_tells_the_staff_of_deadlines_ending_by_the_nex
     clock.set(almaty(2026, 9, 11, 8, 0))  # Friday: the next working day is Monday
     assert await kz.staff_digest() == 1
     assert await kz.staff_digest() == 1  # run again (a restart, a second instance): still one notice
-    [notice] = await notices(kz, "staff_digest")
+    [notice] = await outbox(kz, "staff_digest")
     assert notice.payload["chat_id"] == STAFF and notice.payload["count"] == 1
     await kz.route_notices()
     async with kz.reading() as ctx:

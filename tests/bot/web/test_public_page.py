@@ -20,7 +20,7 @@ from locales.formats import format_deadline
 from services.clock import FrozenClock
 from services.kezek import Kezek
 from services.referral_check import check_address
-from tests.conftest import World
+from tests.support.world import World
 
 KG_RU, KG_KK = "Ясли-сад «Акбота»", "«Ақбота» бөбекжай-бақшасы"
 

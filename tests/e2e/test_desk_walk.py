@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import re
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,26 +25,21 @@ from services.errors import NotStaff
 from services.kezek import Kezek
 from storage.db import Database
 from storage.migrate import upgrade_async
-from tests.conftest import World, almaty
-from tests.standin import START_UP, TOKEN, BotApiStandIn, BotProcess
-from tests.test_referral_pdf import qr_tokens
+from tests.support.documents import qr_tokens
+from tests.support.pgcluster import free_port
+from tests.support.standin import START_UP, TOKEN, BotApiStandIn, BotProcess
+from tests.support.world import World, almaty
 
 PARENT, STAFF, STRANGER = 7201, 7202, 7203
 NOW = almaty(2026, 9, 7, 10, 0)  # a Monday, inside the claim window
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
 @pytest.fixture
 async def api() -> AsyncIterator[BotApiStandIn]:
     async with BotApiStandIn() as stand_in:
         yield stand_in
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_scanned_checked_and_admitted_in_one_tap(api: BotApiStandIn, tmp_path: Path) -> None:

@@ -22,13 +22,12 @@ from bot.config import Settings
 from bot.web.page import make_page_app
 from locales import gettext
 from services.kezek import Kezek
-from tests.conftest import World
+from tests.support import ROOT
+from tests.support.world import World
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists(),
-                                 reason="Chromium is not installed (.ci/run installs it)")]
+pytestmark = pytest.mark.skipif(shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists(),
+                                reason="Chromium is not installed (.ci/run installs it)")
 
-ROOT = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 360, 740
 TONES = {"ok": (0xE7, 0xF6, 0xEC), "bad": (0xFD, 0xE8, 0xE8)}  # bot/web/templates/page.css
 
@@ -107,7 +106,7 @@ async def test_kezek_run_serves_the_page_and_logs_no_code(world: World, db_url: 
 
     import aiohttp
 
-    from tests.standin import START_UP, BotProcess
+    from tests.support.standin import START_UP, BotProcess
 
     [number] = await world.apps(world.row())
     published = await world.publish()

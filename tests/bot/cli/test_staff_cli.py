@@ -17,7 +17,7 @@ from services.clock import FrozenClock
 from services.errors import StaffInviteInvalid
 from services.kezek import Kezek
 from storage.db import Database
-from tests.test_cli import MONDAY, run, seed  # noqa: F401 - `run` is a fixture
+from tests.support.cli import MONDAY, seed
 
 
 @pytest.fixture
