@@ -5,7 +5,7 @@ through ``asyncio.to_thread`` — and a magic filter (``F.text``, ``F.chat.type 
 as is resolves that way too: a thread hop per check, per router, per update. On /status that was a
 dozen hops, more CPU than the database work. Every filter of Kezek's routers is therefore a
 ``Filter`` (``MenuButton``), a coroutine, or a magic filter wrapped in ``Magic``;
-``tests/test_bot_start.py`` walks the Dispatcher and fails on any filter or handler that would run
+``tests/handlers/test_start.py`` walks the Dispatcher and fails on any filter or handler that would run
 in a thread."""
 
 from __future__ import annotations

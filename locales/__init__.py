@@ -9,7 +9,7 @@ A leaf package: it imports nothing of Kezek's own, and every other package may i
 - ``locales.errors``: a domain error (its ``code`` and ``params``) as one sentence.
 
 Catalogs live in ``locales/{ru,kk}/LC_MESSAGES/kezek.po``, package data: the wheel carries them
-(``tests/test_wheel.py``). No ``.mo`` file is built or committed: the first use of a language
+(``tests/project/test_wheel.py``). No ``.mo`` file is built or committed: the first use of a language
 compiles its ``.po`` in memory (Babel ``read_po`` + ``write_mo``). Every msgid is English source
 text; module-level tables mark theirs with the no-op ``N_`` / ``NP_`` markers so ``pybabel
 extract`` finds them (see ``locales/README.md`` for the commands).

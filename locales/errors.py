@@ -4,7 +4,7 @@ An error is anything with a stable ``code`` and ``params`` (``services.errors.Ke
 the registry API's own ``bot.api.base.ApiError``; this package imports neither). Every error text
 lives here: a renderer for the codes whose wording depends on their params, else a message whose
 ``{placeholders}`` are the params (dates and moments formatted in the reader's language).
-``tests/test_locales.py`` checks that every error class of the services has its own message in
+``tests/locales/test_locales.py`` checks that every error class of the services has its own message in
 both languages.
 
     error_text(lang, exc) -> str

@@ -16,7 +16,7 @@ order, moments as ISO 8601 text; a field made with ``omitted_if_none()`` is left
 
 Adding a kind: a member here, its payload class and its ``KINDS`` row; its words (a renderer
 and a subject) in ``bot/delivery/notices.py``, whose import fails while either is missing; the
-producer's ``ctx.notify``; the ru/kk catalogs; and in tests/test_notices.py its stored value, a
+producer's ``ctx.notify``; the ru/kk catalogs; and in tests/bot/delivery/test_notices.py its stored value, a
 sample payload and its producer's path (those tests fail until it has them). A kind a chat may turn off
 names an existing ``NoticeSetting``; a new setting also needs its ``Chat`` column (a migration),
 its row in ``services.settings.NOTICE_KEYS`` (checked at import) and its toggle in /settings.

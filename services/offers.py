@@ -585,7 +585,7 @@ async def state_order_seats(ctx: Ctx, app: Application) -> list[AvailableSeat]:
     They are the open seats of its district's private kindergartens, for a waiting application
     whose child is old enough on the claim day (``old_enough_for_private``, its profile's age).
     This is the ORM reference of the hot read ``services.reads.seats``: the statement there writes
-    the same rule in SQL, and tests/test_reads_equivalence.py holds the two to one answer."""
+    the same rule in SQL, and tests/services/test_reads_equivalence.py holds the two to one answer."""
     if app.status != AppStatus.QUEUED:
         return []
     profile = await ctx.profile(app.district_id)

@@ -20,7 +20,7 @@ PostgreSQL: statement triggers with transition tables (a bulk insert or update w
 queue per statement). SQLite: row triggers.
 
 The DDL here is the live one: migration 0009 installed a frozen copy of it, and a test holds the two
-alike (tests/test_queue_triggers.py); a change here needs a migration that installs it. The trap:
+alike (tests/storage/test_queue_triggers.py); a change here needs a migration that installs it. The trap:
 on SQLite, Alembic's ``batch_alter_table`` rebuilds a table (a new one, copied, renamed) and the
 old table's triggers go with it, silently. So the migration environment (storage/migrations/env.py)
 checks after every step that ``applications`` still has its queue triggers while ``queue_changes``

@@ -9,9 +9,9 @@ the route table (paths, parameters, summaries, which body and which answer, link
 scheme, the error answers the routes share, the limits of the running server (``KEZEK_API_MAX_ROWS``,
 the birth years its clock allows) and that a clock move is exactly one of its two shapes.
 
-``tests/test_api.py`` validates the document, checks that it lists exactly the routes the
+``tests/bot/api/test_api.py`` validates the document, checks that it lists exactly the routes the
 application has, that every answer conforms and that every body it allows the server takes;
-``tests/test_api_schemathesis.py`` (slow) fuzzes the live API against it."""
+``tests/bot/api/test_api_schemathesis.py`` (slow) fuzzes the live API against it."""
 
 from __future__ import annotations
 

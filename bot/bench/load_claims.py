@@ -1,5 +1,5 @@
 """The claim flow of the load benchmark (``kezek bench load``, phase ``claim``) and of the fault
-scenario ``tests/test_fault_instance_kill.py``.
+scenario ``tests/e2e/test_fault_instance_kill.py``.
 
 * **Seats and offers** are made through the service layer while the database is prepared
   (``publish_offers``): seats of the bench kindergarten for the first ``count`` parents in queue

@@ -5,7 +5,7 @@ round trip, no ORM. Such a statement writes out in SQL what a rule module says t
 (which profile a district follows, which seats are open to a child, the queue's order, the move of
 a number), so it can drift from the rule without anything failing. Here each one sits in a module
 of its own beside its *reference*: the same answer read the slow way, through the ORM and the rule
-modules' own functions. tests/test_reads_equivalence.py checks every pair on generated data, on
+modules' own functions. tests/services/test_reads_equivalence.py checks every pair on generated data, on
 SQLite and PostgreSQL; a module added here without a check there fails that test.
 
 * ``seats``: /seats, the state-order seats open to each linked application (``services.claiming``);

@@ -3,7 +3,7 @@
 
 Every field of ``services.context.RULE_FIELDS`` is selected, and that list is every column of
 ``RuleProfile`` but its identity: a column added to the model reaches the hot reads with no edit
-here (tests/test_reads_equivalence.py checks that each statement holds every field a rule reads,
+here (tests/services/test_reads_equivalence.py checks that each statement holds every field a rule reads,
 and that each read gives ``Ctx.profile``'s values)."""
 
 from __future__ import annotations

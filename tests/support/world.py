@@ -28,6 +28,16 @@ class World:
     def __init__(self, kz: Kezek, clock: FrozenClock) -> None:
         self.kz, self.clock = kz, clock
         self.serial = 0
+        self._iins: set[str] = set()
+
+    def _iin(self, birth_date: dt.date, n: int) -> str:
+        """A valid IIN no earlier row of this world has (``make_iin`` moves a serial whose check
+        digit fails to the next one, which the next row would take too)."""
+        serial = n
+        while (iin := make_iin(birth_date, serial)) in self._iins:
+            serial += 5003  # (another stretch of the 4-digit serials)
+        self._iins.add(iin)
+        return iin
 
     async def setup(self, profile: dict[str, Any] | None = None) -> World:
         if profile:
@@ -56,7 +66,7 @@ class World:
         n = self.serial
         return {
             "number": number or f"A{n:05d}",
-            "child_iin": make_iin(birth_date, n),
+            "child_iin": self._iin(birth_date, n),
             "child_name": f"Ребёнок {n}",
             "birth_date": birth_date.isoformat(),
             "district": district,

@@ -9,7 +9,7 @@ made (the waiting status is the literal 'queued'): a migration never imports liv
 later change of the live DDL or of storage.vocab cannot change what this revision does. A later
 revision that changes the triggers writes its own DDL; one that rebuilds ``applications`` on
 SQLite (``batch_alter_table``: a new table, the triggers gone) creates them again in its own
-revision, or storage/migrations/env.py refuses it (tests/test_queue_triggers.py).
+revision, or storage/migrations/env.py refuses it (tests/storage/test_queue_triggers.py).
 """
 import sqlalchemy as sa
 from alembic import op
