@@ -10,7 +10,9 @@ both languages.
     error_text(lang, exc) -> str
     error_lines(lang, exc, *, first_row=1) -> list[str]
     has_error_message(code) -> bool
-"""
+
+Why one module of this size: every error sentence of the service is here, in one place the
+catalog test reads (one message or renderer per error code)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,11 @@ the referral's documents (``services.referrals.decide_documents``) with a reason
 quoted as they are. The deadline sweep is unchanged: files received but not accepted by the
 deadline do not save the referral.
 
-No aiogram here: the bot layer downloads the file and passes its bytes."""
+No aiogram here: the bot layer downloads the file and passes its bytes.
+
+Why one module of this size: a document's path from the chat to the operator's decision
+(receive, check, keep, list, decide) shares its states and limits; split, each step would
+restate them."""
 
 from __future__ import annotations
 

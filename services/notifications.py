@@ -16,7 +16,10 @@ Every change writes its notices into the outbox in its own transaction (``Ctx.no
    later (Telegram's ``retry_after``, or backoff for a network fault); or failed for good (the
    user blocked the bot, the chat is gone, too many tries).
 
-No aiogram here: the bot layer provides the Telegram port and renders the texts."""
+No aiogram here: the bot layer provides the Telegram port and renders the texts.
+
+Why one module of this size: routing, claiming, sending and recording a delivery share the
+lease and the retry rules of one delivery row; apart, each would restate them."""
 
 from __future__ import annotations
 

@@ -9,7 +9,10 @@
   may give more windows). Then the seat is open to every waiting application of the queue.
 * A claim needs an explicit confirmation, happens inside a window only, and issues the referral
   atomically with taking the seat (conditional updates: the loser of a race changes nothing).
-"""
+
+Why one module of this size: offering, the open seats and the claim's plan are one rule (who
+may take which seat when) read by every flow that frees or takes a seat; its ORM reference
+for the fast reads (services/reads) lives here too."""
 
 from __future__ import annotations
 

@@ -6,7 +6,10 @@ general), then the submission moment, then the application number. The queue num
 
 Every change of a queue's waiting set is one ``QueueEvent`` (+1 joined, -1 left, with a cause),
 so the move of any number since any moment, and its causes, are read back from the events
-whose key is ahead of the application's."""
+whose key is ahead of the application's.
+
+Why one module of this size: the registry's load and the queue's order are one rule (who
+stands where and why), written and read in the same transaction."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 All timestamps are stored as naive UTC (``UTCDateTime`` converts) so SQLite and PostgreSQL
 behave the same; the domain computes in Asia/Almaty through ``services.calendar``.
-"""
+
+Why one module of this size: SQLAlchemy's declarative models are one metadata and their
+relationships name each other; split, every module would import the others for its foreign keys."""
 
 from __future__ import annotations
 

@@ -5,7 +5,10 @@ Jinja2 templates in bot/delivery/templates/email).
 Every ``NoticeKind`` has a renderer (``RENDERERS``) and a subject (``SUBJECTS``): this module does
 not import while one is missing. What is a property of the kind rather than a text (the button,
 what the e-mail asks the parent to do in the bot, the deadlines of the details) is read from
-``services.notices.KINDS``; the words for those properties are here."""
+``services.notices.KINDS``; the words for those properties are here.
+
+Why one module of this size: the words of every notice kind sit in one table that its import
+checks against services.notices.KINDS; split by kind, nothing would hold them together."""
 
 from __future__ import annotations
 
