@@ -78,6 +78,7 @@ class ReferralDocument:
     facts: ReferralFacts
     token: str
     address: str | None = None  # <KEZEK_PUBLIC_URL>/r/<token> when the service has a public page
+    short: str = ""  # the code a person types (services.signing: <id>-XXXX-XXXX)
 
     @property
     def qr_content(self) -> str:
@@ -178,15 +179,19 @@ def referral_token(signer: Signer, referral_id: int) -> str:
 async def referral_document(ctx: Ctx, signer: Signer, referral_id: int, public_url: str = "") -> ReferralDocument:
     facts = await referral_facts(ctx, referral_id)
     token = referral_token(signer, referral_id)
-    return ReferralDocument(facts, token, check_address(public_url, token) if public_url else None)
+    return ReferralDocument(facts, token, check_address(public_url, token) if public_url else None,
+                            signer.short_code(PURPOSE, referral_id))
 
 
 async def verify(ctx: Ctx, signer: Signer, token: str) -> Verdict:
     """The verdict on a token a kindergarten scanned or typed (see the module's docstring)."""
     token = token.strip() if isinstance(token, str) else token
     try:
-        claims = signer.verify(PURPOSE, token, now=ctx.now)
-        facts = await referral_facts(ctx, claims.id)
+        if signing.normalise_short(token) is not None:  # typed from the paper
+            referral_id = signer.verify_short(PURPOSE, token)
+        else:
+            referral_id = signer.verify(PURPOSE, token, now=ctx.now).id
+        facts = await referral_facts(ctx, referral_id)
     except TokenError as exc:
         log.warning("referral token refused: %s (%s)", exc.reason, signing.fingerprint(token))
         return Verdict(REFUSED)

@@ -197,6 +197,26 @@ class Signer:
             raise TokenError("malformed")
         return ident
 
+    def short_code(self, purpose: str, ident: int) -> str:
+        """The code a person types: ``<id>-XXXX-XXXX`` (see ``normalise_short``)."""
+        if purpose not in PURPOSES:
+            raise ValueError(f"unknown token purpose: {purpose!r}")
+        mac = _short_mac(self._key, purpose, ident)
+        return f"{ident}-{mac[:4]}-{mac[4:]}"
+
+    def verify_short(self, purpose: str, text: object) -> int:
+        """The id a typed short code names, when it is genuine under the key (or a previous one);
+        else ``TokenError``."""
+        code = normalise_short(text)
+        if code is None:
+            raise TokenError("malformed")
+        ident_text, mac = code.split("-")
+        ident = int(ident_text)
+        matches = [hmac.compare_digest(mac, _short_mac(key, purpose, ident)) for key in (self._key, *self._previous)]
+        if not any(matches):
+            raise TokenError("bad_signature")
+        return ident
+
     @classmethod
     def claimed_purpose(cls, token: object) -> str | None:
         """The purpose a well-formed token names, NOT verified (None when malformed): for sending
@@ -222,6 +242,46 @@ class Signer:
         if expires_at is not None and now >= expires_at:
             raise TokenError("expired")
         return Claims(name, ident, expires_at)
+
+
+# --- short codes: what a person types from paper ----------------------------------------------------
+# ``<id>-XXXX-XXXX``: the row id and 40 bits of HMAC-SHA256(key, "kezek-short" NUL purpose NUL id)
+# in Crockford's base32 (no I, L, O or U; typed in any case, O read as 0 and I, L as 1, spaces and
+# dashes ignored). 40 bits guessed at the page's rate limit would take ages; the QR code carries
+# the full token, this is for the kindergarten that cannot scan it.
+_SHORT_DOMAIN = b"kezek-short\x00"
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD_READ = {**{c: i for i, c in enumerate(_CROCKFORD)}, "O": 0, "I": 1, "L": 1}
+SHORT_MAC_CHARS = 8
+
+
+def _crockford(raw: bytes) -> str:
+    number = int.from_bytes(raw, "big")
+    chars = []
+    for _ in range(len(raw) * 8 // 5):
+        number, digit = divmod(number, 32)
+        chars.append(_CROCKFORD[digit])
+    return "".join(reversed(chars))
+
+
+def _short_mac(key: bytes, purpose: str, ident: int) -> str:
+    message = _SHORT_DOMAIN + purpose.encode("ascii") + b"\x00" + str(ident).encode("ascii")
+    return _crockford(hmac.new(key, message, hashlib.sha256).digest()[:SHORT_MAC_CHARS * 5 // 8])
+
+
+def normalise_short(text: object) -> str | None:
+    """A typed short code in its canonical form (``1234-7KQ2M9XD``: spaces and dashes dropped,
+    upper case, O→0, I/L→1), or None when it cannot be one."""
+    if not isinstance(text, str) or len(text) > 64:
+        return None
+    raw = "".join(ch for ch in text.upper() if ch not in " -\t")
+    if not raw.isascii() or len(raw) <= SHORT_MAC_CHARS or not raw[:-SHORT_MAC_CHARS].isdigit():
+        return None
+    ident, mac = raw[:-SHORT_MAC_CHARS], raw[-SHORT_MAC_CHARS:]
+    if any(ch not in _CROCKFORD_READ for ch in mac):
+        return None
+    mac = "".join(_CROCKFORD[_CROCKFORD_READ[ch]] for ch in mac)
+    return f"{int(ident)}-{mac}" if len(ident) <= 19 else None
 
 
 def fingerprint(token: object) -> str:

@@ -155,7 +155,8 @@ ROUTES: tuple[Route, ...] = (
           params=({"name": "token", "in": "query", "required": True,
                    "schema": {"type": "string", "minLength": 1, "pattern": r"\S",
                               "examples": ["AQEMo3cdV0W1x4Y1nB8r2mRtuA"]},
-                   "description": "The code of the QR code (printed beside it too)."},)),
+                   "description": "The code of the QR code, or the short code printed beside it "
+                                  "(<id>-XXXX-XXXX, typed in any case)."},)),
     Route("post", "/referrals/{id}/admission", "admit", "referrals", "The kindergarten admitted the child (no body)",
           "Admitted: the application is closed.", answers.ReferralAnswer, errors=("404", "409"),
           params=(ID_PARAM,), links=_TO_APPLICATION),

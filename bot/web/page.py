@@ -196,7 +196,9 @@ async def _check(request: web.Request, code: str) -> web.Response:
             name = await request.app[USERNAME].get()
         except Exception:  # noqa: BLE001 - getMe failed: the page goes without the link this time
             name = None
-        staff_link = deep_link(name, code) if name else None
+        if name and verdict.facts is not None:  # (the full token, whichever code was typed)
+            token = rc.referral_token(await request.app[KZ].signer(), verdict.facts.referral_id)
+            staff_link = deep_link(name, token)
     return _render(request, lang, state=page_state(lang, verdict), rows=rows, message=None, staff_link=staff_link)
 
 

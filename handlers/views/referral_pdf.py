@@ -182,7 +182,7 @@ def _page(pdf: FPDF, lang: str, document: ReferralDocument, qr: bytes) -> None:
             command=f"«{VERIFY_COMMAND} {code}»", request=f"{VERIFY_PATH}{code}"), ("DejaVu", "", 9.5))
     pdf.ln(2)
     beside(5, gettext(lang, "Verification code"), ("DejaVu", "", 9))
-    beside(6, document.token, ("DejaVuMono", "", 11))
+    beside(6, document.short or document.token, ("DejaVuMono", "", 12))
     pdf.set_y(max(pdf.get_y(), top + QR_SIZE) + 8)
 
     pdf.set_font("DejaVu", "", 8.5)

@@ -393,3 +393,18 @@ def test_cli_verify_across_a_key_rotation(cli_referral: tuple[Any, str], tmp_pat
     assert run("referrals", "verify", printed).exit_code == 1
     monkeypatch.undo()
     get_settings.cache_clear()  # (the next test reads the settings without these keys)
+
+
+def test_short_codes_name_their_row_under_their_key_only() -> None:
+    new, old = b"n" * 32, b"o" * 32
+    for ident in (1, 7, 123456, 2**63 - 1):
+        code = Signer(old).short_code("referral", ident)
+        ident_text, mac = code.split("-", 1)
+        assert signing.normalise_short(code.lower().replace("-", " ")) == f"{ident_text}-{mac.replace('-', '')}"
+        assert Signer(new, [old]).verify_short("referral", code) == ident  # a rotated key still reads it
+        with pytest.raises(TokenError):
+            Signer(new).verify_short("referral", code)  # another key
+        with pytest.raises(TokenError):
+            Signer(old).verify_short("link", code)  # made for another purpose
+    for junk in ("", "-", "12", "abc-DEFG-HJKM", "1-UUUU-UUUU", "1" * 40 + "-ABCD-EFGH", None, 12):
+        assert signing.normalise_short(junk) is None, junk

@@ -7,6 +7,7 @@ upload fails) and as the attachment of the e-mail copy."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -95,7 +96,8 @@ async def test_the_pdf_in_both_languages_reads_back_with_every_kazakh_letter(
         assert plain(format_deadline(lang, document.facts.valid_until, formal=True)) in page
         assert plain(format_date(lang, document.facts.issued_at, formal=True)) in page
         assert "kezek referrals verify" in page and "/api/v1/referrals/verify?token=" in page
-        assert document.token in page  # typed in when the QR code cannot be scanned
+        # Typed in when the QR code cannot be scanned: the short code, not the 27-character token.
+        assert document.short in page and document.token not in page
         # No personal data beyond the masked IIN.
         for secret in (row["child_iin"], row["phone"], row["email"], row["child_name"]):
             assert secret not in page
@@ -150,7 +152,7 @@ async def test_with_a_public_page_the_qr_code_opens_it_and_the_paper_says_how(
     assert (await kz.verify_referral(address.rsplit("/", 1)[1])).state == "valid"
     for lang, page in zip(("kk", "ru"), pdf_pages(data), strict=True):
         assert "kezek referrals verify" not in page and "/api/v1/" not in page
-        assert "https://kezek.example.kz/r" in page and document.token in page
+        assert "https://kezek.example.kz/r" in page and document.short in page
         assert plain(gettext(lang, "For the kindergarten: check this referral")) in page
 
 
@@ -332,3 +334,19 @@ async def test_the_pages_give_the_zone_with_its_offset_and_no_english(kz: Kezek,
     for page in (kk, ru):
         assert "CODE" not in page and "verify КОД" in page and "token=КОД" in page
     assert "Балабақша үшін: жолдаманы қалай тексеру керек" in kk
+
+
+async def test_the_short_code_on_the_paper_verifies_however_it_is_typed_and_a_changed_one_does_not(
+        kz: Kezek, kazakh_world: World) -> None:
+    ref, _ = await issue(kazakh_world)
+    short = (await kz.referral_document(ref.id)).short
+    assert re.fullmatch(rf"{ref.id}-[0-9A-HJKMNP-TV-Z]{{4}}-[0-9A-HJKMNP-TV-Z]{{4}}", short), short
+    ident, mac = short.split("-", 1)
+    typed = [short, short.lower(), short.replace("-", " "), short.replace("-", ""),
+             f"{ident}-{mac.replace('0', 'o').replace('1', 'l')}"]  # Crockford: O is 0, L is 1
+    for variant in typed:
+        verdict = await kz.verify_referral(variant)
+        assert verdict.state == "valid" and verdict.facts is not None and verdict.facts.referral_id == ref.id
+    last = mac[-1]
+    for changed in (f"{ident}-{mac[:-1]}{'0' if last != '0' else '1'}", f"{int(ident) + 1}-{mac}", f"{ident}-"):
+        assert (await kz.verify_referral(changed)).state == "refused", changed

@@ -9,6 +9,7 @@ import html
 import re
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -197,3 +198,22 @@ async def test_a_genuine_code_offers_the_staff_the_bot_and_a_forged_one_does_not
     async with TestClient(TestServer(make_page_app(kz, Settings(page_rate=1000)))) as client:
         _, body, _ = await get(client, f"/r/{token}")  # the bot's name unknown: no link
         assert "t.me" not in body
+
+
+async def test_the_short_code_typed_from_the_paper_opens_the_same_page(kz: Kezek, world: World) -> None:
+    from bot.delivery.deeplinks import BotUsername
+
+    ref, _row, token = await referral(world)
+    short = (await kz.referral_document(ref.id)).short
+    app = make_page_app(kz, Settings(page_rate=1000), username=BotUsername("kezek_test_bot"))
+    async with TestClient(TestServer(app)) as client:
+        for typed in (short, short.lower().replace("-", " "), short.replace("-", "")):
+            _, body, _ = await get(client, f"/r?code={quote(typed)}", "kk")
+            assert gettext("kk", "Genuine referral: valid") in text_of(body), typed
+            # The staff's link carries the full token whichever code was typed.
+            assert f'href="https://t.me/kezek_test_bot?start={token}"' in body
+        _, body, _ = await get(client, f"/r/{short}", "ru")
+        assert gettext("ru", "Genuine referral: valid") in text_of(body)
+        ident, mac = short.split("-", 1)
+        _, body, _ = await get(client, f"/r/{int(ident) + 1}-{mac}", "ru")
+        assert gettext("ru", "Not a genuine referral") in text_of(body)
