@@ -12,11 +12,13 @@ The message is the staff member's language (the chat's, as everywhere)."""
 from __future__ import annotations
 
 from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import BotCommandScopeChat, CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from handlers.callbacks import StaffCallback
+from handlers.help import STAFF_COMMANDS, bot_commands
 from handlers.menu import edit_or_send
 from handlers.views.referral_pdf import page_lines, verdict_text
 from locales import gettext
@@ -58,6 +60,12 @@ async def accept_invitation(message: Message, token: str, kz: Kezek, lang: str) 
     except KezekError as exc:
         await message.answer(error_text(lang, exc))
         return
+    try:  # the staff's menu in this chat: /desk first
+        if message.bot is not None:
+            await message.bot.set_my_commands(bot_commands(lang, STAFF_COMMANDS),
+                                              scope=BotCommandScopeChat(chat_id=message.chat.id))
+    except TelegramAPIError:
+        pass  # the menu is a convenience: the welcome below names /desk too
     await message.answer(gettext(
         lang, "You are now staff of {kindergarten} in Kezek. When a parent brings a referral, scan its QR "
               "code with your phone and press «Open in Telegram»: the referral opens here in full, and the "

@@ -25,12 +25,13 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods import TelegramMethod
 from aiogram.methods.base import Response
-from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiogram.types import BotCommandScopeDefault
 from aiohttp import ClientError, ClientTimeout, web
 
 from bot.config import Settings
 from bot.telegram.app import build_dispatcher, make_storage
 from bot.telegram.throttling import make_throttle
+from handlers.help import bot_commands
 from locales import DEFAULT_LANGUAGE, N_, gettext
 from services.doc_check import DocumentChecker
 from services.kezek import Kezek
@@ -40,18 +41,6 @@ log = logging.getLogger("kezek.bot")
 LOOK_FLUSH_SECONDS = 0.25  # the looks of /status are written together at most this late
 
 BackgroundJob = Callable[[Bot | None], Awaitable[None]]
-
-# The command menu (the same as /help): command, English msgid of its description (N_: extracted).
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("start", N_("choose the language and open the menu")),
-    ("link", N_("link an application to this chat")),
-    ("status", N_("your child's place in the queue")),
-    ("seats", N_("seats in state-order private kindergartens")),
-    ("settings", N_("language, e-mail and notices")),
-    ("unlink", N_("unlink an application from this chat")),
-    ("help", N_("this help")),
-)
-
 
 # What a parent reads before pressing Start and in a shared link of the bot (Telegram's limits:
 # 512 and 120 characters).
@@ -146,10 +135,6 @@ def make_bot(settings: Settings) -> Bot:
     if not token:
         raise MissingTokenError("KEZEK_BOT_TOKEN is not set")
     return Bot(token, session=make_session(settings.bot_api_url))
-
-
-def bot_commands(lang: str) -> list[BotCommand]:
-    return [BotCommand(command=name, description=gettext(lang, msgid)[:256]) for name, msgid in COMMANDS]
 
 
 async def set_commands(bot: Bot) -> None:

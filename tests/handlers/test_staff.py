@@ -10,7 +10,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from aiogram.methods import TelegramMethod
+from aiogram.methods import SetMyCommands, TelegramMethod
+from aiogram.types import BotCommandScopeChat
 from sqlalchemy import select
 
 from handlers.callbacks import StaffCallback
@@ -59,7 +60,13 @@ async def test_an_invitation_binds_once_and_the_staff_admit_in_one_tap(
         tg: Harness, kz: Kezek, world: World, lang: str) -> None:
     ref, code, kindergarten = await issued(world)
     invitation = await kz.invite_staff(kindergarten)
-    [welcome] = sent(await as_user(tg, STAFF, f"/start {invitation.token}", lang))
+    calls = await as_user(tg, STAFF, f"/start {invitation.token}", lang)
+    [welcome] = sent(calls)
+    # The staff member's own menu, in this chat only: /desk first, in the chat's language.
+    [menu] = [c for c in calls if isinstance(c, SetMyCommands)]
+    assert isinstance(menu.scope, BotCommandScopeChat) and menu.scope.chat_id == STAFF
+    assert menu.commands[0].command == "desk" and menu.commands[0].description == gettext(
+        lang, "referrals waiting for a child (kindergarten staff)")
     assert welcome.text.startswith(gettext(
         lang, "You are now staff of {kindergarten} in Kezek. When a parent brings a referral, scan its QR "
               "code with your phone and press «Open in Telegram»: the referral opens here in full, and the "
