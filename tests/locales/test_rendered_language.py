@@ -492,8 +492,8 @@ async def test_the_referral_pdf(kz: Kezek, world: World, shown: Shown) -> None:
     assert len(pages) == 2
     for lang, page in zip(("kk", "ru"), pages, strict=True):
         page = " ".join(page.replace("\u202f", " ").replace("\xa0", " ").split())
-        # The verification command and request are typed as they are, and so is the token.
-        for literal in (document.token, VERIFY_COMMAND, VERIFY_PATH):
+        # The verification command and request are typed as they are, and so is the short code.
+        for literal in (document.short, VERIFY_COMMAND, VERIFY_PATH):
             page = page.replace(literal, " ")
         shown.add(lang, "PDF page", page)
     problems = problems_of(shown, {"API"})  # the verification API, named for the kindergarten
