@@ -9,8 +9,9 @@ code gets the same clear page ("not a genuine referral"); the reason goes to the
 code's fingerprint, never the code (``services.referral_check``).
 
 Bounded: a code longer than ``MAX_CODE`` is refused without a look-up; each client (its address;
-behind the reverse proxy, ``X-Real-IP``) may check ``page_rate`` codes a minute (``PageLimiter``,
-one process's count). Every answer carries a strict Content-Security-Policy (no script at all,
+behind the reverse proxy, ``X-Real-IP``) may check ``page_rate`` codes a minute, counted for every
+instance in Redis when it is configured (``RedisPageLimiter``), else in the process
+(``PageLimiter``). Every answer carries a strict Content-Security-Policy (no script at all,
 the one inline stylesheet by its hash), ``Referrer-Policy: no-referrer`` (the code in the address
 goes nowhere else), ``nosniff``, no framing and ``Cache-Control: no-store``. The access log names
 the route, never the code.
@@ -30,7 +31,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import jinja2
@@ -103,7 +104,13 @@ class PageLimiter:
         self.rate, self.window, self.clients, self.now = rate, window, clients, now
         self._seen: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def allow(self, client: str) -> bool:
+    async def allow(self, client: str) -> bool:
+        return self.allow_now(client)
+
+    async def close(self) -> None:
+        self._seen.clear()
+
+    def allow_now(self, client: str) -> bool:
         now = self.now()
         moments = self._seen.pop(client, None) or deque(maxlen=self.rate)
         while moments and moments[0] <= now - self.window:
@@ -115,6 +122,53 @@ class PageLimiter:
         while len(self._seen) > self.clients:
             self._seen.popitem(last=False)
         return allowed
+
+
+class RedisPageLimiter:
+    """The same limit shared by every instance (KEZEK_REDIS_URL): at most ``rate`` checks per
+    client in each minute of wall-clock time, ``<prefix>:page:<client>:<minute>`` counted with INCR
+    and dropped by Redis after two minutes. Redis away: the process's own ``PageLimiter`` stands
+    in (one warning), and Redis is tried again on the next check."""
+
+    def __init__(self, redis: Any, rate: int, *, prefix: str = "kezek", window: int = 60,
+                 now: Callable[[], float] = time.time, owns_client: bool = False) -> None:
+        self.redis, self.rate, self.prefix, self.window, self.now = redis, rate, prefix, window, now
+        self.fallback = PageLimiter(rate, window=window)
+        self._owns_client = owns_client
+        self._warned = False
+
+    @classmethod
+    def from_url(cls, url: str, rate: int, prefix: str = "kezek") -> RedisPageLimiter:
+        from redis.asyncio import Redis
+
+        return cls(Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2), rate, prefix=prefix,
+                   owns_client=True)
+
+    async def allow(self, client: str) -> bool:
+        key = f"{self.prefix}:page:{client}:{int(self.now() // self.window)}"
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, self.window * 2)
+                count, _ = await pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - Redis away: this process's count stands in
+            if not self._warned:
+                self._warned = True
+                log.warning("the page's shared limit is unavailable (%s): counting in this process",
+                            type(exc).__name__)
+            return self.fallback.allow_now(client)
+        self._warned = False
+        return int(count) <= self.rate
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.redis.aclose()
+
+
+class Limiter(Protocol):
+    async def allow(self, client: str) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 # --- the page ----------------------------------------------------------------------------------
@@ -182,7 +236,7 @@ def _render(request: web.Request, lang: str, status: int = 200, **context: Any) 
 
 async def _check(request: web.Request, code: str) -> web.Response:
     lang = _language(request)
-    if not request.app[LIMITER].allow(client_of(request)):
+    if not await request.app[LIMITER].allow(client_of(request)):
         return _render(request, lang, 429, state=None, rows=[], staff_link=None, message=gettext(
             lang, "Too many checks from this device. Please try again in a minute."))
     if len(code) > MAX_CODE:
@@ -253,17 +307,21 @@ class PageAccessLogger(AbstractAccessLogger):
 
 
 KZ = web.AppKey("kz", Kezek)
-LIMITER = web.AppKey("limiter", PageLimiter)
+LIMITER = web.AppKey("limiter", Limiter)
 USERNAME = web.AppKey("username", BotUsername)
 
 
-def make_page_app(kz: Kezek, settings: Settings, *, limiter: PageLimiter | None = None,
+def make_page_app(kz: Kezek, settings: Settings, *, limiter: Limiter | None = None,
                   username: BotUsername | None = None) -> web.Application:
     """The page's application. ``username``: the bot's, for the staff's "Open in Telegram" link
     (KEZEK_BOT_USERNAME; else the bot's getMe once a bot is attached; without either, no link)."""
     app = web.Application(middlewares=[headers_middleware], client_max_size=4096)
     app[KZ] = kz
-    app[LIMITER] = limiter or PageLimiter(settings.page_rate)
+    if limiter is None:
+        limiter = (RedisPageLimiter.from_url(settings.redis_url, settings.page_rate) if settings.redis_url
+                   else PageLimiter(settings.page_rate))
+    app[LIMITER] = limiter
+    app.on_cleanup.append(lambda _app: limiter.close())
     app[USERNAME] = username or BotUsername(settings.bot_username)
     app.router.add_get(PREFIX, by_form)
     app.router.add_get(f"{PREFIX}/", by_form)

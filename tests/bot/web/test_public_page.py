@@ -169,7 +169,7 @@ async def test_a_client_checking_too_often_is_told_to_wait_and_others_are_not(kz
 def test_the_limiter_keeps_bounded_memory() -> None:
     limiter = PageLimiter(5, clients=100)
     for n in range(10_000):
-        limiter.allow(f"10.0.{n // 256}.{n % 256}")
+        limiter.allow_now(f"10.0.{n // 256}.{n % 256}")
     assert len(limiter._seen) == 100
 
 
@@ -217,3 +217,38 @@ async def test_the_short_code_typed_from_the_paper_opens_the_same_page(kz: Kezek
         ident, mac = short.split("-", 1)
         _, body, _ = await get(client, f"/r/{int(ident) + 1}-{mac}", "ru")
         assert gettext("ru", "Not a genuine referral") in text_of(body)
+
+
+async def test_with_redis_two_instances_share_one_limit_per_client(kz: Kezek, world: World) -> None:
+    """Several `kezek run` instances behind nginx: a client's checks count once across them (the
+    test's Redis, keys under a prefix of their own); with Redis away, each process counts alone."""
+    import uuid
+
+    from bot.web.page import RedisPageLimiter
+    from tests.support.databases import redis_client
+
+    redis = await redis_client()
+    prefix = f"kezek-test-{uuid.uuid4().hex[:8]}"
+    _ref, _row, token = await referral(world)
+    try:
+        apps = [make_page_app(kz, Settings(), limiter=RedisPageLimiter(redis, 3, prefix=prefix)) for _ in range(2)]
+        async with TestClient(TestServer(apps[0])) as one, TestClient(TestServer(apps[1])) as two:
+            statuses = [(await get(client, f"/r/{token}"))[0] for client in (one, two, one, two)]
+            assert statuses == [200, 200, 200, 429]
+            other = {"X-Real-IP": "203.0.113.9"}  # another client behind the same proxy
+            assert (await get(two, f"/r/{token}", **other))[0] == 200
+    finally:
+        keys = [k async for k in redis.scan_iter(f"{prefix}:*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+
+    from redis.asyncio import Redis
+
+    away = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)  # nothing listens there
+    limiter = RedisPageLimiter(away, 2, prefix=prefix)
+    try:
+        async with TestClient(TestServer(make_page_app(kz, Settings(), limiter=limiter))) as client:
+            assert [(await get(client, f"/r/{token}"))[0] for _ in range(3)] == [200, 200, 429]
+    finally:
+        await away.aclose()
