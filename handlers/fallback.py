@@ -7,8 +7,7 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
-from handlers.menu import main_menu
-from handlers.start import stale_button_text
+from handlers.menu import main_menu, stale_button_text
 from locales import gettext
 
 

@@ -79,6 +79,11 @@ def chat_of(callback: CallbackQuery) -> int:
     return callback.message.chat.id if callback.message is not None else callback.from_user.id
 
 
+def stale_button_text(lang: str) -> str:
+    """The answer to a button that no longer means anything (old, forged or of another version)."""
+    return gettext(lang, "This button is no longer valid. Send /start to begin again.")
+
+
 async def edit_or_send(callback: CallbackQuery, bot: Bot, text: str,
                        markup: InlineKeyboardMarkup | None = None) -> None:
     """Show ``text`` in place of the message the button belongs to, or as a new message when that

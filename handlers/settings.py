@@ -17,8 +17,8 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from handlers.callbacks import NoticeCallback, SettingsCallback
 from handlers.filters import Magic
 from handlers.link import code_prompt
-from handlers.menu import MENU, MenuButton, chat_of, edit_or_send, main_menu
-from handlers.start import LANGUAGE_LABELS, language_picker, picker_prompt, stale_button_text
+from handlers.menu import MENU, MenuButton, chat_of, edit_or_send, main_menu, stale_button_text
+from handlers.start import LANGUAGE_LABELS, language_picker, picker_prompt
 from locales import N_, gettext
 from locales.errors import error_text
 from services.errors import InvalidEmail, KezekError

@@ -19,7 +19,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from handlers.callbacks import StaffCallback
 from handlers.help import STAFF_COMMANDS, bot_commands
-from handlers.menu import edit_or_send
+from handlers.menu import edit_or_send, stale_button_text
 from handlers.views.referral_pdf import page_lines, verdict_text
 from locales import gettext
 from locales.errors import error_text
@@ -127,31 +127,23 @@ async def show_desk(message: Message, kz: Kezek, lang: str) -> None:
 
 
 async def press(callback: CallbackQuery, callback_data: StaffCallback, kz: Kezek, lang: str, bot: Bot) -> None:
-    user_id = callback.from_user.id
-    if callback_data.act == OPEN:
-        try:
-            card = await kz.staff_referral(callback_data.ref, user_id)
-        except KezekError as exc:
-            await callback.answer(error_text(lang, exc), show_alert=True)
-            return
+    user_id, ref, act = callback.from_user.id, callback_data.ref, callback_data.act
+    calls = {OPEN: kz.staff_referral, ADMIT: kz.staff_admit, NO_SHOW: kz.staff_no_show}
+    if act not in calls:
+        await callback.answer(stale_button_text(lang), show_alert=True)
+        return
+    try:
+        card = await calls[act](ref, user_id)
+    except KezekError as exc:
+        await callback.answer(error_text(lang, exc), show_alert=True)
+        return
+    if act == OPEN:  # from the desk: the card as a message of its own
         await callback.answer()
         await bot.send_message(user_id, staff_card_text(lang, card), reply_markup=staff_card_keyboard(lang, card))
         return
-    try:
-        if callback_data.act == ADMIT:
-            card = await kz.staff_admit(callback_data.ref, user_id)
-            said = gettext(lang, "The admission is recorded. The parent has been told.")
-        elif callback_data.act == NO_SHOW:
-            card = await kz.staff_no_show(callback_data.ref, user_id)
-            said = gettext(lang, "The parent has been told that you are waiting for the child until {due}.",
-                           due=format_deadline(lang, card.facts.valid_until, zone="local"))
-        else:
-            raise ValueError(callback_data.act)
-    except (KezekError, ValueError) as exc:
-        text = error_text(lang, exc) if isinstance(exc, KezekError) else gettext(
-            lang, "This button is no longer valid. Send /start to begin again.")
-        await callback.answer(text, show_alert=True)
-        return
+    said = gettext(lang, "The admission is recorded. The parent has been told.") if act == ADMIT else gettext(
+        lang, "The parent has been told that you are waiting for the child until {due}.",
+        due=format_deadline(lang, card.facts.valid_until, zone="local"))
     await callback.answer(said, show_alert=True)
     await edit_or_send(callback, bot, staff_card_text(lang, card), staff_card_keyboard(lang, card))
 

@@ -18,7 +18,7 @@ from handlers import staff
 from handlers.callbacks import LangCallback
 from handlers.filters import Magic
 from handlers.link import failed_text, linked_text, locked_text, remember_language
-from handlers.menu import chat_of, main_menu
+from handlers.menu import chat_of, main_menu, stale_button_text
 from handlers.status import card_keyboard, card_text
 from locales import LANGUAGES, gettext
 from services.errors import LinkFailed, LinkLocked
@@ -44,10 +44,6 @@ def picker_prompt() -> str:
     # The chat may not read the language Telegram reports (Kazakh speakers' clients often say
     # 'ru'): ask in both.
     return "\n".join(gettext(code, "Please choose a language:") for code in PICKER_ORDER)
-
-
-def stale_button_text(lang: str) -> str:
-    return gettext(lang, "This button is no longer valid. Send /start to begin again.")
 
 
 async def start(message: Message) -> None:

@@ -12,8 +12,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from handlers.callbacks import UnlinkCallback
-from handlers.menu import MenuButton, chat_of, edit_or_send, no_links_text
-from handlers.start import stale_button_text
+from handlers.menu import MenuButton, chat_of, edit_or_send, no_links_text, stale_button_text
 from locales import gettext
 from locales.errors import error_text
 from services.errors import NotLinked

@@ -271,7 +271,10 @@ async def _staff_referral_row(ctx: Ctx, referral_id: int, user_id: int) -> Refer
 
 
 async def staff_referral(ctx: Ctx, referral_id: int, user_id: int) -> StaffReferral:
-    ref = await _staff_referral_row(ctx, referral_id, user_id)
+    return await _card(ctx, await _staff_referral_row(ctx, referral_id, user_id))
+
+
+async def _card(ctx: Ctx, ref: Referral) -> StaffReferral:
     facts = await rc.referral_facts(ctx, ref.id)
     name = (await ctx.session.execute(select(Application.child_name)
                                       .where(Application.id == ref.application_id))).scalar_one()
@@ -349,13 +352,11 @@ class StaffFacade(rc.ReferralCheckFacade):
 
     async def staff_admit(self, referral_id: int, user_id: int) -> StaffReferral:
         async with self.unit(actor_of(user_id)) as ctx:
-            await staff_admit(ctx, referral_id, user_id)
-            return await staff_referral(ctx, referral_id, user_id)
+            return await _card(ctx, await staff_admit(ctx, referral_id, user_id))
 
     async def staff_no_show(self, referral_id: int, user_id: int) -> StaffReferral:
         async with self.unit(actor_of(user_id)) as ctx:
-            await staff_no_show(ctx, referral_id, user_id)
-            return await staff_referral(ctx, referral_id, user_id)
+            return await _card(ctx, await staff_no_show(ctx, referral_id, user_id))
 
     async def staff_digest(self) -> int:
         """The working morning's digest for kindergarten staff (``morning_digest``); idempotent."""

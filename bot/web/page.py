@@ -41,6 +41,7 @@ from aiohttp.abc import AbstractAccessLogger
 from bot.api.errors import request_language
 from bot.config import Settings
 from bot.delivery.deeplinks import BotUsername
+from handlers.start import LANGUAGE_LABELS, PICKER_ORDER
 from locales import LANGUAGES, N_, gettext
 from locales.formats import format_date, format_deadline
 from locales.names import language_name
@@ -52,7 +53,6 @@ log = logging.getLogger("kezek.page")
 
 PREFIX = rc.PAGE_PATH
 MAX_CODE = 200  # a referral code is 27 characters; anything much longer is not one
-LANG_LABELS = {"kk": "Қазақша", "ru": "Русский"}  # Kazakh first, as state services show them
 # The page's own words (the template shows them translated; here, so that pybabel extracts them).
 WORDS = {
     "title": N_("Referral check"),
@@ -226,7 +226,8 @@ def _language(request: web.Request) -> str:
 def _render(request: web.Request, lang: str, status: int = 200, **context: Any) -> web.Response:
     typed = request.query.get("code", "")
     keep = f"code={quote(typed[:MAX_CODE], safe='')}&" if typed else ""  # (a typed code stays on a switch)
-    switch = [(LANG_LABELS[code], f"?{keep}lang={code}", code, code == lang) for code in LANG_LABELS]
+    # (the bot's language picker: each language under its own name, Kazakh first)
+    switch = [(LANGUAGE_LABELS[code], f"?{keep}lang={code}", code, code == lang) for code in PICKER_ORDER]
     html = _TEMPLATES.get_template("page.html").render(
         lang=lang, style=STYLE, switch=switch, words={k: gettext(lang, v) for k, v in WORDS.items()},
         form_action=PREFIX, **context)
